@@ -1,0 +1,5 @@
+//! actyolo: YOLOv5/YOLOv7 object detection whose Conv blocks can use any of ~30
+//! activations with PyTorch-exact semantics.
+
+pub mod act;
+pub mod model;
