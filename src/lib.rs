@@ -2,4 +2,6 @@
 //! activations with PyTorch-exact semantics.
 
 pub mod act;
+pub mod cli;
 pub mod model;
+pub mod plot;

@@ -161,7 +161,7 @@ pub static KINDS: &[KindInfo] = &[
     kind!(Silu, "SiLU", torch=true, aliases=["swish"], params=[INPLACE], "x * sigmoid(x)", learnable=false, pointwise=true, props(false, true, false, true, true)),
     kind!(Mish, "Mish", torch=true, aliases=[], params=[INPLACE], "x * tanh(softplus(x))", learnable=false, pointwise=true, props(false, true, false, true, true)),
     kind!(Hardswish, "Hardswish", torch=true, aliases=[], params=[INPLACE], "x * min(max(x + 3, 0), 6) / 6", learnable=false, pointwise=true, props(false, true, false, false, true)),
-    kind!(Elu, "ELU", torch=true, aliases=[], params=[p("alpha", Float, F(1.0)), INPLACE], "x if x > 0 else alpha * (exp(x) - 1)", learnable=false, pointwise=true, props(true, true, false, false, true)),
+    kind!(Elu, "ELU", torch=true, aliases=[], params=[p("alpha", Float, F(1.0)), INPLACE], "x if x > 0 else alpha * (exp(x) - 1)", learnable=false, pointwise=true, props(true, true, false, true, true)),
     kind!(Celu, "CELU", torch=true, aliases=[], params=[p("alpha", Float, F(1.0)), INPLACE], "max(0, x) + min(0, alpha * (exp(x / alpha) - 1))", learnable=false, pointwise=true, props(true, true, false, true, true)),
     kind!(Selu, "SELU", torch=true, aliases=[], params=[INPLACE], "scale * (max(0, x) + min(0, alpha * (exp(x) - 1))), alpha=1.6733, scale=1.0507", learnable=false, pointwise=true, props(true, true, false, false, true)),
     kind!(Glu, "GLU", torch=true, aliases=[], params=[p("dim", Int, I(1))], "a * sigmoid(b), where a, b = the two halves of the input along dim (channels)", learnable=false, pointwise=false,
@@ -232,4 +232,84 @@ impl ActKind {
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         scored.into_iter().take(n).map(|(_, s)| s.to_string()).collect()
     }
+}
+
+/// One row of `acts list`: an activation at its defaults, with everything a user may ask.
+#[derive(Debug, Clone, Serialize)]
+pub struct CatalogEntry {
+    pub name: &'static str,
+    /// The full spec with every default, e.g. `nn.LeakyReLU(negative_slope=0.01)`.
+    pub spec: String,
+    pub formula: &'static str,
+    pub params: Vec<ParamEntry>,
+    pub learnable: bool,
+    pub pointwise: bool,
+    pub properties: Properties,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ParamEntry {
+    pub name: &'static str,
+    pub default: String,
+}
+
+impl ActKind {
+    /// The spec with every parameter at its default.
+    pub fn default_spec(self) -> super::ActSpec {
+        super::ActSpec::parse(self.info().name).expect("a kind's own name parses without arguments")
+    }
+}
+
+/// Every activation, in catalogue order.
+pub fn catalogue() -> Vec<CatalogEntry> {
+    KINDS
+        .iter()
+        .map(|k| CatalogEntry {
+            name: k.name,
+            spec: k.kind.default_spec().to_string(),
+            formula: k.formula,
+            params: k
+                .params
+                .iter()
+                .filter(|p| p.name != "inplace")
+                .map(|p| ParamEntry {
+                    name: p.name,
+                    default: p.default.to_value().to_string(),
+                })
+                .collect(),
+            learnable: k.learnable,
+            pointwise: k.pointwise,
+            properties: k.properties,
+        })
+        .collect()
+}
+
+/// `acts list` as an aligned text table.
+pub fn render_table(entries: &[CatalogEntry]) -> String {
+    let mark = |p: Option<bool>| match p {
+        Some(true) => "yes",
+        Some(false) => "no",
+        None => "-",
+    };
+    let spec_width = entries.iter().map(|e| e.spec.len()).max().unwrap_or(0);
+    let mut out = format!(
+        "{:<spec_width$}  {:<9} {:<9} {:<5} {:<5} {:<6} {:<6}  formula\n",
+        "spec", "learnable", "monotonic", "lower", "upper", "smooth", "f(0)=0"
+    );
+    for e in entries {
+        let p = e.properties;
+        out += &format!(
+            "{:<spec_width$}  {:<9} {:<9} {:<5} {:<5} {:<6} {:<6}  {}\n",
+            e.spec,
+            if e.learnable { "yes" } else { "no" },
+            mark(p.monotonic),
+            mark(p.bounded_below),
+            mark(p.bounded_above),
+            mark(p.smooth),
+            mark(p.zero_at_zero),
+            e.formula
+        );
+    }
+    out += &format!("{} activations; lower/upper: bounded below/above at the default parameters\n", entries.len());
+    out
 }

@@ -41,3 +41,23 @@ pub fn evaluate(spec: &ActSpec, xs: &[f64]) -> Result<Evaluation> {
         dydx: to_vec(&dydx)?,
     })
 }
+
+impl Evaluation {
+    /// Columns x, y, dy/dx; when the output is shorter than the input (GLU), y gets its own rows.
+    pub fn render_table(&self) -> String {
+        let mut out = format!("{}\n", self.spec);
+        if self.y.len() == self.x.len() {
+            out += &format!("{:>14} {:>14} {:>14}\n", "x", "y", "dy/dx");
+            for ((x, y), d) in self.x.iter().zip(&self.y).zip(&self.dydx) {
+                out += &format!("{x:>14.6} {y:>14.6} {d:>14.6}\n");
+            }
+        } else {
+            out += &format!("{:>14} {:>14}\n", "x", "dy/dx");
+            for (x, d) in self.x.iter().zip(&self.dydx) {
+                out += &format!("{x:>14.6} {d:>14.6}\n");
+            }
+            out += &format!("y ({} values): {}\n", self.y.len(), self.y.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join(" "));
+        }
+        out
+    }
+}

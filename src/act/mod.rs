@@ -198,6 +198,20 @@ impl Activation {
         }
     }
 
+    /// Multiply-accumulates of the activation's own layers (FReLU's depthwise conv and
+    /// BatchNorm, Meta-ACON's 1×1 convs) on `channels` × `hw`, counted as thop counts them.
+    pub fn macs(&self, channels: usize, hw: (usize, usize)) -> f64 {
+        let plane = (channels * hw.0 * hw.1) as f64;
+        match &self.inner {
+            Inner::Frelu { conv_weight, .. } => {
+                let k = conv_weight.dims().last().copied().unwrap_or(1);
+                plane * (k * k) as f64 + 4.0 * plane
+            }
+            Inner::Acon { beta: AconBeta::Meta { fc1_weight, .. }, .. } => 2.0 * fc1_weight.elem_count() as f64,
+            _ => 0.0,
+        }
+    }
+
     /// Applies the activation; `train` selects RReLU's random slopes and FReLU's batch statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match &self.inner {

@@ -5,18 +5,42 @@
 
 use num_traits::{Float, FloatConst};
 
+use super::kernels::fastmath;
 use super::spec::{ActSpec, GeluApprox};
 
-/// The float types the kernels run on.
+/// The float types the kernels run on, with the transcendental functions the formulas
+/// use. In f32 these are the branch-free ones of [`fastmath`], which let the kernel loops
+/// vectorise (libm's are scalar calls); in f64 they are std's. Formulas call these, not
+/// `Float::exp` and friends.
 pub trait Real: Float + FloatConst + Send + Sync + 'static {
     fn erf(self) -> Self;
+    fn fast_exp(self) -> Self;
+    fn fast_exp_m1(self) -> Self;
+    fn fast_ln_1p(self) -> Self;
+    fn fast_tanh(self) -> Self;
     fn c(v: f64) -> Self;
 }
 
 impl Real for f32 {
     #[inline(always)]
     fn erf(self) -> f32 {
-        libm::erff(self)
+        fastmath::erf(self)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> f32 {
+        fastmath::exp(self)
+    }
+    #[inline(always)]
+    fn fast_exp_m1(self) -> f32 {
+        fastmath::exp_m1(self)
+    }
+    #[inline(always)]
+    fn fast_ln_1p(self) -> f32 {
+        fastmath::ln_1p(self)
+    }
+    #[inline(always)]
+    fn fast_tanh(self) -> f32 {
+        fastmath::tanh(self)
     }
     #[inline(always)]
     fn c(v: f64) -> f32 {
@@ -28,6 +52,22 @@ impl Real for f64 {
     #[inline(always)]
     fn erf(self) -> f64 {
         libm::erf(self)
+    }
+    #[inline(always)]
+    fn fast_exp(self) -> f64 {
+        self.exp()
+    }
+    #[inline(always)]
+    fn fast_exp_m1(self) -> f64 {
+        self.exp_m1()
+    }
+    #[inline(always)]
+    fn fast_ln_1p(self) -> f64 {
+        self.ln_1p()
+    }
+    #[inline(always)]
+    fn fast_tanh(self) -> f64 {
+        self.tanh()
     }
     #[inline(always)]
     fn c(v: f64) -> f64 {
@@ -43,7 +83,7 @@ pub trait ScalarFn: Copy + Send + Sync + 'static {
 
 #[inline(always)]
 fn sigmoid<R: Real>(x: R) -> R {
-    R::one() / (R::one() + (-x).exp())
+    R::one() / (R::one() + (-x).fast_exp())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -145,11 +185,11 @@ pub struct Tanh;
 impl ScalarFn for Tanh {
     #[inline(always)]
     fn f<R: Real>(&self, x: R) -> R {
-        x.tanh()
+        x.fast_tanh()
     }
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
-        let y = x.tanh();
+        let y = x.fast_tanh();
         R::one() - y * y
     }
 }
@@ -159,7 +199,7 @@ pub struct Silu;
 impl ScalarFn for Silu {
     #[inline(always)]
     fn f<R: Real>(&self, x: R) -> R {
-        x / (R::one() + (-x).exp())
+        x / (R::one() + (-x).fast_exp())
     }
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
@@ -168,17 +208,30 @@ impl ScalarFn for Silu {
     }
 }
 
+/// `x tanh(softplus(x))`, with `tanh(ln(1 + e)) = e (e + 2) / (e (e + 2) + 2)` for
+/// `e = exp(x)`: torch's function with one exp instead of exp, log1p and tanh.
 #[derive(Debug, Clone, Copy)]
 pub struct Mish;
+impl Mish {
+    /// `(tanh(softplus(x)), exp(x))`. Beyond x = 20 the tanh rounds to 1 even in f64, so
+    /// clamping there keeps `e (e + 2)` finite.
+    #[inline(always)]
+    fn tanh_softplus<R: Real>(x: R) -> (R, R) {
+        let e = x.min(R::c(20.0)).fast_exp();
+        let n = e * (e + R::c(2.0));
+        (n / (n + R::c(2.0)), e)
+    }
+}
 impl ScalarFn for Mish {
     #[inline(always)]
     fn f<R: Real>(&self, x: R) -> R {
-        x * x.exp().ln_1p().tanh()
+        x * Mish::tanh_softplus(x).0
     }
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
-        let t = x.exp().ln_1p().tanh();
-        t + x * sigmoid(x) * (R::one() - t * t)
+        let (t, e) = Mish::tanh_softplus(x);
+        let sigmoid = e / (R::one() + e);
+        t + x * sigmoid * (R::one() - t * t)
     }
 }
 
@@ -217,7 +270,7 @@ impl ScalarFn for Elu {
     #[inline(always)]
     fn f<R: Real>(&self, x: R) -> R {
         if x <= R::zero() {
-            (x * R::c(self.input_scale)).exp_m1() * R::c(self.alpha * self.scale)
+            (x * R::c(self.input_scale)).fast_exp_m1() * R::c(self.alpha * self.scale)
         } else {
             x * R::c(self.scale)
         }
@@ -225,7 +278,7 @@ impl ScalarFn for Elu {
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
         if x <= R::zero() {
-            R::c(self.input_scale) * R::c(self.alpha * self.scale) * (x * R::c(self.input_scale)).exp()
+            R::c(self.input_scale) * R::c(self.alpha * self.scale) * (x * R::c(self.input_scale)).fast_exp()
         } else {
             R::c(self.scale)
         }
@@ -242,7 +295,7 @@ impl ScalarFn for Gelu {
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
         let cdf = R::c(0.5) * (R::one() + (x * R::FRAC_1_SQRT_2()).erf());
-        let pdf = (R::c(-0.5) * x * x).exp() * R::c(std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 * 0.5);
+        let pdf = (R::c(-0.5) * x * x).fast_exp() * R::c(std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 * 0.5);
         cdf + x * pdf
     }
 }
@@ -255,13 +308,13 @@ impl ScalarFn for GeluTanh {
     #[inline(always)]
     fn f<R: Real>(&self, x: R) -> R {
         let inner = R::c(GELU_BETA) * (x + R::c(GELU_KAPPA) * x * x * x);
-        R::c(0.5) * x * (R::one() + inner.tanh())
+        R::c(0.5) * x * (R::one() + inner.fast_tanh())
     }
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
         let x_sq = x * x;
         let inner = R::c(GELU_BETA) * (x + R::c(GELU_KAPPA) * x_sq * x);
-        let t = inner.tanh();
+        let t = inner.fast_tanh();
         let left = R::c(0.5) * x;
         let right = R::one() + t;
         let left_derivative = R::c(0.5) * right;
@@ -348,11 +401,11 @@ pub struct LogSigmoid;
 impl ScalarFn for LogSigmoid {
     #[inline(always)]
     fn f<R: Real>(&self, x: R) -> R {
-        x.min(R::zero()) - (-x.abs()).exp().ln_1p()
+        x.min(R::zero()) - (-x.abs()).fast_exp().fast_ln_1p()
     }
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
-        let z = (-x.abs()).exp();
+        let z = (-x.abs()).fast_exp();
         let (max_deriv, sign) = if x < R::zero() {
             (R::one(), R::one())
         } else {
@@ -374,7 +427,7 @@ impl ScalarFn for Softplus {
         if bx > R::c(self.threshold) {
             x
         } else {
-            bx.exp().ln_1p() / R::c(self.beta)
+            bx.fast_exp().fast_ln_1p() / R::c(self.beta)
         }
     }
     #[inline(always)]
@@ -383,7 +436,7 @@ impl ScalarFn for Softplus {
         if bx > R::c(self.threshold) {
             R::one()
         } else {
-            let z = bx.exp();
+            let z = bx.fast_exp();
             z / (z + R::one())
         }
     }
@@ -408,11 +461,11 @@ pub struct Tanhshrink;
 impl ScalarFn for Tanhshrink {
     #[inline(always)]
     fn f<R: Real>(&self, x: R) -> R {
-        x - x.tanh()
+        x - x.fast_tanh()
     }
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
-        let t = x.tanh();
+        let t = x.fast_tanh();
         t * t
     }
 }

@@ -300,6 +300,31 @@ impl ActSpec {
     }
 }
 
+/// Parses a comma-separated list of specs, splitting only at top-level commas so that
+/// `silu,nn.Hardtanh(-2, 2),relu` is three specs.
+pub fn parse_list(text: &str) -> Result<Vec<ActSpec>, SpecError> {
+    let mut specs = Vec::new();
+    let mut depth = 0usize;
+    let mut quote: Option<char> = None;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), _) => {}
+            (None, '\'' | '"') => quote = Some(c),
+            (None, '(') => depth += 1,
+            (None, ')') => depth = depth.saturating_sub(1),
+            (None, ',') if depth == 0 => {
+                specs.push(ActSpec::parse(&text[start..i])?);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    specs.push(ActSpec::parse(&text[start..])?);
+    Ok(specs)
+}
+
 impl fmt::Display for ActSpec {
     /// The canonical spec with every parameter, e.g. `nn.LeakyReLU(negative_slope=0.01)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -370,10 +395,7 @@ impl ActArg {
             }
             None => (trimmed, None),
         };
-        let name = head
-            .trim()
-            .trim_start_matches("torch.")
-            .trim_start_matches("nn.");
+        let name = strip_prefix_ignore_case(strip_prefix_ignore_case(head.trim(), "torch."), "nn.");
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(syntax(format!("`{}` is not an activation name", head.trim())));
         }
@@ -387,6 +409,13 @@ impl ActArg {
         };
         let values = resolve_args(kind, &args)?;
         ActSpec::from_values(kind, &values).map(ActArg::Spec)
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> &'a str {
+    match text.get(..prefix.len()) {
+        Some(head) if head.eq_ignore_ascii_case(prefix) => &text[prefix.len()..],
+        _ => text,
     }
 }
 

@@ -1,4 +1,12 @@
-//! Models: parameter storage and the building blocks shared by activations and networks.
+//! Models: the YAML config, the blocks, the Detect head, the builder, and parameter storage.
 
+pub mod blocks;
+pub mod build;
+pub mod config;
+pub mod detect;
+pub mod kernels;
 pub mod norm;
+pub mod pt;
+pub mod summary;
 pub mod vars;
+pub mod weights;

@@ -69,6 +69,17 @@ impl BatchNorm2d {
             .broadcast_add(&per_channel(&self.bias)?)
     }
 
+    /// The weight and bias of a convolution (weight: out channels first, no bias) followed
+    /// by this BatchNorm in eval mode, as one convolution with bias.
+    pub fn fold(&self, conv_weight: &Tensor) -> Result<(Tensor, Tensor)> {
+        let scale = (self.weight.detach() / (self.running_var.as_tensor() + self.config.eps)?.sqrt()?)?;
+        let mut shape = vec![1; conv_weight.rank()];
+        shape[0] = scale.elem_count();
+        let weight = conv_weight.detach().broadcast_mul(&scale.reshape(shape)?)?;
+        let bias = (self.bias.detach() - (self.running_mean.as_tensor() * &scale)?)?;
+        Ok((weight, bias))
+    }
+
     fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
         let m = self.config.momentum;
         let unbiased = (var.detach().flatten_all()? * (n as f64 / (n.max(2) - 1) as f64))?;

@@ -18,6 +18,12 @@ pub struct SeededVarMap {
     rng: Arc<Mutex<ChaCha8Rng>>,
 }
 
+impl std::fmt::Debug for SeededVarMap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SeededVarMap({} variables)", self.vars.all_vars().len())
+    }
+}
+
 impl SeededVarMap {
     pub fn new(seed: u64) -> Self {
         SeededVarMap {

@@ -1,6 +1,7 @@
 //! Fused CPU kernels for activations, as candle custom ops with their own backward.
 //! Each is tested against the plain candle composition of the same function.
 
+pub mod fastmath;
 pub mod pointwise;
 pub mod prelu;
 
@@ -8,10 +9,42 @@ use candle_core::{CpuStorage, Layout, Result};
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to
 /// split a P3-sized map across both cores.
-pub(crate) const CHUNK: usize = 1 << 14;
+pub const CHUNK: usize = 1 << 14;
+
+/// Runs `body` compiled for the widest vector unit this CPU has. The portable x86-64
+/// build assumes only SSE2 (4 f32 lanes); loops inlined into `body` are vectorised again
+/// here for AVX2 (8) and AVX-512 (16). The arithmetic is the same on every path, so are
+/// the results.
+#[inline(always)]
+pub(crate) fn widest_simd<T>(body: impl FnOnce() -> T) -> T {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has the features `avx512` is compiled for.
+            return unsafe { avx512(body) };
+        }
+        if is_x86_feature_detected!("avx2") {
+            // SAFETY: as above, for `avx2`.
+            return unsafe { avx2(body) };
+        }
+    }
+    body()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn avx512<T>(body: impl FnOnce() -> T) -> T {
+    body()
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn avx2<T>(body: impl FnOnce() -> T) -> T {
+    body()
+}
 
 /// The contiguous slice a layout addresses, or an error naming the op.
-pub(crate) fn contiguous<'a, T: candle_core::WithDType>(
+pub fn contiguous<'a, T: candle_core::WithDType>(
     op: &'static str,
     storage: &'a CpuStorage,
     layout: &Layout,

@@ -1,0 +1,44 @@
+//! `actyolo info`: the layer table and totals of a model config.
+
+use clap::Args;
+
+use crate::act::ActSpec;
+use crate::model::build::Model;
+use crate::model::config::ModelConfig;
+use crate::model::summary::ModelSummary;
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Model config: a shipped name (yolov5n.yaml, yolov5s6, ...) or a YAML path.
+    #[arg(long, default_value = "yolov5n.yaml")]
+    pub cfg: String,
+    /// Activation for every Conv, overriding the YAML (e.g. "nn.LeakyReLU(0.1)").
+    #[arg(long)]
+    pub act: Option<String>,
+    /// Number of classes, overriding the YAML.
+    #[arg(long)]
+    pub nc: Option<usize>,
+    /// Image size for the GFLOPs.
+    #[arg(long, default_value_t = 640)]
+    pub imgsz: usize,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: InfoArgs) -> anyhow::Result<()> {
+    let mut cfg = ModelConfig::load(&args.cfg)?;
+    if let Some(nc) = args.nc {
+        anyhow::ensure!(nc > 0, "--nc must be at least 1");
+        cfg = cfg.with_nc(nc);
+    }
+    let act = args.act.as_deref().map(ActSpec::parse).transpose()?;
+    let model = Model::new(&cfg, act.as_ref(), 0)?;
+    let summary = ModelSummary::of(&model, args.imgsz);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.render());
+    }
+    Ok(())
+}

@@ -1,0 +1,369 @@
+//! YOLOv5's building blocks (ultralytics `models/common.py`): Conv, Bottleneck, C3, SPPF,
+//! SPP, Focus, Concat and nearest upsampling. Parameter names follow ultralytics'
+//! state_dict, relative to the `VarBuilder` each block is given.
+
+use std::hash::{Hash, Hasher};
+
+use candle_core::{Result, Tensor};
+use candle_nn::{Init, VarBuilder};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::kernels::maxpool::max_pool2d;
+use super::norm::{BatchNorm2d, BnConfig};
+use crate::act::{ActSpec, Activation};
+
+/// Where a block's parameters come from, and what it needs beyond them.
+#[derive(Clone)]
+pub struct BlockContext<'a> {
+    pub vb: VarBuilder<'a>,
+    /// Seeds each activation's private random stream (RReLU), by parameter path, so the
+    /// stream does not depend on the order in which layers are built.
+    pub seed: u64,
+}
+
+impl<'a> BlockContext<'a> {
+    pub fn pp(&self, name: impl ToString) -> Self {
+        BlockContext { vb: self.vb.pp(name), seed: self.seed }
+    }
+
+    fn rng(&self) -> ChaCha8Rng {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        self.vb.prefix().hash(&mut h);
+        ChaCha8Rng::seed_from_u64(self.seed ^ h.finish())
+    }
+}
+
+/// Input size and cost bookkeeping, as thop counts it for ultralytics' summary:
+/// multiply-accumulates of convolutions, 4 per element of a BatchNorm, 1 per upsampled element.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Cost {
+    pub macs: f64,
+}
+
+/// Output spatial size of a convolution or pooling window.
+pub fn conv_out(size: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
+    (size + 2 * p - d * (k - 1) - 1) / s + 1
+}
+
+/// ultralytics `autopad`: 'same' padding unless given.
+pub fn autopad(k: usize, p: Option<usize>, d: usize) -> usize {
+    p.unwrap_or((d * (k - 1) + 1) / 2)
+}
+
+/// Conv2d (no bias) + BatchNorm2d + activation; after [`Conv::fuse`], Conv2d with bias + activation.
+#[derive(Debug)]
+pub struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    bn: Option<BatchNorm2d>,
+    act: Activation,
+    stride: usize,
+    padding: usize,
+    dilation: usize,
+    groups: usize,
+}
+
+/// A Conv's shape, as in ultralytics' `Conv(c1, c2, k, s, p, g, d, act)`.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvShape {
+    pub c1: usize,
+    pub c2: usize,
+    pub k: usize,
+    pub s: usize,
+    pub p: Option<usize>,
+    pub g: usize,
+    pub d: usize,
+}
+
+impl ConvShape {
+    pub fn new(c1: usize, c2: usize, k: usize, s: usize) -> Self {
+        ConvShape { c1, c2, k, s, p: None, g: 1, d: 1 }
+    }
+}
+
+impl Conv {
+    pub fn new(shape: ConvShape, act: &ActSpec, ctx: &BlockContext) -> Result<Conv> {
+        let ConvShape { c1, c2, k, s, p, g, d } = shape;
+        if c1 % g != 0 || c2 % g != 0 {
+            candle_core::bail!("Conv({c1}, {c2}): groups {g} must divide both channel counts");
+        }
+        // GLU halves its input, so the convolution makes twice the block's output channels.
+        let conv_out = c2 * act.channel_factor();
+        let fan_in = c1 / g * k * k;
+        let bound = 1.0 / (fan_in as f64).sqrt();
+        let weight = ctx.pp("conv").vb.get_with_hints((conv_out, c1 / g, k, k), "weight", Init::Uniform { lo: -bound, up: bound })?;
+        let bn = BatchNorm2d::new(conv_out, BnConfig::YOLO, ctx.vb.pp("bn"))?;
+        let act = Activation::new(act, conv_out, ctx.vb.pp("act"), ctx.rng())?;
+        Ok(Conv { weight, bias: None, bn: Some(bn), act, stride: s, padding: autopad(k, p, d), dilation: d, groups: g })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, self.stride, self.dilation, self.groups)?;
+        let y = match (&self.bias, &self.bn) {
+            (Some(b), _) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+            (None, Some(bn)) => bn.forward_t(&y, train)?,
+            (None, None) => y,
+        };
+        self.act.forward(&y, train)
+    }
+
+    /// Folds the BatchNorm into the convolution for inference.
+    pub fn fuse(&mut self) -> Result<()> {
+        let Some(bn) = self.bn.take() else { return Ok(()) };
+        let (weight, bias) = bn.fold(&self.weight)?;
+        self.weight = weight;
+        self.bias = Some(bias);
+        Ok(())
+    }
+
+    pub fn params(&self) -> Vec<Tensor> {
+        let mut params = vec![self.weight.clone()];
+        params.extend(self.bias.clone());
+        params.extend(self.bn.iter().flat_map(BatchNorm2d::params));
+        params.extend(self.act.params());
+        params
+    }
+
+    pub fn activation(&self) -> &Activation {
+        &self.act
+    }
+
+    /// Output size and thop's count for an input of `hw`.
+    pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
+        let (co, ci_g, k, _) = self.weight.dims4().unwrap_or((0, 0, 0, 0));
+        let out = (conv_out(hw.0, k, self.stride, self.padding, self.dilation), conv_out(hw.1, k, self.stride, self.padding, self.dilation));
+        let plane = (out.0 * out.1) as f64;
+        cost.macs += plane * co as f64 * ci_g as f64 * (k * k) as f64;
+        if self.bn.is_some() {
+            cost.macs += 4.0 * plane * co as f64;
+        }
+        cost.macs += self.act.macs(co, out);
+        out
+    }
+}
+
+/// Standard bottleneck: Conv 1×1 then Conv 3×3, with a residual when shapes allow.
+#[derive(Debug)]
+pub struct Bottleneck {
+    cv1: Conv,
+    cv2: Conv,
+    add: bool,
+}
+
+impl Bottleneck {
+    pub fn new(c1: usize, c2: usize, shortcut: bool, g: usize, e: f64, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+        let hidden = (c2 as f64 * e) as usize;
+        Ok(Bottleneck {
+            cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
+            cv2: Conv::new(ConvShape { g, ..ConvShape::new(hidden, c2, 3, 1) }, act, &ctx.pp("cv2"))?,
+            add: shortcut && c1 == c2,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.cv2.forward(&self.cv1.forward(x, train)?, train)?;
+        if self.add { x + y } else { Ok(y) }
+    }
+
+    fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        vec![&mut self.cv1, &mut self.cv2]
+    }
+
+    fn convs(&self) -> Vec<&Conv> {
+        vec![&self.cv1, &self.cv2]
+    }
+}
+
+/// CSP bottleneck with 3 convolutions.
+#[derive(Debug)]
+pub struct C3 {
+    cv1: Conv,
+    cv2: Conv,
+    cv3: Conv,
+    m: Vec<Bottleneck>,
+}
+
+impl C3 {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(c1: usize, c2: usize, n: usize, shortcut: bool, g: usize, e: f64, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+        let hidden = (c2 as f64 * e) as usize;
+        Ok(C3 {
+            cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
+            cv2: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv2"))?,
+            cv3: Conv::new(ConvShape::new(2 * hidden, c2, 1, 1), act, &ctx.pp("cv3"))?,
+            m: (0..n)
+                .map(|j| Bottleneck::new(hidden, hidden, shortcut, g, 1.0, act, &ctx.pp("m").pp(j)))
+                .collect::<Result<_>>()?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let mut y = self.cv1.forward(x, train)?;
+        for b in &self.m {
+            y = b.forward(&y, train)?;
+        }
+        self.cv3.forward(&Tensor::cat(&[y, self.cv2.forward(x, train)?], 1)?, train)
+    }
+}
+
+/// Spatial pyramid pooling, fast: three chained k×k max-pools (= SPP with k, 2k-1, 3k-2).
+#[derive(Debug)]
+pub struct Sppf {
+    cv1: Conv,
+    cv2: Conv,
+    k: usize,
+}
+
+impl Sppf {
+    pub fn new(c1: usize, c2: usize, k: usize, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+        let hidden = c1 / 2;
+        Ok(Sppf {
+            cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
+            cv2: Conv::new(ConvShape::new(hidden * 4, c2, 1, 1), act, &ctx.pp("cv2"))?,
+            k,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.cv1.forward(x, train)?;
+        let y1 = max_pool2d(&x, self.k, 1, self.k / 2)?;
+        let y2 = max_pool2d(&y1, self.k, 1, self.k / 2)?;
+        let y3 = max_pool2d(&y2, self.k, 1, self.k / 2)?;
+        self.cv2.forward(&Tensor::cat(&[x, y1, y2, y3], 1)?, train)
+    }
+}
+
+/// Spatial pyramid pooling with parallel max-pools of several sizes.
+#[derive(Debug)]
+pub struct Spp {
+    cv1: Conv,
+    cv2: Conv,
+    ks: Vec<usize>,
+}
+
+impl Spp {
+    pub fn new(c1: usize, c2: usize, ks: &[usize], act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+        let hidden = c1 / 2;
+        Ok(Spp {
+            cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
+            cv2: Conv::new(ConvShape::new(hidden * (ks.len() + 1), c2, 1, 1), act, &ctx.pp("cv2"))?,
+            ks: ks.to_vec(),
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let x = self.cv1.forward(x, train)?;
+        let mut parts = vec![x.clone()];
+        for &k in &self.ks {
+            parts.push(max_pool2d(&x, k, 1, k / 2)?);
+        }
+        self.cv2.forward(&Tensor::cat(&parts, 1)?, train)
+    }
+}
+
+/// Space-to-depth (each 2×2 patch into channels), then a Conv.
+#[derive(Debug)]
+pub struct Focus {
+    conv: Conv,
+}
+
+impl Focus {
+    pub fn new(shape: ConvShape, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+        Ok(Focus { conv: Conv::new(ConvShape { c1: shape.c1 * 4, ..shape }, act, &ctx.pp("conv"))? })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (n, c, h, w) = x.dims4()?;
+        // x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]
+        let patches = x.reshape((n, c, h / 2, 2, w / 2, 2))?;
+        let pick = |dy: usize, dx: usize| patches.narrow(3, dy, 1)?.narrow(5, dx, 1)?.reshape((n, c, h / 2, w / 2));
+        let y = Tensor::cat(&[pick(0, 0)?, pick(1, 0)?, pick(0, 1)?, pick(1, 1)?], 1)?;
+        self.conv.forward(&y, train)
+    }
+}
+
+/// Every block a YOLOv5 layer can be (Detect is kept apart, as the model's head).
+#[derive(Debug)]
+pub enum Block {
+    Conv(Conv),
+    Bottleneck(Bottleneck),
+    C3(C3),
+    Sppf(Sppf),
+    Spp(Spp),
+    Focus(Focus),
+    Concat,
+    Upsample(usize),
+}
+
+impl Block {
+    pub fn forward(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
+        let x = &xs[0];
+        match self {
+            Block::Conv(m) => m.forward(x, train),
+            Block::Bottleneck(m) => m.forward(x, train),
+            Block::C3(m) => m.forward(x, train),
+            Block::Sppf(m) => m.forward(x, train),
+            Block::Spp(m) => m.forward(x, train),
+            Block::Focus(m) => m.forward(x, train),
+            Block::Concat => Tensor::cat(xs, 1),
+            Block::Upsample(s) => {
+                let (_, _, h, w) = x.dims4()?;
+                x.upsample_nearest2d(h * s, w * s)
+            }
+        }
+    }
+
+    /// Every Conv inside, in state_dict order.
+    pub fn convs(&self) -> Vec<&Conv> {
+        match self {
+            Block::Conv(m) => vec![m],
+            Block::Bottleneck(m) => m.convs(),
+            Block::C3(m) => [&m.cv1, &m.cv2, &m.cv3].into_iter().chain(m.m.iter().flat_map(Bottleneck::convs)).collect(),
+            Block::Sppf(m) => vec![&m.cv1, &m.cv2],
+            Block::Spp(m) => vec![&m.cv1, &m.cv2],
+            Block::Focus(m) => vec![&m.conv],
+            Block::Concat | Block::Upsample(_) => vec![],
+        }
+    }
+
+    pub fn convs_mut(&mut self) -> Vec<&mut Conv> {
+        match self {
+            Block::Conv(m) => vec![m],
+            Block::Bottleneck(m) => m.convs_mut(),
+            Block::C3(m) => {
+                let mut v = vec![&mut m.cv1, &mut m.cv2, &mut m.cv3];
+                v.extend(m.m.iter_mut().flat_map(Bottleneck::convs_mut));
+                v
+            }
+            Block::Sppf(m) => vec![&mut m.cv1, &mut m.cv2],
+            Block::Spp(m) => vec![&mut m.cv1, &mut m.cv2],
+            Block::Focus(m) => vec![&mut m.conv],
+            Block::Concat | Block::Upsample(_) => vec![],
+        }
+    }
+
+    /// Output size for inputs of `hws` (one per input) with `c_in` channels in the first,
+    /// adding thop's count to `cost`.
+    pub fn cost(&self, hws: &[(usize, usize)], c_in: usize, cost: &mut Cost) -> (usize, usize) {
+        let hw = hws[0];
+        match self {
+            Block::Conv(m) => m.cost(hw, cost),
+            Block::Bottleneck(m) => m.cv2.cost(m.cv1.cost(hw, cost), cost),
+            Block::C3(m) => {
+                m.cv2.cost(hw, cost);
+                let inner = m.m.iter().flat_map(Bottleneck::convs).fold(m.cv1.cost(hw, cost), |hw, c| c.cost(hw, cost));
+                m.cv3.cost(inner, cost)
+            }
+            Block::Sppf(m) => m.cv2.cost(m.cv1.cost(hw, cost), cost),
+            Block::Spp(m) => m.cv2.cost(m.cv1.cost(hw, cost), cost),
+            Block::Focus(m) => m.conv.cost((hw.0 / 2, hw.1 / 2), cost),
+            Block::Concat => hw,
+            Block::Upsample(s) => {
+                let out = (hw.0 * s, hw.1 * s);
+                cost.macs += (c_in * out.0 * out.1) as f64;
+                out
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! YOLOv5's Detect head: one 1×1 conv per level, anchors and strides, and the decode
+//! xy = (2σ − 0.5 + grid)·stride, wh = (2σ)²·anchor.
+
+use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_nn::Init;
+
+use super::blocks::{BlockContext, Cost};
+use crate::act::kernels::pointwise;
+use crate::act::pointwise::{Pointwise, Sigmoid};
+
+#[derive(Debug)]
+pub struct Detect {
+    pub nc: usize,
+    /// Anchors per level.
+    pub na: usize,
+    /// Outputs per anchor: box (4), objectness, classes.
+    pub no: usize,
+    /// Per level: the 1×1 conv's weight and bias.
+    convs: Vec<(Tensor, Tensor)>,
+    /// (levels, anchors, 2) in units of each level's stride (state_dict `anchors`).
+    pub anchors: Tensor,
+    pub strides: Vec<f64>,
+}
+
+impl Detect {
+    /// Builds the head for inputs of `channels` with `strides`. `anchors_px` are in pixels;
+    /// when the weights come from a checkpoint its `anchors` (already in stride units) win.
+    pub fn new(nc: usize, anchors_px: &[Vec<(f64, f64)>], channels: &[usize], strides: Vec<f64>, ctx: &BlockContext) -> Result<Detect> {
+        let (nl, na, no) = (anchors_px.len(), anchors_px[0].len(), nc + 5);
+        let loading = ctx.vb.contains_tensor("anchors");
+        let anchors = ctx.vb.get_with_hints((nl, na, 2), "anchors", Init::Const(0.0))?;
+        let anchors = if loading {
+            anchors
+        } else {
+            let fresh = Tensor::from_vec(grid_units(anchors_px, &strides), (nl, na, 2), ctx.vb.device())?.to_dtype(ctx.vb.dtype())?;
+            Var::from_tensor(&anchors)?.set(&fresh)?;
+            anchors
+        };
+        let mut convs = Vec::with_capacity(nl);
+        for (i, &c) in channels.iter().enumerate() {
+            let vb = ctx.vb.pp("m").pp(i);
+            let bound = 1.0 / (c as f64).sqrt();
+            let init = Init::Uniform { lo: -bound, up: bound };
+            let fresh = !vb.contains_tensor("bias");
+            let weight = vb.get_with_hints((na * no, c, 1, 1), "weight", init)?;
+            let bias = vb.get_with_hints(na * no, "bias", init)?;
+            if fresh {
+                Var::from_tensor(&bias)?.set(&prior_bias(&bias, na, nc, strides[i])?)?;
+            }
+            convs.push((weight, bias));
+        }
+        Ok(Detect { nc, na, no, convs, anchors, strides })
+    }
+
+    pub fn params(&self) -> Vec<Tensor> {
+        self.convs.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
+    }
+
+    /// Raw maps per level, (bs, na, ny, nx, no), as Detect returns them in training.
+    pub fn forward(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
+        xs.iter()
+            .zip(&self.convs)
+            .map(|(x, (w, b))| {
+                let (bs, _, ny, nx) = x.dims4()?;
+                let y = x.conv2d(w, 0, 1, 1, 1)?.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?;
+                y.reshape((bs, self.na, self.no, ny, nx))?.permute((0, 1, 3, 4, 2))?.contiguous()
+            })
+            .collect()
+    }
+
+    /// Boxes (cx, cy, w, h in input pixels), objectness and class scores: (bs, N, no).
+    pub fn decode(&self, raw: &[Tensor]) -> Result<Tensor> {
+        let mut levels = Vec::with_capacity(raw.len());
+        for (i, r) in raw.iter().enumerate() {
+            let (bs, na, ny, nx, no) = r.dims5()?;
+            let s = pointwise::apply(Pointwise::Sigmoid(Sigmoid), r)?;
+            let stride = self.strides[i];
+            let grid = make_grid(ny, nx, r.device())?;
+            let anchor_grid = (self.anchors.get(i)?.to_dtype(DType::F32)? * stride)?.reshape((1, na, 1, 1, 2))?;
+            let xy = ((s.narrow(D::Minus1, 0, 2)? * 2.0)?.broadcast_add(&grid)? * stride)?;
+            let wh = (s.narrow(D::Minus1, 2, 2)? * 2.0)?.sqr()?.broadcast_mul(&anchor_grid)?;
+            let rest = s.narrow(D::Minus1, 4, no - 4)?;
+            levels.push(Tensor::cat(&[xy, wh, rest], D::Minus1)?.reshape((bs, na * ny * nx, no))?);
+        }
+        Tensor::cat(&levels, 1)
+    }
+
+    /// thop's count for the 1×1 convs at the levels' sizes.
+    pub fn cost(&self, hws: &[(usize, usize)], cost: &mut Cost) {
+        for ((w, _), hw) in self.convs.iter().zip(hws) {
+            cost.macs += (hw.0 * hw.1 * w.dim(0).unwrap_or(0) * w.dim(1).unwrap_or(0)) as f64;
+        }
+    }
+}
+
+/// Cell offsets minus 0.5, (1, 1, ny, nx, 2) as (x, y).
+fn make_grid(ny: usize, nx: usize, device: &Device) -> Result<Tensor> {
+    let cells: Vec<f32> = (0..ny).flat_map(|y| (0..nx).flat_map(move |x| [x as f32 - 0.5, y as f32 - 0.5])).collect();
+    Tensor::from_vec(cells, (1, 1, ny, nx, 2), device)
+}
+
+/// Anchors in stride units, flipped first if their order disagrees with the strides'
+/// (ultralytics' `check_anchor_order`).
+fn grid_units(anchors_px: &[Vec<(f64, f64)>], strides: &[f64]) -> Vec<f32> {
+    let area = |level: &Vec<(f64, f64)>| level.iter().map(|(w, h)| w * h).sum::<f64>() / level.len() as f64;
+    let (first, last) = (area(&anchors_px[0]), area(&anchors_px[anchors_px.len() - 1]));
+    let ds = strides[strides.len() - 1] - strides[0];
+    let da = last - first;
+    let flip = da != 0.0 && da.signum() != ds.signum();
+    let ordered: Vec<&Vec<(f64, f64)>> = if flip { anchors_px.iter().rev().collect() } else { anchors_px.iter().collect() };
+    ordered
+        .iter()
+        .zip(strides)
+        .flat_map(|(level, &s)| level.iter().flat_map(move |(w, h)| [(w / s) as f32, (h / s) as f32]))
+        .collect()
+}
+
+/// YOLOv5's prior on a fresh head: objectness for ~8 objects per 640² image, and class
+/// scores of 0.6 / (nc − 0.99999) (https://arxiv.org/abs/1708.02002 section 3.3).
+fn prior_bias(bias: &Tensor, na: usize, nc: usize, stride: f64) -> Result<Tensor> {
+    let no = nc + 5;
+    let mut b = bias.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+    let obj = (8.0 / (640.0 / stride).powi(2)).ln();
+    let cls = (0.6 / (nc as f64 - 0.99999)).ln();
+    for a in 0..na {
+        b[a * no + 4] += obj;
+        for c in 0..nc {
+            b[a * no + 5 + c] += cls;
+        }
+    }
+    Tensor::from_vec(b, bias.shape(), bias.device())?.to_dtype(bias.dtype())
+}

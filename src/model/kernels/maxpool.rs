@@ -1,0 +1,94 @@
+//! 2-D max pooling with padding (candle's has none, and no backward unless the kernel
+//! equals the stride, as SPPF's k5 s1 p2 needs). Padding counts as -inf, as in torch;
+//! the gradient goes to the first maximum in scan order, as torch's CPU kernel picks it.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool2d {
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl MaxPool2d {
+    fn out_size(&self, size: usize) -> usize {
+        (size + 2 * self.padding - self.kernel) / self.stride + 1
+    }
+
+    /// For each output element of one (h, w) plane, the flat index of its maximum in the plane.
+    fn argmax_plane(&self, plane: &[f32], (h, w): (usize, usize), out: &mut [f32], index: &mut [u32]) {
+        let (oh, ow) = (self.out_size(h), self.out_size(w));
+        for oy in 0..oh {
+            let y0 = (oy * self.stride) as isize - self.padding as isize;
+            let (ya, yb) = (y0.max(0) as usize, ((y0 + self.kernel as isize) as usize).min(h));
+            for ox in 0..ow {
+                let x0 = (ox * self.stride) as isize - self.padding as isize;
+                let (xa, xb) = (x0.max(0) as usize, ((x0 + self.kernel as isize) as usize).min(w));
+                let (mut best, mut at) = (f32::NEG_INFINITY, ya * w + xa);
+                for y in ya..yb {
+                    for x in xa..xb {
+                        let v = plane[y * w + x];
+                        if v > best || v.is_nan() {
+                            best = v;
+                            at = y * w + x;
+                        }
+                    }
+                }
+                out[oy * ow + ox] = best;
+                index[oy * ow + ox] = at as u32;
+            }
+        }
+    }
+
+    fn run(&self, x: &[f32], dims: &[usize]) -> (Vec<f32>, Vec<u32>, Shape) {
+        let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
+        let (oh, ow) = (self.out_size(h), self.out_size(w));
+        let mut out = vec![0f32; n * c * oh * ow];
+        let mut index = vec![0u32; out.len()];
+        out.par_chunks_mut(oh * ow)
+            .zip(index.par_chunks_mut(oh * ow))
+            .zip(x.par_chunks(h * w))
+            .for_each(|((out, index), plane)| self.argmax_plane(plane, (h, w), out, index));
+        (out, index, Shape::from((n, c, oh, ow)))
+    }
+}
+
+impl CustomOp1 for MaxPool2d {
+    fn name(&self) -> &'static str {
+        "max-pool2d"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let x = crate::act::kernels::contiguous::<f32>("max_pool2d", s, l)?;
+        let dims = l.shape().dims();
+        if dims.len() != 4 || dims[2] + 2 * self.padding < self.kernel || dims[3] + 2 * self.padding < self.kernel {
+            candle_core::bail!("max_pool2d: input {dims:?} too small for kernel {} with padding {}", self.kernel, self.padding);
+        }
+        let (out, _, shape) = self.run(x, dims);
+        Ok((CpuStorage::F32(out), shape))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let dims = arg.dims().to_vec();
+        let x = arg.flatten_all()?.to_vec1::<f32>()?;
+        let g = grad.flatten_all()?.to_vec1::<f32>()?;
+        let (_, index, out_shape) = self.run(&x, &dims);
+        let plane_out = out_shape.dims()[2] * out_shape.dims()[3];
+        let mut dx = vec![0f32; x.len()];
+        dx.par_chunks_mut(dims[2] * dims[3])
+            .zip(index.par_chunks(plane_out).zip(g.par_chunks(plane_out)))
+            .for_each(|(dx, (index, g))| {
+                for (&i, &g) in index.iter().zip(g) {
+                    dx[i as usize] += g;
+                }
+            });
+        Ok(Some(Tensor::from_vec(dx, dims, arg.device())?))
+    }
+}
+
+/// Max pooling of an f32 NCHW tensor; differentiable.
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    x.contiguous()?.apply_op1(MaxPool2d { kernel, stride, padding })
+}

@@ -1,0 +1,4 @@
+//! CPU kernels for model layers that candle lacks or runs slowly, as custom ops with
+//! their own backward, each tested against a plain composition.
+
+pub mod maxpool;

@@ -1,0 +1,4 @@
+//! Plots, all drawn with plotters in one style.
+
+pub mod activations;
+pub mod style;
