@@ -3,5 +3,9 @@
 
 pub mod act;
 pub mod cli;
+pub mod data;
+pub mod detect;
+pub mod eval;
 pub mod model;
 pub mod plot;
+pub mod train;

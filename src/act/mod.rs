@@ -19,6 +19,7 @@ pub use catalog::{ActKind, KindInfo, Properties, KINDS};
 pub use pointwise::Pointwise;
 pub use spec::{ActArg, ActSpec, GeluApprox, SpecError};
 
+use crate::model::kernels::conv::{conv2d, Conv2dParams};
 use crate::model::norm::{BatchNorm2d, BnConfig};
 
 const SIGMOID: Pointwise = Pointwise::Sigmoid(pointwise::Sigmoid);
@@ -212,6 +213,16 @@ impl Activation {
         }
     }
 
+    /// The pointwise function this activation computes in this mode, when it has no
+    /// parameters and no randomness: kernels such as BatchNorm can then apply it fused.
+    pub fn fusable(&self, train: bool) -> Option<Pointwise> {
+        match &self.inner {
+            Inner::Pointwise(p) => Some(*p),
+            Inner::Rrelu { eval, .. } if !train => Some(*eval),
+            _ => None,
+        }
+    }
+
     /// Applies the activation; `train` selects RReLU's random slopes and FReLU's batch statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         match &self.inner {
@@ -251,7 +262,7 @@ impl Activation {
                 padding,
             } => {
                 let channels = conv_weight.dim(0)?;
-                let funnel = x.conv2d(conv_weight, *padding, 1, 1, channels)?;
+                let funnel = conv2d(x, conv_weight, Conv2dParams { stride: 1, padding: *padding, dilation: 1, groups: channels })?;
                 x.maximum(&bn.forward_t(&funnel, train)?)
             }
             Inner::Acon { p1, p2, beta } => {

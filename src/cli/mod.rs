@@ -1,6 +1,8 @@
 //! The command line: argument parsing and one library call per subcommand.
 
 pub mod acts;
+pub mod data;
+pub mod detect;
 pub mod info;
 
 use clap::{Parser, Subcommand};
@@ -17,6 +19,11 @@ pub enum Command {
     /// List, evaluate and plot the activation functions.
     #[command(subcommand)]
     Acts(acts::ActsCommand),
+    /// Make a synthetic dataset, or check a dataset's images and labels.
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Detect objects in images and save annotated copies (as ultralytics' detect.py).
+    Detect(detect::DetectArgs),
     /// Show a model's layers, parameters and GFLOPs.
     Info(info::InfoArgs),
 }
@@ -24,6 +31,8 @@ pub enum Command {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Acts(cmd) => acts::run(cmd),
+        Command::Data(cmd) => data::run(cmd),
+        Command::Detect(args) => detect::run(args),
         Command::Info(args) => info::run(args),
     }
 }

@@ -9,6 +9,7 @@ use candle_nn::{Init, VarBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::kernels::conv::{conv2d, Conv2dParams};
 use super::kernels::maxpool::max_pool2d;
 use super::norm::{BatchNorm2d, BnConfig};
 use crate::act::{ActSpec, Activation};
@@ -99,13 +100,14 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, self.dilation, self.groups)?;
-        let y = match (&self.bias, &self.bn) {
-            (Some(b), _) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
-            (None, Some(bn)) => bn.forward_t(&y, train)?,
-            (None, None) => y,
-        };
-        self.act.forward(&y, train)
+        let params = Conv2dParams { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups };
+        let y = conv2d(x, &self.weight, params)?;
+        match (&self.bias, &self.bn, self.act.fusable(train)) {
+            (None, Some(bn), Some(pointwise)) => bn.forward_act(&y, train, Some(pointwise)),
+            (None, Some(bn), None) => self.act.forward(&bn.forward_t(&y, train)?, train),
+            (Some(b), _, _) => self.act.forward(&y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?, train),
+            (None, None, _) => self.act.forward(&y, train),
+        }
     }
 
     /// Folds the BatchNorm into the convolution for inference.

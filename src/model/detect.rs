@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::Init;
 
 use super::blocks::{BlockContext, Cost};
+use super::kernels::conv::{conv2d, Conv2dParams};
 use crate::act::kernels::pointwise;
 use crate::act::pointwise::{Pointwise, Sigmoid};
 
@@ -62,7 +63,7 @@ impl Detect {
             .zip(&self.convs)
             .map(|(x, (w, b))| {
                 let (bs, _, ny, nx) = x.dims4()?;
-                let y = x.conv2d(w, 0, 1, 1, 1)?.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?;
+                let y = conv2d(x, w, Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 })?.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?;
                 y.reshape((bs, self.na, self.no, ny, nx))?.permute((0, 1, 3, 4, 2))?.contiguous()
             })
             .collect()

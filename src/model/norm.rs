@@ -1,7 +1,10 @@
 //! BatchNorm2d with PyTorch's semantics: batch statistics in training (biased variance
 //! to normalise, unbiased to update the running variance), running statistics in eval.
 
-use candle_core::{Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
+
+use super::kernels::batchnorm::{batch_norm_act, ChannelStats};
+use crate::act::pointwise::Pointwise;
 use candle_nn::{Init, VarBuilder};
 
 /// BatchNorm hyperparameters. YOLOv5's `initialize_weights` sets every BatchNorm2d in a
@@ -49,24 +52,25 @@ impl BatchNorm2d {
     }
 
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let c = self.weight.elem_count();
-        let per_channel = |t: &Tensor| t.reshape((1, c, 1, 1));
-        let (mean, var) = if train {
-            let mean = x.mean_keepdim((0, 2, 3))?;
-            let var = x.broadcast_sub(&mean)?.sqr()?.mean_keepdim((0, 2, 3))?;
-            self.update_running(&mean, &var, x.elem_count() / c)?;
-            (mean, var)
+        self.forward_act(x, train, None)
+    }
+
+    /// BatchNorm followed by `act`, fused into one kernel; in training it also updates
+    /// the running statistics.
+    pub fn forward_act(&self, x: &Tensor, train: bool, act: Option<Pointwise>) -> Result<Tensor> {
+        let fixed = if train {
+            None
         } else {
-            (
-                per_channel(self.running_mean.as_tensor())?,
-                per_channel(self.running_var.as_tensor())?,
-            )
+            let v = |t: &Var| t.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>();
+            Some(ChannelStats { mean: v(&self.running_mean)?, var: v(&self.running_var)? })
         };
-        let inv_std = (var + self.config.eps)?.sqrt()?.recip()?;
-        x.broadcast_sub(&mean)?
-            .broadcast_mul(&inv_std)?
-            .broadcast_mul(&per_channel(&self.weight)?)?
-            .broadcast_add(&per_channel(&self.bias)?)
+        let (y, stats) = batch_norm_act(x, &self.weight, &self.bias, self.config.eps, fixed, act)?;
+        if train {
+            let c = stats.mean.len();
+            let t = |v: &[f32]| Tensor::from_slice(v, c, x.device());
+            self.update_running(&t(&stats.mean)?, &t(&stats.var)?, x.elem_count() / c.max(1))?;
+        }
+        Ok(y)
     }
 
     /// The weight and bias of a convolution (weight: out channels first, no bias) followed

@@ -399,7 +399,6 @@ fn rebuild_tensor_args(obj: &Object) -> Option<&[Object]> {
 
 /// A pickled tensor: a strided view (in elements) into a storage, the archive entry
 /// `data/<storage_key>` whose element type `storage_class` names (`HalfStorage`, ...).
-#[derive(Debug)]
 struct TensorView {
     storage_key: String,
     storage_class: String,

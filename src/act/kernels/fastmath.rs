@@ -14,11 +14,23 @@ const LN2_LO: f32 = -2.121_944_4e-4;
 /// bits, from which it is read without a float-to-int conversion.
 const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23
 
-/// Horner's rule; `coefficients` from the highest power down.
+/// `c[0] + c[1] x + c[2] x^2 + ...` as `even(x^2) + x odd(x^2)`, each half by Horner's
+/// rule. The two chains of dependent multiply-adds run side by side, each half as long
+/// as one Horner chain: in a vectorised loop of long formulas the latency of that chain,
+/// not the arithmetic, is the limit, as the out-of-order window holds few iterations.
 #[inline(always)]
-fn polynomial(x: f32, coefficients: &[f32]) -> f32 {
-    let (leading, rest) = coefficients.split_first().expect("a polynomial has a coefficient");
-    rest.iter().fold(*leading, |acc, &c| acc * x + c)
+fn polynomial<const N: usize>(x: f32, coefficients: [f32; N]) -> f32 {
+    let x2 = x * x;
+    // Horner over coefficients first, first + 2, ... (the last index < N with that parity).
+    let horner = |first: usize| {
+        let count = (N - first).div_ceil(2);
+        let mut acc = coefficients[first + 2 * (count - 1)];
+        for i in (0..count - 1).rev() {
+            acc = acc * x2 + coefficients[first + 2 * i];
+        }
+        acc
+    };
+    horner(0) + x * horner(1)
 }
 
 /// `lo` below it, `hi` above it, `x` otherwise, NaN included (which `f32::clamp` keeps
@@ -47,7 +59,7 @@ fn exp_reduced(x: f32) -> (i32, f32) {
     let n = shifted.to_bits() as i32 - ROUND.to_bits() as i32;
     let n_float = shifted - ROUND;
     let r = (x - n_float * LN2_HI) - n_float * LN2_LO;
-    let p = polynomial(r, &[1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 5.000_000_1e-1]);
+    let p = polynomial(r, [5.000_000_1e-1, 1.666_666_5e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4]);
     (n, r * r * p + r)
 }
 
@@ -87,20 +99,7 @@ pub fn ln_1p(x: f32) -> f32 {
     let correction = (x - (u - 1.0)) / u;
     let f = m - 1.0;
     let f2 = f * f;
-    let p = polynomial(
-        f,
-        &[
-            7.037_683_6e-2,
-            -1.151_461e-1,
-            1.167_699_9e-1,
-            -1.242_014_1e-1,
-            1.424_932_3e-1,
-            -1.666_805_8e-1,
-            2.000_071_5e-1,
-            -2.499_999_4e-1,
-            3.333_333_1e-1,
-        ],
-    );
+    let p = polynomial(f, [3.333_333_1e-1, -2.499_999_4e-1, 2.000_071_5e-1, -1.666_805_8e-1, 1.424_932_3e-1, -1.242_014_1e-1, 1.167_699_9e-1, -1.151_461e-1, 7.037_683_6e-2]);
     let k = k as f32;
     let tail = f * f2 * p + k * LN2_LO - 0.5 * f2 + correction;
     let y = (f + tail) + k * LN2_HI;
@@ -120,7 +119,7 @@ pub fn ln_1p(x: f32) -> f32 {
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
     let s = x * x;
-    let near_zero = x + x * s * polynomial(s, &[-5.704_988_7e-3, 2.063_908_9e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328_2e-1]);
+    let near_zero = x + x * s * polynomial(s, [-3.333_328_2e-1, 1.333_144_2e-1, -5.373_971_6e-2, 2.063_908_9e-2, -5.704_988_7e-3]);
     // tanh rounds to 1 beyond 9.1, and e would overflow beyond 44.
     let e = exp_m1(2.0 * clamp(x.abs(), 0.0, 10.0));
     let tail = (e / (e + 2.0)).copysign(x);
@@ -136,13 +135,10 @@ pub fn tanh(x: f32) -> f32 {
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let s = x * x;
-    let near_zero = x + x * polynomial(s, &[-6.004_081e-4, 4.996_020_1e-3, -2.676_875_7e-2, 1.128_188_2e-1, -3.761_250_1e-1, 1.283_791_5e-1]);
+    let near_zero = x + x * polynomial(s, [1.283_791_5e-1, -3.761_250_1e-1, 1.128_188_2e-1, -2.676_875_7e-2, 4.996_020_1e-3, -6.004_081e-4]);
     // erf rounds to 1 beyond 3.9.
     let t = clamp(x.abs(), 0.0, 4.0);
-    let q = polynomial(
-        t,
-        &[-1.643_571e-6, 4.617_827_6e-5, -5.977_498_4e-4, 4.763_623e-3, -2.643_121_2e-2, 1.100_949_4e-1, 6.318_139e-1, 1.130_238_1, -3.205_816_4e-4],
-    );
+    let q = polynomial(t, [-3.205_816_4e-4, 1.130_238_1, 6.318_139e-1, 1.100_949_4e-1, -2.643_121_2e-2, 4.763_623e-3, -5.977_498_4e-4, 4.617_827_6e-5, -1.643_571e-6]);
     let tail = (1.0 - exp(-q)).copysign(x);
     if x.abs() < 0.921_875 {
         near_zero

@@ -1,0 +1,416 @@
+//! Batches for training and validation in ultralytics' collate format, built in parallel
+//! ahead of the consumer.
+//!
+//! Determinism: the training order of epoch `e` is a shuffle seeded by (seed, e), and
+//! sample `i` of epoch `e` draws all its augmentation from its own stream (seed, e, i), so
+//! a batch does not depend on thread scheduling, the number of workers, or the batch size.
+//!
+//! Validation images are letterboxed to a plain imgsz × imgsz square (no rectangular
+//! batches), without augmentation, in dataset order.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use ab_glyph::{FontRef, PxScale};
+use candle_core::{Device, Tensor};
+use image::{Rgb, RgbImage};
+use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
+use imageproc::rect::Rect;
+use rand::seq::SliceRandom;
+use rand::Rng;
+use rayon::prelude::*;
+
+use crate::data::augment::{augment_hsv, mixup, mosaic4, mosaic_border, mosaic_centre, random_flips, random_perspective, resize_long_side, stream_rng, to_labels, LabelledImage, MosaicTile, PixelBox, WarpRanges};
+use crate::data::dataset::Dataset;
+use crate::data::labels::Label;
+use crate::data::letterbox::{image_to_tensor, letterbox, resize_linear, LetterboxError};
+use crate::detect::annotate::class_color;
+use crate::detect::source::{read_image, ReadImageError};
+use crate::train::hyp::Hyp;
+
+/// How batches are made.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoaderConfig {
+    /// Side of the square images in a batch.
+    pub imgsz: u32,
+    /// Images per batch (at most the dataset's size, as ultralytics); the last batch of an
+    /// epoch may be smaller.
+    pub batch_size: usize,
+    /// Threads decoding and augmenting (0 counts as 1).
+    pub workers: usize,
+    pub seed: u64,
+    /// Batches made ahead of the consumer.
+    pub prefetch: usize,
+}
+
+impl Default for LoaderConfig {
+    fn default() -> Self {
+        LoaderConfig { imgsz: 640, batch_size: 16, workers: 8, seed: 0, prefetch: 2 }
+    }
+}
+
+/// How a validation image was fitted, to map predictions back: ultralytics' `shapes`
+/// entry `((h0, w0), ((h / h0, w / w0), pad))`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ImageShape {
+    /// Original (height, width).
+    pub original: (u32, u32),
+    /// Resized over original, (height, width).
+    pub gain: (f64, f64),
+    /// Letterbox padding (width, height) on each side.
+    pub pad: (f64, f64),
+}
+
+/// One image ready for a batch.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub image: RgbImage,
+    pub labels: Vec<Label>,
+    pub path: PathBuf,
+    /// `None` for mosaics, which have no single original.
+    pub shape: Option<ImageShape>,
+}
+
+/// ultralytics' collated batch.
+#[derive(Debug, Clone)]
+pub struct Batch {
+    /// (B, 3, imgsz, imgsz) float32 RGB in [0, 1].
+    pub images: Tensor,
+    /// (n, 6): image index in the batch, class, cx, cy, w, h (normalised).
+    pub targets: Tensor,
+    pub paths: Vec<PathBuf>,
+    pub shapes: Vec<Option<ImageShape>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoaderError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: ReadImageError },
+    #[error("{path}: {source}")]
+    Letterbox { path: PathBuf, source: LetterboxError },
+    #[error("the dataset has no images")]
+    Empty,
+    #[error("the training set has no labels at all; training needs labelled images")]
+    NoLabels,
+    #[error("invalid loader settings: {0}")]
+    Settings(String),
+    #[error("cannot start {workers} loader threads: {source}")]
+    Threads { workers: usize, source: rayon::ThreadPoolBuildError },
+    #[error("cannot start the batch producer thread: {0}")]
+    Producer(std::io::Error),
+    #[error("cannot build a batch tensor: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+#[derive(Debug)]
+enum Mode {
+    Train { hyp: Hyp, warp: WarpRanges },
+    Val,
+}
+
+#[derive(Debug)]
+struct Shared {
+    dataset: Arc<Dataset>,
+    config: LoaderConfig,
+    mode: Mode,
+    pool: rayon::ThreadPool,
+}
+
+/// A dataset's batches, epoch by epoch.
+#[derive(Debug, Clone)]
+pub struct Loader {
+    shared: Arc<Shared>,
+}
+
+/// The random stream of epoch orders; sample streams are `(epoch << 32) | index`.
+const ORDER_STREAM: u64 = 1 << 63;
+
+impl Loader {
+    /// A training loader: shuffled, with mosaic, perspective, HSV, flips and mixup from `hyp`.
+    pub fn train(dataset: Arc<Dataset>, hyp: &Hyp, config: LoaderConfig) -> Result<Loader, LoaderError> {
+        if dataset.records.iter().all(|record| record.labels.is_empty()) && !dataset.is_empty() {
+            return Err(LoaderError::NoLabels);
+        }
+        Self::new(dataset, Mode::Train { hyp: hyp.clone(), warp: WarpRanges::from(hyp) }, config)
+    }
+
+    /// A validation loader: letterboxed, not augmented, in order.
+    pub fn val(dataset: Arc<Dataset>, config: LoaderConfig) -> Result<Loader, LoaderError> {
+        Self::new(dataset, Mode::Val, config)
+    }
+
+    fn new(dataset: Arc<Dataset>, mode: Mode, mut config: LoaderConfig) -> Result<Loader, LoaderError> {
+        if dataset.is_empty() {
+            return Err(LoaderError::Empty);
+        }
+        if config.imgsz < 32 || config.batch_size == 0 {
+            return Err(LoaderError::Settings(format!("imgsz must be at least 32 and the batch size at least 1 (got {} and {})", config.imgsz, config.batch_size)));
+        }
+        config.batch_size = config.batch_size.min(dataset.len());
+        config.workers = config.workers.max(1);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(config.workers).thread_name(|i| format!("loader-{i}")).build().map_err(|source| LoaderError::Threads { workers: config.workers, source })?;
+        Ok(Loader { shared: Arc::new(Shared { dataset, config, mode, pool }) })
+    }
+
+    /// Batches per epoch (the last one may be partial).
+    pub fn len(&self) -> usize {
+        self.shared.dataset.len().div_ceil(self.shared.config.batch_size)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn batch_size(&self) -> usize {
+        self.shared.config.batch_size
+    }
+
+    pub fn dataset(&self) -> &Dataset {
+        &self.shared.dataset
+    }
+
+    /// The dataset indices of epoch `epoch`, in the order they are batched.
+    pub fn order(&self, epoch: u64) -> Vec<usize> {
+        let mut order: Vec<usize> = (0..self.shared.dataset.len()).collect();
+        if matches!(self.shared.mode, Mode::Train { .. }) {
+            order.shuffle(&mut stream_rng(self.shared.config.seed, ORDER_STREAM | epoch));
+        }
+        order
+    }
+
+    /// Sample `index` of the dataset as epoch `epoch` makes it.
+    pub fn sample(&self, epoch: u64, index: usize) -> Result<Sample, LoaderError> {
+        self.shared.sample(epoch, index)
+    }
+
+    /// The batches of epoch `epoch`, made on the worker threads while the caller consumes
+    /// earlier ones. Dropping the iterator stops the work.
+    pub fn epoch(&self, epoch: u64) -> Result<Batches, LoaderError> {
+        let shared = Arc::clone(&self.shared);
+        let order = self.order(epoch);
+        let (sender, receiver) = sync_channel(shared.config.prefetch);
+        let producer = std::thread::Builder::new()
+            .name("batch-producer".into())
+            .spawn(move || {
+                for indices in order.chunks(shared.config.batch_size) {
+                    let batch = shared.batch(epoch, indices);
+                    if sender.send(batch).is_err() {
+                        return;
+                    }
+                }
+            })
+            .map_err(LoaderError::Producer)?;
+        Ok(Batches { receiver: Some(receiver), producer: Some(producer), remaining: self.len() })
+    }
+}
+
+impl Shared {
+    fn batch(&self, epoch: u64, indices: &[usize]) -> Result<Batch, LoaderError> {
+        let samples = self.pool.install(|| indices.par_iter().map(|&index| self.sample(epoch, index)).collect::<Result<Vec<_>, _>>())?;
+        collate(samples)
+    }
+
+    fn sample(&self, epoch: u64, index: usize) -> Result<Sample, LoaderError> {
+        match &self.mode {
+            Mode::Train { hyp, warp } => self.train_sample(hyp, warp, &mut stream_rng(self.config.seed, (epoch << 32) | index as u64), index),
+            Mode::Val => {
+                let (fitted, shape) = self.letterboxed(index, false)?;
+                let (w, h) = fitted.image.dimensions();
+                let labels = to_labels(&fitted.boxes, w, h);
+                Ok(Sample { image: fitted.image, labels, path: self.dataset.records[index].path.clone(), shape: Some(shape) })
+            }
+        }
+    }
+
+    /// ultralytics' `__getitem__` with augmentation.
+    fn train_sample(&self, hyp: &Hyp, warp: &WarpRanges, rng: &mut impl Rng, index: usize) -> Result<Sample, LoaderError> {
+        let (composed, shape) = if rng.random::<f64>() < hyp.mosaic {
+            let mut composed = self.mosaic(index, warp, rng)?;
+            if rng.random::<f64>() < hyp.mixup {
+                let other = rng.random_range(0..self.dataset.len());
+                composed = mixup(composed, self.mosaic(other, warp, rng)?, rng);
+            }
+            (composed, None)
+        } else {
+            let (fitted, shape) = self.letterboxed(index, true)?;
+            (random_perspective(fitted, warp, 0, rng), Some(shape))
+        };
+        let (w, h) = composed.image.dimensions();
+        let mut labels = to_labels(&composed.boxes, w, h);
+        let mut image = composed.image;
+        augment_hsv(&mut image, [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v], rng);
+        random_flips(&mut image, &mut labels, hyp.flipud, hyp.fliplr, rng);
+        Ok(Sample { image, labels, path: self.dataset.records[index].path.clone(), shape })
+    }
+
+    /// ultralytics' `load_mosaic`: the image and three random others around a random
+    /// centre, then the perspective warp that crops the canvas back to imgsz.
+    fn mosaic(&self, index: usize, warp: &WarpRanges, rng: &mut impl Rng) -> Result<LabelledImage, LoaderError> {
+        let imgsz = self.config.imgsz;
+        let centre = mosaic_centre(imgsz, rng);
+        let n = self.dataset.len();
+        let mut indices = [index, rng.random_range(0..n), rng.random_range(0..n), rng.random_range(0..n)];
+        indices.shuffle(rng);
+        let images = indices.iter().map(|&i| self.load_resized(i, true)).collect::<Result<Vec<_>, _>>()?;
+        let tiles: [MosaicTile; 4] = std::array::from_fn(|k| MosaicTile { image: &images[k], labels: &self.dataset.records[indices[k]].labels });
+        let canvas = mosaic4(tiles, imgsz, centre);
+        Ok(random_perspective(canvas, warp, mosaic_border(imgsz), rng))
+    }
+
+    /// Reads image `index` and resizes its long side to imgsz.
+    fn load_resized(&self, index: usize, augment: bool) -> Result<RgbImage, LoaderError> {
+        let path = &self.dataset.records[index].path;
+        let original = read_image(path).map_err(|source| LoaderError::Read { path: path.clone(), source })?;
+        Ok(resize_long_side(&original, self.config.imgsz, augment))
+    }
+
+    /// The image letterboxed into the imgsz square (enlarging only when augmenting, as
+    /// ultralytics' `scaleup=self.augment`), with its boxes in pixels.
+    fn letterboxed(&self, index: usize, augment: bool) -> Result<(LabelledImage, ImageShape), LoaderError> {
+        let record = &self.dataset.records[index];
+        let resized = self.load_resized(index, augment)?;
+        let imgsz = self.config.imgsz;
+        let fitted = letterbox(&resized, (imgsz, imgsz), 32, false, augment).map_err(|source| LoaderError::Letterbox { path: record.path.clone(), source })?;
+        let (w, h) = (f64::from(resized.width()), f64::from(resized.height()));
+        let (w0, h0) = (record.width, record.height);
+        let (scaled_w, scaled_h) = ((fitted.ratio * w) as f32, (fitted.ratio * h) as f32);
+        let (pad_w, pad_h) = (fitted.pad.0 as f32, fitted.pad.1 as f32);
+        let boxes = record.labels.iter().map(|label| PixelBox::from_label(label, scaled_w, scaled_h, pad_w, pad_h)).collect();
+        let shape = ImageShape { original: (h0, w0), gain: (h / f64::from(h0), w / f64::from(w0)), pad: fitted.pad };
+        Ok((LabelledImage { image: fitted.image, boxes }, shape))
+    }
+}
+
+/// ultralytics' `collate_fn`: images stacked, targets concatenated with their image index.
+fn collate(samples: Vec<Sample>) -> Result<Batch, LoaderError> {
+    let device = Device::Cpu;
+    let images = samples.iter().map(|sample| image_to_tensor(&sample.image, &device)).collect::<Result<Vec<_>, _>>()?;
+    let images = Tensor::cat(&images, 0)?;
+    let targets: Vec<f32> = samples.iter().enumerate().flat_map(|(i, sample)| sample.labels.iter().flat_map(move |l| [i as f32, l.class as f32, l.cx, l.cy, l.w, l.h])).collect();
+    let rows = targets.len() / 6;
+    let targets = Tensor::from_vec(targets, (rows, 6), &device)?;
+    let (paths, shapes) = samples.into_iter().map(|sample| (sample.path, sample.shape)).unzip();
+    Ok(Batch { images, targets, paths, shapes })
+}
+
+/// The batches of one epoch, in order; see [`Loader::epoch`].
+pub struct Batches {
+    receiver: Option<Receiver<Result<Batch, LoaderError>>>,
+    producer: Option<JoinHandle<()>>,
+    remaining: usize,
+}
+
+impl Iterator for Batches {
+    type Item = Result<Batch, LoaderError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let batch = self.receiver.as_ref()?.recv().ok()?;
+        self.remaining = self.remaining.saturating_sub(1);
+        Some(batch)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for Batches {}
+
+impl Drop for Batches {
+    /// Hangs up first, so a producer blocked on a full channel stops, then waits for it.
+    fn drop(&mut self) {
+        drop(self.receiver.take());
+        if let Some(producer) = self.producer.take() {
+            // A panic in the producer has nothing left to report to.
+            let _ = producer.join();
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlotBatchError {
+    #[error("cannot read the batch tensors: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("the embedded DejaVu Sans font could not be loaded")]
+    Font,
+    #[error("{path}: cannot save: {source}")]
+    Save { path: PathBuf, source: image::ImageError },
+}
+
+/// ultralytics' `plot_images` limits: at most 16 images, at most 1920 pixels a side.
+const PLOT_MAX_IMAGES: usize = 16;
+const PLOT_MAX_SIZE: f64 = 1920.0;
+
+/// Writes a grid of the batch's first (up to 16) images with their boxes and class names,
+/// as ultralytics' `plot_images` draws `train_batch0.jpg`; the format follows `path`'s
+/// extension.
+pub fn plot_batch(batch: &Batch, names: &[String], path: &Path) -> Result<(), PlotBatchError> {
+    let (count, _, h, w) = batch.images.dims4()?;
+    let count = count.min(PLOT_MAX_IMAGES);
+    let grid = (count as f64).sqrt().ceil() as u32;
+    let (h, w) = (h as u32, w as u32);
+    let mut canvas = tile_images(&batch.images, count, grid, (w, h))?;
+    let scale = PLOT_MAX_SIZE / f64::from(grid) / f64::from(w.max(h));
+    let (w, h) = if scale < 1.0 { ((scale * f64::from(w)).ceil() as u32, (scale * f64::from(h)).ceil() as u32) } else { (w, h) };
+    if scale < 1.0 {
+        canvas = resize_linear(&canvas, w * grid, h * grid);
+    }
+    let font = FontRef::try_from_slice(dejavu::sans::regular()).map_err(|_| PlotBatchError::Font)?;
+    // ultralytics' int((h + w) * ns * 0.01), kept legible on small grids.
+    let font_size = (f64::from((h + w) * grid) * 0.01).floor().max(12.0) as f32;
+    let line_width = ((font_size / 10.0).round() as u32).max(1);
+    let targets = batch.targets.to_vec2::<f32>()?;
+    for i in 0..count {
+        let origin = ((w * (i as u32 / grid)) as i32, (h * (i as u32 % grid)) as i32);
+        draw_thick_rect(&mut canvas, [origin.0, origin.1, origin.0 + w as i32, origin.1 + h as i32], Rgb([255; 3]), 2);
+        let file = batch.paths[i].file_name().map(|n| n.to_string_lossy().chars().take(40).collect::<String>()).unwrap_or_default();
+        draw_text_mut(&mut canvas, Rgb([220; 3]), origin.0 + 5, origin.1 + 5, PxScale::from(font_size), &font, &file);
+        for target in targets.iter().filter(|t| t[0] as usize == i) {
+            let class = target[1] as usize;
+            let name = names.get(class).cloned().unwrap_or_else(|| class.to_string());
+            let (cx, cy, bw, bh) = (target[2] * w as f32, target[3] * h as f32, target[4] * w as f32, target[5] * h as f32);
+            let corners = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0].map(|v| v as i32);
+            let corners = [corners[0] + origin.0, corners[1] + origin.1, corners[2] + origin.0, corners[3] + origin.1];
+            draw_box_label(&mut canvas, corners, &name, class_color(class), line_width, (&font, font_size));
+        }
+    }
+    canvas.save(path).map_err(|source| PlotBatchError::Save { path: path.to_path_buf(), source })
+}
+
+/// The first `count` images of a (B, 3, H, W) tensor in [0, 1], column by column on a white
+/// `grid`×`grid` canvas (ultralytics' tile order).
+fn tile_images(images: &Tensor, count: usize, grid: u32, (w, h): (u32, u32)) -> Result<RgbImage, PlotBatchError> {
+    let pixels = images.narrow(0, 0, count)?.flatten_all()?.to_vec1::<f32>()?;
+    let plane = (w * h) as usize;
+    let mut canvas = RgbImage::from_pixel(w * grid, h * grid, Rgb([255; 3]));
+    for (i, chw) in pixels.chunks_exact(3 * plane).enumerate() {
+        let (x0, y0) = (w * (i as u32 / grid), h * (i as u32 % grid));
+        for (p, pixel) in (0..plane).map(|p| (p, [0, 1, 2].map(|c| (chw[c * plane + p] * 255.0) as u8))) {
+            canvas.put_pixel(x0 + p as u32 % w, y0 + p as u32 / w, Rgb(pixel));
+        }
+    }
+    Ok(canvas)
+}
+
+/// A rectangle outline `width` pixels thick, drawn inwards from its corners as PIL does.
+fn draw_thick_rect(canvas: &mut RgbImage, [x1, y1, x2, y2]: [i32; 4], colour: Rgb<u8>, width: u32) {
+    for inset in 0..width as i32 {
+        let (w, h) = (x2 - x1 - 2 * inset + 1, y2 - y1 - 2 * inset + 1);
+        if w > 0 && h > 0 {
+            draw_hollow_rect_mut(canvas, Rect::at(x1 + inset, y1 + inset).of_size(w as u32, h as u32), colour);
+        }
+    }
+}
+
+/// ultralytics' `box_label`: the box, and white text on a filled label above it (inside
+/// it when there is no room above).
+fn draw_box_label(canvas: &mut RgbImage, corners: [i32; 4], text: &str, colour: Rgb<u8>, line_width: u32, (font, size): (&FontRef, f32)) {
+    draw_thick_rect(canvas, corners, colour, line_width);
+    let (text_w, text_h) = text_size(PxScale::from(size), font, text);
+    let outside = corners[1] - text_h as i32 >= 0;
+    let top = if outside { corners[1] - text_h as i32 } else { corners[1] };
+    draw_filled_rect_mut(canvas, Rect::at(corners[0], top).of_size(text_w + 1, text_h + 1), colour);
+    draw_text_mut(canvas, Rgb([255; 3]), corners[0], top, PxScale::from(size), font, text);
+}

@@ -1,0 +1,110 @@
+//! Boxes and labels drawn on the image, in the manner of ultralytics' `Annotator`: its
+//! 20-colour palette, a line width that grows with the image, and a filled label above
+//! the box (inside it when there is no room above). The text is DejaVu Sans from the
+//! binary, never a system font.
+
+use ab_glyph::{FontRef, InvalidFont, PxScale};
+use image::{Rgb, RgbImage};
+use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
+use imageproc::rect::Rect;
+
+use crate::eval::Detection;
+
+/// ultralytics' palette (`utils/plots.py` `Colors`), class `i` takes colour `i % 20`.
+pub const PALETTE: [Rgb<u8>; 20] = [
+    Rgb([0xFF, 0x38, 0x38]),
+    Rgb([0xFF, 0x9D, 0x97]),
+    Rgb([0xFF, 0x70, 0x1F]),
+    Rgb([0xFF, 0xB2, 0x1D]),
+    Rgb([0xCF, 0xD2, 0x31]),
+    Rgb([0x48, 0xF9, 0x0A]),
+    Rgb([0x92, 0xCC, 0x17]),
+    Rgb([0x3D, 0xDB, 0x86]),
+    Rgb([0x1A, 0x93, 0x34]),
+    Rgb([0x00, 0xD4, 0xBB]),
+    Rgb([0x2C, 0x99, 0xA8]),
+    Rgb([0x00, 0xC2, 0xFF]),
+    Rgb([0x34, 0x45, 0x93]),
+    Rgb([0x64, 0x73, 0xFF]),
+    Rgb([0x00, 0x18, 0xEC]),
+    Rgb([0x84, 0x38, 0xFF]),
+    Rgb([0x52, 0x00, 0x85]),
+    Rgb([0xCB, 0x38, 0xFF]),
+    Rgb([0xFF, 0x95, 0xC8]),
+    Rgb([0xFF, 0x37, 0xC7]),
+];
+
+/// Label text height (ascent to descent) per pixel of line width: about the size of
+/// OpenCV's Hershey font at ultralytics' `fontScale = lw / 3`.
+const TEXT_PX_PER_LINE_WIDTH: f32 = 8.0;
+
+pub fn class_color(class: usize) -> Rgb<u8> {
+    PALETTE[class % PALETTE.len()]
+}
+
+/// White on dark colours, near-black on light ones (ultralytics always uses white, which
+/// is hard to read on its pale pinks and yellows).
+fn text_color(background: Rgb<u8>) -> Rgb<u8> {
+    let [r, g, b] = background.0.map(f32::from);
+    if 0.299 * r + 0.587 * g + 0.114 * b > 150.0 {
+        Rgb([20, 20, 20])
+    } else {
+        Rgb([255, 255, 255])
+    }
+}
+
+/// ultralytics' `max(round(sum(im.shape) / 2 * 0.003), 2)`, where the shape includes the 3
+/// channels.
+pub fn line_width(width: u32, height: u32) -> u32 {
+    let half_sum = f64::from(width + height + 3) / 2.0;
+    ((half_sum * 0.003).round_ties_even() as u32).max(2)
+}
+
+pub struct Annotator {
+    font: FontRef<'static>,
+}
+
+impl Annotator {
+    pub fn new() -> Result<Annotator, InvalidFont> {
+        Ok(Annotator { font: FontRef::try_from_slice(dejavu::sans::regular())? })
+    }
+
+    /// Draws each detection's box and "name conf" label, the best last so that it is on
+    /// top (detect.py walks the detections in reverse).
+    pub fn draw(&self, image: &mut RgbImage, detections: &[Detection], names: &[String]) {
+        let lw = line_width(image.width(), image.height());
+        for detection in detections.iter().rev() {
+            let color = class_color(detection.class);
+            // detect.py truncates the (already rounded) corners with int().
+            let [x1, y1, x2, y2] = detection.bbox.map(|v| v as i32);
+            draw_thick_box(image, [x1, y1, x2, y2], color, lw);
+            let name = names.get(detection.class).cloned().unwrap_or_else(|| detection.class.to_string());
+            self.draw_label(image, (x1, y1), &format!("{name} {:.2}", detection.conf), color, lw);
+        }
+    }
+
+    /// A filled label with its top-left corner at the box's, above the box when it fits;
+    /// moved left where it would run off the image (ultralytics lets it be cut).
+    fn draw_label(&self, image: &mut RgbImage, (x, y): (i32, i32), text: &str, color: Rgb<u8>, lw: u32) {
+        let scale = PxScale::from(TEXT_PX_PER_LINE_WIDTH * lw as f32);
+        let (text_w, text_h) = text_size(scale, &self.font, text);
+        let (label_w, label_h) = (text_w + 2, text_h + 3);
+        let x = x.min(image.width() as i32 - label_w as i32).max(0);
+        let outside = y - label_h as i32 >= 0;
+        let top = if outside { y - label_h as i32 } else { y };
+        draw_filled_rect_mut(image, Rect::at(x, top).of_size(label_w, label_h), color);
+        draw_text_mut(image, text_color(color), x + 1, top + 2, scale, &self.font, text);
+    }
+}
+
+/// A rectangle outline `lw` pixels thick, centred on the box edges as OpenCV draws it.
+fn draw_thick_box(image: &mut RgbImage, [x1, y1, x2, y2]: [i32; 4], color: Rgb<u8>, lw: u32) {
+    let lw = lw as i32;
+    for inset in -(lw / 2)..lw - lw / 2 {
+        let (left, top, right, bottom) = (x1 + inset, y1 + inset, x2 - inset, y2 - inset);
+        if left <= right && top <= bottom {
+            let rect = Rect::at(left, top).of_size((right - left + 1) as u32, (bottom - top + 1) as u32);
+            draw_hollow_rect_mut(image, rect, color);
+        }
+    }
+}

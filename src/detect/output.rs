@@ -1,0 +1,166 @@
+//! What detect writes: the run folder, YOLO label lines and COCO-style predictions,
+//! formatted as ultralytics' detect.py and val.py write them.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use image::codecs::jpeg::JpegEncoder;
+use image::{ImageFormat, RgbImage};
+use serde::Serialize;
+
+use crate::eval::Detection;
+
+/// `path`, or when it exists (and `exist_ok` is false) the first free `path2`, `path3`, …
+/// as ultralytics' `increment_path` for folders.
+pub fn increment_path(path: &Path, exist_ok: bool) -> PathBuf {
+    if exist_ok || !path.exists() {
+        return path.to_owned();
+    }
+    let numbered = |n: u32| {
+        let mut name = OsString::from(path.as_os_str());
+        name.push(n.to_string());
+        PathBuf::from(name)
+    };
+    (2..9999).map(numbered).find(|p| !p.exists()).unwrap_or_else(|| numbered(9999))
+}
+
+/// Python's `'%g' % x`: 6 significant digits, trailing zeros dropped, exponent notation
+/// below 1e-4 and from 1e6.
+pub fn format_g(x: f64) -> String {
+    if !x.is_finite() {
+        return if x.is_nan() { "nan".into() } else if x > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    let scientific = format!("{x:.5e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let exponent: i32 = exponent.parse().unwrap_or(0);
+    if (-4..6).contains(&exponent) {
+        let decimals = (5 - exponent) as usize;
+        trim_zeros(&format!("{x:.decimals$}")).to_string()
+    } else {
+        let sign = if exponent < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim_zeros(mantissa), exponent.abs())
+    }
+}
+
+fn trim_zeros(number: &str) -> &str {
+    if number.contains('.') {
+        number.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        number
+    }
+}
+
+/// One YOLO label line, `cls cx cy w h [conf]` normalised to the image of `width` ×
+/// `height`, computed in float32 as detect.py does.
+pub fn label_line(detection: &Detection, width: u32, height: u32, save_conf: bool) -> String {
+    let [x1, y1, x2, y2] = detection.bbox;
+    let (w, h) = (width as f32, height as f32);
+    let xywh = [(x1 + x2) / 2.0 / w, (y1 + y2) / 2.0 / h, (x2 - x1) / w, (y2 - y1) / h];
+    let mut fields = vec![detection.class as f64];
+    fields.extend(xywh.map(f64::from));
+    if save_conf {
+        fields.push(f64::from(detection.conf));
+    }
+    fields.into_iter().map(format_g).collect::<Vec<_>>().join(" ")
+}
+
+/// A COCO `image_id`: the file stem, as a number when it is one (as val.py).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ImageId {
+    Number(u64),
+    Name(String),
+}
+
+impl ImageId {
+    pub fn from_stem(stem: &str) -> ImageId {
+        let numeric = !stem.is_empty() && stem.bytes().all(|b| b.is_ascii_digit());
+        match stem.parse() {
+            Ok(n) if numeric => ImageId::Number(n),
+            _ => ImageId::Name(stem.to_string()),
+        }
+    }
+}
+
+/// One entry of a COCO results file.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CocoPrediction {
+    pub image_id: ImageId,
+    pub category_id: usize,
+    /// x, y (top left), w, h in original pixels, to 3 decimals.
+    pub bbox: [f64; 4],
+    /// To 5 decimals.
+    pub score: f64,
+}
+
+impl CocoPrediction {
+    /// As val.py's `save_one_json`, with class indices as category ids.
+    pub fn new(image_id: ImageId, detection: &Detection) -> CocoPrediction {
+        let [x1, y1, x2, y2] = detection.bbox;
+        let (w, h) = (x2 - x1, y2 - y1);
+        let (cx, cy) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
+        let bbox = [cx - w / 2.0, cy - h / 2.0, w, h].map(|v| round_to(f64::from(v), 3));
+        CocoPrediction { image_id, category_id: detection.class, bbox, score: round_to(f64::from(detection.conf), 5) }
+    }
+}
+
+/// Python's `round(x, decimals)`: the nearest float to the correctly rounded decimal.
+fn round_to(x: f64, decimals: usize) -> f64 {
+    format!("{x:.decimals$}").parse().unwrap_or(x)
+}
+
+/// Saves in the format of the file name (JPEG at quality 95, as cv2.imwrite); a name
+/// whose format cannot be written gets a `.png` extension instead. Returns the path used.
+pub fn save_image(image: &RgbImage, path: &Path) -> Result<PathBuf, image::ImageError> {
+    match ImageFormat::from_path(path) {
+        Ok(ImageFormat::Jpeg) => {
+            let file = std::fs::File::create(path).map_err(image::ImageError::IoError)?;
+            image.write_with_encoder(JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 95))?;
+            Ok(path.to_owned())
+        }
+        Ok(format) if format.writing_enabled() => image.save_with_format(path, format).map(|()| path.to_owned()),
+        _ => {
+            let png = path.with_extension("png");
+            image.save_with_format(&png, ImageFormat::Png).map(|()| png)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn format_g_matches_python() {
+        let cases = [
+            (0.0, "0"),
+            (2.0, "2"),
+            (0.5, "0.5"),
+            (0.123456789, "0.123457"),
+            (0.0001, "0.0001"),
+            (0.00001234567, "1.23457e-05"),
+            (123456.0, "123456"),
+            (1234567.0, "1.23457e+06"),
+            (999999.5, "1e+06"),
+            (-0.25, "-0.25"),
+            (f64::from(0.1f32), "0.1"),
+        ];
+        for (x, want) in cases {
+            assert_eq!(format_g(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn numeric_stems_are_numbers() {
+        assert_eq!(ImageId::from_stem("000123"), ImageId::Number(123));
+        assert_eq!(ImageId::from_stem("img_1"), ImageId::Name("img_1".into()));
+        assert_eq!(ImageId::from_stem("-1"), ImageId::Name("-1".into()));
+        assert_eq!(ImageId::from_stem(""), ImageId::Name(String::new()));
+    }
+
+    #[test]
+    fn rounding_is_pythons() {
+        assert_eq!(round_to(12.34567, 3), 12.346);
+        assert_eq!(round_to(0.123456789, 5), 0.12346);
+    }
+}

@@ -1,0 +1,234 @@
+//! 2-D convolution as im2col + GEMM, forward and backward, as one candle custom op.
+//! candle's own backward runs the input gradient through a direct conv_transpose2d loop
+//! and computes it even for the input image; here both gradients are GEMMs over the same
+//! unfolded columns, and the input gradient is skipped when nothing upstream needs it.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::gemm::{matmul, MatRef};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
+
+/// Sizes of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    co: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+    p: Conv2dParams,
+}
+
+impl Geometry {
+    fn new(x: &[usize], w: &[usize], p: Conv2dParams) -> Result<Geometry> {
+        let ([n, c, h, wd], [co, cg, kh, kw]) = (x, w) else {
+            candle_core::bail!("conv2d: expected 4-D input and weight, got {x:?} and {w:?}");
+        };
+        let g = p.groups.max(1);
+        if c % g != 0 || co % g != 0 || c / g != *cg {
+            candle_core::bail!("conv2d: input {x:?} and weight {w:?} do not fit groups={g}");
+        }
+        let span = |k: usize| p.dilation * (k - 1) + 1;
+        if h + 2 * p.padding < span(*kh) || wd + 2 * p.padding < span(*kw) || p.stride == 0 {
+            candle_core::bail!("conv2d: input {x:?} is smaller than the kernel {w:?}");
+        }
+        let out = |size: usize, k: usize| (size + 2 * p.padding - span(k)) / p.stride + 1;
+        Ok(Geometry { n: *n, c: *c, h: *h, w: *wd, co: *co, kh: *kh, kw: *kw, oh: out(*h, *kh), ow: out(*wd, *kw), p: Conv2dParams { groups: g, ..p } })
+    }
+
+    fn groups(&self) -> usize {
+        self.p.groups
+    }
+    fn cg(&self) -> usize {
+        self.c / self.groups()
+    }
+    fn cog(&self) -> usize {
+        self.co / self.groups()
+    }
+    /// Rows of the unfolded columns per group: input channels × kernel taps.
+    fn kdim(&self) -> usize {
+        self.cg() * self.kh * self.kw
+    }
+    fn plane(&self) -> usize {
+        self.oh * self.ow
+    }
+    fn image(&self) -> usize {
+        self.c * self.h * self.w
+    }
+    /// A 1×1, stride-1, unpadded, ungrouped conv reads its input as the columns directly.
+    fn is_pointwise(&self) -> bool {
+        self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0 && self.groups() == 1
+    }
+
+    /// Unfolds group `g` of one image into `cols` (kdim × plane, row-major).
+    fn im2col(&self, x: &[f32], g: usize, cols: &mut [f32]) {
+        let (s, pad, d) = (self.p.stride as isize, self.p.padding as isize, self.p.dilation as isize);
+        for ci in 0..self.cg() {
+            let plane_in = &x[(g * self.cg() + ci) * self.h * self.w..][..self.h * self.w];
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    let row = &mut cols[((ci * self.kh + ki) * self.kw + kj) * self.plane()..][..self.plane()];
+                    for oy in 0..self.oh {
+                        let iy = oy as isize * s - pad + ki as isize * d;
+                        let out = &mut row[oy * self.ow..][..self.ow];
+                        if iy < 0 || iy >= self.h as isize {
+                            out.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane_in[iy as usize * self.w..][..self.w];
+                        for (ox, o) in out.iter_mut().enumerate() {
+                            let ix = ox as isize * s - pad + kj as isize * d;
+                            *o = if ix >= 0 && ix < self.w as isize { src[ix as usize] } else { 0.0 };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Folds `cols` of group `g` back onto one image's input gradient, adding.
+    fn col2im(&self, cols: &[f32], g: usize, dx: &mut [f32]) {
+        let (s, pad, d) = (self.p.stride as isize, self.p.padding as isize, self.p.dilation as isize);
+        for ci in 0..self.cg() {
+            let plane_in = &mut dx[(g * self.cg() + ci) * self.h * self.w..][..self.h * self.w];
+            for ki in 0..self.kh {
+                for kj in 0..self.kw {
+                    let row = &cols[((ci * self.kh + ki) * self.kw + kj) * self.plane()..][..self.plane()];
+                    for oy in 0..self.oh {
+                        let iy = oy as isize * s - pad + ki as isize * d;
+                        if iy < 0 || iy >= self.h as isize {
+                            continue;
+                        }
+                        let dst = &mut plane_in[iy as usize * self.w..][..self.w];
+                        for (ox, &v) in row[oy * self.ow..][..self.ow].iter().enumerate() {
+                            let ix = ox as isize * s - pad + kj as isize * d;
+                            if ix >= 0 && ix < self.w as isize {
+                                dst[ix as usize] += v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// The columns of group `g` of image `x`: the image itself for pointwise convs.
+    fn columns<'a>(&self, x: &'a [f32], g: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+        if self.is_pointwise() {
+            return x;
+        }
+        scratch.resize(self.kdim() * self.plane(), 0.0);
+        self.im2col(x, g, scratch);
+        scratch
+    }
+
+    /// Threads for each GEMM: all of them when one image is the whole batch, else one per
+    /// image with the images spread over the threads.
+    fn gemm_threads(&self) -> usize {
+        if self.n >= rayon::current_num_threads() { 1 } else { rayon::current_num_threads() }
+    }
+
+    fn forward(&self, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
+        let threads = self.gemm_threads();
+        let mut y = vec![0f32; self.n * self.co * plane];
+        y.par_chunks_mut(self.co * plane).zip(x.par_chunks(self.image())).for_each_init(Vec::new, |scratch, (y, x)| {
+            for g in 0..self.groups() {
+                let cols = self.columns(x, g, scratch);
+                let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
+                matmul(&mut y[g * cog * plane..][..cog * plane], wg, MatRef::rows(cols, kdim, plane), false, threads);
+            }
+        });
+        y
+    }
+
+    /// The weight gradient, and the input gradient when `want_dx`.
+    fn backward(&self, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
+        let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
+        let threads = self.gemm_threads();
+        let mut dx = want_dx.then(|| vec![0f32; x.len()]);
+        let dx_chunks: Vec<Option<&mut [f32]>> = match dx.as_mut() {
+            Some(dx) => dx.chunks_mut(self.image()).map(Some).collect(),
+            None => (0..self.n).map(|_| None).collect(),
+        };
+        let dw = dx_chunks
+            .into_par_iter()
+            .zip(x.par_chunks(self.image()).zip(dy.par_chunks(self.co * plane)))
+            .fold(
+                || (vec![0f32; w.len()], Vec::new(), Vec::new()),
+                |(mut dw, mut scratch, mut dcols), (mut dx, (x, dy))| {
+                    for g in 0..self.groups() {
+                        let dyg = MatRef::rows(&dy[g * cog * plane..][..cog * plane], cog, plane);
+                        let cols = self.columns(x, g, &mut scratch);
+                        // dW_g += dY_g · colsᵀ
+                        matmul(&mut dw[g * cog * kdim..][..cog * kdim], dyg, MatRef::rows(cols, kdim, plane).t(), true, threads);
+                        if let Some(dx) = dx.as_deref_mut() {
+                            // dcols = W_gᵀ · dY_g, folded back onto the input.
+                            let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
+                            dcols.resize(kdim * plane, 0.0);
+                            matmul(&mut dcols, wg.t(), dyg, false, threads);
+                            if self.is_pointwise() {
+                                dx.iter_mut().zip(&dcols).for_each(|(a, b)| *a += b);
+                            } else {
+                                self.col2im(&dcols, g, dx);
+                            }
+                        }
+                    }
+                    (dw, scratch, dcols)
+                },
+            )
+            .map(|(dw, _, _)| dw)
+            .reduce(|| vec![0f32; w.len()], |mut a, b| {
+                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
+                a
+            });
+        (dx, dw)
+    }
+}
+
+/// The op: `conv2d(x, weight)` without bias.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dOp(pub Conv2dParams);
+
+fn f32_data(t: &Tensor) -> Result<Vec<f32>> {
+    t.flatten_all()?.to_vec1::<f32>()
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "conv2d-gemm"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let geo = Geometry::new(xl.dims(), wl.dims(), self.0)?;
+        let x = crate::act::kernels::contiguous::<f32>("conv2d", xs, xl)?;
+        let w = crate::act::kernels::contiguous::<f32>("conv2d", ws, wl)?;
+        Ok((CpuStorage::F32(geo.forward(x, w)), Shape::from((geo.n, geo.co, geo.oh, geo.ow))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let geo = Geometry::new(x.dims(), w.dims(), self.0)?;
+        // The input image (or any constant) needs no gradient.
+        let want_dx = x.track_op();
+        let (dx, dw) = geo.backward(&f32_data(x)?, &f32_data(w)?, &f32_data(dy)?, want_dx);
+        let dx = dx.map(|dx| Tensor::from_vec(dx, x.shape(), x.device())).transpose()?;
+        Ok((dx, Some(Tensor::from_vec(dw, w.shape(), w.device())?)))
+    }
+}
+
+/// `conv2d` of f32 NCHW `x` with `weight` (out, in / groups, kh, kw); differentiable in both.
+pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
+    x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp(params))
+}

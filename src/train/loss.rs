@@ -1,0 +1,336 @@
+//! YOLOv5's loss: ultralytics' `utils/loss.py` `ComputeLoss` (v7.0), differentiable
+//! with respect to the raw Detect maps through candle's autograd.
+//!
+//! Per level, over the positives that [`assign::build_targets`] picks: the CIoU box loss
+//! `mean(1 − CIoU)`, and (for more than one class) the class BCE against label-smoothed
+//! one-hot targets; over every prediction: the objectness BCE against the detached,
+//! non-negative CIoU of the positive in that cell (0 elsewhere), weighted by the level's
+//! balance. The three sums are scaled by their gains, and the total by the batch size.
+//! ultralytics' defaults are fixed here as in v7.0: IoU ratio `gr` 1.0, `sort_obj_iou`
+//! off, autobalance off.
+//!
+//! [`assign::build_targets`]: super::assign::build_targets
+
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
+
+use super::assign::{build_targets, targets_from_tensor, Positive, Target, TargetError};
+use super::hyp::Hyp;
+use crate::act::kernels::contiguous;
+use crate::act::kernels::pointwise::apply;
+use crate::act::pointwise::{LogSigmoid, Pointwise, Sigmoid};
+
+/// The loss hyperparameters, named as in `hyp.*.yaml` (`box`, `cls`, `obj` are the gains).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LossGains {
+    pub box_gain: f64,
+    pub cls_gain: f64,
+    pub obj_gain: f64,
+    /// Positive weights of the class and objectness BCE.
+    pub cls_pw: f64,
+    pub obj_pw: f64,
+    /// Largest target-to-anchor size ratio that still matches.
+    pub anchor_t: f64,
+    /// Focal loss gamma; 0 is plain BCE.
+    pub fl_gamma: f64,
+    /// Label smoothing epsilon for the class targets.
+    pub label_smoothing: f64,
+}
+
+impl LossGains {
+    /// The loss part of a hyperparameter file, unscaled.
+    pub fn from_hyp(hyp: &Hyp) -> LossGains {
+        LossGains {
+            box_gain: hyp.box_gain,
+            cls_gain: hyp.cls_gain,
+            obj_gain: hyp.obj_gain,
+            cls_pw: hyp.cls_pw,
+            obj_pw: hyp.obj_pw,
+            anchor_t: hyp.anchor_t,
+            fl_gamma: hyp.fl_gamma,
+            label_smoothing: hyp.label_smoothing.unwrap_or(0.0),
+        }
+    }
+}
+
+/// train.py's scaling of the gains to the model and data: `box *= 3/nl`,
+/// `cls *= nc/80 · 3/nl`, `obj *= (imgsz/640)² · 3/nl` (the hyp files are tuned for
+/// 3 levels, 80 classes and 640 px). Evaluated in ultralytics' order, in f64.
+pub fn scale_loss_gains(base: &LossGains, nl: usize, nc: usize, imgsz: usize) -> LossGains {
+    let nl = nl as f64;
+    LossGains {
+        box_gain: base.box_gain * (3.0 / nl),
+        cls_gain: base.cls_gain * (nc as f64 / 80.0 * 3.0 / nl),
+        obj_gain: base.obj_gain * ((imgsz as f64 / 640.0).powi(2) * 3.0 / nl),
+        ..*base
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LossError {
+    #[error("loss: anchors must be (levels 1..=5, anchors, 2), got shape {0:?}")]
+    Anchors(Vec<usize>),
+    #[error("loss: {got} prediction levels for a model with {expected}")]
+    Levels { expected: usize, got: usize },
+    #[error("loss: level {level} predictions have shape {shape:?}; expected ({batch}, {na}, ny, nx, {no})")]
+    PredShape { level: usize, shape: Vec<usize>, batch: usize, na: usize, no: usize },
+    #[error("loss: {0}")]
+    Targets(#[from] TargetError),
+    #[error("loss: {0}")]
+    Tensor(#[from] candle_core::Error),
+}
+
+/// YOLOv5's loss for a model with `nc` classes and the given anchors.
+#[derive(Debug, Clone)]
+pub struct YoloLoss {
+    gains: LossGains,
+    nc: usize,
+    /// Per level, per anchor: width and height in grid units (stride units).
+    anchors: Vec<Vec<[f32; 2]>>,
+    /// Objectness weight per level.
+    balance: &'static [f64],
+    cls_bce: BceWithLogits,
+    obj_bce: BceWithLogits,
+    /// Class targets for the true class and the others (ultralytics' `smooth_BCE`).
+    class_positive: f64,
+    class_negative: f64,
+}
+
+/// ultralytics' objectness balance: 3 levels (P3–P5), else up to 5 (P3–P7).
+const BALANCE_3: [f64; 3] = [4.0, 1.0, 0.4];
+const BALANCE_5: [f64; 5] = [4.0, 1.0, 0.25, 0.06, 0.02];
+
+impl YoloLoss {
+    /// `gains` already scaled ([`scale_loss_gains`]); `anchors` is (levels, anchors, 2) in
+    /// stride units, as `Detect::anchors`.
+    pub fn new(gains: LossGains, nc: usize, anchors: &Tensor) -> Result<YoloLoss, LossError> {
+        let dims = anchors.dims();
+        if dims.len() != 3 || dims[2] != 2 || dims[0] == 0 || dims[0] > BALANCE_5.len() {
+            return Err(LossError::Anchors(dims.to_vec()));
+        }
+        let anchors = anchors
+            .to_dtype(DType::F32)?
+            .to_vec3::<f32>()?
+            .into_iter()
+            .map(|level| level.into_iter().map(|a| [a[0], a[1]]).collect())
+            .collect();
+        let balance: &'static [f64] = if dims[0] == 3 { &BALANCE_3 } else { &BALANCE_5[..dims[0]] };
+        let focal_gamma = (gains.fl_gamma > 0.0).then_some(gains.fl_gamma);
+        Ok(YoloLoss {
+            gains,
+            nc,
+            anchors,
+            balance,
+            cls_bce: BceWithLogits { pos_weight: gains.cls_pw, focal_gamma },
+            obj_bce: BceWithLogits { pos_weight: gains.obj_pw, focal_gamma },
+            class_positive: 1.0 - 0.5 * gains.label_smoothing,
+            class_negative: 0.5 * gains.label_smoothing,
+        })
+    }
+
+    /// The loss of raw Detect maps `preds` (per level (bs, na, ny, nx, nc + 5), as
+    /// `Model::forward(x, true)` returns them) against `targets` (n, 6) rows of
+    /// `[image, class, cx, cy, w, h]` normalised to the input image.
+    ///
+    /// Returns the total to backpropagate (a scalar: `(lbox + lobj + lcls) · bs`) and the
+    /// detached components `[lbox, lobj, lcls]` for logging.
+    pub fn compute(&self, preds: &[Tensor], targets: &Tensor) -> Result<(Tensor, [f32; 3]), LossError> {
+        let batch = self.check_preds(preds)?;
+        let targets = targets_from_tensor(targets, batch, self.nc)?;
+        let zero = Tensor::zeros((), preds[0].dtype(), preds[0].device())?;
+        let (mut lbox, mut lobj, mut lcls) = (zero.clone(), zero.clone(), zero);
+        for (level, pred) in preds.iter().enumerate() {
+            let terms = self.level_terms(level, pred, &targets)?;
+            lbox = (lbox + terms.lbox)?;
+            lobj = (lobj + (terms.lobj * self.balance[level])?)?;
+            lcls = (lcls + terms.lcls)?;
+        }
+        let lbox = (lbox * self.gains.box_gain)?;
+        let lobj = (lobj * self.gains.obj_gain)?;
+        let lcls = (lcls * self.gains.cls_gain)?;
+        let items = [scalar(&lbox)?, scalar(&lobj)?, scalar(&lcls)?];
+        let total = (((lbox + lobj)? + lcls)? * batch as f64)?;
+        Ok((total, items))
+    }
+
+    /// The batch size, after checking each level's shape against the anchors and classes.
+    fn check_preds(&self, preds: &[Tensor]) -> Result<usize, LossError> {
+        if preds.len() != self.anchors.len() {
+            return Err(LossError::Levels { expected: self.anchors.len(), got: preds.len() });
+        }
+        let (na, no) = (self.anchors[0].len(), self.nc + 5);
+        let batch = preds[0].dims().first().copied().unwrap_or(0);
+        for (level, pred) in preds.iter().enumerate() {
+            let shape = pred.dims();
+            if shape.len() != 5 || shape[0] != batch || shape[1] != na || shape[4] != no {
+                return Err(LossError::PredShape { level, shape: shape.to_vec(), batch, na, no });
+            }
+        }
+        Ok(batch)
+    }
+
+    /// One level's unweighted box, objectness and class terms.
+    fn level_terms(&self, level: usize, pred: &Tensor, targets: &[Target]) -> Result<LevelTerms, LossError> {
+        let (batch, na, ny, nx, no) = pred.dims5()?;
+        let positives = build_targets(targets, &self.anchors[level], (ny, nx), self.gains.anchor_t as f32);
+        let zero = Tensor::zeros((), pred.dtype(), pred.device())?;
+        let mut objectness = vec![0f64; batch * na * ny * nx];
+        let (lbox, lcls) = if positives.is_empty() {
+            (zero.clone(), zero)
+        } else {
+            let cells: Vec<usize> = positives.iter().map(|p| ((p.image * na + p.anchor) * ny + p.gy) * nx + p.gx).collect();
+            let index = Tensor::from_vec(cells.iter().map(|&c| c as u32).collect::<Vec<_>>(), cells.len(), pred.device())?;
+            let picked = pred.reshape((batch * na * ny * nx, no))?.index_select(&index, 0)?;
+            let iou = complete_iou(&predicted_boxes(&picked, &positives)?, &target_boxes(&positives, pred)?)?;
+            let lbox = iou.affine(-1.0, 1.0)?.mean_all()?;
+            // The objectness target is the box's quality; where positives share a cell and
+            // anchor, the last one's (as torch's index assignment leaves it).
+            let quality = iou.detach().relu()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            for (&cell, q) in cells.iter().zip(quality) {
+                objectness[cell] = q;
+            }
+            let lcls = if self.nc > 1 { self.class_term(&picked, &positives)? } else { zero };
+            (lbox, lcls)
+        };
+        let objectness = Tensor::from_vec(objectness, (batch, na, ny, nx), pred.device())?.to_dtype(pred.dtype())?;
+        let lobj = self.obj_bce.mean(&pred.narrow(D::Minus1, 4, 1)?.squeeze(D::Minus1)?, &objectness)?;
+        Ok(LevelTerms { lbox, lobj, lcls })
+    }
+
+    /// Class BCE of the picked predictions against smoothed one-hot targets.
+    fn class_term(&self, picked: &Tensor, positives: &[Positive]) -> Result<Tensor, LossError> {
+        let mut wanted = vec![self.class_negative; positives.len() * self.nc];
+        for (row, p) in positives.iter().enumerate() {
+            wanted[row * self.nc + p.class] = self.class_positive;
+        }
+        let wanted = Tensor::from_vec(wanted, (positives.len(), self.nc), picked.device())?.to_dtype(picked.dtype())?;
+        Ok(self.cls_bce.mean(&picked.narrow(1, 5, self.nc)?, &wanted)?)
+    }
+}
+
+struct LevelTerms {
+    lbox: Tensor,
+    lobj: Tensor,
+    lcls: Tensor,
+}
+
+fn scalar(t: &Tensor) -> candle_core::Result<f32> {
+    t.to_dtype(DType::F32)?.to_scalar::<f32>()
+}
+
+/// Predicted boxes (n, 4) xywh in grid units relative to their cells:
+/// xy = 2σ − 0.5, wh = (2σ)² · anchor.
+fn predicted_boxes(picked: &Tensor, positives: &[Positive]) -> candle_core::Result<Tensor> {
+    let sigmoid = apply(Pointwise::Sigmoid(Sigmoid), &picked.narrow(1, 0, 4)?)?;
+    let xy = sigmoid.narrow(1, 0, 2)?.affine(2.0, -0.5)?;
+    let anchors: Vec<f32> = positives.iter().flat_map(|p| p.anchor_wh).collect();
+    let anchors = Tensor::from_vec(anchors, (positives.len(), 2), picked.device())?.to_dtype(picked.dtype())?;
+    let wh = (sigmoid.narrow(1, 2, 2)? * 2.0)?.sqr()?.mul(&anchors)?;
+    Tensor::cat(&[xy, wh], 1)
+}
+
+/// The positives' target boxes (n, 4) xywh, in the predictions' dtype.
+fn target_boxes(positives: &[Positive], like: &Tensor) -> candle_core::Result<Tensor> {
+    let boxes: Vec<f32> = positives.iter().flat_map(|p| p.tbox).collect();
+    Tensor::from_vec(boxes, (positives.len(), 4), like.device())?.to_dtype(like.dtype())
+}
+
+/// ultralytics' `bbox_iou(box1, box2, xywh=True, CIoU=True, eps=1e-7)` for n pairs of
+/// (n, 4) xywh boxes: IoU − (centre distance² / enclosing diagonal² + v·α), with the
+/// aspect-ratio weight α detached, as ultralytics computes it under `no_grad`.
+fn complete_iou(pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+    const EPS: f64 = 1e-7;
+    let (p, t) = (Corners::from_xywh(pred)?, Corners::from_xywh(target)?);
+    let overlap = |lo1: &Tensor, hi1: &Tensor, lo2: &Tensor, hi2: &Tensor| (hi1.minimum(hi2)? - lo1.maximum(lo2)?)?.relu();
+    let inter = (overlap(&p.x1, &p.x2, &t.x1, &t.x2)? * overlap(&p.y1, &p.y2, &t.y1, &t.y2)?)?;
+    let union = (((p.w.mul(&p.h)? + t.w.mul(&t.h)?)? - &inter)? + EPS)?;
+    let iou = inter.div(&union)?;
+    let enclosing_w = (p.x2.maximum(&t.x2)? - p.x1.minimum(&t.x1)?)?;
+    let enclosing_h = (p.y2.maximum(&t.y2)? - p.y1.minimum(&t.y1)?)?;
+    let diagonal2 = ((enclosing_w.sqr()? + enclosing_h.sqr()?)? + EPS)?;
+    let dx = (((&t.x1 + &t.x2)? - &p.x1)? - &p.x2)?;
+    let dy = (((&t.y1 + &t.y2)? - &p.y1)? - &p.y2)?;
+    let centre_distance2 = ((dx.sqr()? + dy.sqr()?)? / 4.0)?;
+    let aspect = (atan(&t.w.div(&t.h)?)? - atan(&p.w.div(&p.h)?)?)?;
+    let v = (aspect.sqr()? * (4.0 / std::f64::consts::PI.powi(2)))?;
+    let alpha = v.detach().div(&((v.detach() - iou.detach())? + (1.0 + EPS))?)?;
+    iou - (centre_distance2.div(&diagonal2)? + v.mul(&alpha)?)?
+}
+
+/// Corner coordinates and sizes of (n, 4) xywh boxes, each (n,).
+struct Corners {
+    x1: Tensor,
+    y1: Tensor,
+    x2: Tensor,
+    y2: Tensor,
+    w: Tensor,
+    h: Tensor,
+}
+
+impl Corners {
+    fn from_xywh(boxes: &Tensor) -> candle_core::Result<Corners> {
+        let column = |i: usize| boxes.narrow(1, i, 1)?.squeeze(1);
+        let (x, y, w, h) = (column(0)?, column(1)?, column(2)?, column(3)?);
+        let (half_w, half_h) = ((&w / 2.0)?, (&h / 2.0)?);
+        Ok(Corners { x1: (&x - &half_w)?, x2: (&x + &half_w)?, y1: (&y - &half_h)?, y2: (&y + &half_h)?, w, h })
+    }
+}
+
+/// `nn.BCEWithLogitsLoss(pos_weight)` with mean reduction, wrapped in ultralytics'
+/// `FocalLoss(gamma, alpha=0.25)` when a gamma is set.
+#[derive(Debug, Clone, Copy)]
+struct BceWithLogits {
+    pos_weight: f64,
+    focal_gamma: Option<f64>,
+}
+
+impl BceWithLogits {
+    /// torch's formula: `(1 − y)·x − (1 + (pw − 1)·y)·log σ(x)`, elementwise, then the mean.
+    fn mean(&self, logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
+        let log_sigmoid = apply(Pointwise::LogSigmoid(LogSigmoid), logits)?;
+        let log_weight = targets.affine(self.pos_weight - 1.0, 1.0)?;
+        let loss = (targets.affine(-1.0, 1.0)?.mul(logits)? - log_weight.mul(&log_sigmoid)?)?;
+        let loss = match self.focal_gamma {
+            Some(gamma) => loss.mul(&focal_factor(logits, targets, gamma)?)?,
+            None => loss,
+        };
+        loss.mean_all()
+    }
+}
+
+/// FocalLoss's `alpha_factor · (1 − p_t)^gamma`, p_t = y·p + (1 − y)·(1 − p), alpha 0.25.
+fn focal_factor(logits: &Tensor, targets: &Tensor, gamma: f64) -> candle_core::Result<Tensor> {
+    const ALPHA: f64 = 0.25;
+    let p = apply(Pointwise::Sigmoid(Sigmoid), logits)?;
+    let not_targets = targets.affine(-1.0, 1.0)?;
+    let p_t = (targets.mul(&p)? + not_targets.mul(&p.affine(-1.0, 1.0)?)?)?;
+    let alpha_factor = (targets * ALPHA)?.add(&(&not_targets * (1.0 - ALPHA))?)?;
+    // relu: rounding can put p_t a hair above 1, where a fractional power is NaN.
+    let modulating = p_t.affine(-1.0, 1.0)?.relu()?.powf(gamma)?;
+    alpha_factor.mul(&modulating)
+}
+
+/// Elementwise arctangent with its gradient 1 / (1 + x²); candle has no atan.
+fn atan(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1(Atan)
+}
+
+struct Atan;
+
+impl CustomOp1 for Atan {
+    fn name(&self) -> &'static str {
+        "atan"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let result = match storage {
+            CpuStorage::F32(_) => CpuStorage::F32(contiguous::<f32>("atan", storage, layout)?.iter().map(|v| v.atan()).collect()),
+            CpuStorage::F64(_) => CpuStorage::F64(contiguous::<f64>("atan", storage, layout)?.iter().map(|v| v.atan()).collect()),
+            _ => candle_core::bail!("atan: expects f32 or f64"),
+        };
+        Ok((result, layout.shape().clone()))
+    }
+
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(grad_res.div(&(arg.sqr()? + 1.0)?)?))
+    }
+}

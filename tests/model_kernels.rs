@@ -1,0 +1,141 @@
+//! The model kernels against candle's plain ops: GEMM convolution (forward, input and
+//! weight gradients) and padded max-pooling. Tolerance: 1e-4 absolute + relative (f32
+//! sums over up to a few thousand terms in a different order).
+
+use actyolo::model::kernels::conv::{conv2d, Conv2dParams};
+use actyolo::model::kernels::maxpool::max_pool2d;
+use candle_core::{Device, Tensor, Var};
+
+fn rand(shape: &[usize], seed: u64) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f32> = (0..n).map(|i| (((i as u64 + 1) * 2654435761 + seed * 40503) % 10007) as f32 / 5003.5 - 1.0).collect();
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
+    assert_eq!(a.dims(), b.dims(), "{what}");
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+    }
+}
+
+#[test]
+fn gemm_conv_equals_candle_conv_forward_and_backward() {
+    // (input, weight, stride, padding, dilation, groups)
+    let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 8] = [
+        ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
+        ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
+        ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),
+        ([3, 16, 7, 5], [8, 16, 1, 1], 1, 0, 1, 1), // pointwise: no unfolding
+        ([1, 6, 8, 8], [6, 1, 3, 3], 1, 1, 1, 6),   // depthwise (FReLU)
+        ([2, 8, 8, 8], [12, 4, 3, 3], 1, 1, 1, 2),
+        ([1, 4, 11, 11], [4, 4, 3, 3], 1, 2, 2, 1), // dilated
+        ([2, 4, 6, 6], [5, 4, 1, 1], 2, 0, 1, 1),   // strided 1×1
+    ];
+    for (i, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
+        let x = Var::from_tensor(&rand(&xs, i as u64)).unwrap();
+        let w = Var::from_tensor(&rand(&ws, 100 + i as u64)).unwrap();
+        let ours = conv2d(x.as_tensor(), w.as_tensor(), Conv2dParams { stride: s, padding: p, dilation: d, groups: g }).unwrap();
+        let plain = x.as_tensor().conv2d(w.as_tensor(), p, s, d, g).unwrap();
+        assert_close(&ours, &plain, &format!("case {i} forward"));
+        let up = rand(ours.dims(), 7);
+        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw")] {
+            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
+        }
+    }
+}
+
+#[test]
+fn no_input_gradient_for_a_constant_input() {
+    let x = rand(&[1, 3, 8, 8], 1);
+    let w = Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap();
+    let y = conv2d(&x, w.as_tensor(), Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 }).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(&x).is_none());
+    assert!(grads.get(w.as_tensor()).is_some());
+}
+
+#[test]
+fn padded_max_pool_equals_composition() {
+    // The plain composition: pad with -inf, then candle's unpadded pooling (forward);
+    // its backward needs kernel == stride, so the gradient is checked by hand: each
+    // output's gradient lands on the first maximum of its window.
+    let x = Var::from_tensor(&rand(&[2, 3, 7, 6], 3)).unwrap();
+    let (k, p) = (5, 2);
+    let ours = max_pool2d(x.as_tensor(), k, 1, p).unwrap();
+    let neg = |dims: &[usize]| Tensor::full(f32::NEG_INFINITY, dims, &Device::Cpu).unwrap();
+    let padded = Tensor::cat(&[neg(&[2, 3, 7, p]), x.as_tensor().clone(), neg(&[2, 3, 7, p])], 3).unwrap();
+    let padded = Tensor::cat(&[neg(&[2, 3, p, 6 + 2 * p]), padded, neg(&[2, 3, p, 6 + 2 * p])], 2).unwrap();
+    let plain = padded.max_pool2d_with_stride(k, 1).unwrap();
+    assert_close(&ours, &plain, "max-pool forward");
+    let grads = ours.sum_all().unwrap().backward().unwrap();
+    let dx = grads.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let xs = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let mut expected = vec![0f32; xs.len()];
+    for plane in 0..6 {
+        for oy in 0..7isize {
+            for ox in 0..6isize {
+                let mut best = (f32::NEG_INFINITY, 0);
+                for y in (oy - 2).max(0)..(oy + 3).min(7) {
+                    for xx in (ox - 2).max(0)..(ox + 3).min(6) {
+                        let i = plane * 42 + (y * 6 + xx) as usize;
+                        if xs[i] > best.0 {
+                            best = (xs[i], i);
+                        }
+                    }
+                }
+                expected[best.1] += 1.0;
+            }
+        }
+    }
+    assert_eq!(dx, expected);
+}
+
+/// BatchNorm in training as candle composes it: batch mean and biased variance.
+fn batch_norm_plain(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Tensor {
+    let c = w.elem_count();
+    let mean = x.mean_keepdim((0, 2, 3)).unwrap();
+    let centred = x.broadcast_sub(&mean).unwrap();
+    let var = centred.sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+    let inv = (var + eps).unwrap().sqrt().unwrap().recip().unwrap();
+    centred
+        .broadcast_mul(&inv)
+        .unwrap()
+        .broadcast_mul(&w.reshape((1, c, 1, 1)).unwrap())
+        .unwrap()
+        .broadcast_add(&b.reshape((1, c, 1, 1)).unwrap())
+        .unwrap()
+}
+
+#[test]
+fn fused_batch_norm_activation_equals_composition_in_training() {
+    use actyolo::act::{ActSpec, Pointwise};
+    use actyolo::model::kernels::batchnorm::batch_norm_act;
+    for spec in [None, Some("silu"), Some("nn.LeakyReLU(0.1)"), Some("mish"), Some("hardswish")] {
+        let p = spec.map(|s| Pointwise::from_spec(&ActSpec::parse(s).unwrap()).unwrap());
+        let x = Var::from_tensor(&(rand(&[3, 5, 6, 7], 11) * 2.0).unwrap()).unwrap();
+        let w = Var::from_tensor(&(rand(&[5], 12) + 1.0).unwrap()).unwrap();
+        let b = Var::from_tensor(&rand(&[5], 13)).unwrap();
+        let (ours, stats) = batch_norm_act(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-3, None, p).unwrap();
+        let bn = batch_norm_plain(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-3);
+        let plain = match p {
+            Some(p) => actyolo::act::kernels::pointwise::apply(p, &bn).unwrap(),
+            None => bn,
+        };
+        assert_close(&ours, &plain, &format!("{spec:?} forward"));
+        let mean = x.as_tensor().mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for (a, b) in stats.mean.iter().zip(&mean) {
+            assert!((a - b).abs() < 1e-5, "{spec:?} batch mean");
+        }
+        let up = rand(ours.dims(), 14);
+        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dweight"), (b.as_tensor(), "dbias")] {
+            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("{spec:?} {name}"));
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! YOLOv5's loss against ultralytics' `ComputeLoss` (v7.0): total, (box, obj, cls) and the
+//! gradient of the total with respect to every prediction map, to
+//! |ours − torch| <= 1e-5 + 1e-5·|torch| (torch in float64 from the float32 inputs).
+//! Fixtures: tools/gen_loss_fixtures.py.
+
+use std::collections::HashMap;
+
+use actyolo::train::loss::{scale_loss_gains, LossError, LossGains, YoloLoss};
+use candle_core::{Device, Tensor, Var};
+use serde_json::Value;
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loss");
+
+fn close(ours: f32, torch: f64) -> bool {
+    (ours as f64 - torch).abs() <= 1e-5 + 1e-5 * torch.abs()
+}
+
+fn gains(h: &Value) -> LossGains {
+    let g = |k: &str| h[k].as_f64().unwrap();
+    LossGains {
+        box_gain: g("box"),
+        cls_gain: g("cls"),
+        obj_gain: g("obj"),
+        cls_pw: g("cls_pw"),
+        obj_pw: g("obj_pw"),
+        anchor_t: g("anchor_t"),
+        fl_gamma: g("fl_gamma"),
+        label_smoothing: g("label_smoothing"),
+    }
+}
+
+fn tensor(v: &Value, shape: &[usize]) -> Tensor {
+    fn flatten(v: &Value, out: &mut Vec<f32>) {
+        match v {
+            Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
+            n => out.push(n.as_f64().unwrap() as f32),
+        }
+    }
+    let mut data = Vec::new();
+    flatten(v, &mut data);
+    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
+}
+
+fn fixtures() -> (Vec<Value>, HashMap<String, Tensor>) {
+    let json: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/loss.json")).unwrap()).unwrap();
+    let tensors = candle_core::safetensors::load(format!("{FIXTURES}/loss.safetensors"), &Device::Cpu).unwrap();
+    (json["cases"].as_array().unwrap().clone(), tensors)
+}
+
+fn case_loss(case: &Value) -> YoloLoss {
+    let nl = case["levels"].as_u64().unwrap() as usize;
+    let anchors = tensor(&case["anchors"], &[nl, 3, 2]);
+    YoloLoss::new(gains(&case["scaled_hyp"]), case["nc"].as_u64().unwrap() as usize, &anchors).unwrap()
+}
+
+fn case_targets(case: &Value) -> Tensor {
+    let n = case["targets"].as_array().unwrap().len();
+    tensor(&case["targets"], &[n, 6])
+}
+
+#[test]
+fn gains_are_scaled_as_train_py_scales_them() {
+    for case in fixtures().0 {
+        let nl = case["levels"].as_u64().unwrap() as usize;
+        let nc = case["nc"].as_u64().unwrap() as usize;
+        let imgsz = case["imgsz"].as_u64().unwrap() as usize;
+        let ours = scale_loss_gains(&gains(&case["hyp"]), nl, nc, imgsz);
+        let python = gains(&case["scaled_hyp"]);
+        // serde_json (without float_roundtrip) may read the last bit of a float differently.
+        let same = |a: f64, b: f64| (a - b).abs() <= 1e-15 * b.abs();
+        assert!(
+            same(ours.box_gain, python.box_gain) && same(ours.cls_gain, python.cls_gain) && same(ours.obj_gain, python.obj_gain),
+            "{}: {ours:?} vs train.py's {python:?}",
+            case["name"]
+        );
+        assert_eq!((ours.cls_pw, ours.obj_pw, ours.anchor_t), (python.cls_pw, python.obj_pw, python.anchor_t));
+    }
+}
+
+#[test]
+fn loss_and_gradients_match_ultralytics() {
+    let (cases, tensors) = fixtures();
+    for case in &cases {
+        let name = case["name"].as_str().unwrap();
+        let group = case["preds"].as_str().unwrap();
+        let nl = case["levels"].as_u64().unwrap() as usize;
+        let preds: Vec<Var> = (0..nl).map(|i| Var::from_tensor(&tensors[&format!("preds.{group}.{i}")]).unwrap()).collect();
+        let inputs: Vec<Tensor> = preds.iter().map(|v| v.as_tensor().clone()).collect();
+
+        let (total, items) = case_loss(case).compute(&inputs, &case_targets(case)).unwrap();
+
+        let expected = case["loss"].as_f64().unwrap();
+        let ours = total.to_scalar::<f32>().unwrap();
+        assert!(close(ours, expected), "{name}: loss {ours} vs torch {expected}");
+        for (k, what) in ["box", "obj", "cls"].iter().enumerate() {
+            let expected = case["items"][k].as_f64().unwrap();
+            assert!(close(items[k], expected), "{name}: {what} {} vs torch {expected}", items[k]);
+        }
+        let grads = total.backward().unwrap();
+        for (i, var) in preds.iter().enumerate() {
+            let ours = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let torch = tensors[&format!("grad.{name}.{i}")].flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            let worst = ours.iter().zip(&torch).map(|(o, t)| (o - t).abs() - 1e-5 * (1.0 + t.abs())).fold(f32::MIN, f32::max);
+            assert!(worst <= 0.0, "{name}: level {i} gradient off by {worst} beyond the tolerance");
+        }
+    }
+}
+
+#[test]
+fn no_targets_leaves_only_the_objectness_loss() {
+    let (cases, tensors) = fixtures();
+    let preds: Vec<Tensor> = (0..3).map(|i| tensors[&format!("preds.nc3.{i}")].clone()).collect();
+    let empty = Tensor::zeros((0, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let (total, items) = case_loss(&cases[0]).compute(&preds, &empty).unwrap();
+    assert_eq!((items[0], items[2]), (0.0, 0.0));
+    assert!(items[1] > 0.0 && total.to_scalar::<f32>().unwrap().is_finite());
+}
+
+#[test]
+fn mismatched_inputs_are_errors() {
+    let (cases, tensors) = fixtures();
+    let loss = case_loss(&cases[0]);
+    let preds: Vec<Tensor> = (0..3).map(|i| tensors[&format!("preds.nc3.{i}")].clone()).collect();
+    let targets = case_targets(&cases[0]);
+    assert!(matches!(loss.compute(&preds[..2], &targets), Err(LossError::Levels { expected: 3, got: 2 })));
+    let one_class: Vec<Tensor> = (0..2).map(|i| tensors[&format!("preds.nc1.{i}")].clone()).collect();
+    let with_third = vec![one_class[0].clone(), one_class[1].clone(), one_class[1].clone()];
+    assert!(matches!(loss.compute(&with_third, &targets), Err(LossError::PredShape { level: 0, .. })));
+    let bad_image = Tensor::new(&[[7f32, 0.0, 0.5, 0.5, 0.1, 0.1]], &Device::Cpu).unwrap();
+    assert!(matches!(loss.compute(&preds, &bad_image), Err(LossError::Targets(_))));
+}
