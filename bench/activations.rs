@@ -127,10 +127,6 @@ fn main() -> Result<()> {
     }
     println!();
 
-    for (name, pointwise, _) in &activations {
-        let t = median_time(|| actyolo::with_scalar_fn!(*pointwise, f => actyolo::act::kernels::pointwise::map(f, &xs, &mut preallocated)));
-        println!("EXP {name}: {:.2} ns/elem", t.as_secs_f64() * 1e9 / xs.len() as f64);
-    }
     let rows: Vec<String> = activations
         .into_iter()
         .map(|(name, pointwise, composition)| {

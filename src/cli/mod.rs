@@ -4,6 +4,8 @@ pub mod acts;
 pub mod data;
 pub mod detect;
 pub mod info;
+pub mod train;
+pub mod val;
 
 use clap::{Parser, Subcommand};
 
@@ -26,6 +28,10 @@ pub enum Command {
     Detect(detect::DetectArgs),
     /// Show a model's layers, parameters and GFLOPs.
     Info(info::InfoArgs),
+    /// Train a detector (as ultralytics' train.py).
+    Train(train::TrainArgs),
+    /// Validate weights on a dataset: P, R, mAP@0.5 and mAP@0.5:0.95 (as val.py).
+    Val(val::ValArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -34,5 +40,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Data(cmd) => data::run(cmd),
         Command::Detect(args) => detect::run(args),
         Command::Info(args) => info::run(args),
+        Command::Train(args) => train::run(args),
+        Command::Val(args) => val::run(args),
     }
 }

@@ -8,10 +8,9 @@
 //! [`to_labels`] turns them into normalised [`Label`]s (centre and size), on which the
 //! flips work, as in ultralytics.
 //!
-//! Resampling follows OpenCV's 8-bit arithmetic: `warpAffine`/`warpPerspective` with
-//! bilinear interpolation in 1/32-pixel fixed point and a constant border of 114 grey,
-//! `resize` with `INTER_AREA` when shrinking validation images, and the HSV conversions
-//! of `cvtColor`.
+//! Resampling follows OpenCV 5's 8-bit arithmetic: `warpAffine`/`warpPerspective` with
+//! float32 bilinear interpolation and a constant border of 114 grey, `resize` with
+//! `INTER_AREA` when shrinking validation images, and the HSV conversions of `cvtColor`.
 
 use image::RgbImage;
 use rand::Rng;
@@ -319,13 +318,15 @@ impl Warp {
         }
     }
 
-    /// The warped image, sampled as OpenCV's `warpAffine`/`warpPerspective` with bilinear
-    /// interpolation and a constant border of [`FILL`].
+    /// The warped image, sampled as OpenCV 5's `warpAffine`/`warpPerspective` with bilinear
+    /// interpolation and a constant border of [`FILL`] (identical to OpenCV on all but a
+    /// few values in 10^5, which differ by one grey level).
     pub fn warp_image(&self, image: &RgbImage) -> RgbImage {
         let inverse = if self.projective { invert_projective(&self.matrix) } else { invert_affine(&self.matrix) };
+        let inverse = inverse.map(|row| row.map(|v| v as f32));
         let mut out = RgbImage::new(self.width, self.height);
         for (x, y, pixel) in out.enumerate_pixels_mut() {
-            let (sx, sy) = if self.projective { projective_source(&inverse, x, y) } else { affine_source(&inverse, x, y) };
+            let (sx, sy) = source_position(&inverse, x, y, self.projective);
             pixel.0 = sample_bilinear(image, sx, sy);
         }
         out
@@ -381,53 +382,38 @@ fn invert_projective(m: &Matrix) -> Matrix {
     adjugate.map(|row| row.map(|v| v * scale))
 }
 
-/// OpenCV's sub-pixel resolution for remapping: 1/32 pixel (INTER_BITS = 5).
-const INTER_BITS: u32 = 5;
-const INTER_TAB_SIZE: i64 = 1 << INTER_BITS;
-/// OpenCV's fixed-point scale for affine source coordinates (AB_BITS = 10).
-const AB_SCALE: f64 = 1024.0;
-
-/// Python/OpenCV `cvRound`: to nearest, ties to even, saturating to i32.
-fn cv_round(v: f64) -> i64 {
-    v.round_ties_even().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i64
-}
-
-/// The source position of output pixel (x, y) in 1/32 pixels, as `WarpAffineInvoker`:
-/// the row and column terms are rounded to 1/1024 pixel separately, then truncated.
-fn affine_source(inverse: &Matrix, x: u32, y: u32) -> (i64, i64) {
-    let round_delta = (AB_SCALE as i64) / INTER_TAB_SIZE / 2;
-    let shift = 10 - INTER_BITS;
-    let axis = |row: &[f64; 3]| {
-        let base = cv_round((row[1] * f64::from(y) + row[2]) * AB_SCALE) + round_delta;
-        (base + cv_round(row[0] * f64::from(x) * AB_SCALE)) >> shift
-    };
-    (axis(&inverse[0]), axis(&inverse[1]))
-}
-
-/// The source position of output pixel (x, y) in 1/32 pixels, as `WarpPerspectiveInvoker`.
-fn projective_source(inverse: &Matrix, x: u32, y: u32) -> (i64, i64) {
-    let (x, y) = (f64::from(x), f64::from(y));
-    let project = |row: &[f64; 3]| row[0] * x + row[1] * y + row[2];
-    let w = project(&inverse[2]);
-    let w = if w != 0.0 { INTER_TAB_SIZE as f64 / w } else { 0.0 };
-    (cv_round(project(&inverse[0]) * w), cv_round(project(&inverse[1]) * w))
-}
-
-/// Bilinear sampling at (`sx`, `sy`) in 1/32 pixels with OpenCV's 15-bit weights; source
-/// pixels outside the image read as [`FILL`].
-fn sample_bilinear(image: &RgbImage, sx: i64, sy: i64) -> [u8; 3] {
-    let (x0, y0) = (sx >> INTER_BITS, sy >> INTER_BITS);
-    let (fx, fy) = (sx & (INTER_TAB_SIZE - 1), sy & (INTER_TAB_SIZE - 1));
-    // (32 - f) · 32 · 32 sums to 2^15 exactly over the four taps.
-    let weights = [(INTER_TAB_SIZE - fy) * (INTER_TAB_SIZE - fx), (INTER_TAB_SIZE - fy) * fx, fy * (INTER_TAB_SIZE - fx), fy * fx].map(|w| w * 32);
-    let taps = [(x0, y0), (x0 + 1, y0), (x0, y0 + 1), (x0 + 1, y0 + 1)];
-    let (w, h) = (i64::from(image.width()), i64::from(image.height()));
-    let mut sum = [0i64; 3];
-    for ((tx, ty), weight) in taps.into_iter().zip(weights) {
-        let pixel = if (0..w).contains(&tx) && (0..h).contains(&ty) { image.get_pixel(tx as u32, ty as u32).0 } else { [FILL; 3] };
-        (0..3).for_each(|c| sum[c] += i64::from(pixel[c]) * weight);
+/// The source position of output pixel (x, y), in float32 as OpenCV 5's warp kernels
+/// compute it (the row term first, then the column term).
+fn source_position(inverse: &[[f32; 3]; 3], x: u32, y: u32, projective: bool) -> (f32, f32) {
+    let (x, y) = (x as f32, y as f32);
+    let project = |row: &[f32; 3]| row[0] * x + (row[1] * y + row[2]);
+    let (sx, sy) = (project(&inverse[0]), project(&inverse[1]));
+    if projective {
+        let w = project(&inverse[2]);
+        let w = if w != 0.0 { 1.0 / w } else { 0.0 };
+        (sx * w, sy * w)
+    } else {
+        (sx, sy)
     }
-    sum.map(|s| ((s + (1 << 14)) >> 15).clamp(0, 255) as u8)
+}
+
+/// Bilinear sampling at (`sx`, `sy`) in float32, rounded to 8 bits; source pixels outside
+/// the image read as [`FILL`].
+fn sample_bilinear(image: &RgbImage, sx: f32, sy: f32) -> [u8; 3] {
+    let (x0, y0) = (sx.floor(), sy.floor());
+    let (ax, ay) = (sx - x0, sy - y0);
+    let (x0, y0) = (x0 as i64, y0 as i64);
+    let (w, h) = (i64::from(image.width()), i64::from(image.height()));
+    let tap = |x: i64, y: i64| {
+        let pixel = if (0..w).contains(&x) && (0..h).contains(&y) { image.get_pixel(x as u32, y as u32).0 } else { [FILL; 3] };
+        pixel.map(f32::from)
+    };
+    let (p00, p01, p10, p11) = (tap(x0, y0), tap(x0 + 1, y0), tap(x0, y0 + 1), tap(x0 + 1, y0 + 1));
+    std::array::from_fn(|c| {
+        let top = p00[c] + ax * (p01[c] - p00[c]);
+        let bottom = p10[c] + ax * (p11[c] - p10[c]);
+        (top + ay * (bottom - top)).round_ties_even().clamp(0.0, 255.0) as u8
+    })
 }
 
 /// YOLOv5's `box_candidates`: a warped box is kept when it is more than 2 pixels wide and

@@ -72,6 +72,8 @@ impl DataConfig {
             Some(path) => folder.join(scalar_text(path).ok_or_else(|| invalid("`path` must be a folder name".into()))?),
             None => folder.to_path_buf(),
         };
+        // Resolved like ultralytics' `.resolve()`, so that `..` does not reach the image paths.
+        let root = std::fs::canonicalize(&root).unwrap_or(root);
         let split = |key: &str, required: bool| match get(key) {
             Some(value) => sources(value, &root).map_err(|message| invalid(format!("`{key}`: {message}"))),
             None if required => Err(invalid(format!("the `{key}:` key is missing; it names a folder of images or a .txt list of image paths"))),

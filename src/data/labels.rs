@@ -72,7 +72,7 @@ fn box_row(line: usize, values: &[f32]) -> Result<(f32, [f32; 4]), LabelError> {
 /// ultralytics' `segments2boxes`: the polygon's extent as centre and size.
 fn polygon_box(line: usize, values: &[f32]) -> Result<(f32, [f32; 4]), LabelError> {
     let coordinates = values.len() - 1;
-    if coordinates < 2 || coordinates % 2 != 0 {
+    if coordinates < 2 || !coordinates.is_multiple_of(2) {
         return Err(LabelError::Polygon { line, coordinates });
     }
     let points = values[1..].chunks_exact(2);

@@ -106,7 +106,7 @@ pub enum LoaderError {
 
 #[derive(Debug)]
 enum Mode {
-    Train { hyp: Hyp, warp: WarpRanges },
+    Train { hyp: Box<Hyp>, warp: WarpRanges },
     Val,
 }
 
@@ -133,7 +133,7 @@ impl Loader {
         if dataset.records.iter().all(|record| record.labels.is_empty()) && !dataset.is_empty() {
             return Err(LoaderError::NoLabels);
         }
-        Self::new(dataset, Mode::Train { hyp: hyp.clone(), warp: WarpRanges::from(hyp) }, config)
+        Self::new(dataset, Mode::Train { hyp: Box::new(hyp.clone()), warp: WarpRanges::from(hyp) }, config)
     }
 
     /// A validation loader: letterboxed, not augmented, in order.

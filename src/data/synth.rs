@@ -415,14 +415,16 @@ impl Layout {
     }
 }
 
-/// Renders one image of side `size` with 1..=`max_objects` shapes drawn from `classes`.
+/// Renders one image of side `size` with 1..=`max_objects` shapes drawn from `classes`
+/// (fewer when a shape finds no place; none when `classes` is empty).
 pub fn render(size: u32, classes: &[ShapeKind], max_objects: usize, rng: &mut impl Rng) -> SynthImage {
     let mut canvas = Canvas::gradient(size, rng);
     canvas.blobs(rng);
     canvas.lines(rng);
     let mut layout = Layout { owner: vec![0; (size * size) as usize], areas: Vec::new(), visible: Vec::new() };
     let mut objects = Vec::new();
-    for _ in 0..rng.random_range(1..=max_objects.max(1)) {
+    let count = if classes.is_empty() { 0 } else { rng.random_range(1..=max_objects.max(1)) };
+    for _ in 0..count {
         let class = rng.random_range(0..classes.len());
         for _ in 0..PLACEMENT_TRIES {
             let side = rng.random_range(SIZE_RANGE.0..SIZE_RANGE.1) * size as f32;
@@ -528,7 +530,7 @@ fn write_split(config: &SynthConfig, root: &Path, split: &str, n: usize) -> Resu
 /// PNG with fast compression: noisy images barely compress anyway, and speed matters here.
 fn write_png(image: &RgbImage, path: &Path) -> Result<(), SynthError> {
     let file = std::fs::File::create(path).map_err(|source| SynthError::Io { path: path.to_path_buf(), source })?;
-    let encoder = PngEncoder::new_with_quality(std::io::BufWriter::new(file), CompressionType::Fast, FilterType::Adaptive);
+    let encoder = PngEncoder::new_with_quality(std::io::BufWriter::new(file), CompressionType::Fast, FilterType::Sub);
     encoder.write_image(image.as_raw(), image.width(), image.height(), ExtendedColorType::Rgb8).map_err(|source| SynthError::Encode { path: path.to_path_buf(), source })
 }
 

@@ -8,6 +8,7 @@ use image::{Rgb, RgbImage};
 use imageproc::drawing::{draw_filled_rect_mut, draw_hollow_rect_mut, draw_text_mut, text_size};
 use imageproc::rect::Rect;
 
+use super::class_name;
 use crate::eval::Detection;
 
 /// ultralytics' palette (`utils/plots.py` `Colors`), class `i` takes colour `i % 20`.
@@ -78,8 +79,8 @@ impl Annotator {
             // detect.py truncates the (already rounded) corners with int().
             let [x1, y1, x2, y2] = detection.bbox.map(|v| v as i32);
             draw_thick_box(image, [x1, y1, x2, y2], color, lw);
-            let name = names.get(detection.class).cloned().unwrap_or_else(|| detection.class.to_string());
-            self.draw_label(image, (x1, y1), &format!("{name} {:.2}", detection.conf), color, lw);
+            let label = format!("{} {:.2}", class_name(names, detection.class), detection.conf);
+            self.draw_label(image, (x1, y1), &label, color, lw);
         }
     }
 

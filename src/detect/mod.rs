@@ -11,16 +11,18 @@ use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use image::RgbImage;
+
+use crate::data::LetterboxError;
+use crate::eval::nms::NmsError;
+use crate::eval::{Detection, NmsOptions};
+use crate::model::build::Model;
+use crate::model::config::{ConfigError, ModelConfig};
+use crate::model::weights::{load_model, WeightsError};
 use annotate::Annotator;
 use output::{increment_path, label_line, save_image, CocoPrediction, ImageId};
 use predictor::{Prediction, Predictor, StageTimes};
 use source::{list_source, read_image, SourceError, IMG_FORMATS};
-
-use crate::data::LetterboxError;
-use crate::eval::nms::NmsError;
-use crate::eval::NmsOptions;
-use crate::model::config::{ConfigError, ModelConfig};
-use crate::model::weights::{load_model, WeightsError};
 
 /// The options of a detect run (the command line's).
 #[derive(Debug, Clone)]
@@ -53,7 +55,7 @@ pub enum DetectError {
     Source(#[from] SourceError),
     #[error("no images found in {given}; supported formats: {}", IMG_FORMATS.join(", "))]
     NoImages { given: String },
-    #[error("invalid image size {0}: it must be positive")]
+    #[error("invalid image size {0}: it must be between 1 and {max}", max = predictor::MAX_IMGSZ)]
     ImageSize(u32),
     #[error(transparent)]
     Nms(#[from] NmsError),
@@ -125,6 +127,11 @@ impl fmt::Display for ImageReport {
     }
 }
 
+/// The model's name for a class, or its index when the model has no names for it.
+pub fn class_name(names: &[String], class: usize) -> String {
+    names.get(class).cloned().unwrap_or_else(|| class.to_string())
+}
+
 fn ms(duration: std::time::Duration) -> f64 {
     duration.as_secs_f64() * 1e3
 }
@@ -190,7 +197,7 @@ pub fn detect(options: &DetectOptions, observer: &mut dyn FnMut(DetectEvent<'_>)
     run.finish()
 }
 
-fn load(options: &DetectOptions) -> Result<crate::model::build::Model, DetectError> {
+fn load(options: &DetectOptions) -> Result<Model, DetectError> {
     if !options.weights.is_file() {
         return Err(DetectError::WeightsNotFound(options.weights.clone()));
     }
@@ -233,7 +240,7 @@ impl<'a> Run<'a> {
     }
 
     /// The annotated image, and the labels and COCO entries when asked for.
-    fn save(&mut self, path: &Path, mut image: image::RgbImage, detections: &[crate::eval::Detection]) -> Result<(), DetectError> {
+    fn save(&mut self, path: &Path, mut image: RgbImage, detections: &[Detection]) -> Result<(), DetectError> {
         let file_name = path.file_name().unwrap_or(path.as_os_str());
         let stem = path.file_stem().unwrap_or(file_name).to_string_lossy();
         if self.save_txt && !detections.is_empty() {
@@ -260,7 +267,7 @@ impl<'a> Run<'a> {
         let mut classes: Vec<usize> = prediction.detections.iter().map(|d| d.class).collect();
         classes.sort_unstable();
         for class in classes {
-            let name = self.names.get(class).cloned().unwrap_or_else(|| class.to_string());
+            let name = class_name(self.names, class);
             match counts.last_mut() {
                 Some((last, n)) if *last == name => *n += 1,
                 _ => counts.push((name, 1)),

@@ -27,14 +27,20 @@ pub fn increment_path(path: &Path, exist_ok: bool) -> PathBuf {
 /// Python's `'%g' % x`: 6 significant digits, trailing zeros dropped, exponent notation
 /// below 1e-4 and from 1e6.
 pub fn format_g(x: f64) -> String {
+    format_general(x, 6)
+}
+
+/// Python's `'%.{significant}g' % x`.
+pub fn format_general(x: f64, significant: usize) -> String {
     if !x.is_finite() {
         return if x.is_nan() { "nan".into() } else if x > 0.0 { "inf".into() } else { "-inf".into() };
     }
-    let scientific = format!("{x:.5e}");
+    let p = significant.max(1);
+    let scientific = format!("{x:.*e}", p - 1);
     let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
     let exponent: i32 = exponent.parse().unwrap_or(0);
-    if (-4..6).contains(&exponent) {
-        let decimals = (5 - exponent) as usize;
+    if (-4..p as i32).contains(&exponent) {
+        let decimals = (p as i32 - 1 - exponent) as usize;
         trim_zeros(&format!("{x:.decimals$}")).to_string()
     } else {
         let sign = if exponent < 0 { '-' } else { '+' };

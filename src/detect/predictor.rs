@@ -38,6 +38,10 @@ pub struct Prediction {
     pub times: StageTimes,
 }
 
+/// The largest `--imgsz`: far above any YOLOv5 input (P6 models use 1280), low enough
+/// that a typo cannot ask for terabytes of letterboxed image.
+pub const MAX_IMGSZ: u32 = 16384;
+
 /// A fused model with the input size and NMS settings of a detect run.
 pub struct Predictor {
     model: Model,
@@ -52,13 +56,13 @@ impl Predictor {
     /// Fuses the model and rounds `imgsz` up to a multiple of the stride (ultralytics'
     /// `check_img_size`).
     pub fn new(mut model: Model, imgsz: u32, nms: NmsOptions) -> Result<Predictor, DetectError> {
-        if imgsz == 0 {
-            return Err(DetectError::ImageSize(imgsz));
-        }
-        model.fuse()?;
         let max_stride = model.detect.strides.iter().copied().fold(0.0, f64::max);
         let stride = (max_stride as u32).max(32);
-        let imgsz = imgsz.div_ceil(stride) * stride;
+        let imgsz = match imgsz.checked_next_multiple_of(stride) {
+            Some(rounded) if (1..=MAX_IMGSZ).contains(&imgsz) => rounded,
+            _ => return Err(DetectError::ImageSize(imgsz)),
+        };
+        model.fuse()?;
         Ok(Predictor { model, stride, imgsz, nms })
     }
 

@@ -106,11 +106,8 @@ fn candidates(rows: &[f32], no: usize, options: &NmsOptions) -> Vec<Detection> {
     let conf_thres = options.conf_thres as f32;
     let multi_label = options.multi_label && no - 5 > 1;
     let mut out = Vec::new();
-    for row in rows.chunks_exact(no) {
+    for row in rows.chunks_exact(no).filter(|row| row[4] > conf_thres) {
         let obj = row[4];
-        if !(obj > conf_thres) {
-            continue;
-        }
         let bbox = xywh_to_xyxy([row[0], row[1], row[2], row[3]]);
         let scores = row[5..].iter().map(|&cls| cls * obj);
         if multi_label {
@@ -126,10 +123,13 @@ fn candidates(rows: &[f32], no: usize, options: &NmsOptions) -> Vec<Detection> {
 
 /// The index and value of the first largest score, as torch's `max(dim)` on CPU.
 fn first_max(scores: impl Iterator<Item = f32>) -> Option<(usize, f32)> {
-    scores.enumerate().fold(None, |best, (i, s)| match best {
-        Some((_, b)) if !(s > b) => best,
-        _ => Some((i, s)),
-    })
+    let mut best: Option<(usize, f32)> = None;
+    for (i, s) in scores.enumerate() {
+        if best.is_none_or(|(_, b)| s > b) {
+            best = Some((i, s));
+        }
+    }
+    best
 }
 
 fn xywh_to_xyxy([x, y, w, h]: [f32; 4]) -> [f32; 4] {

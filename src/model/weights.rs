@@ -59,19 +59,35 @@ fn read_safetensors(path: &Path) -> Result<Weights, WeightsError> {
     Ok(Weights { tensors, yaml, names })
 }
 
-/// Writes the model's state_dict, YAML and class names; atomically (write, then rename),
-/// so an interrupted save never leaves a truncated file behind.
+/// Writes the model's state_dict, YAML and class names (see [`save_tensors`]).
 pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), WeightsError> {
     let data = model.vars().var_map().data().lock().map_err(|_| file_error(path, "variable store lock poisoned"))?;
-    let mut tensors: Vec<(String, Tensor)> = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
+    let tensors: HashMap<String, Tensor> = data.iter().map(|(k, v)| (k.clone(), v.as_tensor().clone())).collect();
     drop(data);
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    let yaml = serde_yaml::to_string(&model.config.yaml).map_err(|e| file_error(path, e.to_string()))?;
-    let names = serde_json::to_string(&model.names).map_err(|e| file_error(path, e.to_string()))?;
-    let metadata = HashMap::from([("yaml".to_string(), yaml), ("names".to_string(), names), ("format".to_string(), "actyolo".to_string())]);
+    save_tensors(&tensors, &model.config.yaml, &model.names, HashMap::new(), path)
+}
+
+/// Writes named tensors with the model YAML, class names and any `extra` metadata;
+/// atomically (write, then rename), so an interrupted save never leaves a truncated file.
+pub fn save_tensors(tensors: &HashMap<String, Tensor>, yaml: &serde_yaml::Value, names: &[String], extra: HashMap<String, String>, path: &Path) -> Result<(), WeightsError> {
+    let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let yaml = serde_yaml::to_string(yaml).map_err(|e| file_error(path, e.to_string()))?;
+    let names = serde_json::to_string(names).map_err(|e| file_error(path, e.to_string()))?;
+    let mut metadata = HashMap::from([("yaml".to_string(), yaml), ("names".to_string(), names), ("format".to_string(), "actyolo".to_string())]);
+    metadata.extend(extra);
     let partial = path.with_extension("safetensors.partial");
-    safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(metadata), &partial).map_err(|e| file_error(&partial, e.to_string()))?;
+    safetensors::serialize_to_file(sorted.into_iter().map(|(k, t)| (k.as_str(), t)), Some(metadata), &partial).map_err(|e| file_error(&partial, e.to_string()))?;
     std::fs::rename(&partial, path).map_err(|e| file_error(path, format!("cannot move the new file into place: {e}")))
+}
+
+/// A safetensors file's tensors and its metadata entry `key`, if any.
+pub fn read_tensors_with(path: &Path, key: &str) -> Result<(HashMap<String, Tensor>, Option<String>), WeightsError> {
+    let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|e| file_error(path, format!("not a safetensors file: {e}")))?;
+    let value = header.metadata().as_ref().and_then(|m| m.get(key).cloned());
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(|e| file_error(path, e.to_string()))?;
+    Ok((tensors, value))
 }
 
 /// Builds a model from a weights file: its own YAML (or `cfg` when given, which a

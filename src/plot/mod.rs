@@ -2,3 +2,4 @@
 
 pub mod activations;
 pub mod style;
+pub mod results;

@@ -6,3 +6,5 @@ pub mod loss;
 pub mod ema;
 pub mod optim;
 pub mod schedule;
+pub mod autoanchor;
+pub mod trainer;

@@ -72,25 +72,40 @@ impl Geometry {
         self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0 && self.groups() == 1
     }
 
+    /// For kernel column `kj`: the output columns whose input column lies inside the
+    /// image, as `ox_lo..ox_hi`, and the input column of `ox_lo`.
+    fn valid_columns(&self, kj: usize) -> (usize, usize, isize) {
+        let (s, pad, off) = (self.p.stride as isize, self.p.padding as isize, (kj * self.p.dilation) as isize);
+        let first = (pad - off).max(0);
+        let lo = ((first + s - 1) / s) as usize;
+        let last = self.w as isize - 1 + pad - off;
+        let hi = if last < 0 { 0 } else { ((last / s + 1) as usize).min(self.ow) };
+        let lo = lo.min(hi);
+        (lo, hi, lo as isize * s - pad + off)
+    }
+
     /// Unfolds group `g` of one image into `cols` (kdim × plane, row-major).
     fn im2col(&self, x: &[f32], g: usize, cols: &mut [f32]) {
-        let (s, pad, d) = (self.p.stride as isize, self.p.padding as isize, self.p.dilation as isize);
+        let (s, pad, d) = (self.p.stride, self.p.padding as isize, self.p.dilation as isize);
         for ci in 0..self.cg() {
             let plane_in = &x[(g * self.cg() + ci) * self.h * self.w..][..self.h * self.w];
             for ki in 0..self.kh {
                 for kj in 0..self.kw {
+                    let (lo, hi, ix0) = self.valid_columns(kj);
                     let row = &mut cols[((ci * self.kh + ki) * self.kw + kj) * self.plane()..][..self.plane()];
-                    for oy in 0..self.oh {
-                        let iy = oy as isize * s - pad + ki as isize * d;
-                        let out = &mut row[oy * self.ow..][..self.ow];
-                        if iy < 0 || iy >= self.h as isize {
+                    for (oy, out) in row.chunks_exact_mut(self.ow).enumerate() {
+                        let iy = oy as isize * s as isize - pad + ki as isize * d;
+                        if iy < 0 || iy >= self.h as isize || lo == hi {
                             out.fill(0.0);
                             continue;
                         }
-                        let src = &plane_in[iy as usize * self.w..][..self.w];
-                        for (ox, o) in out.iter_mut().enumerate() {
-                            let ix = ox as isize * s - pad + kj as isize * d;
-                            *o = if ix >= 0 && ix < self.w as isize { src[ix as usize] } else { 0.0 };
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        let src = &plane_in[iy as usize * self.w + ix0 as usize..];
+                        if s == 1 {
+                            out[lo..hi].copy_from_slice(&src[..hi - lo]);
+                        } else {
+                            out[lo..hi].iter_mut().zip(src.iter().step_by(s)).for_each(|(o, v)| *o = *v);
                         }
                     }
                 }
@@ -100,24 +115,20 @@ impl Geometry {
 
     /// Folds `cols` of group `g` back onto one image's input gradient, adding.
     fn col2im(&self, cols: &[f32], g: usize, dx: &mut [f32]) {
-        let (s, pad, d) = (self.p.stride as isize, self.p.padding as isize, self.p.dilation as isize);
+        let (s, pad, d) = (self.p.stride, self.p.padding as isize, self.p.dilation as isize);
         for ci in 0..self.cg() {
             let plane_in = &mut dx[(g * self.cg() + ci) * self.h * self.w..][..self.h * self.w];
             for ki in 0..self.kh {
                 for kj in 0..self.kw {
+                    let (lo, hi, ix0) = self.valid_columns(kj);
                     let row = &cols[((ci * self.kh + ki) * self.kw + kj) * self.plane()..][..self.plane()];
-                    for oy in 0..self.oh {
-                        let iy = oy as isize * s - pad + ki as isize * d;
-                        if iy < 0 || iy >= self.h as isize {
+                    for (oy, src) in row.chunks_exact(self.ow).enumerate() {
+                        let iy = oy as isize * s as isize - pad + ki as isize * d;
+                        if iy < 0 || iy >= self.h as isize || lo == hi {
                             continue;
                         }
-                        let dst = &mut plane_in[iy as usize * self.w..][..self.w];
-                        for (ox, &v) in row[oy * self.ow..][..self.ow].iter().enumerate() {
-                            let ix = ox as isize * s - pad + kj as isize * d;
-                            if ix >= 0 && ix < self.w as isize {
-                                dst[ix as usize] += v;
-                            }
-                        }
+                        let dst = &mut plane_in[iy as usize * self.w + ix0 as usize..];
+                        dst.iter_mut().step_by(s).zip(&src[lo..hi]).for_each(|(o, v)| *o += v);
                     }
                 }
             }
@@ -154,47 +165,50 @@ impl Geometry {
         y
     }
 
-    /// The weight gradient, and the input gradient when `want_dx`.
+    /// The weight gradient, and the input gradient when `want_dx`. Each image's share of
+    /// the weight gradient is summed in image order, so the result does not depend on
+    /// how the images were spread over threads (runs repeat bit for bit).
     fn backward(&self, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
-        let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
-        let threads = self.gemm_threads();
         let mut dx = want_dx.then(|| vec![0f32; x.len()]);
         let dx_chunks: Vec<Option<&mut [f32]>> = match dx.as_mut() {
             Some(dx) => dx.chunks_mut(self.image()).map(Some).collect(),
             None => (0..self.n).map(|_| None).collect(),
         };
-        let dw = dx_chunks
+        let partials: Vec<Vec<f32>> = dx_chunks
             .into_par_iter()
-            .zip(x.par_chunks(self.image()).zip(dy.par_chunks(self.co * plane)))
-            .fold(
-                || (vec![0f32; w.len()], Vec::new(), Vec::new()),
-                |(mut dw, mut scratch, mut dcols), (mut dx, (x, dy))| {
-                    for g in 0..self.groups() {
-                        let dyg = MatRef::rows(&dy[g * cog * plane..][..cog * plane], cog, plane);
-                        let cols = self.columns(x, g, &mut scratch);
-                        // dW_g += dY_g · colsᵀ
-                        matmul(&mut dw[g * cog * kdim..][..cog * kdim], dyg, MatRef::rows(cols, kdim, plane).t(), true, threads);
-                        if let Some(dx) = dx.as_deref_mut() {
-                            // dcols = W_gᵀ · dY_g, folded back onto the input.
-                            let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
-                            dcols.resize(kdim * plane, 0.0);
-                            matmul(&mut dcols, wg.t(), dyg, false, threads);
-                            if self.is_pointwise() {
-                                dx.iter_mut().zip(&dcols).for_each(|(a, b)| *a += b);
-                            } else {
-                                self.col2im(&dcols, g, dx);
-                            }
-                        }
-                    }
-                    (dw, scratch, dcols)
-                },
-            )
-            .map(|(dw, _, _)| dw)
-            .reduce(|| vec![0f32; w.len()], |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(a, b)| *a += b);
-                a
-            });
+            .zip(x.par_chunks(self.image()).zip(dy.par_chunks(self.co * self.plane())))
+            .map_init(|| (Vec::new(), Vec::new()), |(scratch, dcols), (dx, (x, dy))| self.backward_image(x, w, dy, dx, scratch, dcols))
+            .collect();
+        let mut dw = vec![0f32; w.len()];
+        for partial in &partials {
+            dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+        }
         (dx, dw)
+    }
+
+    /// One image's weight gradient, adding its input gradient into `dx` when given.
+    fn backward_image(&self, x: &[f32], w: &[f32], dy: &[f32], mut dx: Option<&mut [f32]>, scratch: &mut Vec<f32>, dcols: &mut Vec<f32>) -> Vec<f32> {
+        let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
+        let threads = self.gemm_threads();
+        let mut dw = vec![0f32; w.len()];
+        for g in 0..self.groups() {
+            let dyg = MatRef::rows(&dy[g * cog * plane..][..cog * plane], cog, plane);
+            let cols = self.columns(x, g, scratch);
+            // dW_g = dY_g · colsᵀ
+            matmul(&mut dw[g * cog * kdim..][..cog * kdim], dyg, MatRef::rows(cols, kdim, plane).t(), false, threads);
+            if let Some(dx) = dx.as_deref_mut() {
+                // dcols = W_gᵀ · dY_g, folded back onto the input.
+                let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
+                dcols.resize(kdim * plane, 0.0);
+                matmul(dcols, wg.t(), dyg, false, threads);
+                if self.is_pointwise() {
+                    dx.iter_mut().zip(dcols.iter()).for_each(|(a, b)| *a += b);
+                } else {
+                    self.col2im(dcols, g, dx);
+                }
+            }
+        }
+        dw
     }
 }
 

@@ -1,0 +1,52 @@
+//! `actyolo val`: mAP of a weights file on a dataset's val split.
+
+use std::path::PathBuf;
+
+use clap::Args;
+
+use crate::detect::output::increment_path;
+use crate::eval::val::{render_table, run_val, ValOptions, ValRun};
+
+#[derive(Debug, Args)]
+pub struct ValArgs {
+    /// Weights (.pt or .safetensors).
+    #[arg(long)]
+    pub weights: PathBuf,
+    /// Dataset YAML.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long, default_value_t = 640)]
+    pub imgsz: usize,
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    #[arg(long, default_value_t = 0.001)]
+    pub conf: f64,
+    #[arg(long, default_value_t = 0.6)]
+    pub iou: f64,
+    #[arg(long, default_value_t = 300)]
+    pub max_det: usize,
+    /// Write COCO predictions and ground truth JSON, and print pycocotools-convention mAP.
+    #[arg(long)]
+    pub save_json: bool,
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    #[arg(long, default_value = "runs/val")]
+    pub project: PathBuf,
+    #[arg(long, default_value = "exp")]
+    pub name: String,
+}
+
+pub fn run(args: ValArgs) -> anyhow::Result<()> {
+    let dir = increment_path(&args.project.join(&args.name), false);
+    let options = ValOptions { conf_thres: args.conf, iou_thres: args.iou, max_det: args.max_det, save_json: args.save_json.then(|| dir.clone()) };
+    let run = ValRun { weights: args.weights, data: args.data, imgsz: args.imgsz, batch: args.batch, workers: args.workers, options };
+    let (outcome, names) = run_val(&run)?;
+    print!("{}", render_table(&outcome, &names));
+    let [pre, inf, nms] = outcome.speed_ms;
+    println!("Speed: {pre:.1}ms pre-process, {inf:.1}ms inference, {nms:.1}ms NMS per image at shape ({}, 3, {}, {})", run.batch, run.imgsz, run.imgsz);
+    println!("mAP above: ultralytics' convention (101-point interpolated AP, val.py's matching)");
+    if let Some(coco) = outcome.coco {
+        println!("pycocotools convention on {}: mAP@0.5:0.95 {:.5}, mAP@0.5 {:.5}", dir.display(), coco.map, coco.map50);
+    }
+    Ok(())
+}

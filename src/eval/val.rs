@@ -1,0 +1,198 @@
+//! Validation as val.py runs it: letterboxed batches, eval-mode inference, multi-label NMS
+//! (conf 0.001, IoU 0.6, max_det 300), matching at IoU 0.5:0.95, ultralytics' mAP, the
+//! validation losses, and optionally COCO JSON with pycocotools-convention mAP.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::coco::{evaluate_bbox, write_predictions, xyxy_to_xywh, CocoAnnotation, CocoCategory, CocoDataset, CocoDetection, CocoImage, CocoStats};
+use super::metrics::{DetectionStats, Label, ValMetrics};
+use super::nms::{non_max_suppression, scale_boxes, Detection, NmsOptions};
+use crate::data::loader::Loader;
+use crate::model::build::Model;
+use crate::train::loss::YoloLoss;
+
+#[derive(Debug, Clone)]
+pub struct ValOptions {
+    pub conf_thres: f64,
+    pub iou_thres: f64,
+    pub max_det: usize,
+    /// Where to write `predictions.json` and `ground_truth.json` (COCO format), if anywhere.
+    pub save_json: Option<PathBuf>,
+}
+
+impl Default for ValOptions {
+    fn default() -> Self {
+        ValOptions { conf_thres: 0.001, iou_thres: 0.6, max_det: 300, save_json: None }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ValOutcome {
+    /// ultralytics' convention (what val.py prints).
+    pub metrics: ValMetrics,
+    /// Mean box, objectness and class losses over the batches, when a loss was given.
+    pub loss: Option<[f32; 3]>,
+    pub images: usize,
+    pub labels: usize,
+    /// Labels per class.
+    pub class_labels: Vec<usize>,
+    /// Milliseconds per image: pre-processing (waiting for the batch), inference, NMS.
+    pub speed_ms: [f64; 3],
+    /// pycocotools' convention on the saved JSON, when `save_json` was set.
+    pub coco: Option<CocoStats>,
+}
+
+impl ValOutcome {
+    /// ultralytics' fitness: 0.1 · mAP@0.5 + 0.9 · mAP@0.5:0.95.
+    pub fn fitness(&self) -> f64 {
+        0.1 * self.metrics.map50 + 0.9 * self.metrics.map
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ValError {
+    #[error("validation: {0}")]
+    Tensor(#[from] candle_core::Error),
+    #[error("validation: {0}")]
+    Message(String),
+}
+
+fn message<E: std::fmt::Display>(e: E) -> ValError {
+    ValError::Message(e.to_string())
+}
+
+/// Labels of one image from the batch targets (image, class, cx, cy, w, h normalised),
+/// as corners in input pixels.
+fn image_labels(targets: &[f32], image: usize, (h, w): (usize, usize)) -> Vec<Label> {
+    targets
+        .chunks_exact(6)
+        .filter(|t| t[0] as usize == image)
+        .map(|t| {
+            let (cx, cy, bw, bh) = (t[2] * w as f32, t[3] * h as f32, t[4] * w as f32, t[5] * h as f32);
+            Label { class: t[1] as usize, bbox: [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0] }
+        })
+        .collect()
+}
+
+/// COCO image id: the file stem as a number when it is one (as ultralytics), else the index.
+fn image_id(path: &std::path::Path, index: usize) -> u64 {
+    path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).unwrap_or(index as u64)
+}
+
+/// Runs `model` over `loader` (eval mode); `on_batch(i, n)` reports progress.
+pub fn validate(model: &Model, loader: &Loader, options: &ValOptions, loss: Option<&YoloLoss>, mut on_batch: impl FnMut(usize, usize)) -> Result<ValOutcome, ValError> {
+    let nms = NmsOptions { conf_thres: options.conf_thres, iou_thres: options.iou_thres, classes: None, agnostic: false, multi_label: true, max_det: options.max_det };
+    let mut stats = DetectionStats::new();
+    let mut loss_sum = [0f32; 3];
+    let mut times = [0f64; 3];
+    let (mut images, mut labels) = (0usize, 0usize);
+    let mut class_labels = vec![0usize; model.detect.nc];
+    let mut coco = options.save_json.as_ref().map(|_| (CocoDataset { images: vec![], categories: vec![], annotations: vec![] }, Vec::<CocoDetection>::new()));
+    let batches = loader.epoch(0).map_err(message)?;
+    let total = batches.len();
+    let mut clock = Instant::now();
+    for (i, batch) in batches.enumerate() {
+        let batch = batch.map_err(message)?;
+        times[0] += clock.elapsed().as_secs_f64();
+        clock = Instant::now();
+        let (decoded, raw) = model.predict(&batch.images)?;
+        if let Some(loss) = loss {
+            let (_, parts) = loss.compute(&raw, &batch.targets).map_err(message)?;
+            loss_sum.iter_mut().zip(parts).for_each(|(a, b)| *a += b);
+        }
+        times[1] += clock.elapsed().as_secs_f64();
+        clock = Instant::now();
+        let mut detections = non_max_suppression(&decoded, &nms).map_err(message)?;
+        times[2] += clock.elapsed().as_secs_f64();
+        let (_, _, h, w) = batch.images.dims4()?;
+        let targets = batch.targets.flatten_all()?.to_vec1::<f32>()?;
+        for (j, dets) in detections.iter_mut().enumerate() {
+            let image_labels = image_labels(&targets, j, (h, w));
+            stats.add_image(dets, &image_labels);
+            images += 1;
+            labels += image_labels.len();
+            for l in &image_labels {
+                if let Some(c) = class_labels.get_mut(l.class) {
+                    *c += 1;
+                }
+            }
+            if let (Some((gt, preds)), Some(Some(shape))) = (coco.as_mut(), batch.shapes.get(j)) {
+                let id = image_id(&batch.paths[j], gt.images.len());
+                let (h0, w0) = (shape.original.0 as usize, shape.original.1 as usize);
+                let ratio_pad = Some((shape.gain.0.min(shape.gain.1), shape.pad));
+                let mut boxes: Vec<[f32; 4]> = image_labels.iter().map(|l| l.bbox).collect();
+                scale_boxes((h, w), boxes.iter_mut(), (h0, w0), ratio_pad);
+                gt.images.push(CocoImage { id, file_name: batch.paths[j].display().to_string(), width: w0 as u32, height: h0 as u32 });
+                for (b, l) in boxes.iter().zip(&image_labels) {
+                    gt.annotations.push(CocoAnnotation { image_id: id, category_id: l.class as u64, bbox: xyxy_to_xywh(*b) });
+                }
+                scale_boxes((h, w), dets.iter_mut().map(|d: &mut Detection| &mut d.bbox), (h0, w0), ratio_pad);
+                preds.extend(dets.iter().map(|d| CocoDetection { image_id: id, category_id: d.class as u64, bbox: xyxy_to_xywh(d.bbox), score: d.conf as f64 }));
+            }
+        }
+        on_batch(i + 1, total);
+        clock = Instant::now();
+    }
+    let coco = match (coco, &options.save_json) {
+        (Some((mut gt, preds)), Some(dir)) => {
+            gt.categories = model.names.iter().enumerate().map(|(id, name)| CocoCategory { id: id as u64, name: name.clone() }).collect();
+            std::fs::create_dir_all(dir).map_err(message)?;
+            gt.write(&dir.join("ground_truth.json")).map_err(message)?;
+            write_predictions(&dir.join("predictions.json"), &preds).map_err(message)?;
+            Some(evaluate_bbox(&gt, &preds).map_err(message)?)
+        }
+        _ => None,
+    };
+    let per_image = |t: f64| 1e3 * t / images.max(1) as f64;
+    Ok(ValOutcome {
+        metrics: stats.summarize(),
+        loss: loss.map(|_| loss_sum.map(|v| v / total.max(1) as f32)),
+        images,
+        labels,
+        class_labels,
+        speed_ms: times.map(per_image),
+        coco,
+    })
+}
+
+/// val.py's table: the `all` row, then one row per class with labels.
+pub fn render_table(outcome: &ValOutcome, names: &[String]) -> String {
+    let m = &outcome.metrics;
+    let row = |name: &str, images: usize, labels: usize, p: f64, r: f64, map50: f64, map: f64| format!("{name:>22}{images:>11}{labels:>11}{p:>11.3}{r:>11.3}{map50:>11.3}{map:>11.3}\n");
+    let mut out = format!("{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}\n", "Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95");
+    out += &row("all", outcome.images, outcome.labels, m.mp, m.mr, m.map50, m.map);
+    for c in &m.classes {
+        let name = names.get(c.class).map_or_else(|| c.class.to_string(), Clone::clone);
+        out += &row(&name, outcome.images, c.labels, c.precision, c.recall, c.ap50(), c.ap50_95());
+    }
+    out
+}
+
+/// What `actyolo val` is asked to do.
+#[derive(Debug, Clone)]
+pub struct ValRun {
+    pub weights: PathBuf,
+    pub data: PathBuf,
+    pub imgsz: usize,
+    pub batch: usize,
+    pub workers: usize,
+    pub options: ValOptions,
+}
+
+/// Loads the weights and the dataset's val split and validates; returns the outcome and
+/// the class names.
+pub fn run_val(run: &ValRun) -> Result<(ValOutcome, Vec<String>), ValError> {
+    let data = crate::data::dataset::DataConfig::load(&run.data).map_err(message)?;
+    let mut model = crate::model::weights::load_model(&run.weights, None, None).map_err(message)?;
+    if model.detect.nc != data.nc() {
+        return Err(ValError::Message(format!("{} has {} classes but {} has {}", run.weights.display(), model.detect.nc, run.data.display(), data.nc())));
+    }
+    model.names = data.names.clone();
+    model.fuse()?;
+    let dataset = crate::data::dataset::Dataset::from_config(&data, crate::data::dataset::Split::Val).map_err(message)?;
+    let config = crate::data::loader::LoaderConfig { imgsz: run.imgsz as u32, batch_size: run.batch, workers: run.workers, ..Default::default() };
+    let loader = Loader::val(std::sync::Arc::new(dataset), config).map_err(message)?;
+    let outcome = validate(&model, &loader, &run.options, None, |_, _| {})?;
+    Ok((outcome, data.names))
+}

@@ -1,0 +1,376 @@
+//! The training loop of train.py, composed from the other pieces: data, model, loss,
+//! optimiser groups with warmup and LR schedule, gradient accumulation to the nominal
+//! batch of 64, EMA, validation after each epoch, results.csv, checkpoints and resume.
+//! The loop reports [`TrainEvent`]s; the CLI renders them.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use super::ema::ModelEma;
+use super::hyp::Hyp;
+use super::loss::{scale_loss_gains, LossGains, YoloLoss};
+use super::optim::{Optimizer, OptimizerKind};
+use super::schedule::{LrSchedule, Warmup};
+use crate::act::ActSpec;
+use crate::data::dataset::{DataConfig, Dataset, Split};
+use crate::data::loader::{plot_batch, Loader, LoaderConfig};
+use crate::detect::output::{format_general, increment_path};
+use crate::eval::val::{validate, ValOptions, ValOutcome};
+use crate::model::build::Model;
+use crate::model::config::ModelConfig;
+use crate::model::weights::{read_tensors_with, read_weights, save_tensors};
+
+/// Everything a run is started with; saved in the run (opt.yaml) and in its checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub cfg: String,
+    pub data: PathBuf,
+    pub act: Option<String>,
+    pub hyp: String,
+    pub weights: Option<PathBuf>,
+    pub epochs: usize,
+    pub batch: usize,
+    pub imgsz: usize,
+    pub optimizer: OptimizerKind,
+    pub cos_lr: bool,
+    pub project: PathBuf,
+    pub name: String,
+    pub exist_ok: bool,
+    pub workers: usize,
+    pub seed: u64,
+    pub patience: usize,
+    pub freeze: Vec<usize>,
+    pub noautoanchor: bool,
+}
+
+/// What happens, for the CLI to show.
+#[derive(Debug)]
+pub enum TrainEvent<'a> {
+    Message(String),
+    EpochStart { epoch: usize, epochs: usize, batches: usize },
+    Batch { epoch: usize, index: usize, batches: usize, mean_loss: [f32; 3], instances: usize, size: usize },
+    Validating { index: usize, batches: usize },
+    EpochEnd { epoch: usize, val: &'a ValOutcome, seconds: f64 },
+}
+
+#[derive(Debug)]
+pub struct TrainOutcome {
+    pub dir: PathBuf,
+    pub names: Vec<String>,
+    pub best_fitness: f64,
+    pub epochs_run: usize,
+    pub seconds_per_epoch: f64,
+    /// The final validation of the best weights.
+    pub final_val: Option<ValOutcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error("{0}")]
+    Setup(String),
+    #[error("the loss became {value} at epoch {epoch}, iteration {iteration}: training stopped; the last good checkpoint is {}", checkpoint.display())]
+    NonFinite { value: f32, epoch: usize, iteration: usize, checkpoint: PathBuf },
+    #[error("training: {0}")]
+    Step(String),
+}
+
+fn setup<E: std::fmt::Display>(context: &str) -> impl Fn(E) -> TrainError + '_ {
+    move |e| TrainError::Setup(format!("{context}: {e}"))
+}
+
+fn step_err<E: std::fmt::Display>(e: E) -> TrainError {
+    TrainError::Step(e.to_string())
+}
+
+/// Counters a checkpoint carries besides the tensors, so `--resume` continues exactly.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainState {
+    options: TrainOptions,
+    /// The last completed epoch.
+    epoch: usize,
+    best_fitness: f64,
+    best_epoch: usize,
+    optimizer_steps: u64,
+    ema_updates: u64,
+    last_opt_step: usize,
+}
+
+const NOMINAL_BATCH: usize = 64;
+const STATE_FILE: &str = "last.state.safetensors";
+
+/// The latest run's training state under `project`, for a bare `--resume`.
+pub fn latest_state(project: &Path) -> Option<PathBuf> {
+    let runs = std::fs::read_dir(project).ok()?;
+    runs.filter_map(|e| e.ok())
+        .map(|e| e.path().join("weights").join(STATE_FILE))
+        .filter(|p| p.is_file())
+        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+}
+
+/// Trains from scratch, from `--weights`, or (with `resume`) continues a stopped run.
+pub fn train(options: &TrainOptions, resume: Option<&Path>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome, TrainError> {
+    let resumed = match resume {
+        Some(path) => {
+            let file = if path.is_dir() { path.join("weights").join(STATE_FILE) } else { path.to_path_buf() };
+            let (tensors, state) = read_tensors_with(&file, "state").map_err(setup("--resume"))?;
+            let state: TrainState = serde_json::from_str(&state.ok_or_else(|| TrainError::Setup(format!("{}: not an actyolo training state", file.display())))?).map_err(setup("--resume"))?;
+            Some((file, tensors, state))
+        }
+        None => None,
+    };
+    let options = resumed.as_ref().map_or(options.clone(), |(_, _, s)| s.options.clone());
+    let run = Run::prepare(&options, resumed.as_ref().map(|(f, _, _)| f.as_path()), on)?;
+    run.execute(resumed.map(|(_, t, s)| (t, s)), on)
+}
+
+/// A prepared run: folders, data, model, loss and hyperparameters.
+struct Run {
+    options: TrainOptions,
+    dir: PathBuf,
+    hyp: Hyp,
+    config: ModelConfig,
+    names: Vec<String>,
+    train_loader: Loader,
+    val_loader: Loader,
+    model: Model,
+    eval_model: Model,
+    loss: YoloLoss,
+}
+
+impl Run {
+    fn prepare(options: &TrainOptions, resume_file: Option<&Path>, on: &mut dyn FnMut(TrainEvent)) -> Result<Run, TrainError> {
+        let dir = match resume_file.and_then(|f| f.parent()).and_then(|w| w.parent()) {
+            Some(dir) => dir.to_path_buf(),
+            None => increment_path(&options.project.join(&options.name), options.exist_ok),
+        };
+        std::fs::create_dir_all(dir.join("weights")).map_err(setup(&dir.display().to_string()))?;
+        let hyp = Hyp::load(&options.hyp).map_err(setup("--hyp"))?;
+        let data = DataConfig::load(&options.data).map_err(setup("--data"))?;
+        let names = data.names.clone();
+        let act = options.act.as_deref().map(ActSpec::parse).transpose().map_err(setup("--act"))?;
+        let config = ModelConfig::load(&options.cfg).map_err(setup("--cfg"))?.with_nc(names.len());
+        let model = Model::new(&config, act.as_ref(), options.seed).map_err(setup("model"))?;
+        let eval_model = Model::new(&config, act.as_ref(), options.seed).map_err(setup("model"))?;
+        if let (Some(weights), None) = (&options.weights, resume_file) {
+            let transferred = transfer(&model, weights)?;
+            on(TrainEvent::Message(format!("Transferred {transferred} items from {}", weights.display())));
+        }
+        let mut loaders = Vec::new();
+        for split in [Split::Train, Split::Val] {
+            let dataset = Dataset::from_config(&data, split).map_err(setup(split.key()))?;
+            for w in &dataset.report.warnings {
+                on(TrainEvent::Message(w.to_string()));
+            }
+            on(TrainEvent::Message(format!("{}: {}", split.key(), dataset.report.summary())));
+            let config = LoaderConfig { imgsz: options.imgsz as u32, batch_size: options.batch, workers: options.workers, seed: options.seed, ..LoaderConfig::default() };
+            let dataset = Arc::new(dataset);
+            let loader = match split {
+                Split::Train => Loader::train(dataset, &hyp, config),
+                _ => Loader::val(dataset, LoaderConfig { batch_size: options.batch * 2, ..config }),
+            };
+            loaders.push(loader.map_err(setup(split.key()))?);
+        }
+        let val_loader = loaders.pop().ok_or_else(|| TrainError::Setup("no validation split".into()))?;
+        let train_loader = loaders.pop().ok_or_else(|| TrainError::Setup("no training split".into()))?;
+        let gains = scale_loss_gains(&LossGains::from_hyp(&hyp), model.detect.strides.len(), names.len(), options.imgsz);
+        let loss = YoloLoss::new(gains, names.len(), &model.detect.anchors).map_err(setup("loss"))?;
+        let mut model = model;
+        model.names = names.clone();
+        let mut eval_model = eval_model;
+        eval_model.names = names.clone();
+        std::fs::write(dir.join("hyp.yaml"), serde_yaml::to_string(&hyp).unwrap_or_default()).map_err(setup("hyp.yaml"))?;
+        std::fs::write(dir.join("opt.yaml"), serde_yaml::to_string(options).unwrap_or_default()).map_err(setup("opt.yaml"))?;
+        Ok(Run { options: options.clone(), dir, hyp, config, names, train_loader, val_loader, model, eval_model, loss })
+    }
+
+    fn execute(self, resumed: Option<(HashMap<String, candle_core::Tensor>, TrainState)>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome, TrainError> {
+        let o = &self.options;
+        let batches = self.train_loader.len();
+        let accumulate_nominal = ((NOMINAL_BATCH as f64 / o.batch as f64).round() as usize).max(1);
+        let weight_decay = self.hyp.weight_decay * (o.batch * accumulate_nominal) as f64 / NOMINAL_BATCH as f64;
+        let vars = self.model.vars().var_map().clone();
+        let mut optimizer = Optimizer::new(o.optimizer, &vars, self.hyp.lr0, self.hyp.momentum, weight_decay).map_err(step_err)?;
+        freeze_layers(&mut optimizer, &o.freeze);
+        let schedule = if o.cos_lr { LrSchedule::Cosine { epochs: o.epochs, lrf: self.hyp.lrf } } else { LrSchedule::Linear { epochs: o.epochs, lrf: self.hyp.lrf } };
+        let warmup = Warmup::new(self.hyp.warmup_epochs, batches, self.hyp.warmup_bias_lr, self.hyp.warmup_momentum, self.hyp.momentum);
+        let mut ema = ModelEma::new(&vars, 0).map_err(step_err)?;
+        let mut state = TrainState { options: o.clone(), epoch: 0, best_fitness: 0.0, best_epoch: 0, optimizer_steps: 0, ema_updates: 0, last_opt_step: 0 };
+        let mut start_epoch = 0;
+        if let Some((tensors, saved)) = resumed {
+            restore(&self.model, &mut optimizer, &mut ema, &tensors, &saved)?;
+            start_epoch = saved.epoch + 1;
+            on(TrainEvent::Message(format!("Resuming {} from epoch {start_epoch}", self.dir.display())));
+            state = saved;
+        }
+        let results = self.dir.join("results.csv");
+        let mut seconds = Vec::new();
+        for epoch in start_epoch..o.epochs {
+            let started = Instant::now();
+            let train_loss = self.train_epoch(epoch, &mut optimizer, &mut ema, &mut state, schedule, warmup, accumulate_nominal, on)?;
+            let lrs: Vec<f64> = optimizer.groups.iter().map(|g| g.lr).collect();
+            self.eval_model.load_state_dict(&ema.tensors, true).map_err(step_err)?;
+            let val = validate(&self.eval_model, &self.val_loader, &ValOptions::default(), Some(&self.loss), |index, batches| on(TrainEvent::Validating { index, batches })).map_err(step_err)?;
+            let fitness = val.fitness();
+            state.epoch = epoch;
+            state.optimizer_steps = optimizer.steps;
+            state.ema_updates = ema.updates;
+            let improved = fitness >= state.best_fitness;
+            if improved {
+                state.best_fitness = fitness;
+                state.best_epoch = epoch;
+            }
+            append_results(&results, epoch, &train_loss, &val, &lrs).map_err(step_err)?;
+            self.save(&ema, &optimizer, &state, improved)?;
+            seconds.push(started.elapsed().as_secs_f64());
+            on(TrainEvent::EpochEnd { epoch, val: &val, seconds: started.elapsed().as_secs_f64() });
+            if o.patience > 0 && epoch - state.best_epoch >= o.patience {
+                on(TrainEvent::Message(format!("Stopping early: no improvement for {} epochs (best at epoch {})", o.patience, state.best_epoch)));
+                break;
+            }
+        }
+        let final_val = self.validate_best()?;
+        Ok(TrainOutcome {
+            dir: self.dir.clone(),
+            names: self.names.clone(),
+            best_fitness: state.best_fitness,
+            epochs_run: seconds.len(),
+            seconds_per_epoch: seconds.iter().sum::<f64>() / seconds.len().max(1) as f64,
+            final_val,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn train_epoch(&self, epoch: usize, optimizer: &mut Optimizer, ema: &mut ModelEma, state: &mut TrainState, schedule: LrSchedule, warmup: Warmup, accumulate_nominal: usize, on: &mut dyn FnMut(TrainEvent)) -> Result<[f32; 3], TrainError> {
+        let o = &self.options;
+        let batches = self.train_loader.epoch(epoch as u64).map_err(step_err)?;
+        let n = batches.len();
+        on(TrainEvent::EpochStart { epoch, epochs: o.epochs, batches: n });
+        let target_lr = self.hyp.lr0 * schedule.factor(epoch as f64);
+        let mut grads: HashMap<String, candle_core::Tensor> = HashMap::new();
+        let mut sums = [0f32; 3];
+        let mut mean_loss = [0f32; 3];
+        for (i, batch) in batches.enumerate() {
+            let batch = batch.map_err(step_err)?;
+            let ni = i + n * epoch;
+            if epoch == 0 && i == 0 {
+                plot_batch(&batch, &self.names, &self.dir.join("train_batch0.jpg")).map_err(step_err)?;
+            }
+            let accumulate = match warmup.at(ni, target_lr, false) {
+                Some(_) => warmup.accumulate(ni, NOMINAL_BATCH, o.batch),
+                None => accumulate_nominal,
+            };
+            for group in optimizer.groups.iter_mut() {
+                let is_bias = group.kind == super::optim::GroupKind::Bias;
+                let (lr, momentum) = warmup.at(ni, target_lr, is_bias).unwrap_or((target_lr, self.hyp.momentum));
+                group.lr = lr;
+                group.momentum = momentum;
+            }
+            let preds = self.model.forward(&batch.images, true).map_err(step_err)?;
+            let (total, parts) = self.loss.compute(&preds, &batch.targets).map_err(step_err)?;
+            let value = total.to_scalar::<f32>().map_err(step_err)?;
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite { value, epoch, iteration: i, checkpoint: self.dir.join("weights").join("last.safetensors") });
+            }
+            let g = total.backward().map_err(step_err)?;
+            optimizer.accumulate(&mut grads, &g).map_err(step_err)?;
+            if ni - state.last_opt_step >= accumulate {
+                optimizer.step(&grads, 10.0).map_err(step_err)?;
+                grads.clear();
+                ema.update(self.model.vars().var_map()).map_err(step_err)?;
+                state.last_opt_step = ni;
+            }
+            sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
+            mean_loss = sums.map(|s| s / (i + 1) as f32);
+            on(TrainEvent::Batch { epoch, index: i + 1, batches: n, mean_loss, instances: batch.targets.dim(0).unwrap_or(0), size: o.imgsz });
+        }
+        Ok(mean_loss)
+    }
+
+    /// last (every epoch) and best (when fitness improved): the EMA weights for val and
+    /// detect; beside last, the state that `--resume` needs.
+    fn save(&self, ema: &ModelEma, optimizer: &Optimizer, state: &TrainState, best: bool) -> Result<(), TrainError> {
+        let weights = self.dir.join("weights");
+        let yaml = &self.config.yaml;
+        save_tensors(&ema.tensors, yaml, &self.names, HashMap::new(), &weights.join("last.safetensors")).map_err(step_err)?;
+        if best {
+            std::fs::copy(weights.join("last.safetensors"), weights.join("best.safetensors")).map_err(step_err)?;
+        }
+        let mut tensors: HashMap<String, candle_core::Tensor> = HashMap::new();
+        let data = self.model.vars().var_map().data().lock().map_err(|_| TrainError::Step("variable store lock poisoned".into()))?;
+        tensors.extend(data.iter().map(|(k, v)| (format!("raw/{k}"), v.as_tensor().clone())));
+        drop(data);
+        tensors.extend(ema.tensors.iter().map(|(k, v)| (format!("ema/{k}"), v.clone())));
+        tensors.extend(optimizer.state_tensors().into_iter().map(|(k, v)| (format!("optim/{k}"), v)));
+        let meta = HashMap::from([("state".to_string(), serde_json::to_string(state).map_err(step_err)?)]);
+        save_tensors(&tensors, yaml, &self.names, meta, &weights.join(STATE_FILE)).map_err(step_err)
+    }
+
+    fn validate_best(&self) -> Result<Option<ValOutcome>, TrainError> {
+        let best = self.dir.join("weights").join("best.safetensors");
+        if !best.is_file() {
+            return Ok(None);
+        }
+        let weights = read_weights(&best).map_err(step_err)?;
+        self.eval_model.load_state_dict(&weights.tensors, true).map_err(step_err)?;
+        validate(&self.eval_model, &self.val_loader, &ValOptions::default(), None, |_, _| {}).map(Some).map_err(step_err)
+    }
+}
+
+/// Copies every tensor of `weights` whose name and shape match the model (ultralytics'
+/// `intersect_dicts`), except the anchors, which follow the config; returns the count.
+fn transfer(model: &Model, weights: &Path) -> Result<usize, TrainError> {
+    let source = read_weights(weights).map_err(setup("--weights"))?;
+    let data = model.vars().var_map().data().lock().map_err(|_| TrainError::Setup("variable store lock poisoned".into()))?;
+    let mut count = 0;
+    for (name, var) in data.iter() {
+        if let Some(t) = source.tensors.get(name).filter(|t| t.dims() == var.dims() && !name.ends_with(".anchors")) {
+            let t = t.to_dtype(var.dtype()).map_err(setup("--weights"))?;
+            var.set(&t).map_err(setup("--weights"))?;
+            count += 1;
+        }
+    }
+    Ok(count)
+}
+
+/// `--freeze`: layers whose parameters the optimiser leaves alone.
+fn freeze_layers(optimizer: &mut Optimizer, layers: &[usize]) {
+    let frozen = |name: &str| layers.iter().any(|i| name.starts_with(&format!("model.{i}.")));
+    for group in optimizer.groups.iter_mut() {
+        group.params.retain(|(name, _)| !frozen(name));
+    }
+}
+
+fn restore(model: &Model, optimizer: &mut Optimizer, ema: &mut ModelEma, tensors: &HashMap<String, candle_core::Tensor>, state: &TrainState) -> Result<(), TrainError> {
+    let part = |prefix: &str| -> HashMap<String, candle_core::Tensor> { tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone()))).collect() };
+    model.load_state_dict(&part("raw/"), true).map_err(setup("--resume"))?;
+    ema.tensors = part("ema/");
+    ema.updates = state.ema_updates;
+    optimizer.load_state_tensors(&part("optim/"), state.optimizer_steps);
+    Ok(())
+}
+
+const RESULT_COLUMNS: [&str; 14] = [
+    "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss", "x/lr0", "x/lr1", "x/lr2",
+];
+
+/// One results.csv row in ultralytics' layout (20-wide fields, `%20.5g`).
+fn append_results(path: &Path, epoch: usize, train_loss: &[f32; 3], val: &ValOutcome, lrs: &[f64]) -> std::io::Result<()> {
+    use std::io::Write;
+    let header = !path.exists();
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    if header {
+        writeln!(f, "{}", RESULT_COLUMNS.iter().map(|c| format!("{c:>20}")).collect::<Vec<_>>().join(","))?;
+    }
+    let m = &val.metrics;
+    let vl = val.loss.unwrap_or_default();
+    let mut values = vec![epoch as f64];
+    values.extend(train_loss.iter().map(|&v| v as f64));
+    values.extend([m.mp, m.mr, m.map50, m.map]);
+    values.extend(vl.iter().map(|&v| v as f64));
+    values.extend(lrs.iter().take(3));
+    writeln!(f, "{}", values.iter().map(|&v| format!("{:>20}", format_general(v, 5))).collect::<Vec<_>>().join(","))
+}

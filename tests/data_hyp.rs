@@ -1,0 +1,73 @@
+//! Training hyperparameters: the shipped defaults and the errors for bad files.
+
+mod data_support;
+
+use actyolo::train::hyp::Hyp;
+use data_support::scratch_dir;
+
+#[test]
+fn the_default_is_yolov5_scratch_low() {
+    let hyp = Hyp::default();
+    let values = [
+        hyp.lr0,
+        hyp.lrf,
+        hyp.momentum,
+        hyp.weight_decay,
+        hyp.warmup_epochs,
+        hyp.warmup_momentum,
+        hyp.warmup_bias_lr,
+        hyp.box_gain,
+        hyp.cls_gain,
+        hyp.cls_pw,
+        hyp.obj_gain,
+        hyp.obj_pw,
+        hyp.iou_t,
+        hyp.anchor_t,
+        hyp.fl_gamma,
+        hyp.hsv_h,
+        hyp.hsv_s,
+        hyp.hsv_v,
+        hyp.degrees,
+        hyp.translate,
+        hyp.scale,
+        hyp.shear,
+        hyp.perspective,
+        hyp.flipud,
+        hyp.fliplr,
+        hyp.mosaic,
+        hyp.mixup,
+        hyp.copy_paste,
+    ];
+    let expected = [0.01, 0.01, 0.937, 0.0005, 3.0, 0.8, 0.1, 0.05, 0.5, 1.0, 1.0, 1.0, 0.20, 4.0, 0.0, 0.015, 0.7, 0.4, 0.0, 0.1, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.0];
+    assert_eq!(values, expected);
+    assert_eq!((hyp.anchors, hyp.label_smoothing), (None, None));
+    assert_eq!(Hyp::load("hyp.scratch-low").unwrap(), hyp);
+    assert_eq!(Hyp::load("hyp.scratch-low.yaml").unwrap(), hyp);
+}
+
+fn error_for(name: &str, edit: impl Fn(&str) -> String) -> (String, String) {
+    let file = scratch_dir(name).join("hyp.yaml");
+    let shipped = include_str!("../configs/hyps/hyp.scratch-low.yaml");
+    std::fs::write(&file, edit(shipped)).unwrap();
+    let path = file.display().to_string();
+    (Hyp::load(&path).unwrap_err().to_string(), path)
+}
+
+#[test]
+fn mistakes_name_the_file_and_the_key() {
+    let (message, file) = error_for("hyp-unknown", |text| text.replace("lr0:", "lr00:"));
+    assert!(message.starts_with(&format!("{file}: unknown field `lr00`, expected one of `lr0`")), "{message}");
+    let (message, file) = error_for("hyp-missing", |text| text.replace("fliplr: 0.5", ""));
+    assert!(message.starts_with(&format!("{file}: missing field `fliplr`")), "{message}");
+    let (message, file) = error_for("hyp-range", |text| text.replace("mosaic: 1.0", "mosaic: 1.5"));
+    assert_eq!(message, format!("{file}: `mosaic: 1.5` is out of range: a probability must lie in [0, 1]"));
+}
+
+#[test]
+fn optional_keys_and_unknown_names() {
+    let file = scratch_dir("hyp-optional").join("hyp.yaml");
+    std::fs::write(&file, format!("{}anchors: 3\nlabel_smoothing: 0.1\n", include_str!("../configs/hyps/hyp.scratch-low.yaml"))).unwrap();
+    let hyp = Hyp::load(file.to_str().unwrap()).unwrap();
+    assert_eq!((hyp.anchors, hyp.label_smoothing), (Some(3.0), Some(0.1)));
+    assert_eq!(Hyp::load("hyp.scratch-lo").unwrap_err().to_string(), "hyperparameters `hyp.scratch-lo` not found: it is neither a file nor a shipped set (hyp.scratch-low.yaml)");
+}
