@@ -35,18 +35,21 @@ fn csv_line<T: std::fmt::Display>(fields: impl IntoIterator<Item = T>) -> String
     fields.join(",") + "\n"
 }
 
-/// Made-up but plausible values for `epochs` epochs: falling losses, rising metrics, a
-/// little noise so that the smoothed line differs from the data.
+/// Made-up but plausible values for `epochs` epochs: falling losses, rising metrics, each
+/// column its own, with a little noise so that the smoothed line differs from the data.
 fn results_csv(columns: &[&str], epochs: usize, seed: f64) -> String {
     let mut text = csv_line(columns);
     for epoch in 0..epochs {
         let t = epoch as f64;
-        let noise = 0.004 * (seed + 1.7 * t).sin();
-        let values = columns.iter().map(|&name| match name {
-            "epoch" => t,
-            n if n.ends_with("loss") => 0.02 + 0.08 * (-t / (6.0 + seed)).exp() + noise,
-            n if n.starts_with("metrics/") => 0.7 * (1.0 - (-t / (4.0 + seed)).exp()) + 5.0 * noise,
-            _ => 0.01 * (1.0 - t / epochs as f64),
+        let values = columns.iter().enumerate().map(|(c, &name)| {
+            let c = c as f64;
+            let noise = 0.004 * (seed + 1.7 * t + c).sin();
+            match name {
+                "epoch" => t,
+                n if n.ends_with("loss") => 0.01 * c + 0.08 * (-t / (6.0 + seed + c)).exp() + noise,
+                n if n.starts_with("metrics/") => (0.9 - 0.05 * c) * (1.0 - (-t / (4.0 + seed)).exp()) + 5.0 * noise,
+                _ => 0.01 * (1.0 - t / epochs as f64),
+            }
         });
         text += &csv_line(values.map(|v| format!("{v:.5}")));
     }
@@ -92,6 +95,21 @@ fn plots_several_runs_into_shared_panels() {
         })
         .collect();
     let out = dir.join("compare/results.png");
+    plot_results_multi(&runs, &out).unwrap();
+    assert_eq!(png_size(&out), (1600, 800));
+}
+
+/// More runs than named colours, with labels long enough to wrap the key onto two rows.
+#[test]
+fn plots_many_runs_with_a_wrapped_key() {
+    let dir = temp_dir("many");
+    let runs: Vec<(String, PathBuf)> = (0..10)
+        .map(|i| {
+            let csv = write(&dir, &format!("run{i}/results.csv"), &results_csv(&COLUMNS, 8, i as f64));
+            (format!("nn.Softplus(beta={i}, threshold=20)"), csv)
+        })
+        .collect();
+    let out = dir.join("results.png");
     plot_results_multi(&runs, &out).unwrap();
     assert_eq!(png_size(&out), (1600, 800));
 }

@@ -12,6 +12,8 @@
 //! float32 bilinear interpolation and a constant border of 114 grey, `resize` with
 //! `INTER_AREA` when shrinking validation images, and the HSV conversions of `cvtColor`.
 
+use std::sync::LazyLock;
+
 use image::RgbImage;
 use rand::Rng;
 use rand_chacha::rand_core::SeedableRng;
@@ -37,6 +39,14 @@ pub fn stream_rng(seed: u64, stream: u64) -> ChaCha8Rng {
 /// Python's `random.uniform(low, high)`.
 fn uniform(rng: &mut impl Rng, low: f64, high: f64) -> f64 {
     low + (high - low) * rng.random::<f64>()
+}
+
+/// Rounds half to even like `f32::round_ties_even`, for values in [0, 2^22] such as
+/// pixel values: adding 2^23 leaves no fraction bits, so the FPU rounds (to even). This
+/// avoids a libm call per pixel where the CPU baseline has no rounding instruction.
+fn round_pixel(v: f32) -> f32 {
+    const SHIFT: f32 = 8_388_608.0;
+    (v + SHIFT) - SHIFT
 }
 
 /// A box in pixels with its class: ultralytics' `[cls, x1, y1, x2, y2]` label row.
@@ -147,7 +157,7 @@ fn resize_area(image: &RgbImage, width: u32, height: u32) -> RgbImage {
                     (0..3).for_each(|c| sum[c] += f32::from(pixel[c]) * wx * wy);
                 }
             }
-            out.extend(sum.map(|v| v.round_ties_even().clamp(0.0, 255.0) as u8));
+            out.extend(sum.map(|v| round_pixel(v.clamp(0.0, 255.0)) as u8));
         }
     }
     RgbImage::from_raw(width, height, out).unwrap_or_else(|| unreachable!("the buffer holds width x height RGB pixels"))
@@ -412,7 +422,7 @@ fn sample_bilinear(image: &RgbImage, sx: f32, sy: f32) -> [u8; 3] {
     std::array::from_fn(|c| {
         let top = p00[c] + ax * (p01[c] - p00[c]);
         let bottom = p10[c] + ax * (p11[c] - p10[c]);
-        (top + ay * (bottom - top)).round_ties_even().clamp(0.0, 255.0) as u8
+        round_pixel((top + ay * (bottom - top)).clamp(0.0, 255.0)) as u8
     })
 }
 
@@ -481,15 +491,24 @@ pub fn apply_hsv_gains(image: &mut RgbImage, factors: [f64; 3]) {
 /// OpenCV's `hsv_shift`: the HSV tables are in 12-bit fixed point.
 const HSV_SHIFT: u32 = 12;
 
+/// OpenCV's `sdiv_table` and `hdiv_table180`: 255/v and 180/(6·diff) in fixed point.
+struct HsvDivisors {
+    saturation: [i32; 256],
+    hue: [i32; 256],
+}
+
+static HSV_DIVISORS: LazyLock<HsvDivisors> = LazyLock::new(|| {
+    let table = |numerator: f64, per: f64| std::array::from_fn(|i| if i == 0 { 0 } else { (numerator / (per * i as f64)).round_ties_even() as i32 });
+    HsvDivisors { saturation: table(f64::from(255 << HSV_SHIFT), 1.0), hue: table(f64::from(180 << HSV_SHIFT), 6.0) }
+});
+
 /// OpenCV's 8-bit `COLOR_RGB2HSV` (hue in [0, 180)), in its fixed-point arithmetic.
 pub fn rgb_to_hsv([r, g, b]: [u8; 3]) -> [u8; 3] {
     let (r, g, b) = (i32::from(r), i32::from(g), i32::from(b));
     let v = r.max(g).max(b);
     let diff = v - r.min(g).min(b);
     let round = 1 << (HSV_SHIFT - 1);
-    let sdiv = if v == 0 { 0 } else { (f64::from(255 << HSV_SHIFT) / f64::from(v)).round_ties_even() as i32 };
-    let hdiv = if diff == 0 { 0 } else { (f64::from(180 << HSV_SHIFT) / (6.0 * f64::from(diff))).round_ties_even() as i32 };
-    let s = (diff * sdiv + round) >> HSV_SHIFT;
+    let s = (diff * HSV_DIVISORS.saturation[v as usize] + round) >> HSV_SHIFT;
     let h = if v == r {
         g - b
     } else if v == g {
@@ -497,7 +516,7 @@ pub fn rgb_to_hsv([r, g, b]: [u8; 3]) -> [u8; 3] {
     } else {
         r - g + 4 * diff
     };
-    let mut h = (h * hdiv + round) >> HSV_SHIFT;
+    let mut h = (h * HSV_DIVISORS.hue[diff as usize] + round) >> HSV_SHIFT;
     if h < 0 {
         h += 180;
     }
@@ -512,7 +531,8 @@ pub fn hsv_to_rgb([h, s, v]: [u8; 3]) -> [u8; 3] {
     } else {
         let mut h = f32::from(h) * (6.0 / 180.0);
         h %= 6.0;
-        let mut sector = h.floor() as i32;
+        // h >= 0, so truncation is the floor.
+        let mut sector = h as i32;
         h -= sector as f32;
         if !(0..6).contains(&sector) {
             sector = 0;
@@ -524,7 +544,7 @@ pub fn hsv_to_rgb([h, s, v]: [u8; 3]) -> [u8; 3] {
         let [bi, gi, ri] = SECTORS[sector as usize];
         (tab[ri], tab[gi], tab[bi])
     };
-    [r, g, b].map(|c| (c * 255.0).round_ties_even().clamp(0.0, 255.0) as u8)
+    [r, g, b].map(|c| round_pixel((c * 255.0).clamp(0.0, 255.0)) as u8)
 }
 
 /// Mirrors the image left-right and its labels with it.

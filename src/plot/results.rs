@@ -55,7 +55,7 @@ const PANELS: [&str; 10] = [
 ];
 const GRID: (usize, usize) = (2, 5);
 const FIGURE_SIZE: (u32, u32) = (1600, 800);
-const TEXT: TextSizes = TextSizes { title: 16.0, label: 14.0, tick: 12.0 };
+const TEXT: TextSizes = TextSizes { title: 16.0, label: 16.0, tick: 12.0 };
 
 /// Ultralytics smooths with `gaussian_filter1d(y, sigma=3)`.
 const SMOOTH_SIGMA: f64 = 3.0;
@@ -64,7 +64,7 @@ const SMOOTH_MIN_POINTS: usize = 2 * SMOOTH_SIGMA as usize + 1;
 
 const MARKER_RADIUS: u32 = 3;
 /// Dash and gap in pixels: with the two-pixel pen, a row of dots like matplotlib's `:`.
-const DOTS: (u32, u32) = (2, 4);
+const DOTS: (u32, u32) = (1, 4);
 const MAX_X_TICKS: usize = 6;
 const Y_TICKS: usize = 6;
 
@@ -297,7 +297,7 @@ fn key_entries(runs: &[Run], colors: &[RunColors]) -> Vec<KeyEntry> {
     let smoothed = runs.iter().flat_map(|run| run.panels.iter().flatten()).any(|curve| curve.smooth.is_some());
     if smoothed {
         let color = if runs.len() == 1 { colors[0].smooth } else { style::ZERO_AXIS };
-        entries.push(KeyEntry { label: "smoothed".into(), color, stroke: Stroke::Dotted });
+        entries.push(KeyEntry { label: "smooth".into(), color, stroke: Stroke::Dotted });
     }
     entries
 }
@@ -441,7 +441,7 @@ struct KeyLayout {
 
 impl KeyLayout {
     const SAMPLE: i32 = 36;
-    const GAP: i32 = 8;
+    const GAP: i32 = 10;
     const SPACING: i32 = 28;
     const ROW_HEIGHT: i32 = 24;
     const PADDING: i32 = 10;
@@ -472,6 +472,9 @@ impl KeyLayout {
 
     fn draw<DB: DrawingBackend>(&self, band: &DrawingArea<DB, Shift>, pen: Pen) -> DrawResult<DB> {
         let font = style::text(TEXT.label).pos(Pos::new(HPos::Left, VPos::Center));
+        // Plotters centres a label's whole line box, descenders included, which leaves
+        // lowercase letters sitting high of the sample line.
+        let lower_label = (0.15 * TEXT.label).round() as i32;
         for (r, row) in self.rows.iter().enumerate() {
             let row_width = row.iter().map(|(_, w)| *w).sum::<i32>() + Self::SPACING * (row.len() as i32 - 1);
             let mut x = Self::PADDING + (self.width - row_width) / 2;
@@ -479,7 +482,7 @@ impl KeyLayout {
             for (entry, entry_width) in row {
                 let sample = [(x, y), (x + Self::SAMPLE / 2, y), (x + Self::SAMPLE, y)];
                 draw_line(band, &sample, entry.color, entry.stroke, pen)?;
-                band.draw_text(&entry.label, &font, (x + Self::SAMPLE + Self::GAP, y))?;
+                band.draw_text(&entry.label, &font, (x + Self::SAMPLE + Self::GAP, y + lower_label))?;
                 x += entry_width + Self::SPACING;
             }
         }

@@ -72,8 +72,8 @@ pub struct TrainOutcome {
 pub enum TrainError {
     #[error("{0}")]
     Setup(String),
-    #[error("the loss became {value} at epoch {epoch}, iteration {iteration}: training stopped; the last good checkpoint is {}", checkpoint.display())]
-    NonFinite { value: f32, epoch: usize, iteration: usize, checkpoint: PathBuf },
+    #[error("the loss became {value} at epoch {epoch}, iteration {iteration}: training stopped; {}", match checkpoint { Some(p) => format!("the last good checkpoint is {}", p.display()), None => "no epoch had finished, so there is no checkpoint".to_string() })]
+    NonFinite { value: f32, epoch: usize, iteration: usize, checkpoint: Option<PathBuf> },
     #[error("training: {0}")]
     Step(String),
 }
@@ -96,7 +96,8 @@ struct TrainState {
     best_epoch: usize,
     optimizer_steps: u64,
     ema_updates: u64,
-    last_opt_step: usize,
+    /// Global iteration of the last optimiser step (-1 before the first, as train.py).
+    last_opt_step: i64,
 }
 
 const NOMINAL_BATCH: usize = 64;
@@ -198,19 +199,23 @@ impl Run {
         let schedule = if o.cos_lr { LrSchedule::Cosine { epochs: o.epochs, lrf: self.hyp.lrf } } else { LrSchedule::Linear { epochs: o.epochs, lrf: self.hyp.lrf } };
         let warmup = Warmup::new(self.hyp.warmup_epochs, batches, self.hyp.warmup_bias_lr, self.hyp.warmup_momentum, self.hyp.momentum);
         let mut ema = ModelEma::new(&vars, 0).map_err(step_err)?;
-        let mut state = TrainState { options: o.clone(), epoch: 0, best_fitness: 0.0, best_epoch: 0, optimizer_steps: 0, ema_updates: 0, last_opt_step: 0 };
+        let mut state = TrainState { options: o.clone(), epoch: 0, best_fitness: 0.0, best_epoch: 0, optimizer_steps: 0, ema_updates: 0, last_opt_step: -1 };
         let mut start_epoch = 0;
+        let mut pending = HashMap::new();
         if let Some((tensors, saved)) = resumed {
-            restore(&self.model, &mut optimizer, &mut ema, &tensors, &saved)?;
+            pending = restore(&self.model, &mut optimizer, &mut ema, &tensors, &saved)?;
             start_epoch = saved.epoch + 1;
+            truncate_results(&self.dir.join("results.csv"), saved.epoch).map_err(step_err)?;
             on(TrainEvent::Message(format!("Resuming {} from epoch {start_epoch}", self.dir.display())));
             state = saved;
         }
         let results = self.dir.join("results.csv");
         let mut seconds = Vec::new();
+        // Gradients accumulated since the last optimiser step carry over epoch ends.
+        let mut grads = pending;
         for epoch in start_epoch..o.epochs {
             let started = Instant::now();
-            let train_loss = self.train_epoch(epoch, &mut optimizer, &mut ema, &mut state, schedule, warmup, accumulate_nominal, on)?;
+            let train_loss = self.train_epoch(epoch, &mut optimizer, &mut ema, &mut grads, &mut state, schedule, warmup, accumulate_nominal, on)?;
             let lrs: Vec<f64> = optimizer.groups.iter().map(|g| g.lr).collect();
             self.eval_model.load_state_dict(&ema.tensors, true).map_err(step_err)?;
             let val = validate(&self.eval_model, &self.val_loader, &ValOptions::default(), Some(&self.loss), |index, batches| on(TrainEvent::Validating { index, batches })).map_err(step_err)?;
@@ -224,7 +229,7 @@ impl Run {
                 state.best_epoch = epoch;
             }
             append_results(&results, epoch, &train_loss, &val, &lrs).map_err(step_err)?;
-            self.save(&ema, &optimizer, &state, improved)?;
+            self.save(&ema, &optimizer, &grads, &state, improved)?;
             seconds.push(started.elapsed().as_secs_f64());
             on(TrainEvent::EpochEnd { epoch, val: &val, seconds: started.elapsed().as_secs_f64() });
             if o.patience > 0 && epoch - state.best_epoch >= o.patience {
@@ -244,13 +249,12 @@ impl Run {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn train_epoch(&self, epoch: usize, optimizer: &mut Optimizer, ema: &mut ModelEma, state: &mut TrainState, schedule: LrSchedule, warmup: Warmup, accumulate_nominal: usize, on: &mut dyn FnMut(TrainEvent)) -> Result<[f32; 3], TrainError> {
+    fn train_epoch(&self, epoch: usize, optimizer: &mut Optimizer, ema: &mut ModelEma, grads: &mut HashMap<String, candle_core::Tensor>, state: &mut TrainState, schedule: LrSchedule, warmup: Warmup, accumulate_nominal: usize, on: &mut dyn FnMut(TrainEvent)) -> Result<[f32; 3], TrainError> {
         let o = &self.options;
         let batches = self.train_loader.epoch(epoch as u64).map_err(step_err)?;
         let n = batches.len();
         on(TrainEvent::EpochStart { epoch, epochs: o.epochs, batches: n });
         let target_lr = self.hyp.lr0 * schedule.factor(epoch as f64);
-        let mut grads: HashMap<String, candle_core::Tensor> = HashMap::new();
         let mut sums = [0f32; 3];
         let mut mean_loss = [0f32; 3];
         for (i, batch) in batches.enumerate() {
@@ -273,15 +277,16 @@ impl Run {
             let (total, parts) = self.loss.compute(&preds, &batch.targets).map_err(step_err)?;
             let value = total.to_scalar::<f32>().map_err(step_err)?;
             if !value.is_finite() {
-                return Err(TrainError::NonFinite { value, epoch, iteration: i, checkpoint: self.dir.join("weights").join("last.safetensors") });
+                let last = self.dir.join("weights").join("last.safetensors");
+                return Err(TrainError::NonFinite { value, epoch, iteration: i, checkpoint: last.is_file().then_some(last) });
             }
             let g = total.backward().map_err(step_err)?;
-            optimizer.accumulate(&mut grads, &g).map_err(step_err)?;
-            if ni - state.last_opt_step >= accumulate {
-                optimizer.step(&grads, 10.0).map_err(step_err)?;
+            optimizer.accumulate(grads, &g).map_err(step_err)?;
+            if ni as i64 - state.last_opt_step >= accumulate as i64 {
+                optimizer.step(grads, 10.0).map_err(step_err)?;
                 grads.clear();
                 ema.update(self.model.vars().var_map()).map_err(step_err)?;
-                state.last_opt_step = ni;
+                state.last_opt_step = ni as i64;
             }
             sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
             mean_loss = sums.map(|s| s / (i + 1) as f32);
@@ -292,7 +297,7 @@ impl Run {
 
     /// last (every epoch) and best (when fitness improved): the EMA weights for val and
     /// detect; beside last, the state that `--resume` needs.
-    fn save(&self, ema: &ModelEma, optimizer: &Optimizer, state: &TrainState, best: bool) -> Result<(), TrainError> {
+    fn save(&self, ema: &ModelEma, optimizer: &Optimizer, pending: &HashMap<String, candle_core::Tensor>, state: &TrainState, best: bool) -> Result<(), TrainError> {
         let weights = self.dir.join("weights");
         let yaml = &self.config.yaml;
         save_tensors(&ema.tensors, yaml, &self.names, HashMap::new(), &weights.join("last.safetensors")).map_err(step_err)?;
@@ -305,6 +310,7 @@ impl Run {
         drop(data);
         tensors.extend(ema.tensors.iter().map(|(k, v)| (format!("ema/{k}"), v.clone())));
         tensors.extend(optimizer.state_tensors().into_iter().map(|(k, v)| (format!("optim/{k}"), v)));
+        tensors.extend(pending.iter().map(|(k, v)| (format!("grad/{k}"), v.clone())));
         let meta = HashMap::from([("state".to_string(), serde_json::to_string(state).map_err(step_err)?)]);
         save_tensors(&tensors, yaml, &self.names, meta, &weights.join(STATE_FILE)).map_err(step_err)
     }
@@ -344,18 +350,32 @@ fn freeze_layers(optimizer: &mut Optimizer, layers: &[usize]) {
     }
 }
 
-fn restore(model: &Model, optimizer: &mut Optimizer, ema: &mut ModelEma, tensors: &HashMap<String, candle_core::Tensor>, state: &TrainState) -> Result<(), TrainError> {
+/// Restores a checkpoint's weights, EMA and optimiser; returns its pending gradients.
+fn restore(model: &Model, optimizer: &mut Optimizer, ema: &mut ModelEma, tensors: &HashMap<String, candle_core::Tensor>, state: &TrainState) -> Result<HashMap<String, candle_core::Tensor>, TrainError> {
     let part = |prefix: &str| -> HashMap<String, candle_core::Tensor> { tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone()))).collect() };
     model.load_state_dict(&part("raw/"), true).map_err(setup("--resume"))?;
     ema.tensors = part("ema/");
     ema.updates = state.ema_updates;
     optimizer.load_state_tensors(&part("optim/"), state.optimizer_steps);
-    Ok(())
+    Ok(part("grad/"))
 }
 
 const RESULT_COLUMNS: [&str; 14] = [
     "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss", "x/lr0", "x/lr1", "x/lr2",
 ];
+
+/// Drops rows after `last_epoch`: a run killed after writing a row but before saving its
+/// checkpoint repeats that epoch on resume.
+fn truncate_results(path: &Path, last_epoch: usize) -> std::io::Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: Vec<&str> = text
+        .lines()
+        .enumerate()
+        .filter(|(i, line)| *i == 0 || line.split(',').next().and_then(|e| e.trim().parse::<usize>().ok()).is_some_and(|e| e <= last_epoch))
+        .map(|(_, line)| line)
+        .collect();
+    std::fs::write(path, kept.join("\n") + "\n")
+}
 
 /// One results.csv row in ultralytics' layout (20-wide fields, `%20.5g`).
 fn append_results(path: &Path, epoch: usize, train_loss: &[f32; 3], val: &ValOutcome, lrs: &[f64]) -> std::io::Result<()> {
