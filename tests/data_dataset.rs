@@ -9,10 +9,6 @@ use actyolo::data::dataset::{label_path, CacheStatus, DataConfig, Dataset, Datas
 use actyolo::data::labels::{parse_labels, Label, LabelError};
 use data_support::{scratch_dir, small_synth};
 
-fn root_of(yaml: &Path) -> PathBuf {
-    yaml.parent().unwrap().to_path_buf()
-}
-
 fn write(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap();
 }
@@ -39,8 +35,8 @@ fn parses_boxes_polygons_and_reports_the_line() {
 
 #[test]
 fn yaml_variants_list_files_folder_lists_and_name_maps() {
-    let yaml = small_synth("dataset-yaml", 6, 3, 1);
-    let root = root_of(&yaml);
+    let synth = small_synth("dataset-yaml", 6, 3, 1);
+    let root = synth.dir.canonicalize().unwrap();
     // A list file with ./-relative, plain relative and absolute paths.
     let absolute = root.join("images/train/000002.png");
     write(&root.join("train.txt"), &format!("./images/train/000000.png\nimages/train/000001.png\n{}\n\n", absolute.display()));
@@ -78,8 +74,8 @@ fn yaml_mistakes_name_the_file_and_the_fix() {
 
 #[test]
 fn bad_files_are_skipped_with_one_warning_each() {
-    let yaml = small_synth("dataset-bad", 9, 1, 2);
-    let root = root_of(&yaml);
+    let synth = small_synth("dataset-bad", 9, 1, 2);
+    let (yaml, root) = (&synth.yaml, synth.dir.canonicalize().unwrap());
     let label = |i: usize| root.join(format!("labels/train/{i:06}.txt"));
     let image = |i: usize| root.join(format!("images/train/{i:06}.png"));
     write(&label(0), "0 0.5 0.5 0.2 0.2 0.1\n");
@@ -91,7 +87,7 @@ fn bad_files_are_skipped_with_one_warning_each() {
     write(&label(6), "");
     write(&label(7), "0 0.5 0.5 0.2 abc\n");
     write(&label(8), "-1 0.5 0.5 0.2 0.2\n");
-    let config = DataConfig::load(&yaml).unwrap();
+    let config = DataConfig::load(yaml).unwrap();
     let dataset = Dataset::from_config(&config, Split::Train).unwrap();
     let warnings: Vec<String> = dataset.report.warnings.iter().map(ToString::to_string).collect();
     let expected = [
@@ -112,9 +108,10 @@ fn bad_files_are_skipped_with_one_warning_each() {
 
 #[test]
 fn the_cache_is_reused_until_a_file_changes() {
-    let yaml = small_synth("dataset-cache", 5, 1, 4);
-    let config = DataConfig::load(&yaml).unwrap();
-    let cache = root_of(&yaml).join("labels/train.cache");
+    let synth = small_synth("dataset-cache", 5, 1, 4);
+    let config = DataConfig::load(&synth.yaml).unwrap();
+    let root = synth.dir.canonicalize().unwrap();
+    let cache = root.join("labels/train.cache");
     let load = || Dataset::from_config(&config, Split::Train).unwrap();
     let first = load();
     assert_eq!(first.report.cache, CacheStatus::Created(cache.clone()));
@@ -124,7 +121,7 @@ fn the_cache_is_reused_until_a_file_changes() {
     assert_eq!(second.report.counts, first.report.counts);
 
     // Touching a label file (same content, new time) invalidates it.
-    let label = root_of(&yaml).join("labels/train/000001.txt");
+    let label = root.join("labels/train/000001.txt");
     let file = std::fs::File::options().write(true).open(&label).unwrap();
     file.set_modified(SystemTime::now() + Duration::from_secs(5)).unwrap();
     assert_eq!(load().report.cache, CacheStatus::Created(cache.clone()));

@@ -46,7 +46,8 @@ fn the_default_is_yolov5_scratch_low() {
 }
 
 fn error_for(name: &str, edit: impl Fn(&str) -> String) -> (String, String) {
-    let file = scratch_dir(name).join("hyp.yaml");
+    let dir = scratch_dir(name);
+    let file = dir.join("hyp.yaml");
     let shipped = include_str!("../configs/hyps/hyp.scratch-low.yaml");
     std::fs::write(&file, edit(shipped)).unwrap();
     let path = file.display().to_string();
@@ -65,7 +66,8 @@ fn mistakes_name_the_file_and_the_key() {
 
 #[test]
 fn optional_keys_and_unknown_names() {
-    let file = scratch_dir("hyp-optional").join("hyp.yaml");
+    let dir = scratch_dir("hyp-optional");
+    let file = dir.join("hyp.yaml");
     std::fs::write(&file, format!("{}anchors: 3\nlabel_smoothing: 0.1\n", include_str!("../configs/hyps/hyp.scratch-low.yaml"))).unwrap();
     let hyp = Hyp::load(file.to_str().unwrap()).unwrap();
     assert_eq!((hyp.anchors, hyp.label_smoothing), (Some(3.0), Some(0.1)));

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use actyolo::data::dataset::{DataConfig, Dataset, Split};
 use actyolo::data::loader::{plot_batch, Batch, Loader, LoaderConfig, LoaderError};
 use actyolo::train::hyp::Hyp;
-use data_support::{scratch_dir, small_synth};
+use data_support::{scratch_dir, small_synth, SmallSynth};
 
-fn dataset(name: &str, n_train: usize) -> (DataConfig, Arc<Dataset>) {
-    let config = DataConfig::load(&small_synth(name, n_train, 3, 5)).unwrap();
+/// A small synthetic dataset (kept on disk while the first value lives), its config and training split.
+fn dataset(name: &str, n_train: usize) -> (SmallSynth, DataConfig, Arc<Dataset>) {
+    let synth = small_synth(name, n_train, 3, 5);
+    let config = DataConfig::load(&synth.yaml).unwrap();
     let train = Dataset::from_config(&config, Split::Train).unwrap();
-    (config, Arc::new(train))
+    (synth, config, Arc::new(train))
 }
 
 fn loader_config(workers: usize) -> LoaderConfig {
@@ -30,7 +32,7 @@ fn epoch(loader: &Loader, epoch: u64) -> Vec<(Vec<f32>, Vec<f32>, Vec<std::path:
 
 #[test]
 fn training_batches_have_ultralytics_shapes() {
-    let (config, train) = dataset("loader-shapes", 10);
+    let (_synth, config, train) = dataset("loader-shapes", 10);
     let loader = Loader::train(train.clone(), &Hyp::default(), loader_config(2)).unwrap();
     assert_eq!((loader.len(), loader.batch_size()), (3, 4));
     let batches: Vec<Batch> = loader.epoch(0).unwrap().map(Result::unwrap).collect();
@@ -55,7 +57,7 @@ fn training_batches_have_ultralytics_shapes() {
 
 #[test]
 fn the_same_seed_gives_the_same_batches_whatever_the_workers() {
-    let (_, train) = dataset("loader-determinism", 8);
+    let (_synth, _, train) = dataset("loader-determinism", 8);
     let hyp = Hyp { mixup: 0.5, degrees: 10.0, shear: 2.0, perspective: 0.0005, flipud: 0.5, ..Hyp::default() };
     let one = Loader::train(train.clone(), &hyp, loader_config(1)).unwrap();
     let two = Loader::train(train.clone(), &hyp, loader_config(2)).unwrap();
@@ -71,7 +73,7 @@ fn the_same_seed_gives_the_same_batches_whatever_the_workers() {
 
 #[test]
 fn validation_batches_are_letterboxed_in_order_with_the_labels() {
-    let (config, _) = dataset("loader-val", 4);
+    let (_synth, config, _) = dataset("loader-val", 4);
     let val = Arc::new(Dataset::from_config(&config, Split::Val).unwrap());
     let loader = Loader::val(val.clone(), LoaderConfig { batch_size: 2, ..loader_config(2) }).unwrap();
     let batches: Vec<Batch> = loader.epoch(0).unwrap().map(Result::unwrap).collect();
@@ -96,7 +98,7 @@ fn validation_batches_are_letterboxed_in_order_with_the_labels() {
 
 #[test]
 fn a_training_set_without_labels_is_refused() {
-    let (_, train) = dataset("loader-nolabels", 2);
+    let (_synth, _, train) = dataset("loader-nolabels", 2);
     let records = train.records.iter().map(|r| actyolo::data::dataset::ImageRecord { labels: Vec::new(), ..r.clone() }).collect();
     let empty = Dataset { records, report: train.report.clone() };
     assert!(matches!(Loader::train(Arc::new(empty), &Hyp::default(), loader_config(1)), Err(LoaderError::NoLabels)));
@@ -104,10 +106,11 @@ fn a_training_set_without_labels_is_refused() {
 
 #[test]
 fn plots_the_first_batch_like_train_batch0() {
-    let (config, train) = dataset("loader-plot", 6);
+    let (_synth, config, train) = dataset("loader-plot", 6);
     let loader = Loader::train(train, &Hyp::default(), loader_config(2)).unwrap();
     let batch = loader.epoch(0).unwrap().next().unwrap().unwrap();
-    let path = scratch_dir("loader-plot-out").join("train_batch0.jpg");
+    let out = scratch_dir("loader-plot-out");
+    let path = out.join("train_batch0.jpg");
     plot_batch(&batch, &config.names, &path).unwrap();
     let plotted = image::open(&path).unwrap();
     assert_eq!((plotted.width(), plotted.height()), (128, 128));
@@ -115,7 +118,7 @@ fn plots_the_first_batch_like_train_batch0() {
 
 #[test]
 fn validation_pads_non_square_images_and_moves_their_boxes() {
-    let root = data_support::scratch_dir("loader-letterbox");
+    let root = scratch_dir("loader-letterbox");
     std::fs::create_dir_all(root.join("images/val")).unwrap();
     std::fs::create_dir_all(root.join("labels/val")).unwrap();
     image::RgbImage::from_pixel(64, 40, image::Rgb([9, 9, 9])).save(root.join("images/val/wide.png")).unwrap();

@@ -23,11 +23,8 @@ fn dataset_files(root: &Path) -> Vec<(String, Vec<u8>)> {
 
 #[test]
 fn same_seed_gives_identical_files_and_another_seed_different_ones() {
-    let first = small_synth("synth-seed-a", 6, 2, 7);
-    let again = small_synth("synth-seed-b", 6, 2, 7);
-    let other = small_synth("synth-seed-c", 6, 2, 8);
-    let root = |yaml: &Path| yaml.parent().unwrap().to_path_buf();
-    let (a, b, c) = (dataset_files(&root(&first)), dataset_files(&root(&again)), dataset_files(&root(&other)));
+    let (first, again, other) = (small_synth("synth-seed-a", 6, 2, 7), small_synth("synth-seed-b", 6, 2, 7), small_synth("synth-seed-c", 6, 2, 8));
+    let (a, b, c) = (dataset_files(&first.dir), dataset_files(&again.dir), dataset_files(&other.dir));
     assert_eq!(a.len(), 16);
     assert_eq!(a, b);
     let names = |files: &[(String, Vec<u8>)]| files.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
@@ -92,17 +89,18 @@ fn unknown_shape_lists_the_supported_ones() {
 #[test]
 fn refuses_to_overwrite_and_rejects_bad_settings() {
     let out = scratch_dir("synth-exists");
-    let config = SynthConfig { out: out.clone(), n_train: 1, n_val: 1, imgsz: 64, ..SynthConfig::default() };
+    let config = SynthConfig { out: out.to_path_buf(), n_train: 1, n_val: 1, imgsz: 64, ..SynthConfig::default() };
     generate(&config).unwrap();
     assert!(matches!(generate(&config), Err(SynthError::Exists { .. })));
-    let twice = SynthConfig { out: scratch_dir("synth-twice"), classes: vec![ShapeKind::Star, ShapeKind::Star], ..config.clone() };
+    let other = scratch_dir("synth-twice");
+    let twice = SynthConfig { out: other.to_path_buf(), classes: vec![ShapeKind::Star, ShapeKind::Star], ..config.clone() };
     assert_eq!(generate(&twice).unwrap_err().to_string(), "invalid synth settings: `star` is listed twice in the classes");
 }
 
 #[test]
 fn the_written_dataset_loads_with_matching_counts() {
-    let yaml = small_synth("synth-load", 10, 4, 3);
-    let config = DataConfig::load(&yaml).unwrap();
+    let synth = small_synth("synth-load", 10, 4, 3);
+    let config = DataConfig::load(&synth.yaml).unwrap();
     assert_eq!(config.names, ["circle", "rectangle", "triangle"]);
     let train = Dataset::from_config(&config, Split::Train).unwrap();
     assert_eq!(train.len(), 10);

@@ -50,7 +50,7 @@ fn a_run_writes_its_files_and_resumes_after_a_kill_to_the_same_weights() {
     let out = actyolo().args(train_args(&data, &project, "full", 3)).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let full = project.join("full");
-    for file in ["results.csv", "hyp.yaml", "opt.yaml", "train_batch0.jpg", "weights/last.safetensors", "weights/best.safetensors", "weights/last.state.safetensors"] {
+    for file in ["results.csv", "results.png", "hyp.yaml", "opt.yaml", "train_batch0.jpg", "weights/last.safetensors", "weights/best.safetensors", "weights/last.state.safetensors"] {
         assert!(full.join(file).is_file(), "{file} missing");
     }
     assert_eq!(results_rows(&full), 3);

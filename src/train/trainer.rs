@@ -23,6 +23,7 @@ use crate::eval::val::{validate, ValOptions, ValOutcome};
 use crate::model::build::Model;
 use crate::model::config::ModelConfig;
 use crate::model::weights::{read_tensors_with, read_weights, save_tensors};
+use crate::plot::results::plot_results;
 
 /// Everything a run is started with; saved in the run (opt.yaml) and in its checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -168,6 +169,9 @@ impl Run {
             }
             on(TrainEvent::Message(format!("{}: {}", split.key(), dataset.report.summary())));
             let config = LoaderConfig { imgsz: options.imgsz as u32, batch_size: options.batch, workers: options.workers, seed: options.seed, ..LoaderConfig::default() };
+            if split == Split::Train && !options.noautoanchor && resume_file.is_none() {
+                auto_anchor(&model, &dataset, options, hyp.anchor_t, on)?;
+            }
             let dataset = Arc::new(dataset);
             let loader = match split {
                 Split::Train => Loader::train(dataset, &hyp, config),
@@ -229,6 +233,7 @@ impl Run {
                 state.best_epoch = epoch;
             }
             append_results(&results, epoch, &train_loss, &val, &lrs).map_err(step_err)?;
+            plot_results(&results, &self.dir.join("results.png")).map_err(step_err)?;
             self.save(&ema, &optimizer, &grads, &state, improved)?;
             seconds.push(started.elapsed().as_secs_f64());
             on(TrainEvent::EpochEnd { epoch, val: &val, seconds: started.elapsed().as_secs_f64() });
@@ -340,6 +345,28 @@ fn transfer(model: &Model, weights: &Path) -> Result<usize, TrainError> {
         }
     }
     Ok(count)
+}
+
+/// ultralytics' AutoAnchor: keeps the config's anchors when they recall at least 98% of
+/// the training boxes, else adopts k-means + evolved ones that recall more.
+fn auto_anchor(model: &Model, dataset: &Dataset, options: &TrainOptions, anchor_t: f64, on: &mut dyn FnMut(TrainEvent)) -> Result<(), TrainError> {
+    use rand::SeedableRng;
+    use super::autoanchor::{augment_scales, check_anchors, stride_units, ImageLabels, LabelSizes};
+    let images: Vec<ImageLabels> = dataset.records.iter().map(ImageLabels::from).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.seed);
+    let scales = augment_scales(images.len(), &mut rng);
+    let labels = LabelSizes::gather(&images, options.imgsz, &scales).map_err(setup("AutoAnchor"))?;
+    let check = check_anchors(&labels, &model.config.anchors, &model.detect.strides, anchor_t, &mut rng).map_err(setup("AutoAnchor"))?;
+    for m in check.messages {
+        on(TrainEvent::Message(m));
+    }
+    if let Some(levels) = check.adopted {
+        let values = stride_units(&levels, &model.detect.strides).map_err(setup("AutoAnchor"))?;
+        let anchors = &model.detect.anchors;
+        let fresh = candle_core::Tensor::from_vec(values, anchors.shape(), anchors.device()).map_err(setup("AutoAnchor"))?;
+        candle_core::Var::from_tensor(anchors).and_then(|v| v.set(&fresh)).map_err(setup("AutoAnchor"))?;
+    }
+    Ok(())
 }
 
 /// `--freeze`: layers whose parameters the optimiser leaves alone.
