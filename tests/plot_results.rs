@@ -21,12 +21,33 @@ const COLUMNS: [&str; 14] = [
     "x/lr2",
 ];
 
-/// A fresh folder of its own for each test, under the system's temp folder.
-fn temp_dir(test: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("actyolo-plot-results-{}-{test}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh folder of its own for each test, under the system's temp folder; removed when
+/// the test passes and kept, to look at, when it fails.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(test: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("actyolo-plot-results-{}-{test}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
 }
 
 /// One line as ultralytics writes it: each field right-aligned in 20 characters.
@@ -74,9 +95,10 @@ fn png_size(path: &Path) -> (u32, u32) {
 
 #[test]
 fn plots_one_run_and_skips_a_half_written_last_line() {
-    let dir = temp_dir("one");
+    let dir = TempDir::new("one");
     let mut text = results_csv(&COLUMNS, 12, 0.0);
-    text += "                  12,             0.02312,            0.0"; // still being written
+    // Still being written: no newline yet, 3 of 14 fields. Read as a row, it would fail.
+    text += "                  12,             0.02312,            0.0";
     let csv = write(&dir, "exp/results.csv", &text);
     let out = dir.join("exp/results.png");
     plot_results(&csv, &out).unwrap();
@@ -85,7 +107,7 @@ fn plots_one_run_and_skips_a_half_written_last_line() {
 
 #[test]
 fn plots_several_runs_into_shared_panels() {
-    let dir = temp_dir("multi");
+    let dir = TempDir::new("multi");
     let runs: Vec<(String, PathBuf)> = ["SiLU", "nn.LeakyReLU(0.1)", "Mish"]
         .iter()
         .enumerate()
@@ -102,7 +124,7 @@ fn plots_several_runs_into_shared_panels() {
 /// More runs than named colours, with labels long enough to wrap the key onto two rows.
 #[test]
 fn plots_many_runs_with_a_wrapped_key() {
-    let dir = temp_dir("many");
+    let dir = TempDir::new("many");
     let runs: Vec<(String, PathBuf)> = (0..10)
         .map(|i| {
             let csv = write(&dir, &format!("run{i}/results.csv"), &results_csv(&COLUMNS, 8, i as f64));
@@ -116,7 +138,7 @@ fn plots_many_runs_with_a_wrapped_key() {
 
 #[test]
 fn missing_columns_leave_their_panels_empty() {
-    let dir = temp_dir("missing");
+    let dir = TempDir::new("missing");
     let columns = ["epoch", "train/box_loss", "metrics/mAP_0.5", "val/box_loss"];
     let csv = write(&dir, "exp/results.csv", &results_csv(&columns, 5, 0.0));
     let out = dir.join("results.png");
@@ -127,7 +149,7 @@ fn missing_columns_leave_their_panels_empty() {
 /// Documented choice: a header without rows is an error, not an empty figure.
 #[test]
 fn a_header_without_rows_is_an_error_naming_the_file() {
-    let dir = temp_dir("header");
+    let dir = TempDir::new("header");
     let csv = write(&dir, "results.csv", &csv_line(COLUMNS));
     let out = dir.join("results.png");
     let error = plot_results(&csv, &out).unwrap_err();
@@ -139,7 +161,7 @@ fn a_header_without_rows_is_an_error_naming_the_file() {
 
 #[test]
 fn a_bad_value_before_the_last_line_names_the_file_line_and_column() {
-    let dir = temp_dir("bad");
+    let dir = TempDir::new("bad");
     let mut lines: Vec<String> = results_csv(&COLUMNS, 4, 0.0).lines().map(String::from).collect();
     let mut fields: Vec<String> = lines[2].split(',').map(String::from).collect();
     fields[5] = format!("{:>20}", "oops");
@@ -153,7 +175,7 @@ fn a_bad_value_before_the_last_line_names_the_file_line_and_column() {
 
 #[test]
 fn a_short_row_before_the_last_line_is_an_error() {
-    let dir = temp_dir("short");
+    let dir = TempDir::new("short");
     let mut text = results_csv(&COLUMNS, 3, 0.0);
     text.insert_str(csv_line(COLUMNS).len(), "   0,   0.1\n");
     let csv = write(&dir, "results.csv", &text);
@@ -163,7 +185,7 @@ fn a_short_row_before_the_last_line_is_an_error() {
 
 #[test]
 fn files_that_cannot_be_plotted_are_named() {
-    let dir = temp_dir("unplottable");
+    let dir = TempDir::new("unplottable");
     let out = dir.join("results.png");
     let missing = dir.join("nope/results.csv");
     let error = plot_results(&missing, &out).unwrap_err();

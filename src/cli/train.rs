@@ -103,6 +103,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Resident memory of this process (Linux; 0 elsewhere): the CPU's stand-in for GPU_mem.
+fn resident_gib() -> f64 {
+    let pages = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<f64>().ok()));
+    pages.map_or(0.0, |p| p * 4096.0 / (1u64 << 30) as f64)
+}
+
 /// ultralytics' progress display: one bar per epoch with the running losses.
 #[derive(Default)]
 struct Display {
@@ -119,11 +125,11 @@ impl Display {
             TrainEvent::EpochStart { epoch, epochs, batches } => {
                 self.finish();
                 if epoch == 0 || self.bar.is_none() {
-                    eprintln!("{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}", "Epoch", "GPU_mem", "box_loss", "obj_loss", "cls_loss", "Instances", "Size");
+                    eprintln!("{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}", "Epoch", "RAM", "box_loss", "obj_loss", "cls_loss", "Instances", "Size");
                 }
                 let bar = ProgressBar::new(batches as u64);
                 bar.set_style(ProgressStyle::with_template("{prefix}{msg} {bar:20} {pos}/{len} [{elapsed}<{eta}, {per_sec}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
-                bar.set_prefix(format!("{:>11}{:>11}", format!("{epoch}/{}", epochs - 1), "0G"));
+                bar.set_prefix(format!("{:>11}{:>11}", format!("{epoch}/{}", epochs - 1), format!("{:.2}G", resident_gib())));
                 self.bar = Some(bar);
             }
             TrainEvent::Batch { index, mean_loss, instances, size, .. } => {

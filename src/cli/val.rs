@@ -44,9 +44,10 @@ pub fn run(args: ValArgs) -> anyhow::Result<()> {
     print!("{}", render_table(&outcome, &names));
     let [pre, inf, nms] = outcome.speed_ms;
     println!("Speed: {pre:.1}ms pre-process, {inf:.1}ms inference, {nms:.1}ms NMS per image at shape ({}, 3, {}, {})", run.batch, run.imgsz, run.imgsz);
-    println!("mAP above: ultralytics' convention (101-point interpolated AP, val.py's matching)");
-    if let Some(coco) = outcome.coco {
-        println!("pycocotools convention on {}: mAP@0.5:0.95 {:.5}, mAP@0.5 {:.5}", dir.display(), coco.map, coco.map50);
+    println!("The table follows ultralytics' convention (val.py's matching, 101-point interpolated AP).");
+    println!("COCO convention (pycocotools' COCOeval, max 100 detections per image): mAP@0.5:0.95 {:.5}, mAP@0.5 {:.5}", outcome.coco.map, outcome.coco.map50);
+    if args.save_json {
+        println!("COCO JSON (predictions.json, ground_truth.json) saved to {}", dir.display());
     }
     Ok(())
 }

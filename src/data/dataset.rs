@@ -50,8 +50,8 @@ pub struct DataConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataConfigError {
-    #[error("{file}: cannot read: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: cannot read: {error}")]
+    Read { file: PathBuf, error: std::io::Error },
     #[error("{file}: {message}")]
     Invalid { file: PathBuf, message: String },
 }
@@ -61,12 +61,12 @@ impl DataConfig {
     /// listing image paths, or a list of those, relative to `path:`; `names` is a list or a
     /// map `{0: name, ...}`; `nc`, when given, must equal the number of names.
     pub fn load(file: &Path) -> Result<DataConfig, DataConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|source| DataConfigError::Read { file: file.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(file).map_err(|error| DataConfigError::Read { file: file.to_path_buf(), error })?;
         let invalid = |message: String| DataConfigError::Invalid { file: file.to_path_buf(), message };
         let yaml: Value = serde_yaml::from_str(&text).map_err(|e| invalid(format!("not valid YAML: {e}")))?;
         let map = yaml.as_mapping().ok_or_else(|| invalid("expected a mapping with train, val and names".into()))?;
         let get = |key: &str| map.get(key).filter(|v| !v.is_null());
-        let folder = std::path::absolute(file).map_err(|source| DataConfigError::Read { file: file.to_path_buf(), source })?;
+        let folder = std::path::absolute(file).map_err(|error| DataConfigError::Read { file: file.to_path_buf(), error })?;
         let folder = folder.parent().unwrap_or(Path::new("/"));
         let root = match get("path") {
             Some(path) => folder.join(scalar_text(path).ok_or_else(|| invalid("`path` must be a folder name".into()))?),
@@ -212,10 +212,10 @@ pub struct ImageRecord {
 pub enum DatasetError {
     #[error("{path} does not exist; a split names a folder of images, a .txt list of image paths, or a list of those")]
     MissingSource { path: PathBuf },
-    #[error("{path}: cannot read: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: invalid path pattern: {source}")]
-    Pattern { path: PathBuf, source: glob::PatternError },
+    #[error("{path}: cannot read: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}: invalid path pattern: {error}")]
+    Pattern { path: PathBuf, error: glob::PatternError },
     #[error("no images found in {sources}; image files end in {}", IMG_FORMATS.join(", "))]
     NoImages { sources: String },
     #[error("{file}: the `{split}:` split is empty or missing")]
@@ -286,7 +286,7 @@ impl Dataset {
 pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>, DatasetError> {
     let mut found = Vec::new();
     for source in sources {
-        let source = std::path::absolute(source).map_err(|e| DatasetError::Io { path: source.clone(), source: e })?;
+        let source = std::path::absolute(source).map_err(|e| DatasetError::Io { path: source.clone(), error: e })?;
         if source.is_dir() {
             found.extend(files_under(&source)?);
         } else if source.is_file() {
@@ -308,12 +308,12 @@ pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>, DatasetError> {
 fn files_under(folder: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let pattern = format!("{}/**/*.*", Pattern::escape(&folder.to_string_lossy()));
     let options = MatchOptions { require_literal_leading_dot: true, ..MatchOptions::new() };
-    let entries = glob::glob_with(&pattern, options).map_err(|source| DatasetError::Pattern { path: folder.to_path_buf(), source })?;
+    let entries = glob::glob_with(&pattern, options).map_err(|error| DatasetError::Pattern { path: folder.to_path_buf(), error })?;
     Ok(entries.filter_map(Result::ok).filter(|path| path.is_file()).collect())
 }
 
 fn listed_files(list: &Path) -> Result<Vec<PathBuf>, DatasetError> {
-    let text = std::fs::read_to_string(list).map_err(|source| DatasetError::Io { path: list.to_path_buf(), source })?;
+    let text = std::fs::read_to_string(list).map_err(|error| DatasetError::Io { path: list.to_path_buf(), error })?;
     let folder = list.parent().unwrap_or(Path::new("/"));
     Ok(text.lines().map(str::trim).filter(|line| !line.is_empty()).map(|line| folder.join(line.strip_prefix("./").unwrap_or(line))).collect())
 }

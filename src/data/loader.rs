@@ -86,22 +86,30 @@ pub struct Batch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
-    #[error("{path}: {source}")]
-    Read { path: PathBuf, source: ReadImageError },
-    #[error("{path}: {source}")]
-    Letterbox { path: PathBuf, source: LetterboxError },
+    #[error("{path}: {error}")]
+    Read { path: PathBuf, error: ReadImageError },
+    #[error("{path}: {error}")]
+    Letterbox { path: PathBuf, error: LetterboxError },
     #[error("the dataset has no images")]
     Empty,
     #[error("the training set has no labels at all; training needs labelled images")]
     NoLabels,
     #[error("invalid loader settings: {0}")]
     Settings(String),
-    #[error("cannot start {workers} loader threads: {source}")]
-    Threads { workers: usize, source: rayon::ThreadPoolBuildError },
+    #[error("cannot start {workers} loader threads: {error}")]
+    Threads { workers: usize, error: rayon::ThreadPoolBuildError },
     #[error("cannot start the batch producer thread: {0}")]
     Producer(std::io::Error),
     #[error("cannot build a batch tensor: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(candle_core::Error),
+}
+
+// By hand rather than `#[from]`, which would also make the candle error the `source` and
+// print it twice in an error chain.
+impl From<candle_core::Error> for LoaderError {
+    fn from(error: candle_core::Error) -> Self {
+        LoaderError::Tensor(error)
+    }
 }
 
 #[derive(Debug)]
@@ -150,7 +158,7 @@ impl Loader {
         }
         config.batch_size = config.batch_size.min(dataset.len());
         config.workers = config.workers.max(1);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(config.workers).thread_name(|i| format!("loader-{i}")).build().map_err(|source| LoaderError::Threads { workers: config.workers, source })?;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(config.workers).thread_name(|i| format!("loader-{i}")).build().map_err(|error| LoaderError::Threads { workers: config.workers, error })?;
         Ok(Loader { shared: Arc::new(Shared { dataset, config, mode, pool }) })
     }
 
@@ -262,7 +270,7 @@ impl Shared {
     /// Reads image `index` and resizes its long side to imgsz.
     fn load_resized(&self, index: usize, augment: bool) -> Result<RgbImage, LoaderError> {
         let path = &self.dataset.records[index].path;
-        let original = read_image(path).map_err(|source| LoaderError::Read { path: path.clone(), source })?;
+        let original = read_image(path).map_err(|error| LoaderError::Read { path: path.clone(), error })?;
         Ok(resize_long_side(&original, self.config.imgsz, augment))
     }
 
@@ -272,7 +280,7 @@ impl Shared {
         let record = &self.dataset.records[index];
         let resized = self.load_resized(index, augment)?;
         let imgsz = self.config.imgsz;
-        let fitted = letterbox(&resized, (imgsz, imgsz), 32, false, augment).map_err(|source| LoaderError::Letterbox { path: record.path.clone(), source })?;
+        let fitted = letterbox(&resized, (imgsz, imgsz), 32, false, augment).map_err(|error| LoaderError::Letterbox { path: record.path.clone(), error })?;
         let (w, h) = (f64::from(resized.width()), f64::from(resized.height()));
         let (w0, h0) = (record.width, record.height);
         let (scaled_w, scaled_h) = ((fitted.ratio * w) as f32, (fitted.ratio * h) as f32);
@@ -332,11 +340,17 @@ impl Drop for Batches {
 #[derive(Debug, thiserror::Error)]
 pub enum PlotBatchError {
     #[error("cannot read the batch tensors: {0}")]
-    Tensor(#[from] candle_core::Error),
+    Tensor(candle_core::Error),
     #[error("the embedded DejaVu Sans font could not be loaded")]
     Font,
-    #[error("{path}: cannot save: {source}")]
-    Save { path: PathBuf, source: image::ImageError },
+    #[error("{path}: cannot save: {error}")]
+    Save { path: PathBuf, error: image::ImageError },
+}
+
+impl From<candle_core::Error> for PlotBatchError {
+    fn from(error: candle_core::Error) -> Self {
+        PlotBatchError::Tensor(error)
+    }
 }
 
 /// ultralytics' `plot_images` limits: at most 16 images, at most 1920 pixels a side.
@@ -376,7 +390,7 @@ pub fn plot_batch(batch: &Batch, names: &[String], path: &Path) -> Result<(), Pl
             draw_box_label(&mut canvas, corners, &name, class_color(class), line_width, (&font, font_size));
         }
     }
-    canvas.save(path).map_err(|source| PlotBatchError::Save { path: path.to_path_buf(), source })
+    canvas.save(path).map_err(|error| PlotBatchError::Save { path: path.to_path_buf(), error })
 }
 
 /// The first `count` images of a (B, 3, H, W) tensor in [0, 1], column by column on a white

@@ -62,10 +62,10 @@ pub enum SynthError {
     Settings(String),
     #[error("{path} already exists; choose another --out or delete it first")]
     Exists { path: PathBuf },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: cannot encode PNG: {source}")]
-    Encode { path: PathBuf, source: image::ImageError },
+    #[error("{path}: {error}")]
+    Io { path: PathBuf, error: std::io::Error },
+    #[error("{path}: cannot encode PNG: {error}")]
+    Encode { path: PathBuf, error: image::ImageError },
 }
 
 /// What to generate; [`Default`] is `actyolo data synth`'s defaults.
@@ -477,7 +477,7 @@ pub fn generate(config: &SynthConfig) -> Result<SynthSummary, SynthError> {
     check_settings(config)?;
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| SynthError::Io { path, source }
+        move |error| SynthError::Io { path, error }
     };
     for existing in ["images", "labels", "data.yaml"].map(|name| config.out.join(name)) {
         if existing.exists() {
@@ -513,7 +513,7 @@ fn check_settings(config: &SynthConfig) -> Result<(), SynthError> {
 fn write_split(config: &SynthConfig, root: &Path, split: &str, n: usize) -> Result<usize, SynthError> {
     let (images, labels) = (root.join("images").join(split), root.join("labels").join(split));
     for dir in [&images, &labels] {
-        std::fs::create_dir_all(dir).map_err(|source| SynthError::Io { path: dir.clone(), source })?;
+        std::fs::create_dir_all(dir).map_err(|error| SynthError::Io { path: dir.clone(), error })?;
     }
     let counts = (0..n).into_par_iter().map(|index| {
         let mut rng = stream_rng(config.seed, (split_stream(split) << 32) | index as u64);
@@ -521,7 +521,7 @@ fn write_split(config: &SynthConfig, root: &Path, split: &str, n: usize) -> Resu
         let stem = format!("{index:06}");
         write_png(&rendered.image, &images.join(format!("{stem}.png")))?;
         let label_path = labels.join(format!("{stem}.txt"));
-        std::fs::write(&label_path, rendered.label_text()).map_err(|source| SynthError::Io { path: label_path, source })?;
+        std::fs::write(&label_path, rendered.label_text()).map_err(|error| SynthError::Io { path: label_path, error })?;
         Ok(rendered.objects.iter().filter(|o| o.visible_box.is_some()).count())
     });
     counts.collect::<Result<Vec<_>, SynthError>>().map(|counts| counts.into_iter().sum())
@@ -529,9 +529,9 @@ fn write_split(config: &SynthConfig, root: &Path, split: &str, n: usize) -> Resu
 
 /// PNG with fast compression: noisy images barely compress anyway, and speed matters here.
 fn write_png(image: &RgbImage, path: &Path) -> Result<(), SynthError> {
-    let file = std::fs::File::create(path).map_err(|source| SynthError::Io { path: path.to_path_buf(), source })?;
+    let file = std::fs::File::create(path).map_err(|error| SynthError::Io { path: path.to_path_buf(), error })?;
     let encoder = PngEncoder::new_with_quality(std::io::BufWriter::new(file), CompressionType::Fast, FilterType::Sub);
-    encoder.write_image(image.as_raw(), image.width(), image.height(), ExtendedColorType::Rgb8).map_err(|source| SynthError::Encode { path: path.to_path_buf(), source })
+    encoder.write_image(image.as_raw(), image.width(), image.height(), ExtendedColorType::Rgb8).map_err(|error| SynthError::Encode { path: path.to_path_buf(), error })
 }
 
 fn data_yaml_text(config: &SynthConfig, root: &Path) -> String {

@@ -39,8 +39,9 @@ pub struct ValOutcome {
     pub class_labels: Vec<usize>,
     /// Milliseconds per image: pre-processing (waiting for the batch), inference, NMS.
     pub speed_ms: [f64; 3],
-    /// pycocotools' convention on the saved JSON, when `save_json` was set.
-    pub coco: Option<CocoStats>,
+    /// pycocotools' convention (COCOeval on the same boxes, max 100 per image), in
+    /// original-image pixels; equal to what pycocotools computes on the saved JSON.
+    pub coco: CocoStats,
 }
 
 impl ValOutcome {
@@ -88,7 +89,7 @@ pub fn validate(model: &Model, loader: &Loader, options: &ValOptions, loss: Opti
     let mut times = [0f64; 3];
     let (mut images, mut labels) = (0usize, 0usize);
     let mut class_labels = vec![0usize; model.detect.nc];
-    let mut coco = options.save_json.as_ref().map(|_| (CocoDataset { images: vec![], categories: vec![], annotations: vec![] }, Vec::<CocoDetection>::new()));
+    let (mut gt, mut preds) = (CocoDataset::default(), Vec::<CocoDetection>::new());
     let batches = loader.epoch(0).map_err(message)?;
     let total = batches.len();
     let mut clock = Instant::now();
@@ -117,7 +118,7 @@ pub fn validate(model: &Model, loader: &Loader, options: &ValOptions, loss: Opti
                     *c += 1;
                 }
             }
-            if let (Some((gt, preds)), Some(Some(shape))) = (coco.as_mut(), batch.shapes.get(j)) {
+            if let Some(Some(shape)) = batch.shapes.get(j) {
                 let id = image_id(&batch.paths[j], gt.images.len());
                 let (h0, w0) = (shape.original.0 as usize, shape.original.1 as usize);
                 let ratio_pad = Some((shape.gain.0.min(shape.gain.1), shape.pad));
@@ -134,16 +135,13 @@ pub fn validate(model: &Model, loader: &Loader, options: &ValOptions, loss: Opti
         on_batch(i + 1, total);
         clock = Instant::now();
     }
-    let coco = match (coco, &options.save_json) {
-        (Some((mut gt, preds)), Some(dir)) => {
-            gt.categories = model.names.iter().enumerate().map(|(id, name)| CocoCategory { id: id as u64, name: name.clone() }).collect();
-            std::fs::create_dir_all(dir).map_err(message)?;
-            gt.write(&dir.join("ground_truth.json")).map_err(message)?;
-            write_predictions(&dir.join("predictions.json"), &preds).map_err(message)?;
-            Some(evaluate_bbox(&gt, &preds).map_err(message)?)
-        }
-        _ => None,
-    };
+    gt.categories = model.names.iter().enumerate().map(|(id, name)| CocoCategory { id: id as u64, name: name.clone() }).collect();
+    if let Some(dir) = &options.save_json {
+        std::fs::create_dir_all(dir).map_err(message)?;
+        gt.write(&dir.join("ground_truth.json")).map_err(message)?;
+        write_predictions(&dir.join("predictions.json"), &preds).map_err(message)?;
+    }
+    let coco = evaluate_bbox(&gt, &preds).map_err(message)?;
     let per_image = |t: f64| 1e3 * t / images.max(1) as f64;
     Ok(ValOutcome {
         metrics: stats.summarize(),

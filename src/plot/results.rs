@@ -80,9 +80,10 @@ const RUN_COLORS: [RGBColor; 7] = [
     RGBColor(0, 0, 0),
 ];
 
-/// Draws `results.png` for one run from its `results.csv` into `out` (a PNG of about
-/// 1600×800), with a key naming the run after the csv's folder (`exp3` for
-/// `runs/train/exp3/results.csv`). Columns missing from the csv leave their panel empty.
+/// Draws `results.png` for one run from its `results.csv` into `out` (a 1600×800 PNG; its
+/// folder is created), with a key naming the run after the csv's folder (`exp3` for
+/// `runs/train/exp3/results.csv`) and the smoothed line `smooth`, as ultralytics labels
+/// them. Columns missing from the csv leave their panel blank.
 /// A csv with a header but no complete row yet is an error ([`ResultsPlotError::NoEpochs`]):
 /// an empty figure would look like a run that learned nothing.
 pub fn plot_results(csv: &Path, out: &Path) -> Result<(), ResultsPlotError> {
@@ -263,12 +264,12 @@ fn run_colors(count: usize) -> Vec<RunColors> {
     if count == 1 {
         return vec![RunColors { data: style::PRIMARY, smooth: style::SECONDARY }];
     }
-    let color = |i: usize| match RUN_COLORS.get(i).filter(|_| count <= RUN_COLORS.len()) {
-        Some(&color) => color,
-        None => {
-            let (r, g, b) = HSLColor(i as f64 / count as f64, 0.75, 0.42).rgb();
-            RGBColor(r, g, b)
+    let color = |i: usize| {
+        if count <= RUN_COLORS.len() {
+            return RUN_COLORS[i];
         }
+        let (r, g, b) = HSLColor(i as f64 / count as f64, 0.75, 0.42).rgb();
+        RGBColor(r, g, b)
     };
     (0..count).map(|i| RunColors { data: color(i), smooth: color(i) }).collect()
 }
@@ -451,16 +452,20 @@ impl KeyLayout {
         entries: Vec<KeyEntry>,
     ) -> Result<Self, DrawingAreaErrorKind<DB::ErrorType>> {
         let width = area.dim_in_pixel().0 as i32 - 2 * Self::PADDING;
-        let mut rows: Vec<Vec<(KeyEntry, i32)>> = vec![Vec::new()];
+        let mut rows: Vec<Vec<(KeyEntry, i32)>> = Vec::new();
+        let mut row_width = 0;
         for entry in entries {
             let text_width = area.estimate_text_size(&entry.label, &style::text(TEXT.label))?.0 as i32;
             let entry_width = Self::SAMPLE + Self::GAP + text_width;
-            let row_width = |row: &[(KeyEntry, i32)]| row.iter().map(|(_, w)| w + Self::SPACING).sum::<i32>();
-            if rows.last().is_some_and(|row| !row.is_empty() && row_width(row) + entry_width > width) {
-                rows.push(Vec::new());
-            }
-            if let Some(row) = rows.last_mut() {
-                row.push((entry, entry_width));
+            match rows.last_mut() {
+                Some(row) if row_width + Self::SPACING + entry_width <= width => {
+                    row.push((entry, entry_width));
+                    row_width += Self::SPACING + entry_width;
+                }
+                _ => {
+                    rows.push(vec![(entry, entry_width)]);
+                    row_width = entry_width;
+                }
             }
         }
         Ok(KeyLayout { rows, width })

@@ -67,8 +67,8 @@ pub struct Hyp {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HypError {
-    #[error("{file}: cannot read: {source}")]
-    Read { file: PathBuf, source: std::io::Error },
+    #[error("{file}: cannot read: {error}")]
+    Read { file: PathBuf, error: std::io::Error },
     /// serde's message names the key (`unknown field `lr00`, expected one of ...`, `missing field `lr0``) and the line.
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
@@ -106,7 +106,7 @@ impl Hyp {
     }
 
     pub fn from_file(path: &Path) -> Result<Hyp, HypError> {
-        let text = std::fs::read_to_string(path).map_err(|source| HypError::Read { file: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|error| HypError::Read { file: path.to_path_buf(), error })?;
         Self::from_str(&text, &path.display().to_string())
     }
 
