@@ -2,6 +2,9 @@
 //! on the 8 images it trains on. Too long for CI (from scratch YOLOv5 needs over a
 //! thousand iterations; about 12 minutes on 2 cores), so it is ignored by default:
 //!     cargo test --release --test train_overfit -- --ignored
+//! Status (2026-11-29): NOT yet passing. The run reached mAP50 0.865 / mAP50-95 0.804
+//! after 1500 iterations: rectangles and triangles at 0.995, but only 5 of the 10 circles
+//! are ever found (recall 0.52). Open in the training issue.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
