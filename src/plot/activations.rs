@@ -3,13 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::style::{self, FontError, Pen, TextSizes};
+use super::style::{self, to_pixels, FontError, Pen, PlotArea, TextSizes};
 use crate::act::eval::evaluate;
 use crate::act::{ActKind, ActSpec, GeluApprox, KINDS};
 
@@ -211,7 +210,6 @@ impl Line {
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 /// A chart's plotting area, in data coordinates.
-type PlotArea<DB> = DrawingArea<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// What differs between a chart on its own and a panel of the overview.
 struct Look {
@@ -391,20 +389,10 @@ fn draw_zero_axes<DB: DrawingBackend>(plot: &PlotArea<DB>) -> DrawResult<DB> {
 /// The samples as polylines in pixels relative to the plotting area, split where values
 /// overflowed (so gaps stay gaps), without repeats of the same pixel.
 fn pixel_runs<DB: DrawingBackend>(plot: &PlotArea<DB>, points: &[(f64, f64)]) -> Vec<Vec<(i32, i32)>> {
-    let (left, top) = plot.get_base_pixel();
-    let to_pixels = |run: &[(f64, f64)]| {
-        let mut pixels: Vec<(i32, i32)> = run
-            .iter()
-            .map(|point| plot.map_coordinate(point))
-            .map(|(x, y)| (x - left, y - top))
-            .collect();
-        pixels.dedup();
-        pixels
-    };
     points
         .split(|(_, y)| !y.is_finite())
         .filter(|run| !run.is_empty())
-        .map(to_pixels)
+        .map(|run| to_pixels(plot, run))
         .collect()
 }
 

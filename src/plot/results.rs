@@ -4,13 +4,12 @@
 
 use std::path::{Path, PathBuf};
 
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::style::{self, FontError, Pen, TextSizes};
+use super::style::{self, to_pixels, FontError, Pen, TextSizes};
 
 /// Each message names the file (and line) at fault and why.
 #[derive(Debug, thiserror::Error)]
@@ -305,7 +304,6 @@ fn key_entries(runs: &[Run], colors: &[RunColors]) -> Vec<KeyEntry> {
 
 type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 /// A panel's plotting area, in data coordinates.
-type PlotArea<DB> = DrawingArea<DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 
 /// The one drawing both entry points share: fonts, folder, figure, PNG.
 fn save(runs: &[Run], out: &Path) -> Result<(), ResultsPlotError> {
@@ -393,18 +391,6 @@ fn padded((lo, hi): (f64, f64)) -> (f64, f64) {
         _ => 0.5,
     };
     (lo - margin, hi + margin)
-}
-
-/// The points in pixels relative to the plotting area, without repeats of a pixel.
-fn to_pixels<DB: DrawingBackend>(plot: &PlotArea<DB>, points: &[(f64, f64)]) -> Vec<(i32, i32)> {
-    let (left, top) = plot.get_base_pixel();
-    let mut pixels: Vec<(i32, i32)> = points
-        .iter()
-        .map(|point| plot.map_coordinate(point))
-        .map(|(x, y)| (x - left, y - top))
-        .collect();
-    pixels.dedup();
-    pixels
 }
 
 /// Draws a polyline given in pixels of `area`, in `pen`'s passes.

@@ -89,3 +89,14 @@ pub fn register_fonts() -> Result<(), FontError> {
         Err(FontError)
     }
 }
+
+/// A chart's plotting area in data coordinates.
+pub type PlotArea<DB> = plotters::prelude::DrawingArea<DB, plotters::coord::cartesian::Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+
+/// The points in pixels relative to the plotting area, without repeats of a pixel.
+pub fn to_pixels<DB: plotters::prelude::DrawingBackend>(plot: &PlotArea<DB>, points: &[(f64, f64)]) -> Vec<(i32, i32)> {
+    let (left, top) = plot.get_base_pixel();
+    let mut pixels: Vec<(i32, i32)> = points.iter().map(|point| plot.map_coordinate(point)).map(|(x, y)| (x - left, y - top)).collect();
+    pixels.dedup();
+    pixels
+}
