@@ -6,6 +6,8 @@ pub mod cli;
 pub mod data;
 pub mod detect;
 pub mod eval;
+pub mod experiment;
 pub mod model;
 pub mod plot;
+pub mod profile;
 pub mod train;

@@ -24,7 +24,7 @@ fn max_excess(a: &Tensor, b: &Tensor, tol: f32) -> f32 {
 fn build(spec: &str, channels: usize) -> (Activation, SeededVarMap) {
     let store = SeededVarMap::new(0);
     let spec = ActSpec::parse(spec).unwrap();
-    let act = Activation::new(&spec, channels, store.builder(DType::F32, &Device::Cpu), store.fork_rng().unwrap()).unwrap();
+    let act = Activation::new(&spec, channels, store.builder(DType::F32, &Device::Cpu), store.rng_for("act")).unwrap();
     (act, store)
 }
 
@@ -153,7 +153,7 @@ fn learnable_activations_own_per_layer_parameters_under_ultralytics_names() {
 fn impossible_builds_are_errors_not_panics() {
     let store = SeededVarMap::new(0);
     let vb = || store.builder(DType::F32, &Device::Cpu);
-    let rng = || store.fork_rng().unwrap();
+    let rng = || store.rng_for("act");
     let err = Activation::new(&ActSpec::parse("nn.PReLU(num_parameters=16)").unwrap(), 32, vb(), rng()).unwrap_err();
     assert!(err.to_string().contains("32 channels"), "{err}");
     let err = Activation::new(&ActSpec::parse("nn.GLU()").unwrap(), 5, vb(), rng()).unwrap_err();

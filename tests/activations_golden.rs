@@ -56,7 +56,7 @@ fn check_case(case: &Case, t: &HashMap<String, Tensor>) -> Vec<String> {
     let get = |k: &str| t.get(&format!("{}/{k}", case.id)).unwrap_or_else(|| panic!("fixture {}/{k}", case.id)).clone();
     let spec = ActSpec::parse(&case.spec).unwrap_or_else(|e| panic!("{}: {e}", case.id));
     let store = SeededVarMap::new(0);
-    let act = Activation::new(&spec, case.channels, store.builder(DType::F32, &Device::Cpu), store.fork_rng().unwrap())
+    let act = Activation::new(&spec, case.channels, store.builder(DType::F32, &Device::Cpu), store.rng_for("act"))
         .unwrap_or_else(|e| panic!("{}: {e}", case.id));
     let mut vars = store.var_map().clone();
     for name in &case.state {

@@ -1,10 +1,11 @@
 //! Overfitting a handful of synthetic images: YOLOv5n from scratch must reach mAP50 > 0.9
-//! on the 8 images it trains on. Too long for CI (from scratch YOLOv5 needs over a
-//! thousand iterations; about 12 minutes on 2 cores), so it is ignored by default:
-//!     cargo test --release --test train_overfit -- --ignored
-//! Status (2026-11-29): NOT yet passing. The run reached mAP50 0.865 / mAP50-95 0.804
-//! after 1500 iterations: rectangles and triangles at 0.995, but only 5 of the 10 circles
-//! are ever found (recall 0.52). Open in the training issue.
+//! on the 8 images it trains on, without augmentation.
+//!
+//! Adam at lr0 0.002: with a batch of 8, gradients accumulate to the nominal 64, so 600
+//! iterations are only 75 optimiser steps. SGD at 0.01 had not fitted the small circles
+//! after 187 steps (mAP50 0.865 at 1500 iterations); with Adam this run measured mAP50
+//! 0.887 at iteration 400, 0.956 at 450, 0.981 at 500 and 0.992 at the end. About 3
+//! minutes on 2 cores.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -20,7 +21,6 @@ fn best_map50(run: &Path) -> f64 {
 }
 
 #[test]
-#[ignore]
 fn yolov5n_overfits_eight_images() {
     let dir = std::env::temp_dir().join(format!("actyolo-overfit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -31,12 +31,13 @@ fn yolov5n_overfits_eight_images() {
     let yaml = std::fs::read_to_string(data.join("data.yaml")).unwrap().replace("val: images/val", "val: images/train");
     std::fs::write(data.join("data.yaml"), yaml).unwrap();
     let mut hyp = include_str!("../configs/hyps/hyp.scratch-low.yaml").to_string();
-    for key in ["mosaic", "hsv_h", "hsv_s", "hsv_v", "fliplr", "translate", "scale", "warmup_epochs"] {
-        hyp = hyp.lines().map(|l| if l.starts_with(&format!("{key}:")) { format!("{key}: 0.0") } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+    let settings = ["mosaic", "hsv_h", "hsv_s", "hsv_v", "fliplr", "translate", "scale", "warmup_epochs"].map(|key| (key, 0.0)).into_iter().chain([("lr0", 0.002)]);
+    for (key, value) in settings {
+        hyp = hyp.lines().map(|l| if l.starts_with(&format!("{key}:")) { format!("{key}: {value}") } else { l.to_string() }).collect::<Vec<_>>().join("\n");
     }
     std::fs::write(dir.join("hyp.yaml"), hyp).unwrap();
     let out = actyolo()
-        .args(["train", "--imgsz", "128", "--batch", "8", "--epochs", "1500", "--patience", "0", "--name", "overfit", "--data"])
+        .args(["train", "--imgsz", "128", "--batch", "8", "--epochs", "600", "--patience", "0", "--optimizer", "Adam", "--name", "overfit", "--data"])
         .arg(data.join("data.yaml"))
         .arg("--hyp")
         .arg(dir.join("hyp.yaml"))

@@ -25,7 +25,7 @@ pub fn evaluate(spec: &ActSpec, xs: &[f64]) -> Result<Evaluation> {
         candle_core::bail!("no points to evaluate");
     }
     let store = SeededVarMap::new(0);
-    let act = Activation::new(spec, n, store.builder(DType::F32, &device), store.fork_rng()?)?;
+    let act = Activation::new(spec, n, store.builder(DType::F32, &device), store.rng_for("act"))?;
     let x = Var::from_tensor(&Tensor::from_vec(xs.to_vec(), (1, n, 1, 1), &device)?.to_dtype(DType::F32)?)?;
     let y = act.forward(x.as_tensor(), false)?;
     let grads = y.sum_all()?.backward()?;

@@ -21,6 +21,7 @@ pub use spec::{ActArg, ActSpec, GeluApprox, SpecError};
 
 use crate::model::kernels::conv::{conv2d, Conv2dParams};
 use crate::model::norm::{BatchNorm2d, BnConfig};
+use crate::profile::{self, Stage};
 
 const SIGMOID: Pointwise = Pointwise::Sigmoid(pointwise::Sigmoid);
 
@@ -225,6 +226,7 @@ impl Activation {
 
     /// Applies the activation; `train` selects RReLU's random slopes and FReLU's batch statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let _t = profile::span(Stage::ActivationForward);
         match &self.inner {
             Inner::Pointwise(p) => kernels::pointwise::apply(*p, x),
             Inner::Rrelu { eval, .. } if !train => kernels::pointwise::apply(*eval, x),

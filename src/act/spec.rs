@@ -300,10 +300,15 @@ impl ActSpec {
     }
 }
 
-/// Parses a comma-separated list of specs, splitting only at top-level commas so that
-/// `silu,nn.Hardtanh(-2, 2),relu` is three specs.
+/// Parses a comma-separated list of specs (see [`split_list`]).
 pub fn parse_list(text: &str) -> Result<Vec<ActSpec>, SpecError> {
-    let mut specs = Vec::new();
+    split_list(text).into_iter().map(ActSpec::parse).collect()
+}
+
+/// Splits a comma-separated list of specs only at top-level commas, so that
+/// `silu,nn.Hardtanh(-2, 2),relu` is three specs; each is trimmed.
+pub fn split_list(text: &str) -> Vec<&str> {
+    let mut parts = Vec::new();
     let mut depth = 0usize;
     let mut quote: Option<char> = None;
     let mut start = 0;
@@ -315,14 +320,14 @@ pub fn parse_list(text: &str) -> Result<Vec<ActSpec>, SpecError> {
             (None, '(') => depth += 1,
             (None, ')') => depth = depth.saturating_sub(1),
             (None, ',') if depth == 0 => {
-                specs.push(ActSpec::parse(&text[start..i])?);
+                parts.push(text[start..i].trim());
                 start = i + 1;
             }
             _ => {}
         }
     }
-    specs.push(ActSpec::parse(&text[start..])?);
-    Ok(specs)
+    parts.push(text[start..].trim());
+    parts
 }
 
 impl fmt::Display for ActSpec {

@@ -2,8 +2,6 @@
 //! SPP, Focus, Concat and nearest upsampling. Parameter names follow ultralytics'
 //! state_dict, relative to the `VarBuilder` each block is given.
 
-use std::hash::{Hash, Hasher};
-
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 use rand::SeedableRng;
@@ -12,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use super::kernels::conv::{conv2d, Conv2dParams};
 use super::kernels::maxpool::max_pool2d;
 use super::norm::{BatchNorm2d, BnConfig};
+use super::vars::stable_hash;
 use crate::act::{ActSpec, Activation};
 
 /// Where a block's parameters come from, and what it needs beyond them.
@@ -29,9 +28,7 @@ impl<'a> BlockContext<'a> {
     }
 
     fn rng(&self) -> ChaCha8Rng {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        self.vb.prefix().hash(&mut h);
-        ChaCha8Rng::seed_from_u64(self.seed ^ h.finish())
+        ChaCha8Rng::seed_from_u64(self.seed ^ stable_hash(&self.vb.prefix()))
     }
 }
 

@@ -5,6 +5,7 @@ pub mod build;
 pub mod config;
 pub mod detect;
 pub mod kernels;
+pub mod latency;
 pub mod norm;
 pub mod pt;
 pub mod summary;

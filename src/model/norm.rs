@@ -5,6 +5,7 @@ use candle_core::{DType, Result, Tensor, Var};
 
 use super::kernels::batchnorm::{batch_norm_act, ChannelStats};
 use crate::act::pointwise::Pointwise;
+use crate::profile::{self, Stage};
 use candle_nn::{Init, VarBuilder};
 
 /// BatchNorm hyperparameters. YOLOv5's `initialize_weights` sets every BatchNorm2d in a
@@ -58,6 +59,7 @@ impl BatchNorm2d {
     /// BatchNorm followed by `act`, fused into one kernel; in training it also updates
     /// the running statistics.
     pub fn forward_act(&self, x: &Tensor, train: bool, act: Option<Pointwise>) -> Result<Tensor> {
+        let _t = profile::span(Stage::BatchNormForward);
         let fixed = if train {
             None
         } else {

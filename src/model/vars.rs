@@ -1,21 +1,21 @@
 //! A seeded variable store: candle's `VarMap` draws random initial values from an
 //! unseeded generator, so training runs could not be repeated. `SeededVarMap` keeps the
-//! same `VarMap` (names, saving, optimizer access) and draws every initial value from
-//! one ChaCha stream, in the order the model asks for its variables.
-
-use std::sync::{Arc, Mutex};
+//! same `VarMap` (names, saving, optimizer access) and draws each variable's initial
+//! values from a ChaCha stream keyed by the seed and the variable's name. A variable's
+//! start therefore does not depend on which others exist: two models that differ only in
+//! their activations (FReLU adds a conv per layer) start from the same conv weights.
 
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder, VarMap};
-use rand::{Rng, SeedableRng};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal, Uniform};
 
 #[derive(Clone)]
 pub struct SeededVarMap {
     vars: VarMap,
-    rng: Arc<Mutex<ChaCha8Rng>>,
+    seed: u64,
 }
 
 impl std::fmt::Debug for SeededVarMap {
@@ -26,10 +26,7 @@ impl std::fmt::Debug for SeededVarMap {
 
 impl SeededVarMap {
     pub fn new(seed: u64) -> Self {
-        SeededVarMap {
-            vars: VarMap::new(),
-            rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed))),
-        }
+        SeededVarMap { vars: VarMap::new(), seed }
     }
 
     /// The underlying map: every variable created so far, by name.
@@ -42,12 +39,14 @@ impl SeededVarMap {
         VarBuilder::from_backend(Box::new(self.clone()), dtype, device.clone())
     }
 
-    fn sample(&self, init: Init, shape: &Shape) -> Result<Vec<f64>> {
+    /// The stream for one name: the same on every run with this seed.
+    pub fn rng_for(&self, name: &str) -> ChaCha8Rng {
+        ChaCha8Rng::seed_from_u64(self.seed ^ stable_hash(name))
+    }
+
+    fn sample(&self, init: Init, shape: &Shape, name: &str) -> Result<Vec<f64>> {
         let n = shape.elem_count();
-        let mut rng = self
-            .rng
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("variable store: rng lock poisoned".into()))?;
+        let mut rng = self.rng_for(name);
         let draw_uniform = |rng: &mut ChaCha8Rng, lo: f64, up: f64| -> Result<Vec<f64>> {
             let dist = Uniform::new(lo, up).map_err(|e| candle_core::Error::Msg(format!("uniform init [{lo}, {up}): {e}")))?;
             Ok((0..n).map(|_| dist.sample(rng)).collect())
@@ -78,15 +77,6 @@ impl SeededVarMap {
         }
     }
 
-    /// A fresh random stream derived from this store's, for a module that needs its own
-    /// (RReLU noise), so that drawing from it never shifts later initial values.
-    pub fn fork_rng(&self) -> Result<ChaCha8Rng> {
-        let mut rng = self
-            .rng
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("variable store: rng lock poisoned".into()))?;
-        Ok(ChaCha8Rng::seed_from_u64(rng.random()))
-    }
 }
 
 impl SimpleBackend for SeededVarMap {
@@ -99,7 +89,7 @@ impl SimpleBackend for SeededVarMap {
             }
             return Ok(t.clone());
         }
-        let values = self.sample(init, &shape)?;
+        let values = self.sample(init, &shape, name)?;
         let tensor = Tensor::from_vec(values, shape, dev)?.to_dtype(dtype)?;
         let var = Var::from_tensor(&tensor)?;
         let t = var.as_tensor().clone();
@@ -122,4 +112,10 @@ impl SimpleBackend for SeededVarMap {
             .map(|d| d.contains_key(name))
             .unwrap_or(false)
     }
+}
+
+/// FNV-1a: a name's hash that, unlike std's `DefaultHasher`, is promised not to change
+/// between Rust releases, so seeded runs stay repeatable.
+pub fn stable_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
 }

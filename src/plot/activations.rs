@@ -8,7 +8,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::style::{self, to_pixels, FontError, Pen, PlotArea, TextSizes};
+use super::style::{self, tick_label, to_pixels, DrawResult, Figure, FontError, Pen, PlotArea, TextSizes};
 use crate::act::eval::evaluate;
 use crate::act::{ActKind, ActSpec, GeluApprox, KINDS};
 
@@ -100,6 +100,17 @@ fn validate(specs: &[ActSpec], (lo, hi): (f64, f64)) -> Result<Vec<&ActSpec>, Pl
     Ok(unique)
 }
 
+/// A short name for `spec`, for panel titles and keys: the class name (`SiLU`), plus the
+/// arguments when they are not the defaults (`LeakyReLU(negative_slope=0.2)`).
+pub fn short_name(spec: &ActSpec) -> String {
+    let kind = spec.kind();
+    if *spec == kind.default_spec() {
+        return kind.info().name.to_string();
+    }
+    let full = spec.to_string();
+    full.strip_prefix("nn.").unwrap_or(&full).to_string()
+}
+
 /// A file stem for `spec`: its canonical string in lower case without the `nn.` prefix,
 /// each run of characters other than [a-z0-9.-] turned into one `_`.
 fn slug(spec: &ActSpec) -> String {
@@ -132,15 +143,6 @@ impl<'a> Curve<'a> {
         Ok(Curve { spec, value: pairs(&e.y), derivative: pairs(&e.dydx) })
     }
 
-    /// The panel title: the class name, plus the arguments when they are not the defaults.
-    fn short_title(&self) -> String {
-        let kind = self.spec.kind();
-        if *self.spec == kind.default_spec() {
-            return kind.info().name.to_string();
-        }
-        let full = self.spec.to_string();
-        full.strip_prefix("nn.").unwrap_or(&full).to_string()
-    }
 
     /// The y range of both lines, with 0 (for the x axis line) and a 5% margin; overflowed
     /// samples are ignored.
@@ -208,9 +210,6 @@ impl Line {
     }
 }
 
-type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
-/// A chart's plotting area, in data coordinates.
-
 /// What differs between a chart on its own and a panel of the overview.
 struct Look {
     text: TextSizes,
@@ -238,12 +237,6 @@ const PANEL: Look = Look {
     y_label_area: 36,
     ticks: 5,
 };
-
-/// A figure that can be drawn on any backend, so PNG and SVG come from one drawing.
-trait Figure {
-    fn size(&self) -> (u32, u32);
-    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> DrawResult<DB>;
-}
 
 struct SingleChart<'a>(&'a Curve<'a>);
 
@@ -289,7 +282,7 @@ impl Figure for Overview<'_> {
         let key = draw_title(&header, &title, style::LARGE.title)?;
         draw_key(&key, style::LARGE.label, pen)?;
         for (panel, curve) in grid.split_evenly((self.rows(), self.columns())).iter().zip(self.curves) {
-            draw_chart(panel, &curve.short_title(), curve, &PANEL, pen)?;
+            draw_chart(panel, &short_name(curve.spec), curve, &PANEL, pen)?;
         }
         Ok(())
     }
@@ -297,21 +290,7 @@ impl Figure for Overview<'_> {
 
 /// Draws `figure` to `<dir>/<stem>.png` and `<dir>/<stem>.svg`.
 fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<[PathBuf; 2], PlotError> {
-    let png = dir.join(format!("{stem}.png"));
-    render(figure, BitMapBackend::new(&png, figure.size()), Pen::Stamp)
-        .map_err(|message| PlotError::Draw { path: png.clone(), message })?;
-    let svg = dir.join(format!("{stem}.svg"));
-    render(figure, SVGBackend::new(&svg, figure.size()), Pen::Stroke)
-        .map_err(|message| PlotError::Draw { path: svg.clone(), message })?;
-    Ok([png, svg])
-}
-
-fn render<DB: DrawingBackend>(figure: &impl Figure, backend: DB, pen: Pen) -> Result<(), String> {
-    let root = backend.into_drawing_area();
-    root.fill(&style::BACKGROUND)
-        .and_then(|()| figure.draw(&root, pen))
-        .and_then(|()| root.present())
-        .map_err(|e| e.to_string())
+    style::save_png_and_svg(figure, dir, stem).map_err(|failure| PlotError::Draw { path: failure.path, message: failure.message })
 }
 
 /// The shared chart: title, key (standalone only), grid, zero axes, f(x) and f'(x).
@@ -361,17 +340,6 @@ fn draw_chart<DB: DrawingBackend>(
         }
     }
     Ok(())
-}
-
-/// A tick value without trailing zeros (6, -2.5, 0.25); scientific when very large or small.
-fn tick_label(value: &f64) -> String {
-    let magnitude = value.abs();
-    if magnitude >= 1e5 || (magnitude > 0.0 && magnitude < 1e-3) {
-        return format!("{value:e}");
-    }
-    let fixed = format!("{value:.4}");
-    let trimmed = fixed.trim_end_matches('0').trim_end_matches('.');
-    if trimmed == "-0" { "0" } else { trimmed }.to_string()
 }
 
 /// Thin lines at x = 0 and y = 0, where they fall inside the chart.

@@ -1,5 +1,6 @@
 //! Plots, all drawn with plotters in one style.
 
 pub mod activations;
+pub mod compare;
 pub mod style;
 pub mod results;

@@ -9,7 +9,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::style::{self, to_pixels, FontError, Pen, TextSizes};
+use super::style::{self, padded, span, to_pixels, DrawResult, FontError, Pen, TextSizes};
 
 /// Each message names the file (and line) at fault and why.
 #[derive(Debug, thiserror::Error)]
@@ -66,18 +66,6 @@ const MARKER_RADIUS: u32 = 3;
 const DOTS: (u32, u32) = (1, 4);
 const MAX_X_TICKS: usize = 6;
 const Y_TICKS: usize = 6;
-
-/// Colourblind-safe Okabe–Ito colours for runs, without its yellow, which is too faint on
-/// white; more runs than these get evenly spaced hues.
-const RUN_COLORS: [RGBColor; 7] = [
-    style::PRIMARY,
-    style::SECONDARY,
-    RGBColor(0, 158, 115),
-    RGBColor(213, 94, 0),
-    RGBColor(204, 121, 167),
-    RGBColor(86, 180, 233),
-    RGBColor(0, 0, 0),
-];
 
 /// Draws `results.png` for one run from its `results.csv` into `out` (a 1600×800 PNG; its
 /// folder is created), with a key naming the run after the csv's folder (`exp3` for
@@ -263,14 +251,9 @@ fn run_colors(count: usize) -> Vec<RunColors> {
     if count == 1 {
         return vec![RunColors { data: style::PRIMARY, smooth: style::SECONDARY }];
     }
-    let color = |i: usize| {
-        if count <= RUN_COLORS.len() {
-            return RUN_COLORS[i];
-        }
-        let (r, g, b) = HSLColor(i as f64 / count as f64, 0.75, 0.42).rgb();
-        RGBColor(r, g, b)
-    };
-    (0..count).map(|i| RunColors { data: color(i), smooth: color(i) }).collect()
+    (0..count)
+        .map(|i| RunColors { data: style::series_color(i, count), smooth: style::series_color(i, count) })
+        .collect()
 }
 
 /// How a line is drawn: data with a marker at every epoch, smoothed lines dotted.
@@ -301,9 +284,6 @@ fn key_entries(runs: &[Run], colors: &[RunColors]) -> Vec<KeyEntry> {
     }
     entries
 }
-
-type DrawResult<DB> = Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
-/// A panel's plotting area, in data coordinates.
 
 /// The one drawing both entry points share: fonts, folder, figure, PNG.
 fn save(runs: &[Run], out: &Path) -> Result<(), ResultsPlotError> {
@@ -376,21 +356,6 @@ fn draw_panel<DB: DrawingBackend>(
         }
     }
     Ok(())
-}
-
-fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
-}
-
-/// Widens a span by matplotlib's 5% margin on each side, so that markers at the ends stay
-/// inside; a single value gets a band around it.
-fn padded((lo, hi): (f64, f64)) -> (f64, f64) {
-    let margin = match hi - lo {
-        spread if spread > 0.0 => 0.05 * spread,
-        _ if hi != 0.0 => 0.05 * hi.abs(),
-        _ => 0.5,
-    };
-    (lo - margin, hi + margin)
 }
 
 /// Draws a polyline given in pixels of `area`, in `pen`'s passes.

@@ -9,6 +9,7 @@ use rayon::prelude::*;
 
 use super::{contiguous, widest_simd, CHUNK};
 use crate::act::pointwise::{Pointwise, Real, ScalarFn};
+use crate::profile::{self, Stage};
 use crate::with_scalar_fn;
 
 /// `y = f(x)` for every element.
@@ -127,6 +128,7 @@ impl CustomOp1 for PointwiseOp {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> Result<Option<Tensor>> {
+        let _t = profile::span(Stage::ActivationBackward);
         let dx = arg.apply_op2_no_bwd(&grad_res.contiguous()?, &PointwiseGrad(self.0))?;
         Ok(Some(dx))
     }

@@ -5,6 +5,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::{contiguous, CHUNK};
+use crate::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PreluOp;
@@ -56,6 +57,7 @@ impl CustomOp2 for PreluOp {
         _res: &Tensor,
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let _t = profile::span(Stage::ActivationBackward);
         let xv = x.flatten_all()?.to_vec1::<f32>()?;
         let dyv = dy.flatten_all()?.to_vec1::<f32>()?;
         let wv = w.flatten_all()?.to_vec1::<f32>()?;

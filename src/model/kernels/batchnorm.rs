@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::act::pointwise::{Pointwise, ScalarFn};
+use crate::profile::{self, Stage};
 use crate::with_scalar_fn;
 
 /// Per-channel statistics the op normalises with.
@@ -131,6 +132,7 @@ impl CustomOp3 for BatchNormAct {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _t = profile::span(Stage::BatchNormBackward);
         let dims = sizes(x.dims())?;
         let v = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
         let (dx, dw, db) = self.backward(&v(x)?, &v(w)?, &v(b)?, &v(dy)?, dims);

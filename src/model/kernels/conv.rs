@@ -7,6 +7,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
+use crate::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dParams {
@@ -165,39 +166,52 @@ impl Geometry {
         y
     }
 
-    /// The weight gradient, and the input gradient when `want_dx`. Each image's share of
-    /// the weight gradient is summed in image order, so the result does not depend on
-    /// how the images were spread over threads (runs repeat bit for bit).
+    /// The weight gradient, and the input gradient when `want_dx`, in two parallel
+    /// passes over the images (so that a profile can tell the two apart; neither needs
+    /// the other's intermediates).
     fn backward(&self, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
-        let mut dx = want_dx.then(|| vec![0f32; x.len()]);
-        let dx_chunks: Vec<Option<&mut [f32]>> = match dx.as_mut() {
-            Some(dx) => dx.chunks_mut(self.image()).map(Some).collect(),
-            None => (0..self.n).map(|_| None).collect(),
-        };
-        let partials: Vec<Vec<f32>> = dx_chunks
-            .into_par_iter()
-            .zip(x.par_chunks(self.image()).zip(dy.par_chunks(self.co * self.plane())))
-            .map_init(|| (Vec::new(), Vec::new()), |(scratch, dcols), (dx, (x, dy))| self.backward_image(x, w, dy, dx, scratch, dcols))
-            .collect();
-        let mut dw = vec![0f32; w.len()];
-        for partial in &partials {
-            dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
-        }
+        let dw = self.weight_grad(x, dy);
+        let dx = want_dx.then(|| {
+            let _t = profile::span(Stage::ConvBackwardInput);
+            self.input_grad(w, dy)
+        });
         (dx, dw)
     }
 
-    /// One image's weight gradient, adding its input gradient into `dx` when given.
-    fn backward_image(&self, x: &[f32], w: &[f32], dy: &[f32], mut dx: Option<&mut [f32]>, scratch: &mut Vec<f32>, dcols: &mut Vec<f32>) -> Vec<f32> {
+    /// dW = Σ over images of dY · colsᵀ. Each image's share is summed in image order, so
+    /// the result does not depend on how the images were spread over threads (runs
+    /// repeat bit for bit).
+    fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let threads = self.gemm_threads();
-        let mut dw = vec![0f32; w.len()];
-        for g in 0..self.groups() {
-            let dyg = MatRef::rows(&dy[g * cog * plane..][..cog * plane], cog, plane);
-            let cols = self.columns(x, g, scratch);
-            // dW_g = dY_g · colsᵀ
-            matmul(&mut dw[g * cog * kdim..][..cog * kdim], dyg, MatRef::rows(cols, kdim, plane).t(), false, threads);
-            if let Some(dx) = dx.as_deref_mut() {
-                // dcols = W_gᵀ · dY_g, folded back onto the input.
+        let partials: Vec<Vec<f32>> = x
+            .par_chunks(self.image())
+            .zip(dy.par_chunks(self.co * plane))
+            .map_init(Vec::new, |scratch, (x, dy)| {
+                let mut dw = vec![0f32; self.co * kdim];
+                for g in 0..self.groups() {
+                    let dyg = MatRef::rows(&dy[g * cog * plane..][..cog * plane], cog, plane);
+                    let cols = self.columns(x, g, scratch);
+                    matmul(&mut dw[g * cog * kdim..][..cog * kdim], dyg, MatRef::rows(cols, kdim, plane).t(), false, threads);
+                }
+                dw
+            })
+            .collect();
+        let mut dw = vec![0f32; self.co * kdim];
+        for partial in &partials {
+            dw.iter_mut().zip(partial).for_each(|(a, b)| *a += b);
+        }
+        dw
+    }
+
+    /// dX: per image and group, dcols = W_gᵀ · dY_g folded back onto the input.
+    fn input_grad(&self, w: &[f32], dy: &[f32]) -> Vec<f32> {
+        let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
+        let threads = self.gemm_threads();
+        let mut dx = vec![0f32; self.n * self.image()];
+        dx.par_chunks_mut(self.image()).zip(dy.par_chunks(self.co * plane)).for_each_init(Vec::new, |dcols, (dx, dy)| {
+            for g in 0..self.groups() {
+                let dyg = MatRef::rows(&dy[g * cog * plane..][..cog * plane], cog, plane);
                 let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
                 dcols.resize(kdim * plane, 0.0);
                 matmul(dcols, wg.t(), dyg, false, threads);
@@ -207,8 +221,8 @@ impl Geometry {
                     self.col2im(dcols, g, dx);
                 }
             }
-        }
-        dw
+        });
+        dx
     }
 }
 
@@ -233,6 +247,8 @@ impl CustomOp2 for Conv2dOp {
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        // Everything but the input-gradient pass counts as the weight gradient.
+        let _t = profile::span(Stage::ConvBackwardWeight);
         let geo = Geometry::new(x.dims(), w.dims(), self.0)?;
         // The input image (or any constant) needs no gradient.
         let want_dx = x.track_op();
@@ -244,5 +260,6 @@ impl CustomOp2 for Conv2dOp {
 
 /// `conv2d` of f32 NCHW `x` with `weight` (out, in / groups, kh, kw); differentiable in both.
 pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
+    let _t = profile::span(Stage::ConvForward);
     x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp(params))
 }

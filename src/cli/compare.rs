@@ -1,0 +1,229 @@
+//! `actyolo compare`: argument parsing and the experiment's progress display; planning,
+//! training and the report are the library's.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::act::spec::split_list;
+use crate::data::synth::{generate, SynthConfig};
+use crate::experiment::compare::{compare, CompareEvent, CompareOptions};
+use crate::experiment::record::RunStatus;
+use crate::experiment::report::verdict;
+use crate::train::optim::OptimizerKind;
+use crate::train::trainer::{TrainEvent, TrainOptions};
+
+/// The defaults make the README's demo: SiLU against three contrasting activations on a
+/// small synthetic dataset, sized (by measurement, see README) to finish in about a
+/// quarter of an hour on a 2-core CPU.
+#[derive(Debug, Args)]
+pub struct CompareArgs {
+    /// Model config: a shipped name (yolov5n.yaml) or a YAML path.
+    #[arg(long, default_value = "yolov5n.yaml")]
+    pub cfg: String,
+    /// Dataset YAML; without it, a synthetic shapes dataset is made under runs/compare/shapes.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Activations to compare, the baseline first: names or specs, e.g. "silu,relu,nn.Hardtanh(-2, 2)".
+    #[arg(long, default_value = "silu,relu,hardswish,mish")]
+    pub acts: String,
+    /// One run per activation and seed.
+    #[arg(long, value_delimiter = ',', default_value = "0,1")]
+    pub seeds: Vec<u64>,
+    #[arg(long, default_value_t = DEMO.epochs)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    #[arg(long, default_value_t = DEMO.imgsz)]
+    pub imgsz: usize,
+    /// Hyperparameters: a shipped name or a YAML path.
+    #[arg(long, default_value = "hyp.scratch-low.yaml")]
+    pub hyp: String,
+    /// Initial weights for every run (.pt or .safetensors).
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "SGD")]
+    pub optimizer: OptimizerKind,
+    #[arg(long)]
+    pub cos_lr: bool,
+    /// Data-loading threads.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Stop a run after this many epochs without improvement (0: never).
+    #[arg(long, default_value_t = 100)]
+    pub patience: usize,
+    #[arg(long, num_args = 1..)]
+    pub freeze: Vec<usize>,
+    #[arg(long)]
+    pub noautoanchor: bool,
+    /// The experiment folder; running the same command again continues the experiment in it.
+    #[arg(long, default_value = "runs/compare/exp")]
+    pub out: PathBuf,
+    /// Timed batch-1 inferences per activation (the latency is their median).
+    #[arg(long, default_value_t = 20)]
+    pub latency_runs: usize,
+}
+
+/// The built-in demo's size.
+struct Demo {
+    epochs: usize,
+    imgsz: usize,
+    n_train: usize,
+    n_val: usize,
+}
+
+const DEMO: Demo = Demo { epochs: 10, imgsz: 128, n_train: 500, n_val: 100 };
+
+pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.batch > 0 && args.epochs > 0 && args.imgsz >= 32, "--batch and --epochs must be positive and --imgsz at least 32");
+    let data = match args.data {
+        Some(d) => d,
+        None => demo_data(args.imgsz)?,
+    };
+    let options = CompareOptions {
+        train: TrainOptions {
+            cfg: args.cfg,
+            data,
+            act: None,
+            hyp: args.hyp,
+            weights: args.weights,
+            epochs: args.epochs,
+            batch: args.batch,
+            imgsz: args.imgsz,
+            optimizer: args.optimizer,
+            cos_lr: args.cos_lr,
+            project: PathBuf::new(),
+            name: String::new(),
+            exist_ok: true,
+            workers: args.workers,
+            seed: 0,
+            patience: args.patience,
+            freeze: args.freeze,
+            noautoanchor: args.noautoanchor,
+        },
+        acts: split_list(&args.acts).into_iter().map(String::from).collect(),
+        seeds: args.seeds,
+        out: args.out,
+        latency_runs: args.latency_runs.max(1),
+    };
+    let mut display = Display::new(options.train.epochs);
+    let experiment = compare(&options, &mut |e| display.show(e))?;
+    display.finish();
+    println!("\n{}", verdict(&experiment).join("\n"));
+    println!("Report: {}", options.out.join("report.html").display());
+    Ok(())
+}
+
+/// The synthetic dataset of the demo, made once under runs/compare/shapes.
+fn demo_data(imgsz: usize) -> anyhow::Result<PathBuf> {
+    let out = PathBuf::from("runs/compare/shapes");
+    let yaml = out.join("data.yaml");
+    if !yaml.is_file() {
+        eprintln!("Making the synthetic dataset {} ({} train, {} val images at {imgsz})", out.display(), DEMO.n_train, DEMO.n_val);
+        let config = SynthConfig { out: out.clone(), n_train: DEMO.n_train, n_val: DEMO.n_val, imgsz: imgsz as u32, ..SynthConfig::default() };
+        generate(&config)?;
+    }
+    Ok(yaml)
+}
+
+/// One bar for the whole experiment (epochs of all runs, so its ETA is the experiment's)
+/// and one for the current epoch's batches.
+struct Display {
+    bars: MultiProgress,
+    overall: ProgressBar,
+    epoch: Option<ProgressBar>,
+    epochs_per_run: usize,
+    current: String,
+    quiet: bool,
+}
+
+impl Display {
+    fn new(epochs_per_run: usize) -> Display {
+        let bars = MultiProgress::new();
+        let overall = bars.add(ProgressBar::new(0));
+        overall.set_style(ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} epochs [{elapsed}<{eta}] {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        Display { bars, overall, epoch: None, epochs_per_run, current: String::new(), quiet: false }
+    }
+
+    fn println(&self, line: String) {
+        if self.bars.println(&line).is_err() {
+            eprintln!("{line}");
+        }
+    }
+
+    fn show(&mut self, event: CompareEvent) {
+        match event {
+            CompareEvent::Message(m) => self.println(m),
+            CompareEvent::Planned { total, done } => {
+                self.overall.set_length((total * self.epochs_per_run) as u64);
+                self.overall.set_position((done * self.epochs_per_run) as u64);
+                self.overall.reset_eta();
+                self.println(format!("Experiment: {total} runs, {done} already done"));
+            }
+            CompareEvent::Measuring { act } => self.overall.set_message(format!("measuring {act} latency")),
+            CompareEvent::RunStart { act, seed, resume } => {
+                self.current = format!("{act} seed {seed}");
+                self.overall.set_message(format!("{}{}", self.current, if resume { " (resumed)" } else { "" }));
+            }
+            CompareEvent::Train(event) => self.show_train(event),
+            CompareEvent::RunEnd { record } => {
+                self.finish_epoch();
+                self.quiet = true;
+                // Epochs a run did not need (early stop, divergence) count as done.
+                self.overall.inc(self.epochs_per_run.saturating_sub(record.curve.len()) as u64);
+                let result = match (&record.status, record.best) {
+                    (RunStatus::Finished, Some(b)) => format!("mAP50 {:.3}, mAP50-95 {:.3} (best epoch {})", b.map50, b.map, b.epoch),
+                    (RunStatus::Diverged { message }, _) => format!("diverged: {message}"),
+                    (RunStatus::Failed { message }, _) => format!("failed: {message}"),
+                    (status, _) => format!("{status:?}"),
+                };
+                self.println(format!("{} seed {}: {result}", record.act, record.seed));
+            }
+            CompareEvent::Report(files) => self.overall.set_message(format!("report: {}", files.html.display())),
+        }
+    }
+
+    fn show_train(&mut self, event: TrainEvent) {
+        match event {
+            // The data summary and warnings once; later runs repeat them.
+            TrainEvent::Message(m) if !self.quiet || m.starts_with("Resuming") => self.println(m),
+            TrainEvent::Message(_) => {}
+            TrainEvent::EpochStart { epoch, epochs, batches } => {
+                self.finish_epoch();
+                let bar = self.bars.add(ProgressBar::new(batches as u64));
+                bar.set_style(ProgressStyle::with_template("  {prefix} {bar:20} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+                bar.set_prefix(format!("{} epoch {epoch}/{}", self.current, epochs - 1));
+                self.epoch = Some(bar);
+            }
+            TrainEvent::Batch { index, mean_loss, .. } => {
+                if let Some(bar) = &self.epoch {
+                    bar.set_position(index as u64);
+                    bar.set_message(format!("loss {:.4} {:.4} {:.4}", mean_loss[0], mean_loss[1], mean_loss[2]));
+                }
+            }
+            TrainEvent::Validating { index, batches } => {
+                if let Some(bar) = &self.epoch {
+                    bar.set_message(format!("validating {index}/{batches}"));
+                }
+            }
+            TrainEvent::EpochEnd { epoch, val, seconds } => {
+                self.finish_epoch();
+                self.overall.inc(1);
+                self.println(format!("  {} epoch {epoch}: mAP50 {:.3} mAP50-95 {:.3} ({seconds:.0} s)", self.current, val.metrics.map50, val.metrics.map));
+            }
+        }
+    }
+
+    fn finish_epoch(&mut self) {
+        if let Some(bar) = self.epoch.take() {
+            bar.finish_and_clear();
+            self.bars.remove(&bar);
+        }
+    }
+
+    fn finish(&mut self) {
+        self.finish_epoch();
+        self.overall.finish();
+    }
+}

@@ -1,0 +1,307 @@
+//! `compare`: trains one model per (activation, seed) with everything else equal (the same
+//! data order, augmentation stream, hyperparameters and initialisation seed), measures each
+//! activation's size and latency, and keeps the report current as runs finish.
+//!
+//! The experiment folder holds `experiment.json` (settings and every run's record), one
+//! training run per (activation, seed) under `runs/`, and the report. Running the same
+//! command again continues: finished runs are kept, a stopped run resumes from its
+//! checkpoint, and a diverged run stays recorded as diverged.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::record::{ActCost, EpochPoint, Experiment, RunRecord, RunStatus};
+use super::report::{write_report, ReportFiles};
+use crate::act::ActSpec;
+use crate::data::dataset::DataConfig;
+use crate::model::build::Model;
+use crate::model::config::ModelConfig;
+use crate::model::latency::inference_latency;
+use crate::train::trainer::{train, TrainError, TrainEvent, TrainOptions};
+
+/// The experiment: what to compare and how each run trains.
+#[derive(Debug, Clone)]
+pub struct CompareOptions {
+    /// The settings every run shares; its `act`, `seed`, `project`, `name` and `exist_ok`
+    /// are set per run.
+    pub train: TrainOptions,
+    /// Activation specs, the baseline first.
+    pub acts: Vec<String>,
+    pub seeds: Vec<u64>,
+    /// The experiment folder.
+    pub out: PathBuf,
+    /// Timed inferences per activation for the latency median.
+    pub latency_runs: usize,
+}
+
+/// What happens, for the CLI to show.
+#[derive(Debug)]
+pub enum CompareEvent<'a> {
+    Message(String),
+    /// Before the first run: how many runs the plan has and how many are already done.
+    Planned { total: usize, done: usize },
+    Measuring { act: &'a str },
+    RunStart { act: &'a str, seed: u64, resume: bool },
+    Train(TrainEvent<'a>),
+    RunEnd { record: &'a RunRecord },
+    Report(&'a ReportFiles),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CompareError {
+    #[error("--acts: {0}")]
+    Acts(String),
+    #[error("--seeds: give at least one seed")]
+    NoSeeds,
+    #[error("{} holds an experiment with other settings ({difference}); continue it with the same options, or choose another --out", path.display())]
+    Mismatch { path: PathBuf, difference: String },
+    #[error("{}: {message}", path.display())]
+    File { path: PathBuf, message: String },
+    #[error("measuring {act}: {message}")]
+    Measure { act: String, message: String },
+    #[error("run {act} seed {seed}: {source}")]
+    Setup { act: String, seed: u64, source: TrainError },
+    #[error("writing the report: {0}")]
+    Report(#[from] super::report::ReportError),
+}
+
+/// `experiment.json`: the shared settings beside the records, so a re-run can check that
+/// it continues the same experiment.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedExperiment {
+    options: TrainOptions,
+    experiment: Experiment,
+}
+
+const EXPERIMENT_FILE: &str = "experiment.json";
+
+/// Runs (or continues) the experiment and returns it with every record; the report in
+/// `options.out` is rewritten after each run.
+pub fn compare(options: &CompareOptions, on: &mut dyn FnMut(CompareEvent)) -> Result<Experiment, CompareError> {
+    check_acts(&options.acts)?;
+    if options.seeds.is_empty() {
+        return Err(CompareError::NoSeeds);
+    }
+    let shared = shared_options(&options.train);
+    let mut experiment = load_or_plan(options, &shared)?;
+    let total = experiment.runs.len();
+    let done = experiment.runs.iter().filter(|r| is_settled(&r.status)).count();
+    on(CompareEvent::Planned { total, done });
+    measure_costs(&mut experiment, options, on)?;
+    save(&options.out, &shared, &experiment)?;
+    // Seed-major order: every activation has a first result before any has a second.
+    for seed in options.seeds.clone() {
+        for act in options.acts.clone() {
+            let index = run_index(&experiment, &act, seed).ok_or_else(|| CompareError::Acts(format!("{act} seed {seed} is not planned")))?;
+            if is_settled(&experiment.runs[index].status) {
+                continue;
+            }
+            run_one(&mut experiment, index, options, &shared, on)?;
+            on(CompareEvent::RunEnd { record: &experiment.runs[index] });
+            let files = write_report(&experiment, &options.out)?;
+            on(CompareEvent::Report(&files));
+        }
+    }
+    let files = write_report(&experiment, &options.out)?;
+    on(CompareEvent::Report(&files));
+    Ok(experiment)
+}
+
+/// Every spec parses, and no activation appears twice.
+fn check_acts(acts: &[String]) -> Result<(), CompareError> {
+    if acts.is_empty() {
+        return Err(CompareError::Acts("give at least one activation, e.g. --acts silu,relu".into()));
+    }
+    for (i, act) in acts.iter().enumerate() {
+        ActSpec::parse(act).map_err(|e| CompareError::Acts(format!("`{act}`: {e}")))?;
+        if acts[..i].contains(act) {
+            return Err(CompareError::Acts(format!("`{act}` is listed twice")));
+        }
+    }
+    Ok(())
+}
+
+/// The settings all runs share: per-run fields blanked so experiments can be compared.
+fn shared_options(train: &TrainOptions) -> TrainOptions {
+    TrainOptions { act: None, seed: 0, project: PathBuf::new(), name: String::new(), exist_ok: true, ..train.clone() }
+}
+
+/// A run that needs no more training: finished or diverged (a diverged run would diverge
+/// again; a failed one is retried).
+fn is_settled(status: &RunStatus) -> bool {
+    matches!(status, RunStatus::Finished | RunStatus::Diverged { .. })
+}
+
+fn run_index(experiment: &Experiment, act: &str, seed: u64) -> Option<usize> {
+    experiment.runs.iter().position(|r| r.act == act && r.seed == seed)
+}
+
+/// The saved experiment when `out` holds one with the same settings (its runs kept, new
+/// activations and seeds added), else a fresh plan.
+fn load_or_plan(options: &CompareOptions, shared: &TrainOptions) -> Result<Experiment, CompareError> {
+    let path = options.out.join(EXPERIMENT_FILE);
+    let name = options.out.file_name().map_or_else(|| "experiment".to_string(), |n| n.to_string_lossy().into_owned());
+    let mut experiment = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let saved: SavedExperiment = serde_json::from_str(&text).map_err(|e| CompareError::File { path: path.clone(), message: format!("not an actyolo experiment file: {e}") })?;
+            if let Some(difference) = first_difference(&saved.options, shared) {
+                return Err(CompareError::Mismatch { path: options.out.clone(), difference });
+            }
+            saved.experiment
+        }
+        Err(_) => Experiment {
+            name,
+            cfg: shared.cfg.clone(),
+            data: shared.data.display().to_string(),
+            imgsz: shared.imgsz,
+            epochs: shared.epochs,
+            batch: shared.batch,
+            acts: Vec::new(),
+            seeds: Vec::new(),
+            costs: Vec::new(),
+            runs: Vec::new(),
+        },
+    };
+    experiment.acts = options.acts.clone();
+    experiment.seeds = options.seeds.clone();
+    let mut runs = Vec::new();
+    for act in &options.acts {
+        for &seed in &options.seeds {
+            let kept = run_index(&experiment, act, seed).map(|i| experiment.runs[i].clone());
+            runs.push(kept.unwrap_or_else(|| RunRecord::new(act, seed)));
+        }
+    }
+    experiment.runs = runs;
+    experiment.costs.retain(|c| options.acts.contains(&c.act));
+    Ok(experiment)
+}
+
+/// The first setting in which a saved experiment differs from the requested one.
+fn first_difference(saved: &TrainOptions, requested: &TrainOptions) -> Option<String> {
+    let (a, b) = (serde_json::to_value(saved).ok()?, serde_json::to_value(requested).ok()?);
+    let (a, b) = (a.as_object()?, b.as_object()?);
+    a.iter().find(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: saved {v}, requested {}", b.get(k).map_or("nothing".to_string(), |x| x.to_string())))
+}
+
+fn save(out: &Path, shared: &TrainOptions, experiment: &Experiment) -> Result<(), CompareError> {
+    let file_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |e: std::io::Error| CompareError::File { path, message: e.to_string() }
+    };
+    std::fs::create_dir_all(out).map_err(file_err(out))?;
+    let saved = SavedExperiment { options: shared.clone(), experiment: experiment.clone() };
+    let text = serde_json::to_string_pretty(&saved).map_err(|e| CompareError::File { path: out.join(EXPERIMENT_FILE), message: e.to_string() })?;
+    // Write, then rename: an interruption never leaves a half-written record.
+    let partial = out.join(format!("{EXPERIMENT_FILE}.partial"));
+    std::fs::write(&partial, text).map_err(file_err(&partial))?;
+    std::fs::rename(&partial, out.join(EXPERIMENT_FILE)).map_err(file_err(out))
+}
+
+/// Parameters, GFLOPs and fused batch-1 latency of each activation not yet measured,
+/// measured before training so the runs do not disturb the timing.
+fn measure_costs(experiment: &mut Experiment, options: &CompareOptions, on: &mut dyn FnMut(CompareEvent)) -> Result<(), CompareError> {
+    let nc = DataConfig::load(&options.train.data).map_err(|e| CompareError::File { path: options.train.data.clone(), message: e.to_string() })?.names.len();
+    let config = ModelConfig::load(&options.train.cfg).map_err(|e| CompareError::File { path: PathBuf::from(&options.train.cfg), message: e.to_string() })?.with_nc(nc);
+    let mut costs = Vec::new();
+    for act in &options.acts {
+        if let Some(known) = experiment.costs.iter().find(|c| &c.act == act) {
+            costs.push(known.clone());
+            continue;
+        }
+        on(CompareEvent::Measuring { act });
+        let measure_err = |message: String| CompareError::Measure { act: act.clone(), message };
+        let spec = ActSpec::parse(act).map_err(|e| measure_err(e.to_string()))?;
+        let mut model = Model::new(&config, Some(&spec), 0).map_err(|e| measure_err(e.to_string()))?;
+        let (params, gflops) = (model.num_params(), model.gflops(options.train.imgsz));
+        model.fuse().map_err(|e| measure_err(e.to_string()))?;
+        let latency = inference_latency(&model, options.train.imgsz, options.latency_runs).map_err(|e| measure_err(e.to_string()))?;
+        costs.push(ActCost { act: act.clone(), label: spec.to_string(), params, gflops, latency_ms: latency.median_ms, latency_runs: latency.runs });
+    }
+    experiment.costs = costs;
+    Ok(())
+}
+
+/// The run's folder name: the activation as written, made safe for a path, and the seed.
+pub fn run_name(act: &str, seed: u64) -> String {
+    let safe: String = act.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
+    let safe = safe.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
+    format!("{safe}-seed{seed}")
+}
+
+/// Trains (or resumes) one run, keeping its record current after every epoch.
+fn run_one(experiment: &mut Experiment, index: usize, options: &CompareOptions, shared: &TrainOptions, on: &mut dyn FnMut(CompareEvent)) -> Result<(), CompareError> {
+    let (act, seed) = (experiment.runs[index].act.clone(), experiment.runs[index].seed);
+    let runs_dir = options.out.join("runs");
+    let name = run_name(&act, seed);
+    let dir = runs_dir.join(&name);
+    let run_options = TrainOptions { act: Some(act.clone()), seed, project: runs_dir, name, exist_ok: true, ..shared.clone() };
+    let checkpoint = dir.join("weights").join("last.state.safetensors");
+    let resume = checkpoint.is_file();
+    if !resume && dir.exists() {
+        // Stopped before its first checkpoint: start it again from nothing.
+        std::fs::remove_dir_all(&dir).map_err(|e| CompareError::File { path: dir.clone(), message: e.to_string() })?;
+        experiment.runs[index].epoch_seconds.clear();
+    }
+    experiment.runs[index].status = RunStatus::Running;
+    save(&options.out, shared, experiment)?;
+    on(CompareEvent::RunStart { act: &act, seed, resume });
+    let results = dir.join("results.csv");
+    let mut save_error = None;
+    let outcome = train(&run_options, resume.then_some(checkpoint.as_path()), &mut |event| {
+        if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {
+            let record = &mut experiment.runs[index];
+            record.epoch_seconds.truncate(*epoch);
+            record.epoch_seconds.push(*seconds);
+            update_curve(record, &results);
+            if let Err(e) = save(&options.out, shared, experiment) {
+                save_error.get_or_insert(e);
+            }
+        }
+        on(CompareEvent::Train(event));
+    });
+    if let Some(e) = save_error {
+        return Err(e);
+    }
+    let status = match &outcome {
+        Ok(_) => RunStatus::Finished,
+        Err(e @ TrainError::NonFinite { .. }) => RunStatus::Diverged { message: e.to_string() },
+        Err(e) => RunStatus::Failed { message: e.to_string() },
+    };
+    let record = &mut experiment.runs[index];
+    update_curve(record, &results);
+    record.status = status;
+    save(&options.out, shared, experiment)?;
+    match outcome {
+        // The same for every run (bad data, a config error): stop the experiment.
+        Err(source @ TrainError::Setup(_)) => Err(CompareError::Setup { act, seed, source }),
+        _ => Ok(()),
+    }
+}
+
+/// The record's curve and best epoch from the run's results.csv, the run's own account
+/// (truncated on resume to the checkpoint's epoch).
+fn update_curve(record: &mut RunRecord, results: &Path) {
+    record.curve = read_curve(results);
+    let fitness = |p: &EpochPoint| 0.1 * p.map50 + 0.9 * p.map;
+    // `>=` as the trainer: a later epoch of equal fitness is the best.
+    record.best = record.curve.iter().copied().fold(None, |best: Option<EpochPoint>, p| match best {
+        Some(b) if fitness(&p) < fitness(&b) => Some(b),
+        _ => Some(p),
+    });
+}
+
+/// (epoch, mAP50, mAP50-95) rows of an ultralytics results.csv; missing file: none.
+pub fn read_curve(results: &Path) -> Vec<EpochPoint> {
+    let Ok(text) = std::fs::read_to_string(results) else { return Vec::new() };
+    let mut lines = text.lines();
+    let header: Vec<String> = lines.next().unwrap_or_default().split(',').map(|c| c.trim().to_string()).collect();
+    let column = |name: &str| header.iter().position(|c| c == name);
+    let (Some(e), Some(m50), Some(m)) = (column("epoch"), column("metrics/mAP_0.5"), column("metrics/mAP_0.5:0.95")) else { return Vec::new() };
+    lines
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            Some(EpochPoint { epoch: fields.get(e)?.parse().ok()?, map50: fields.get(m50)?.parse().ok()?, map: fields.get(m)?.parse().ok()? })
+        })
+        .collect()
+}
