@@ -146,8 +146,10 @@ impl Display {
         Display { bars, overall, epoch: None, epochs_per_run, current: String::new(), quiet: false }
     }
 
+    /// A line above the bars; plain stderr when they are hidden (not a terminal), where
+    /// indicatif would drop it.
     fn println(&self, line: String) {
-        if self.bars.println(&line).is_err() {
+        if self.bars.is_hidden() || self.bars.println(&line).is_err() {
             eprintln!("{line}");
         }
     }

@@ -36,8 +36,9 @@ pub enum ReportError {
     ReadPlot { path: PathBuf, error: std::io::Error },
     #[error(transparent)]
     Plot(#[from] ComparePlotError),
+    /// Boxed: a plot error can carry a candle error, which is large.
     #[error("drawing the activation curves into {}: {error}", path.display())]
-    ActivationPlot { path: PathBuf, error: PlotError },
+    ActivationPlot { path: PathBuf, error: Box<PlotError> },
 }
 
 /// A difference is significant when p is below this.
@@ -83,7 +84,8 @@ pub fn verdict(exp: &Experiment) -> Vec<String> {
 fn verdict_lines(exp: &Experiment, table: &Table) -> Vec<String> {
     let mut lines = vec![headline(table)];
     lines.extend(progress_line(exp));
-    lines.extend(table.rows[1..].iter().map(|row| comparison_line(row, table.baseline())));
+    let baseline = table.baseline();
+    lines.extend(table.rows[1..].iter().filter_map(|row| Some(comparison_line(row, row.vs_baseline.as_ref()?, baseline))));
     lines
 }
 
@@ -91,6 +93,8 @@ fn verdict_lines(exp: &Experiment, table: &Table) -> Vec<String> {
 struct ActRow<'a> {
     /// As written in `--acts`.
     act: &'a str,
+    /// `None` when `act` does not parse (then it is shown as written).
+    spec: Option<ActSpec>,
     /// Short, for prose and plots: `SiLU`, `LeakyReLU(negative_slope=0.2)`.
     name: String,
     /// Canonical, for the table: `nn.SiLU()`.
@@ -98,8 +102,6 @@ struct ActRow<'a> {
     runs: Vec<&'a RunRecord>,
     /// The best epoch of each finished run.
     best: Vec<EpochPoint>,
-    map50: Summary,
-    map: Summary,
     cost: Option<&'a ActCost>,
     /// `None` for the baseline.
     vs_baseline: Option<VsBaseline>,
@@ -115,9 +117,8 @@ impl<'a> ActRow<'a> {
         ActRow {
             act,
             name: spec.as_ref().map_or_else(|| act.to_string(), short_name),
-            label: cost.map(|cost| cost.label.clone()).or_else(|| spec.map(|spec| spec.to_string())).unwrap_or_else(|| act.to_string()),
-            map50: summarize(&best.iter().map(|point| point.map50).collect::<Vec<_>>()),
-            map: summarize(&best.iter().map(|point| point.map).collect::<Vec<_>>()),
+            label: cost.map(|cost| cost.label.clone()).or_else(|| spec.as_ref().map(ActSpec::to_string)).unwrap_or_else(|| act.to_string()),
+            spec,
             runs,
             best,
             cost,
@@ -131,6 +132,14 @@ impl<'a> ActRow<'a> {
 
     fn map_values(&self) -> Vec<f64> {
         self.best.iter().map(|point| point.map).collect()
+    }
+
+    fn map50(&self) -> Summary {
+        summarize(&self.map50_values())
+    }
+
+    fn map(&self) -> Summary {
+        summarize(&self.map_values())
     }
 
     fn count(&self, status: fn(&RunStatus) -> bool) -> usize {
@@ -225,10 +234,10 @@ impl<'a> Table<'a> {
 
 fn headline(table: &Table) -> String {
     let finished = table.rows.iter().filter(|row| row.finished() > 0);
-    let Some(best) = finished.max_by(|a, b| a.map.mean.total_cmp(&b.map.mean)) else {
+    let Some(best) = finished.max_by(|a, b| a.map().mean.total_cmp(&b.map().mean)) else {
         return "No run has finished yet.".into();
     };
-    let best_line = format!("Best by mean mAP50-95: {} ({:.2}%).", best.name, best.map.mean * POINTS);
+    let best_line = format!("Best by mean mAP50-95: {} ({:.2}%).", best.name, best.map().mean * POINTS);
     format!("{best_line} {}", significance_summary(table))
 }
 
@@ -259,29 +268,33 @@ fn progress_line(exp: &Experiment) -> Option<String> {
     let count = |wanted: fn(&RunStatus) -> bool| exp.runs.iter().filter(|run| wanted(&run.status)).count();
     let finished = count(|status| *status == RunStatus::Finished);
     let open = count(|status| matches!(status, RunStatus::Pending | RunStatus::Running));
-    let stopped = exp.runs.len() - finished - open;
+    let diverged = count(|status| matches!(status, RunStatus::Diverged { .. }));
+    let failed = count(|status| matches!(status, RunStatus::Failed { .. }));
     let mut parts = Vec::new();
     if open > 0 {
         parts.push(format!("{finished} of {} runs finished; numbers are provisional.", exp.runs.len()));
     }
-    if stopped > 0 {
-        parts.push(format!("{stopped} run{} diverged or failed and {} left out (see Runs).", plural(stopped), if stopped == 1 { "is" } else { "are" }));
+    let stopped: Vec<String> = [(diverged, "diverged"), (failed, "failed")]
+        .into_iter()
+        .filter(|&(count, _)| count > 0)
+        .map(|(count, what)| format!("{} {what}", runs_count(count)))
+        .collect();
+    if !stopped.is_empty() {
+        parts.push(format!("Left out of the statistics: {} (see Runs).", stopped.join(" and ")));
     }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
 
-fn plural(count: usize) -> &'static str {
+/// "1 run", "3 runs".
+fn runs_count(count: usize) -> String {
     if count == 1 {
-        ""
+        "1 run".into()
     } else {
-        "s"
+        format!("{count} runs")
     }
 }
 
-fn comparison_line(row: &ActRow, baseline: &ActRow) -> String {
-    let Some(vs) = &row.vs_baseline else {
-        return format!("{}: the baseline.", row.name);
-    };
+fn comparison_line(row: &ActRow, vs: &VsBaseline, baseline: &ActRow) -> String {
     let speed = speed_text(vs.latency_pct);
     match &vs.map {
         None if row.finished() == 0 => format!("{}: no finished run yet; {speed}.", row.name),
@@ -290,7 +303,7 @@ fn comparison_line(row: &ActRow, baseline: &ActRow) -> String {
     }
 }
 
-/// "+1.20 ± 0.41 mAP50-95 points vs SiLU (p=0.030, significant at 5%, 3 seeds each)".
+/// "+1.20 ± 0.41 mAP50-95 points vs SiLU (p=0.03, significant at 5%, 3 seeds each)".
 fn delta_text(delta: &Delta, row: &ActRow, baseline: &ActRow) -> String {
     let seeds = seeds_text(row.finished(), baseline.finished());
     let Some(test) = delta.test else {
@@ -318,7 +331,7 @@ fn speed_text(latency_pct: Option<f64>) -> String {
     }
 }
 
-/// "p=0.030" or "p<0.001".
+/// "p=0.03", "p=0.002" or "p<0.001".
 fn p_statement(p: f64) -> String {
     let value = p_value(p);
     if value.starts_with('<') {
@@ -328,7 +341,7 @@ fn p_statement(p: f64) -> String {
     }
 }
 
-/// Two significant digits down to 0.001, below that only "<0.001".
+/// Two decimals, three below 0.01, and only "<0.001" below 0.001.
 fn p_value(p: f64) -> String {
     match p {
         p if p < 0.001 => "<0.001".into(),
@@ -381,7 +394,7 @@ fn csv_cells(row: &ActRow) -> Vec<String> {
     let vs = row.vs_baseline.as_ref();
     let mut cells = vec![row.act.to_string(), row.label.clone()];
     cells.extend([row.finished(), row.running(), row.stopped()].map(|count| count.to_string()));
-    cells.extend(summary_cells(&row.map50).into_iter().chain(summary_cells(&row.map)));
+    cells.extend(summary_cells(&row.map50()).into_iter().chain(summary_cells(&row.map())));
     cells.extend(delta_cells(vs.and_then(|vs| vs.map.as_ref())));
     cells.extend(delta_cells(vs.and_then(|vs| vs.map50.as_ref())));
     cells.push(row.cost.map(|cost| cost.params.to_string()).unwrap_or_default());
@@ -424,6 +437,7 @@ struct Plots {
     files: Vec<PathBuf>,
 }
 
+#[derive(Clone)]
 struct FigureRef {
     caption: String,
     png: PathBuf,
@@ -477,19 +491,15 @@ fn act_results(row: &ActRow) -> ActResults {
 /// The compared activations' curves and derivatives under `dir/activations/`; those that
 /// do not parse or are not pointwise (FReLU, Softmax) are left out.
 fn draw_activation_curves(table: &Table, dir: &Path, plots: &mut Plots) -> Result<(), ReportError> {
-    let specs: Vec<ActSpec> = table
-        .rows
-        .iter()
-        .filter_map(|row| ActSpec::parse(row.act).ok())
-        .filter(|spec| spec.kind().info().pointwise)
-        .collect();
+    let specs: Vec<ActSpec> =
+        table.rows.iter().filter_map(|row| row.spec.clone()).filter(|spec| spec.kind().info().pointwise).collect();
     if specs.is_empty() {
         plots.notes.push("None of the activations is pointwise: no activation curves.".into());
         return Ok(());
     }
     let out = dir.join("activations");
     let written = plot_activations(&specs, &PlotOptions { range: ACT_PLOT_RANGE, out: out.clone() })
-        .map_err(|error| ReportError::ActivationPlot { path: out.clone(), error })?;
+        .map_err(|error| ReportError::ActivationPlot { path: out.clone(), error: Box::new(error) })?;
     plots.files.extend(written);
     plots.figures.push(FigureRef {
         caption: "The compared activations f(x) and their derivatives f'(x) (pointwise ones only).".into(),
@@ -509,26 +519,24 @@ struct Document {
     blocks: Vec<Block>,
 }
 
+const TEXT_COLUMNS: usize = 2;
+
 enum Block {
     Heading(String),
     Paragraph(String),
     List(Vec<String>),
-    /// The first column is text, the others are right-aligned.
+    /// The first [`TEXT_COLUMNS`] columns are text, the others right-aligned numbers.
     Table { header: Vec<String>, rows: Vec<Vec<String>> },
-    Figure { caption: String, png: PathBuf, svg: PathBuf },
+    Figure(FigureRef),
 }
 
 fn document(exp: &Experiment, table: &Table, plots: &Plots, dir: &Path) -> Document {
     let mut blocks = vec![Block::Heading("Verdict".into()), Block::List(verdict_lines(exp, table))];
     blocks.extend([Block::Heading("Results".into()), results_table(table), Block::Paragraph(results_note(table))]);
     blocks.push(Block::Heading("Method".into()));
-    blocks.extend(method(exp).into_iter().map(Block::Paragraph));
+    blocks.extend(method(exp, table).into_iter().map(Block::Paragraph));
     blocks.push(Block::Heading("Plots".into()));
-    blocks.extend(plots.figures.iter().map(|figure| Block::Figure {
-        caption: figure.caption.clone(),
-        png: figure.png.clone(),
-        svg: figure.svg.clone(),
-    }));
+    blocks.extend(plots.figures.iter().cloned().map(Block::Figure));
     blocks.extend(plots.notes.iter().cloned().map(Block::Paragraph));
     blocks.push(Block::Heading("Runs".into()));
     blocks.push(runs_table(table));
@@ -549,9 +557,9 @@ fn results_table(table: &Table) -> Block {
 
 fn results_row(row: &ActRow) -> Vec<String> {
     let vs = row.vs_baseline.as_ref();
-    let mut cells = vec![row.label.clone(), runs_text(row), mean_std_text(&row.map)];
+    let mut cells = vec![row.label.clone(), runs_text(row), mean_std_text(&row.map())];
     cells.extend(delta_texts(vs.and_then(|vs| vs.map.as_ref())));
-    cells.push(mean_std_text(&row.map50));
+    cells.push(mean_std_text(&row.map50()));
     cells.extend(delta_texts(vs.and_then(|vs| vs.map50.as_ref())));
     cells.push(row.cost.map(|cost| group_thousands(cost.params)).unwrap_or_default());
     cells.push(fixed(row.cost.map(|cost| cost.gflops), 1));
@@ -610,7 +618,7 @@ fn group_thousands(value: usize) -> String {
     let digits = value.to_string();
     let mut grouped = String::new();
     for (index, digit) in digits.chars().enumerate() {
-        if index > 0 && (digits.len() - index) % 3 == 0 {
+        if index > 0 && (digits.len() - index).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(digit);
@@ -618,7 +626,7 @@ fn group_thousands(value: usize) -> String {
     grouped
 }
 
-fn method(exp: &Experiment) -> Vec<String> {
+fn method(exp: &Experiment, table: &Table) -> Vec<String> {
     let seeds: Vec<String> = exp.seeds.iter().map(u64::to_string).collect();
     let latency = match exp.costs.first() {
         Some(cost) => format!(
@@ -631,7 +639,7 @@ fn method(exp: &Experiment) -> Vec<String> {
         format!(
             "Each activation trains the model {} on {} at image size {} for {} epochs with batch size {}, once per seed ({}). \
              Only the activation of every Conv differs; the baseline is the first, {}.",
-            exp.cfg, exp.data, exp.imgsz, exp.epochs, exp.batch, seeds.join(", "), exp.acts[0]
+            exp.cfg, exp.data, exp.imgsz, exp.epochs, exp.batch, seeds.join(", "), table.baseline().label
         ),
         "Metric: mAP50 and mAP50-95 in ultralytics' convention (val.py, 101-point interpolated AP, as results.csv) \
          of each run's best-fitness epoch, fitness = 0.1·mAP50 + 0.9·mAP50-95, the epoch ultralytics keeps as best.pt."
@@ -646,7 +654,7 @@ fn method(exp: &Experiment) -> Vec<String> {
 }
 
 fn runs_table(table: &Table) -> Block {
-    let header = ["activation", "seed", "status", "epochs", "best epoch", "mAP50 (%)", "mAP50-95 (%)", "s/epoch"];
+    let header = ["activation", "status", "seed", "epochs", "best epoch", "mAP50 (%)", "mAP50-95 (%)", "s/epoch"];
     let rows = table.rows.iter().flat_map(|row| row.runs.iter().map(move |run| run_row(&row.name, run))).collect();
     Block::Table { header: header.map(String::from).to_vec(), rows }
 }
@@ -655,8 +663,8 @@ fn run_row(name: &str, run: &RunRecord) -> Vec<String> {
     let best = run.best.as_ref();
     vec![
         name.to_string(),
-        run.seed.to_string(),
         status_text(&run.status).into(),
+        run.seed.to_string(),
         run.curve.len().to_string(),
         best.map(|point| point.epoch.to_string()).unwrap_or_default(),
         fixed(best.map(|point| point.map50 * POINTS), 2),
@@ -696,7 +704,7 @@ impl Document {
                 Block::Paragraph(paragraph) => format!("{paragraph}\n"),
                 Block::List(items) => items.iter().map(|item| format!("- {item}\n")).collect(),
                 Block::Table { header, rows } => markdown_table(header, rows),
-                Block::Figure { caption, png, .. } => format!("![{caption}]({})\n", self.relative(png)),
+                Block::Figure(figure) => format!("![{}]({})\n", figure.caption, self.relative(&figure.png)),
             };
         }
         text
@@ -711,7 +719,7 @@ impl Document {
                 Block::Paragraph(paragraph) => format!("<p>{}</p>\n", escape_html(paragraph)),
                 Block::List(items) => html_list(items),
                 Block::Table { header, rows } => html_table(header, rows),
-                Block::Figure { caption, svg, .. } => html_figure(caption, svg)?,
+                Block::Figure(figure) => html_figure(&figure.caption, &figure.svg)?,
             };
         }
         Ok(format!(
@@ -727,7 +735,7 @@ impl Document {
 
 fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
     let line = |cells: &[String]| format!("| {} |\n", cells.iter().map(|cell| cell.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
-    let alignment: Vec<String> = (0..header.len()).map(|i| if i == 0 { ":---" } else { "---:" }.to_string()).collect();
+    let alignment: Vec<String> = (0..header.len()).map(|i| if i < TEXT_COLUMNS { ":---" } else { "---:" }.to_string()).collect();
     let mut text = line(header) + &line(&alignment);
     for row in rows {
         text += &line(row);
@@ -740,10 +748,13 @@ body { font-family: 'DejaVu Sans', Verdana, sans-serif; color: #1e1e1e; max-widt
 h1 { font-size: 1.6em; } h2 { font-size: 1.25em; margin-top: 1.6em; border-bottom: 1px solid #d7d7d7; }
 table { border-collapse: collapse; font-size: 0.9em; margin: 0.6em 0; }
 th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #e4e4e4; text-align: right; white-space: nowrap; }
-th { background: #f2f2f2; } th:first-child, td:first-child { text-align: left; }
+th { background: #f2f2f2; }
+/* The first TEXT_COLUMNS (2) columns hold text. */
+th:nth-child(-n+2), td:nth-child(-n+2) { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
 figure { margin: 1.2em 0; } figcaption { font-size: 0.9em; color: #555; }
 svg { max-width: 100%; height: auto; }
+.wide { overflow-x: auto; }
 ";
 
 fn html_list(items: &[String]) -> String {
@@ -754,7 +765,7 @@ fn html_list(items: &[String]) -> String {
 fn html_table(header: &[String], rows: &[Vec<String>]) -> String {
     let cells = |tag: &str, cells: &[String]| -> String { cells.iter().map(|cell| format!("<{tag}>{}</{tag}>", escape_html(cell))).collect() };
     let body: String = rows.iter().map(|row| format!("<tr>{}</tr>\n", cells("td", row))).collect();
-    format!("<table>\n<thead><tr>{}</tr></thead>\n<tbody>\n{body}</tbody>\n</table>\n", cells("th", header))
+    format!("<div class=\"wide\"><table>\n<thead><tr>{}</tr></thead>\n<tbody>\n{body}</tbody>\n</table></div>\n", cells("th", header))
 }
 
 /// The SVG file's `<svg>` element inline, with its caption.

@@ -45,7 +45,7 @@ const CAP: i32 = 5;
 const POINT_RADIUS: u32 = 5;
 const SEED_DOT_RADIUS: u32 = 3;
 /// How opaque a min–max band is.
-const BAND_ALPHA: f64 = 0.18;
+const BAND_ALPHA: f64 = 0.2;
 
 type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 type AreaResult<T, DB> = Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
@@ -167,7 +167,8 @@ impl Figure for CurvesFigure {
             style::draw_path(&canvas, &to_pixels(plot, &band.mean_line()), band.color, pen)?;
         }
         for band in &self.bands {
-            add_key_entry(&mut chart, &format!("{} ({} runs)", band.name, band.runs), band.color)?;
+            let runs = if band.runs == 1 { "1 run".to_string() } else { format!("{} runs", band.runs) };
+            add_key_entry(&mut chart, &format!("{} ({runs})", band.name), band.color)?;
         }
         draw_key(&mut chart)
     }
@@ -271,8 +272,10 @@ fn draw_bar<DB: DrawingBackend>(plot: &PlotArea<DB>, row: &BarRow, y: f64, pen: 
     if let Some(std) = std {
         draw_error_bar(plot, (mean - std, y), (mean + std, y), pen)?;
     }
+    // Hollow, so that dots on top of each other and of the error bar stay apart.
     for &value in &row.values {
-        plot.draw(&Circle::new((value, y), SEED_DOT_RADIUS, style::TEXT.filled()))?;
+        plot.draw(&Circle::new((value, y), SEED_DOT_RADIUS, style::BACKGROUND.filled()))?;
+        plot.draw(&Circle::new((value, y), SEED_DOT_RADIUS, style::TEXT.stroke_width(1)))?;
     }
     plot.draw(&(EmptyElement::at((row.extent(), y)) + Text::new(row.value_label(), (10, 0), label_font())))
 }
