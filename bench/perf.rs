@@ -52,7 +52,7 @@ const INFER_SIZES: [usize; 2] = [640, 320];
 const BOXES_PER_IMAGE: usize = 10;
 /// train.py clips the gradient norm to 10 before each step.
 const MAX_GRAD_NORM: f64 = 10.0;
-/// Training steps the peak-RSS processes run (the peak settles after the first).
+/// Training steps each peak-RSS process runs.
 const RSS_STEPS: usize = 3;
 /// The sgemm that measures the FP32 peak: n × n × n.
 const PEAK_GEMM_N: usize = 2048;
@@ -185,6 +185,8 @@ impl TrainStep {
         let _t = profile::span(Stage::Optimizer);
         let mut accumulated = HashMap::new();
         self.optimizer.accumulate(&mut accumulated, &grads)?;
+        // The gradient store holds a gradient per graph node: freeing it is the step's too.
+        drop(grads);
         self.optimizer.step(&accumulated, MAX_GRAD_NORM)
     }
 
@@ -240,14 +242,17 @@ fn compare(setup: &BenchSetup) -> Result<()> {
             None
         }
     };
-    let peak = sgemm_peak_gflops()?;
     let mut train = TrainStep::new(None, &setup.targets)?;
     let infer = inference_model(None)?;
     let engines: Vec<String> = std::iter::once("actyolo".to_string()).chain(peer.iter().flat_map(|p| p.engines.clone())).collect();
+    let omp_wait_policy = peer.as_ref().map(|p| p.omp_wait_policy.clone());
     // Per (measurement, engine): the rounds so far.
     let mut results: HashMap<(Measurement, &str), Rounds> = HashMap::new();
     let measurements: Vec<Measurement> = std::iter::once(Measurement::Train).chain(INFER_SIZES.map(Measurement::Infer)).collect();
+    // The peak is measured in every round, so that it sees the same load as the rest.
+    let mut peak = 0f64;
     for round in 0..setup.rounds {
+        peak = peak.max(sgemm_peak_gflops()?);
         for &m in &measurements {
             let mut order: Vec<&str> = engines.iter().map(String::as_str).filter(|e| m.runs_on(e)).collect();
             if round % 2 == 1 {
@@ -267,9 +272,13 @@ fn compare(setup: &BenchSetup) -> Result<()> {
     }
     drop(peer);
 
-    println!("yolov5n (nc={NC}) on {} threads; FP32 peak {peak:.0} GFLOP/s (sgemm {PEAK_GEMM_N}³, best of 3).", rayon::current_num_threads());
+    println!("yolov5n (nc={NC}) on {} threads; FP32 peak {peak:.0} GFLOP/s (sgemm {PEAK_GEMM_N}³, best of 3 per round).", rayon::current_num_threads());
     println!("GFLOP per inference: ultralytics' count (2 × MACs, BatchNorm folded); a training step counts 3 × forward × batch (forward, input and weight gradients).");
-    println!("{} rounds, interleaved; median of the round medians (min–max over all runs).\n", setup.rounds);
+    println!("Rounds: {}, interleaved; median of the round medians (min–max over all runs).", setup.rounds);
+    if let Some(policy) = omp_wait_policy {
+        println!("PyTorch: 2 threads, OMP_WAIT_POLICY={policy}; onnxruntime: 2 intra-op threads.");
+    }
+    println!();
     println!("| measurement | engine | median ms | min–max ms | actyolo / engine | GFLOP/s | % of peak |");
     println!("|---|---|---|---|---|---|---|");
     for &m in &measurements {
@@ -334,6 +343,8 @@ struct Peer {
     stdout: BufReader<ChildStdout>,
     /// The engines it offers: "torch", and "onnxruntime" when that is installed.
     engines: Vec<String>,
+    /// How torch's OpenMP threads wait (the script makes them passive unless told).
+    omp_wait_policy: String,
 }
 
 impl Peer {
@@ -341,9 +352,10 @@ impl Peer {
         let mut child = python_script("serve")?;
         let stdin = child.stdin.take().context("peer stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("peer stdout")?);
-        let mut peer = Peer { child, stdin, stdout, engines: vec![] };
+        let mut peer = Peer { child, stdin, stdout, engines: vec![], omp_wait_policy: String::new() };
         let ready = peer.send(&peer_setup(setup))?;
         peer.engines = serde_json::from_value(ready["ready"].clone()).context("peer's ready line")?;
+        peer.omp_wait_policy = ready["omp_wait_policy"].as_str().unwrap_or("unknown").to_string();
         Ok(peer)
     }
 
@@ -502,15 +514,16 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
         eprintln!("round {}/{} done ({:.0} s)", round + 1, setup.rounds, started.elapsed().as_secs_f64());
     }
     let silu = specs.iter().position(|s| *s == ActSpec::Silu).map(|i| (rows[i].2.median_ms(), rows[i].3.median_ms()));
-    println!("yolov5n (nc={NC}), {} threads, {} rounds interleaved over the activations; median of the round medians.", rayon::current_num_threads(), setup.rounds);
-    println!("Train path: whether BatchNorm and the activation run as one fused kernel. Inference (BatchNorm folded into the conv): whether the activation runs as one pointwise kernel.\n");
+    println!("yolov5n (nc={NC}), {} threads; rounds: {}, interleaved over the activations; median of the round medians.", rayon::current_num_threads(), setup.rounds);
+    println!("Train path: whether BatchNorm and the activation run as one fused kernel, or the activation module runs after BatchNorm.");
+    println!("Inference path (BatchNorm folded into the conv): whether the activation is one pointwise kernel, or its module (own kernel or composed candle ops).\n");
     println!("| activation | train path | train step b{TRAIN_BATCH}@{TRAIN_IMGSZ} ms | × SiLU | inference path | inference b1@{TRAIN_IMGSZ} ms | × SiLU |");
     println!("|---|---|---|---|---|---|---|");
     for (spec, (train, infer, train_rounds, infer_rounds)) in specs.iter().zip(&rows) {
         let (t, i) = (train_rounds.median_ms(), infer_rounds.median_ms());
         let relative = |ours: f64, silu: Option<f64>| silu.map_or("—".to_string(), |s| format!("{:.2}×", ours / s));
-        let train_path = if train.fused_bn_act() { "fused BN+act" } else { "BN, then generic act" };
-        let infer_path = if first_conv_activation(infer).is_some_and(|a| a.fusable(false).is_some()) { "pointwise kernel" } else { "generic act" };
+        let train_path = if train.fused_bn_act() { "fused BN+act" } else { "generic (BN, then act)" };
+        let infer_path = if first_conv_activation(infer).is_some_and(|a| a.fusable(false).is_some()) { "pointwise kernel" } else { "generic (act module)" };
         println!("| {spec} | {train_path} | {t:.1} | {} | {infer_path} | {i:.1} | {} |", relative(t, silu.map(|s| s.0)), relative(i, silu.map(|s| s.1)));
     }
     Ok(())

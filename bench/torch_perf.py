@@ -6,9 +6,9 @@ YOLOV5_CONFIG_DIR=/tmp/yolov5-config TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1.
 
   torch_perf.py serve     Reads one JSON setup line on stdin, builds the models (training
                           model, loss and SGD; fused eval model and one ONNX session per
-                          inference size), answers {"ready": [engines]}, then answers each
-                          JSON request line with one JSON line, so that perf.rs can
-                          interleave its own measurements with these:
+                          inference size), answers {"ready": [engines], "omp_wait_policy": ..},
+                          then answers each JSON request line with one JSON line, so
+                          that perf.rs can interleave its own measurements with these:
                             {"train": runs}                         the training step
                             {"infer": engine, "imgsz": n, "runs": r}  engine: torch | onnxruntime
                           Each answer is {"median_ms", "min_ms", "max_ms"} over `runs` timed
@@ -20,6 +20,7 @@ The setup line: {"cfg": model yaml, "hyp": hyp yaml, "batch": b, "imgsz": traini
 "infer_sizes": [..], "targets": [[image, class, x, y, w, h], ..] (normalised), "rss_steps": n}.
 The training step is train.py's without AMP (CPU): forward, ComputeLoss, backward,
 clip_grad_norm_(10), SGD (nesterov, smart_optimizer's three groups) step, zero_grad.
+OMP_WAIT_POLICY defaults to PASSIVE here (see below).
 """
 import contextlib
 import io
@@ -35,6 +36,11 @@ warnings.filterwarnings("ignore")
 for key, value in (("YOLOV5_CONFIG_DIR", "/tmp/yolov5-config"), ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1"),
                    ("WANDB_MODE", "disabled"), ("COMET_MODE", "DISABLED"), ("CLEARML_OFF", "1")):
     os.environ.setdefault(key, value)
+# OpenMP's threads spin while they wait for work. On a loaded 2-core machine a spinning
+# thread holds the core its partner needs, and torch collapses (measured: batch-1
+# inference at 320 took 2170 ms on 2 threads, 16 ms on 1). Waiting passively keeps
+# torch's 2 threads usable there; set OMP_WAIT_POLICY to override it.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # The answers' own channel: the process's stdout, which everything else (yolov5's logs
 # included) is moved off, to stderr.
@@ -134,7 +140,8 @@ def answer(message):
 def serve(setup):
     step = training_step(setup)
     runs = inference_runs(setup)
-    answer({"ready": sorted({engine for engine, _ in runs})})
+    engines = [engine for engine in ("torch", "onnxruntime") if (engine, setup["infer_sizes"][0]) in runs]
+    answer({"ready": engines, "omp_wait_policy": os.environ["OMP_WAIT_POLICY"]})
     for line in sys.stdin:
         request = json.loads(line)
         if "train" in request:

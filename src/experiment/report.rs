@@ -562,7 +562,8 @@ fn results_row(row: &ActRow) -> Vec<String> {
     cells.push(mean_std_text(&row.map50()));
     cells.extend(delta_texts(vs.and_then(|vs| vs.map50.as_ref())));
     cells.push(row.cost.map(|cost| group_thousands(cost.params)).unwrap_or_default());
-    cells.push(fixed(row.cost.map(|cost| cost.gflops), 1));
+    // Two decimals: at the demo's 128 px yolov5n is 0.17 GFLOPs.
+    cells.push(fixed(row.cost.map(|cost| cost.gflops), 2));
     cells.push(fixed(row.latency_ms(), 1));
     cells.push(vs.and_then(|vs| vs.latency_pct).map(|pct| format!("{pct:+.0}%")).unwrap_or_default());
     cells.push(fixed(row.seconds_per_epoch(), 1));
