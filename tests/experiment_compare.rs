@@ -139,3 +139,29 @@ fn models_that_differ_in_activation_start_from_the_same_weights() {
     let w = seed8.vars().var_map().data().lock().unwrap()["model.0.conv.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_ne!(w, silu["model.0.conv.weight"]);
 }
+
+/// A run whose loss becomes NaN is recorded as diverged, and the experiment goes on to the
+/// next run and writes its report. ELU with alpha 1e38 overflows float32 in the first steps.
+#[test]
+fn a_diverging_run_is_recorded_and_the_experiment_goes_on() {
+    let dir = scratch("nan");
+    let data = tiny_dataset(&dir);
+    let out = dir.join("exp");
+    let result = actyolo()
+        .args(["compare", "--acts", "nn.ELU(alpha=1e38),silu", "--seeds", "0", "--imgsz", "64", "--batch", "4", "--workers", "1", "--latency-runs", "2", "--epochs", "1", "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let runs = experiment(&out)["experiment"]["runs"].clone();
+    assert_eq!(runs[0]["status"]["state"], "diverged");
+    assert!(runs[0]["status"]["message"].as_str().unwrap().contains("epoch 0, iteration"));
+    assert_eq!(runs[1]["status"]["state"], "finished");
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("diverged"), "{report}");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -297,6 +297,7 @@ fn runs_count(count: usize) -> String {
 fn comparison_line(row: &ActRow, vs: &VsBaseline, baseline: &ActRow) -> String {
     let speed = speed_text(vs.latency_pct);
     match &vs.map {
+        None if row.finished() == 0 && row.stopped() > 0 && row.stopped() == row.runs.len() => format!("{}: every run diverged or failed (see Runs); {speed}.", row.name),
         None if row.finished() == 0 => format!("{}: no finished run yet; {speed}.", row.name),
         None => format!("{}: no comparison yet, the baseline {} has no finished run; {speed}.", row.name, baseline.name),
         Some(delta) => format!("{}: {}, {speed}.", row.name, delta_text(delta, row, baseline)),
