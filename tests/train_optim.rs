@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use actyolo::train::ema::ModelEma;
-use actyolo::train::optim::{GroupKind, Optimizer, OptimizerKind};
+use actyolo::train::optim::{group_of, GroupKind, Optimizer, OptimizerKind};
 use actyolo::train::schedule::{LrSchedule, Warmup};
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
@@ -121,5 +121,25 @@ fn warmup_and_lr_lambdas_follow_train_py() {
                 None => assert!(p.ni > fx.warmup_iterations),
             }
         }
+    }
+}
+
+#[test]
+fn yolov7_parameters_join_yolov7s_groups() {
+    // yolov7's train.py: BatchNorm weights (RepConv's branches too) and IDetect's implicit
+    // knowledge without decay, conv weights with it, every bias in the bias group.
+    for (name, group) in [
+        ("model.102.rbr_dense.0.weight", Some(GroupKind::Decay)),
+        ("model.102.rbr_dense.1.weight", Some(GroupKind::NoDecay)),
+        ("model.102.rbr_1x1.1.weight", Some(GroupKind::NoDecay)),
+        ("model.102.rbr_identity.weight", Some(GroupKind::NoDecay)),
+        ("model.102.rbr_identity.bias", Some(GroupKind::Bias)),
+        ("model.102.rbr_identity.running_var", None),
+        ("model.105.ia.0.implicit", Some(GroupKind::NoDecay)),
+        ("model.105.im.2.implicit", Some(GroupKind::NoDecay)),
+        ("model.105.m.0.weight", Some(GroupKind::Decay)),
+        ("model.105.anchors", None),
+    ] {
+        assert_eq!(group_of(name), group, "{name}");
     }
 }

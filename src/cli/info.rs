@@ -9,7 +9,7 @@ use crate::model::summary::ModelSummary;
 
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Model config: a shipped name (yolov5n.yaml, yolov5s6, ...) or a YAML path.
+    /// Model config: a shipped name (yolov5n.yaml, yolov5s6, yolov7-tiny, ...) or a YAML path.
     #[arg(long, default_value = "yolov5n.yaml")]
     pub cfg: String,
     /// Activation for every Conv, overriding the YAML (e.g. "nn.LeakyReLU(0.1)").

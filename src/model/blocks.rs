@@ -1,5 +1,6 @@
 //! YOLOv5's building blocks (ultralytics `models/common.py`): Conv, Bottleneck, C3, SPPF,
-//! SPP, Focus, Concat and nearest upsampling. Parameter names follow ultralytics'
+//! SPP, Focus, Concat and nearest upsampling, and the [`Block`] every layer is (yolov7's
+//! own blocks are in blocks_v7.rs). Parameter names follow ultralytics'
 //! state_dict, relative to the `VarBuilder` each block is given.
 
 use candle_core::{Result, Tensor};
@@ -7,10 +8,13 @@ use candle_nn::{Init, VarBuilder};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::blocks_v7::{RepConv, Sppcspc};
 use super::kernels::conv::{conv2d, Conv2dParams};
-use super::kernels::maxpool::max_pool2d;
+use super::kernels::maxpool::{max_pool2d, MaxPool2d};
 use super::norm::{BatchNorm2d, BnConfig};
 use super::vars::stable_hash;
+use crate::act::kernels;
+use crate::act::pointwise::Pointwise;
 use crate::act::{ActSpec, Activation};
 
 /// Where a block's parameters come from, and what it needs beyond them.
@@ -27,7 +31,7 @@ impl<'a> BlockContext<'a> {
         BlockContext { vb: self.vb.pp(name), seed: self.seed }
     }
 
-    fn rng(&self) -> ChaCha8Rng {
+    pub(crate) fn rng(&self) -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(self.seed ^ stable_hash(&self.vb.prefix()))
     }
 }
@@ -49,17 +53,24 @@ pub fn autopad(k: usize, p: Option<usize>, d: usize) -> usize {
     p.unwrap_or((d * (k - 1) + 1) / 2)
 }
 
-/// Conv2d (no bias) + BatchNorm2d + activation; after [`Conv::fuse`], Conv2d with bias + activation.
+/// Conv2d (no bias) + BatchNorm2d; after [`ConvBn::fuse`], Conv2d with bias. The part of a
+/// Conv before its activation, and each branch of yolov7's RepConv.
 #[derive(Debug)]
-pub struct Conv {
+pub struct ConvBn {
     weight: Tensor,
-    bias: Option<Tensor>,
-    bn: Option<BatchNorm2d>,
-    act: Activation,
+    norm: Normalization,
     stride: usize,
     padding: usize,
     dilation: usize,
     groups: usize,
+}
+
+/// What follows a [`ConvBn`]'s convolution.
+#[derive(Debug)]
+enum Normalization {
+    BatchNorm(BatchNorm2d),
+    /// Once fused: the BatchNorm folded into the convolution, which leaves a bias.
+    Bias(Tensor),
 }
 
 /// A Conv's shape, as in ultralytics' `Conv(c1, c2, k, s, p, g, d, act)`.
@@ -80,46 +91,121 @@ impl ConvShape {
     }
 }
 
-impl Conv {
-    pub fn new(shape: ConvShape, act: &ActSpec, ctx: &BlockContext) -> Result<Conv> {
+impl ConvBn {
+    /// The convolution's weight under `conv_vb` (`weight`), the BatchNorm's under `bn_vb`.
+    pub fn new(shape: ConvShape, conv_vb: VarBuilder, bn_vb: VarBuilder) -> Result<ConvBn> {
         let ConvShape { c1, c2, k, s, p, g, d } = shape;
         if c1 % g != 0 || c2 % g != 0 {
             candle_core::bail!("Conv({c1}, {c2}): groups {g} must divide both channel counts");
         }
-        // GLU halves its input, so the convolution makes twice the block's output channels.
-        let conv_out = c2 * act.channel_factor();
         let fan_in = c1 / g * k * k;
         let bound = 1.0 / (fan_in as f64).sqrt();
-        let weight = ctx.pp("conv").vb.get_with_hints((conv_out, c1 / g, k, k), "weight", Init::Uniform { lo: -bound, up: bound })?;
-        let bn = BatchNorm2d::new(conv_out, BnConfig::YOLO, ctx.vb.pp("bn"))?;
-        let act = Activation::new(act, conv_out, ctx.vb.pp("act"), ctx.rng())?;
-        Ok(Conv { weight, bias: None, bn: Some(bn), act, stride: s, padding: autopad(k, p, d), dilation: d, groups: g })
+        let weight = conv_vb.get_with_hints((c2, c1 / g, k, k), "weight", Init::Uniform { lo: -bound, up: bound })?;
+        let bn = BatchNorm2d::new(c2, BnConfig::YOLO, bn_vb)?;
+        Ok(ConvBn { weight, norm: Normalization::BatchNorm(bn), stride: s, padding: autopad(k, p, d), dilation: d, groups: g })
     }
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    /// The convolution, then the BatchNorm (or, once fused, the bias), then `act` if given:
+    /// inside the BatchNorm's kernel when there is one.
+    pub fn forward(&self, x: &Tensor, train: bool, act: Option<Pointwise>) -> Result<Tensor> {
         let params = Conv2dParams { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups };
         let y = conv2d(x, &self.weight, params)?;
-        match (&self.bias, &self.bn, self.act.fusable(train)) {
-            (None, Some(bn), Some(pointwise)) => bn.forward_act(&y, train, Some(pointwise)),
-            (None, Some(bn), None) => self.act.forward(&bn.forward_t(&y, train)?, train),
-            (Some(b), _, _) => self.act.forward(&y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?, train),
-            (None, None, _) => self.act.forward(&y, train),
+        let y = match &self.norm {
+            Normalization::BatchNorm(bn) => return bn.forward_act(&y, train, act),
+            Normalization::Bias(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
+        };
+        match act {
+            Some(pointwise) => kernels::pointwise::apply(pointwise, &y),
+            None => Ok(y),
         }
+    }
+
+    /// The convolution and BatchNorm, then `act`: inside the BatchNorm's kernel when `act`
+    /// is pointwise.
+    pub fn forward_act(&self, x: &Tensor, train: bool, act: &Activation) -> Result<Tensor> {
+        match act.fusable(train) {
+            Some(pointwise) => self.forward(x, train, Some(pointwise)),
+            None => act.forward(&self.forward(x, train, None)?, train),
+        }
+    }
+
+    /// The convolution and its BatchNorm (eval-mode statistics) as one convolution with bias.
+    pub fn folded(&self) -> Result<(Tensor, Tensor)> {
+        match &self.norm {
+            Normalization::BatchNorm(bn) => bn.fold(&self.weight),
+            Normalization::Bias(bias) => Ok((self.weight.detach(), bias.detach())),
+        }
+    }
+
+    /// Replaces the convolution and its BatchNorm by one convolution with bias, of the same
+    /// kernel size, stride, padding and groups.
+    pub fn set_folded(&mut self, weight: Tensor, bias: Tensor) {
+        self.weight = weight;
+        self.norm = Normalization::Bias(bias);
     }
 
     /// Folds the BatchNorm into the convolution for inference.
     pub fn fuse(&mut self) -> Result<()> {
-        let Some(bn) = self.bn.take() else { return Ok(()) };
-        let (weight, bias) = bn.fold(&self.weight)?;
-        self.weight = weight;
-        self.bias = Some(bias);
+        if let Normalization::BatchNorm(_) = self.norm {
+            let (weight, bias) = self.folded()?;
+            self.set_folded(weight, bias);
+        }
         Ok(())
     }
 
     pub fn params(&self) -> Vec<Tensor> {
         let mut params = vec![self.weight.clone()];
-        params.extend(self.bias.clone());
-        params.extend(self.bn.iter().flat_map(BatchNorm2d::params));
+        match &self.norm {
+            Normalization::BatchNorm(bn) => params.extend(bn.params()),
+            Normalization::Bias(bias) => params.push(bias.clone()),
+        }
+        params
+    }
+
+    pub fn out_channels(&self) -> usize {
+        self.weight.dims().first().copied().unwrap_or(0)
+    }
+
+    /// Output size and thop's count for an input of `hw`.
+    pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
+        let (co, ci_g, k, _) = self.weight.dims4().unwrap_or((0, 0, 0, 0));
+        let out = (conv_out(hw.0, k, self.stride, self.padding, self.dilation), conv_out(hw.1, k, self.stride, self.padding, self.dilation));
+        let plane = (out.0 * out.1) as f64;
+        cost.macs += plane * co as f64 * ci_g as f64 * (k * k) as f64;
+        if let Normalization::BatchNorm(_) = self.norm {
+            cost.macs += 4.0 * plane * co as f64;
+        }
+        out
+    }
+}
+
+/// Conv2d (no bias) + BatchNorm2d + activation; after [`Conv::fuse`], Conv2d with bias + activation.
+#[derive(Debug)]
+pub struct Conv {
+    body: ConvBn,
+    act: Activation,
+}
+
+impl Conv {
+    pub fn new(shape: ConvShape, act: &ActSpec, ctx: &BlockContext) -> Result<Conv> {
+        // GLU halves its input, so the convolution makes twice the block's output channels.
+        let conv_out = shape.c2 * act.channel_factor();
+        let body = ConvBn::new(ConvShape { c2: conv_out, ..shape }, ctx.vb.pp("conv"), ctx.vb.pp("bn"))?;
+        let act = Activation::new(act, conv_out, ctx.vb.pp("act"), ctx.rng())?;
+        Ok(Conv { body, act })
+    }
+
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.body.forward_act(x, train, &self.act)
+    }
+
+    /// Folds the BatchNorm into the convolution for inference.
+    pub fn fuse(&mut self) -> Result<()> {
+        self.body.fuse()
+    }
+
+    pub fn params(&self) -> Vec<Tensor> {
+        let mut params = self.body.params();
         params.extend(self.act.params());
         params
     }
@@ -130,14 +216,8 @@ impl Conv {
 
     /// Output size and thop's count for an input of `hw`.
     pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
-        let (co, ci_g, k, _) = self.weight.dims4().unwrap_or((0, 0, 0, 0));
-        let out = (conv_out(hw.0, k, self.stride, self.padding, self.dilation), conv_out(hw.1, k, self.stride, self.padding, self.dilation));
-        let plane = (out.0 * out.1) as f64;
-        cost.macs += plane * co as f64 * ci_g as f64 * (k * k) as f64;
-        if self.bn.is_some() {
-            cost.macs += 4.0 * plane * co as f64;
-        }
-        cost.macs += self.act.macs(co, out);
+        let out = self.body.cost(hw, cost);
+        cost.macs += self.act.macs(self.body.out_channels(), out);
         out
     }
 }
@@ -253,12 +333,18 @@ impl Spp {
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let x = self.cv1.forward(x, train)?;
-        let mut parts = vec![x.clone()];
-        for &k in &self.ks {
-            parts.push(max_pool2d(&x, k, 1, k / 2)?);
-        }
-        self.cv2.forward(&Tensor::cat(&parts, 1)?, train)
+        self.cv2.forward(&pyramid(&x, &self.ks)?, train)
     }
+}
+
+/// `x` beside its stride-1 'same' max-pools of each size in `ks`, along the channels (SPP's
+/// and SPPCSPC's parallel pooling).
+pub fn pyramid(x: &Tensor, ks: &[usize]) -> Result<Tensor> {
+    let mut parts = vec![x.clone()];
+    for &k in ks {
+        parts.push(max_pool2d(x, k, 1, k / 2)?);
+    }
+    Tensor::cat(&parts, 1)
 }
 
 /// Space-to-depth (each 2×2 patch into channels), then a Conv.
@@ -282,7 +368,8 @@ impl Focus {
     }
 }
 
-/// Every block a YOLOv5 layer can be (Detect is kept apart, as the model's head).
+/// Every block a YOLOv5 or YOLOv7 layer can be (Detect and IDetect are kept apart, as the
+/// model's head).
 #[derive(Debug)]
 pub enum Block {
     Conv(Conv),
@@ -293,6 +380,11 @@ pub enum Block {
     Focus(Focus),
     Concat,
     Upsample(usize),
+    /// yolov7's MP and SP.
+    MaxPool(MaxPool2d),
+    /// Boxed: seven Convs would make every Block as large.
+    Sppcspc(Box<Sppcspc>),
+    RepConv(RepConv),
 }
 
 impl Block {
@@ -306,14 +398,38 @@ impl Block {
             Block::Spp(m) => m.forward(x, train),
             Block::Focus(m) => m.forward(x, train),
             Block::Concat => Tensor::cat(xs, 1),
-            Block::Upsample(s) => {
-                let (_, _, h, w) = x.dims4()?;
-                x.upsample_nearest2d(h * s, w * s)
-            }
+            Block::Upsample(s) => super::kernels::upsample::upsample_nearest2d(x, *s),
+            Block::MaxPool(p) => max_pool2d(x, p.kernel, p.stride, p.padding),
+            Block::Sppcspc(m) => m.forward(x, train),
+            Block::RepConv(m) => m.forward(x, train),
         }
     }
 
-    /// Every Conv inside, in state_dict order.
+    /// Every learnable parameter (BatchNorm running statistics excluded).
+    pub fn params(&self) -> Vec<Tensor> {
+        match self {
+            Block::RepConv(m) => m.params(),
+            _ => self.convs().into_iter().flat_map(Conv::params).collect(),
+        }
+    }
+
+    /// The activation of every Conv inside, and of a RepConv.
+    pub fn activations(&self) -> Vec<&Activation> {
+        match self {
+            Block::RepConv(m) => vec![m.activation()],
+            _ => self.convs().into_iter().map(Conv::activation).collect(),
+        }
+    }
+
+    /// Folds BatchNorms (and a RepConv's branches) into convolutions for inference.
+    pub fn fuse(&mut self) -> Result<()> {
+        match self {
+            Block::RepConv(m) => m.fuse(),
+            _ => self.convs_mut().into_iter().try_for_each(Conv::fuse),
+        }
+    }
+
+    /// Every Conv inside, in state_dict order (a RepConv's branches are not Convs).
     pub fn convs(&self) -> Vec<&Conv> {
         match self {
             Block::Conv(m) => vec![m],
@@ -322,11 +438,12 @@ impl Block {
             Block::Sppf(m) => vec![&m.cv1, &m.cv2],
             Block::Spp(m) => vec![&m.cv1, &m.cv2],
             Block::Focus(m) => vec![&m.conv],
-            Block::Concat | Block::Upsample(_) => vec![],
+            Block::Sppcspc(m) => m.convs(),
+            Block::Concat | Block::Upsample(_) | Block::MaxPool(_) | Block::RepConv(_) => vec![],
         }
     }
 
-    pub fn convs_mut(&mut self) -> Vec<&mut Conv> {
+    fn convs_mut(&mut self) -> Vec<&mut Conv> {
         match self {
             Block::Conv(m) => vec![m],
             Block::Bottleneck(m) => m.convs_mut(),
@@ -338,7 +455,8 @@ impl Block {
             Block::Sppf(m) => vec![&mut m.cv1, &mut m.cv2],
             Block::Spp(m) => vec![&mut m.cv1, &mut m.cv2],
             Block::Focus(m) => vec![&mut m.conv],
-            Block::Concat | Block::Upsample(_) => vec![],
+            Block::Sppcspc(m) => m.convs_mut(),
+            Block::Concat | Block::Upsample(_) | Block::MaxPool(_) | Block::RepConv(_) => vec![],
         }
     }
 
@@ -363,6 +481,10 @@ impl Block {
                 cost.macs += (c_in * out.0 * out.1) as f64;
                 out
             }
+            // thop counts no operations for max-pooling.
+            Block::MaxPool(p) => (conv_out(hw.0, p.kernel, p.stride, p.padding, 1), conv_out(hw.1, p.kernel, p.stride, p.padding, 1)),
+            Block::Sppcspc(m) => m.cost(hw, cost),
+            Block::RepConv(m) => m.cost(hw, cost),
         }
     }
 }

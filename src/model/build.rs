@@ -1,13 +1,16 @@
 //! `parse_model`: from a [`ModelConfig`] to a [`Model`], with YOLOv5's width and depth
-//! rules, channel bookkeeping, activation precedence and the Detect head's strides.
+//! rules (yolov7's are the same), channel bookkeeping, activation precedence and the Detect
+//! head's strides.
 
 use std::collections::HashMap;
 
 use candle_core::{DType, Device, Result, Tensor};
 
 use super::blocks::{Block, BlockContext, Bottleneck, Conv, ConvShape, Cost, Focus, Spp, Sppf, C3};
-use super::config::{ModelConfig, ModuleRow};
+use super::blocks_v7::{RepConv, Sppcspc};
+use super::config::{DetectKind, ModelConfig, ModuleRow};
 use super::detect::Detect;
+use super::kernels::maxpool::MaxPool2d;
 use super::vars::SeededVarMap;
 use crate::act::{ActArg, ActSpec};
 
@@ -16,7 +19,7 @@ use crate::act::{ActArg, ActSpec};
 pub struct Layer {
     /// Input layers; `None` is the input image.
     pub from: Vec<Option<usize>>,
-    /// `number` repeats (after the depth gain); C3 repeats inside one block.
+    /// `number` repeats (after the depth gain); C3 repeats inside one block, SPPCSPC ignores it.
     pub blocks: Vec<Block>,
     pub c2: usize,
 }
@@ -134,7 +137,19 @@ impl Model {
                 }
                 ModuleRow::Concat { dim } => (vec![Block::Concat], from.iter().map(ch).sum(), format!("[{dim}]")),
                 ModuleRow::Upsample { scale } => (vec![Block::Upsample(*scale)], c1, format!("[None, {scale}, 'nearest']")),
-                ModuleRow::Detect { nc, anchors } => {
+                ModuleRow::Mp { k } => (vec![Block::MaxPool(MaxPool2d { kernel: *k, stride: *k, padding: 0 })], c1, format!("[{k}]")),
+                ModuleRow::Sp { k, s } => (vec![Block::MaxPool(MaxPool2d { kernel: *k, stride: *s, padding: k / 2 })], c1, format!("[{k}, {s}]")),
+                ModuleRow::Sppcspc { c2, e, k } => {
+                    let c2 = scale_width(*c2, gw);
+                    let block = Sppcspc::new(c1, c2, *e, k, &default_act, &layer_ctx).map_err(|e| err(e.to_string()))?;
+                    (vec![Block::Sppcspc(Box::new(block))], c2, format!("[{c1}, {c2}, {e}, {k:?}]"))
+                }
+                ModuleRow::RepConv { c2, s, g, act } => {
+                    let c2 = scale_width(*c2, gw);
+                    let a = act_of(act);
+                    (build(&|c| Ok(Block::RepConv(RepConv::new(c1, c2, *s, *g, &a, c)?)))?, c2, format!("[{c1}, {c2}, 3, {s}, None, {g}, {a}]"))
+                }
+                ModuleRow::Detect { kind, nc, anchors } => {
                     if i != last {
                         return Err(err("Detect must be the last layer".into()));
                     }
@@ -145,14 +160,14 @@ impl Model {
                     let channels: Vec<usize> = inputs.iter().map(|&j| layers[j].c2).collect();
                     let strides = dry_run_strides(&layers, config.ch, &inputs);
                     let anchors: Vec<Vec<(f64, f64)>> = (0..inputs.len()).map(|l| anchors[l.min(anchors.len() - 1)].clone()).collect();
-                    let head = Detect::new(*nc, &anchors, &channels, strides, &layer_ctx).map_err(|e| err(e.to_string()))?;
+                    let head = Detect::new(*kind, *nc, &anchors, &channels, strides, &layer_ctx).map_err(|e| err(e.to_string()))?;
                     let args = format!("[{nc}, {:?}, {channels:?}]", anchors.iter().map(|l| l.iter().flat_map(|(w, h)| [*w, *h]).collect::<Vec<_>>()).collect::<Vec<_>>());
-                    summary.push(LayerSummary { index: i, from: from_text(&row.from, row.from_list), n: 1, params: count(&head.params()), module: "Detect".into(), arguments: args });
+                    summary.push(LayerSummary { index: i, from: from_text(&row.from, row.from_list), n: 1, params: count(&head.params()), module: module_name.into(), arguments: args });
                     detect = Some((head, inputs));
                     continue;
                 }
             };
-            let params = blocks.iter().flat_map(Block::convs).map(|c| count(&c.params())).sum();
+            let params = blocks.iter().map(|b| count(&b.params())).sum();
             summary.push(LayerSummary { index: i, from: from_text(&row.from, row.from_list), n, params, module: module_name.into(), arguments: args });
             layers.push(Layer { from, blocks, c2 });
         }
@@ -208,21 +223,18 @@ impl Model {
         Ok((self.detect.decode(&raw)?, raw))
     }
 
-    /// Folds every BatchNorm into its convolution (inference only).
+    /// Folds every BatchNorm into its convolution, RepConv's branches into one convolution
+    /// and IDetect's implicit knowledge into its convolutions (inference only).
     pub fn fuse(&mut self) -> Result<()> {
-        for layer in &mut self.layers {
-            for block in &mut layer.blocks {
-                for conv in block.convs_mut() {
-                    conv.fuse()?;
-                }
-            }
+        for block in self.layers.iter_mut().flat_map(|l| &mut l.blocks) {
+            block.fuse()?;
         }
-        Ok(())
+        self.detect.fuse()
     }
 
     /// Every learnable parameter (BatchNorm running statistics and anchors excluded).
     pub fn params(&self) -> Vec<Tensor> {
-        let mut params: Vec<Tensor> = self.layers.iter().flat_map(|l| &l.blocks).flat_map(Block::convs).flat_map(Conv::params).collect();
+        let mut params: Vec<Tensor> = self.layers.iter().flat_map(|l| &l.blocks).flat_map(Block::params).collect();
         params.extend(self.detect.params());
         params
     }
@@ -260,7 +272,10 @@ impl Model {
             ));
         }
         if strict {
-            let mut unexpected: Vec<&String> = tensors.keys().filter(|k| !data.contains_key(*k) && !k.ends_with("num_batches_tracked")).collect();
+            // yolov7's IDetect also stores `anchor_grid`: its anchors in pixels, which follow
+            // from `anchors` and the strides.
+            let derived = |k: &str| k.ends_with("num_batches_tracked") || k.ends_with(".anchor_grid");
+            let mut unexpected: Vec<&String> = tensors.keys().filter(|k| !data.contains_key(*k) && !derived(k)).collect();
             unexpected.sort();
             if !unexpected.is_empty() {
                 let shown: Vec<&str> = unexpected.iter().take(8).map(|s| s.as_str()).collect();
@@ -301,7 +316,12 @@ fn module_name(m: &ModuleRow) -> &'static str {
         ModuleRow::Focus { .. } => "Focus",
         ModuleRow::Concat { .. } => "Concat",
         ModuleRow::Upsample { .. } => "nn.Upsample",
-        ModuleRow::Detect { .. } => "Detect",
+        ModuleRow::Mp { .. } => "MP",
+        ModuleRow::Sp { .. } => "SP",
+        ModuleRow::Sppcspc { .. } => "SPPCSPC",
+        ModuleRow::RepConv { .. } => "RepConv",
+        ModuleRow::Detect { kind: DetectKind::Detect, .. } => "Detect",
+        ModuleRow::Detect { kind: DetectKind::IDetect, .. } => "IDetect",
     }
 }
 

@@ -1,5 +1,5 @@
-//! The model YAML, exactly as YOLOv5 v7.0's `parse_model` reads it, parsed into typed
-//! rows. Nothing is evaluated: the few names ultralytics `eval`s (`nc`, `anchors`, `None`,
+//! The model YAML, exactly as YOLOv5 v7.0's and yolov7's `parse_model` read it, parsed into
+//! typed rows. Nothing is evaluated: the few names they `eval` (`nc`, `anchors`, `None`,
 //! activation specs) are resolved here by name.
 
 use std::path::{Path, PathBuf};
@@ -38,9 +38,12 @@ pub struct LayerRow {
     pub module: ModuleRow,
 }
 
-/// The modules YOLOv5 models use, with their arguments resolved (widths before scaling).
+/// The modules YOLOv5 and YOLOv7 models use, with their arguments resolved (widths before
+/// scaling).
 #[derive(Debug, Clone, PartialEq)]
 pub enum ModuleRow {
+    /// YOLOv5's `Conv(c1, c2, k, s, p, g, d, act)`, or yolov7's `Conv(c1, c2, k, s, p, g, act)`
+    /// (then `d` is 1).
     Conv {
         c2: usize,
         k: usize,
@@ -84,14 +87,47 @@ pub enum ModuleRow {
     Upsample {
         scale: usize,
     },
+    /// yolov7's `MP(k)`: k×k max-pooling with stride k.
+    Mp {
+        k: usize,
+    },
+    /// yolov7's `SP(k, s)`: k×k max-pooling with stride s and padding k // 2.
+    Sp {
+        k: usize,
+        s: usize,
+    },
+    /// yolov7's `SPPCSPC(c1, c2, n, shortcut, g, e, k)`; n, shortcut and g are read but, as
+    /// in yolov7, unused.
+    Sppcspc {
+        c2: usize,
+        e: f64,
+        k: Vec<usize>,
+    },
+    /// yolov7's `RepConv(c1, c2, k=3, s, p, g, act)`, in its training form.
+    RepConv {
+        c2: usize,
+        s: usize,
+        g: usize,
+        act: ActArg,
+    },
     Detect {
+        kind: DetectKind,
         nc: usize,
         anchors: Vec<Vec<(f64, f64)>>,
     },
 }
 
+/// Which head a `Detect` row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DetectKind {
+    /// YOLOv5's Detect.
+    Detect,
+    /// yolov7's IDetect: Detect with implicit knowledge (ImplicitA/ImplicitM) around each conv.
+    IDetect,
+}
+
 /// The module names a row may use, for messages.
-pub const MODULES: &[&str] = &["Conv", "Bottleneck", "C3", "SPPF", "SPP", "Focus", "Concat", "nn.Upsample", "Detect"];
+pub const MODULES: &[&str] = &["Conv", "Bottleneck", "C3", "SPPF", "SPP", "Focus", "Concat", "nn.Upsample", "Detect", "MP", "SP", "SPPCSPC", "RepConv", "IDetect"];
 
 const KEYS: &[&str] = &["nc", "depth_multiple", "width_multiple", "anchors", "backbone", "head", "activation", "ch"];
 
@@ -122,6 +158,9 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("yolov5m6.yaml", include_str!("../../configs/models/yolov5m6.yaml")),
     ("yolov5l6.yaml", include_str!("../../configs/models/yolov5l6.yaml")),
     ("yolov5x6.yaml", include_str!("../../configs/models/yolov5x6.yaml")),
+    ("yolov7.yaml", include_str!("../../configs/models/yolov7.yaml")),
+    ("yolov7x.yaml", include_str!("../../configs/models/yolov7x.yaml")),
+    ("yolov7-tiny.yaml", include_str!("../../configs/models/yolov7-tiny.yaml")),
 ];
 
 impl ModelConfig {
@@ -324,6 +363,16 @@ impl<'a> Args<'a> {
         }
     }
 
+    fn usize_list_or(&self, i: usize, default: &[usize]) -> Result<Vec<usize>, String> {
+        match self.get(i) {
+            None => Ok(default.to_vec()),
+            Some(v) => v
+                .as_sequence()
+                .and_then(|s| s.iter().map(|x| x.as_u64().filter(|n| *n >= 1).map(|n| n as usize)).collect::<Option<Vec<_>>>())
+                .ok_or_else(|| self.bad(i, "a list of kernel sizes")),
+        }
+    }
+
     fn act(&self, i: usize) -> Result<ActArg, String> {
         match self.values.get(i) {
             None => Ok(ActArg::Default),
@@ -345,6 +394,11 @@ fn is_none(v: &Value) -> bool {
 
 fn parse_module(name: &str, values: &[Value], ctx: &RowContext) -> Result<ModuleRow, String> {
     let module = match name {
+        // yolov7's Conv has no dilation: True, False or a spec in the sixth place is its `act`.
+        "Conv" if matches!(values.get(5), Some(Value::Bool(_) | Value::String(_))) => {
+            let a = Args::new(values, &["c2", "k", "s", "p", "g", "act"], 1)?;
+            ModuleRow::Conv { c2: a.c2()?, k: a.usize_or(1, 1)?, s: a.usize_or(2, 1)?, p: a.opt_usize(3)?, g: a.usize_or(4, 1)?, d: 1, act: a.act(5)? }
+        }
         "Conv" => {
             let a = Args::new(values, &["c2", "k", "s", "p", "g", "d", "act"], 1)?;
             ModuleRow::Conv { c2: a.c2()?, k: a.usize_or(1, 1)?, s: a.usize_or(2, 1)?, p: a.opt_usize(3)?, g: a.usize_or(4, 1)?, d: a.usize_or(5, 1)?, act: a.act(6)? }
@@ -360,11 +414,35 @@ fn parse_module(name: &str, values: &[Value], ctx: &RowContext) -> Result<Module
         }
         "SPP" => {
             let a = Args::new(values, &["c2", "k"], 1)?;
-            let k = match a.get(1) {
-                None => vec![5, 9, 13],
-                Some(v) => v.as_sequence().and_then(|s| s.iter().map(|x| x.as_u64().map(|n| n as usize)).collect::<Option<Vec<_>>>()).ok_or_else(|| a.bad(1, "a list of kernel sizes"))?,
-            };
-            ModuleRow::Spp { c2: a.c2()?, k }
+            ModuleRow::Spp { c2: a.c2()?, k: a.usize_list_or(1, &[5, 9, 13])? }
+        }
+        "MP" => {
+            let a = Args::new(values, &["k"], 0)?;
+            ModuleRow::Mp { k: a.usize_or(0, 2)? }
+        }
+        "SP" => {
+            let a = Args::new(values, &["k", "s"], 0)?;
+            ModuleRow::Sp { k: a.usize_or(0, 3)?, s: a.usize_or(1, 1)? }
+        }
+        "SPPCSPC" => {
+            let a = Args::new(values, &["c2", "shortcut", "g", "e", "k"], 1)?;
+            // yolov7 passes shortcut and g on but never reads them; a mistyped one is still a mistake.
+            a.bool_or(1, false)?;
+            a.usize_or(2, 1)?;
+            ModuleRow::Sppcspc { c2: a.c2()?, e: a.f64_or(3, 0.5)?, k: a.usize_list_or(4, &[5, 9, 13])? }
+        }
+        "RepConv" => {
+            let a = Args::new(values, &["c2", "k", "s", "p", "g", "act", "deploy"], 1)?;
+            if a.usize_or(1, 3)? != 3 {
+                return Err(a.bad(1, "3 (yolov7's RepConv is 3×3 only)"));
+            }
+            if a.opt_usize(3)?.is_some_and(|p| p != 1) {
+                return Err(a.bad(3, "None or 1 (yolov7's RepConv pads by 1)"));
+            }
+            if a.bool_or(6, false)? {
+                return Err(a.bad(6, "False: actyolo builds the training form, and `fuse` makes the deploy form for inference"));
+            }
+            ModuleRow::RepConv { c2: a.c2()?, s: a.usize_or(2, 1)?, g: a.usize_or(4, 1)?, act: a.act(5)? }
         }
         "Focus" => {
             let a = Args::new(values, &["c2", "k", "s", "p", "g", "act"], 1)?;
@@ -393,7 +471,7 @@ fn parse_module(name: &str, values: &[Value], ctx: &RowContext) -> Result<Module
             }
             ModuleRow::Upsample { scale }
         }
-        "Detect" => {
+        "Detect" | "IDetect" => {
             let a = Args::new(values, &["nc", "anchors"], 2)?;
             let nc = match &values[0] {
                 Value::String(s) if s == "nc" => ctx.nc,
@@ -403,7 +481,8 @@ fn parse_module(name: &str, values: &[Value], ctx: &RowContext) -> Result<Module
                 Value::String(s) if s == "anchors" => ctx.anchors.to_vec(),
                 v => parse_anchors(v).map_err(|m| format!("argument 1 (`anchors`): {m}"))?,
             };
-            ModuleRow::Detect { nc, anchors }
+            let kind = if name == "IDetect" { DetectKind::IDetect } else { DetectKind::Detect };
+            ModuleRow::Detect { kind, nc, anchors }
         }
         _ => {
             let closest = MODULES.iter().max_by(|a, b| strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b))).copied().unwrap_or("Conv");

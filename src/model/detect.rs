@@ -1,11 +1,13 @@
 //! YOLOv5's Detect head: one 1×1 conv per level, anchors and strides, and the decode
-//! xy = (2σ − 0.5 + grid)·stride, wh = (2σ)²·anchor.
+//! xy = (2σ − 0.5 + grid)·stride, wh = (2σ)²·anchor; and yolov7's IDetect, the same head
+//! with implicit knowledge around each conv: conv(x + ia)·im.
 
 use candle_core::{DType, Device, Result, Tensor, Var, D};
 use candle_nn::Init;
 
 use super::blocks::{BlockContext, Cost};
-use super::kernels::conv::{conv2d, Conv2dParams};
+use super::config::DetectKind;
+use super::kernels::conv::{conv2d_with_bias, Conv2dParams};
 use crate::act::kernels::pointwise;
 use crate::act::pointwise::{Pointwise, Sigmoid};
 
@@ -18,6 +20,8 @@ pub struct Detect {
     pub no: usize,
     /// Per level: the 1×1 conv's weight and bias.
     convs: Vec<(Tensor, Tensor)>,
+    /// IDetect's implicit knowledge per level (none for Detect, and none once fused).
+    implicit: Vec<Implicit>,
     /// (levels, anchors, 2) in units of each level's stride (state_dict `anchors`).
     pub anchors: Tensor,
     pub strides: Vec<f64>,
@@ -26,7 +30,7 @@ pub struct Detect {
 impl Detect {
     /// Builds the head for inputs of `channels` with `strides`. `anchors_px` are in pixels;
     /// when the weights come from a checkpoint its `anchors` (already in stride units) win.
-    pub fn new(nc: usize, anchors_px: &[Vec<(f64, f64)>], channels: &[usize], strides: Vec<f64>, ctx: &BlockContext) -> Result<Detect> {
+    pub fn new(kind: DetectKind, nc: usize, anchors_px: &[Vec<(f64, f64)>], channels: &[usize], strides: Vec<f64>, ctx: &BlockContext) -> Result<Detect> {
         let (nl, na, no) = (anchors_px.len(), anchors_px[0].len(), nc + 5);
         let loading = ctx.vb.contains_tensor("anchors");
         let anchors = ctx.vb.get_with_hints((nl, na, 2), "anchors", Init::Const(0.0))?;
@@ -46,24 +50,52 @@ impl Detect {
             let weight = vb.get_with_hints((na * no, c, 1, 1), "weight", init)?;
             let bias = vb.get_with_hints(na * no, "bias", init)?;
             if fresh {
-                Var::from_tensor(&bias)?.set(&prior_bias(&bias, na, nc, strides[i])?)?;
+                Var::from_tensor(&bias)?.set(&prior_bias(kind, &bias, na, nc, strides[i])?)?;
             }
             convs.push((weight, bias));
         }
-        Ok(Detect { nc, na, no, convs, anchors, strides })
+        let implicit = match kind {
+            DetectKind::Detect => vec![],
+            DetectKind::IDetect => channels.iter().enumerate().map(|(i, &c)| Implicit::new(c, na * no, i, ctx)).collect::<Result<_>>()?,
+        };
+        Ok(Detect { nc, na, no, convs, implicit, anchors, strides })
     }
 
     pub fn params(&self) -> Vec<Tensor> {
-        self.convs.iter().flat_map(|(w, b)| [w.clone(), b.clone()]).collect()
+        let convs = self.convs.iter().flat_map(|(w, b)| [w.clone(), b.clone()]);
+        convs.chain(self.implicit.iter().flat_map(|k| [k.add.clone(), k.mul.clone()])).collect()
+    }
+
+    /// Folds IDetect's implicit knowledge into the convs, as yolov7's `IDetect.fuse`:
+    /// bias' = (bias + W·ia)·im and W' = W·im, per output channel.
+    pub fn fuse(&mut self) -> Result<()> {
+        for ((weight, bias), Implicit { add, mul }) in self.convs.iter_mut().zip(std::mem::take(&mut self.implicit)) {
+            let (co, ci) = (weight.dim(0)?, weight.dim(1)?);
+            let shift = weight.detach().reshape((co, ci))?.matmul(&add.detach().reshape((ci, 1))?)?.reshape(co)?;
+            let scale = mul.detach().reshape(co)?;
+            *bias = ((bias.detach() + shift)? * &scale)?;
+            *weight = weight.detach().broadcast_mul(&scale.reshape((co, 1, 1, 1))?)?;
+        }
+        Ok(())
     }
 
     /// Raw maps per level, (bs, na, ny, nx, no), as Detect returns them in training.
     pub fn forward(&self, xs: &[Tensor]) -> Result<Vec<Tensor>> {
         xs.iter()
             .zip(&self.convs)
-            .map(|(x, (w, b))| {
+            .enumerate()
+            .map(|(i, (x, (w, b)))| {
                 let (bs, _, ny, nx) = x.dims4()?;
-                let y = conv2d(x, w, Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 })?.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?;
+                let implicit = self.implicit.get(i);
+                let x = match implicit {
+                    Some(k) => x.broadcast_add(&k.add)?,
+                    None => x.clone(),
+                };
+                let y = conv2d_with_bias(&x, w, b, Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 })?;
+                let y = match implicit {
+                    Some(k) => y.broadcast_mul(&k.mul)?,
+                    None => y,
+                };
                 y.reshape((bs, self.na, self.no, ny, nx))?.permute((0, 1, 3, 4, 2))?.contiguous()
             })
             .collect()
@@ -94,6 +126,23 @@ impl Detect {
     }
 }
 
+/// yolov7's ImplicitA (`ia.{level}.implicit`, added to the conv's input) and ImplicitM
+/// (`im.{level}.implicit`, multiplying its output), each (1, channels, 1, 1).
+#[derive(Debug)]
+struct Implicit {
+    add: Tensor,
+    mul: Tensor,
+}
+
+impl Implicit {
+    /// Initialised as yolov7 does: normal around 0 (ia) and 1 (im), std 0.02.
+    fn new(c_in: usize, c_out: usize, level: usize, ctx: &BlockContext) -> Result<Implicit> {
+        let add = ctx.vb.pp("ia").pp(level).get_with_hints((1, c_in, 1, 1), "implicit", Init::Randn { mean: 0.0, stdev: 0.02 })?;
+        let mul = ctx.vb.pp("im").pp(level).get_with_hints((1, c_out, 1, 1), "implicit", Init::Randn { mean: 1.0, stdev: 0.02 })?;
+        Ok(Implicit { add, mul })
+    }
+}
+
 /// Cell offsets minus 0.5, (1, 1, ny, nx, 2) as (x, y).
 fn make_grid(ny: usize, nx: usize, device: &Device) -> Result<Tensor> {
     let cells: Vec<f32> = (0..ny).flat_map(|y| (0..nx).flat_map(move |x| [x as f32 - 0.5, y as f32 - 0.5])).collect();
@@ -117,12 +166,17 @@ fn grid_units(anchors_px: &[Vec<(f64, f64)>], strides: &[f64]) -> Vec<f32> {
 }
 
 /// YOLOv5's prior on a fresh head: objectness for ~8 objects per 640² image, and class
-/// scores of 0.6 / (nc − 0.99999) (https://arxiv.org/abs/1708.02002 section 3.3).
-fn prior_bias(bias: &Tensor, na: usize, nc: usize, stride: f64) -> Result<Tensor> {
+/// scores of 0.6 / (nc − 0.99999) (https://arxiv.org/abs/1708.02002 section 3.3); yolov7
+/// writes nc − 0.99.
+fn prior_bias(kind: DetectKind, bias: &Tensor, na: usize, nc: usize, stride: f64) -> Result<Tensor> {
     let no = nc + 5;
     let mut b = bias.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let obj = (8.0 / (640.0 / stride).powi(2)).ln();
-    let cls = (0.6 / (nc as f64 - 0.99999)).ln();
+    let offset = match kind {
+        DetectKind::Detect => 0.99999,
+        DetectKind::IDetect => 0.99,
+    };
+    let cls = (0.6 / (nc as f64 - offset)).ln();
     for a in 0..na {
         b[a * no + 4] += obj;
         for c in 0..nc {

@@ -1,4 +1,4 @@
-//! Reads ultralytics YOLOv5 `.pt` checkpoints without Python.
+//! Reads ultralytics YOLOv5 and WongKinYiu yolov7 `.pt` checkpoints without Python.
 //!
 //! A train.py checkpoint is a torch zip archive whose `data.pkl` pickles a dict holding
 //! whole `nn.Module`s, not state_dicts, so candle's `read_pth_tensor_info` finds no tensors
@@ -7,7 +7,9 @@
 //! state is its `__dict__`; its `_parameters` and `_buffers` hold the tensors (each a
 //! `_rebuild_tensor_v2` view into a storage, the archive entry `<dir>data/<key>`) and its
 //! `_modules` the submodules. Everything else in `__dict__` (Detect's `anchor_grid` lists,
-//! the model's `stride`) is not part of the state_dict and is skipped.
+//! the model's `stride`) is not part of the state_dict and is skipped. The module classes
+//! (`models.yolo.DetectionModel`, yolov7's `models.yolo.Model`, `models.common.RepConv`, ...)
+//! are never looked at: the names come from the `_modules` keys, as in torch.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -20,7 +22,7 @@ use serde_yaml::Value;
 use zip::result::ZipError;
 use zip::ZipArchive;
 
-/// What a YOLOv5 checkpoint holds, in actyolo's terms.
+/// What a YOLOv5 or yolov7 checkpoint holds, in actyolo's terms.
 #[derive(Debug)]
 pub struct PtCheckpoint {
     /// The state_dict by ultralytics name (`model.0.conv.weight`), in the dtype stored
@@ -77,14 +79,14 @@ pub enum PtError {
     },
     #[error(
         "{}: no 'model' or 'ema' entry holding a model or a state_dict (the file holds {found}): \
-         pass a YOLOv5 train.py checkpoint, a torch.save(model) file or a state_dict",
+         pass a YOLOv5 or yolov7 train.py checkpoint, a torch.save(model) file or a state_dict",
         .path.display()
     )]
     NoWeights { path: PathBuf, found: String },
     #[error(
         "{}: no yaml in the model, so its layout is unknown: re-save it from a yolov5 \
-         DetectionModel built from a model yaml, or save model.state_dict() and give the yaml \
-         separately",
+         DetectionModel or yolov7 Model built from a model yaml, or save model.state_dict() and \
+         give the yaml separately",
         .path.display()
     )]
     NoYaml { path: PathBuf },
@@ -114,7 +116,7 @@ pub enum PtError {
     Malformed { path: PathBuf, what: String },
 }
 
-/// Reads a YOLOv5 checkpoint: train.py's {'model', 'ema', 'epoch', ...} dict, a
+/// Reads a YOLOv5 or yolov7 checkpoint: train.py's {'model', 'ema', 'epoch', ...} dict, a
 /// torch.save(model) file, or a state_dict (bare or under 'model' / 'state_dict').
 pub fn read_pt(path: &Path) -> Result<PtCheckpoint, PtError> {
     let mut archive = TorchArchive::open(path)?;
@@ -521,7 +523,8 @@ fn storage_dtype(storage_class: &str) -> Option<DType> {
     })
 }
 
-/// The model's `yaml` attribute: the config dict yolov5's DetectionModel was built from.
+/// The model's `yaml` attribute: the config dict yolov5's DetectionModel (yolov7's Model)
+/// was built from.
 fn model_yaml(path: &Path, state: &[(Object, Object)]) -> Result<Value, PtError> {
     match dict_get(state, "yaml") {
         Some(yaml @ Object::Dict(_)) => to_yaml(yaml).map_err(|what| PtError::Malformed {

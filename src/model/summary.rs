@@ -2,12 +2,14 @@
 
 use serde::Serialize;
 
+use super::blocks::Block;
 use super::build::{LayerSummary, Model};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelSummary {
     pub config: String,
-    /// The activation most Convs run (the override, the YAML's, or SiLU).
+    /// The activation most Convs run: the override, else the one most rows name (yolov7-tiny's
+    /// nn.LeakyReLU(0.1)), else the YAML's, else SiLU.
     pub activation: String,
     pub layers: Vec<LayerSummary>,
     pub parameters: usize,
@@ -19,7 +21,7 @@ impl ModelSummary {
     pub fn of(model: &Model, imgsz: usize) -> ModelSummary {
         ModelSummary {
             config: model.config.source.clone(),
-            activation: model.default_activation().to_string(),
+            activation: most_common_activation(model),
             layers: model.summary.clone(),
             parameters: model.num_params(),
             gflops: model.gflops(imgsz),
@@ -39,4 +41,19 @@ impl ModelSummary {
         );
         out
     }
+}
+
+/// The activation the most Convs (and RepConvs) run; the model's default on a tie with it.
+fn most_common_activation(model: &Model) -> String {
+    let default = model.default_activation().to_string();
+    let mut counts: Vec<(String, usize)> = vec![(default, 0)];
+    for act in model.layers.iter().flat_map(|l| &l.blocks).flat_map(Block::activations) {
+        let spec = act.spec().to_string();
+        match counts.iter_mut().find(|(s, _)| *s == spec) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((spec, 1)),
+        }
+    }
+    // max_by_key keeps the last maximum; reversed, the first (the default) wins ties.
+    counts.into_iter().rev().max_by_key(|(_, n)| *n).map(|(s, _)| s).unwrap_or_default()
 }

@@ -1,5 +1,6 @@
 //! Weights in and out: safetensors with ultralytics state_dict names (plus the model YAML
-//! and class names in the header's metadata), and ultralytics `.pt` checkpoints.
+//! and class names in the header's metadata), and ultralytics (YOLOv5) and yolov7 `.pt`
+//! checkpoints.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,7 +32,7 @@ fn file_error(path: &Path, message: impl Into<String>) -> WeightsError {
     WeightsError::File { path: path.to_owned(), message: message.into() }
 }
 
-/// Reads `.pt`/`.pth` (ultralytics checkpoints) or `.safetensors`.
+/// Reads `.pt`/`.pth` (YOLOv5 and yolov7 checkpoints) or `.safetensors`.
 pub fn read_weights(path: &Path) -> Result<Weights, WeightsError> {
     match path.extension().and_then(|e| e.to_str()) {
         Some("pt" | "pth") => {

@@ -18,7 +18,8 @@ pub enum OptimizerKind {
 
 /// The groups train.py's `smart_optimizer` makes, in its order: biases (no decay; its
 /// learning rate warms *down* from warmup_bias_lr), weights with decay, and BatchNorm
-/// weights (no decay). Activation parameters (PReLU, FReLU, ACON) join the last group.
+/// weights (no decay). Activation parameters (PReLU, FReLU, ACON) join the last group, and
+/// so does yolov7's implicit knowledge (IDetect's `ia`/`im`), as yolov7's train.py puts it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GroupKind {
     Bias,
@@ -33,11 +34,17 @@ pub fn group_of(name: &str) -> Option<GroupKind> {
         None
     } else if name.ends_with(".bias") {
         Some(GroupKind::Bias)
-    } else if name.ends_with(".bn.weight") || name.contains(".act.") {
+    } else if is_batchnorm_weight(name) || name.contains(".act.") || name.ends_with(".implicit") {
         Some(GroupKind::NoDecay)
     } else {
         Some(GroupKind::Decay)
     }
+}
+
+/// A BatchNorm's weight: a Conv's `bn`, or one in a yolov7 RepConv's branches
+/// (`rbr_dense.1`, `rbr_1x1.1`, `rbr_identity`).
+fn is_batchnorm_weight(name: &str) -> bool {
+    [".bn.weight", ".rbr_dense.1.weight", ".rbr_1x1.1.weight", ".rbr_identity.weight"].iter().any(|suffix| name.ends_with(suffix))
 }
 
 #[derive(Debug, Clone)]

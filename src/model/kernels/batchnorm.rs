@@ -9,6 +9,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::act::kernels::with_f32_data;
 use crate::act::pointwise::{Pointwise, ScalarFn};
 use crate::profile::{self, Stage};
 use crate::with_scalar_fn;
@@ -134,8 +135,7 @@ impl CustomOp3 for BatchNormAct {
     fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let _t = profile::span(Stage::BatchNormBackward);
         let dims = sizes(x.dims())?;
-        let v = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
-        let (dx, dw, db) = self.backward(&v(x)?, &v(w)?, &v(b)?, &v(dy)?, dims);
+        let (dx, dw, db) = with_f32_data("batch_norm backward", [x, w, b, dy], |[x, w, b, dy]| self.backward(x, w, b, dy, dims))?;
         Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(Tensor::from_vec(dw, w.shape(), w.device())?), Some(Tensor::from_vec(db, b.shape(), b.device())?)))
     }
 }
@@ -150,8 +150,7 @@ pub fn batch_norm_act(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64, stat
         Some(s) => s,
         None => {
             let dims = sizes(x.dims())?;
-            let data = x.flatten_all()?.to_vec1::<f32>()?;
-            channel_stats(&data, dims)
+            with_f32_data("batch_norm", [&x], |[x]| channel_stats(x, dims))?
         }
     });
     let op = BatchNormAct { stats: stats.clone(), eps: eps as f32, batch_stats, act };

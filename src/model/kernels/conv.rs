@@ -3,10 +3,11 @@
 //! and computes it even for the input image; here both gradients are GEMMs over the same
 //! unfolded columns, and the input gradient is skipped when nothing upstream needs it.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
+use crate::act::kernels::{contiguous, with_f32_data};
 use crate::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -152,18 +153,32 @@ impl Geometry {
         if self.n >= rayon::current_num_threads() { 1 } else { rayon::current_num_threads() }
     }
 
-    fn forward(&self, x: &[f32], w: &[f32]) -> Vec<f32> {
+    /// The convolution, plus `bias` per output channel when given: the GEMM then adds
+    /// onto planes that start at the bias (no separate pass, no broadcast in the graph).
+    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let threads = self.gemm_threads();
         let mut y = vec![0f32; self.n * self.co * plane];
         y.par_chunks_mut(self.co * plane).zip(x.par_chunks(self.image())).for_each_init(Vec::new, |scratch, (y, x)| {
+            if let Some(bias) = bias {
+                y.chunks_exact_mut(plane).zip(bias).for_each(|(out, &b)| out.fill(b));
+            }
             for g in 0..self.groups() {
                 let cols = self.columns(x, g, scratch);
                 let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
-                matmul(&mut y[g * cog * plane..][..cog * plane], wg, MatRef::rows(cols, kdim, plane), false, threads);
+                matmul(&mut y[g * cog * plane..][..cog * plane], wg, MatRef::rows(cols, kdim, plane), bias.is_some(), threads);
             }
         });
         y
+    }
+
+    /// The bias gradient: dY summed per output channel over the images and the plane.
+    fn bias_grad(&self, dy: &[f32]) -> Vec<f32> {
+        let plane = self.plane();
+        (0..self.co)
+            .into_par_iter()
+            .map(|co| (0..self.n).map(|i| dy[(i * self.co + co) * plane..][..plane].iter().sum::<f32>()).sum())
+            .collect()
     }
 
     /// The weight gradient, and the input gradient when `want_dx`, in two parallel
@@ -226,12 +241,36 @@ impl Geometry {
     }
 }
 
-/// The op: `conv2d(x, weight)` without bias.
+/// The op: `conv2d(x, weight)` (two arguments) or `conv2d(x, weight) + bias` (three).
 #[derive(Debug, Clone, Copy)]
 pub struct Conv2dOp(pub Conv2dParams);
 
-fn f32_data(t: &Tensor) -> Result<Vec<f32>> {
-    t.flatten_all()?.to_vec1::<f32>()
+impl Conv2dOp {
+    fn fwd(&self, (xs, xl): (&CpuStorage, &Layout), (ws, wl): (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+        let geo = Geometry::new(xl.dims(), wl.dims(), self.0)?;
+        let x = contiguous::<f32>("conv2d", xs, xl)?;
+        let w = contiguous::<f32>("conv2d", ws, wl)?;
+        let bias = bias.map(|(bs, bl)| contiguous::<f32>("conv2d", bs, bl)).transpose()?;
+        if let Some(b) = bias.filter(|b| b.len() != geo.co) {
+            candle_core::bail!("conv2d: {} biases for {} output channels", b.len(), geo.co);
+        }
+        Ok((CpuStorage::F32(geo.forward(x, w, bias)), Shape::from((geo.n, geo.co, geo.oh, geo.ow))))
+    }
+
+    /// The input gradient (None for a constant input, such as the image), the weight
+    /// gradient, and the bias gradient when `with_bias`.
+    fn gradients(&self, x: &Tensor, w: &Tensor, dy: &Tensor, with_bias: bool) -> Result<(Option<Tensor>, Tensor, Option<Vec<f32>>)> {
+        // Everything but the input-gradient pass counts as the weight gradient.
+        let _t = profile::span(Stage::ConvBackwardWeight);
+        let geo = Geometry::new(x.dims(), w.dims(), self.0)?;
+        let want_dx = x.track_op();
+        let (dx, dw, db) = with_f32_data("conv2d backward", [x, w, dy], |[x, w, dy]| {
+            let (dx, dw) = geo.backward(x, w, dy, want_dx);
+            (dx, dw, with_bias.then(|| geo.bias_grad(dy)))
+        })?;
+        let dx = dx.map(|dx| Tensor::from_vec(dx, x.shape(), x.device())).transpose()?;
+        Ok((dx, Tensor::from_vec(dw, w.shape(), w.device())?, db))
+    }
 }
 
 impl CustomOp2 for Conv2dOp {
@@ -240,21 +279,28 @@ impl CustomOp2 for Conv2dOp {
     }
 
     fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let geo = Geometry::new(xl.dims(), wl.dims(), self.0)?;
-        let x = crate::act::kernels::contiguous::<f32>("conv2d", xs, xl)?;
-        let w = crate::act::kernels::contiguous::<f32>("conv2d", ws, wl)?;
-        Ok((CpuStorage::F32(geo.forward(x, w)), Shape::from((geo.n, geo.co, geo.oh, geo.ow))))
+        self.fwd((xs, xl), (ws, wl), None)
     }
 
     fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        // Everything but the input-gradient pass counts as the weight gradient.
-        let _t = profile::span(Stage::ConvBackwardWeight);
-        let geo = Geometry::new(x.dims(), w.dims(), self.0)?;
-        // The input image (or any constant) needs no gradient.
-        let want_dx = x.track_op();
-        let (dx, dw) = geo.backward(&f32_data(x)?, &f32_data(w)?, &f32_data(dy)?, want_dx);
-        let dx = dx.map(|dx| Tensor::from_vec(dx, x.shape(), x.device())).transpose()?;
-        Ok((dx, Some(Tensor::from_vec(dw, w.shape(), w.device())?)))
+        let (dx, dw, _) = self.gradients(x, w, dy, false)?;
+        Ok((dx, Some(dw)))
+    }
+}
+
+impl CustomOp3 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "conv2d-gemm-bias"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.fwd((xs, xl), (ws, wl), Some((bs, bl)))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = self.gradients(x, w, dy, true)?;
+        let db = db.map(|db| Tensor::from_vec(db, b.shape(), b.device())).transpose()?;
+        Ok((dx, Some(dw), db))
     }
 }
 
@@ -262,4 +308,12 @@ impl CustomOp2 for Conv2dOp {
 pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
     x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp(params))
+}
+
+/// `conv2d` plus one `bias` per output channel, in one op: where a broadcast add would
+/// leave a broadcast node whose backward is a slow strided sum over (n, h, w), the bias
+/// gradient is one pass over dY inside the convolution's backward.
+pub fn conv2d_with_bias(x: &Tensor, weight: &Tensor, bias: &Tensor, params: Conv2dParams) -> Result<Tensor> {
+    let _t = profile::span(Stage::ConvForward);
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Conv2dOp(params))
 }

@@ -5,6 +5,9 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use crate::act::kernels::with_f32_data;
+use crate::profile::{self, Stage};
+
 #[derive(Debug, Clone, Copy)]
 pub struct MaxPool2d {
     pub kernel: usize,
@@ -71,24 +74,27 @@ impl CustomOp1 for MaxPool2d {
     }
 
     fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+        let _t = profile::span(Stage::PoolUpsampleBackward);
         let dims = arg.dims().to_vec();
-        let x = arg.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.flatten_all()?.to_vec1::<f32>()?;
-        let (_, index, out_shape) = self.run(&x, &dims);
-        let plane_out = out_shape.dims()[2] * out_shape.dims()[3];
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(dims[2] * dims[3])
-            .zip(index.par_chunks(plane_out).zip(g.par_chunks(plane_out)))
-            .for_each(|(dx, (index, g))| {
-                for (&i, &g) in index.iter().zip(g) {
-                    dx[i as usize] += g;
-                }
-            });
+        let dx = with_f32_data("max_pool2d backward", [arg, grad], |[x, g]| {
+            let (_, index, out_shape) = self.run(x, &dims);
+            let plane_out = out_shape.dims()[2] * out_shape.dims()[3];
+            let mut dx = vec![0f32; x.len()];
+            dx.par_chunks_mut(dims[2] * dims[3])
+                .zip(index.par_chunks(plane_out).zip(g.par_chunks(plane_out)))
+                .for_each(|(dx, (index, g))| {
+                    for (&i, &g) in index.iter().zip(g) {
+                        dx[i as usize] += g;
+                    }
+                });
+            dx
+        })?;
         Ok(Some(Tensor::from_vec(dx, dims, arg.device())?))
     }
 }
 
 /// Max pooling of an f32 NCHW tensor; differentiable.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
+    let _t = profile::span(Stage::PoolUpsampleForward);
     x.contiguous()?.apply_op1(MaxPool2d { kernel, stride, padding })
 }

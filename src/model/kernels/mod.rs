@@ -5,3 +5,4 @@ pub mod batchnorm;
 pub mod conv;
 pub mod gemm;
 pub mod maxpool;
+pub mod upsample;
