@@ -71,5 +71,25 @@ fn optional_keys_and_unknown_names() {
     std::fs::write(&file, format!("{}anchors: 3\nlabel_smoothing: 0.1\n", include_str!("../configs/hyps/hyp.scratch-low.yaml"))).unwrap();
     let hyp = Hyp::load(file.to_str().unwrap()).unwrap();
     assert_eq!((hyp.anchors, hyp.label_smoothing), (Some(3.0), Some(0.1)));
-    assert_eq!(Hyp::load("hyp.scratch-lo").unwrap_err().to_string(), "hyperparameters `hyp.scratch-lo` not found: it is neither a file nor a shipped set (hyp.scratch-low.yaml)");
+    assert_eq!(
+        Hyp::load("hyp.scratch-lo").unwrap_err().to_string(),
+        "hyperparameters `hyp.scratch-lo` not found: it is neither a file nor a shipped set (hyp.scratch-low.yaml, hyp.scratch.tiny.yaml, hyp.scratch.p5.yaml)"
+    );
+}
+
+#[test]
+fn yolov7_sets_load_with_paste_in_ignored_and_ota_selected() {
+    let tiny = Hyp::load("hyp.scratch.tiny").unwrap();
+    assert_eq!((tiny.lrf, tiny.mixup, tiny.paste_in, tiny.loss_ota), (0.01, 0.05, Some(0.05), Some(1)));
+    assert!(tiny.uses_ota() && !Hyp::default().uses_ota());
+    assert_eq!(tiny.ignored().len(), 1);
+    assert!(tiny.ignored()[0].contains("paste_in: 0.05"), "{:?}", tiny.ignored());
+    let p5 = Hyp::load("hyp.scratch.p5.yaml").unwrap();
+    assert_eq!((p5.lrf, p5.cls_gain, p5.obj_gain, p5.scale, p5.mixup, p5.paste_in), (0.1, 0.3, 0.7, 0.9, 0.15, Some(0.15)));
+    assert!(Hyp::default().ignored().is_empty());
+    let dir = scratch_dir("hyp-ota");
+    let file = dir.join("hyp.yaml");
+    std::fs::write(&file, include_str!("../configs/hyps/hyp.scratch.tiny.yaml").replace("loss_ota: 1", "loss_ota: 2")).unwrap();
+    let message = Hyp::load(file.to_str().unwrap()).unwrap_err().to_string();
+    assert!(message.starts_with(&file.display().to_string()) && message.contains("`loss_ota: 2` is out of range"), "{message}");
 }

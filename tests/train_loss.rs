@@ -3,43 +3,16 @@
 //! |ours − torch| <= 1e-5 + 1e-5·|torch| (torch in float64 from the float32 inputs).
 //! Fixtures: tools/gen_loss_fixtures.py.
 
+mod loss_support;
+
 use std::collections::HashMap;
 
-use actyolo::train::loss::{scale_loss_gains, LossError, LossGains, YoloLoss};
+use actyolo::train::loss::{scale_loss_gains, LossError, YoloLoss};
 use candle_core::{Device, Tensor, Var};
+use loss_support::{case_targets, close, gains, gradient_excess, tensor};
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loss");
-
-fn close(ours: f32, torch: f64) -> bool {
-    (ours as f64 - torch).abs() <= 1e-5 + 1e-5 * torch.abs()
-}
-
-fn gains(h: &Value) -> LossGains {
-    let g = |k: &str| h[k].as_f64().unwrap();
-    LossGains {
-        box_gain: g("box"),
-        cls_gain: g("cls"),
-        obj_gain: g("obj"),
-        cls_pw: g("cls_pw"),
-        obj_pw: g("obj_pw"),
-        anchor_t: g("anchor_t"),
-        fl_gamma: g("fl_gamma"),
-        label_smoothing: g("label_smoothing"),
-    }
-}
-
-fn tensor(v: &Value, shape: &[usize]) -> Tensor {
-    fn flatten(v: &Value, out: &mut Vec<f32>) {
-        match v {
-            Value::Array(items) => items.iter().for_each(|i| flatten(i, out)),
-            n => out.push(n.as_f64().unwrap() as f32),
-        }
-    }
-    let mut data = Vec::new();
-    flatten(v, &mut data);
-    Tensor::from_vec(data, shape, &Device::Cpu).unwrap()
-}
 
 fn fixtures() -> (Vec<Value>, HashMap<String, Tensor>) {
     let json: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/loss.json")).unwrap()).unwrap();
@@ -51,11 +24,6 @@ fn case_loss(case: &Value) -> YoloLoss {
     let nl = case["levels"].as_u64().unwrap() as usize;
     let anchors = tensor(&case["anchors"], &[nl, 3, 2]);
     YoloLoss::new(gains(&case["scaled_hyp"]), case["nc"].as_u64().unwrap() as usize, &anchors).unwrap()
-}
-
-fn case_targets(case: &Value) -> Tensor {
-    let n = case["targets"].as_array().unwrap().len();
-    tensor(&case["targets"], &[n, 6])
 }
 
 #[test]
@@ -98,9 +66,7 @@ fn loss_and_gradients_match_ultralytics() {
         }
         let grads = total.backward().unwrap();
         for (i, var) in preds.iter().enumerate() {
-            let ours = grads.get(var).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let torch = tensors[&format!("grad.{name}.{i}")].flatten_all().unwrap().to_vec1::<f32>().unwrap();
-            let worst = ours.iter().zip(&torch).map(|(o, t)| (o - t).abs() - 1e-5 * (1.0 + t.abs())).fold(f32::MIN, f32::max);
+            let worst = gradient_excess(grads.get(var).unwrap(), &tensors[&format!("grad.{name}.{i}")]);
             assert!(worst <= 0.0, "{name}: level {i} gradient off by {worst} beyond the tolerance");
         }
     }

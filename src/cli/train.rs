@@ -11,7 +11,7 @@ use crate::train::trainer::{latest_state, train, TrainEvent, TrainOptions};
 
 #[derive(Debug, Args)]
 pub struct TrainArgs {
-    /// Model config: a shipped name (yolov5n.yaml) or a YAML path.
+    /// Model config: a shipped name (yolov5n.yaml, yolov7-tiny.yaml, ...) or a YAML path.
     #[arg(long, default_value = "yolov5n.yaml")]
     pub cfg: String,
     /// Dataset YAML (ultralytics format); `actyolo data synth` makes one.
@@ -20,7 +20,7 @@ pub struct TrainArgs {
     /// Activation for every Conv, overriding the YAML (e.g. "nn.LeakyReLU(0.1)").
     #[arg(long)]
     pub act: Option<String>,
-    /// Hyperparameters: a shipped name or a YAML path.
+    /// Hyperparameters: a shipped name (hyp.scratch-low.yaml, yolov7's hyp.scratch.tiny.yaml and hyp.scratch.p5.yaml) or a YAML path.
     #[arg(long, default_value = "hyp.scratch-low.yaml")]
     pub hyp: String,
     /// Initial weights to fine-tune from (.pt or .safetensors).

@@ -9,6 +9,9 @@
 //! The arithmetic is f32, operation for operation as torch does it in training, so that
 //! decisions on a border (a centre exactly on a half cell, a ratio exactly at anchor_t)
 //! come out the same.
+//!
+//! yolov7's `ComputeLossOTA.find_3_positive` is the same matching: [`super::ota`] takes
+//! these positives as its candidates.
 
 use candle_core::{DType, Tensor};
 
@@ -38,6 +41,28 @@ pub struct Positive {
     pub tbox: [f32; 4],
     /// The matched anchor's width and height in grid units.
     pub anchor_wh: [f32; 2],
+}
+
+impl Positive {
+    /// The prediction at (`anchor`, cell `gy`, `gx`) of an `ny` × `nx` grid made
+    /// responsible for `target`: the centre is regressed relative to that cell.
+    pub fn for_target(target: &Target, anchor: usize, anchor_wh: [f32; 2], (gy, gx): (usize, usize), (ny, nx): (usize, usize)) -> Positive {
+        let (gain_x, gain_y) = (nx as f32, ny as f32);
+        Positive {
+            image: target.image,
+            anchor,
+            gy,
+            gx,
+            class: target.class,
+            tbox: [target.cx * gain_x - gx as f32, target.cy * gain_y - gy as f32, target.w * gain_x, target.h * gain_y],
+            anchor_wh,
+        }
+    }
+
+    /// The prediction's row in its level's maps flattened to (batch · na · ny · nx, no).
+    pub fn row(&self, (na, ny, nx): (usize, usize, usize)) -> usize {
+        ((self.image * na + self.anchor) * ny + self.gy) * nx + self.gx
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,7 +125,6 @@ struct AnchorMatch {
     anchor: usize,
     target: Target,
     gxy: [f32; 2],
-    gwh: [f32; 2],
 }
 
 /// The positives of one level with `anchors` (grid units) on an `ny` × `nx` grid, in
@@ -124,9 +148,8 @@ fn anchor_matches(targets: &[Target], anchors: &[[f32; 2]], gain: [f32; 2], anch
     let mut matches = Vec::new();
     for (a, anchor) in anchors.iter().enumerate() {
         for t in targets {
-            let gwh = [t.w * gain[0], t.h * gain[1]];
-            if shape_matches(gwh, *anchor, anchor_t) {
-                matches.push(AnchorMatch { anchor: a, target: *t, gxy: [t.cx * gain[0], t.cy * gain[1]], gwh });
+            if shape_matches([t.w * gain[0], t.h * gain[1]], *anchor, anchor_t) {
+                matches.push(AnchorMatch { anchor: a, target: *t, gxy: [t.cx * gain[0], t.cy * gain[1]] });
             }
         }
     }
@@ -161,15 +184,7 @@ fn positive(m: &AnchorMatch, anchor_wh: [f32; 2], offset: [f32; 2], (ny, nx): (u
     // in place (`gi.clamp_`, a view of `gij`), so the box offset is from the clamped cell.
     let gx = ((m.gxy[0] - offset[0]) as i64).clamp(0, nx as i64 - 1) as usize;
     let gy = ((m.gxy[1] - offset[1]) as i64).clamp(0, ny as i64 - 1) as usize;
-    Positive {
-        image: m.target.image,
-        anchor: m.anchor,
-        gy,
-        gx,
-        class: m.target.class,
-        tbox: [m.gxy[0] - gx as f32, m.gxy[1] - gy as f32, m.gwh[0], m.gwh[1]],
-        anchor_wh,
-    }
+    Positive::for_target(&m.target, m.anchor, anchor_wh, (gy, gx), (ny, nx))
 }
 
 #[cfg(test)]

@@ -1,11 +1,16 @@
-//! Training hyperparameters: ultralytics' `hyp.*.yaml` files, key for key.
+//! Training hyperparameters: ultralytics' `hyp.*.yaml` files, key for key, and yolov7's,
+//! whose two extra keys are `paste_in` (read and ignored) and `loss_ota` (the loss's assignment).
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
 /// The hyperparameter files that ship inside the binary, by file name.
-pub const SHIPPED: &[(&str, &str)] = &[("hyp.scratch-low.yaml", include_str!("../../configs/hyps/hyp.scratch-low.yaml"))];
+pub const SHIPPED: &[(&str, &str)] = &[
+    ("hyp.scratch-low.yaml", include_str!("../../configs/hyps/hyp.scratch-low.yaml")),
+    ("hyp.scratch.tiny.yaml", include_str!("../../configs/hyps/hyp.scratch.tiny.yaml")),
+    ("hyp.scratch.p5.yaml", include_str!("../../configs/hyps/hyp.scratch.p5.yaml")),
+];
 
 /// The default hyperparameters (YOLOv5's from-scratch, low-augmentation set).
 pub const DEFAULT_NAME: &str = "hyp.scratch-low.yaml";
@@ -63,6 +68,13 @@ pub struct Hyp {
     pub mosaic: f64,
     pub mixup: f64,
     pub copy_paste: f64,
+    /// yolov7's paste-in augmentation probability: accepted, and ignored (not implemented).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paste_in: Option<f64>,
+    /// yolov7's training loss choice: 0 is YOLOv5's loss, 1 yolov7's ComputeLossOTA (see
+    /// [`Hyp::uses_ota`]). Absent means 0 here, although yolov7 itself takes an absent key as 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_ota: Option<u8>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,14 +129,30 @@ impl Hyp {
         Ok(hyp)
     }
 
+    /// Messages for keys that are set but that actyolo does not act on.
+    pub fn ignored(&self) -> Vec<String> {
+        let paste_in = self.paste_in.filter(|p| *p > 0.0);
+        paste_in.map(|p| format!("hyp paste_in: {p} (yolov7's paste-in augmentation) is not implemented in actyolo and is ignored")).into_iter().collect()
+    }
+
+    /// Whether training uses yolov7's OTA assignment (`loss_ota: 1`); validation always
+    /// uses YOLOv5's, as yolov7's train.py does.
+    pub fn uses_ota(&self) -> bool {
+        self.loss_ota == Some(1)
+    }
+
     /// Rejects values that would make augmentation or the loss meaningless.
     fn validate(&self, source: &str) -> Result<(), HypError> {
+        if let Some(other) = self.loss_ota.filter(|v| *v > 1) {
+            return Err(HypError::Value { file: source.to_string(), key: "loss_ota", value: other.into(), expected: "0 (YOLOv5's loss) or 1 (yolov7's OTA)" });
+        }
         let probabilities = [
             ("flipud", self.flipud),
             ("fliplr", self.fliplr),
             ("mosaic", self.mosaic),
             ("mixup", self.mixup),
             ("copy_paste", self.copy_paste),
+            ("paste_in", self.paste_in.unwrap_or(0.0)),
         ];
         let non_negative = [
             ("lr0", self.lr0),

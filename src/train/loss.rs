@@ -9,12 +9,17 @@
 //! ultralytics' defaults are fixed here as in v7.0: IoU ratio `gr` 1.0, `sort_obj_iou`
 //! off, autobalance off.
 //!
+//! With [`Assignment::Ota`] it is yolov7's `ComputeLossOTA`: the same terms over the
+//! positives that [`ota::assign`] picks.
+//!
 //! [`assign::build_targets`]: super::assign::build_targets
+//! [`ota::assign`]: super::ota::assign
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
 
-use super::assign::{build_targets, targets_from_tensor, Positive, Target, TargetError};
+use super::assign::{build_targets, targets_from_tensor, Positive, TargetError};
 use super::hyp::Hyp;
+use super::ota;
 use crate::act::kernels::contiguous;
 use crate::act::kernels::pointwise::apply;
 use crate::act::pointwise::{LogSigmoid, Pointwise, Sigmoid};
@@ -73,16 +78,30 @@ pub enum LossError {
     Levels { expected: usize, got: usize },
     #[error("loss: level {level} predictions have shape {shape:?}; expected ({batch}, {na}, ny, nx, {no})")]
     PredShape { level: usize, shape: Vec<usize>, batch: usize, na: usize, no: usize },
+    #[error("loss: OTA assignment needs one finite stride > 0 per level ({levels} levels), got {strides:?}")]
+    Strides { levels: usize, strides: Vec<f32> },
     #[error("loss: {0}")]
     Targets(#[from] TargetError),
     #[error("loss: {0}")]
     Tensor(#[from] candle_core::Error),
 }
 
-/// YOLOv5's loss for a model with `nc` classes and the given anchors.
+/// How predictions are made responsible for targets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assignment {
+    /// YOLOv5's `build_targets` (also yolov7's `ComputeLoss`, `loss_ota: 0`).
+    Yolov5,
+    /// yolov7's `ComputeLossOTA` (`loss_ota: 1`). `strides` are the levels' pixels per
+    /// cell, with which it compares candidate and target boxes in pixels.
+    Ota { strides: Vec<f32> },
+}
+
+/// YOLOv5's loss for a model with `nc` classes and the given anchors, or yolov7's OTA loss
+/// with [`Assignment::Ota`].
 #[derive(Debug, Clone)]
 pub struct YoloLoss {
     gains: LossGains,
+    assignment: Assignment,
     nc: usize,
     /// Per level, per anchor: width and height in grid units (stride units).
     anchors: Vec<Vec<[f32; 2]>>,
@@ -117,6 +136,7 @@ impl YoloLoss {
         let focal_gamma = (gains.fl_gamma > 0.0).then_some(gains.fl_gamma);
         Ok(YoloLoss {
             gains,
+            assignment: Assignment::Yolov5,
             nc,
             anchors,
             balance,
@@ -125,6 +145,16 @@ impl YoloLoss {
             class_positive: 1.0 - 0.5 * gains.label_smoothing,
             class_negative: 0.5 * gains.label_smoothing,
         })
+    }
+
+    /// The same loss with positives picked by `assignment` (YOLOv5's unless changed).
+    pub fn with_assignment(self, assignment: Assignment) -> Result<YoloLoss, LossError> {
+        if let Assignment::Ota { strides } = &assignment {
+            if strides.len() != self.anchors.len() || !strides.iter().all(|s| s.is_finite() && *s > 0.0) {
+                return Err(LossError::Strides { levels: self.anchors.len(), strides: strides.clone() });
+            }
+        }
+        Ok(YoloLoss { assignment, ..self })
     }
 
     /// The loss of raw Detect maps `preds` (per level (bs, na, ny, nx, nc + 5), as
@@ -136,10 +166,22 @@ impl YoloLoss {
     pub fn compute(&self, preds: &[Tensor], targets: &Tensor) -> Result<(Tensor, [f32; 3]), LossError> {
         let batch = self.check_preds(preds)?;
         let targets = targets_from_tensor(targets, batch, self.nc)?;
+        let anchor_t = self.gains.anchor_t as f32;
+        let positives = match &self.assignment {
+            Assignment::Yolov5 => preds
+                .iter()
+                .zip(&self.anchors)
+                .map(|(pred, anchors)| {
+                    let (_, _, ny, nx, _) = pred.dims5()?;
+                    Ok(build_targets(&targets, anchors, (ny, nx), anchor_t))
+                })
+                .collect::<Result<Vec<_>, LossError>>()?,
+            Assignment::Ota { strides } => ota::assign(preds, &targets, &self.anchors, strides, anchor_t)?,
+        };
         let zero = Tensor::zeros((), preds[0].dtype(), preds[0].device())?;
         let (mut lbox, mut lobj, mut lcls) = (zero.clone(), zero.clone(), zero);
-        for (level, pred) in preds.iter().enumerate() {
-            let terms = self.level_terms(level, pred, &targets)?;
+        for (level, (pred, positives)) in preds.iter().zip(&positives).enumerate() {
+            let terms = self.level_terms(pred, positives)?;
             lbox = (lbox + terms.lbox)?;
             lobj = (lobj + (terms.lobj * self.balance[level])?)?;
             lcls = (lcls + terms.lcls)?;
@@ -168,19 +210,17 @@ impl YoloLoss {
         Ok(batch)
     }
 
-    /// One level's unweighted box, objectness and class terms.
-    fn level_terms(&self, level: usize, pred: &Tensor, targets: &[Target]) -> Result<LevelTerms, LossError> {
-        let (batch, na, ny, nx, no) = pred.dims5()?;
-        let positives = build_targets(targets, &self.anchors[level], (ny, nx), self.gains.anchor_t as f32);
+    /// One level's unweighted box, objectness and class terms over its `positives`.
+    fn level_terms(&self, pred: &Tensor, positives: &[Positive]) -> Result<LevelTerms, LossError> {
+        let (batch, na, ny, nx, _) = pred.dims5()?;
         let zero = Tensor::zeros((), pred.dtype(), pred.device())?;
         let mut objectness = vec![0f64; batch * na * ny * nx];
         let (lbox, lcls) = if positives.is_empty() {
             (zero.clone(), zero)
         } else {
-            let cells: Vec<usize> = positives.iter().map(|p| ((p.image * na + p.anchor) * ny + p.gy) * nx + p.gx).collect();
-            let index = Tensor::from_vec(cells.iter().map(|&c| c as u32).collect::<Vec<_>>(), cells.len(), pred.device())?;
-            let picked = pred.reshape((batch * na * ny * nx, no))?.index_select(&index, 0)?;
-            let iou = complete_iou(&predicted_boxes(&picked, &positives)?, &target_boxes(&positives, pred)?)?;
+            let cells: Vec<usize> = positives.iter().map(|p| p.row((na, ny, nx))).collect();
+            let picked = select_rows(pred, &cells)?;
+            let iou = complete_iou(&predicted_boxes(&picked, positives)?, &target_boxes(positives, pred)?)?;
             let lbox = iou.affine(-1.0, 1.0)?.mean_all()?;
             // The objectness target is the box's quality; where positives share a cell and
             // anchor, the last one's (as torch's index assignment leaves it).
@@ -188,7 +228,7 @@ impl YoloLoss {
             for (&cell, q) in cells.iter().zip(quality) {
                 objectness[cell] = q;
             }
-            let lcls = if self.nc > 1 { self.class_term(&picked, &positives)? } else { zero };
+            let lcls = if self.nc > 1 { self.class_term(&picked, positives)? } else { zero };
             (lbox, lcls)
         };
         let objectness = Tensor::from_vec(objectness, (batch, na, ny, nx), pred.device())?.to_dtype(pred.dtype())?;
@@ -211,6 +251,14 @@ struct LevelTerms {
     lbox: Tensor,
     lobj: Tensor,
     lcls: Tensor,
+}
+
+/// The rows `rows` of a level's maps (batch, na, ny, nx, no) flattened to (·, no): the
+/// predictions of those cells and anchors, (rows.len(), no).
+pub(super) fn select_rows(pred: &Tensor, rows: &[usize]) -> candle_core::Result<Tensor> {
+    let no = pred.dim(D::Minus1)?;
+    let index = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), pred.device())?;
+    pred.reshape(((), no))?.index_select(&index, 0)
 }
 
 fn scalar(t: &Tensor) -> candle_core::Result<f32> {

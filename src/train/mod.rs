@@ -2,6 +2,7 @@
 
 pub mod hyp;
 pub mod assign;
+pub mod ota;
 pub mod loss;
 pub mod ema;
 pub mod optim;

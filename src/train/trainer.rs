@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ema::ModelEma;
 use super::hyp::Hyp;
-use super::loss::{scale_loss_gains, LossGains, YoloLoss};
+use super::loss::{scale_loss_gains, Assignment, LossGains, YoloLoss};
 use super::optim::{Optimizer, OptimizerKind};
 use super::schedule::{LrSchedule, Warmup};
 use crate::act::ActSpec;
@@ -140,6 +140,8 @@ struct Run {
     val_loader: Loader,
     model: Model,
     eval_model: Model,
+    /// The training loss (OTA with `loss_ota: 1`) and the validation loss (always YOLOv5's).
+    train_loss: YoloLoss,
     loss: YoloLoss,
 }
 
@@ -151,6 +153,9 @@ impl Run {
         };
         std::fs::create_dir_all(dir.join("weights")).map_err(setup(&dir.display().to_string()))?;
         let hyp = Hyp::load(&options.hyp).map_err(setup("--hyp"))?;
+        for note in hyp.ignored() {
+            on(TrainEvent::Message(note));
+        }
         let data = DataConfig::load(&options.data).map_err(setup("--data"))?;
         let names = data.names.clone();
         let act = options.act.as_deref().map(ActSpec::parse).transpose().map_err(setup("--act"))?;
@@ -183,13 +188,15 @@ impl Run {
         let train_loader = loaders.pop().ok_or_else(|| TrainError::Setup("no training split".into()))?;
         let gains = scale_loss_gains(&LossGains::from_hyp(&hyp), model.detect.strides.len(), names.len(), options.imgsz);
         let loss = YoloLoss::new(gains, names.len(), &model.detect.anchors).map_err(setup("loss"))?;
+        let assignment = if hyp.uses_ota() { Assignment::Ota { strides: model.detect.strides.iter().map(|&s| s as f32).collect() } } else { Assignment::Yolov5 };
+        let train_loss = loss.clone().with_assignment(assignment).map_err(setup("loss"))?;
         let mut model = model;
         model.names = names.clone();
         let mut eval_model = eval_model;
         eval_model.names = names.clone();
         std::fs::write(dir.join("hyp.yaml"), serde_yaml::to_string(&hyp).unwrap_or_default()).map_err(setup("hyp.yaml"))?;
         std::fs::write(dir.join("opt.yaml"), serde_yaml::to_string(options).unwrap_or_default()).map_err(setup("opt.yaml"))?;
-        Ok(Run { options: options.clone(), dir, hyp, config, names, train_loader, val_loader, model, eval_model, loss })
+        Ok(Run { options: options.clone(), dir, hyp, config, names, train_loader, val_loader, model, eval_model, train_loss, loss })
     }
 
     fn execute(self, resumed: Option<(HashMap<String, candle_core::Tensor>, TrainState)>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome, TrainError> {
@@ -279,7 +286,7 @@ impl Run {
                 group.momentum = momentum;
             }
             let preds = self.model.forward(&batch.images, true).map_err(step_err)?;
-            let (total, parts) = self.loss.compute(&preds, &batch.targets).map_err(step_err)?;
+            let (total, parts) = self.train_loss.compute(&preds, &batch.targets).map_err(step_err)?;
             let value = total.to_scalar::<f32>().map_err(step_err)?;
             if !value.is_finite() {
                 let last = self.dir.join("weights").join("last.safetensors");
