@@ -86,12 +86,8 @@ struct Args {
 }
 
 fn main() -> Result<()> {
-    // candle's elementwise ops spin a pool of their own beside rayon's, which our kernels
-    // use: on a small machine the two fight over the cores. One candle thread leaves the
-    // cores to rayon (as src/main.rs does for the CLI).
-    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
-        std::env::set_var("CANDLE_NUM_THREADS", "1");
-    }
+    // One candle thread, and freed memory kept for reuse, as the CLI runs.
+    actyolo::runtime::configure();
     let args = Args::parse();
     if args.rss_child {
         return train_step_peak_rss();

@@ -10,4 +10,5 @@ pub mod experiment;
 pub mod model;
 pub mod plot;
 pub mod profile;
+pub mod runtime;
 pub mod train;

@@ -29,18 +29,21 @@ pub enum Stage {
     /// The backward kernels of pointwise activations and PReLU (the loss's sigmoids, a
     /// few thousand elements, land here too).
     ActivationBackward,
+    /// Max-pooling and nearest upsampling, forward.
+    PoolUpsampleForward,
+    PoolUpsampleBackward,
     /// The loss's forward pass (its backward runs inside the backward pass).
     Loss,
     Optimizer,
-    /// The rest of the model's forward pass: concat, upsample, max-pool, the Detect
-    /// head's reshapes, candle's generic ops.
+    /// The rest of the model's forward pass: concat, the Detect head's reshapes, candle's
+    /// generic ops.
     OtherForward,
     /// The rest of the backward pass: candle's generic op gradients and its gradient sums.
     OtherBackward,
 }
 
 impl Stage {
-    pub const ALL: [Stage; 11] = [
+    pub const ALL: [Stage; 13] = [
         Stage::ConvForward,
         Stage::ConvBackwardInput,
         Stage::ConvBackwardWeight,
@@ -48,6 +51,8 @@ impl Stage {
         Stage::BatchNormBackward,
         Stage::ActivationForward,
         Stage::ActivationBackward,
+        Stage::PoolUpsampleForward,
+        Stage::PoolUpsampleBackward,
         Stage::Loss,
         Stage::Optimizer,
         Stage::OtherForward,
@@ -63,6 +68,8 @@ impl Stage {
             Stage::BatchNormBackward => "BN backward (+ fused act)",
             Stage::ActivationForward => "activation forward",
             Stage::ActivationBackward => "activation backward",
+            Stage::PoolUpsampleForward => "max-pool/upsample forward",
+            Stage::PoolUpsampleBackward => "max-pool/upsample backward",
             Stage::Loss => "loss (forward)",
             Stage::Optimizer => "optimizer",
             Stage::OtherForward => "other forward ops",

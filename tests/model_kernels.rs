@@ -1,9 +1,11 @@
-//! The model kernels against candle's plain ops: GEMM convolution (forward, input and
-//! weight gradients) and padded max-pooling. Tolerance: 1e-4 absolute + relative (f32
-//! sums over up to a few thousand terms in a different order).
+//! The model kernels against candle's plain ops: GEMM convolution with and without bias
+//! (forward, input, weight and bias gradients), padded max-pooling and nearest
+//! upsampling. Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
+//! terms in a different order) unless a test says otherwise.
 
-use actyolo::model::kernels::conv::{conv2d, Conv2dParams};
+use actyolo::model::kernels::conv::{conv2d, conv2d_with_bias, Conv2dParams};
 use actyolo::model::kernels::maxpool::max_pool2d;
+use actyolo::model::kernels::upsample::upsample_nearest2d;
 use candle_core::{Device, Tensor, Var};
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
@@ -44,6 +46,30 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
         let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
         for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw")] {
+            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
+        }
+    }
+}
+
+#[test]
+fn conv_with_bias_equals_candle_conv_plus_broadcast_bias() {
+    // Detect's 1×1 head, and a strided, grouped 3×3.
+    let cases = [
+        ([2, 8, 5, 6], [21, 8, 1, 1], Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 }),
+        ([2, 6, 7, 7], [4, 3, 3, 3], Conv2dParams { stride: 2, padding: 1, dilation: 1, groups: 2 }),
+    ];
+    for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
+        let x = Var::from_tensor(&rand(&xs, 40 + i as u64)).unwrap();
+        let w = Var::from_tensor(&rand(&ws, 50 + i as u64)).unwrap();
+        let b = Var::from_tensor(&rand(&[ws[0]], 60 + i as u64)).unwrap();
+        let ours = conv2d_with_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), params).unwrap();
+        let plain = x.as_tensor().conv2d(w.as_tensor(), params.padding, params.stride, 1, params.groups).unwrap();
+        let plain = plain.broadcast_add(&b.as_tensor().reshape((1, ws[0], 1, 1)).unwrap()).unwrap();
+        assert_close(&ours, &plain, &format!("case {i} forward"));
+        let up = rand(ours.dims(), 70 + i as u64);
+        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (b.as_tensor(), "dbias")] {
             assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
         }
     }
@@ -136,6 +162,26 @@ fn fused_batch_norm_activation_equals_composition_in_training() {
         let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
         for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dweight"), (b.as_tensor(), "dbias")] {
             assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("{spec:?} {name}"));
+        }
+    }
+}
+
+#[test]
+fn nearest_upsample_equals_candle_forward_and_backward() {
+    for (i, (dims, scale)) in [([2, 3, 5, 7], 2), ([1, 4, 3, 3], 3), ([2, 2, 4, 6], 1)].into_iter().enumerate() {
+        let x = Var::from_tensor(&rand(&dims, 20 + i as u64)).unwrap();
+        let ours = upsample_nearest2d(x.as_tensor(), scale).unwrap();
+        let plain = x.as_tensor().upsample_nearest2d(dims[2] * scale, dims[3] * scale).unwrap();
+        assert_eq!(ours.dims(), plain.dims(), "case {i}");
+        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(values(&ours), values(&plain), "case {i} forward");
+        let up = rand(ours.dims(), 30 + i as u64);
+        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let (a, b) = (values(g_ours.get(x.as_tensor()).unwrap()), values(g_plain.get(x.as_tensor()).unwrap()));
+        for (j, (a, b)) in a.iter().zip(&b).enumerate() {
+            // Relative to the value, or absolute below 1 (sums of s² terms in another order).
+            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "case {i} dx[{j}]: {a} vs {b}");
         }
     }
 }

@@ -5,7 +5,7 @@ pub mod fastmath;
 pub mod pointwise;
 pub mod prelu;
 
-use candle_core::{CpuStorage, Layout, Result};
+use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to
 /// split a P3-sized map across both cores.
@@ -54,4 +54,20 @@ pub fn contiguous<'a, T: candle_core::WithDType>(
         Some((start, end)) => Ok(&data[start..end]),
         None => candle_core::bail!("{op}: expects a contiguous tensor"),
     }
+}
+
+/// Runs `f` on the f32 elements of each tensor, borrowed from their storage: a backward
+/// pass reads its inputs this way, where `to_vec1` would copy each of them first.
+/// Non-contiguous tensors are made contiguous (a copy) before.
+pub fn with_f32_data<R, const N: usize>(op: &'static str, tensors: [&Tensor; N], f: impl FnOnce([&[f32]; N]) -> R) -> Result<R> {
+    let contiguous_tensors = tensors.into_iter().map(Tensor::contiguous).collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = contiguous_tensors.iter().map(Tensor::storage_and_layout).collect();
+    let mut data: [&[f32]; N] = [&[]; N];
+    for (slot, (storage, layout)) in data.iter_mut().zip(&guards) {
+        let Storage::Cpu(cpu) = &**storage else {
+            candle_core::bail!("{op}: expects tensors on the CPU");
+        };
+        *slot = contiguous::<f32>(op, cpu, layout)?;
+    }
+    Ok(f(data))
 }
