@@ -8,8 +8,8 @@ mod loss_support;
 use std::collections::HashMap;
 
 use actyolo::train::loss::{scale_loss_gains, LossError, YoloLoss};
-use candle_core::{Device, Tensor, Var};
-use loss_support::{case_targets, close, gains, gradient_excess, tensor};
+use candle_core::{Device, Tensor};
+use loss_support::{assert_matches_torch, case_targets, gains, tensor};
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loss");
@@ -49,26 +49,10 @@ fn gains_are_scaled_as_train_py_scales_them() {
 fn loss_and_gradients_match_ultralytics() {
     let (cases, tensors) = fixtures();
     for case in &cases {
-        let name = case["name"].as_str().unwrap();
         let group = case["preds"].as_str().unwrap();
         let nl = case["levels"].as_u64().unwrap() as usize;
-        let preds: Vec<Var> = (0..nl).map(|i| Var::from_tensor(&tensors[&format!("preds.{group}.{i}")]).unwrap()).collect();
-        let inputs: Vec<Tensor> = preds.iter().map(|v| v.as_tensor().clone()).collect();
-
-        let (total, items) = case_loss(case).compute(&inputs, &case_targets(case)).unwrap();
-
-        let expected = case["loss"].as_f64().unwrap();
-        let ours = total.to_scalar::<f32>().unwrap();
-        assert!(close(ours, expected), "{name}: loss {ours} vs torch {expected}");
-        for (k, what) in ["box", "obj", "cls"].iter().enumerate() {
-            let expected = case["items"][k].as_f64().unwrap();
-            assert!(close(items[k], expected), "{name}: {what} {} vs torch {expected}", items[k]);
-        }
-        let grads = total.backward().unwrap();
-        for (i, var) in preds.iter().enumerate() {
-            let worst = gradient_excess(grads.get(var).unwrap(), &tensors[&format!("grad.{name}.{i}")]);
-            assert!(worst <= 0.0, "{name}: level {i} gradient off by {worst} beyond the tolerance");
-        }
+        let preds: Vec<Tensor> = (0..nl).map(|i| tensors[&format!("preds.{group}.{i}")].clone()).collect();
+        assert_matches_torch(case, &tensors, &case_loss(case), &preds);
     }
 }
 

@@ -11,8 +11,8 @@ use std::collections::HashMap;
 use actyolo::train::assign::targets_from_tensor;
 use actyolo::train::loss::{Assignment, LossError, YoloLoss};
 use actyolo::train::ota;
-use candle_core::{Device, Tensor, Var};
-use loss_support::{case_targets, close, gains, gradient_excess, tensor};
+use candle_core::{Device, Tensor};
+use loss_support::{assert_matches_torch, case_targets, close, gains, tensor};
 use serde_json::Value;
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loss");
@@ -71,24 +71,7 @@ fn ota_picks_yolov7s_positives() {
 fn ota_loss_and_gradients_match_yolov7() {
     let (cases, tensors) = fixtures();
     for case in &cases {
-        let name = case["name"].as_str().unwrap();
-        let preds: Vec<Var> = case_preds(case, &tensors).iter().map(|t| Var::from_tensor(t).unwrap()).collect();
-        let inputs: Vec<Tensor> = preds.iter().map(|v| v.as_tensor().clone()).collect();
-
-        let (total, items) = ota_loss(case).compute(&inputs, &case_targets(case)).unwrap();
-
-        let expected = case["loss"].as_f64().unwrap();
-        let ours = total.to_scalar::<f32>().unwrap();
-        assert!(close(ours, expected), "{name}: loss {ours} vs torch {expected}");
-        for (k, what) in ["box", "obj", "cls"].iter().enumerate() {
-            let expected = case["items"][k].as_f64().unwrap();
-            assert!(close(items[k], expected), "{name}: {what} {} vs torch {expected}", items[k]);
-        }
-        let grads = total.backward().unwrap();
-        for (i, var) in preds.iter().enumerate() {
-            let worst = gradient_excess(grads.get(var).unwrap(), &tensors[&format!("grad.{name}.{i}")]);
-            assert!(worst <= 0.0, "{name}: level {i} gradient off by {worst} beyond the tolerance");
-        }
+        assert_matches_torch(case, &tensors, &ota_loss(case), &case_preds(case, &tensors));
     }
 }
 
