@@ -159,7 +159,6 @@ impl Display {
 
     fn show(&mut self, event: CompareEvent) {
         match event {
-            CompareEvent::Message(m) => self.println(m),
             CompareEvent::Planned { total, done } => {
                 self.overall.set_length((total * self.epochs_per_run) as u64);
                 self.overall.set_position((done * self.epochs_per_run) as u64);

@@ -38,7 +38,6 @@ pub struct CompareOptions {
 /// What happens, for the CLI to show.
 #[derive(Debug)]
 pub enum CompareEvent<'a> {
-    Message(String),
     /// Before the first run: how many runs the plan has and how many are already done.
     Planned { total: usize, done: usize },
     Measuring { act: &'a str },
