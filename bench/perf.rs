@@ -464,28 +464,45 @@ fn train_step_peak_rss() -> Result<()> {
     Ok(())
 }
 
-/// `--profile`: actyolo's training step, stage by stage.
+/// `--profile`: actyolo's training step, then its fused inference, stage by stage.
 fn step_profile(setup: &BenchSetup) -> Result<()> {
     let mut train = TrainStep::new(None, &setup.targets)?;
     train.run()?; // the first step allocates the optimizer's state
-    let off = time_runs(setup.train_runs, || train.run())?;
+    let title = format!("actyolo training step, yolov5n b{TRAIN_BATCH}@{TRAIN_IMGSZ}");
+    print_profile(&title, setup.train_runs, || train.run())?;
+    let model = inference_model(None)?;
+    let x = Tensor::rand(0f32, 1f32, (1, 3, INFER_SIZES[0], INFER_SIZES[0]), &Device::Cpu)?;
+    println!();
+    let title = format!("actyolo fused inference, yolov5n b1@{}", INFER_SIZES[0]);
+    print_profile(&title, setup.infer_runs, || {
+        // Unspanned model code (candle's own ops) lands in "other forward".
+        let _t = profile::span(Stage::OtherForward);
+        model.predict(&x).map(|_| ())
+    })
+}
+
+/// Times `runs` runs of `run` with the profile off, then on, and prints the stages.
+fn print_profile(title: &str, runs: usize, mut run: impl FnMut() -> candle_core::Result<()>) -> Result<()> {
+    let off = time_runs(runs, &mut run)?;
     profile::set_enabled(true);
     profile::reset();
-    let on = time_runs(setup.train_runs, || train.run())?;
+    let on = time_runs(runs, &mut run)?;
     profile::set_enabled(false);
     let times = profile::snapshot();
-    // time_runs runs one untimed warm-up step before the timed ones; all were recorded.
+    // time_runs runs one untimed warm-up before the timed ones; all were recorded.
     let steps = (on.runs + 1) as f64;
     let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps;
     let total = per_step(times.total());
-    println!("actyolo training step, yolov5n b{TRAIN_BATCH}@{TRAIN_IMGSZ}, {} threads, mean of {steps} steps.", rayon::current_num_threads());
-    println!("Step wall time, median: {:.1} ms with profiling off, {:.1} ms with it on; the stages below add up to {total:.1} ms per step.", off.median_ms, on.median_ms);
+    println!("{title}, {} threads, mean of {steps} runs.", rayon::current_num_threads());
+    println!("Wall time, median: {:.1} ms with profiling off, {:.1} ms with it on; the stages below add up to {total:.1} ms per run.", off.median_ms, on.median_ms);
     println!("Time is exclusive (a nested span pauses its parent); data wait is none here (one batch held in memory).\n");
-    println!("| stage | ms / step | % | spans / step |");
+    println!("| stage | ms / run | % | spans / run |");
     println!("|---|---|---|---|");
     for stage in Stage::ALL {
         let ms = per_step(times.time(stage));
-        println!("| {} | {ms:.1} | {:.1}% | {:.0} |", stage.label(), 100.0 * ms / total, times.calls(stage) as f64 / steps);
+        if ms > 0.0 {
+            println!("| {} | {ms:.1} | {:.1}% | {:.0} |", stage.label(), 100.0 * ms / total, times.calls(stage) as f64 / steps);
+        }
     }
     println!("| **all** | {total:.1} | 100% | |");
     Ok(())

@@ -3,7 +3,9 @@
 //! upsampling. Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
 //! terms in a different order) unless a test says otherwise.
 
-use actyolo::model::kernels::conv::{conv2d, conv2d_with_bias, Conv2dParams};
+use actyolo::act::pointwise::Pointwise;
+use actyolo::act::ActSpec;
+use actyolo::model::kernels::conv::{conv2d, conv2d_bias_act, conv2d_with_bias, Conv2dParams};
 use actyolo::model::kernels::maxpool::max_pool2d;
 use actyolo::model::kernels::upsample::upsample_nearest2d;
 use candle_core::{Device, Tensor, Var};
@@ -26,7 +28,7 @@ fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
     // (input, weight, stride, padding, dilation, groups)
-    let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 8] = [
+    let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 12] = [
         ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
         ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
         ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),
@@ -35,6 +37,11 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         ([2, 8, 8, 8], [12, 4, 3, 3], 1, 1, 1, 2),
         ([1, 4, 11, 11], [4, 4, 3, 3], 1, 2, 2, 1), // dilated
         ([2, 4, 6, 6], [5, 4, 1, 1], 2, 0, 1, 1),   // strided 1×1
+        // Planes large enough to be cut into several row tiles, the last one short.
+        ([1, 4, 40, 40], [6, 4, 3, 3], 1, 1, 1, 1),
+        ([2, 64, 34, 34], [8, 64, 3, 3], 1, 1, 1, 1),
+        ([2, 32, 64, 64], [8, 32, 3, 3], 2, 1, 1, 1),
+        ([1, 8, 48, 47], [4, 8, 1, 1], 1, 0, 1, 1),
     ];
     for (i, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&rand(&xs, i as u64)).unwrap();
@@ -73,6 +80,36 @@ fn conv_with_bias_equals_candle_conv_plus_broadcast_bias() {
             assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
         }
     }
+}
+
+#[test]
+fn fused_inference_conv_equals_conv_bias_then_activation() {
+    // One image cut into several tiles, a batch of small ones, and a pointwise conv.
+    let cases = [
+        ([1, 8, 44, 40], [16, 8, 3, 3], Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 }),
+        ([3, 6, 9, 9], [4, 3, 3, 3], Conv2dParams { stride: 2, padding: 1, dilation: 1, groups: 2 }),
+        ([1, 16, 50, 30], [8, 16, 1, 1], Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 }),
+    ];
+    let acts = [None, Pointwise::from_spec(&ActSpec::Silu), Pointwise::from_spec(&ActSpec::Relu)];
+    for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
+        let (x, w, b) = (rand(&xs, 80 + i as u64), rand(&ws, 90 + i as u64), rand(&[ws[0]], 95 + i as u64));
+        let plain = x.conv2d(&w, params.padding, params.stride, 1, params.groups).unwrap();
+        let plain = plain.broadcast_add(&b.reshape((1, ws[0], 1, 1)).unwrap()).unwrap();
+        for act in acts {
+            let fused = conv2d_bias_act(&x, &w, &b, params, act).unwrap();
+            let expected = match act {
+                None => plain.clone(),
+                Some(Pointwise::Silu(_)) => candle_nn::ops::silu(&plain).unwrap(),
+                Some(_) => plain.relu().unwrap(),
+            };
+            assert_close(&fused, &expected, &format!("case {i} {act:?}"));
+        }
+    }
+    // With a weight that needs a gradient it is the differentiable composition.
+    let (x, w) = (rand(&[1, 3, 8, 8], 1), Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap());
+    let params = Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 };
+    let y = conv2d_bias_act(&x, w.as_tensor(), &rand(&[4], 3), params, Pointwise::from_spec(&ActSpec::Silu)).unwrap();
+    assert!(y.sum_all().unwrap().backward().unwrap().get(w.as_tensor()).is_some());
 }
 
 #[test]

@@ -9,11 +9,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::blocks_v7::{RepConv, Sppcspc};
-use super::kernels::conv::{conv2d, Conv2dParams};
+use super::kernels::conv::{conv2d, conv2d_bias_act, Conv2dParams};
 use super::kernels::maxpool::{max_pool2d, MaxPool2d};
 use super::norm::{BatchNorm2d, BnConfig};
 use super::vars::stable_hash;
-use crate::act::kernels;
 use crate::act::pointwise::Pointwise;
 use crate::act::{ActSpec, Activation};
 
@@ -109,14 +108,9 @@ impl ConvBn {
     /// inside the BatchNorm's kernel when there is one.
     pub fn forward(&self, x: &Tensor, train: bool, act: Option<Pointwise>) -> Result<Tensor> {
         let params = Conv2dParams { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups };
-        let y = conv2d(x, &self.weight, params)?;
-        let y = match &self.norm {
-            Normalization::BatchNorm(bn) => return bn.forward_act(&y, train, act),
-            Normalization::Bias(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?)?,
-        };
-        match act {
-            Some(pointwise) => kernels::pointwise::apply(pointwise, &y),
-            None => Ok(y),
+        match &self.norm {
+            Normalization::BatchNorm(bn) => bn.forward_act(&conv2d(x, &self.weight, params)?, train, act),
+            Normalization::Bias(bias) => conv2d_bias_act(x, &self.weight, bias, params, act),
         }
     }
 

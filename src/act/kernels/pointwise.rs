@@ -22,6 +22,15 @@ pub fn map_grad<R: Real, F: ScalarFn>(f: F, xs: &[R], dys: &[R], dxs: &mut [R]) 
     map_grad_into(f, xs, dys, as_uninit(dxs));
 }
 
+/// `ys[i] = f(ys[i] + bias)` in place, on the calling thread: the epilogue of a fused
+/// convolution, run on one output tile while it is in cache.
+pub fn bias_act_in_place(p: Pointwise, bias: f32, ys: &mut [f32]) {
+    with_scalar_fn!(p, f => widest_simd(
+        #[inline(always)]
+        move || ys.iter_mut().for_each(|y| *y = f.f(*y + bias)),
+    ))
+}
+
 /// Writes every element of `ys`.
 fn map_into<R: Real, F: ScalarFn>(f: F, xs: &[R], ys: &mut [MaybeUninit<R>]) {
     assert_eq!(xs.len(), ys.len(), "pointwise activation: input and output lengths");

@@ -6,8 +6,11 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::gemm::{matmul, MatRef};
-use crate::act::kernels::{contiguous, with_f32_data};
+use std::ops::Range;
+
+use super::gemm::{matmul, matmul_strided, MatRef};
+use crate::act::kernels::{contiguous, pointwise, with_f32_data};
+use crate::act::pointwise::{Identity, Pointwise};
 use crate::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,16 +89,42 @@ impl Geometry {
         (lo, hi, lo as isize * s - pad + off)
     }
 
-    /// Unfolds group `g` of one image into `cols` (kdim × plane, row-major).
-    fn im2col(&self, x: &[f32], g: usize, cols: &mut [f32]) {
+    /// Output rows per tile. A tile's unfolded columns (kdim × rows · ow) stay in L2
+    /// while the GEMM reads them, and the output tile is still in cache for the bias and
+    /// activation; when there are fewer images than threads, tiles are cut small enough
+    /// for every thread to get some.
+    fn tile_rows(&self) -> usize {
+        const TILE_FLOATS: usize = 1 << 16;
+        // Narrower tiles would spend more on packing the weights than on multiplying.
+        const MIN_TILE_COLS: usize = 256;
+        let threads = rayon::current_num_threads();
+        let min_rows = MIN_TILE_COLS.div_ceil(self.ow);
+        let mut rows = (TILE_FLOATS / self.kdim()).div_ceil(self.ow).max(min_rows);
+        if self.n < threads {
+            let tiles_per_image = (2 * threads).div_ceil(self.n);
+            rows = rows.min(self.oh.div_ceil(tiles_per_image).max(min_rows));
+        }
+        rows.clamp(1, self.oh)
+    }
+
+    /// The output-row ranges of the tiles of one image.
+    fn tiles(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        let rows = self.tile_rows();
+        (0..self.oh).step_by(rows).map(move |start| start..(start + rows).min(self.oh))
+    }
+
+    /// Unfolds output rows `rows` of group `g` of one image into `cols`
+    /// (kdim × rows · ow, row-major).
+    fn im2col(&self, x: &[f32], g: usize, rows: Range<usize>, cols: &mut [f32]) {
         let (s, pad, d) = (self.p.stride, self.p.padding as isize, self.p.dilation as isize);
+        let len = rows.len() * self.ow;
         for ci in 0..self.cg() {
             let plane_in = &x[(g * self.cg() + ci) * self.h * self.w..][..self.h * self.w];
             for ki in 0..self.kh {
                 for kj in 0..self.kw {
                     let (lo, hi, ix0) = self.valid_columns(kj);
-                    let row = &mut cols[((ci * self.kh + ki) * self.kw + kj) * self.plane()..][..self.plane()];
-                    for (oy, out) in row.chunks_exact_mut(self.ow).enumerate() {
+                    let row = &mut cols[((ci * self.kh + ki) * self.kw + kj) * len..][..len];
+                    for (out, oy) in row.chunks_exact_mut(self.ow).zip(rows.clone()) {
                         let iy = oy as isize * s as isize - pad + ki as isize * d;
                         if iy < 0 || iy >= self.h as isize || lo == hi {
                             out.fill(0.0);
@@ -115,16 +144,18 @@ impl Geometry {
         }
     }
 
-    /// Folds `cols` of group `g` back onto one image's input gradient, adding.
-    fn col2im(&self, cols: &[f32], g: usize, dx: &mut [f32]) {
+    /// Folds the columns of output rows `rows` of group `g` back onto one image's input
+    /// gradient, adding.
+    fn col2im(&self, cols: &[f32], g: usize, rows: Range<usize>, dx: &mut [f32]) {
         let (s, pad, d) = (self.p.stride, self.p.padding as isize, self.p.dilation as isize);
+        let len = rows.len() * self.ow;
         for ci in 0..self.cg() {
             let plane_in = &mut dx[(g * self.cg() + ci) * self.h * self.w..][..self.h * self.w];
             for ki in 0..self.kh {
                 for kj in 0..self.kw {
                     let (lo, hi, ix0) = self.valid_columns(kj);
-                    let row = &cols[((ci * self.kh + ki) * self.kw + kj) * self.plane()..][..self.plane()];
-                    for (oy, src) in row.chunks_exact(self.ow).enumerate() {
+                    let row = &cols[((ci * self.kh + ki) * self.kw + kj) * len..][..len];
+                    for (src, oy) in row.chunks_exact(self.ow).zip(rows.clone()) {
                         let iy = oy as isize * s as isize - pad + ki as isize * d;
                         if iy < 0 || iy >= self.h as isize || lo == hi {
                             continue;
@@ -137,38 +168,68 @@ impl Geometry {
         }
     }
 
-    /// The columns of group `g` of image `x`: the image itself for pointwise convs.
-    fn columns<'a>(&self, x: &'a [f32], g: usize, scratch: &'a mut Vec<f32>) -> &'a [f32] {
+    /// The unfolded columns (kdim × rows · ow) of output rows `rows` of group `g` of image
+    /// `x`: a view of the image itself for pointwise convs.
+    fn columns<'a>(&self, x: &'a [f32], g: usize, rows: Range<usize>, scratch: &'a mut Vec<f32>) -> MatRef<'a> {
+        let len = rows.len() * self.ow;
         if self.is_pointwise() {
-            return x;
+            return MatRef { data: &x[rows.start * self.ow..], rows: self.c, cols: len, row_stride: self.plane(), col_stride: 1 };
         }
-        scratch.resize(self.kdim() * self.plane(), 0.0);
-        self.im2col(x, g, scratch);
-        scratch
+        scratch.resize(self.kdim() * len, 0.0);
+        self.im2col(x, g, rows, scratch);
+        MatRef::rows(scratch, self.kdim(), len)
     }
 
-    /// Threads for each GEMM: all of them when one image is the whole batch, else one per
-    /// image with the images spread over the threads.
-    fn gemm_threads(&self) -> usize {
-        if self.n >= rayon::current_num_threads() { 1 } else { rayon::current_num_threads() }
+    /// Output rows `rows` of group `g`'s channels in `y` (one image's co × plane): a view.
+    fn tile<'a>(&self, y: &'a [f32], g: usize, rows: &Range<usize>) -> MatRef<'a> {
+        let start = g * self.cog() * self.plane() + rows.start * self.ow;
+        MatRef { data: &y[start..], rows: self.cog(), cols: rows.len() * self.ow, row_stride: self.plane(), col_stride: 1 }
     }
 
-    /// The convolution, plus `bias` per output channel when given: the GEMM then adds
-    /// onto planes that start at the bias (no separate pass, no broadcast in the graph).
-    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    /// Threads for each GEMM: one when the images (or tiles) already keep every thread
+    /// busy, all of them otherwise.
+    fn gemm_threads(&self, tasks: usize) -> usize {
+        let threads = rayon::current_num_threads();
+        if tasks >= threads { 1 } else { threads }
+    }
+
+    /// The convolution, plus `bias` per output channel when given, then `act`: each
+    /// (image, tile) task unfolds its columns, multiplies, and applies bias and activation
+    /// to its output tile while that is still in cache.
+    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Pointwise>) -> Vec<f32> {
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
-        let threads = self.gemm_threads();
-        let mut y = vec![0f32; self.n * self.co * plane];
-        y.par_chunks_mut(self.co * plane).zip(x.par_chunks(self.image())).for_each_init(Vec::new, |scratch, (y, x)| {
-            if let Some(bias) = bias {
-                y.chunks_exact_mut(plane).zip(bias).for_each(|(out, &b)| out.fill(b));
-            }
+        let tiles: Vec<Range<usize>> = self.tiles().collect();
+        let tasks: Vec<(usize, &Range<usize>)> = (0..self.n).flat_map(|i| tiles.iter().map(move |t| (i, t))).collect();
+        let threads = self.gemm_threads(tasks.len());
+        let len = self.n * self.co * plane;
+        let mut y = Vec::<f32>::with_capacity(len);
+        let out = SharedOut(y.as_mut_ptr());
+        tasks.par_iter().for_each_init(Vec::new, |scratch, &(i, rows)| {
+            let out = out; // the whole wrapper, not its raw-pointer field, moves in
+            let x = &x[i * self.image()..][..self.image()];
+            let width = rows.len() * self.ow;
             for g in 0..self.groups() {
-                let cols = self.columns(x, g, scratch);
+                let cols = self.columns(x, g, rows.clone(), scratch);
                 let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
-                matmul(&mut y[g * cog * plane..][..cog * plane], wg, MatRef::rows(cols, kdim, plane), bias.is_some(), threads);
+                let first = (i * self.co + g * cog) * plane + rows.start * self.ow;
+                // SAFETY: task (i, rows) alone writes output rows `rows` of image i, all
+                // inside the `len` elements `y` holds; every element is written by exactly
+                // one task before `set_len` below.
+                unsafe { matmul_strided(out.0.add(first), plane, wg, cols, false, threads) };
+                if bias.is_none() && act.is_none() {
+                    continue;
+                }
+                for r in 0..cog {
+                    // SAFETY: as above: this task's own, just written, elements.
+                    let row = unsafe { std::slice::from_raw_parts_mut(out.0.add(first + r * plane), width) };
+                    let b = bias.map_or(0.0, |b| b[g * cog + r]);
+                    pointwise::bias_act_in_place(act.unwrap_or(Pointwise::Identity(Identity)), b, row);
+                }
             }
         });
+        // SAFETY: the tasks above wrote all `len` elements (the tiles cover every output
+        // row of every image and group).
+        unsafe { y.set_len(len) };
         y
     }
 
@@ -193,21 +254,23 @@ impl Geometry {
         (dx, dw)
     }
 
-    /// dW = Σ over images of dY · colsᵀ. Each image's share is summed in image order, so
-    /// the result does not depend on how the images were spread over threads (runs
-    /// repeat bit for bit).
+    /// dW = Σ over images and tiles of dY_tile · cols_tileᵀ. Each image's share is summed
+    /// tile by tile, and the shares in image order, so the result does not depend on how
+    /// the images were spread over threads (runs repeat bit for bit).
     fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
-        let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
-        let threads = self.gemm_threads();
+        let (kdim, cog) = (self.kdim(), self.cog());
+        let threads = self.gemm_threads(self.n);
         let partials: Vec<Vec<f32>> = x
             .par_chunks(self.image())
-            .zip(dy.par_chunks(self.co * plane))
+            .zip(dy.par_chunks(self.co * self.plane()))
             .map_init(Vec::new, |scratch, (x, dy)| {
                 let mut dw = vec![0f32; self.co * kdim];
                 for g in 0..self.groups() {
-                    let dyg = MatRef::rows(&dy[g * cog * plane..][..cog * plane], cog, plane);
-                    let cols = self.columns(x, g, scratch);
-                    matmul(&mut dw[g * cog * kdim..][..cog * kdim], dyg, MatRef::rows(cols, kdim, plane).t(), false, threads);
+                    for rows in self.tiles() {
+                        let dyg = self.tile(dy, g, &rows);
+                        let cols = self.columns(x, g, rows, scratch);
+                        matmul(&mut dw[g * cog * kdim..][..cog * kdim], dyg, cols.t(), true, threads);
+                    }
                 }
                 dw
             })
@@ -219,21 +282,23 @@ impl Geometry {
         dw
     }
 
-    /// dX: per image and group, dcols = W_gᵀ · dY_g folded back onto the input.
+    /// dX: per image, group and tile, dcols = W_gᵀ · dY_tile folded back onto the input;
+    /// for a pointwise conv the product is dX itself.
     fn input_grad(&self, w: &[f32], dy: &[f32]) -> Vec<f32> {
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
-        let threads = self.gemm_threads();
+        let threads = self.gemm_threads(self.n);
         let mut dx = vec![0f32; self.n * self.image()];
         dx.par_chunks_mut(self.image()).zip(dy.par_chunks(self.co * plane)).for_each_init(Vec::new, |dcols, (dx, dy)| {
+            if self.is_pointwise() {
+                matmul(dx, MatRef::rows(w, self.co, kdim).t(), MatRef::rows(dy, self.co, plane), false, threads);
+                return;
+            }
             for g in 0..self.groups() {
-                let dyg = MatRef::rows(&dy[g * cog * plane..][..cog * plane], cog, plane);
                 let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
-                dcols.resize(kdim * plane, 0.0);
-                matmul(dcols, wg.t(), dyg, false, threads);
-                if self.is_pointwise() {
-                    dx.iter_mut().zip(dcols.iter()).for_each(|(a, b)| *a += b);
-                } else {
-                    self.col2im(dcols, g, dx);
+                for rows in self.tiles() {
+                    dcols.resize(kdim * rows.len() * self.ow, 0.0);
+                    matmul(dcols, wg.t(), self.tile(dy, g, &rows), false, threads);
+                    self.col2im(dcols, g, rows, dx);
                 }
             }
         });
@@ -241,20 +306,35 @@ impl Geometry {
     }
 }
 
-/// The op: `conv2d(x, weight)` (two arguments) or `conv2d(x, weight) + bias` (three).
+/// The output buffer of a parallel forward pass, shared by tasks that each write their
+/// own disjoint tiles of it.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+
+// SAFETY: the tasks holding copies write disjoint elements (see `Geometry::forward`).
+unsafe impl Send for SharedOut {}
+// SAFETY: as above.
+unsafe impl Sync for SharedOut {}
+
+/// The op: `conv2d(x, weight)` (two arguments) or `conv2d(x, weight) + bias` (three),
+/// then `act` when given. With an activation it has no backward: [`conv2d_bias_act`]
+/// builds it only when nothing needs a gradient.
 #[derive(Debug, Clone, Copy)]
-pub struct Conv2dOp(pub Conv2dParams);
+pub struct Conv2dOp {
+    pub params: Conv2dParams,
+    pub act: Option<Pointwise>,
+}
 
 impl Conv2dOp {
     fn fwd(&self, (xs, xl): (&CpuStorage, &Layout), (ws, wl): (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
-        let geo = Geometry::new(xl.dims(), wl.dims(), self.0)?;
+        let geo = Geometry::new(xl.dims(), wl.dims(), self.params)?;
         let x = contiguous::<f32>("conv2d", xs, xl)?;
         let w = contiguous::<f32>("conv2d", ws, wl)?;
         let bias = bias.map(|(bs, bl)| contiguous::<f32>("conv2d", bs, bl)).transpose()?;
         if let Some(b) = bias.filter(|b| b.len() != geo.co) {
             candle_core::bail!("conv2d: {} biases for {} output channels", b.len(), geo.co);
         }
-        Ok((CpuStorage::F32(geo.forward(x, w, bias)), Shape::from((geo.n, geo.co, geo.oh, geo.ow))))
+        Ok((CpuStorage::F32(geo.forward(x, w, bias, self.act)), Shape::from((geo.n, geo.co, geo.oh, geo.ow))))
     }
 
     /// The input gradient (None for a constant input, such as the image), the weight
@@ -262,7 +342,10 @@ impl Conv2dOp {
     fn gradients(&self, x: &Tensor, w: &Tensor, dy: &Tensor, with_bias: bool) -> Result<(Option<Tensor>, Tensor, Option<Vec<f32>>)> {
         // Everything but the input-gradient pass counts as the weight gradient.
         let _t = profile::span(Stage::ConvBackwardWeight);
-        let geo = Geometry::new(x.dims(), w.dims(), self.0)?;
+        if self.act.is_some() {
+            candle_core::bail!("conv2d with a fused activation has no backward (it is built for inference only)");
+        }
+        let geo = Geometry::new(x.dims(), w.dims(), self.params)?;
         let want_dx = x.track_op();
         let (dx, dw, db) = with_f32_data("conv2d backward", [x, w, dy], |[x, w, dy]| {
             let (dx, dw) = geo.backward(x, w, dy, want_dx);
@@ -307,7 +390,7 @@ impl CustomOp3 for Conv2dOp {
 /// `conv2d` of f32 NCHW `x` with `weight` (out, in / groups, kh, kw); differentiable in both.
 pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
-    x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp(params))
+    x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp { params, act: None })
 }
 
 /// `conv2d` plus one `bias` per output channel, in one op: where a broadcast add would
@@ -315,5 +398,17 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tenso
 /// gradient is one pass over dY inside the convolution's backward.
 pub fn conv2d_with_bias(x: &Tensor, weight: &Tensor, bias: &Tensor, params: Conv2dParams) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
-    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Conv2dOp(params))
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Conv2dOp { params, act: None })
+}
+
+/// `act(conv2d(x, weight) + bias)` in one pass for inference: the bias and activation run
+/// on each output tile while it is in cache. When any input needs a gradient it is the
+/// differentiable composition instead.
+pub fn conv2d_bias_act(x: &Tensor, weight: &Tensor, bias: &Tensor, params: Conv2dParams, act: Option<Pointwise>) -> Result<Tensor> {
+    if x.track_op() || weight.track_op() || bias.track_op() {
+        let y = conv2d_with_bias(x, weight, bias, params)?;
+        return act.map_or(Ok(y.clone()), |act| pointwise::apply(act, &y));
+    }
+    let _t = profile::span(Stage::ConvForward);
+    x.contiguous()?.apply_op3_no_bwd(&weight.contiguous()?, &bias.contiguous()?, &Conv2dOp { params, act })
 }
