@@ -128,13 +128,22 @@ fn padded_max_pool_equals_composition() {
     // its backward needs kernel == stride, so the gradient is checked by hand: each
     // output's gradient lands on the first maximum of its window.
     let x = Var::from_tensor(&rand(&[2, 3, 7, 6], 3)).unwrap();
-    let (k, p) = (5, 2);
-    let ours = max_pool2d(x.as_tensor(), k, 1, p).unwrap();
     let neg = |dims: &[usize]| Tensor::full(f32::NEG_INFINITY, dims, &Device::Cpu).unwrap();
-    let padded = Tensor::cat(&[neg(&[2, 3, 7, p]), x.as_tensor().clone(), neg(&[2, 3, 7, p])], 3).unwrap();
-    let padded = Tensor::cat(&[neg(&[2, 3, p, 6 + 2 * p]), padded, neg(&[2, 3, p, 6 + 2 * p])], 2).unwrap();
-    let plain = padded.max_pool2d_with_stride(k, 1).unwrap();
-    assert_close(&ours, &plain, "max-pool forward");
+    // SPPF's k5 s1 p2, a strided padded window, and yolov7's MP (k2 s2).
+    for (k, s, p) in [(5, 1, 2), (3, 2, 1), (2, 2, 0)] {
+        let ours = max_pool2d(x.as_tensor(), k, s, p).unwrap();
+        let padded = Tensor::cat(&[neg(&[2, 3, 7, p]), x.as_tensor().clone(), neg(&[2, 3, 7, p])], 3).unwrap();
+        let padded = Tensor::cat(&[neg(&[2, 3, p, 6 + 2 * p]), padded, neg(&[2, 3, p, 6 + 2 * p])], 2).unwrap();
+        let plain = padded.max_pool2d_with_stride(k, s).unwrap();
+        assert_close(&ours, &plain, &format!("max-pool forward k{k} s{s} p{p}"));
+    }
+    // A NaN wins its windows, as in torch.
+    let mut values = vec![0f32; 25];
+    values[12] = f32::NAN;
+    let pooled = max_pool2d(&Tensor::from_vec(values, (1, 1, 5, 5), &Device::Cpu).unwrap(), 3, 1, 1).unwrap();
+    let nans = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|v| v.is_nan()).count();
+    assert_eq!(nans, 9, "the 3×3 windows around the NaN");
+    let ours = max_pool2d(x.as_tensor(), 5, 1, 2).unwrap();
     let grads = ours.sum_all().unwrap().backward().unwrap();
     let dx = grads.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let xs = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();

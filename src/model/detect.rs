@@ -2,14 +2,16 @@
 //! xy = (2σ − 0.5 + grid)·stride, wh = (2σ)²·anchor; and yolov7's IDetect, the same head
 //! with implicit knowledge around each conv: conv(x + ia)·im.
 
-use candle_core::{DType, Device, Result, Tensor, Var, D};
+use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::Init;
 
 use super::blocks::{BlockContext, Cost};
 use super::config::DetectKind;
 use super::kernels::conv::{conv2d_with_bias, Conv2dParams};
-use crate::act::kernels::pointwise;
-use crate::act::pointwise::{Pointwise, Sigmoid};
+use rayon::prelude::*;
+
+use crate::act::kernels::with_f32_data;
+use crate::act::pointwise::{ScalarFn, Sigmoid};
 
 #[derive(Debug)]
 pub struct Detect {
@@ -101,21 +103,44 @@ impl Detect {
             .collect()
     }
 
-    /// Boxes (cx, cy, w, h in input pixels), objectness and class scores: (bs, N, no).
+    /// Boxes (cx, cy, w, h in input pixels), objectness and class scores: (bs, N, no),
+    /// levels in order, each (anchor, y, x)-major. One pass per level over its raw map.
     pub fn decode(&self, raw: &[Tensor]) -> Result<Tensor> {
-        let mut levels = Vec::with_capacity(raw.len());
-        for (i, r) in raw.iter().enumerate() {
+        let anchors = self.anchors.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let mut shapes = Vec::with_capacity(raw.len());
+        for r in raw {
             let (bs, na, ny, nx, no) = r.dims5()?;
-            let s = pointwise::apply(Pointwise::Sigmoid(Sigmoid), r)?;
-            let stride = self.strides[i];
-            let grid = make_grid(ny, nx, r.device())?;
-            let anchor_grid = (self.anchors.get(i)?.to_dtype(DType::F32)? * stride)?.reshape((1, na, 1, 1, 2))?;
-            let xy = ((s.narrow(D::Minus1, 0, 2)? * 2.0)?.broadcast_add(&grid)? * stride)?;
-            let wh = (s.narrow(D::Minus1, 2, 2)? * 2.0)?.sqr()?.broadcast_mul(&anchor_grid)?;
-            let rest = s.narrow(D::Minus1, 4, no - 4)?;
-            levels.push(Tensor::cat(&[xy, wh, rest], D::Minus1)?.reshape((bs, na * ny * nx, no))?);
+            if na != self.na || no != self.no || bs != raw[0].dim(0)? {
+                candle_core::bail!("decode: level of shape {:?} does not fit {} anchors of {} outputs", r.dims(), self.na, self.no);
+            }
+            shapes.push((ny, nx));
         }
-        Tensor::cat(&levels, 1)
+        let (bs, no) = (raw.first().map_or(Ok(0), |r| r.dim(0))?, self.no);
+        let cells: usize = shapes.iter().map(|(ny, nx)| self.na * ny * nx).sum();
+        let mut out = vec![0f32; bs * cells * no];
+        let mut first_cell = 0;
+        for (level, (r, &(ny, nx))) in raw.iter().zip(&shapes).enumerate() {
+            let stride = self.strides[level] as f32;
+            let level_cells = self.na * ny * nx;
+            with_f32_data("decode", [r], |[r]| {
+                for (image, src) in r.chunks_exact(level_cells * no).enumerate() {
+                    let dst = &mut out[(image * cells + first_cell) * no..][..level_cells * no];
+                    dst.par_chunks_mut(no).zip(src.par_chunks(no)).with_min_len(64).enumerate().for_each(|(cell, (d, s))| {
+                        let (a, y, x) = (cell / (ny * nx), cell / nx % ny, cell % nx);
+                        let anchor = &anchors[(level * self.na + a) * 2..][..2];
+                        for (o, &v) in d.iter_mut().zip(s) {
+                            *o = Sigmoid.f(v);
+                        }
+                        d[0] = (d[0] * 2.0 + (x as f32 - 0.5)) * stride;
+                        d[1] = (d[1] * 2.0 + (y as f32 - 0.5)) * stride;
+                        d[2] = (d[2] * 2.0).powi(2) * (anchor[0] * stride);
+                        d[3] = (d[3] * 2.0).powi(2) * (anchor[1] * stride);
+                    });
+                }
+            })?;
+            first_cell += level_cells;
+        }
+        Tensor::from_vec(out, (bs, cells, no), self.anchors.device())
     }
 
     /// thop's count for the 1×1 convs at the levels' sizes.
@@ -141,12 +166,6 @@ impl Implicit {
         let mul = ctx.vb.pp("im").pp(level).get_with_hints((1, c_out, 1, 1), "implicit", Init::Randn { mean: 1.0, stdev: 0.02 })?;
         Ok(Implicit { add, mul })
     }
-}
-
-/// Cell offsets minus 0.5, (1, 1, ny, nx, 2) as (x, y).
-fn make_grid(ny: usize, nx: usize, device: &Device) -> Result<Tensor> {
-    let cells: Vec<f32> = (0..ny).flat_map(|y| (0..nx).flat_map(move |x| [x as f32 - 0.5, y as f32 - 0.5])).collect();
-    Tensor::from_vec(cells, (1, 1, ny, nx, 2), device)
 }
 
 /// Anchors in stride units, flipped first if their order disagrees with the strides'

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::act::kernels::with_f32_data;
-use crate::act::pointwise::{Pointwise, ScalarFn};
+use crate::act::kernels::{widest_simd, with_f32_data};
+use crate::act::pointwise::{Identity, Pointwise, ScalarFn};
 use crate::profile::{self, Stage};
 use crate::with_scalar_fn;
 
@@ -22,16 +22,63 @@ pub struct ChannelStats {
     pub var: Vec<f32>,
 }
 
-/// Mean and biased variance per channel of an NCHW slice, in f64 accumulators.
+/// Elements per lane group, and lanes: [`sum_pairs`] adds 16 independent f32 lanes (one
+/// vector register) over each block of 256 elements, then the block's lanes in f64.
+const LANES: usize = 16;
+const BLOCK: usize = 256;
+
+/// (Σ first, Σ second) of `f(x_i, y_i)` over paired slices. A single running sum would
+/// be one long chain of dependent adds (latency-bound, and never vectorised); the f32
+/// lanes cover at most 16 elements each before they are added in f64.
+#[inline(always)]
+fn sum_pairs(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32) + Copy) -> (f64, f64) {
+    let (mut first, mut second) = (0f64, 0f64);
+    for (xb, yb) in x.chunks(BLOCK).zip(y.chunks(BLOCK)) {
+        let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
+        let (mut xs, mut ys) = (xb.chunks_exact(LANES), yb.chunks_exact(LANES));
+        for (xv, yv) in xs.by_ref().zip(ys.by_ref()) {
+            for j in 0..LANES {
+                let (p, q) = f(xv[j], yv[j]);
+                a[j] += p;
+                b[j] += q;
+            }
+        }
+        for (j, (&xv, &yv)) in xs.remainder().iter().zip(ys.remainder()).enumerate() {
+            let (p, q) = f(xv, yv);
+            a[j] += p;
+            b[j] += q;
+        }
+        first += a.iter().map(|&v| v as f64).sum::<f64>();
+        second += b.iter().map(|&v| v as f64).sum::<f64>();
+    }
+    (first, second)
+}
+
+/// Mean and biased variance per channel of an NCHW slice: the mean, then the corrected
+/// two-pass variance (Σd² − (Σd)²/N)/N of d = x − mean.
 pub fn channel_stats(x: &[f32], (n, c, hw): (usize, usize, usize)) -> ChannelStats {
     let (mean, var): (Vec<f32>, Vec<f32>) = (0..c)
         .into_par_iter()
         .map(|ch| {
             let planes = || (0..n).map(move |i| &x[(i * c + ch) * hw..][..hw]);
             let count = (n * hw) as f64;
-            let mean = planes().map(|p| p.iter().map(|&v| v as f64).sum::<f64>()).sum::<f64>() / count;
-            let var = planes().map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>()).sum::<f64>() / count;
-            (mean as f32, var as f32)
+            widest_simd(
+                #[inline(always)]
+                || {
+                    let mut sum = 0f64;
+                    for p in planes() {
+                        sum += sum_pairs(p, p, #[inline(always)] |v, _| (v, 0.0)).0;
+                    }
+                    let (mean, (mut sd, mut sd2)) = (sum / count, (0f64, 0f64));
+                    let m = mean as f32;
+                    for p in planes() {
+                        let (d, d2) = sum_pairs(p, p, #[inline(always)] |v, _| (v - m, (v - m) * (v - m)));
+                        sd += d;
+                        sd2 += d2;
+                    }
+                    (mean as f32, ((sd2 - sd * sd / count) / count).max(0.0) as f32)
+                },
+            )
         })
         .unzip();
     ChannelStats { mean, var }
@@ -62,56 +109,68 @@ impl BatchNormAct {
         (scale, shift)
     }
 
+    /// The activation, identity when there is none.
+    fn act(&self) -> Pointwise {
+        self.act.unwrap_or(Pointwise::Identity(Identity))
+    }
+
     fn forward(&self, x: &[f32], w: &[f32], b: &[f32], (_, c, hw): (usize, usize, usize)) -> Vec<f32> {
         let (scale, shift) = self.scale_shift(w, b);
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(plane, (y, x))| {
             let (s, t) = (scale[plane % c], shift[plane % c]);
-            match self.act {
-                Some(p) => with_scalar_fn!(p, f => y.iter_mut().zip(x).for_each(|(y, &x)| *y = f.f(x * s + t))),
-                None => y.iter_mut().zip(x).for_each(|(y, &x)| *y = x * s + t),
-            }
+            with_scalar_fn!(self.act(), f => widest_simd(
+                #[inline(always)]
+                || y.iter_mut().zip(x).for_each(|(y, &x)| *y = f.f(x * s + t)),
+            ))
         });
         y
     }
 
-    /// Gradients of x, weight and bias.
+    /// Gradients of x, weight and bias. g = dL/d(BatchNorm output), dy through the
+    /// activation, is computed twice (for the sums, then for dx) rather than stored: one
+    /// pass over memory less.
     fn backward(&self, x: &[f32], w: &[f32], b: &[f32], dy: &[f32], (n, c, hw): (usize, usize, usize)) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (scale, shift) = self.scale_shift(w, b);
         let invstd: Vec<f32> = self.stats.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
-        // g = dL/d(bn output): dy through the activation.
-        let mut g = vec![0f32; x.len()];
-        g.par_chunks_mut(hw).zip(x.par_chunks(hw).zip(dy.par_chunks(hw))).enumerate().for_each(|(plane, (g, (x, dy)))| {
-            let (s, t) = (scale[plane % c], shift[plane % c]);
-            match self.act {
-                Some(p) => with_scalar_fn!(p, f => g.iter_mut().zip(x).zip(dy).for_each(|((g, &x), &dy)| *g = dy * f.df(x * s + t))),
-                None => g.copy_from_slice(dy),
-            }
-        });
         // Per channel: Σg and Σg·x̂.
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (m, is) = (self.stats.mean[ch], invstd[ch]);
-                (0..n).fold((0f64, 0f64), |(sg, sgx), i| {
-                    let at = (i * c + ch) * hw;
-                    let (gp, xp) = (&g[at..at + hw], &x[at..at + hw]);
-                    let (a, bsum) = gp.iter().zip(xp).fold((0f32, 0f32), |(a, bs), (&g, &x)| (a + g, bs + g * (x - m) * is));
-                    (sg + a as f64, sgx + bsum as f64)
-                })
+                let (m, is, s, t) = (self.stats.mean[ch], invstd[ch], scale[ch], shift[ch]);
+                with_scalar_fn!(self.act(), f => widest_simd(
+                    #[inline(always)]
+                    || {
+                        let (mut sg, mut sgx) = (0f64, 0f64);
+                        for i in 0..n {
+                            let at = (i * c + ch) * hw;
+                            let (a, bsum) = sum_pairs(
+                                &x[at..at + hw],
+                                &dy[at..at + hw],
+                                #[inline(always)]
+                                |x, dy| {
+                                    let g = dy * f.df(x * s + t);
+                                    (g, g * (x - m) * is)
+                                },
+                            );
+                            sg += a;
+                            sgx += bsum;
+                        }
+                        (sg, sgx)
+                    },
+                ))
             })
             .collect();
         let count = (n * hw) as f32;
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(hw).zip(x.par_chunks(hw).zip(g.par_chunks(hw))).enumerate().for_each(|(plane, (dx, (x, g)))| {
+        dx.par_chunks_mut(hw).zip(x.par_chunks(hw).zip(dy.par_chunks(hw))).enumerate().for_each(|(plane, (dx, (x, dy)))| {
             let ch = plane % c;
-            let (m, is, k) = (self.stats.mean[ch], invstd[ch], w[ch] * invstd[ch]);
-            if self.batch_stats {
-                let (sg, sgx) = (sums[ch].0 as f32 / count, sums[ch].1 as f32 / count);
-                dx.iter_mut().zip(x).zip(g).for_each(|((dx, &x), &g)| *dx = k * (g - sg - (x - m) * is * sgx));
-            } else {
-                dx.iter_mut().zip(g).for_each(|(dx, &g)| *dx = k * g);
-            }
+            let (m, is, k, s, t) = (self.stats.mean[ch], invstd[ch], w[ch] * invstd[ch], scale[ch], shift[ch]);
+            let (sg, sgx) = if self.batch_stats { (sums[ch].0 as f32 / count, sums[ch].1 as f32 / count) } else { (0.0, 0.0) };
+            with_scalar_fn!(self.act(), f => widest_simd(
+                #[inline(always)]
+                || dx.iter_mut().zip(x).zip(dy).for_each(|((dx, &x), &dy)| *dx = k * (dy * f.df(x * s + t) - sg - (x - m) * is * sgx)),
+            ))
         });
         let dw = sums.iter().map(|s| s.1 as f32).collect();
         let db = sums.iter().map(|s| s.0 as f32).collect();
