@@ -129,13 +129,20 @@ fn padded_max_pool_equals_composition() {
     // output's gradient lands on the first maximum of its window.
     let x = Var::from_tensor(&rand(&[2, 3, 7, 6], 3)).unwrap();
     let neg = |dims: &[usize]| Tensor::full(f32::NEG_INFINITY, dims, &Device::Cpu).unwrap();
-    // SPPF's k5 s1 p2, a strided padded window, and yolov7's MP (k2 s2).
-    for (k, s, p) in [(5, 1, 2), (3, 2, 1), (2, 2, 0)] {
-        let ours = max_pool2d(x.as_tensor(), k, s, p).unwrap();
-        let padded = Tensor::cat(&[neg(&[2, 3, 7, p]), x.as_tensor().clone(), neg(&[2, 3, 7, p])], 3).unwrap();
-        let padded = Tensor::cat(&[neg(&[2, 3, p, 6 + 2 * p]), padded, neg(&[2, 3, p, 6 + 2 * p])], 2).unwrap();
-        let plain = padded.max_pool2d_with_stride(k, s).unwrap();
-        assert_close(&ours, &plain, &format!("max-pool forward k{k} s{s} p{p}"));
+    // SPPF's k5 s1 p2, SPPCSPC's k13 s1 p6, a strided padded window and yolov7's MP
+    // (k2 s2), on planes larger and smaller than the window.
+    for input in [x.as_tensor().clone(), rand(&[1, 2, 2, 3], 4)] {
+        let (n, c, h, w) = input.dims4().unwrap();
+        for (k, s, p) in [(5, 1, 2), (13, 1, 6), (3, 2, 1), (2, 2, 0)] {
+            if h + 2 * p < k || w + 2 * p < k {
+                continue;
+            }
+            let ours = max_pool2d(&input, k, s, p).unwrap();
+            let padded = Tensor::cat(&[neg(&[n, c, h, p]), input.clone(), neg(&[n, c, h, p])], 3).unwrap();
+            let padded = Tensor::cat(&[neg(&[n, c, p, w + 2 * p]), padded, neg(&[n, c, p, w + 2 * p])], 2).unwrap();
+            let plain = padded.max_pool2d_with_stride(k, s).unwrap();
+            assert_close(&ours, &plain, &format!("max-pool forward {h}×{w} k{k} s{s} p{p}"));
+        }
     }
     // A NaN wins its windows, as in torch.
     let mut values = vec![0f32; 25];

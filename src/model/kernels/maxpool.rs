@@ -66,6 +66,9 @@ impl MaxPool2d {
         for (src, dst) in plane.chunks_exact(w).zip(row_max.chunks_exact_mut(ow)) {
             for j in 0..self.kernel {
                 let (lo, hi, x0) = self.valid_outputs(j, w, ow);
+                if lo == hi {
+                    continue; // this window column lies in the padding for every output
+                }
                 dst[lo..hi].iter_mut().zip(src[x0..].iter().step_by(self.stride)).for_each(|(d, &v)| *d = max(*d, v));
             }
         }
