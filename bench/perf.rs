@@ -156,8 +156,12 @@ impl TrainStep {
     }
 
     /// Every part of the step sits in a profile span, freeing included, so that a profile
-    /// accounts for the whole step.
+    /// accounts for the whole step. It runs on a rayon worker, as the trainer's does.
     fn run(&mut self) -> candle_core::Result<()> {
+        actyolo::runtime::on_pool(|| self.step())
+    }
+
+    fn step(&mut self) -> candle_core::Result<()> {
         let preds = {
             let _t = profile::span(Stage::OtherForward);
             self.model.forward(&self.images, true)?
@@ -475,9 +479,12 @@ fn step_profile(setup: &BenchSetup) -> Result<()> {
     println!();
     let title = format!("actyolo fused inference, yolov5n b1@{}", INFER_SIZES[0]);
     print_profile(&title, setup.infer_runs, || {
-        // Unspanned model code (candle's own ops) lands in "other forward".
-        let _t = profile::span(Stage::OtherForward);
-        model.predict(&x).map(|_| ())
+        // Unspanned model code (candle's own ops) lands in "other forward"; the span opens
+        // on the worker thread that `predict` runs on.
+        actyolo::runtime::on_pool(|| {
+            let _t = profile::span(Stage::OtherForward);
+            model.predict(&x).map(|_| ())
+        })
     })
 }
 

@@ -12,6 +12,14 @@ pub fn configure() {
     retain_freed_memory();
 }
 
+/// Runs `f` on one of rayon's worker threads. Every kernel is a parallel loop; started from
+/// a thread outside the pool, each one hands its work to the pool and sleeps until it is
+/// done (a wake-up and a sleep per op, a few hundred per training step). From inside the
+/// pool the loops split their work with the other workers directly.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    rayon::scope(|_| f())
+}
+
 /// By default glibc hands blocks above its mmap threshold back to the kernel when they are
 /// freed, and trims the top of the heap, so the next tensor of the same size faults its
 /// pages in again, each zeroed by the kernel. A training step frees and allocates

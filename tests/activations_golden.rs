@@ -1,6 +1,8 @@
 //! Every activation, forward and backward, against PyTorch's values in
 //! tests/fixtures/activations.* (made by tools/gen_act_fixtures.py).
-//! Tolerance: |ours - torch| <= 1e-5 + 1e-5 * |torch|, elementwise, in f32.
+//! Tolerance: |ours - torch| <= 1e-5 + 1e-5 * |torch|, elementwise, in f32; parameter
+//! gradients (sums over the whole input, through a GEMM whose f32 summation order
+//! differs between its AVX2 and AVX-512 kernels) get 1e-5 + 1e-4 * |torch|.
 
 use std::collections::HashMap;
 
@@ -10,6 +12,7 @@ use candle_core::{DType, Device, Tensor, Var};
 
 const ATOL: f32 = 1e-5;
 const RTOL: f32 = 1e-5;
+const RTOL_PARAM_GRAD: f32 = 1e-4;
 
 #[derive(serde::Deserialize)]
 struct Manifest {
@@ -34,7 +37,7 @@ fn fixtures() -> (Manifest, HashMap<String, Tensor>) {
 }
 
 /// The largest violation of the tolerance, as (excess, ours, torch), or None when within it.
-fn worst(ours: &Tensor, torch: &Tensor) -> Result<Option<(f32, f32, f32)>, String> {
+fn worst(ours: &Tensor, torch: &Tensor, rtol: f32) -> Result<Option<(f32, f32, f32)>, String> {
     if ours.dims() != torch.dims() {
         return Err(format!("shape {:?} vs torch {:?}", ours.dims(), torch.dims()));
     }
@@ -42,7 +45,7 @@ fn worst(ours: &Tensor, torch: &Tensor) -> Result<Option<(f32, f32, f32)>, Strin
     let b = torch.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let mut worst = None;
     for (&a, &b) in a.iter().zip(&b) {
-        let excess = (a - b).abs() - (ATOL + RTOL * b.abs());
+        let excess = (a - b).abs() - (ATOL + rtol * b.abs());
         if excess > 0.0 || a.is_nan() != b.is_nan() {
             if worst.map_or(true, |(e, _, _)| excess > e) {
                 worst = Some((excess, a, b));
@@ -86,7 +89,7 @@ fn check_case(case: &Case, t: &HashMap<String, Tensor>) -> Vec<String> {
     }
     compared
         .into_iter()
-        .filter_map(|(what, ours, torch)| match worst(&ours, &torch) {
+        .filter_map(|(what, ours, torch)| match worst(&ours, &torch, if what.starts_with("gparam") { RTOL_PARAM_GRAD } else { RTOL }) {
             Ok(None) => None,
             Ok(Some((excess, a, b))) => Some(format!("{} [{}] {what}: ours {a} vs torch {b} (beyond tolerance by {excess:e})", case.id, case.spec)),
             Err(e) => Some(format!("{} [{}] {what}: {e}", case.id, case.spec)),

@@ -194,9 +194,11 @@ fn batch_norm_plain(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Tensor {
 fn fused_batch_norm_activation_equals_composition_in_training() {
     use actyolo::act::{ActSpec, Pointwise};
     use actyolo::model::kernels::batchnorm::batch_norm_act;
-    for spec in [None, Some("silu"), Some("nn.LeakyReLU(0.1)"), Some("mish"), Some("hardswish")] {
+    // Planes shorter than a summation block of 256 values, and longer (with a remainder).
+    let cases = [(None, [3, 5, 6, 7]), (Some("silu"), [3, 5, 6, 7]), (Some("silu"), [2, 5, 20, 19]), (Some("nn.LeakyReLU(0.1)"), [3, 5, 6, 7]), (Some("mish"), [2, 5, 20, 19]), (Some("hardswish"), [3, 5, 6, 7])];
+    for (spec, shape) in cases {
         let p = spec.map(|s| Pointwise::from_spec(&ActSpec::parse(s).unwrap()).unwrap());
-        let x = Var::from_tensor(&(rand(&[3, 5, 6, 7], 11) * 2.0).unwrap()).unwrap();
+        let x = Var::from_tensor(&(rand(&shape, 11) * 2.0).unwrap()).unwrap();
         let w = Var::from_tensor(&(rand(&[5], 12) + 1.0).unwrap()).unwrap();
         let b = Var::from_tensor(&rand(&[5], 13)).unwrap();
         let (ours, stats) = batch_norm_act(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-3, None, p).unwrap();
@@ -215,6 +217,44 @@ fn fused_batch_norm_activation_equals_composition_in_training() {
         let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
         for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dweight"), (b.as_tensor(), "dbias")] {
             assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("{spec:?} {name}"));
+        }
+    }
+}
+
+#[test]
+fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
+    use actyolo::model::kernels::conv_bn::conv_batch_norm_act;
+    // A 3×3 conv with a fused SiLU, a strided one with LeakyReLU, and a pointwise one
+    // with no activation (as before an unfused activation module).
+    let cases = [
+        ([2, 4, 12, 11], [6, 4, 3, 3], Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 }, Some("silu")),
+        ([3, 4, 9, 9], [8, 4, 3, 3], Conv2dParams { stride: 2, padding: 1, dilation: 1, groups: 1 }, Some("nn.LeakyReLU(0.1)")),
+        ([2, 6, 7, 5], [5, 6, 1, 1], Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 }, None),
+    ];
+    for (i, (xs, ws, params, spec)) in cases.into_iter().enumerate() {
+        let act = spec.map(|s| Pointwise::from_spec(&ActSpec::parse(s).unwrap()).unwrap());
+        let seed = 200 + 10 * i as u64;
+        let x = Var::from_tensor(&rand(&xs, seed)).unwrap();
+        let w = Var::from_tensor(&rand(&ws, seed + 1)).unwrap();
+        let gamma = Var::from_tensor(&(rand(&[ws[0]], seed + 2) + 1.0).unwrap()).unwrap();
+        let beta = Var::from_tensor(&rand(&[ws[0]], seed + 3)).unwrap();
+        let bn_params = Tensor::cat(&[gamma.as_tensor(), beta.as_tensor()], 0).unwrap();
+        let (ours, stats) = conv_batch_norm_act(x.as_tensor(), w.as_tensor(), params, &bn_params, 1e-3, act).unwrap();
+        let conv = x.as_tensor().conv2d(w.as_tensor(), params.padding, params.stride, 1, 1).unwrap();
+        let bn = batch_norm_plain(&conv, gamma.as_tensor(), beta.as_tensor(), 1e-3);
+        let plain = act.map_or(bn.clone(), |p| actyolo::act::kernels::pointwise::apply(p, &bn).unwrap());
+        assert_close(&ours, &plain, &format!("case {i} forward"));
+        let mean = conv.mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let var = conv.broadcast_sub(&conv.mean_keepdim((0, 2, 3)).unwrap()).unwrap().sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+        let var = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        for c in 0..ws[0] {
+            assert!((stats.mean[c] - mean[c]).abs() < 1e-5 && (stats.var[c] - var[c]).abs() < 1e-5 * (1.0 + var[c]), "case {i} batch statistics of channel {c}");
+        }
+        let up = rand(ours.dims(), seed + 4);
+        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (gamma.as_tensor(), "dgamma"), (beta.as_tensor(), "dbeta")] {
+            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
         }
     }
 }

@@ -109,6 +109,7 @@ impl ConvBn {
     pub fn forward(&self, x: &Tensor, train: bool, act: Option<Pointwise>) -> Result<Tensor> {
         let params = Conv2dParams { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups };
         match &self.norm {
+            Normalization::BatchNorm(bn) if train => bn.forward_conv_act(x, &self.weight, params, act),
             Normalization::BatchNorm(bn) => bn.forward_act(&conv2d(x, &self.weight, params)?, train, act),
             Normalization::Bias(bias) => conv2d_bias_act(x, &self.weight, bias, params, act),
         }

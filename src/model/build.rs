@@ -219,8 +219,10 @@ impl Model {
 
     /// Eval-mode inference: decoded predictions (bs, N, nc + 5) and the raw maps.
     pub fn predict(&self, x: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
-        let raw = self.forward(x, false)?;
-        Ok((self.detect.decode(&raw)?, raw))
+        crate::runtime::on_pool(|| {
+            let raw = self.forward(x, false)?;
+            Ok((self.detect.decode(&raw)?, raw))
+        })
     }
 
     /// Folds every BatchNorm into its convolution, RepConv's branches into one convolution

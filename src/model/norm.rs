@@ -4,6 +4,8 @@
 use candle_core::{DType, Result, Tensor, Var};
 
 use super::kernels::batchnorm::{batch_norm_act, ChannelStats};
+use super::kernels::conv::Conv2dParams;
+use super::kernels::conv_bn::conv_batch_norm_act;
 use crate::act::pointwise::Pointwise;
 use crate::profile::{self, Stage};
 use candle_nn::{Init, VarBuilder};
@@ -68,10 +70,24 @@ impl BatchNorm2d {
         };
         let (y, stats) = batch_norm_act(x, &self.weight, &self.bias, self.config.eps, fixed, act)?;
         if train {
-            let c = stats.mean.len();
-            let t = |v: &[f32]| Tensor::from_slice(v, c, x.device());
-            self.update_running(&t(&stats.mean)?, &t(&stats.var)?, x.elem_count() / c.max(1))?;
+            self.update_batch_stats(&stats, x.elem_count())?;
         }
+        Ok(y)
+    }
+
+    /// Moves the running statistics towards a batch's, of `elements` values in all.
+    fn update_batch_stats(&self, stats: &ChannelStats, elements: usize) -> Result<()> {
+        let c = stats.mean.len();
+        let t = |v: &[f32]| Tensor::from_slice(v, c, self.running_mean.device());
+        self.update_running(&t(&stats.mean)?, &t(&stats.var)?, elements / c.max(1))
+    }
+
+    /// Training only: `conv2d(x, conv_weight)`, this BatchNorm with the batch's statistics
+    /// and `act`, as one op (see [`conv_batch_norm_act`]); updates the running statistics.
+    pub fn forward_conv_act(&self, x: &Tensor, conv_weight: &Tensor, params: Conv2dParams, act: Option<Pointwise>) -> Result<Tensor> {
+        let bn_params = Tensor::cat(&[&self.weight, &self.bias], 0)?;
+        let (y, stats) = conv_batch_norm_act(x, conv_weight, params, &bn_params, self.config.eps, act)?;
+        self.update_batch_stats(&stats, y.elem_count())?;
         Ok(y)
     }
 

@@ -285,21 +285,24 @@ impl Run {
                 group.lr = lr;
                 group.momentum = momentum;
             }
-            let preds = self.model.forward(&batch.images, true).map_err(step_err)?;
-            let (total, parts) = self.train_loss.compute(&preds, &batch.targets).map_err(step_err)?;
-            let value = total.to_scalar::<f32>().map_err(step_err)?;
-            if !value.is_finite() {
-                let last = self.dir.join("weights").join("last.safetensors");
-                return Err(TrainError::NonFinite { value, epoch, iteration: i, checkpoint: last.is_file().then_some(last) });
-            }
-            let g = total.backward().map_err(step_err)?;
-            optimizer.accumulate(grads, &g).map_err(step_err)?;
-            if ni as i64 - state.last_opt_step >= accumulate as i64 {
-                optimizer.step(grads, 10.0).map_err(step_err)?;
-                grads.clear();
-                ema.update(self.model.vars().var_map()).map_err(step_err)?;
-                state.last_opt_step = ni as i64;
-            }
+            let parts = crate::runtime::on_pool(|| {
+                let preds = self.model.forward(&batch.images, true).map_err(step_err)?;
+                let (total, parts) = self.train_loss.compute(&preds, &batch.targets).map_err(step_err)?;
+                let value = total.to_scalar::<f32>().map_err(step_err)?;
+                if !value.is_finite() {
+                    let last = self.dir.join("weights").join("last.safetensors");
+                    return Err(TrainError::NonFinite { value, epoch, iteration: i, checkpoint: last.is_file().then_some(last) });
+                }
+                let g = total.backward().map_err(step_err)?;
+                optimizer.accumulate(grads, &g).map_err(step_err)?;
+                if ni as i64 - state.last_opt_step >= accumulate as i64 {
+                    optimizer.step(grads, 10.0).map_err(step_err)?;
+                    grads.clear();
+                    ema.update(self.model.vars().var_map()).map_err(step_err)?;
+                    state.last_opt_step = ni as i64;
+                }
+                Ok(parts)
+            })?;
             sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
             mean_loss = sums.map(|s| s / (i + 1) as f32);
             on(TrainEvent::Batch { epoch, index: i + 1, batches: n, mean_loss, instances: batch.targets.dim(0).unwrap_or(0), size: o.imgsz });

@@ -102,6 +102,10 @@ fn sizes(dims: &[usize]) -> Result<(usize, usize, usize)> {
 }
 
 impl BatchNormAct {
+    pub(super) fn new(stats: Arc<ChannelStats>, eps: f32, batch_stats: bool, act: Option<Pointwise>) -> BatchNormAct {
+        BatchNormAct { stats, eps, batch_stats, act }
+    }
+
     fn scale_shift(&self, w: &[f32], b: &[f32]) -> (Vec<f32>, Vec<f32>) {
         let invstd: Vec<f32> = self.stats.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let scale: Vec<f32> = invstd.iter().zip(w).map(|(i, w)| i * w).collect();
@@ -114,7 +118,7 @@ impl BatchNormAct {
         self.act.unwrap_or(Pointwise::Identity(Identity))
     }
 
-    fn forward(&self, x: &[f32], w: &[f32], b: &[f32], (_, c, hw): (usize, usize, usize)) -> Vec<f32> {
+    pub(super) fn forward(&self, x: &[f32], w: &[f32], b: &[f32], (_, c, hw): (usize, usize, usize)) -> Vec<f32> {
         let (scale, shift) = self.scale_shift(w, b);
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(plane, (y, x))| {
@@ -212,6 +216,6 @@ pub fn batch_norm_act(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64, stat
             with_f32_data("batch_norm", [&x], |[x]| channel_stats(x, dims))?
         }
     });
-    let op = BatchNormAct { stats: stats.clone(), eps: eps as f32, batch_stats, act };
+    let op = BatchNormAct::new(stats.clone(), eps as f32, batch_stats, act);
     Ok((x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?, stats))
 }

@@ -362,7 +362,13 @@ pub struct Conv2dOp {
 }
 
 impl Conv2dOp {
-    fn fwd(&self, (xs, xl): (&CpuStorage, &Layout), (ws, wl): (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+    fn fwd(&self, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+        let (y, shape) = self.forward_vec(x, w, bias)?;
+        Ok((CpuStorage::F32(y), shape))
+    }
+
+    /// The forward pass on storage: the output's elements and shape.
+    pub(super) fn forward_vec(&self, (xs, xl): (&CpuStorage, &Layout), (ws, wl): (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(Vec<f32>, Shape)> {
         let geo = Geometry::new(xl.dims(), wl.dims(), self.params)?;
         let x = contiguous::<f32>("conv2d", xs, xl)?;
         let w = contiguous::<f32>("conv2d", ws, wl)?;
@@ -370,12 +376,12 @@ impl Conv2dOp {
         if let Some(b) = bias.filter(|b| b.len() != geo.co) {
             candle_core::bail!("conv2d: {} biases for {} output channels", b.len(), geo.co);
         }
-        Ok((CpuStorage::F32(geo.forward(x, w, bias, self.act)), Shape::from((geo.n, geo.co, geo.oh, geo.ow))))
+        Ok((geo.forward(x, w, bias, self.act), Shape::from((geo.n, geo.co, geo.oh, geo.ow))))
     }
 
     /// The input gradient (None for a constant input, such as the image), the weight
     /// gradient, and the bias gradient when `with_bias`.
-    fn gradients(&self, x: &Tensor, w: &Tensor, dy: &Tensor, with_bias: bool) -> Result<(Option<Tensor>, Tensor, Option<Vec<f32>>)> {
+    pub(super) fn gradients(&self, x: &Tensor, w: &Tensor, dy: &Tensor, with_bias: bool) -> Result<(Option<Tensor>, Tensor, Option<Vec<f32>>)> {
         // Everything but the input-gradient pass counts as the weight gradient.
         let _t = profile::span(Stage::ConvBackwardWeight);
         if self.act.is_some() {

@@ -3,6 +3,7 @@
 
 pub mod batchnorm;
 pub mod conv;
+pub mod conv_bn;
 pub mod gemm;
 pub mod maxpool;
 pub mod upsample;
