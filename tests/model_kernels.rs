@@ -28,12 +28,15 @@ fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
     // (input, weight, stride, padding, dilation, groups)
-    let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 12] = [
+    let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 15] = [
         ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
         ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
         ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),
         ([3, 16, 7, 5], [8, 16, 1, 1], 1, 0, 1, 1), // pointwise: no unfolding
-        ([1, 6, 8, 8], [6, 1, 3, 3], 1, 1, 1, 6),   // depthwise (FReLU)
+        ([1, 6, 8, 8], [6, 1, 3, 3], 1, 1, 1, 6),   // depthwise (FReLU): direct kernels
+        ([3, 5, 13, 11], [5, 1, 3, 3], 1, 1, 1, 5),
+        ([2, 4, 9, 10], [4, 1, 5, 5], 1, 2, 1, 4),
+        ([2, 4, 9, 9], [4, 1, 3, 3], 2, 1, 1, 4),   // strided depthwise: the GEMM route
         ([2, 8, 8, 8], [12, 4, 3, 3], 1, 1, 1, 2),
         ([1, 4, 11, 11], [4, 4, 3, 3], 1, 2, 2, 1), // dilated
         ([2, 4, 6, 6], [5, 4, 1, 1], 2, 0, 1, 1),   // strided 1×1

@@ -31,7 +31,7 @@ const BLOCK: usize = 256;
 /// be one long chain of dependent adds (latency-bound, and never vectorised); the f32
 /// lanes cover at most 16 elements each before they are added in f64.
 #[inline(always)]
-fn sum_pairs(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32) + Copy) -> (f64, f64) {
+pub(super) fn sum_pairs(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32) + Copy) -> (f64, f64) {
     let (mut first, mut second) = (0f64, 0f64);
     for (xb, yb) in x.chunks(BLOCK).zip(y.chunks(BLOCK)) {
         let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);

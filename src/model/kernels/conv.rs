@@ -2,14 +2,16 @@
 //! candle's own backward runs the input gradient through a direct conv_transpose2d loop
 //! and computes it even for the input image; here both gradients are GEMMs over the same
 //! unfolded columns, and the input gradient is skipped when nothing upstream needs it.
+//! Depthwise convolutions at stride 1 (FReLU's) run as direct per-plane loops instead.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use std::ops::Range;
 
+use super::batchnorm::sum_pairs;
 use super::gemm::{matmul, matmul_strided, MatRef};
-use crate::act::kernels::{contiguous, pointwise, with_f32_data};
+use crate::act::kernels::{contiguous, pointwise, widest_simd, with_f32_data};
 use crate::act::pointwise::{Identity, Pointwise};
 use crate::profile::{self, Stage};
 
@@ -77,8 +79,73 @@ impl Geometry {
         self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0 && self.groups() == 1
     }
 
+    /// One filter per channel at stride 1 (FReLU's funnel): computed directly, where the
+    /// GEMM route would multiply a 1 × k² row per channel.
+    fn is_depthwise(&self) -> bool {
+        self.groups() == self.c && self.co == self.c && self.p.stride == 1 && self.p.dilation == 1
+    }
+
+    /// For each output row `oy` and kernel row `ki` whose input row lies inside the image:
+    /// `(oy, ki, iy)`.
+    #[inline(always)]
+    fn valid_rows(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        let pad = self.p.padding as isize;
+        (0..self.oh).flat_map(move |oy| {
+            (0..self.kh).filter_map(move |ki| {
+                let iy = oy as isize - pad + ki as isize;
+                (0..self.h as isize).contains(&iy).then_some((oy, ki, iy as usize))
+            })
+        })
+    }
+
+    /// Depthwise forward of one channel plane: `out` starts at the bias.
+    #[inline(always)]
+    fn depthwise_plane(&self, x: &[f32], k: &[f32], bias: f32, out: &mut [f32]) {
+        out.fill(bias);
+        for (oy, ki, iy) in self.valid_rows() {
+            let (row_in, row_out) = (&x[iy * self.w..][..self.w], &mut out[oy * self.ow..][..self.ow]);
+            for kj in 0..self.kw {
+                let (lo, hi, ix0) = self.valid_columns(kj);
+                let wk = k[ki * self.kw + kj];
+                row_out[lo..hi].iter_mut().zip(&row_in[ix0 as usize..]).for_each(|(o, &v)| *o += wk * v);
+            }
+        }
+    }
+
+    /// Depthwise input gradient of one channel plane, added onto `dx`.
+    #[inline(always)]
+    fn depthwise_plane_grad(&self, dy: &[f32], k: &[f32], dx: &mut [f32]) {
+        for (oy, ki, iy) in self.valid_rows() {
+            let (row_dy, row_dx) = (&dy[oy * self.ow..][..self.ow], &mut dx[iy * self.w..][..self.w]);
+            for kj in 0..self.kw {
+                let (lo, hi, ix0) = self.valid_columns(kj);
+                let wk = k[ki * self.kw + kj];
+                row_dx[ix0 as usize..].iter_mut().zip(&row_dy[lo..hi]).for_each(|(o, &g)| *o += wk * g);
+            }
+        }
+    }
+
+    /// Depthwise weight gradient of channel `ch`: per tap, Σ over images and positions of
+    /// dY · X (summed in f32 lanes and f64, as BatchNorm's sums).
+    #[inline(always)]
+    fn depthwise_weight_grad(&self, x: &[f32], dy: &[f32], ch: usize) -> Vec<f32> {
+        let mut dk = vec![0f64; self.kh * self.kw];
+        for i in 0..self.n {
+            let (x, dy) = (&x[(i * self.c + ch) * self.h * self.w..][..self.h * self.w], &dy[(i * self.c + ch) * self.plane()..][..self.plane()]);
+            for (oy, ki, iy) in self.valid_rows() {
+                for kj in 0..self.kw {
+                    let (lo, hi, ix0) = self.valid_columns(kj);
+                    let row_x = &x[iy * self.w + ix0 as usize..][..hi - lo];
+                    dk[ki * self.kw + kj] += sum_pairs(row_x, &dy[oy * self.ow + lo..][..hi - lo], |a, b| (a * b, 0.0)).0;
+                }
+            }
+        }
+        dk.into_iter().map(|v| v as f32).collect()
+    }
+
     /// For kernel column `kj`: the output columns whose input column lies inside the
     /// image, as `ox_lo..ox_hi`, and the input column of `ox_lo`.
+    #[inline(always)]
     fn valid_columns(&self, kj: usize) -> (usize, usize, isize) {
         let (s, pad, off) = (self.p.stride as isize, self.p.padding as isize, (kj * self.p.dilation) as isize);
         let first = (pad - off).max(0);
@@ -192,6 +259,22 @@ impl Geometry {
     /// (image, tile) task unfolds its columns, multiplies, and applies bias and activation
     /// to its output tile while that is still in cache.
     fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Pointwise>) -> Vec<f32> {
+        if self.is_depthwise() {
+            let (plane, taps) = (self.plane(), self.kh * self.kw);
+            let mut y = vec![0f32; self.n * self.co * plane];
+            y.par_chunks_mut(plane).zip(x.par_chunks(self.h * self.w)).enumerate().for_each(|(at, (out, x))| {
+                let ch = at % self.c;
+                let (k, b) = (&w[ch * taps..][..taps], bias.map_or(0.0, |b| b[ch]));
+                widest_simd(
+                    #[inline(always)]
+                    || self.depthwise_plane(x, k, b, out),
+                );
+                if let Some(act) = act {
+                    pointwise::bias_act_in_place(act, 0.0, out);
+                }
+            });
+            return y;
+        }
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let tiles: Vec<Range<usize>> = self.tiles().collect();
         let tasks: Vec<(usize, &Range<usize>)> = (0..self.n).flat_map(|i| tiles.iter().map(move |t| (i, t))).collect();
@@ -253,6 +336,17 @@ impl Geometry {
     /// tile by tile, and the shares in image order, so the result does not depend on how
     /// the images were spread over threads (runs repeat bit for bit).
     fn weight_grad(&self, x: &[f32], dy: &[f32]) -> Vec<f32> {
+        if self.is_depthwise() {
+            return (0..self.c)
+                .into_par_iter()
+                .flat_map_iter(|ch| {
+                    widest_simd(
+                        #[inline(always)]
+                        || self.depthwise_weight_grad(x, dy, ch),
+                    )
+                })
+                .collect();
+        }
         let (kdim, cog) = (self.kdim(), self.cog());
         let threads = self.gemm_threads(self.n);
         let partials: Vec<Vec<f32>> = x
@@ -283,6 +377,18 @@ impl Geometry {
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let threads = self.gemm_threads(self.n);
         let mut dx = vec![0f32; self.n * self.image()];
+        if self.is_depthwise() {
+            let taps = self.kh * self.kw;
+            dx.par_chunks_mut(self.h * self.w).zip(dy.par_chunks(plane)).enumerate().for_each(|(at, (dx, dy))| {
+                let ch = at % self.c;
+                let k = &w[ch * taps..][..taps];
+                widest_simd(
+                    #[inline(always)]
+                    || self.depthwise_plane_grad(dy, k, dx),
+                );
+            });
+            return dx;
+        }
         dx.par_chunks_mut(self.image()).zip(dy.par_chunks(self.co * plane)).for_each_init(Vec::new, |dcols, (dx, dy)| {
             if self.is_pointwise() {
                 matmul(dx, MatRef::rows(w, self.co, kdim).t(), MatRef::rows(dy, self.co, plane), false, threads);
