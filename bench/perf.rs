@@ -61,7 +61,8 @@ const DEFAULT_ACTS: &str = "silu,relu,nn.LeakyReLU(0.1),hardswish,mish,gelu,prel
 #[derive(Parser)]
 #[command(about = "yolov5n training-step and inference speed: actyolo against PyTorch and onnxruntime")]
 struct Args {
-    /// Print the per-stage profile of actyolo's training step instead of the comparison.
+    /// Print the per-stage profile of actyolo's training step and inference instead of
+    /// the comparison (with `--acts`: for each of those activations).
     #[arg(long)]
     profile: bool,
     /// Print the per-activation cost table instead of the comparison, for these
@@ -94,8 +95,9 @@ fn main() -> Result<()> {
     }
     let setup = BenchSetup::new(&args);
     match &args.acts {
+        Some(list) if args.profile => parse_list(list)?.iter().try_for_each(|spec| step_profile(&setup, Some(spec))),
         Some(list) => activation_costs(&setup, list),
-        None if args.profile => step_profile(&setup),
+        None if args.profile => step_profile(&setup, None),
         None => compare(&setup),
     }
 }
@@ -469,15 +471,17 @@ fn train_step_peak_rss() -> Result<()> {
 }
 
 /// `--profile`: actyolo's training step, then its fused inference, stage by stage.
-fn step_profile(setup: &BenchSetup) -> Result<()> {
-    let mut train = TrainStep::new(None, &setup.targets)?;
+fn step_profile(setup: &BenchSetup, act: Option<&ActSpec>) -> Result<()> {
+    let mut train = TrainStep::new(act, &setup.targets)?;
     train.run()?; // the first step allocates the optimizer's state
-    let title = format!("actyolo training step, yolov5n b{TRAIN_BATCH}@{TRAIN_IMGSZ}");
+    let act_label = act.map_or(String::new(), |a| format!(" with {a}"));
+    let title = format!("actyolo training step, yolov5n{act_label} b{TRAIN_BATCH}@{TRAIN_IMGSZ}");
     print_profile(&title, setup.train_runs, || train.run())?;
-    let model = inference_model(None)?;
+    let model = inference_model(act)?;
     let x = Tensor::rand(0f32, 1f32, (1, 3, INFER_SIZES[0], INFER_SIZES[0]), &Device::Cpu)?;
     println!();
-    let title = format!("actyolo fused inference, yolov5n b1@{}", INFER_SIZES[0]);
+    let title = format!("actyolo fused inference, yolov5n{act_label} b1@{}", INFER_SIZES[0]);
+    println!();
     print_profile(&title, setup.infer_runs, || {
         // Unspanned model code (candle's own ops) lands in "other forward"; the span opens
         // on the worker thread that `predict` runs on.

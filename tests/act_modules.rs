@@ -2,7 +2,7 @@
 //! composition, RReLU's random training mode, parameter bookkeeping, build errors, and the
 //! catalogue's declared properties against a numeric scan.
 
-use actyolo::act::kernels::{pointwise, prelu};
+use actyolo::act::kernels::{acon, maximum, pointwise, prelu};
 use actyolo::act::{ActSpec, Activation, Pointwise, KINDS};
 use actyolo::model::vars::SeededVarMap;
 use candle_core::{DType, Device, Tensor, Var};
@@ -89,6 +89,55 @@ fn prelu_kernel_equals_composition_for_one_and_per_channel_slopes() {
         for (ga, gb) in ga.iter().zip(&gb) {
             assert!((ga - gb).abs() <= 1e-4 * (1.0 + gb.abs()), "slope gradient {ga} vs {gb}");
         }
+    }
+}
+
+#[test]
+fn acon_kernel_equals_composition_for_channel_and_image_betas() {
+    // Planes of 300 values: more than one summation block, with a remainder.
+    let (n, c) = (2, 3);
+    let x = Var::from_tensor(&(sample((n, c, 15, 20)) * 3.0).unwrap()).unwrap();
+    let var = |v: Vec<f32>, shape: (usize, usize, usize, usize)| Var::from_tensor(&Tensor::from_vec(v, shape, &Device::Cpu).unwrap()).unwrap();
+    let p1 = var(vec![1.2, -0.4, 0.7], (1, c, 1, 1));
+    let p2 = var(vec![0.1, 0.3, -0.9], (1, c, 1, 1));
+    let weight = sample((n, c, 15, 20));
+    // ACON-C's β per channel; Meta-ACON-C's per image and channel.
+    for beta in [var(vec![1.0, 0.5, 2.0], (1, c, 1, 1)), var(vec![0.9, 1.1, 0.2, 1.7, 0.6, 3.0], (n, c, 1, 1))] {
+        let plain = |x: &Tensor| -> candle_core::Result<Tensor> {
+            let dpx = x.broadcast_mul(&(p1.as_tensor() - p2.as_tensor())?)?;
+            let sig = candle_nn::ops::sigmoid(&dpx.broadcast_mul(beta.as_tensor())?)?;
+            (dpx * sig)? + x.broadcast_mul(p2.as_tensor())?
+        };
+        let fused = |x: &Tensor| acon::apply(x, p1.as_tensor(), p2.as_tensor(), beta.as_tensor());
+        let mut results = vec![];
+        for f in [&fused as &dyn Fn(&Tensor) -> candle_core::Result<Tensor>, &plain] {
+            let y = f(x.as_tensor()).unwrap();
+            let grads = (&y * &weight).unwrap().sum_all().unwrap().backward().unwrap();
+            let grad = |v: &Var| grads.get(v.as_tensor()).unwrap().clone();
+            results.push([y, grad(&x), grad(&p1), grad(&p2), grad(&beta)]);
+        }
+        for (what, (ours, theirs)) in ["forward", "dx", "dp1", "dp2", "dbeta"].iter().zip(results[0].iter().zip(&results[1])) {
+            // Parameter gradients sum 600 or 300 products: 1e-4 relative.
+            assert!(max_excess(ours, theirs, if what.starts_with("dp") || *what == "dbeta" { 1e-4 } else { 1e-5 }) <= 0.0, "{what} with β of shape {:?}", beta.dims());
+        }
+    }
+}
+
+#[test]
+fn maximum_kernel_equals_candle_maximum_ties_included() {
+    let a = Var::from_tensor(&sample((2, 3, 10, 9))).unwrap();
+    // Every fourth element ties, the rest differ either way.
+    let b_values: Vec<f32> = a.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().enumerate().map(|(i, &v)| if i % 4 == 0 { v } else { v + (i % 3) as f32 - 1.0 }).collect();
+    let b = Var::from_tensor(&Tensor::from_vec(b_values, (2, 3, 10, 9), &Device::Cpu).unwrap()).unwrap();
+    let weight = sample((2, 3, 10, 9));
+    let mut results = vec![];
+    for ours in [true, false] {
+        let y = if ours { maximum::apply(a.as_tensor(), b.as_tensor()) } else { a.as_tensor().maximum(b.as_tensor()) }.unwrap();
+        let grads = (&y * &weight).unwrap().sum_all().unwrap().backward().unwrap();
+        results.push([y, grads.get(a.as_tensor()).unwrap().clone(), grads.get(b.as_tensor()).unwrap().clone()]);
+    }
+    for (what, (ours, theirs)) in ["forward", "da", "db"].iter().zip(results[0].iter().zip(&results[1])) {
+        assert!(max_excess(ours, theirs, 0.0) <= 0.0, "{what}");
     }
 }
 

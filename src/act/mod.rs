@@ -263,9 +263,15 @@ impl Activation {
                 bn,
                 padding,
             } => {
-                let channels = conv_weight.dim(0)?;
-                let funnel = conv2d(x, conv_weight, Conv2dParams { stride: 1, padding: *padding, dilation: 1, groups: channels })?;
-                x.maximum(&bn.forward_t(&funnel, train)?)
+                let params = Conv2dParams { stride: 1, padding: *padding, dilation: 1, groups: conv_weight.dim(0)? };
+                let funnel = match train {
+                    true => bn.forward_conv_act(x, conv_weight, params, None)?,
+                    false => bn.forward_t(&conv2d(x, conv_weight, params)?, false)?,
+                };
+                match x.dtype() {
+                    DType::F32 => kernels::maximum::apply(x, &funnel),
+                    _ => x.maximum(&funnel),
+                }
             }
             Inner::Acon { p1, p2, beta } => {
                 let beta = match beta {
@@ -277,6 +283,9 @@ impl Activation {
                         fc2_bias,
                     } => meta_acon_beta(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias)?,
                 };
+                if x.dtype() == DType::F32 && x.rank() >= 2 {
+                    return kernels::acon::apply(x, p1, p2, &beta);
+                }
                 let dpx = x.broadcast_mul(&(p1 - p2)?)?;
                 let sig = kernels::pointwise::apply(SIGMOID, &dpx.broadcast_mul(&beta)?)?;
                 (dpx * sig)? + x.broadcast_mul(p2)?

@@ -1,7 +1,9 @@
 //! Fused CPU kernels for activations, as candle custom ops with their own backward.
 //! Each is tested against the plain candle composition of the same function.
 
+pub mod acon;
 pub mod fastmath;
+pub mod maximum;
 pub mod pointwise;
 pub mod prelu;
 
@@ -41,6 +43,41 @@ fn avx512<T>(body: impl FnOnce() -> T) -> T {
 #[target_feature(enable = "avx2")]
 fn avx2<T>(body: impl FnOnce() -> T) -> T {
     body()
+}
+
+/// Elements per block, and f32 lanes (one AVX-512 register) that [`lane_sums`] adds.
+const LANES: usize = 16;
+const BLOCK: usize = 256;
+
+/// The K sums Σ f(x_i, y_i)[k] over paired slices (call it inside [`widest_simd`]). A
+/// single running sum is one long chain of dependent adds (latency-bound, never
+/// vectorised); here 16 independent f32 lanes cover at most 16 elements each of a block
+/// of 256, and the blocks' lanes are added in f64.
+#[inline(always)]
+pub fn lane_sums<const K: usize>(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> [f32; K] + Copy) -> [f64; K] {
+    let mut total = [0f64; K];
+    for (xb, yb) in x.chunks(BLOCK).zip(y.chunks(BLOCK)) {
+        let mut lanes = [[0f32; LANES]; K];
+        let (mut xs, mut ys) = (xb.chunks_exact(LANES), yb.chunks_exact(LANES));
+        for (xv, yv) in xs.by_ref().zip(ys.by_ref()) {
+            for j in 0..LANES {
+                let v = f(xv[j], yv[j]);
+                for k in 0..K {
+                    lanes[k][j] += v[k];
+                }
+            }
+        }
+        for (j, (&xv, &yv)) in xs.remainder().iter().zip(ys.remainder()).enumerate() {
+            let v = f(xv, yv);
+            for k in 0..K {
+                lanes[k][j] += v[k];
+            }
+        }
+        for k in 0..K {
+            total[k] += lanes[k].iter().map(|&v| v as f64).sum::<f64>();
+        }
+    }
+    total
 }
 
 /// The contiguous slice a layout addresses, or an error naming the op.

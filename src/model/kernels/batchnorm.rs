@@ -9,7 +9,7 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::act::kernels::{widest_simd, with_f32_data};
+use crate::act::kernels::{lane_sums, widest_simd, with_f32_data};
 use crate::act::pointwise::{Identity, Pointwise, ScalarFn};
 use crate::profile::{self, Stage};
 use crate::with_scalar_fn;
@@ -20,38 +20,6 @@ pub struct ChannelStats {
     pub mean: Vec<f32>,
     /// Biased variance (the one training normalises with).
     pub var: Vec<f32>,
-}
-
-/// Elements per lane group, and lanes: [`sum_pairs`] adds 16 independent f32 lanes (one
-/// vector register) over each block of 256 elements, then the block's lanes in f64.
-const LANES: usize = 16;
-const BLOCK: usize = 256;
-
-/// (Σ first, Σ second) of `f(x_i, y_i)` over paired slices. A single running sum would
-/// be one long chain of dependent adds (latency-bound, and never vectorised); the f32
-/// lanes cover at most 16 elements each before they are added in f64.
-#[inline(always)]
-pub(super) fn sum_pairs(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> (f32, f32) + Copy) -> (f64, f64) {
-    let (mut first, mut second) = (0f64, 0f64);
-    for (xb, yb) in x.chunks(BLOCK).zip(y.chunks(BLOCK)) {
-        let (mut a, mut b) = ([0f32; LANES], [0f32; LANES]);
-        let (mut xs, mut ys) = (xb.chunks_exact(LANES), yb.chunks_exact(LANES));
-        for (xv, yv) in xs.by_ref().zip(ys.by_ref()) {
-            for j in 0..LANES {
-                let (p, q) = f(xv[j], yv[j]);
-                a[j] += p;
-                b[j] += q;
-            }
-        }
-        for (j, (&xv, &yv)) in xs.remainder().iter().zip(ys.remainder()).enumerate() {
-            let (p, q) = f(xv, yv);
-            a[j] += p;
-            b[j] += q;
-        }
-        first += a.iter().map(|&v| v as f64).sum::<f64>();
-        second += b.iter().map(|&v| v as f64).sum::<f64>();
-    }
-    (first, second)
 }
 
 /// Mean and biased variance per channel of an NCHW slice: the mean, then the corrected
@@ -67,12 +35,12 @@ pub fn channel_stats(x: &[f32], (n, c, hw): (usize, usize, usize)) -> ChannelSta
                 || {
                     let mut sum = 0f64;
                     for p in planes() {
-                        sum += sum_pairs(p, p, #[inline(always)] |v, _| (v, 0.0)).0;
+                        sum += lane_sums(p, p, #[inline(always)] |v, _| [v])[0];
                     }
                     let (mean, (mut sd, mut sd2)) = (sum / count, (0f64, 0f64));
                     let m = mean as f32;
                     for p in planes() {
-                        let (d, d2) = sum_pairs(p, p, #[inline(always)] |v, _| (v - m, (v - m) * (v - m)));
+                        let [d, d2] = lane_sums(p, p, #[inline(always)] |v, _| [v - m, (v - m) * (v - m)]);
                         sd += d;
                         sd2 += d2;
                     }
@@ -148,13 +116,13 @@ impl BatchNormAct {
                         let (mut sg, mut sgx) = (0f64, 0f64);
                         for i in 0..n {
                             let at = (i * c + ch) * hw;
-                            let (a, bsum) = sum_pairs(
+                            let [a, bsum] = lane_sums(
                                 &x[at..at + hw],
                                 &dy[at..at + hw],
                                 #[inline(always)]
                                 |x, dy| {
                                     let g = dy * f.df(x * s + t);
-                                    (g, g * (x - m) * is)
+                                    [g, g * (x - m) * is]
                                 },
                             );
                             sg += a;

@@ -9,9 +9,8 @@ use rayon::prelude::*;
 
 use std::ops::Range;
 
-use super::batchnorm::sum_pairs;
 use super::gemm::{matmul, matmul_strided, MatRef};
-use crate::act::kernels::{contiguous, pointwise, widest_simd, with_f32_data};
+use crate::act::kernels::{contiguous, lane_sums, pointwise, widest_simd, with_f32_data};
 use crate::act::pointwise::{Identity, Pointwise};
 use crate::profile::{self, Stage};
 
@@ -126,7 +125,7 @@ impl Geometry {
     }
 
     /// Depthwise weight gradient of channel `ch`: per tap, Σ over images and positions of
-    /// dY · X (summed in f32 lanes and f64, as BatchNorm's sums).
+    /// dY · X (by [`lane_sums`]).
     #[inline(always)]
     fn depthwise_weight_grad(&self, x: &[f32], dy: &[f32], ch: usize) -> Vec<f32> {
         let mut dk = vec![0f64; self.kh * self.kw];
@@ -136,7 +135,7 @@ impl Geometry {
                 for kj in 0..self.kw {
                     let (lo, hi, ix0) = self.valid_columns(kj);
                     let row_x = &x[iy * self.w + ix0 as usize..][..hi - lo];
-                    dk[ki * self.kw + kj] += sum_pairs(row_x, &dy[oy * self.ow + lo..][..hi - lo], |a, b| (a * b, 0.0)).0;
+                    dk[ki * self.kw + kj] += lane_sums(row_x, &dy[oy * self.ow + lo..][..hi - lo], |a, b| [a * b])[0];
                 }
             }
         }
