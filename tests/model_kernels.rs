@@ -116,6 +116,29 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
 }
 
 #[test]
+fn detect_head_conv_equals_conv_reshape_permute() {
+    use actyolo::model::kernels::head::head_conv;
+    // Three anchors of 7 outputs; planes of 1100 cells span several forward tiles.
+    let (na, no) = (3, 7);
+    for (i, xs) in [[2, 5, 4, 6], [1, 8, 44, 25]].into_iter().enumerate() {
+        let x = Var::from_tensor(&rand(&xs, 300 + i as u64)).unwrap();
+        let w = Var::from_tensor(&rand(&[na * no, xs[1], 1, 1], 310 + i as u64)).unwrap();
+        let b = Var::from_tensor(&rand(&[na * no], 320 + i as u64)).unwrap();
+        let ours = head_conv(x.as_tensor(), w.as_tensor(), b.as_tensor(), na).unwrap();
+        let params = Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 };
+        let plain = conv2d_with_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), params).unwrap();
+        let plain = plain.reshape((xs[0], na, no, xs[2], xs[3])).unwrap().permute((0, 1, 3, 4, 2)).unwrap().contiguous().unwrap();
+        assert_close(&ours, &plain, &format!("case {i} forward"));
+        let up = rand(ours.dims(), 330 + i as u64);
+        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (b.as_tensor(), "dbias")] {
+            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
+        }
+    }
+}
+
+#[test]
 fn no_input_gradient_for_a_constant_input() {
     let x = rand(&[1, 3, 8, 8], 1);
     let w = Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap();

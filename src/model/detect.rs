@@ -8,6 +8,7 @@ use candle_nn::Init;
 use super::blocks::{BlockContext, Cost};
 use super::config::DetectKind;
 use super::kernels::conv::{conv2d_with_bias, Conv2dParams};
+use super::kernels::head::head_conv;
 use rayon::prelude::*;
 
 use crate::act::kernels::{widest_simd, with_f32_data};
@@ -89,6 +90,9 @@ impl Detect {
             .map(|(i, (x, (w, b)))| {
                 let (bs, _, ny, nx) = x.dims4()?;
                 let implicit = self.implicit.get(i);
+                if implicit.is_none() {
+                    return head_conv(x, w, b, self.na);
+                }
                 let x = match implicit {
                     Some(k) => x.broadcast_add(&k.add)?,
                     None => x.clone(),

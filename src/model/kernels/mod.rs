@@ -5,5 +5,6 @@ pub mod batchnorm;
 pub mod conv;
 pub mod conv_bn;
 pub mod gemm;
+pub mod head;
 pub mod maxpool;
 pub mod upsample;

@@ -1,0 +1,124 @@
+//! The Detect head's 1×1 convolution with its output already in the layout the loss and
+//! the decode read, (batch, anchors, y, x, outputs), as one custom op: the composition
+//! conv → reshape → permute → contiguous made a strided copy of the head's largest
+//! tensors, and two more full-size graph nodes, each step.
+//!
+//! Per image i and anchor a, with X_i (c × plane) and W_a (outputs × c):
+//! Y_ia (plane × outputs) = X_iᵀ · W_aᵀ + b_a; dW_a = Σ_i dY_iaᵀ · X_iᵀ;
+//! dX_i = Σ_a W_aᵀ · dY_iaᵀ; db_a = Σ over images and cells of dY_ia.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::gemm::{matmul, MatRef};
+use crate::act::kernels::{contiguous, with_f32_data};
+use crate::profile::{self, Stage};
+
+/// Cells per parallel task of the forward pass.
+const TILE_CELLS: usize = 512;
+
+#[derive(Debug, Clone, Copy)]
+struct HeadConv {
+    anchors: usize,
+}
+
+/// (images, channels, cells, outputs per anchor), checked.
+fn sizes(x: &[usize], w: &[usize], bias: usize, anchors: usize) -> Result<(usize, usize, usize, usize)> {
+    let ([n, c, h, wd], [co, ci, 1, 1]) = (x, w) else {
+        candle_core::bail!("head conv: expected an NCHW input and a 1×1 weight, got {x:?} and {w:?}");
+    };
+    if ci != c || co % anchors != 0 || bias != *co {
+        candle_core::bail!("head conv: input {x:?}, weight {w:?} and {bias} biases do not fit {anchors} anchors");
+    }
+    Ok((*n, *c, h * wd, co / anchors))
+}
+
+/// X_iᵀ (plane × c) as a view of image i's (c × plane) block.
+fn image_t(x: &[f32], (c, plane): (usize, usize)) -> MatRef<'_> {
+    MatRef::rows(x, c, plane).t()
+}
+
+/// Y_ia (plane × no) as a view of its block of dY; its transpose is (no × plane).
+fn anchor_block(dy: &[f32], (plane, no): (usize, usize)) -> MatRef<'_> {
+    MatRef::rows(dy, plane, no)
+}
+
+impl CustomOp3 for HeadConv {
+    fn name(&self) -> &'static str {
+        "detect-head-conv"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (contiguous::<f32>("head conv", xs, xl)?, contiguous::<f32>("head conv", ws, wl)?, contiguous::<f32>("head conv", bs, bl)?);
+        let (n, c, plane, no) = sizes(xl.dims(), wl.dims(), b.len(), self.anchors)?;
+        let na = self.anchors;
+        let mut y = vec![0f32; n * na * plane * no];
+        y.par_chunks_mut(plane * no).enumerate().for_each(|(ia, block)| {
+            let (i, a) = (ia / na, ia % na);
+            let x = image_t(&x[i * c * plane..][..c * plane], (c, plane));
+            let w_t = MatRef::rows(&w[a * no * c..][..no * c], no, c).t();
+            let bias = &b[a * no..][..no];
+            block.par_chunks_mut(TILE_CELLS * no).enumerate().for_each(|(t, tile)| {
+                let cells = tile.len() / no;
+                let rows = MatRef { data: &x.data[t * TILE_CELLS..], rows: cells, ..x };
+                matmul(tile, rows, w_t, false, 1);
+                tile.chunks_exact_mut(no).for_each(|cell| cell.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+            });
+        });
+        let (_, _, h, wd) = xl.shape().dims4()?;
+        Ok((CpuStorage::F32(y), Shape::from(vec![n, na, h, wd, no])))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _t = profile::span(Stage::ConvBackwardWeight);
+        let (n, c, plane, no) = sizes(x.dims(), w.dims(), b.elem_count(), self.anchors)?;
+        let na = self.anchors;
+        let want_dx = x.track_op();
+        let (dx, dw, db) = with_f32_data("head conv backward", [x, w, dy], |[x, w, dy]| {
+            // Per image: its share of dW and db (summed in image order below, so that the
+            // result does not depend on the threads), and dX_i.
+            let per_image: Vec<(Vec<f32>, Vec<f64>, Option<Vec<f32>>)> = (0..n)
+                .into_par_iter()
+                .map(|i| {
+                    let x_t = image_t(&x[i * c * plane..][..c * plane], (c, plane));
+                    let dy_i = &dy[i * na * plane * no..][..na * plane * no];
+                    let mut dw = vec![0f32; na * no * c];
+                    let mut db = vec![0f64; na * no];
+                    let mut dx = want_dx.then(|| vec![0f32; c * plane]);
+                    for a in 0..na {
+                        let block = anchor_block(&dy_i[a * plane * no..][..plane * no], (plane, no));
+                        matmul(&mut dw[a * no * c..][..no * c], block.t(), x_t, false, 1);
+                        for cell in block.data.chunks_exact(no) {
+                            db[a * no..][..no].iter_mut().zip(cell).for_each(|(s, &v)| *s += v as f64);
+                        }
+                        if let Some(dx) = dx.as_mut() {
+                            let w_a = MatRef::rows(&w[a * no * c..][..no * c], no, c);
+                            matmul(dx, w_a.t(), block.t(), a > 0, 1);
+                        }
+                    }
+                    (dw, db, dx)
+                })
+                .collect();
+            let mut dw = vec![0f32; na * no * c];
+            let mut db = vec![0f64; na * no];
+            let mut dx = want_dx.then(|| Vec::with_capacity(n * c * plane));
+            for (w_i, b_i, x_i) in per_image {
+                dw.iter_mut().zip(&w_i).for_each(|(s, v)| *s += v);
+                db.iter_mut().zip(&b_i).for_each(|(s, v)| *s += v);
+                if let (Some(dx), Some(x_i)) = (dx.as_mut(), x_i) {
+                    dx.extend_from_slice(&x_i);
+                }
+            }
+            (dx, dw, db.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
+        })?;
+        let dx = dx.map(|dx| Tensor::from_vec(dx, x.shape(), x.device())).transpose()?;
+        Ok((dx, Some(Tensor::from_vec(dw, w.shape(), w.device())?), Some(Tensor::from_vec(db, b.shape(), b.device())?)))
+    }
+}
+
+/// The head's 1×1 conv of `x` (N, C, H, W) with `weight` (anchors · outputs, C, 1, 1) and
+/// `bias`, as (N, anchors, H, W, outputs); differentiable in all three.
+pub fn head_conv(x: &Tensor, weight: &Tensor, bias: &Tensor, anchors: usize) -> Result<Tensor> {
+    let _t = profile::span(Stage::ConvForward);
+    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, HeadConv { anchors })
+}
