@@ -25,6 +25,17 @@ fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
     }
 }
 
+/// Backpropagates `Σ ours · r` and `Σ plain · r` for one random `r` (seeded by `seed`) and
+/// compares the gradients of each `(tensor, name)` in `wrt`.
+fn assert_same_gradients(ours: &Tensor, plain: &Tensor, seed: u64, wrt: &[(&Tensor, &str)], what: &str) {
+    let up = rand(ours.dims(), seed);
+    let g_ours = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
+    let g_plain = (plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+    for (t, name) in wrt {
+        assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("{what} {name}"));
+    }
+}
+
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
     // (input, weight, stride, padding, dilation, groups)
@@ -52,12 +63,7 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         let ours = conv2d(x.as_tensor(), w.as_tensor(), Conv2dParams { stride: s, padding: p, dilation: d, groups: g }).unwrap();
         let plain = x.as_tensor().conv2d(w.as_tensor(), p, s, d, g).unwrap();
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        let up = rand(ours.dims(), 7);
-        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw")] {
-            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
-        }
+        assert_same_gradients(&ours, &plain, 7, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw")], &format!("case {i}"));
     }
 }
 
@@ -76,12 +82,7 @@ fn conv_with_bias_equals_candle_conv_plus_broadcast_bias() {
         let plain = x.as_tensor().conv2d(w.as_tensor(), params.padding, params.stride, 1, params.groups).unwrap();
         let plain = plain.broadcast_add(&b.as_tensor().reshape((1, ws[0], 1, 1)).unwrap()).unwrap();
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        let up = rand(ours.dims(), 70 + i as u64);
-        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (b.as_tensor(), "dbias")] {
-            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
-        }
+        assert_same_gradients(&ours, &plain, 70 + i as u64, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (b.as_tensor(), "dbias")], &format!("case {i}"));
     }
 }
 
@@ -129,12 +130,7 @@ fn detect_head_conv_equals_conv_reshape_permute() {
         let plain = conv2d_with_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), params).unwrap();
         let plain = plain.reshape((xs[0], na, no, xs[2], xs[3])).unwrap().permute((0, 1, 3, 4, 2)).unwrap().contiguous().unwrap();
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        let up = rand(ours.dims(), 330 + i as u64);
-        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (b.as_tensor(), "dbias")] {
-            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
-        }
+        assert_same_gradients(&ours, &plain, 330 + i as u64, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (b.as_tensor(), "dbias")], &format!("case {i}"));
     }
 }
 
@@ -238,12 +234,7 @@ fn fused_batch_norm_activation_equals_composition_in_training() {
         for (a, b) in stats.mean.iter().zip(&mean) {
             assert!((a - b).abs() < 1e-5, "{spec:?} batch mean");
         }
-        let up = rand(ours.dims(), 14);
-        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dweight"), (b.as_tensor(), "dbias")] {
-            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("{spec:?} {name}"));
-        }
+        assert_same_gradients(&ours, &plain, 14, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dweight"), (b.as_tensor(), "dbias")], &format!("{spec:?}"));
     }
 }
 
@@ -276,12 +267,7 @@ fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
         for c in 0..ws[0] {
             assert!((stats.mean[c] - mean[c]).abs() < 1e-5 && (stats.var[c] - var[c]).abs() < 1e-5 * (1.0 + var[c]), "case {i} batch statistics of channel {c}");
         }
-        let up = rand(ours.dims(), seed + 4);
-        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        for (t, name) in [(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (gamma.as_tensor(), "dgamma"), (beta.as_tensor(), "dbeta")] {
-            assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("case {i} {name}"));
-        }
+        assert_same_gradients(&ours, &plain, seed + 4, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (gamma.as_tensor(), "dgamma"), (beta.as_tensor(), "dbeta")], &format!("case {i}"));
     }
 }
 
