@@ -19,8 +19,7 @@ pub use catalog::{ActKind, KindInfo, Properties, KINDS};
 pub use pointwise::Pointwise;
 pub use spec::{ActArg, ActSpec, GeluApprox, SpecError};
 
-use crate::model::kernels::conv::{conv2d, Conv2dParams};
-use crate::model::norm::{BatchNorm2d, BnConfig};
+use crate::model::blocks::{ConvBn, ConvShape, Cost};
 use crate::profile::{self, Stage};
 
 const SIGMOID: Pointwise = Pointwise::Sigmoid(pointwise::Sigmoid);
@@ -59,11 +58,9 @@ enum Inner {
     Prelu {
         weight: Tensor,
     },
-    Frelu {
-        conv_weight: Tensor,
-        bn: BatchNorm2d,
-        padding: usize,
-    },
+    /// `max(x, funnel(x))`, the funnel a depthwise k×k conv and BatchNorm (folded into
+    /// one conv with bias by [`Activation::fuse`]).
+    Frelu { funnel: ConvBn },
     Acon {
         p1: Tensor,
         p2: Tensor,
@@ -132,11 +129,8 @@ impl Activation {
             }
             S::Frelu { k } => {
                 let k = k as usize;
-                Inner::Frelu {
-                    conv_weight: vb.pp("conv").get_with_hints((channels, 1, k, k), "weight", torch_conv_init(k * k))?,
-                    bn: BatchNorm2d::new(channels, BnConfig::YOLO, vb.pp("bn"))?,
-                    padding: k / 2,
-                }
+                let shape = ConvShape { p: Some(k / 2), g: channels, ..ConvShape::new(channels, channels, k, 1) };
+                Inner::Frelu { funnel: ConvBn::new(shape, vb.pp("conv"), vb.pp("bn"))? }
             }
             S::AconC => Inner::Acon {
                 p1: vb.get_with_hints(per_channel, "p1", Init::Randn { mean: 0.0, stdev: 1.0 })?,
@@ -178,11 +172,7 @@ impl Activation {
     pub fn params(&self) -> Vec<Tensor> {
         match &self.inner {
             Inner::Prelu { weight } => vec![weight.clone()],
-            Inner::Frelu { conv_weight, bn, .. } => {
-                let mut params = vec![conv_weight.clone()];
-                params.extend(bn.params());
-                params
-            }
+            Inner::Frelu { funnel } => funnel.params(),
             Inner::Acon { p1, p2, beta } => {
                 let mut params = vec![p1.clone(), p2.clone()];
                 match beta {
@@ -201,13 +191,13 @@ impl Activation {
     }
 
     /// Multiply-accumulates of the activation's own layers (FReLU's depthwise conv and
-    /// BatchNorm, Meta-ACON's 1×1 convs) on `channels` × `hw`, counted as thop counts them.
-    pub fn macs(&self, channels: usize, hw: (usize, usize)) -> f64 {
-        let plane = (channels * hw.0 * hw.1) as f64;
+    /// BatchNorm, Meta-ACON's 1×1 convs) on planes of `hw`, counted as thop counts them.
+    pub fn macs(&self, hw: (usize, usize)) -> f64 {
         match &self.inner {
-            Inner::Frelu { conv_weight, .. } => {
-                let k = conv_weight.dims().last().copied().unwrap_or(1);
-                plane * (k * k) as f64 + 4.0 * plane
+            Inner::Frelu { funnel } => {
+                let mut cost = Cost::default();
+                funnel.cost(hw, &mut cost);
+                cost.macs
             }
             Inner::Acon { beta: AconBeta::Meta { fc1_weight, .. }, .. } => 2.0 * fc1_weight.elem_count() as f64,
             _ => 0.0,
@@ -216,6 +206,15 @@ impl Activation {
 
     /// The pointwise function this activation computes in this mode, when it has no
     /// parameters and no randomness: kernels such as BatchNorm can then apply it fused.
+    /// Folds the BatchNorm of an activation that has one (FReLU's funnel) into its
+    /// convolution, for inference.
+    pub fn fuse(&mut self) -> Result<()> {
+        match &mut self.inner {
+            Inner::Frelu { funnel } => funnel.fuse(),
+            _ => Ok(()),
+        }
+    }
+
     pub fn fusable(&self, train: bool) -> Option<Pointwise> {
         match &self.inner {
             Inner::Pointwise(p) => Some(*p),
@@ -258,16 +257,8 @@ impl Activation {
                 }
             }
             Inner::Prelu { weight } => kernels::prelu::apply(x, weight),
-            Inner::Frelu {
-                conv_weight,
-                bn,
-                padding,
-            } => {
-                let params = Conv2dParams { stride: 1, padding: *padding, dilation: 1, groups: conv_weight.dim(0)? };
-                let funnel = match train {
-                    true => bn.forward_conv_act(x, conv_weight, params, None)?,
-                    false => bn.forward_t(&conv2d(x, conv_weight, params)?, false)?,
-                };
+            Inner::Frelu { funnel } => {
+                let funnel = funnel.forward(x, train, None)?;
                 match x.dtype() {
                     DType::F32 => kernels::maximum::apply(x, &funnel),
                     _ => x.maximum(&funnel),

@@ -194,9 +194,11 @@ impl Conv {
         self.body.forward_act(x, train, &self.act)
     }
 
-    /// Folds the BatchNorm into the convolution for inference.
+    /// Folds the BatchNorm into the convolution for inference (and the activation's own,
+    /// if it has one).
     pub fn fuse(&mut self) -> Result<()> {
-        self.body.fuse()
+        self.body.fuse()?;
+        self.act.fuse()
     }
 
     pub fn params(&self) -> Vec<Tensor> {
@@ -212,7 +214,7 @@ impl Conv {
     /// Output size and thop's count for an input of `hw`.
     pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
         let out = self.body.cost(hw, cost);
-        cost.macs += self.act.macs(self.body.out_channels(), out);
+        cost.macs += self.act.macs(out);
         out
     }
 }

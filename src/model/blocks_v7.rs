@@ -112,7 +112,9 @@ impl RepConv {
 
     /// Folds the three branches into the 3×3 conv: the 1×1 kernel zero-padded to 3×3, the
     /// identity as a 3×3 kernel with a 1 at the centre of each channel's own input.
+    /// An activation with its own BatchNorm (FReLU) is folded too.
     pub fn fuse(&mut self) -> Result<()> {
+        self.act.fuse()?;
         let Some(pointwise) = self.pointwise.take() else { return Ok(()) };
         let (dense_weight, dense_bias) = self.dense.folded()?;
         let (point_weight, point_bias) = pointwise.folded()?;
@@ -151,7 +153,7 @@ impl RepConv {
             // Only with stride 1, so on the output's size.
             cost.macs += 4.0 * (channels * out.0 * out.1) as f64;
         }
-        cost.macs += self.act.macs(channels, out);
+        cost.macs += self.act.macs(out);
         out
     }
 }
