@@ -124,6 +124,15 @@ fn acon_kernel_equals_composition_for_channel_and_image_betas() {
 }
 
 #[test]
+fn relu_passes_nan_through_as_torch_does() {
+    // A NaN turned into 0 would hide a diverged layer behind finite outputs.
+    let (act, _) = build("relu", 1);
+    let x = Tensor::new(&[f32::NAN, -1.0, 2.0], &Device::Cpu).unwrap().reshape((1, 1, 1, 3)).unwrap();
+    let y = act.forward(&x, false).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert!(y[0].is_nan() && y[1] == 0.0 && y[2] == 2.0, "{y:?}");
+}
+
+#[test]
 fn maximum_kernel_equals_candle_maximum_ties_included() {
     let a = Var::from_tensor(&sample((2, 3, 10, 9))).unwrap();
     // Every fourth element ties, the rest differ either way.

@@ -67,6 +67,28 @@ fn no_targets_leaves_only_the_objectness_loss() {
 }
 
 #[test]
+fn a_vanishing_predicted_height_keeps_the_gradient_finite() {
+    // Logits of -100 for every box height: σ underflows, h is 0, and CIoU's w / h is
+    // infinite. The case that made a demo training diverge (loss finite, gradient NaN).
+    let (cases, tensors) = fixtures();
+    let preds: Vec<candle_core::Var> = (0..3)
+        .map(|i| {
+            let p = &tensors[&format!("preds.nc3.{i}")];
+            let height = Tensor::full(-100f32, p.dims(), &Device::Cpu).unwrap();
+            let is_height = Tensor::arange(0u32, p.dim(4).unwrap() as u32, &Device::Cpu).unwrap().eq(3u32).unwrap().broadcast_as(p.dims()).unwrap();
+            candle_core::Var::from_tensor(&is_height.where_cond(&height, p).unwrap()).unwrap()
+        })
+        .collect();
+    let inputs: Vec<Tensor> = preds.iter().map(|v| v.as_tensor().clone()).collect();
+    let (total, _) = case_loss(&cases[0]).compute(&inputs, &case_targets(&cases[0])).unwrap();
+    let grads = total.backward().unwrap();
+    for (level, p) in inputs.iter().enumerate() {
+        let g = grads.get(p).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(g.iter().all(|v| v.is_finite()), "level {level}: a non-finite gradient");
+    }
+}
+
+#[test]
 fn mismatched_inputs_are_errors() {
     let (cases, tensors) = fixtures();
     let loss = case_loss(&cases[0]);

@@ -102,10 +102,11 @@ pub struct Relu;
 impl ScalarFn for Relu {
     #[inline(always)]
     fn f<R: Real>(&self, x: R) -> R {
-        if x > R::zero() {
-            x
-        } else {
+        // NaN passes through, as in torch (a NaN turned into 0 would hide a diverged layer).
+        if x < R::zero() {
             R::zero()
+        } else {
+            x
         }
     }
     #[inline(always)]

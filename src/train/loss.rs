@@ -298,7 +298,11 @@ fn complete_iou(pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
     let dx = (((&t.x1 + &t.x2)? - &p.x1)? - &p.x2)?;
     let dy = (((&t.y1 + &t.y2)? - &p.y1)? - &p.y2)?;
     let centre_distance2 = ((dx.sqr()? + dy.sqr()?)? / 4.0)?;
-    let aspect = (atan(&t.w.div(&t.h)?)? - atan(&p.w.div(&p.h)?)?)?;
+    // w / (h + eps), not w / h: a predicted h can underflow towards 0 (σ of a very negative
+    // logit), and the backward pass of w / h then multiplies 0 by ∞ (NaN); the eps moves the
+    // ratio by parts in 1e7 for boxes of normal size.
+    let ratio = |c: &Corners| c.w.div(&(&c.h + EPS)?);
+    let aspect = (atan(&ratio(&t)?)? - atan(&ratio(&p)?)?)?;
     let v = (aspect.sqr()? * (4.0 / std::f64::consts::PI.powi(2)))?;
     let alpha = v.detach().div(&((v.detach() - iou.detach())? + (1.0 + EPS))?)?;
     iou - (centre_distance2.div(&diagonal2)? + v.mul(&alpha)?)?
