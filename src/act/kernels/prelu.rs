@@ -4,7 +4,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous, CHUNK};
+use super::{contiguous, lane_sums, widest_simd, with_f32_data, CHUNK};
 use crate::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy)]
@@ -43,9 +43,10 @@ impl CustomOp2 for PreluOp {
             .enumerate()
             .for_each(|(b, (y, x))| {
                 let slope = w[b % channels];
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = if x > 0.0 { x } else { slope * x };
-                }
+                widest_simd(
+                    #[inline(always)]
+                    || y.iter_mut().zip(x).for_each(|(y, &x)| *y = if x > 0.0 { x } else { slope * x }),
+                );
             });
         Ok((CpuStorage::F32(y), xl.shape().clone()))
     }
@@ -58,37 +59,35 @@ impl CustomOp2 for PreluOp {
         dy: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let _t = profile::span(Stage::ActivationBackward);
-        let xv = x.flatten_all()?.to_vec1::<f32>()?;
-        let dyv = dy.flatten_all()?.to_vec1::<f32>()?;
-        let wv = w.flatten_all()?.to_vec1::<f32>()?;
-        let (block, channels) = blocks(x.shape(), wv.len())?;
-        let mut dx = vec![0f32; xv.len()];
-        // Per block: the input gradient, and the block's share of its slope's gradient.
-        let partial: Vec<f32> = dx
-            .par_chunks_mut(block)
-            .zip(xv.par_chunks(block).zip(dyv.par_chunks(block)))
-            .enumerate()
-            .map(|(b, (dx, (x, dy)))| {
-                let slope = wv[b % channels];
-                let mut dw = 0f32;
-                for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
-                    if x > 0.0 {
-                        *dx = dy;
-                    } else {
-                        *dx = slope * dy;
-                        dw += x * dy;
-                    }
-                }
-                dw
-            })
-            .collect();
-        let mut dw = vec![0f32; channels];
-        for (b, v) in partial.iter().enumerate() {
-            dw[b % channels] += v;
-        }
-        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
-        let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
-        Ok((Some(dx), Some(dw)))
+        let (block, channels) = blocks(x.shape(), w.elem_count())?;
+        let (dx, dw) = with_f32_data("prelu backward", [x, w, dy], |[x, w, dy]| {
+            let mut dx = vec![0f32; x.len()];
+            // Per block: the input gradient, and the block's share of its slope's gradient
+            // (added in block order below, so the result does not depend on the threads).
+            let partial: Vec<f64> = dx
+                .par_chunks_mut(block)
+                .zip(x.par_chunks(block).zip(dy.par_chunks(block)))
+                .enumerate()
+                .map(|(b, (dx, (x, dy)))| {
+                    let slope = w[b % channels];
+                    widest_simd(
+                        #[inline(always)]
+                        || {
+                            for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
+                                *dx = if x > 0.0 { g } else { slope * g };
+                            }
+                            lane_sums(x, dy, #[inline(always)] |x, g| [if x > 0.0 { 0.0 } else { x * g }])[0]
+                        },
+                    )
+                })
+                .collect();
+            let mut dw = vec![0f64; channels];
+            for (b, v) in partial.iter().enumerate() {
+                dw[b % channels] += v;
+            }
+            (dx, dw.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
+        })?;
+        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(Tensor::from_vec(dw, w.shape(), w.device())?)))
     }
 }
 
