@@ -39,7 +39,7 @@ fn assert_same_gradients(ours: &Tensor, plain: &Tensor, seed: u64, wrt: &[(&Tens
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
     // (input, weight, stride, padding, dilation, groups)
-    let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 15] = [
+    let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 16] = [
         ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
         ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
         ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),
@@ -47,6 +47,7 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         ([1, 6, 8, 8], [6, 1, 3, 3], 1, 1, 1, 6),   // depthwise (FReLU): direct kernels
         ([3, 5, 13, 11], [5, 1, 3, 3], 1, 1, 1, 5),
         ([2, 4, 9, 10], [4, 1, 5, 5], 1, 2, 1, 4),
+        ([1, 2, 3, 1], [2, 1, 5, 5], 1, 2, 1, 2),    // a window wider than the plane
         ([2, 4, 9, 9], [4, 1, 3, 3], 2, 1, 1, 4),   // strided depthwise: the GEMM route
         ([2, 8, 8, 8], [12, 4, 3, 3], 1, 1, 1, 2),
         ([1, 4, 11, 11], [4, 4, 3, 3], 1, 2, 2, 1), // dilated

@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use std::ops::Range;
 
 use super::gemm::{matmul, matmul_strided, MatRef};
+use super::valid_outputs;
 use crate::act::kernels::{contiguous, lane_sums, pointwise, widest_simd, with_f32_data};
 use crate::act::pointwise::{Identity, Pointwise};
 use crate::profile::{self, Stage};
@@ -106,7 +107,7 @@ impl Geometry {
             for kj in 0..self.kw {
                 let (lo, hi, ix0) = self.valid_columns(kj);
                 let wk = k[ki * self.kw + kj];
-                row_out[lo..hi].iter_mut().zip(&row_in[ix0 as usize..]).for_each(|(o, &v)| *o += wk * v);
+                row_out[lo..hi].iter_mut().zip(&row_in[ix0..]).for_each(|(o, &v)| *o += wk * v);
             }
         }
     }
@@ -119,7 +120,7 @@ impl Geometry {
             for kj in 0..self.kw {
                 let (lo, hi, ix0) = self.valid_columns(kj);
                 let wk = k[ki * self.kw + kj];
-                row_dx[ix0 as usize..].iter_mut().zip(&row_dy[lo..hi]).for_each(|(o, &g)| *o += wk * g);
+                row_dx[ix0..].iter_mut().zip(&row_dy[lo..hi]).for_each(|(o, &g)| *o += wk * g);
             }
         }
     }
@@ -134,7 +135,7 @@ impl Geometry {
             for (oy, ki, iy) in self.valid_rows() {
                 for kj in 0..self.kw {
                     let (lo, hi, ix0) = self.valid_columns(kj);
-                    let row_x = &x[iy * self.w + ix0 as usize..][..hi - lo];
+                    let row_x = &x[iy * self.w + ix0..][..hi - lo];
                     dk[ki * self.kw + kj] += lane_sums(row_x, &dy[oy * self.ow + lo..][..hi - lo], |a, b| [a * b])[0];
                 }
             }
@@ -145,14 +146,8 @@ impl Geometry {
     /// For kernel column `kj`: the output columns whose input column lies inside the
     /// image, as `ox_lo..ox_hi`, and the input column of `ox_lo`.
     #[inline(always)]
-    fn valid_columns(&self, kj: usize) -> (usize, usize, isize) {
-        let (s, pad, off) = (self.p.stride as isize, self.p.padding as isize, (kj * self.p.dilation) as isize);
-        let first = (pad - off).max(0);
-        let lo = ((first + s - 1) / s) as usize;
-        let last = self.w as isize - 1 + pad - off;
-        let hi = if last < 0 { 0 } else { ((last / s + 1) as usize).min(self.ow) };
-        let lo = lo.min(hi);
-        (lo, hi, lo as isize * s - pad + off)
+    fn valid_columns(&self, kj: usize) -> (usize, usize, usize) {
+        valid_outputs(kj * self.p.dilation, self.p.stride, self.p.padding, self.w, self.ow)
     }
 
     /// Output rows per tile. A tile's unfolded columns (kdim × rows · ow) stay in L2
@@ -198,7 +193,7 @@ impl Geometry {
                         }
                         out[..lo].fill(0.0);
                         out[hi..].fill(0.0);
-                        gather(&mut out[lo..hi], &plane_in[iy as usize * self.w + ix0 as usize..], s);
+                        gather(&mut out[lo..hi], &plane_in[iy as usize * self.w + ix0..], s);
                     }
                 }
             }
@@ -221,7 +216,7 @@ impl Geometry {
                         if iy < 0 || iy >= self.h as isize || lo == hi {
                             continue;
                         }
-                        let dst = &mut plane_in[iy as usize * self.w + ix0 as usize..];
+                        let dst = &mut plane_in[iy as usize * self.w + ix0..];
                         dst.iter_mut().step_by(s).zip(&src[lo..hi]).for_each(|(o, v)| *o += v);
                     }
                 }

@@ -38,11 +38,6 @@ fn image_t(x: &[f32], (c, plane): (usize, usize)) -> MatRef<'_> {
     MatRef::rows(x, c, plane).t()
 }
 
-/// Y_ia (plane × no) as a view of its block of dY; its transpose is (no × plane).
-fn anchor_block(dy: &[f32], (plane, no): (usize, usize)) -> MatRef<'_> {
-    MatRef::rows(dy, plane, no)
-}
-
 impl CustomOp3 for HeadConv {
     fn name(&self) -> &'static str {
         "detect-head-conv"
@@ -86,7 +81,8 @@ impl CustomOp3 for HeadConv {
                     let mut db = vec![0f64; na * no];
                     let mut dx = want_dx.then(|| vec![0f32; c * plane]);
                     for a in 0..na {
-                        let block = anchor_block(&dy_i[a * plane * no..][..plane * no], (plane, no));
+                        // dY_ia (plane × no); its transpose is (no × plane).
+                        let block = MatRef::rows(&dy_i[a * plane * no..][..plane * no], plane, no);
                         matmul(&mut dw[a * no * c..][..no * c], block.t(), x_t, false, 1);
                         for cell in block.data.chunks_exact(no) {
                             db[a * no..][..no].iter_mut().zip(cell).for_each(|(s, &v)| *s += v as f64);

@@ -5,6 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::valid_outputs;
 use crate::act::kernels::with_f32_data;
 use crate::profile::{self, Stage};
 
@@ -45,17 +46,6 @@ impl MaxPool2d {
         }
     }
 
-    /// The output columns whose window column `j` lies inside a row of `w`, and the input
-    /// column of the first of them.
-    fn valid_outputs(&self, j: usize, w: usize, out: usize) -> (usize, usize, usize) {
-        let (s, p) = (self.stride as isize, self.padding as isize);
-        let lo = (((p - j as isize).max(0) + s - 1) / s) as usize;
-        let last = w as isize - 1 + p - j as isize;
-        let hi = if last < 0 { 0 } else { ((last / s + 1) as usize).min(out) };
-        let lo = lo.min(hi);
-        (lo, hi, (lo as isize * s - p + j as isize).max(0) as usize)
-    }
-
     /// The forward values of one plane, as a max over window rows of the max over window
     /// columns (2k comparisons per output instead of k²); NaN propagates as in torch.
     fn max_plane(&self, plane: &[f32], (h, w): (usize, usize), out: &mut [f32], row_max: &mut Vec<f32>) {
@@ -65,10 +55,7 @@ impl MaxPool2d {
         row_max.resize(h * ow, f32::NEG_INFINITY);
         for (src, dst) in plane.chunks_exact(w).zip(row_max.chunks_exact_mut(ow)) {
             for j in 0..self.kernel {
-                let (lo, hi, x0) = self.valid_outputs(j, w, ow);
-                if lo == hi {
-                    continue; // this window column lies in the padding for every output
-                }
+                let (lo, hi, x0) = valid_outputs(j, self.stride, self.padding, w, ow);
                 dst[lo..hi].iter_mut().zip(src[x0..].iter().step_by(self.stride)).for_each(|(d, &v)| *d = max(*d, v));
             }
         }
