@@ -49,7 +49,9 @@ fn gb_per_s(bytes: usize, time: Duration) -> f64 {
 fn random_tensor(seed: u64) -> Result<Tensor> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let (n, c, h, w) = SHAPE;
-    let values: Vec<f32> = (0..n * c * h * w).map(|_| rng.random_range(-6.0..6.0)).collect();
+    let values: Vec<f32> = (0..n * c * h * w)
+        .map(|_| rng.random_range(-6.0..6.0))
+        .collect();
     Tensor::from_vec(values, SHAPE, &Device::Cpu)
 }
 
@@ -70,10 +72,16 @@ fn candle_composition(pointwise: Pointwise) -> Option<Composition> {
         P::Silu(_) => Box::new(|x| x.silu()),
         P::Mish(_) => Box::new(ops::mish),
         P::Hardswish(_) => Box::new(|x| x * ops::hard_sigmoid(x)?),
-        P::Elu(Elu { alpha, scale, input_scale }) if input_scale == 1.0 && scale == 1.0 => Box::new(move |x| x.elu(alpha)),
-        P::Elu(Elu { alpha, scale, input_scale }) if input_scale == 1.0 => {
-            Box::new(move |x| ops::selu(x, alpha as f32, scale as f32))
-        }
+        P::Elu(Elu {
+            alpha,
+            scale,
+            input_scale,
+        }) if input_scale == 1.0 && scale == 1.0 => Box::new(move |x| x.elu(alpha)),
+        P::Elu(Elu {
+            alpha,
+            scale,
+            input_scale,
+        }) if input_scale == 1.0 => Box::new(move |x| ops::selu(x, alpha as f32, scale as f32)),
         P::Gelu(_) => Box::new(|x| x.gelu_erf()),
         P::GeluTanh(_) => Box::new(|x| x.gelu()),
         P::LogSigmoid(_) => Box::new(|x| ops::sigmoid(x)?.log()),
@@ -94,30 +102,59 @@ fn activations() -> Vec<(String, Pointwise)> {
         .filter(|k| k.pointwise && !k.learnable)
         .map(|k| (k.name.to_string(), k.kind.default_spec()))
         .chain([("GELU tanh".to_string(), gelu_tanh)])
-        .map(|(name, spec)| (name, Pointwise::from_spec(&spec).expect("a pointwise kind has a fused kernel")))
+        .map(|(name, spec)| {
+            (
+                name,
+                Pointwise::from_spec(&spec).expect("a pointwise kind has a fused kernel"),
+            )
+        })
         .collect()
 }
 
 /// `cargo bench --bench activations [-- NAME]`: NAME keeps the activations whose name
 /// contains it.
 fn main() -> Result<()> {
-    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-')).unwrap_or_default();
+    let filter = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .unwrap_or_default();
     let (x, dy) = (&random_tensor(0)?, &random_tensor(1)?);
     let tensor_bytes = x.elem_count() * std::mem::size_of::<f32>();
     let (fwd_bytes, fwd_bwd_bytes) = (2 * tensor_bytes, 5 * tensor_bytes);
     let xs = x.flatten_all()?.to_vec1::<f32>()?;
     let mut preallocated = vec![0f32; xs.len()];
-    let activations: Vec<_> = activations().into_iter().filter(|(name, ..)| name.contains(&filter)).collect();
+    let activations: Vec<_> = activations()
+        .into_iter()
+        .filter(|(name, ..)| name.contains(&filter))
+        .collect();
 
     // The ceiling is the copy that works like the kernels: on all threads in CHUNK-sized
     // pieces, into a freshly allocated output that is not zeroed first.
     let copies = [
-        ("rayon `par_iter().with_min_len(CHUNK).copied().collect()` (allocates): the ceiling", median_time(|| xs.par_iter().with_min_len(CHUNK).copied().collect::<Vec<f32>>())),
-        ("candle `x.copy()` (memcpy on one thread, allocates)", median_time(|| x.copy().unwrap())),
-        ("`copy_from_slice` into a preallocated buffer (one thread)", median_time(|| preallocated.copy_from_slice(&xs))),
+        (
+            "rayon `par_iter().with_min_len(CHUNK).copied().collect()` (allocates): the ceiling",
+            median_time(|| {
+                xs.par_iter()
+                    .with_min_len(CHUNK)
+                    .copied()
+                    .collect::<Vec<f32>>()
+            }),
+        ),
+        (
+            "candle `x.copy()` (memcpy on one thread, allocates)",
+            median_time(|| x.copy().unwrap()),
+        ),
+        (
+            "`copy_from_slice` into a preallocated buffer (one thread)",
+            median_time(|| preallocated.copy_from_slice(&xs)),
+        ),
     ];
     let copy_gb_s = gb_per_s(fwd_bytes, copies[0].1);
-    println!("x: {SHAPE:?} f32, {:.2} MB; {} rayon threads; median of {RUNS} runs\n", tensor_bytes as f64 / 1e6, rayon::current_num_threads());
+    println!(
+        "x: {SHAPE:?} f32, {:.2} MB; {} rayon threads; median of {RUNS} runs\n",
+        tensor_bytes as f64 / 1e6,
+        rayon::current_num_threads()
+    );
     println!("| copy | GB/s |\n|---|---:|");
     for (name, time) in copies {
         println!("| {name} | {:.1} |", gb_per_s(fwd_bytes, time));
@@ -138,11 +175,21 @@ fn main() -> Result<()> {
                     x.apply_op2_no_bwd(dy, &PointwiseGrad(pointwise)).unwrap()
                 }),
             );
-            let candle = candle_composition(pointwise).map_or("-".to_string(), |compose| format!("{:.1}", gb_per_s(fwd_bytes, median_time(|| compose(x).unwrap()))));
-            format!("| {name} | {fwd:.1} | {:.0}% | {fwd_bwd:.1} | {candle} |", 100.0 * fwd / copy_gb_s)
+            let candle = candle_composition(pointwise).map_or("-".to_string(), |compose| {
+                format!(
+                    "{:.1}",
+                    gb_per_s(fwd_bytes, median_time(|| compose(x).unwrap()))
+                )
+            });
+            format!(
+                "| {name} | {fwd:.1} | {:.0}% | {fwd_bwd:.1} | {candle} |",
+                100.0 * fwd / copy_gb_s
+            )
         })
         .collect();
-    println!("| activation | fwd GB/s | fwd % of copy | fwd+bwd GB/s | candle-composition fwd GB/s |");
+    println!(
+        "| activation | fwd GB/s | fwd % of copy | fwd+bwd GB/s | candle-composition fwd GB/s |"
+    );
     println!("|---|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");

@@ -59,7 +59,9 @@ const PEAK_GEMM_N: usize = 2048;
 const DEFAULT_ACTS: &str = "silu,relu,nn.LeakyReLU(0.1),hardswish,mish,gelu,prelu,AconC,FReLU";
 
 #[derive(Parser)]
-#[command(about = "yolov5n training-step and inference speed: actyolo against PyTorch and onnxruntime")]
+#[command(
+    about = "yolov5n training-step and inference speed: actyolo against PyTorch and onnxruntime"
+)]
 struct Args {
     /// Print the per-stage profile of actyolo's training step and inference instead of
     /// the comparison (with `--acts`: for each of those activations).
@@ -95,7 +97,9 @@ fn main() -> Result<()> {
     }
     let setup = BenchSetup::new(&args);
     match &args.acts {
-        Some(list) if args.profile => parse_list(list)?.iter().try_for_each(|spec| step_profile(&setup, Some(spec))),
+        Some(list) if args.profile => parse_list(list)?
+            .iter()
+            .try_for_each(|spec| step_profile(&setup, Some(spec))),
         Some(list) => activation_costs(&setup, list),
         None if args.profile => step_profile(&setup, None),
         None => compare(&setup),
@@ -113,7 +117,12 @@ struct BenchSetup {
 
 impl BenchSetup {
     fn new(args: &Args) -> BenchSetup {
-        BenchSetup { rounds: args.rounds.max(1), train_runs: args.train_runs, infer_runs: args.infer_runs, targets: synthetic_targets() }
+        BenchSetup {
+            rounds: args.rounds.max(1),
+            train_runs: args.train_runs,
+            infer_runs: args.infer_runs,
+            targets: synthetic_targets(),
+        }
     }
 }
 
@@ -123,8 +132,14 @@ fn synthetic_targets() -> Vec<[f32; 6]> {
     let mut rows = Vec::with_capacity(TRAIN_BATCH * BOXES_PER_IMAGE);
     for image in 0..TRAIN_BATCH {
         for _ in 0..BOXES_PER_IMAGE {
-            let (w, h) = (rng.random_range(0.05..0.5f32), rng.random_range(0.05..0.5f32));
-            let (x, y) = (rng.random_range(w / 2.0..1.0 - w / 2.0), rng.random_range(h / 2.0..1.0 - h / 2.0));
+            let (w, h) = (
+                rng.random_range(0.05..0.5f32),
+                rng.random_range(0.05..0.5f32),
+            );
+            let (x, y) = (
+                rng.random_range(w / 2.0..1.0 - w / 2.0),
+                rng.random_range(h / 2.0..1.0 - h / 2.0),
+            );
             rows.push([image as f32, rng.random_range(0..NC) as f32, x, y, w, h]);
         }
     }
@@ -146,15 +161,38 @@ impl TrainStep {
     fn new(act: Option<&ActSpec>, targets: &[[f32; 6]]) -> Result<TrainStep> {
         let model = Model::new(&ModelConfig::load(MODEL)?.with_nc(NC), act, 0)?;
         let hyp = Hyp::load(HYP)?;
-        let gains = scale_loss_gains(&LossGains::from_hyp(&hyp), model.detect.strides.len(), NC, TRAIN_IMGSZ);
+        let gains = scale_loss_gains(
+            &LossGains::from_hyp(&hyp),
+            model.detect.strides.len(),
+            NC,
+            TRAIN_IMGSZ,
+        );
         let loss = YoloLoss::new(gains, NC, &model.detect.anchors)?;
         // Batch 8 accumulates to the nominal 64, where train.py's decay scaling is 1.
-        let optimizer = Optimizer::new(OptimizerKind::Sgd, model.vars().var_map(), hyp.lr0, hyp.momentum, hyp.weight_decay)?;
+        let optimizer = Optimizer::new(
+            OptimizerKind::Sgd,
+            model.vars().var_map(),
+            hyp.lr0,
+            hyp.momentum,
+            hyp.weight_decay,
+        )?;
         let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let pixels: Vec<f32> = (0..TRAIN_BATCH * 3 * TRAIN_IMGSZ * TRAIN_IMGSZ).map(|_| rng.random()).collect();
-        let images = Tensor::from_vec(pixels, (TRAIN_BATCH, 3, TRAIN_IMGSZ, TRAIN_IMGSZ), &Device::Cpu)?;
+        let pixels: Vec<f32> = (0..TRAIN_BATCH * 3 * TRAIN_IMGSZ * TRAIN_IMGSZ)
+            .map(|_| rng.random())
+            .collect();
+        let images = Tensor::from_vec(
+            pixels,
+            (TRAIN_BATCH, 3, TRAIN_IMGSZ, TRAIN_IMGSZ),
+            &Device::Cpu,
+        )?;
         let targets = Tensor::from_vec(targets.concat(), (targets.len(), 6), &Device::Cpu)?;
-        Ok(TrainStep { model, loss, optimizer, images, targets })
+        Ok(TrainStep {
+            model,
+            loss,
+            optimizer,
+            images,
+            targets,
+        })
     }
 
     /// Every part of the step sits in a profile span, freeing included, so that a profile
@@ -170,7 +208,10 @@ impl TrainStep {
         };
         let total = {
             let _t = profile::span(Stage::Loss);
-            let (total, _) = self.loss.compute(&preds, &self.targets).map_err(candle_core::Error::wrap)?;
+            let (total, _) = self
+                .loss
+                .compute(&preds, &self.targets)
+                .map_err(candle_core::Error::wrap)?;
             let value = total.to_scalar::<f32>()?;
             if !value.is_finite() {
                 candle_core::bail!("the loss became {value}");
@@ -204,7 +245,13 @@ impl TrainStep {
 }
 
 fn first_conv_activation(model: &Model) -> Option<&actyolo::act::Activation> {
-    model.layers.iter().flat_map(|l| &l.blocks).flat_map(Block::convs).next().map(|conv| conv.activation())
+    model
+        .layers
+        .iter()
+        .flat_map(|l| &l.blocks)
+        .flat_map(Block::convs)
+        .next()
+        .map(|conv| conv.activation())
 }
 
 /// A fused (Conv+BN folded) batch-1 inference model.
@@ -227,11 +274,17 @@ impl Rounds {
     }
 
     fn min_ms(&self) -> f64 {
-        self.0.iter().map(|l| l.min_ms).fold(f64::INFINITY, f64::min)
+        self.0
+            .iter()
+            .map(|l| l.min_ms)
+            .fold(f64::INFINITY, f64::min)
     }
 
     fn max_ms(&self) -> f64 {
-        self.0.iter().map(|l| l.max_ms).fold(f64::NEG_INFINITY, f64::max)
+        self.0
+            .iter()
+            .map(|l| l.max_ms)
+            .fold(f64::NEG_INFINITY, f64::max)
     }
 }
 
@@ -246,24 +299,36 @@ fn compare(setup: &BenchSetup) -> Result<()> {
     };
     let mut train = TrainStep::new(None, &setup.targets)?;
     let infer = inference_model(None)?;
-    let engines: Vec<String> = std::iter::once("actyolo".to_string()).chain(peer.iter().flat_map(|p| p.engines.clone())).collect();
+    let engines: Vec<String> = std::iter::once("actyolo".to_string())
+        .chain(peer.iter().flat_map(|p| p.engines.clone()))
+        .collect();
     let omp_wait_policy = peer.as_ref().map(|p| p.omp_wait_policy.clone());
     // Per (measurement, engine): the rounds so far.
     let mut results: HashMap<(Measurement, &str), Rounds> = HashMap::new();
-    let measurements: Vec<Measurement> = std::iter::once(Measurement::Train).chain(INFER_SIZES.map(Measurement::Infer)).collect();
+    let measurements: Vec<Measurement> = std::iter::once(Measurement::Train)
+        .chain(INFER_SIZES.map(Measurement::Infer))
+        .collect();
     // The peak is measured in every round, so that it sees the same load as the rest.
     let mut peak = 0f64;
     for round in 0..setup.rounds {
         peak = peak.max(sgemm_peak_gflops()?);
         for &m in &measurements {
-            let mut order: Vec<&str> = engines.iter().map(String::as_str).filter(|e| m.runs_on(e)).collect();
+            let mut order: Vec<&str> = engines
+                .iter()
+                .map(String::as_str)
+                .filter(|e| m.runs_on(e))
+                .collect();
             if round % 2 == 1 {
                 order.reverse();
             }
             for engine in order {
                 let latency = match (engine, m, peer.as_mut()) {
-                    ("actyolo", Measurement::Train, _) => time_runs(setup.train_runs, || train.run())?,
-                    ("actyolo", Measurement::Infer(size), _) => inference_latency(&infer, size, setup.infer_runs)?,
+                    ("actyolo", Measurement::Train, _) => {
+                        time_runs(setup.train_runs, || train.run())?
+                    }
+                    ("actyolo", Measurement::Infer(size), _) => {
+                        inference_latency(&infer, size, setup.infer_runs)?
+                    }
                     (_, _, Some(peer)) => peer.measure(engine, m, setup)?,
                     (_, _, None) => continue,
                 };
@@ -276,7 +341,10 @@ fn compare(setup: &BenchSetup) -> Result<()> {
 
     println!("yolov5n (nc={NC}) on {} threads; FP32 peak {peak:.0} GFLOP/s (sgemm {PEAK_GEMM_N}³, best of 3 per round).", rayon::current_num_threads());
     println!("GFLOP per inference: ultralytics' count (2 × MACs, BatchNorm folded); a training step counts 3 × forward × batch (forward, input and weight gradients).");
-    println!("Rounds: {}, interleaved; median of the round medians (min–max over all runs).", setup.rounds);
+    println!(
+        "Rounds: {}, interleaved; median of the round medians (min–max over all runs).",
+        setup.rounds
+    );
     if let Some(policy) = omp_wait_policy {
         println!("PyTorch: 2 threads, OMP_WAIT_POLICY={policy}; onnxruntime: 2 intra-op threads.");
     }
@@ -290,13 +358,22 @@ fn compare(setup: &BenchSetup) -> Result<()> {
         };
         let ours = results.get(&(m, "actyolo")).map(Rounds::median_ms);
         for engine in &engines {
-            let Some(r) = results.get(&(m, engine.as_str())) else { continue };
+            let Some(r) = results.get(&(m, engine.as_str())) else {
+                continue;
+            };
             let ratio = match (engine.as_str(), ours) {
                 ("actyolo", _) | (_, None) => "—".to_string(),
                 (_, Some(ours)) => format!("{:.2}×", ours / r.median_ms()),
             };
             let rate = gflop / (r.median_ms() * 1e-3);
-            println!("| {} | {engine} | {:.1} | {:.1}–{:.1} | {ratio} | {rate:.1} | {:.1}% |", m.label(), r.median_ms(), r.min_ms(), r.max_ms(), 100.0 * rate / peak);
+            println!(
+                "| {} | {engine} | {:.1} | {:.1}–{:.1} | {ratio} | {rate:.1} | {:.1}% |",
+                m.label(),
+                r.median_ms(),
+                r.min_ms(),
+                r.max_ms(),
+                100.0 * rate / peak
+            );
         }
     }
     drop(train);
@@ -332,7 +409,13 @@ fn sgemm_peak_gflops() -> Result<f64> {
     let b: Vec<f32> = (0..n * n).map(|_| rng.random()).collect();
     let mut c = vec![0f32; n * n];
     let best = time_runs(3, || {
-        matmul(&mut c, MatRef::rows(&a, n, n), MatRef::rows(&b, n, n), false, rayon::current_num_threads());
+        matmul(
+            &mut c,
+            MatRef::rows(&a, n, n),
+            MatRef::rows(&b, n, n),
+            false,
+            rayon::current_num_threads(),
+        );
         Ok(())
     })?;
     Ok(2.0 * (n as f64).powi(3) / (best.min_ms * 1e-3) / 1e9)
@@ -354,10 +437,20 @@ impl Peer {
         let mut child = python_script("serve")?;
         let stdin = child.stdin.take().context("peer stdin")?;
         let stdout = BufReader::new(child.stdout.take().context("peer stdout")?);
-        let mut peer = Peer { child, stdin, stdout, engines: vec![], omp_wait_policy: String::new() };
+        let mut peer = Peer {
+            child,
+            stdin,
+            stdout,
+            engines: vec![],
+            omp_wait_policy: String::new(),
+        };
         let ready = peer.send(&peer_setup(setup))?;
-        peer.engines = serde_json::from_value(ready["ready"].clone()).context("peer's ready line")?;
-        peer.omp_wait_policy = ready["omp_wait_policy"].as_str().unwrap_or("unknown").to_string();
+        peer.engines =
+            serde_json::from_value(ready["ready"].clone()).context("peer's ready line")?;
+        peer.omp_wait_policy = ready["omp_wait_policy"]
+            .as_str()
+            .unwrap_or("unknown")
+            .to_string();
         Ok(peer)
     }
 
@@ -369,7 +462,8 @@ impl Peer {
         if self.stdout.read_line(&mut line)? == 0 {
             bail!("the peer process exited (run bench/torch_perf.py by hand to see why)");
         }
-        let answer: Value = serde_json::from_str(&line).with_context(|| format!("peer answered {line:?}"))?;
+        let answer: Value =
+            serde_json::from_str(&line).with_context(|| format!("peer answered {line:?}"))?;
         match answer.get("error") {
             Some(e) => bail!("peer: {e}"),
             None => Ok(answer),
@@ -379,15 +473,26 @@ impl Peer {
     fn measure(&mut self, engine: &str, m: Measurement, setup: &BenchSetup) -> Result<Latency> {
         let request = match m {
             Measurement::Train => json!({ "train": setup.train_runs }),
-            Measurement::Infer(size) => json!({ "infer": engine, "imgsz": size, "runs": setup.infer_runs }),
+            Measurement::Infer(size) => {
+                json!({ "infer": engine, "imgsz": size, "runs": setup.infer_runs })
+            }
         };
         let answer = self.send(&request)?;
-        let ms = |key: &str| answer[key].as_f64().with_context(|| format!("peer answer {answer} lacks {key}"));
+        let ms = |key: &str| {
+            answer[key]
+                .as_f64()
+                .with_context(|| format!("peer answer {answer} lacks {key}"))
+        };
         let runs = match m {
             Measurement::Train => setup.train_runs,
             Measurement::Infer(_) => setup.infer_runs,
         };
-        Ok(Latency { median_ms: ms("median_ms")?, min_ms: ms("min_ms")?, max_ms: ms("max_ms")?, runs })
+        Ok(Latency {
+            median_ms: ms("median_ms")?,
+            min_ms: ms("min_ms")?,
+            max_ms: ms("max_ms")?,
+            runs,
+        })
     }
 }
 
@@ -432,18 +537,27 @@ fn peer_setup(setup: &BenchSetup) -> Value {
 /// in its own process (its baseline includes the Python interpreter and torch's libraries).
 fn print_peak_rss(setup: &BenchSetup) -> Result<()> {
     let exe = std::env::current_exe()?;
-    let out = Command::new(exe).arg("--rss-child").stderr(Stdio::inherit()).output()?;
+    let out = Command::new(exe)
+        .arg("--rss-child")
+        .stderr(Stdio::inherit())
+        .output()?;
     if !out.status.success() {
         bail!("the peak-RSS child failed");
     }
-    let ours: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().context("the peak-RSS child's answer")?;
+    let ours: f64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .context("the peak-RSS child's answer")?;
     let torch = python_script("rss").and_then(|mut child| {
         let mut stdin = child.stdin.take().context("peer stdin")?;
         writeln!(stdin, "{}", peer_setup(setup))?;
         drop(stdin);
         let out = child.wait_with_output()?;
-        let answer: Value = serde_json::from_slice(&out.stdout).context("the PyTorch peak-RSS answer")?;
-        answer["peak_rss_kib"].as_f64().with_context(|| format!("PyTorch peak RSS: {answer}"))
+        let answer: Value =
+            serde_json::from_slice(&out.stdout).context("the PyTorch peak-RSS answer")?;
+        answer["peak_rss_kib"]
+            .as_f64()
+            .with_context(|| format!("PyTorch peak RSS: {answer}"))
     });
     let mib = |kib: f64| kib / 1024.0;
     print!("Peak RSS of a process running {RSS_STEPS} training steps (b{TRAIN_BATCH}@{TRAIN_IMGSZ}): actyolo {:.0} MiB", mib(ours));
@@ -478,9 +592,17 @@ fn step_profile(setup: &BenchSetup, act: Option<&ActSpec>) -> Result<()> {
     let title = format!("actyolo training step, yolov5n{act_label} b{TRAIN_BATCH}@{TRAIN_IMGSZ}");
     print_profile(&title, setup.train_runs, || train.run())?;
     let model = inference_model(act)?;
-    let x = Tensor::rand(0f32, 1f32, (1, 3, INFER_SIZES[0], INFER_SIZES[0]), &Device::Cpu)?;
+    let x = Tensor::rand(
+        0f32,
+        1f32,
+        (1, 3, INFER_SIZES[0], INFER_SIZES[0]),
+        &Device::Cpu,
+    )?;
     println!();
-    let title = format!("actyolo fused inference, yolov5n{act_label} b1@{}", INFER_SIZES[0]);
+    let title = format!(
+        "actyolo fused inference, yolov5n{act_label} b1@{}",
+        INFER_SIZES[0]
+    );
     println!();
     print_profile(&title, setup.infer_runs, || {
         // Unspanned model code (candle's own ops) lands in "other forward"; the span opens
@@ -493,7 +615,11 @@ fn step_profile(setup: &BenchSetup, act: Option<&ActSpec>) -> Result<()> {
 }
 
 /// Times `runs` runs of `run` with the profile off, then on, and prints the stages.
-fn print_profile(title: &str, runs: usize, mut run: impl FnMut() -> candle_core::Result<()>) -> Result<()> {
+fn print_profile(
+    title: &str,
+    runs: usize,
+    mut run: impl FnMut() -> candle_core::Result<()>,
+) -> Result<()> {
     let off = time_runs(runs, &mut run)?;
     profile::set_enabled(true);
     profile::reset();
@@ -504,7 +630,10 @@ fn print_profile(title: &str, runs: usize, mut run: impl FnMut() -> candle_core:
     let steps = (on.runs + 1) as f64;
     let per_step = |d: std::time::Duration| d.as_secs_f64() * 1e3 / steps;
     let total = per_step(times.total());
-    println!("{title}, {} threads, mean of {steps} runs.", rayon::current_num_threads());
+    println!(
+        "{title}, {} threads, mean of {steps} runs.",
+        rayon::current_num_threads()
+    );
     println!("Wall time, median: {:.1} ms with profiling off, {:.1} ms with it on; the stages below add up to {total:.1} ms per run.", off.median_ms, on.median_ms);
     println!("Time is exclusive (a nested span pauses its parent); data wait is none here (one batch held in memory).\n");
     println!("| stage | ms / run | % | spans / run |");
@@ -512,7 +641,12 @@ fn print_profile(title: &str, runs: usize, mut run: impl FnMut() -> candle_core:
     for stage in Stage::ALL {
         let ms = per_step(times.time(stage));
         if ms > 0.0 {
-            println!("| {} | {ms:.1} | {:.1}% | {:.0} |", stage.label(), 100.0 * ms / total, times.calls(stage) as f64 / steps);
+            println!(
+                "| {} | {ms:.1} | {:.1}% | {:.0} |",
+                stage.label(),
+                100.0 * ms / total,
+                times.calls(stage) as f64 / steps
+            );
         }
     }
     println!("| **all** | {total:.1} | 100% | |");
@@ -527,17 +661,34 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
     }
     let mut rows = Vec::new();
     for spec in &specs {
-        rows.push((TrainStep::new(Some(spec), &setup.targets)?, inference_model(Some(spec))?, Rounds::default(), Rounds::default()));
+        rows.push((
+            TrainStep::new(Some(spec), &setup.targets)?,
+            inference_model(Some(spec))?,
+            Rounds::default(),
+            Rounds::default(),
+        ));
     }
     let started = Instant::now();
     for round in 0..setup.rounds {
         for (train, infer, train_rounds, infer_rounds) in rows.iter_mut() {
-            train_rounds.0.push(time_runs(setup.train_runs, || train.run())?);
-            infer_rounds.0.push(inference_latency(infer, TRAIN_IMGSZ, setup.infer_runs)?);
+            train_rounds
+                .0
+                .push(time_runs(setup.train_runs, || train.run())?);
+            infer_rounds
+                .0
+                .push(inference_latency(infer, TRAIN_IMGSZ, setup.infer_runs)?);
         }
-        eprintln!("round {}/{} done ({:.0} s)", round + 1, setup.rounds, started.elapsed().as_secs_f64());
+        eprintln!(
+            "round {}/{} done ({:.0} s)",
+            round + 1,
+            setup.rounds,
+            started.elapsed().as_secs_f64()
+        );
     }
-    let silu = specs.iter().position(|s| *s == ActSpec::Silu).map(|i| (rows[i].2.median_ms(), rows[i].3.median_ms()));
+    let silu = specs
+        .iter()
+        .position(|s| *s == ActSpec::Silu)
+        .map(|i| (rows[i].2.median_ms(), rows[i].3.median_ms()));
     println!("yolov5n (nc={NC}), {} threads; rounds: {}, interleaved over the activations; median of the round medians.", rayon::current_num_threads(), setup.rounds);
     println!("Train path: whether BatchNorm and the activation run as one fused kernel, or the activation module runs after BatchNorm.");
     println!("Inference path (BatchNorm folded into the conv): whether the activation is one pointwise kernel, or its module (own kernel or composed candle ops).\n");
@@ -545,10 +696,25 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
     println!("|---|---|---|---|---|---|---|");
     for (spec, (train, infer, train_rounds, infer_rounds)) in specs.iter().zip(&rows) {
         let (t, i) = (train_rounds.median_ms(), infer_rounds.median_ms());
-        let relative = |ours: f64, silu: Option<f64>| silu.map_or("—".to_string(), |s| format!("{:.2}×", ours / s));
-        let train_path = if train.fused_bn_act() { "fused BN+act" } else { "generic (BN, then act)" };
-        let infer_path = if first_conv_activation(infer).is_some_and(|a| a.fusable(false).is_some()) { "pointwise kernel" } else { "generic (act module)" };
-        println!("| {spec} | {train_path} | {t:.1} | {} | {infer_path} | {i:.1} | {} |", relative(t, silu.map(|s| s.0)), relative(i, silu.map(|s| s.1)));
+        let relative = |ours: f64, silu: Option<f64>| {
+            silu.map_or("—".to_string(), |s| format!("{:.2}×", ours / s))
+        };
+        let train_path = if train.fused_bn_act() {
+            "fused BN+act"
+        } else {
+            "generic (BN, then act)"
+        };
+        let infer_path = if first_conv_activation(infer).is_some_and(|a| a.fusable(false).is_some())
+        {
+            "pointwise kernel"
+        } else {
+            "generic (act module)"
+        };
+        println!(
+            "| {spec} | {train_path} | {t:.1} | {} | {infer_path} | {i:.1} | {} |",
+            relative(t, silu.map(|s| s.0)),
+            relative(i, silu.map(|s| s.1))
+        );
     }
     Ok(())
 }

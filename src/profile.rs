@@ -127,7 +127,10 @@ impl StageTimes {
 }
 
 pub fn snapshot() -> StageTimes {
-    StageTimes { nanos: NANOS.each_ref().map(|c| c.load(Ordering::Relaxed)), calls: CALLS.each_ref().map(|c| c.load(Ordering::Relaxed)) }
+    StageTimes {
+        nanos: NANOS.each_ref().map(|c| c.load(Ordering::Relaxed)),
+        calls: CALLS.each_ref().map(|c| c.load(Ordering::Relaxed)),
+    }
 }
 
 /// Measures `stage` until dropped (`let _t = profile::span(Stage::ConvForward);`).
@@ -145,7 +148,11 @@ pub fn span(stage: Stage) -> Span {
     if ENABLED.load(Ordering::Relaxed) {
         open(stage)
     } else {
-        Span { armed: false, parent: None, _not_send: PhantomData }
+        Span {
+            armed: false,
+            parent: None,
+            _not_send: PhantomData,
+        }
     }
 }
 
@@ -165,7 +172,11 @@ fn open(stage: Stage) -> Span {
         parent
     });
     CALLS[stage as usize].fetch_add(1, Ordering::Relaxed);
-    Span { armed: true, parent, _not_send: PhantomData }
+    Span {
+        armed: true,
+        parent,
+        _not_send: PhantomData,
+    }
 }
 
 impl Span {

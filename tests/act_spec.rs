@@ -8,7 +8,9 @@ fn parse(s: &str) -> ActSpec {
 
 fn bad_argument(s: &str) -> (String, String) {
     match ActSpec::parse(s) {
-        Err(SpecError::BadArgument { argument, message, .. }) => (argument, message),
+        Err(SpecError::BadArgument {
+            argument, message, ..
+        }) => (argument, message),
         other => panic!("{s}: expected a bad-argument error, got {other:?}"),
     }
 }
@@ -20,14 +22,49 @@ fn ultralytics_and_cli_spellings() {
     assert_eq!(parse("nn.LeakyReLU(negative_slope=0.1)"), leaky(0.1));
     assert_eq!(parse("torch.nn.LeakyReLU(0.1, inplace=True)"), leaky(0.1));
     assert_eq!(parse("nn.LeakyReLU(0.1, True)"), leaky(0.1));
-    for s in ["LeakyReLU", "leaky_relu", "leakyrelu", "LEAKYRELU", "nn.LeakyReLU()", "NN.leakyRelu()"] {
+    for s in [
+        "LeakyReLU",
+        "leaky_relu",
+        "leakyrelu",
+        "LEAKYRELU",
+        "nn.LeakyReLU()",
+        "NN.leakyRelu()",
+    ] {
         assert_eq!(parse(s), leaky(0.01), "{s}");
     }
-    assert_eq!(parse("nn.Hardtanh(-2, 2)"), ActSpec::Hardtanh { min_val: -2.0, max_val: 2.0 });
-    assert_eq!(parse("nn.GELU(approximate='tanh')"), ActSpec::Gelu { approximate: GeluApprox::Tanh });
-    assert_eq!(parse("nn.GELU(approximate=\"none\")"), ActSpec::Gelu { approximate: GeluApprox::None });
-    assert_eq!(parse("nn.Softplus(beta=2, threshold=10)"), ActSpec::Softplus { beta: 2.0, threshold: 10.0 });
-    assert_eq!(parse("nn.PReLU(num_parameters=1, init=0.25)"), ActSpec::Prelu { num_parameters: 1, init: 0.25 });
+    assert_eq!(
+        parse("nn.Hardtanh(-2, 2)"),
+        ActSpec::Hardtanh {
+            min_val: -2.0,
+            max_val: 2.0
+        }
+    );
+    assert_eq!(
+        parse("nn.GELU(approximate='tanh')"),
+        ActSpec::Gelu {
+            approximate: GeluApprox::Tanh
+        }
+    );
+    assert_eq!(
+        parse("nn.GELU(approximate=\"none\")"),
+        ActSpec::Gelu {
+            approximate: GeluApprox::None
+        }
+    );
+    assert_eq!(
+        parse("nn.Softplus(beta=2, threshold=10)"),
+        ActSpec::Softplus {
+            beta: 2.0,
+            threshold: 10.0
+        }
+    );
+    assert_eq!(
+        parse("nn.PReLU(num_parameters=1, init=0.25)"),
+        ActSpec::Prelu {
+            num_parameters: 1,
+            init: 0.25
+        }
+    );
     assert_eq!(parse("FReLU"), ActSpec::Frelu { k: 3 });
     assert_eq!(parse("AconC"), ActSpec::AconC);
     assert_eq!(parse("MetaAconC(r=16)"), ActSpec::MetaAconC { r: 16 });
@@ -37,32 +74,65 @@ fn ultralytics_and_cli_spellings() {
     assert_eq!(parse("swish"), ActSpec::Silu);
     assert_eq!(parse("nn.Softmax()"), ActSpec::Softmax { dim: 1 });
     assert_eq!(parse("nn.Softmax(dim=None)"), ActSpec::Softmax { dim: 1 });
-    assert_eq!(parse("nn.RReLU()"), ActSpec::Rrelu { lower: 0.125, upper: 1.0 / 3.0 });
-    assert_eq!(parse("  nn.ELU( alpha = 0.5 )  "), ActSpec::Elu { alpha: 0.5 });
+    assert_eq!(
+        parse("nn.RReLU()"),
+        ActSpec::Rrelu {
+            lower: 0.125,
+            upper: 1.0 / 3.0
+        }
+    );
+    assert_eq!(
+        parse("  nn.ELU( alpha = 0.5 )  "),
+        ActSpec::Elu { alpha: 0.5 }
+    );
     assert_eq!(parse("nn.ELU(1e-1)"), ActSpec::Elu { alpha: 0.1 });
 }
 
 #[test]
 fn conv_act_argument_true_and_false() {
     assert_eq!(ActArg::parse("True").unwrap(), ActArg::Default);
-    assert_eq!(ActArg::parse("False").unwrap(), ActArg::Spec(ActSpec::Identity));
-    assert_eq!(ActArg::parse("nn.ReLU()").unwrap(), ActArg::Spec(ActSpec::Relu));
+    assert_eq!(
+        ActArg::parse("False").unwrap(),
+        ActArg::Spec(ActSpec::Identity)
+    );
+    assert_eq!(
+        ActArg::parse("nn.ReLU()").unwrap(),
+        ActArg::Spec(ActSpec::Relu)
+    );
     // `True` alone is no activation: it means "the model's default" inside a Conv row.
-    assert!(matches!(ActSpec::parse("True"), Err(SpecError::Syntax { .. })));
+    assert!(matches!(
+        ActSpec::parse("True"),
+        Err(SpecError::Syntax { .. })
+    ));
 }
 
 #[test]
 fn display_is_canonical_and_round_trips() {
-    assert_eq!(parse("leaky_relu").to_string(), "nn.LeakyReLU(negative_slope=0.01)");
-    assert_eq!(parse("nn.Hardtanh(-2, 2)").to_string(), "nn.Hardtanh(min_val=-2.0, max_val=2.0)");
+    assert_eq!(
+        parse("leaky_relu").to_string(),
+        "nn.LeakyReLU(negative_slope=0.01)"
+    );
+    assert_eq!(
+        parse("nn.Hardtanh(-2, 2)").to_string(),
+        "nn.Hardtanh(min_val=-2.0, max_val=2.0)"
+    );
     assert_eq!(parse("gelu").to_string(), "nn.GELU(approximate='none')");
     assert_eq!(parse("silu").to_string(), "nn.SiLU()");
     assert_eq!(parse("metaaconc").to_string(), "MetaAconC(r=16)");
-    assert_eq!(parse("nn.PReLU()").to_string(), "nn.PReLU(num_parameters=1, init=0.25)");
+    assert_eq!(
+        parse("nn.PReLU()").to_string(),
+        "nn.PReLU(num_parameters=1, init=0.25)"
+    );
     let mut specs: Vec<ActSpec> = KINDS.iter().map(|k| k.kind.default_spec()).collect();
     specs.extend(
-        ["nn.Softplus(beta=2, threshold=10)", "nn.GELU(approximate='tanh')", "nn.RReLU(0.1, 0.3)", "nn.Softmax(dim=-3)", "FReLU(k=5)"]
-            .map(parse),
+        [
+            "nn.Softplus(beta=2, threshold=10)",
+            "nn.GELU(approximate='tanh')",
+            "nn.RReLU(0.1, 0.3)",
+            "nn.Softmax(dim=-3)",
+            "FReLU(k=5)",
+        ]
+        .map(parse),
     );
     for spec in specs {
         assert_eq!(parse(&spec.to_string()), spec, "{spec}");
@@ -84,11 +154,21 @@ fn catalogue_lists_all_31_once() {
 
 #[test]
 fn unknown_name_suggests_the_closest() {
-    for (typo, expected) in [("leaky_rel", "LeakyReLU"), ("hardswsh", "Hardswish"), ("nn.Mesh()", "Mish"), ("SILU6", "SiLU")] {
+    for (typo, expected) in [
+        ("leaky_rel", "LeakyReLU"),
+        ("hardswsh", "Hardswish"),
+        ("nn.Mesh()", "Mish"),
+        ("SILU6", "SiLU"),
+    ] {
         match ActSpec::parse(typo) {
             Err(e @ SpecError::UnknownName { .. }) => {
-                let SpecError::UnknownName { suggestions, .. } = &e else { unreachable!() };
-                assert!(suggestions.iter().any(|s| s == expected), "{typo}: {suggestions:?}");
+                let SpecError::UnknownName { suggestions, .. } = &e else {
+                    unreachable!()
+                };
+                assert!(
+                    suggestions.iter().any(|s| s == expected),
+                    "{typo}: {suggestions:?}"
+                );
                 assert!(e.to_string().contains(expected), "{e}");
             }
             other => panic!("{typo}: {other:?}"),
@@ -105,10 +185,17 @@ fn bad_arguments_name_the_argument_and_what_is_allowed() {
     let (arg, msg) = bad_argument("nn.LeakyReLU('a')");
     assert_eq!(arg, "negative_slope");
     assert!(msg.contains("a number"), "{msg}");
-    assert_eq!(bad_argument("nn.PReLU(num_parameters=1.5)").0, "num_parameters");
+    assert_eq!(
+        bad_argument("nn.PReLU(num_parameters=1.5)").0,
+        "num_parameters"
+    );
     assert_eq!(bad_argument("nn.ReLU(inplace=1)").0, "inplace");
 
-    for s in ["nn.Hardtanh(2, 1)", "nn.Hardtanh(1, 1)", "nn.Hardtanh(min_val=0.5, max_val=-0.5)"] {
+    for s in [
+        "nn.Hardtanh(2, 1)",
+        "nn.Hardtanh(1, 1)",
+        "nn.Hardtanh(min_val=0.5, max_val=-0.5)",
+    ] {
         assert_eq!(bad_argument(s).0, "max_val", "{s}");
     }
     let (arg, msg) = bad_argument("nn.Softshrink(-0.5)");
@@ -122,12 +209,17 @@ fn bad_arguments_name_the_argument_and_what_is_allowed() {
     assert!(msg.contains("'none'") && msg.contains("'tanh'"), "{msg}");
     assert_eq!(bad_argument("nn.GLU(dim=2)").0, "dim");
     assert_eq!(bad_argument("nn.Softmax(dim=7)").0, "dim");
-    assert_eq!(bad_argument("nn.PReLU(num_parameters=0)").0, "num_parameters");
+    assert_eq!(
+        bad_argument("nn.PReLU(num_parameters=0)").0,
+        "num_parameters"
+    );
     assert_eq!(bad_argument("FReLU(k=2)").0, "k");
     assert_eq!(bad_argument("MetaAconC(r=0)").0, "r");
     assert!(bad_argument("nn.ReLU(True, 1)").1.contains("too many"));
     assert_eq!(bad_argument("nn.ELU(1.0, alpha=2.0)").0, "alpha");
-    assert!(bad_argument("nn.ELU(alpha=1.0, True)").1.contains("positional"));
+    assert!(bad_argument("nn.ELU(alpha=1.0, True)")
+        .1
+        .contains("positional"));
     assert!(bad_argument("nn.Sigmoid(1)").1.contains("no arguments"));
 }
 
@@ -145,13 +237,34 @@ fn nothing_is_evaluated() {
         "nn.ELU(inf)",
     ] {
         let err = ActSpec::parse(s).expect_err(s);
-        assert!(matches!(err, SpecError::Syntax { .. } | SpecError::UnknownName { .. }), "{s}: {err:?}");
+        assert!(
+            matches!(
+                err,
+                SpecError::Syntax { .. } | SpecError::UnknownName { .. }
+            ),
+            "{s}: {err:?}"
+        );
     }
 }
 
 #[test]
 fn lists_split_at_top_level_commas_only() {
-    let specs = actyolo::act::spec::parse_list("silu, nn.Hardtanh(-2, 2),nn.GELU(approximate='tanh'),relu").unwrap();
-    assert_eq!(specs, [ActSpec::Silu, ActSpec::Hardtanh { min_val: -2.0, max_val: 2.0 }, ActSpec::Gelu { approximate: GeluApprox::Tanh }, ActSpec::Relu]);
+    let specs =
+        actyolo::act::spec::parse_list("silu, nn.Hardtanh(-2, 2),nn.GELU(approximate='tanh'),relu")
+            .unwrap();
+    assert_eq!(
+        specs,
+        [
+            ActSpec::Silu,
+            ActSpec::Hardtanh {
+                min_val: -2.0,
+                max_val: 2.0
+            },
+            ActSpec::Gelu {
+                approximate: GeluApprox::Tanh
+            },
+            ActSpec::Relu
+        ]
+    );
     assert!(actyolo::act::spec::parse_list("silu,,relu").is_err());
 }

@@ -31,17 +31,33 @@ struct Case {
 
 fn fixtures() -> (Manifest, HashMap<String, Tensor>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
-    let manifest = std::fs::read_to_string(format!("{dir}/activations.json")).expect("fixture manifest");
-    let tensors = candle_core::safetensors::load(format!("{dir}/activations.safetensors"), &Device::Cpu).expect("fixture tensors");
-    (serde_json::from_str(&manifest).expect("manifest json"), tensors)
+    let manifest =
+        std::fs::read_to_string(format!("{dir}/activations.json")).expect("fixture manifest");
+    let tensors =
+        candle_core::safetensors::load(format!("{dir}/activations.safetensors"), &Device::Cpu)
+            .expect("fixture tensors");
+    (
+        serde_json::from_str(&manifest).expect("manifest json"),
+        tensors,
+    )
 }
 
 /// The largest violation of the tolerance, as (excess, ours, torch), or None when within it.
 fn worst(ours: &Tensor, torch: &Tensor, rtol: f32) -> Result<Option<(f32, f32, f32)>, String> {
     if ours.dims() != torch.dims() {
-        return Err(format!("shape {:?} vs torch {:?}", ours.dims(), torch.dims()));
+        return Err(format!(
+            "shape {:?} vs torch {:?}",
+            ours.dims(),
+            torch.dims()
+        ));
     }
-    let a = ours.flatten_all().unwrap().to_dtype(DType::F32).unwrap().to_vec1::<f32>().unwrap();
+    let a = ours
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let b = torch.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let mut worst = None;
     for (&a, &b) in a.iter().zip(&b) {
@@ -56,14 +72,24 @@ fn worst(ours: &Tensor, torch: &Tensor, rtol: f32) -> Result<Option<(f32, f32, f
 }
 
 fn check_case(case: &Case, t: &HashMap<String, Tensor>) -> Vec<String> {
-    let get = |k: &str| t.get(&format!("{}/{k}", case.id)).unwrap_or_else(|| panic!("fixture {}/{k}", case.id)).clone();
+    let get = |k: &str| {
+        t.get(&format!("{}/{k}", case.id))
+            .unwrap_or_else(|| panic!("fixture {}/{k}", case.id))
+            .clone()
+    };
     let spec = ActSpec::parse(&case.spec).unwrap_or_else(|e| panic!("{}: {e}", case.id));
     let store = SeededVarMap::new(0);
-    let act = Activation::new(&spec, case.channels, store.builder(DType::F32, &Device::Cpu), store.rng_for("act"))
-        .unwrap_or_else(|e| panic!("{}: {e}", case.id));
+    let act = Activation::new(
+        &spec,
+        case.channels,
+        store.builder(DType::F32, &Device::Cpu),
+        store.rng_for("act"),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", case.id));
     let mut vars = store.var_map().clone();
     for name in &case.state {
-        vars.set_one(name, get(&format!("state/{name}"))).unwrap_or_else(|e| panic!("{}: set {name}: {e}", case.id));
+        vars.set_one(name, get(&format!("state/{name}")))
+            .unwrap_or_else(|e| panic!("{}: set {name}: {e}", case.id));
     }
     let x = Var::from_tensor(&get("x")).unwrap();
     let y = act.forward(x.as_tensor(), case.train).unwrap();
@@ -73,26 +99,56 @@ fn check_case(case: &Case, t: &HashMap<String, Tensor>) -> Vec<String> {
         ("rand", (&y * get("gy")).unwrap().sum_all().unwrap()),
     ] {
         let grads = root.backward().unwrap();
-        compared.push((format!("gx_{label}"), grads.get(x.as_tensor()).expect("dx").clone(), get(&format!("gx_{label}"))));
+        compared.push((
+            format!("gx_{label}"),
+            grads.get(x.as_tensor()).expect("dx").clone(),
+            get(&format!("gx_{label}")),
+        ));
         let data = vars.data().lock().unwrap();
         for name in &case.params {
-            let var = data.get(name).unwrap_or_else(|| panic!("{}: no parameter {name}", case.id));
-            let g = grads.get(var.as_tensor()).cloned().unwrap_or_else(|| var.as_tensor().zeros_like().unwrap());
-            compared.push((format!("gparam_{label}/{name}"), g, get(&format!("gparam_{label}/{name}"))));
+            let var = data
+                .get(name)
+                .unwrap_or_else(|| panic!("{}: no parameter {name}", case.id));
+            let g = grads
+                .get(var.as_tensor())
+                .cloned()
+                .unwrap_or_else(|| var.as_tensor().zeros_like().unwrap());
+            compared.push((
+                format!("gparam_{label}/{name}"),
+                g,
+                get(&format!("gparam_{label}/{name}")),
+            ));
         }
     }
     if case.train {
         let data = vars.data().lock().unwrap();
         for name in case.state.iter().filter(|n| n.contains("running")) {
-            compared.push((format!("state_after/{name}"), data[name].as_tensor().clone(), get(&format!("state_after/{name}"))));
+            compared.push((
+                format!("state_after/{name}"),
+                data[name].as_tensor().clone(),
+                get(&format!("state_after/{name}")),
+            ));
         }
     }
     compared
         .into_iter()
-        .filter_map(|(what, ours, torch)| match worst(&ours, &torch, if what.starts_with("gparam") { RTOL_PARAM_GRAD } else { RTOL }) {
-            Ok(None) => None,
-            Ok(Some((excess, a, b))) => Some(format!("{} [{}] {what}: ours {a} vs torch {b} (beyond tolerance by {excess:e})", case.id, case.spec)),
-            Err(e) => Some(format!("{} [{}] {what}: {e}", case.id, case.spec)),
+        .filter_map(|(what, ours, torch)| {
+            match worst(
+                &ours,
+                &torch,
+                if what.starts_with("gparam") {
+                    RTOL_PARAM_GRAD
+                } else {
+                    RTOL
+                },
+            ) {
+                Ok(None) => None,
+                Ok(Some((excess, a, b))) => Some(format!(
+                    "{} [{}] {what}: ours {a} vs torch {b} (beyond tolerance by {excess:e})",
+                    case.id, case.spec
+                )),
+                Err(e) => Some(format!("{} [{}] {what}: {e}", case.id, case.spec)),
+            }
         })
         .collect()
 }
@@ -101,8 +157,17 @@ fn check_case(case: &Case, t: &HashMap<String, Tensor>) -> Vec<String> {
 fn every_activation_matches_pytorch_forward_and_backward() {
     let (manifest, tensors) = fixtures();
     assert!(manifest.cases.len() > 100, "fixture lists too few cases");
-    let failures: Vec<String> = manifest.cases.iter().flat_map(|c| check_case(c, &tensors)).collect();
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    let failures: Vec<String> = manifest
+        .cases
+        .iter()
+        .flat_map(|c| check_case(c, &tensors))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 #[test]
@@ -113,6 +178,10 @@ fn fixtures_cover_every_activation_kind() {
         .iter()
         .map(|c| ActSpec::parse(&c.spec).unwrap().kind())
         .collect();
-    let missing: Vec<_> = actyolo::act::KINDS.iter().filter(|k| !covered.contains(&k.kind)).map(|k| k.name).collect();
+    let missing: Vec<_> = actyolo::act::KINDS
+        .iter()
+        .filter(|k| !covered.contains(&k.kind))
+        .map(|k| k.name)
+        .collect();
     assert!(missing.is_empty(), "no golden case for {missing:?}");
 }

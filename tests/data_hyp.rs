@@ -38,7 +38,10 @@ fn the_default_is_yolov5_scratch_low() {
         hyp.mixup,
         hyp.copy_paste,
     ];
-    let expected = [0.01, 0.01, 0.937, 0.0005, 3.0, 0.8, 0.1, 0.05, 0.5, 1.0, 1.0, 1.0, 0.20, 4.0, 0.0, 0.015, 0.7, 0.4, 0.0, 0.1, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.0];
+    let expected = [
+        0.01, 0.01, 0.937, 0.0005, 3.0, 0.8, 0.1, 0.05, 0.5, 1.0, 1.0, 1.0, 0.20, 4.0, 0.0, 0.015,
+        0.7, 0.4, 0.0, 0.1, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.0,
+    ];
     assert_eq!(values, expected);
     assert_eq!((hyp.anchors, hyp.label_smoothing), (None, None));
     assert_eq!(Hyp::load("hyp.scratch-low").unwrap(), hyp);
@@ -57,18 +60,38 @@ fn error_for(name: &str, edit: impl Fn(&str) -> String) -> (String, String) {
 #[test]
 fn mistakes_name_the_file_and_the_key() {
     let (message, file) = error_for("hyp-unknown", |text| text.replace("lr0:", "lr00:"));
-    assert!(message.starts_with(&format!("{file}: unknown field `lr00`, expected one of `lr0`")), "{message}");
+    assert!(
+        message.starts_with(&format!(
+            "{file}: unknown field `lr00`, expected one of `lr0`"
+        )),
+        "{message}"
+    );
     let (message, file) = error_for("hyp-missing", |text| text.replace("fliplr: 0.5", ""));
-    assert!(message.starts_with(&format!("{file}: missing field `fliplr`")), "{message}");
-    let (message, file) = error_for("hyp-range", |text| text.replace("mosaic: 1.0", "mosaic: 1.5"));
-    assert_eq!(message, format!("{file}: `mosaic: 1.5` is out of range: a probability must lie in [0, 1]"));
+    assert!(
+        message.starts_with(&format!("{file}: missing field `fliplr`")),
+        "{message}"
+    );
+    let (message, file) = error_for("hyp-range", |text| {
+        text.replace("mosaic: 1.0", "mosaic: 1.5")
+    });
+    assert_eq!(
+        message,
+        format!("{file}: `mosaic: 1.5` is out of range: a probability must lie in [0, 1]")
+    );
 }
 
 #[test]
 fn optional_keys_and_unknown_names() {
     let dir = scratch_dir("hyp-optional");
     let file = dir.join("hyp.yaml");
-    std::fs::write(&file, format!("{}anchors: 3\nlabel_smoothing: 0.1\n", include_str!("../configs/hyps/hyp.scratch-low.yaml"))).unwrap();
+    std::fs::write(
+        &file,
+        format!(
+            "{}anchors: 3\nlabel_smoothing: 0.1\n",
+            include_str!("../configs/hyps/hyp.scratch-low.yaml")
+        ),
+    )
+    .unwrap();
     let hyp = Hyp::load(file.to_str().unwrap()).unwrap();
     assert_eq!((hyp.anchors, hyp.label_smoothing), (Some(3.0), Some(0.1)));
     assert_eq!(
@@ -80,16 +103,41 @@ fn optional_keys_and_unknown_names() {
 #[test]
 fn yolov7_sets_load_with_paste_in_ignored_and_ota_selected() {
     let tiny = Hyp::load("hyp.scratch.tiny").unwrap();
-    assert_eq!((tiny.lrf, tiny.mixup, tiny.paste_in, tiny.loss_ota), (0.01, 0.05, Some(0.05), Some(1)));
+    assert_eq!(
+        (tiny.lrf, tiny.mixup, tiny.paste_in, tiny.loss_ota),
+        (0.01, 0.05, Some(0.05), Some(1))
+    );
     assert!(tiny.uses_ota() && !Hyp::default().uses_ota());
     assert_eq!(tiny.ignored().len(), 1);
-    assert!(tiny.ignored()[0].contains("paste_in: 0.05"), "{:?}", tiny.ignored());
+    assert!(
+        tiny.ignored()[0].contains("paste_in: 0.05"),
+        "{:?}",
+        tiny.ignored()
+    );
     let p5 = Hyp::load("hyp.scratch.p5.yaml").unwrap();
-    assert_eq!((p5.lrf, p5.cls_gain, p5.obj_gain, p5.scale, p5.mixup, p5.paste_in), (0.1, 0.3, 0.7, 0.9, 0.15, Some(0.15)));
+    assert_eq!(
+        (
+            p5.lrf,
+            p5.cls_gain,
+            p5.obj_gain,
+            p5.scale,
+            p5.mixup,
+            p5.paste_in
+        ),
+        (0.1, 0.3, 0.7, 0.9, 0.15, Some(0.15))
+    );
     assert!(Hyp::default().ignored().is_empty());
     let dir = scratch_dir("hyp-ota");
     let file = dir.join("hyp.yaml");
-    std::fs::write(&file, include_str!("../configs/hyps/hyp.scratch.tiny.yaml").replace("loss_ota: 1", "loss_ota: 2")).unwrap();
+    std::fs::write(
+        &file,
+        include_str!("../configs/hyps/hyp.scratch.tiny.yaml").replace("loss_ota: 1", "loss_ota: 2"),
+    )
+    .unwrap();
     let message = Hyp::load(file.to_str().unwrap()).unwrap_err().to_string();
-    assert!(message.starts_with(&file.display().to_string()) && message.contains("`loss_ota: 2` is out of range"), "{message}");
+    assert!(
+        message.starts_with(&file.display().to_string())
+            && message.contains("`loss_ota: 2` is out of range"),
+        "{message}"
+    );
 }

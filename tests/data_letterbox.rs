@@ -17,8 +17,13 @@ fn to_image(tensor: &Tensor) -> RgbImage {
 
 #[test]
 fn letterbox_matches_ultralytics() {
-    let tensors = candle_core::safetensors::load(format!("{FIXTURES}/letterbox.safetensors"), &Device::Cpu).unwrap();
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/letterbox.json")).unwrap()).unwrap();
+    let tensors =
+        candle_core::safetensors::load(format!("{FIXTURES}/letterbox.safetensors"), &Device::Cpu)
+            .unwrap();
+    let json: Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{FIXTURES}/letterbox.json")).unwrap(),
+    )
+    .unwrap();
     let cases = json["cases"].as_array().unwrap();
     assert_eq!(cases.len(), 8);
     for case in cases {
@@ -28,17 +33,46 @@ fn letterbox_matches_ultralytics() {
         let source = to_image(&tensors[&format!("{name}.src")]);
         let want = to_image(&tensors[&format!("{name}.out")]);
 
-        let boxed = letterbox(&source, new_shape, number(&case["stride"]), case["auto"].as_bool().unwrap(), case["scaleup"].as_bool().unwrap()).unwrap();
+        let boxed = letterbox(
+            &source,
+            new_shape,
+            number(&case["stride"]),
+            case["auto"].as_bool().unwrap(),
+            case["scaleup"].as_bool().unwrap(),
+        )
+        .unwrap();
 
         assert_eq!(boxed.image.dimensions(), want.dimensions(), "{name}: shape");
         // serde_json's default float parsing can be one ulp off Python's repr.
         let ratio = case["ratio"].as_f64().unwrap();
-        assert!((boxed.ratio - ratio).abs() <= 1e-12, "{name}: ratio {} vs {ratio}", boxed.ratio);
-        assert_eq!(boxed.pad, (case["pad"][0].as_f64().unwrap(), case["pad"][1].as_f64().unwrap()), "{name}: padding");
-        let diffs: Vec<i32> = boxed.image.as_raw().iter().zip(want.as_raw()).map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs()).collect();
+        assert!(
+            (boxed.ratio - ratio).abs() <= 1e-12,
+            "{name}: ratio {} vs {ratio}",
+            boxed.ratio
+        );
+        assert_eq!(
+            boxed.pad,
+            (
+                case["pad"][0].as_f64().unwrap(),
+                case["pad"][1].as_f64().unwrap()
+            ),
+            "{name}: padding"
+        );
+        let diffs: Vec<i32> = boxed
+            .image
+            .as_raw()
+            .iter()
+            .zip(want.as_raw())
+            .map(|(&a, &b)| (i32::from(a) - i32::from(b)).abs())
+            .collect();
         let differing = diffs.iter().filter(|&&d| d > 0).count();
         let max = diffs.iter().copied().max().unwrap_or(0);
-        assert_eq!(differing, 0, "{name}: {differing} of {} values differ, by up to {max}", diffs.len());
+        assert_eq!(
+            differing,
+            0,
+            "{name}: {differing} of {} values differ, by up to {max}",
+            diffs.len()
+        );
     }
 }
 

@@ -25,7 +25,22 @@ fn scratch(name: &str) -> PathBuf {
 /// 12 training and 4 validation images of 64 px.
 fn tiny_dataset(dir: &Path) -> PathBuf {
     let out = dir.join("data");
-    let status = actyolo().args(["data", "synth", "--n-train", "12", "--n-val", "4", "--imgsz", "64", "--out"]).arg(&out).stdout(Stdio::null()).status().unwrap();
+    let status = actyolo()
+        .args([
+            "data",
+            "synth",
+            "--n-train",
+            "12",
+            "--n-val",
+            "4",
+            "--imgsz",
+            "64",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
     out.join("data.yaml")
 }
@@ -33,7 +48,24 @@ fn tiny_dataset(dir: &Path) -> PathBuf {
 fn compare_command(data: &Path, out: &Path, epochs: usize) -> Command {
     let mut command = actyolo();
     command
-        .args(["compare", "--acts", "silu,nn.LeakyReLU(0.2)", "--seeds", "0,1", "--imgsz", "64", "--batch", "4", "--workers", "1", "--latency-runs", "3", "--epochs", &epochs.to_string(), "--data"])
+        .args([
+            "compare",
+            "--acts",
+            "silu,nn.LeakyReLU(0.2)",
+            "--seeds",
+            "0,1",
+            "--imgsz",
+            "64",
+            "--batch",
+            "4",
+            "--workers",
+            "1",
+            "--latency-runs",
+            "3",
+            "--epochs",
+            &epochs.to_string(),
+            "--data",
+        ])
         .arg(data)
         .arg("--out")
         .arg(out);
@@ -45,7 +77,12 @@ fn experiment(out: &Path) -> serde_json::Value {
 }
 
 fn states(out: &Path) -> Vec<String> {
-    experiment(out)["experiment"]["runs"].as_array().unwrap().iter().map(|r| r["status"]["state"].as_str().unwrap().to_string()).collect()
+    experiment(out)["experiment"]["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["status"]["state"].as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -54,13 +91,20 @@ fn an_experiment_writes_its_report_and_continues_after_a_kill() {
     let data = tiny_dataset(&dir);
     let out = dir.join("exp");
     // Killed once the first run has saved its first epoch (it trains 2).
-    let mut child = compare_command(&data, &out, 2).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = compare_command(&data, &out, 2)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let first_checkpoint = out.join("runs/silu-seed0/weights/last.state.safetensors");
     let started = Instant::now();
     while !first_checkpoint.is_file() && started.elapsed() < Duration::from_secs(300) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(child.try_wait().unwrap().is_none(), "the experiment ended before it could be interrupted");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the experiment ended before it could be interrupted"
+    );
     child.kill().unwrap();
     child.wait().unwrap();
     assert_eq!(states(&out)[0], "running");
@@ -68,41 +112,67 @@ fn an_experiment_writes_its_report_and_continues_after_a_kill() {
     let rerun = compare_command(&data, &out, 2).output().unwrap();
     let stderr = String::from_utf8_lossy(&rerun.stderr);
     assert!(rerun.status.success(), "{stderr}");
-    assert!(stderr.contains("(resumed)") || stderr.contains("Resuming"), "the first run was not resumed:\n{stderr}");
+    assert!(
+        stderr.contains("(resumed)") || stderr.contains("Resuming"),
+        "the first run was not resumed:\n{stderr}"
+    );
     assert_eq!(states(&out), ["finished"; 4]);
     // The resumed run has each epoch once.
     let rows = std::fs::read_to_string(out.join("runs/silu-seed0/results.csv")).unwrap();
-    let epochs: Vec<&str> = rows.lines().skip(1).map(|l| l.split(',').next().unwrap().trim()).collect();
+    let epochs: Vec<&str> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').next().unwrap().trim())
+        .collect();
     assert_eq!(epochs, ["0", "1"]);
 
     for file in ["summary.csv", "report.md", "report.html", "experiment.json"] {
         assert!(out.join(file).is_file(), "{file} missing");
     }
     let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
-    assert_eq!(summary.lines().count(), 3, "a header and one row per activation:\n{summary}");
+    assert_eq!(
+        summary.lines().count(),
+        3,
+        "a header and one row per activation:\n{summary}"
+    );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("LeakyReLU"));
-    let costs = experiment(&out)["experiment"]["costs"].as_array().unwrap().clone();
+    let costs = experiment(&out)["experiment"]["costs"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(costs.len(), 2);
-    assert!(costs.iter().all(|c| c["latency_ms"].as_f64().unwrap() > 0.0 && c["params"].as_u64().unwrap() > 1_000_000));
+    assert!(costs
+        .iter()
+        .all(|c| c["latency_ms"].as_f64().unwrap() > 0.0
+            && c["params"].as_u64().unwrap() > 1_000_000));
 
     // Once finished, a re-run trains nothing: the weights stay as they were.
     let weights = out.join("runs/nn.leakyrelu-0.2-seed1/weights/last.safetensors");
     let before = std::fs::metadata(&weights).unwrap().modified().unwrap();
     let again = compare_command(&data, &out, 2).output().unwrap();
     assert!(again.status.success());
-    assert_eq!(std::fs::metadata(&weights).unwrap().modified().unwrap(), before);
+    assert_eq!(
+        std::fs::metadata(&weights).unwrap().modified().unwrap(),
+        before
+    );
 
     // Other settings in the same folder are refused, naming the difference.
     let other = compare_command(&data, &out, 3).output().unwrap();
     assert!(!other.status.success());
-    assert!(String::from_utf8_lossy(&other.stderr).contains("epochs"), "{}", String::from_utf8_lossy(&other.stderr));
+    assert!(
+        String::from_utf8_lossy(&other.stderr).contains("epochs"),
+        "{}",
+        String::from_utf8_lossy(&other.stderr)
+    );
 
     // Only the activation differs between the runs of one seed: options, hyperparameters
     // and the first batch (data order and augmentation) are the same.
     let run = |name: &str| out.join("runs").join(name);
     let options = |name: &str| -> HashMap<String, serde_yaml::Value> {
-        let mut o: HashMap<String, serde_yaml::Value> = serde_yaml::from_str(&std::fs::read_to_string(run(name).join("opt.yaml")).unwrap()).unwrap();
+        let mut o: HashMap<String, serde_yaml::Value> =
+            serde_yaml::from_str(&std::fs::read_to_string(run(name).join("opt.yaml")).unwrap())
+                .unwrap();
         o.remove("act");
         o.remove("name");
         o
@@ -110,7 +180,11 @@ fn an_experiment_writes_its_report_and_continues_after_a_kill() {
     assert_eq!(options("silu-seed0"), options("nn.leakyrelu-0.2-seed0"));
     assert_ne!(options("silu-seed0"), options("silu-seed1"));
     for file in ["hyp.yaml", "train_batch0.jpg"] {
-        assert_eq!(std::fs::read(run("silu-seed0").join(file)).unwrap(), std::fs::read(run("nn.leakyrelu-0.2-seed0").join(file)).unwrap(), "{file} differs");
+        assert_eq!(
+            std::fs::read(run("silu-seed0").join(file)).unwrap(),
+            std::fs::read(run("nn.leakyrelu-0.2-seed0").join(file)).unwrap(),
+            "{file} differs"
+        );
     }
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -123,20 +197,46 @@ fn models_that_differ_in_activation_start_from_the_same_weights() {
     let values = |act: &str| -> HashMap<String, Vec<f32>> {
         let model = Model::new(&config, Some(&ActSpec::parse(act).unwrap()), 7).unwrap();
         let data = model.vars().var_map().data().lock().unwrap();
-        data.iter().map(|(k, v)| (k.clone(), v.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect()
+        data.iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_tensor()
+                        .flatten_all()
+                        .unwrap()
+                        .to_vec1::<f32>()
+                        .unwrap(),
+                )
+            })
+            .collect()
     };
     let silu = values("silu");
     for other in ["relu", "frelu", "aconc"] {
         let other_values = values(other);
-        let shared: Vec<&String> = silu.keys().filter(|k| other_values.contains_key(*k)).collect();
-        assert_eq!(shared.len(), silu.len(), "{other}: every SiLU model parameter exists");
+        let shared: Vec<&String> = silu
+            .keys()
+            .filter(|k| other_values.contains_key(*k))
+            .collect();
+        assert_eq!(
+            shared.len(),
+            silu.len(),
+            "{other}: every SiLU model parameter exists"
+        );
         for name in shared {
-            assert_eq!(silu[name], other_values[name], "{other}: {name} starts differently");
+            assert_eq!(
+                silu[name], other_values[name],
+                "{other}: {name} starts differently"
+            );
         }
     }
     // A different seed does change them.
     let seed8 = Model::new(&config, None, 8).unwrap();
-    let w = seed8.vars().var_map().data().lock().unwrap()["model.0.conv.weight"].as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let w = seed8.vars().var_map().data().lock().unwrap()["model.0.conv.weight"]
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     assert_ne!(w, silu["model.0.conv.weight"]);
 }
 
@@ -148,7 +248,24 @@ fn a_diverging_run_is_recorded_and_the_experiment_goes_on() {
     let data = tiny_dataset(&dir);
     let out = dir.join("exp");
     let result = actyolo()
-        .args(["compare", "--acts", "nn.ELU(alpha=1e38),silu", "--seeds", "0", "--imgsz", "64", "--batch", "4", "--workers", "1", "--latency-runs", "2", "--epochs", "1", "--data"])
+        .args([
+            "compare",
+            "--acts",
+            "nn.ELU(alpha=1e38),silu",
+            "--seeds",
+            "0",
+            "--imgsz",
+            "64",
+            "--batch",
+            "4",
+            "--workers",
+            "1",
+            "--latency-runs",
+            "2",
+            "--epochs",
+            "1",
+            "--data",
+        ])
         .arg(&data)
         .arg("--out")
         .arg(&out)
@@ -159,7 +276,10 @@ fn a_diverging_run_is_recorded_and_the_experiment_goes_on() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     let runs = experiment(&out)["experiment"]["runs"].clone();
     assert_eq!(runs[0]["status"]["state"], "diverged");
-    assert!(runs[0]["status"]["message"].as_str().unwrap().contains("epoch 0, iteration"));
+    assert!(runs[0]["status"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("epoch 0, iteration"));
     assert_eq!(runs[1]["status"]["state"], "finished");
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("diverged"), "{report}");

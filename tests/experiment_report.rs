@@ -22,7 +22,10 @@ impl OutDir {
     fn new(test: &str) -> Self {
         let (root, keep) = match std::env::var_os("ACTYOLO_REPORT_DIR") {
             Some(root) => (PathBuf::from(root), true),
-            None => (std::env::temp_dir().join(format!("actyolo-report-{}", std::process::id())), false),
+            None => (
+                std::env::temp_dir().join(format!("actyolo-report-{}", std::process::id())),
+                false,
+            ),
         };
         let path = root.join(test);
         let _ = std::fs::remove_dir_all(&path);
@@ -40,18 +43,37 @@ impl Drop for OutDir {
 
 /// A run whose mAP50-95 rises towards `best.map` over `epochs` epochs; `best` is its best
 /// epoch (and the last one unless the run stopped early).
-fn run(act: &str, seed: u64, status: RunStatus, epochs: usize, best: Option<EpochPoint>) -> RunRecord {
+fn run(
+    act: &str,
+    seed: u64,
+    status: RunStatus,
+    epochs: usize,
+    best: Option<EpochPoint>,
+) -> RunRecord {
     let final_map = best.map_or(0.3, |point| point.map);
     let curve = (0..epochs)
         .map(|epoch| {
             let progress = 1.0 - (-(epoch as f64 + 1.0) / 3.0).exp();
             let wobble = 0.004 * ((epoch as f64) + seed as f64).sin();
             let map = final_map * progress + wobble;
-            EpochPoint { epoch, map50: map * 1.5, map }
+            EpochPoint {
+                epoch,
+                map50: map * 1.5,
+                map,
+            }
         })
         .collect();
-    let epoch_seconds = (0..epochs).map(|epoch| 2.0 + 0.1 * (epoch % 2) as f64).collect();
-    RunRecord { act: act.into(), seed, status, epoch_seconds, curve, best }
+    let epoch_seconds = (0..epochs)
+        .map(|epoch| 2.0 + 0.1 * (epoch % 2) as f64)
+        .collect();
+    RunRecord {
+        act: act.into(),
+        seed,
+        status,
+        epoch_seconds,
+        curve,
+        best,
+    }
 }
 
 fn best(epoch: usize, map50: f64, map: f64) -> Option<EpochPoint> {
@@ -59,10 +81,22 @@ fn best(epoch: usize, map50: f64, map: f64) -> Option<EpochPoint> {
 }
 
 fn cost(act: &str, label: &str, latency_ms: f64) -> ActCost {
-    ActCost { act: act.into(), label: label.into(), params: 1_872_157, gflops: 4.6, latency_ms, latency_runs: 50 }
+    ActCost {
+        act: act.into(),
+        label: label.into(),
+        params: 1_872_157,
+        gflops: 4.6,
+        latency_ms,
+        latency_runs: 50,
+    }
 }
 
-fn experiment(acts: &[&str], seeds: &[u64], runs: Vec<RunRecord>, costs: Vec<ActCost>) -> Experiment {
+fn experiment(
+    acts: &[&str],
+    seeds: &[u64],
+    runs: Vec<RunRecord>,
+    costs: Vec<ActCost>,
+) -> Experiment {
     Experiment {
         name: "exp".into(),
         cfg: "yolov5n.yaml".into(),
@@ -101,12 +135,17 @@ fn silu_mish() -> Experiment {
         run(
             "mish",
             2,
-            RunStatus::Diverged { message: "the loss is NaN at epoch 3, iteration 17".into() },
+            RunStatus::Diverged {
+                message: "the loss is NaN at epoch 3, iteration 17".into(),
+            },
             3,
             None,
         ),
     ];
-    let costs = vec![cost("silu", "nn.SiLU()", 10.0), cost("mish", "nn.Mish()", 11.8)];
+    let costs = vec![
+        cost("silu", "nn.SiLU()", 10.0),
+        cost("mish", "nn.Mish()", 11.8),
+    ];
     experiment(&["silu", "mish"], &[0, 1, 2], runs, costs)
 }
 
@@ -116,28 +155,46 @@ fn read_csv(path: &Path) -> Vec<HashMap<String, String>> {
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     lines
-        .map(|line| header.iter().map(|name| name.to_string()).zip(line.split(',').map(String::from)).collect())
+        .map(|line| {
+            header
+                .iter()
+                .map(|name| name.to_string())
+                .zip(line.split(',').map(String::from))
+                .collect()
+        })
         .collect()
 }
 
 fn number(row: &HashMap<String, String>, column: &str) -> f64 {
     let cell = &row[column];
-    cell.parse().unwrap_or_else(|_| panic!("{column}: `{cell}` is not a number"))
+    cell.parse()
+        .unwrap_or_else(|_| panic!("{column}: `{cell}` is not a number"))
 }
 
 fn assert_close(row: &HashMap<String, String>, column: &str, expected: f64, tolerance: f64) {
     let value = number(row, column);
-    assert!((value - expected).abs() <= tolerance, "{column}: {value}, expected {expected}");
+    assert!(
+        (value - expected).abs() <= tolerance,
+        "{column}: {value}, expected {expected}"
+    );
 }
 
 fn assert_valid_png(path: &Path) {
     let image = image::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(image.width() > 100 && image.height() > 100, "{}", path.display());
+    assert!(
+        image.width() > 100 && image.height() > 100,
+        "{}",
+        path.display()
+    );
 }
 
 fn assert_written(files: &ReportFiles, dir: &Path, plot_stems: &[&str]) {
     for path in [&files.csv, &files.markdown, &files.html] {
-        assert!(path.is_file() && path.starts_with(dir), "{}", path.display());
+        assert!(
+            path.is_file() && path.starts_with(dir),
+            "{}",
+            path.display()
+        );
     }
     for stem in plot_stems {
         for extension in ["png", "svg"] {
@@ -149,8 +206,14 @@ fn assert_written(files: &ReportFiles, dir: &Path, plot_stems: &[&str]) {
     }
     let html = std::fs::read_to_string(&files.html).unwrap();
     assert!(html.contains("<svg"), "the HTML inlines no SVG");
-    assert!(!html.contains("src=\"http"), "the HTML loads something from the network");
-    assert!(!html.contains("<?xml"), "an XML declaration inside the HTML");
+    assert!(
+        !html.contains("src=\"http"),
+        "the HTML loads something from the network"
+    );
+    assert!(
+        !html.contains("<?xml"),
+        "an XML declaration inside the HTML"
+    );
 }
 
 #[test]
@@ -158,13 +221,35 @@ fn two_activations_two_seeds_and_a_diverged_run() {
     let out = OutDir::new("two_seeds");
     let exp = silu_mish();
     let files = write_report(&exp, &out.path).unwrap();
-    assert_written(&files, &out.path, &["map_curves", "map_bars", "map_vs_latency", "activations/overview"]);
+    assert_written(
+        &files,
+        &out.path,
+        &[
+            "map_curves",
+            "map_bars",
+            "map_vs_latency",
+            "activations/overview",
+        ],
+    );
 
     let rows = read_csv(&files.csv);
     assert_eq!(rows.len(), 2);
     let (silu, mish) = (&rows[0], &rows[1]);
-    assert_eq!((silu["act"].as_str(), silu["label"].as_str(), mish["act"].as_str()), ("silu", "nn.SiLU()", "mish"));
-    assert_eq!((mish["runs_finished"].as_str(), mish["runs_diverged_or_failed"].as_str()), ("2", "1"));
+    assert_eq!(
+        (
+            silu["act"].as_str(),
+            silu["label"].as_str(),
+            mish["act"].as_str()
+        ),
+        ("silu", "nn.SiLU()", "mish")
+    );
+    assert_eq!(
+        (
+            mish["runs_finished"].as_str(),
+            mish["runs_diverged_or_failed"].as_str()
+        ),
+        ("2", "1")
+    );
     assert_close(silu, "map50_95_mean", 0.401, 1e-12);
     assert_close(silu, "map50_95_std", 0.002 / 2f64.sqrt(), 1e-12);
     assert_close(mish, "map50_95_mean", 0.431, 1e-12);
@@ -176,25 +261,77 @@ fn two_activations_two_seeds_and_a_diverged_run() {
     assert_close(mish, "delta_map50_95_ci_low", 3.0 - half_width, 1e-6);
     assert_close(mish, "delta_map50_95_ci_high", 3.0 + half_width, 1e-6);
     let t = 3.0 / 0.02f64.sqrt();
-    assert_close(mish, "delta_map50_95_p", 1.0 - t / (2.0 + t * t).sqrt(), 1e-7);
+    assert_close(
+        mish,
+        "delta_map50_95_p",
+        1.0 - t / (2.0 + t * t).sqrt(),
+        1e-7,
+    );
     assert_close(mish, "delta_map50_pts", 3.5, 1e-9);
     assert_close(mish, "delta_map50_p", 0.129_047_835_548_283_28, 1e-7);
     assert_close(mish, "latency_vs_baseline_pct", 18.0, 1e-9);
-    assert_close(mish, "seconds_per_epoch", (2.05 * 2.0 + (2.0 + 2.1 + 2.0) / 3.0) / 3.0, 1e-12);
-    assert_eq!((silu["delta_map50_95_pts"].as_str(), silu["latency_vs_baseline_pct"].as_str()), ("", ""));
-    assert_eq!((mish["params"].as_str(), mish["best_epochs"].as_str()), ("1872157", "9 7"));
+    assert_close(
+        mish,
+        "seconds_per_epoch",
+        (2.05 * 2.0 + (2.0 + 2.1 + 2.0) / 3.0) / 3.0,
+        1e-12,
+    );
+    assert_eq!(
+        (
+            silu["delta_map50_95_pts"].as_str(),
+            silu["latency_vs_baseline_pct"].as_str()
+        ),
+        ("", "")
+    );
+    assert_eq!(
+        (mish["params"].as_str(), mish["best_epochs"].as_str()),
+        ("1872157", "9 7")
+    );
 
     let lines = verdict(&exp);
-    let mish_line = lines.iter().find(|line| line.starts_with("Mish:")).unwrap_or_else(|| panic!("{lines:#?}"));
-    for expected in ["+3.00 ± 0.61 mAP50-95 points vs SiLU", "p=0.002", "significant at 5%", "2 seeds each", "18% slower"] {
-        assert!(mish_line.contains(expected), "`{expected}` not in `{mish_line}`");
+    let mish_line = lines
+        .iter()
+        .find(|line| line.starts_with("Mish:"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    for expected in [
+        "+3.00 ± 0.61 mAP50-95 points vs SiLU",
+        "p=0.002",
+        "significant at 5%",
+        "2 seeds each",
+        "18% slower",
+    ] {
+        assert!(
+            mish_line.contains(expected),
+            "`{expected}` not in `{mish_line}`"
+        );
     }
-    assert!(lines[0].contains("Best by mean mAP50-95: Mish (43.10%)") && lines[0].contains("Mish (better)"), "{}", lines[0]);
-    assert!(lines.iter().any(|line| line.contains("Left out of the statistics: 1 run diverged (see Runs)")), "{lines:#?}");
-    assert!(!lines.iter().any(|line| line.contains("provisional")), "{lines:#?}");
+    assert!(
+        lines[0].contains("Best by mean mAP50-95: Mish (43.10%)")
+            && lines[0].contains("Mish (better)"),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("Left out of the statistics: 1 run diverged (see Runs)")),
+        "{lines:#?}"
+    );
+    assert!(
+        !lines.iter().any(|line| line.contains("provisional")),
+        "{lines:#?}"
+    );
 
     let markdown = std::fs::read_to_string(&files.markdown).unwrap();
-    for expected in [lines[0].as_str(), mish_line, "![", "map_curves.png", "activations/overview.png", "Welch", "the loss is NaN at epoch 3"] {
+    for expected in [
+        lines[0].as_str(),
+        mish_line,
+        "![",
+        "map_curves.png",
+        "activations/overview.png",
+        "Welch",
+        "the loss is NaN at epoch 3",
+    ] {
         assert!(markdown.contains(expected), "`{expected}` not in report.md");
     }
 }
@@ -212,38 +349,80 @@ fn one_seed_and_no_costs() {
     ];
     let exp = experiment(&["silu", "relu"], &[0, 1], runs, Vec::new());
     let files = write_report(&exp, &out.path).unwrap();
-    assert_written(&files, &out.path, &["map_curves", "map_bars", "activations/overview"]);
+    assert_written(
+        &files,
+        &out.path,
+        &["map_curves", "map_bars", "activations/overview"],
+    );
     assert!(!out.path.join("map_vs_latency.png").exists());
 
     let rows = read_csv(&files.csv);
     let relu = &rows[1];
-    assert_eq!((relu["runs_finished"].as_str(), relu["runs_in_progress"].as_str()), ("1", "1"));
+    assert_eq!(
+        (
+            relu["runs_finished"].as_str(),
+            relu["runs_in_progress"].as_str()
+        ),
+        ("1", "1")
+    );
     assert_close(relu, "map50_95_mean", 0.38, 1e-12);
     assert_close(relu, "delta_map50_95_pts", -2.0, 1e-9);
-    for empty in ["map50_95_std", "delta_map50_95_p", "delta_map50_95_ci_low", "params", "latency_ms", "latency_vs_baseline_pct"] {
+    for empty in [
+        "map50_95_std",
+        "delta_map50_95_p",
+        "delta_map50_95_ci_low",
+        "params",
+        "latency_ms",
+        "latency_vs_baseline_pct",
+    ] {
         assert_eq!(relu[empty], "", "{empty}");
     }
 
     let lines = verdict(&exp);
-    assert!(lines.iter().any(|line| line == "2 of 4 runs finished; numbers are provisional."), "{lines:#?}");
-    let relu_line = lines.iter().find(|line| line.starts_with("ReLU:")).unwrap_or_else(|| panic!("{lines:#?}"));
-    for expected in ["-2.00 mAP50-95 points vs SiLU", "one seed each: no significance test", "--seeds", "latency not measured yet"] {
-        assert!(relu_line.contains(expected), "`{expected}` not in `{relu_line}`");
+    assert!(
+        lines
+            .iter()
+            .any(|line| line == "2 of 4 runs finished; numbers are provisional."),
+        "{lines:#?}"
+    );
+    let relu_line = lines
+        .iter()
+        .find(|line| line.starts_with("ReLU:"))
+        .unwrap_or_else(|| panic!("{lines:#?}"));
+    for expected in [
+        "-2.00 mAP50-95 points vs SiLU",
+        "one seed each: no significance test",
+        "--seeds",
+        "latency not measured yet",
+    ] {
+        assert!(
+            relu_line.contains(expected),
+            "`{expected}` not in `{relu_line}`"
+        );
     }
     let markdown = std::fs::read_to_string(&files.markdown).unwrap();
-    assert!(markdown.contains("not been measured yet"), "report.md does not say why the latency plot is missing");
+    assert!(
+        markdown.contains("not been measured yet"),
+        "report.md does not say why the latency plot is missing"
+    );
 }
 
 #[test]
 fn nothing_finished_yet() {
     let out = OutDir::new("nothing_finished");
-    let runs = vec![run("silu", 0, RunStatus::Pending, 0, None), run("nn.Softmax(dim=1)", 0, RunStatus::Pending, 0, None)];
+    let runs = vec![
+        run("silu", 0, RunStatus::Pending, 0, None),
+        run("nn.Softmax(dim=1)", 0, RunStatus::Pending, 0, None),
+    ];
     let exp = experiment(&["silu", "nn.Softmax(dim=1)"], &[0], runs, Vec::new());
     let files = write_report(&exp, &out.path).unwrap();
     assert!(files.csv.is_file() && files.html.is_file());
     assert_eq!(verdict(&exp)[0], "No run has finished yet.");
     let markdown = std::fs::read_to_string(&files.markdown).unwrap();
-    assert!(markdown.contains("no curves") && markdown.contains("no bar chart"), "{markdown}");
+    assert!(
+        markdown.contains("no curves") && markdown.contains("no bar chart"),
+        "{markdown}"
+    );
 }
 
 #[test]

@@ -38,22 +38,36 @@ fn fixture() -> Fixture {
 
 fn assert_relative(what: &str, ours: f64, theirs: f64, tolerance: f64) {
     let error = (ours - theirs).abs() / theirs.abs().max(f64::MIN_POSITIVE);
-    assert!(error <= tolerance, "{what}: {ours} vs scipy {theirs} (relative error {error:e})");
+    assert!(
+        error <= tolerance,
+        "{what}: {ours} vs scipy {theirs} (relative error {error:e})"
+    );
 }
 
 fn assert_absolute(what: &str, ours: f64, theirs: f64, tolerance: f64) {
     let error = (ours - theirs).abs();
-    assert!(error <= tolerance, "{what}: {ours} vs scipy {theirs} (error {error:e})");
+    assert!(
+        error <= tolerance,
+        "{what}: {ours} vs scipy {theirs} (error {error:e})"
+    );
 }
 
 #[test]
 fn summaries_match_numpy() {
     for (name, case) in fixture().cases {
-        for (sample, mean, std) in [(&case.a, case.mean_a, case.std_a), (&case.b, case.mean_b, case.std_b)] {
+        for (sample, mean, std) in [
+            (&case.a, case.mean_a, case.std_a),
+            (&case.b, case.mean_b, case.std_b),
+        ] {
             let summary = summarize(sample);
             assert_eq!(summary.n, sample.len(), "{name}");
             assert_relative(&format!("{name} mean"), summary.mean, mean, 1e-12);
-            assert_relative(&format!("{name} std"), summary.std.expect("n >= 2"), std, 1e-12);
+            assert_relative(
+                &format!("{name} std"),
+                summary.std.expect("n >= 2"),
+                std,
+                1e-12,
+            );
         }
     }
 }
@@ -87,12 +101,28 @@ fn welch_worked_by_hand() {
     let u = t / (1.0 + t * t / 4.0).sqrt();
     let p = 2.0 * (0.5 + 3.0 / 8.0 * u * (1.0 - t * t / (12.0 * (1.0 + t * t / 4.0))));
     assert_eq!(result.diff, -3.0);
-    assert!((result.t - t).abs() < 1e-12 && (t + 3.674_234_614_174_767).abs() < 1e-12, "t = {}", result.t);
+    assert!(
+        (result.t - t).abs() < 1e-12 && (t + 3.674_234_614_174_767).abs() < 1e-12,
+        "t = {}",
+        result.t
+    );
     assert!((result.df - 4.0).abs() < 1e-12, "df = {}", result.df);
-    assert!((result.p - p).abs() < 1e-9 && (p - 0.021_311_641_128_756_713).abs() < 1e-12, "p = {}", result.p);
+    assert!(
+        (result.p - p).abs() < 1e-9 && (p - 0.021_311_641_128_756_713).abs() < 1e-12,
+        "p = {}",
+        result.p
+    );
     let half_width = 2.776_445_105_197_793_4 * se;
-    assert!((result.ci95.0 - (-3.0 - half_width)).abs() < 1e-9, "ci {:?}", result.ci95);
-    assert!((result.ci95.1 - (-3.0 + half_width)).abs() < 1e-9, "ci {:?}", result.ci95);
+    assert!(
+        (result.ci95.0 - (-3.0 - half_width)).abs() < 1e-9,
+        "ci {:?}",
+        result.ci95
+    );
+    assert!(
+        (result.ci95.1 - (-3.0 + half_width)).abs() < 1e-9,
+        "ci {:?}",
+        result.ci95
+    );
 }
 
 #[test]
@@ -119,11 +149,17 @@ fn zero_variance_samples() {
     let different = welch(&[0.5, 0.5, 0.5], &[0.4, 0.4]).expect("n >= 2");
     assert!((different.diff - 0.1).abs() < 1e-15);
     assert_eq!(different.ci95, (different.diff, different.diff));
-    assert_eq!((different.t, different.p, different.df), (f64::INFINITY, 0.0, 3.0));
+    assert_eq!(
+        (different.t, different.p, different.df),
+        (f64::INFINITY, 0.0, 3.0)
+    );
     let lower = welch(&[0.4, 0.4], &[0.5, 0.5]).expect("n >= 2");
     assert_eq!((lower.t, lower.p), (f64::NEG_INFINITY, 0.0));
     let equal = welch(&[0.5, 0.5], &[0.5, 0.5]).expect("n >= 2");
-    assert_eq!((equal.diff, equal.ci95, equal.t, equal.p, equal.df), (0.0, (0.0, 0.0), 0.0, 1.0, 2.0));
+    assert_eq!(
+        (equal.diff, equal.ci95, equal.t, equal.p, equal.df),
+        (0.0, (0.0, 0.0), 0.0, 1.0, 2.0)
+    );
 }
 
 /// One constant sample against a varying one is an ordinary test: df = n_b − 1.

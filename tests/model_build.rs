@@ -31,10 +31,13 @@ fn parameter_and_gflop_counts_match_ultralytics() {
     ] {
         let m = build(name, nc, None);
         assert_eq!(m.num_params(), params, "{name} nc={nc:?}");
-        assert!((m.gflops(640) - gflops).abs() < 0.05 + 1e-9, "{name} nc={nc:?}: {} GFLOPs", m.gflops(640));
+        assert!(
+            (m.gflops(640) - gflops).abs() < 0.05 + 1e-9,
+            "{name} nc={nc:?}: {} GFLOPs",
+            m.gflops(640)
+        );
     }
 }
-
 
 const TINY: &str = "nc: 2
 depth_multiple: 0.33
@@ -56,7 +59,10 @@ head:
 ";
 
 fn act_of(model: &Model, layer: usize) -> String {
-    model.layers[layer].blocks[0].convs()[0].activation().spec().to_string()
+    model.layers[layer].blocks[0].convs()[0]
+        .activation()
+        .spec()
+        .to_string()
 }
 
 fn tiny(text: &str) -> Result<ModelConfig, String> {
@@ -77,22 +83,39 @@ fn activation_precedence_override_then_row_then_yaml_then_silu() {
         assert_eq!(act_of(&m, layer), "nn.Mish()", "layer {layer}");
     }
     assert_eq!(act_of(&m, 2), "nn.Identity()", "act=False stays identity");
-    let m = Model::new(&tiny(&TINY.replace("activation: nn.LeakyReLU(0.1)\n", "")).unwrap(), None, 0).unwrap();
+    let m = Model::new(
+        &tiny(&TINY.replace("activation: nn.LeakyReLU(0.1)\n", "")).unwrap(),
+        None,
+        0,
+    )
+    .unwrap();
     assert_eq!(act_of(&m, 0), "nn.SiLU()");
 }
 
 #[test]
 fn learnable_and_channel_changing_activations_are_built_per_layer() {
     let cfg = tiny(TINY).unwrap();
-    let silu = Model::new(&cfg, Some(&ActSpec::Silu), 0).unwrap().num_params();
+    let silu = Model::new(&cfg, Some(&ActSpec::Silu), 0)
+        .unwrap()
+        .num_params();
     let prelu = Model::new(&cfg, Some(&ActSpec::parse("nn.PReLU()").unwrap()), 0).unwrap();
     // One slope per Conv that runs PReLU (every Conv but the act=False one).
-    let convs: usize = prelu.layers.iter().flat_map(|l| &l.blocks).map(|b| b.convs().len()).sum();
+    let convs: usize = prelu
+        .layers
+        .iter()
+        .flat_map(|l| &l.blocks)
+        .map(|b| b.convs().len())
+        .sum();
     assert_eq!(prelu.num_params(), silu + convs - 1);
     // GLU: each Conv makes twice its channels, and the block still outputs c2.
     let glu = Model::new(&cfg, Some(&ActSpec::parse("nn.GLU()").unwrap()), 0).unwrap();
     assert!(glu.num_params() > silu);
-    let x = candle_core::Tensor::zeros((1, 3, 64, 64), candle_core::DType::F32, &candle_core::Device::Cpu).unwrap();
+    let x = candle_core::Tensor::zeros(
+        (1, 3, 64, 64),
+        candle_core::DType::F32,
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
     let (z, _) = glu.predict(&x).unwrap();
     assert_eq!(z.dims(), &[1, 3 * (16 * 16 + 8 * 8), 7]); // levels at strides 4 and 8
 }
@@ -100,31 +123,81 @@ fn learnable_and_channel_changing_activations_are_built_per_layer() {
 #[test]
 fn yaml_mistakes_name_the_row_and_what_is_wrong() {
     let cases: [(&str, &str, &[&str]); 10] = [
-        ("[-1, 1, SPPF, [128, 5]]", "[-1, 1, SPPFF, [128, 5]]", &["layer 5", "unknown module `SPPFF`", "SPPF"]),
-        ("[-1, 1, SPPF, [128, 5]]", "[-1, 1, SPPF, [128, 5, 7]]", &["layer 5 SPPF", "takes 1 to 2 arguments"]),
-        ("[-1, 1, Conv, [128, 3, 2]]", "[-1, 1, Conv, [128, 3, 2, None, 1, 1, True, 9]]", &["layer 4 Conv", "arguments"]),
-        ("[-1, 1, Conv, [128, 3, 2]]", "[9, 1, Conv, [128, 3, 2]]", &["layer 4 Conv", "from: 9"]),
-        ("[-1, 1, Conv, [128, 3, 2]]", "[-7, 1, Conv, [128, 3, 2]]", &["layer 4 Conv", "from: -7"]),
-        ("[-1, 1, Conv, [128, 3, 2]]", "[-1, 1, Conv, [128, 3, 2, None, 1, 1, nn.Relu6x()]]", &["layer 4 Conv", "unknown activation `Relu6x`", "ReLU6"]),
-        ("[-1, 1, Conv, [128, 3, 2]]", "[-1, 1, Conv, [128, three, 2]]", &["layer 4 Conv", "`k`", "positive integer"]),
-        ("activation: nn.LeakyReLU(0.1)", "activation: nn.LeakyReLU(slope=0.1)", &["tiny.yaml", "activation", "slope"]),
-        ("activation: nn.LeakyReLU(0.1)", "activaton: nn.LeakyReLU(0.1)", &["unknown key `activaton`", "activation"]),
-        ("[[[3, 5], 1, Detect, [nc, anchors]]]", "[[[3, 5], 1, Detect, [nc]]]", &["layer 6 Detect", "takes 2 arguments"]),
+        (
+            "[-1, 1, SPPF, [128, 5]]",
+            "[-1, 1, SPPFF, [128, 5]]",
+            &["layer 5", "unknown module `SPPFF`", "SPPF"],
+        ),
+        (
+            "[-1, 1, SPPF, [128, 5]]",
+            "[-1, 1, SPPF, [128, 5, 7]]",
+            &["layer 5 SPPF", "takes 1 to 2 arguments"],
+        ),
+        (
+            "[-1, 1, Conv, [128, 3, 2]]",
+            "[-1, 1, Conv, [128, 3, 2, None, 1, 1, True, 9]]",
+            &["layer 4 Conv", "arguments"],
+        ),
+        (
+            "[-1, 1, Conv, [128, 3, 2]]",
+            "[9, 1, Conv, [128, 3, 2]]",
+            &["layer 4 Conv", "from: 9"],
+        ),
+        (
+            "[-1, 1, Conv, [128, 3, 2]]",
+            "[-7, 1, Conv, [128, 3, 2]]",
+            &["layer 4 Conv", "from: -7"],
+        ),
+        (
+            "[-1, 1, Conv, [128, 3, 2]]",
+            "[-1, 1, Conv, [128, 3, 2, None, 1, 1, nn.Relu6x()]]",
+            &["layer 4 Conv", "unknown activation `Relu6x`", "ReLU6"],
+        ),
+        (
+            "[-1, 1, Conv, [128, 3, 2]]",
+            "[-1, 1, Conv, [128, three, 2]]",
+            &["layer 4 Conv", "`k`", "positive integer"],
+        ),
+        (
+            "activation: nn.LeakyReLU(0.1)",
+            "activation: nn.LeakyReLU(slope=0.1)",
+            &["tiny.yaml", "activation", "slope"],
+        ),
+        (
+            "activation: nn.LeakyReLU(0.1)",
+            "activaton: nn.LeakyReLU(0.1)",
+            &["unknown key `activaton`", "activation"],
+        ),
+        (
+            "[[[3, 5], 1, Detect, [nc, anchors]]]",
+            "[[[3, 5], 1, Detect, [nc]]]",
+            &["layer 6 Detect", "takes 2 arguments"],
+        ),
     ];
     for (from, to, expected) in cases {
         assert!(TINY.contains(from), "{from}");
         let text = TINY.replace(from, to);
         let err = match tiny(&text) {
             Err(e) => e,
-            Ok(cfg) => Model::new(&cfg, None, 0).err().map(|e| e.to_string()).unwrap_or_else(|| panic!("{to}: accepted")),
+            Ok(cfg) => Model::new(&cfg, None, 0)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| panic!("{to}: accepted")),
         };
         for part in expected {
             assert!(err.contains(part), "{to}: `{err}` lacks `{part}`");
         }
     }
-    let err = tiny(&TINY.replace("[-1, 1, SPPF, [128, 5]],\n  ]\nhead:", "[-1, 1, SPPF, [128, 5]],\n   [[3, 5], 1, Detect, [nc, anchors]],\n  ]\nhead:")).map(|c| Model::new(&c, None, 0).err().unwrap().to_string());
+    let err = tiny(&TINY.replace(
+        "[-1, 1, SPPF, [128, 5]],\n  ]\nhead:",
+        "[-1, 1, SPPF, [128, 5]],\n   [[3, 5], 1, Detect, [nc, anchors]],\n  ]\nhead:",
+    ))
+    .map(|c| Model::new(&c, None, 0).err().unwrap().to_string());
     assert!(err.unwrap().contains("Detect must be the last layer"));
-    assert!(ModelConfig::load("yolov9000.yaml").unwrap_err().to_string().contains("yolov5n.yaml"));
+    assert!(ModelConfig::load("yolov9000.yaml")
+        .unwrap_err()
+        .to_string()
+        .contains("yolov5n.yaml"));
     assert!(tiny("nc: 2\n").unwrap_err().contains("missing key"));
     assert!(tiny("nc: [oops").unwrap_err().contains("not valid YAML"));
 }

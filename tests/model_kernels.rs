@@ -12,7 +12,9 @@ use candle_core::{Device, Tensor, Var};
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n).map(|i| (((i as u64 + 1) * 2654435761 + seed * 40503) % 10007) as f32 / 5003.5 - 1.0).collect();
+    let v: Vec<f32> = (0..n)
+        .map(|i| (((i as u64 + 1) * 2654435761 + seed * 40503) % 10007) as f32 / 5003.5 - 1.0)
+        .collect();
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
@@ -21,18 +23,36 @@ fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
     let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{what}[{i}]: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
+            "{what}[{i}]: {x} vs {y}"
+        );
     }
 }
 
 /// Backpropagates `Σ ours · r` and `Σ plain · r` for one random `r` (seeded by `seed`) and
 /// compares the gradients of each `(tensor, name)` in `wrt`.
-fn assert_same_gradients(ours: &Tensor, plain: &Tensor, seed: u64, wrt: &[(&Tensor, &str)], what: &str) {
+fn assert_same_gradients(
+    ours: &Tensor,
+    plain: &Tensor,
+    seed: u64,
+    wrt: &[(&Tensor, &str)],
+    what: &str,
+) {
     let up = rand(ours.dims(), seed);
     let g_ours = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-    let g_plain = (plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
+    let g_plain = (plain * &up)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     for (t, name) in wrt {
-        assert_close(g_ours.get(t).unwrap(), g_plain.get(t).unwrap(), &format!("{what} {name}"));
+        assert_close(
+            g_ours.get(t).unwrap(),
+            g_plain.get(t).unwrap(),
+            &format!("{what} {name}"),
+        );
     }
 }
 
@@ -47,8 +67,8 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         ([1, 6, 8, 8], [6, 1, 3, 3], 1, 1, 1, 6),   // depthwise (FReLU): direct kernels
         ([3, 5, 13, 11], [5, 1, 3, 3], 1, 1, 1, 5),
         ([2, 4, 9, 10], [4, 1, 5, 5], 1, 2, 1, 4),
-        ([1, 2, 3, 1], [2, 1, 5, 5], 1, 2, 1, 2),    // a window wider than the plane
-        ([2, 4, 9, 9], [4, 1, 3, 3], 2, 1, 1, 4),   // strided depthwise: the GEMM route
+        ([1, 2, 3, 1], [2, 1, 5, 5], 1, 2, 1, 2), // a window wider than the plane
+        ([2, 4, 9, 9], [4, 1, 3, 3], 2, 1, 1, 4), // strided depthwise: the GEMM route
         ([2, 8, 8, 8], [12, 4, 3, 3], 1, 1, 1, 2),
         ([1, 4, 11, 11], [4, 4, 3, 3], 1, 2, 2, 1), // dilated
         ([2, 4, 6, 6], [5, 4, 1, 1], 2, 0, 1, 1),   // strided 1×1
@@ -61,10 +81,26 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
     for (i, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&rand(&xs, i as u64)).unwrap();
         let w = Var::from_tensor(&rand(&ws, 100 + i as u64)).unwrap();
-        let ours = conv2d(x.as_tensor(), w.as_tensor(), Conv2dParams { stride: s, padding: p, dilation: d, groups: g }).unwrap();
+        let ours = conv2d(
+            x.as_tensor(),
+            w.as_tensor(),
+            Conv2dParams {
+                stride: s,
+                padding: p,
+                dilation: d,
+                groups: g,
+            },
+        )
+        .unwrap();
         let plain = x.as_tensor().conv2d(w.as_tensor(), p, s, d, g).unwrap();
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        assert_same_gradients(&ours, &plain, 7, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw")], &format!("case {i}"));
+        assert_same_gradients(
+            &ours,
+            &plain,
+            7,
+            &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw")],
+            &format!("case {i}"),
+        );
     }
 }
 
@@ -72,18 +108,57 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
 fn conv_with_bias_equals_candle_conv_plus_broadcast_bias() {
     // Detect's 1×1 head, and a strided, grouped 3×3.
     let cases = [
-        ([2, 8, 5, 6], [21, 8, 1, 1], Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 }),
-        ([2, 6, 7, 7], [4, 3, 3, 3], Conv2dParams { stride: 2, padding: 1, dilation: 1, groups: 2 }),
+        (
+            [2, 8, 5, 6],
+            [21, 8, 1, 1],
+            Conv2dParams {
+                stride: 1,
+                padding: 0,
+                dilation: 1,
+                groups: 1,
+            },
+        ),
+        (
+            [2, 6, 7, 7],
+            [4, 3, 3, 3],
+            Conv2dParams {
+                stride: 2,
+                padding: 1,
+                dilation: 1,
+                groups: 2,
+            },
+        ),
     ];
     for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&rand(&xs, 40 + i as u64)).unwrap();
         let w = Var::from_tensor(&rand(&ws, 50 + i as u64)).unwrap();
         let b = Var::from_tensor(&rand(&[ws[0]], 60 + i as u64)).unwrap();
         let ours = conv2d_with_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), params).unwrap();
-        let plain = x.as_tensor().conv2d(w.as_tensor(), params.padding, params.stride, 1, params.groups).unwrap();
-        let plain = plain.broadcast_add(&b.as_tensor().reshape((1, ws[0], 1, 1)).unwrap()).unwrap();
+        let plain = x
+            .as_tensor()
+            .conv2d(
+                w.as_tensor(),
+                params.padding,
+                params.stride,
+                1,
+                params.groups,
+            )
+            .unwrap();
+        let plain = plain
+            .broadcast_add(&b.as_tensor().reshape((1, ws[0], 1, 1)).unwrap())
+            .unwrap();
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        assert_same_gradients(&ours, &plain, 70 + i as u64, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (b.as_tensor(), "dbias")], &format!("case {i}"));
+        assert_same_gradients(
+            &ours,
+            &plain,
+            70 + i as u64,
+            &[
+                (x.as_tensor(), "dx"),
+                (w.as_tensor(), "dw"),
+                (b.as_tensor(), "dbias"),
+            ],
+            &format!("case {i}"),
+        );
     }
 }
 
@@ -91,15 +166,54 @@ fn conv_with_bias_equals_candle_conv_plus_broadcast_bias() {
 fn fused_inference_conv_equals_conv_bias_then_activation() {
     // One image cut into several tiles, a batch of small ones, and a pointwise conv.
     let cases = [
-        ([1, 8, 44, 40], [16, 8, 3, 3], Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 }),
-        ([3, 6, 9, 9], [4, 3, 3, 3], Conv2dParams { stride: 2, padding: 1, dilation: 1, groups: 2 }),
-        ([1, 16, 50, 30], [8, 16, 1, 1], Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 }),
+        (
+            [1, 8, 44, 40],
+            [16, 8, 3, 3],
+            Conv2dParams {
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+                groups: 1,
+            },
+        ),
+        (
+            [3, 6, 9, 9],
+            [4, 3, 3, 3],
+            Conv2dParams {
+                stride: 2,
+                padding: 1,
+                dilation: 1,
+                groups: 2,
+            },
+        ),
+        (
+            [1, 16, 50, 30],
+            [8, 16, 1, 1],
+            Conv2dParams {
+                stride: 1,
+                padding: 0,
+                dilation: 1,
+                groups: 1,
+            },
+        ),
     ];
-    let acts = [None, Pointwise::from_spec(&ActSpec::Silu), Pointwise::from_spec(&ActSpec::Relu)];
+    let acts = [
+        None,
+        Pointwise::from_spec(&ActSpec::Silu),
+        Pointwise::from_spec(&ActSpec::Relu),
+    ];
     for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
-        let (x, w, b) = (rand(&xs, 80 + i as u64), rand(&ws, 90 + i as u64), rand(&[ws[0]], 95 + i as u64));
-        let plain = x.conv2d(&w, params.padding, params.stride, 1, params.groups).unwrap();
-        let plain = plain.broadcast_add(&b.reshape((1, ws[0], 1, 1)).unwrap()).unwrap();
+        let (x, w, b) = (
+            rand(&xs, 80 + i as u64),
+            rand(&ws, 90 + i as u64),
+            rand(&[ws[0]], 95 + i as u64),
+        );
+        let plain = x
+            .conv2d(&w, params.padding, params.stride, 1, params.groups)
+            .unwrap();
+        let plain = plain
+            .broadcast_add(&b.reshape((1, ws[0], 1, 1)).unwrap())
+            .unwrap();
         for act in acts {
             let fused = conv2d_bias_act(&x, &w, &b, params, act).unwrap();
             let expected = match act {
@@ -111,10 +225,31 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         }
     }
     // With a weight that needs a gradient it is the differentiable composition.
-    let (x, w) = (rand(&[1, 3, 8, 8], 1), Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap());
-    let params = Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 };
-    let y = conv2d_bias_act(&x, w.as_tensor(), &rand(&[4], 3), params, Pointwise::from_spec(&ActSpec::Silu)).unwrap();
-    assert!(y.sum_all().unwrap().backward().unwrap().get(w.as_tensor()).is_some());
+    let (x, w) = (
+        rand(&[1, 3, 8, 8], 1),
+        Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap(),
+    );
+    let params = Conv2dParams {
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let y = conv2d_bias_act(
+        &x,
+        w.as_tensor(),
+        &rand(&[4], 3),
+        params,
+        Pointwise::from_spec(&ActSpec::Silu),
+    )
+    .unwrap();
+    assert!(y
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap()
+        .get(w.as_tensor())
+        .is_some());
 }
 
 #[test]
@@ -127,11 +262,32 @@ fn detect_head_conv_equals_conv_reshape_permute() {
         let w = Var::from_tensor(&rand(&[na * no, xs[1], 1, 1], 310 + i as u64)).unwrap();
         let b = Var::from_tensor(&rand(&[na * no], 320 + i as u64)).unwrap();
         let ours = head_conv(x.as_tensor(), w.as_tensor(), b.as_tensor(), na).unwrap();
-        let params = Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 };
+        let params = Conv2dParams {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+        };
         let plain = conv2d_with_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), params).unwrap();
-        let plain = plain.reshape((xs[0], na, no, xs[2], xs[3])).unwrap().permute((0, 1, 3, 4, 2)).unwrap().contiguous().unwrap();
+        let plain = plain
+            .reshape((xs[0], na, no, xs[2], xs[3]))
+            .unwrap()
+            .permute((0, 1, 3, 4, 2))
+            .unwrap()
+            .contiguous()
+            .unwrap();
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        assert_same_gradients(&ours, &plain, 330 + i as u64, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (b.as_tensor(), "dbias")], &format!("case {i}"));
+        assert_same_gradients(
+            &ours,
+            &plain,
+            330 + i as u64,
+            &[
+                (x.as_tensor(), "dx"),
+                (w.as_tensor(), "dw"),
+                (b.as_tensor(), "dbias"),
+            ],
+            &format!("case {i}"),
+        );
     }
 }
 
@@ -139,7 +295,17 @@ fn detect_head_conv_equals_conv_reshape_permute() {
 fn no_input_gradient_for_a_constant_input() {
     let x = rand(&[1, 3, 8, 8], 1);
     let w = Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap();
-    let y = conv2d(&x, w.as_tensor(), Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 }).unwrap();
+    let y = conv2d(
+        &x,
+        w.as_tensor(),
+        Conv2dParams {
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+            groups: 1,
+        },
+    )
+    .unwrap();
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(&x).is_none());
     assert!(grads.get(w.as_tensor()).is_some());
@@ -161,22 +327,59 @@ fn padded_max_pool_equals_composition() {
                 continue;
             }
             let ours = max_pool2d(&input, k, s, p).unwrap();
-            let padded = Tensor::cat(&[neg(&[n, c, h, p]), input.clone(), neg(&[n, c, h, p])], 3).unwrap();
-            let padded = Tensor::cat(&[neg(&[n, c, p, w + 2 * p]), padded, neg(&[n, c, p, w + 2 * p])], 2).unwrap();
+            let padded =
+                Tensor::cat(&[neg(&[n, c, h, p]), input.clone(), neg(&[n, c, h, p])], 3).unwrap();
+            let padded = Tensor::cat(
+                &[
+                    neg(&[n, c, p, w + 2 * p]),
+                    padded,
+                    neg(&[n, c, p, w + 2 * p]),
+                ],
+                2,
+            )
+            .unwrap();
             let plain = padded.max_pool2d_with_stride(k, s).unwrap();
-            assert_close(&ours, &plain, &format!("max-pool forward {h}×{w} k{k} s{s} p{p}"));
+            assert_close(
+                &ours,
+                &plain,
+                &format!("max-pool forward {h}×{w} k{k} s{s} p{p}"),
+            );
         }
     }
     // A NaN wins its windows, as in torch.
     let mut values = vec![0f32; 25];
     values[12] = f32::NAN;
-    let pooled = max_pool2d(&Tensor::from_vec(values, (1, 1, 5, 5), &Device::Cpu).unwrap(), 3, 1, 1).unwrap();
-    let nans = pooled.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().filter(|v| v.is_nan()).count();
+    let pooled = max_pool2d(
+        &Tensor::from_vec(values, (1, 1, 5, 5), &Device::Cpu).unwrap(),
+        3,
+        1,
+        1,
+    )
+    .unwrap();
+    let nans = pooled
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .filter(|v| v.is_nan())
+        .count();
     assert_eq!(nans, 9, "the 3×3 windows around the NaN");
     let ours = max_pool2d(x.as_tensor(), 5, 1, 2).unwrap();
     let grads = ours.sum_all().unwrap().backward().unwrap();
-    let dx = grads.get(x.as_tensor()).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let xs = x.as_tensor().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let dx = grads
+        .get(x.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let xs = x
+        .as_tensor()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
     let mut expected = vec![0f32; xs.len()];
     for plane in 0..6 {
         for oy in 0..7isize {
@@ -218,24 +421,49 @@ fn fused_batch_norm_activation_equals_composition_in_training() {
     use actyolo::act::{ActSpec, Pointwise};
     use actyolo::model::kernels::batchnorm::batch_norm_act;
     // Planes shorter than a summation block of 256 values, and longer (with a remainder).
-    let cases = [(None, [3, 5, 6, 7]), (Some("silu"), [3, 5, 6, 7]), (Some("silu"), [2, 5, 20, 19]), (Some("nn.LeakyReLU(0.1)"), [3, 5, 6, 7]), (Some("mish"), [2, 5, 20, 19]), (Some("hardswish"), [3, 5, 6, 7])];
+    let cases = [
+        (None, [3, 5, 6, 7]),
+        (Some("silu"), [3, 5, 6, 7]),
+        (Some("silu"), [2, 5, 20, 19]),
+        (Some("nn.LeakyReLU(0.1)"), [3, 5, 6, 7]),
+        (Some("mish"), [2, 5, 20, 19]),
+        (Some("hardswish"), [3, 5, 6, 7]),
+    ];
     for (spec, shape) in cases {
         let p = spec.map(|s| Pointwise::from_spec(&ActSpec::parse(s).unwrap()).unwrap());
         let x = Var::from_tensor(&(rand(&shape, 11) * 2.0).unwrap()).unwrap();
         let w = Var::from_tensor(&(rand(&[5], 12) + 1.0).unwrap()).unwrap();
         let b = Var::from_tensor(&rand(&[5], 13)).unwrap();
-        let (ours, stats) = batch_norm_act(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-3, None, p).unwrap();
+        let (ours, stats) =
+            batch_norm_act(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-3, None, p).unwrap();
         let bn = batch_norm_plain(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-3);
         let plain = match p {
             Some(p) => actyolo::act::kernels::pointwise::apply(p, &bn).unwrap(),
             None => bn,
         };
         assert_close(&ours, &plain, &format!("{spec:?} forward"));
-        let mean = x.as_tensor().mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let mean = x
+            .as_tensor()
+            .mean_keepdim((0, 2, 3))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         for (a, b) in stats.mean.iter().zip(&mean) {
             assert!((a - b).abs() < 1e-5, "{spec:?} batch mean");
         }
-        assert_same_gradients(&ours, &plain, 14, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dweight"), (b.as_tensor(), "dbias")], &format!("{spec:?}"));
+        assert_same_gradients(
+            &ours,
+            &plain,
+            14,
+            &[
+                (x.as_tensor(), "dx"),
+                (w.as_tensor(), "dweight"),
+                (b.as_tensor(), "dbias"),
+            ],
+            &format!("{spec:?}"),
+        );
     }
 }
 
@@ -245,9 +473,39 @@ fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
     // A 3×3 conv with a fused SiLU, a strided one with LeakyReLU, and a pointwise one
     // with no activation (as before an unfused activation module).
     let cases = [
-        ([2, 4, 12, 11], [6, 4, 3, 3], Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 }, Some("silu")),
-        ([3, 4, 9, 9], [8, 4, 3, 3], Conv2dParams { stride: 2, padding: 1, dilation: 1, groups: 1 }, Some("nn.LeakyReLU(0.1)")),
-        ([2, 6, 7, 5], [5, 6, 1, 1], Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 }, None),
+        (
+            [2, 4, 12, 11],
+            [6, 4, 3, 3],
+            Conv2dParams {
+                stride: 1,
+                padding: 1,
+                dilation: 1,
+                groups: 1,
+            },
+            Some("silu"),
+        ),
+        (
+            [3, 4, 9, 9],
+            [8, 4, 3, 3],
+            Conv2dParams {
+                stride: 2,
+                padding: 1,
+                dilation: 1,
+                groups: 1,
+            },
+            Some("nn.LeakyReLU(0.1)"),
+        ),
+        (
+            [2, 6, 7, 5],
+            [5, 6, 1, 1],
+            Conv2dParams {
+                stride: 1,
+                padding: 0,
+                dilation: 1,
+                groups: 1,
+            },
+            None,
+        ),
     ];
     for (i, (xs, ws, params, spec)) in cases.into_iter().enumerate() {
         let act = spec.map(|s| Pointwise::from_spec(&ActSpec::parse(s).unwrap()).unwrap());
@@ -257,37 +515,93 @@ fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
         let gamma = Var::from_tensor(&(rand(&[ws[0]], seed + 2) + 1.0).unwrap()).unwrap();
         let beta = Var::from_tensor(&rand(&[ws[0]], seed + 3)).unwrap();
         let bn_params = Tensor::cat(&[gamma.as_tensor(), beta.as_tensor()], 0).unwrap();
-        let (ours, stats) = conv_batch_norm_act(x.as_tensor(), w.as_tensor(), params, &bn_params, 1e-3, act).unwrap();
-        let conv = x.as_tensor().conv2d(w.as_tensor(), params.padding, params.stride, 1, 1).unwrap();
+        let (ours, stats) =
+            conv_batch_norm_act(x.as_tensor(), w.as_tensor(), params, &bn_params, 1e-3, act)
+                .unwrap();
+        let conv = x
+            .as_tensor()
+            .conv2d(w.as_tensor(), params.padding, params.stride, 1, 1)
+            .unwrap();
         let bn = batch_norm_plain(&conv, gamma.as_tensor(), beta.as_tensor(), 1e-3);
-        let plain = act.map_or(bn.clone(), |p| actyolo::act::kernels::pointwise::apply(p, &bn).unwrap());
+        let plain = act.map_or(bn.clone(), |p| {
+            actyolo::act::kernels::pointwise::apply(p, &bn).unwrap()
+        });
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        let mean = conv.mean_keepdim((0, 2, 3)).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        let var = conv.broadcast_sub(&conv.mean_keepdim((0, 2, 3)).unwrap()).unwrap().sqr().unwrap().mean_keepdim((0, 2, 3)).unwrap();
+        let mean = conv
+            .mean_keepdim((0, 2, 3))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let var = conv
+            .broadcast_sub(&conv.mean_keepdim((0, 2, 3)).unwrap())
+            .unwrap()
+            .sqr()
+            .unwrap()
+            .mean_keepdim((0, 2, 3))
+            .unwrap();
         let var = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         for c in 0..ws[0] {
-            assert!((stats.mean[c] - mean[c]).abs() < 1e-5 && (stats.var[c] - var[c]).abs() < 1e-5 * (1.0 + var[c]), "case {i} batch statistics of channel {c}");
+            assert!(
+                (stats.mean[c] - mean[c]).abs() < 1e-5
+                    && (stats.var[c] - var[c]).abs() < 1e-5 * (1.0 + var[c]),
+                "case {i} batch statistics of channel {c}"
+            );
         }
-        assert_same_gradients(&ours, &plain, seed + 4, &[(x.as_tensor(), "dx"), (w.as_tensor(), "dw"), (gamma.as_tensor(), "dgamma"), (beta.as_tensor(), "dbeta")], &format!("case {i}"));
+        assert_same_gradients(
+            &ours,
+            &plain,
+            seed + 4,
+            &[
+                (x.as_tensor(), "dx"),
+                (w.as_tensor(), "dw"),
+                (gamma.as_tensor(), "dgamma"),
+                (beta.as_tensor(), "dbeta"),
+            ],
+            &format!("case {i}"),
+        );
     }
 }
 
 #[test]
 fn nearest_upsample_equals_candle_forward_and_backward() {
-    for (i, (dims, scale)) in [([2, 3, 5, 7], 2), ([1, 4, 3, 3], 3), ([2, 2, 4, 6], 1)].into_iter().enumerate() {
+    for (i, (dims, scale)) in [([2, 3, 5, 7], 2), ([1, 4, 3, 3], 3), ([2, 2, 4, 6], 1)]
+        .into_iter()
+        .enumerate()
+    {
         let x = Var::from_tensor(&rand(&dims, 20 + i as u64)).unwrap();
         let ours = upsample_nearest2d(x.as_tensor(), scale).unwrap();
-        let plain = x.as_tensor().upsample_nearest2d(dims[2] * scale, dims[3] * scale).unwrap();
+        let plain = x
+            .as_tensor()
+            .upsample_nearest2d(dims[2] * scale, dims[3] * scale)
+            .unwrap();
         assert_eq!(ours.dims(), plain.dims(), "case {i}");
         let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(values(&ours), values(&plain), "case {i} forward");
         let up = rand(ours.dims(), 30 + i as u64);
-        let g_ours = (&ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let g_plain = (&plain * &up).unwrap().sum_all().unwrap().backward().unwrap();
-        let (a, b) = (values(g_ours.get(x.as_tensor()).unwrap()), values(g_plain.get(x.as_tensor()).unwrap()));
+        let g_ours = (&ours * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g_plain = (&plain * &up)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let (a, b) = (
+            values(g_ours.get(x.as_tensor()).unwrap()),
+            values(g_plain.get(x.as_tensor()).unwrap()),
+        );
         for (j, (a, b)) in a.iter().zip(&b).enumerate() {
             // Relative to the value, or absolute below 1 (sums of s² terms in another order).
-            assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "case {i} dx[{j}]: {a} vs {b}");
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "case {i} dx[{j}]: {a} vs {b}"
+            );
         }
     }
 }

@@ -15,7 +15,11 @@ use model_support::check_outputs;
 pub const ACTIVATIONS: [&str; 6] = ["silu", "relu", "leakyrelu", "hardswish", "mish", "frelu"];
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models")).join(name)
+    PathBuf::from(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/models"
+    ))
+    .join(name)
 }
 
 fn load(name: &str) -> HashMap<String, Tensor> {
@@ -27,7 +31,9 @@ fn safetensors_weights_give_pytorch_outputs_for_every_activation() {
     for act in ACTIVATIONS {
         let cfg = ModelConfig::from_file(&fixture(&format!("{act}.yaml"))).unwrap();
         let mut model = Model::new(&cfg, None, 0).unwrap();
-        model.load_state_dict(&load(&format!("{act}.safetensors")), true).unwrap_or_else(|e| panic!("{act}: {e}"));
+        model
+            .load_state_dict(&load(&format!("{act}.safetensors")), true)
+            .unwrap_or_else(|e| panic!("{act}: {e}"));
         let expected = load(&format!("{act}.out.safetensors"));
         check_outputs(&model, &expected, "", act);
         model.fuse().unwrap();
@@ -38,9 +44,15 @@ fn safetensors_weights_give_pytorch_outputs_for_every_activation() {
 #[test]
 fn pt_checkpoints_give_pytorch_outputs_for_every_activation() {
     for act in ACTIVATIONS {
-        let model = actyolo::model::weights::load_model(&fixture(&format!("{act}.pt")), None, None).unwrap_or_else(|e| panic!("{act}: {e}"));
+        let model = actyolo::model::weights::load_model(&fixture(&format!("{act}.pt")), None, None)
+            .unwrap_or_else(|e| panic!("{act}: {e}"));
         assert_eq!(model.names, ["circle", "rectangle", "triangle"]);
-        check_outputs(&model, &load(&format!("{act}.out.safetensors")), "", &format!("{act}.pt"));
+        check_outputs(
+            &model,
+            &load(&format!("{act}.out.safetensors")),
+            "",
+            &format!("{act}.pt"),
+        );
     }
 }
 
@@ -55,7 +67,12 @@ fn safetensors_round_trip_keeps_weights_yaml_and_names() {
     assert_eq!(reloaded.names, original.names);
     assert_eq!(reloaded.config.yaml, original.config.yaml);
     assert_eq!(reloaded.config.layers, original.config.layers);
-    check_outputs(&reloaded, &load("frelu.out.safetensors"), "", "frelu round trip");
+    check_outputs(
+        &reloaded,
+        &load("frelu.out.safetensors"),
+        "",
+        "frelu round trip",
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -64,13 +81,23 @@ fn mismatched_weights_are_explained() {
     // FReLU weights into a SiLU model: the FReLU tensors do not belong to it.
     let cfg = ModelConfig::from_file(&fixture("silu.yaml")).unwrap();
     let model = Model::new(&cfg, None, 0).unwrap();
-    let err = model.load_state_dict(&load("frelu.safetensors"), true).unwrap_err();
-    assert!(err.contains("do not belong") && err.contains("act."), "{err}");
+    let err = model
+        .load_state_dict(&load("frelu.safetensors"), true)
+        .unwrap_err();
+    assert!(
+        err.contains("do not belong") && err.contains("act."),
+        "{err}"
+    );
     // SiLU weights into an FReLU model: its FReLU tensors are missing.
     let cfg = ModelConfig::from_file(&fixture("frelu.yaml")).unwrap();
-    let err = Model::new(&cfg, None, 0).unwrap().load_state_dict(&load("silu.safetensors"), true).unwrap_err();
+    let err = Model::new(&cfg, None, 0)
+        .unwrap()
+        .load_state_dict(&load("silu.safetensors"), true)
+        .unwrap_err();
     assert!(err.contains("missing") && err.contains("--act"), "{err}");
     // A safetensors file without a YAML needs --cfg.
-    let err = actyolo::model::weights::load_model(&fixture("silu.safetensors"), None, None).err().unwrap();
+    let err = actyolo::model::weights::load_model(&fixture("silu.safetensors"), None, None)
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("--cfg"), "{err}");
 }

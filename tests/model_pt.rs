@@ -53,7 +53,10 @@ fn assert_tensors(got: &HashMap<String, Tensor>, expected: &Path, context: &str)
 fn assert_yaml(got: &Value, expected: &Path, context: &str) {
     let want: Value = serde_yaml::from_str(&std::fs::read_to_string(expected).unwrap()).unwrap();
     assert_eq!(got, &want, "{context}: yaml");
-    let keys = |v: &Value| v.as_mapping().map(|m| m.keys().cloned().collect::<Vec<_>>());
+    let keys = |v: &Value| {
+        v.as_mapping()
+            .map(|m| m.keys().cloned().collect::<Vec<_>>())
+    };
     assert_eq!(keys(got), keys(&want), "{context}: yaml key order");
 }
 
@@ -89,7 +92,11 @@ fn reads_a_whole_model_file() {
         &fixture("pt_variants/whole_model.safetensors"),
         "whole_model",
     );
-    assert_yaml(&ckpt.yaml, &fixture("pt_variants/whole_model.yaml"), "whole_model");
+    assert_yaml(
+        &ckpt.yaml,
+        &fixture("pt_variants/whole_model.yaml"),
+        "whole_model",
+    );
     assert_eq!(ckpt.names, NAMES, "names from an {{index: name}} dict");
     assert_eq!(ckpt.nc, Some(3));
     assert_eq!(ckpt.source, WeightsSource::Model);
@@ -113,7 +120,11 @@ fn reads_a_plain_state_dict() {
 #[test]
 fn reads_strided_views_under_a_state_dict_key() {
     let ckpt = read(&fixture("pt_variants/views.pt"));
-    assert_tensors(&ckpt.tensors, &fixture("pt_variants/views.safetensors"), "views");
+    assert_tensors(
+        &ckpt.tensors,
+        &fixture("pt_variants/views.safetensors"),
+        "views",
+    );
     assert!(ckpt.tensors.values().all(|t| t.dtype() == DType::F32));
     assert_eq!(ckpt.epoch, Some(7));
 }
@@ -123,7 +134,8 @@ struct TempFile(PathBuf);
 
 impl TempFile {
     fn new(name: &str, bytes: &[u8]) -> Self {
-        let path = std::env::temp_dir().join(format!("actyolo-model-pt-{}-{name}", std::process::id()));
+        let path =
+            std::env::temp_dir().join(format!("actyolo-model-pt-{}-{name}", std::process::id()));
         std::fs::write(&path, bytes).unwrap();
         TempFile(path)
     }
@@ -152,7 +164,9 @@ impl Drop for TempFile {
 
 /// `read_pt` fails with a message that names the file and contains `says`.
 fn assert_error(file: &TempFile, says: &str) {
-    let message = read_pt(&file.0).expect_err("a bad file must give an error").to_string();
+    let message = read_pt(&file.0)
+        .expect_err("a bad file must give an error")
+        .to_string();
     assert!(
         message.contains(&file.0.display().to_string()),
         "names the file: {message}"
@@ -164,7 +178,8 @@ fn relu_data_pkl() -> Vec<u8> {
     let file = std::fs::File::open(fixture("relu.pt")).unwrap();
     let mut archive = zip::ZipArchive::new(file).unwrap();
     let mut pickle = Vec::new();
-    std::io::Read::read_to_end(&mut archive.by_name("relu/data.pkl").unwrap(), &mut pickle).unwrap();
+    std::io::Read::read_to_end(&mut archive.by_name("relu/data.pkl").unwrap(), &mut pickle)
+        .unwrap();
     pickle
 }
 
@@ -216,7 +231,10 @@ fn rejects_a_torchscript_export() {
 #[test]
 fn rejects_a_damaged_pickle() {
     let pickle = relu_data_pkl();
-    let file = TempFile::zip("damaged.pt", &[("relu/data.pkl", &pickle[..pickle.len() / 3])]);
+    let file = TempFile::zip(
+        "damaged.pt",
+        &[("relu/data.pkl", &pickle[..pickle.len() / 3])],
+    );
     assert_error(&file, "cannot unpickle relu/data.pkl");
 }
 
@@ -224,7 +242,10 @@ fn rejects_a_damaged_pickle() {
 fn rejects_a_pickle_without_weights() {
     let file = TempFile::zip(
         "no-weights.pt",
-        &[("x/data.pkl", b"\x80\x02}q\x00X\x05\x00\x00\x00epochq\x01K\x03s.")],
+        &[(
+            "x/data.pkl",
+            b"\x80\x02}q\x00X\x05\x00\x00\x00epochq\x01K\x03s.",
+        )],
     );
     assert_error(&file, "no 'model' or 'ema' entry");
 }

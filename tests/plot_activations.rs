@@ -22,10 +22,21 @@ fn fresh_dir(name: &str) -> PathBuf {
 /// Width and height from a PNG's IHDR chunk, after checking the signature.
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert!(bytes.len() > 1000, "{}: only {} bytes", path.display(), bytes.len());
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}: not a PNG", path.display());
+    assert!(
+        bytes.len() > 1000,
+        "{}: only {} bytes",
+        path.display(),
+        bytes.len()
+    );
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{}: not a PNG",
+        path.display()
+    );
     assert_eq!(&bytes[12..16], b"IHDR", "{}: no IHDR first", path.display());
-    let be = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let be =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     (be(16), be(20))
 }
 
@@ -39,7 +50,14 @@ fn read_svg(path: &Path) -> String {
 fn writes_a_png_and_an_svg_per_activation_and_an_overview() {
     let specs = ["silu", "nn.Hardtanh(-2, 2)", "nn.LeakyReLU(0.1)"].map(parse);
     let out = fresh_dir("plot");
-    let written = plot_activations(&specs, &PlotOptions { range: (-4.0, 4.0), out: out.clone() }).unwrap();
+    let written = plot_activations(
+        &specs,
+        &PlotOptions {
+            range: (-4.0, 4.0),
+            out: out.clone(),
+        },
+    )
+    .unwrap();
 
     assert_eq!(written.len(), 2 * specs.len() + 2, "{written:?}");
     let names: HashSet<String> = written
@@ -49,7 +67,8 @@ fn writes_a_png_and_an_svg_per_activation_and_an_overview() {
     assert_eq!(names.len(), written.len(), "file names repeat: {written:?}");
     for name in &names {
         assert!(
-            name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)),
+            name.chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c)),
             "{name}: not a safe file name"
         );
     }
@@ -57,20 +76,34 @@ fn writes_a_png_and_an_svg_per_activation_and_an_overview() {
     // One PNG and one SVG per spec, in order, each titled with the canonical spec.
     for (spec, files) in specs.iter().zip(written.chunks(2)) {
         let [png, svg] = files else { unreachable!() };
-        assert!(png.starts_with(&out) && png.extension().unwrap() == "png", "{}", png.display());
+        assert!(
+            png.starts_with(&out) && png.extension().unwrap() == "png",
+            "{}",
+            png.display()
+        );
         assert_eq!(png.with_extension("svg"), *svg);
         assert_eq!(png_size(png), (800, 600), "{}", png.display());
         let title = spec.to_string();
-        assert!(read_svg(svg).contains(&title), "{}: no title {title}", svg.display());
+        assert!(
+            read_svg(svg).contains(&title),
+            "{}: no title {title}",
+            svg.display()
+        );
     }
 
     let overview = out.join("overview.png");
     assert!(written.contains(&overview) && written.contains(&out.join("overview.svg")));
     let (width, height) = png_size(&overview);
-    assert!(width >= 600 && height >= 200, "overview is {width}x{height}");
+    assert!(
+        width >= 600 && height >= 200,
+        "overview is {width}x{height}"
+    );
     let overview_svg = read_svg(&out.join("overview.svg"));
     for short in ["SiLU", "Hardtanh", "LeakyReLU"] {
-        assert!(overview_svg.contains(short), "overview.svg has no panel {short}");
+        assert!(
+            overview_svg.contains(short),
+            "overview.svg has no panel {short}"
+        );
     }
 
     std::fs::remove_dir_all(&out).unwrap();
@@ -79,17 +112,26 @@ fn writes_a_png_and_an_svg_per_activation_and_an_overview() {
 #[test]
 fn refuses_activations_that_are_not_curves() {
     let out = fresh_dir("plot-softmax");
-    let opts = PlotOptions { range: (-6.0, 6.0), out: out.clone() };
+    let opts = PlotOptions {
+        range: (-6.0, 6.0),
+        out: out.clone(),
+    };
     let err = plot_activations(&[parse("silu"), parse("nn.Softmax()")], &opts).unwrap_err();
     assert!(matches!(err, PlotError::NotPointwise { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.contains("nn.Softmax(dim=1)") && message.contains("pointwise"), "{message}");
+    assert!(
+        message.contains("nn.Softmax(dim=1)") && message.contains("pointwise"),
+        "{message}"
+    );
     assert!(!out.exists(), "nothing is written when a spec is refused");
 }
 
 #[test]
 fn refuses_an_empty_range() {
-    let opts = PlotOptions { range: (1.0, 1.0), out: fresh_dir("plot-range") };
+    let opts = PlotOptions {
+        range: (1.0, 1.0),
+        out: fresh_dir("plot-range"),
+    };
     let err = plot_activations(&[parse("relu")], &opts).unwrap_err();
     assert!(matches!(err, PlotError::BadRange { .. }), "{err:?}");
 }
@@ -101,5 +143,10 @@ fn default_specs_are_the_pointwise_kinds_with_tanh_gelu_after_gelu() {
     assert_eq!(specs.len(), pointwise + 1);
     assert!(specs.iter().all(|s| s.kind().info().pointwise));
     let gelu = specs.iter().position(|s| *s == parse("nn.GELU()")).unwrap();
-    assert_eq!(specs[gelu + 1], ActSpec::Gelu { approximate: GeluApprox::Tanh });
+    assert_eq!(
+        specs[gelu + 1],
+        ActSpec::Gelu {
+            approximate: GeluApprox::Tanh
+        }
+    );
 }

@@ -27,7 +27,10 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new(test: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("actyolo-plot-results-{}-{test}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!(
+            "actyolo-plot-results-{}-{test}",
+            std::process::id()
+        ));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
@@ -68,7 +71,9 @@ fn results_csv(columns: &[&str], epochs: usize, seed: f64) -> String {
             match name {
                 "epoch" => t,
                 n if n.ends_with("loss") => 0.01 * c + 0.08 * (-t / (6.0 + seed + c)).exp() + noise,
-                n if n.starts_with("metrics/") => (0.9 - 0.05 * c) * (1.0 - (-t / (4.0 + seed)).exp()) + 5.0 * noise,
+                n if n.starts_with("metrics/") => {
+                    (0.9 - 0.05 * c) * (1.0 - (-t / (4.0 + seed)).exp()) + 5.0 * noise
+                }
                 _ => 0.01 * (1.0 - t / epochs as f64),
             }
         });
@@ -87,9 +92,15 @@ fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
 /// The PNG signature, then width and height from the IHDR chunk that must come first.
 fn png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap();
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{} is not a PNG", path.display());
+    assert_eq!(
+        &bytes[..8],
+        b"\x89PNG\r\n\x1a\n",
+        "{} is not a PNG",
+        path.display()
+    );
     assert_eq!(&bytes[12..16], b"IHDR");
-    let word = |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let word =
+        |at: usize| u32::from_be_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
     (word(16), word(20))
 }
 
@@ -112,7 +123,11 @@ fn plots_several_runs_into_shared_panels() {
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let csv = write(&dir, &format!("run{i}/results.csv"), &results_csv(&COLUMNS, 30, i as f64));
+            let csv = write(
+                &dir,
+                &format!("run{i}/results.csv"),
+                &results_csv(&COLUMNS, 30, i as f64),
+            );
             (name.to_string(), csv)
         })
         .collect();
@@ -127,7 +142,11 @@ fn plots_many_runs_with_a_wrapped_key() {
     let dir = TempDir::new("many");
     let runs: Vec<(String, PathBuf)> = (0..10)
         .map(|i| {
-            let csv = write(&dir, &format!("run{i}/results.csv"), &results_csv(&COLUMNS, 8, i as f64));
+            let csv = write(
+                &dir,
+                &format!("run{i}/results.csv"),
+                &results_csv(&COLUMNS, 8, i as f64),
+            );
             (format!("nn.Softplus(beta={i}, threshold=20)"), csv)
         })
         .collect();
@@ -153,24 +172,38 @@ fn a_header_without_rows_is_an_error_naming_the_file() {
     let csv = write(&dir, "results.csv", &csv_line(COLUMNS));
     let out = dir.join("results.png");
     let error = plot_results(&csv, &out).unwrap_err();
-    assert!(matches!(error, ResultsPlotError::NoEpochs { .. }), "{error:?}");
+    assert!(
+        matches!(error, ResultsPlotError::NoEpochs { .. }),
+        "{error:?}"
+    );
     let message = error.to_string();
-    assert!(message.contains(&csv.display().to_string()) && message.contains("no complete epoch row"), "{message}");
+    assert!(
+        message.contains(&csv.display().to_string()) && message.contains("no complete epoch row"),
+        "{message}"
+    );
     assert!(!out.exists());
 }
 
 #[test]
 fn a_bad_value_before_the_last_line_names_the_file_line_and_column() {
     let dir = TempDir::new("bad");
-    let mut lines: Vec<String> = results_csv(&COLUMNS, 4, 0.0).lines().map(String::from).collect();
+    let mut lines: Vec<String> = results_csv(&COLUMNS, 4, 0.0)
+        .lines()
+        .map(String::from)
+        .collect();
     let mut fields: Vec<String> = lines[2].split(',').map(String::from).collect();
     fields[5] = format!("{:>20}", "oops");
     lines[2] = fields.join(",");
     let text = lines.join("\n") + "\n";
     let csv = write(&dir, "results.csv", &text);
-    let error = plot_results(&csv, &dir.join("results.png")).unwrap_err().to_string();
+    let error = plot_results(&csv, &dir.join("results.png"))
+        .unwrap_err()
+        .to_string();
     assert!(error.contains(&csv.display().to_string()), "{error}");
-    assert!(error.contains("line 3, column `metrics/recall`: `oops` is not a number"), "{error}");
+    assert!(
+        error.contains("line 3, column `metrics/recall`: `oops` is not a number"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -179,8 +212,13 @@ fn a_short_row_before_the_last_line_is_an_error() {
     let mut text = results_csv(&COLUMNS, 3, 0.0);
     text.insert_str(csv_line(COLUMNS).len(), "   0,   0.1\n");
     let csv = write(&dir, "results.csv", &text);
-    let error = plot_results(&csv, &dir.join("results.png")).unwrap_err().to_string();
-    assert!(error.contains("line 2: 2 fields, but the header has 14"), "{error}");
+    let error = plot_results(&csv, &dir.join("results.png"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("line 2: 2 fields, but the header has 14"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -189,12 +227,27 @@ fn files_that_cannot_be_plotted_are_named() {
     let out = dir.join("results.png");
     let missing = dir.join("nope/results.csv");
     let error = plot_results(&missing, &out).unwrap_err();
-    assert!(matches!(error, ResultsPlotError::Read { .. }) && error.to_string().contains("nope"), "{error}");
+    assert!(
+        matches!(error, ResultsPlotError::Read { .. }) && error.to_string().contains("nope"),
+        "{error}"
+    );
     let no_epoch = write(&dir, "a.csv", &results_csv(&COLUMNS[1..], 3, 0.0));
-    assert!(matches!(plot_results(&no_epoch, &out), Err(ResultsPlotError::NoEpochColumn { .. })));
+    assert!(matches!(
+        plot_results(&no_epoch, &out),
+        Err(ResultsPlotError::NoEpochColumn { .. })
+    ));
     let unrelated = write(&dir, "b.csv", &results_csv(&["epoch", "x/lr0"], 3, 0.0));
-    assert!(matches!(plot_results(&unrelated, &out), Err(ResultsPlotError::NoPlottedColumns { .. })));
+    assert!(matches!(
+        plot_results(&unrelated, &out),
+        Err(ResultsPlotError::NoPlottedColumns { .. })
+    ));
     let empty = write(&dir, "c.csv", "");
-    assert!(matches!(plot_results(&empty, &out), Err(ResultsPlotError::NoHeader { .. })));
-    assert!(matches!(plot_results_multi(&[], &out), Err(ResultsPlotError::NoRuns)));
+    assert!(matches!(
+        plot_results(&empty, &out),
+        Err(ResultsPlotError::NoHeader { .. })
+    ));
+    assert!(matches!(
+        plot_results_multi(&[], &out),
+        Err(ResultsPlotError::NoRuns)
+    ));
 }

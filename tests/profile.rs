@@ -11,9 +11,21 @@ use candle_core::{Device, Var};
 fn conv_forward_backward() -> candle_core::Result<()> {
     let x = Var::rand(-1f32, 1f32, (2, 4, 16, 16), &Device::Cpu)?;
     let w = Var::rand(-1f32, 1f32, (8, 4, 3, 3), &Device::Cpu)?;
-    let y = conv2d(&x, &w, Conv2dParams { stride: 1, padding: 1, dilation: 1, groups: 1 })?;
+    let y = conv2d(
+        &x,
+        &w,
+        Conv2dParams {
+            stride: 1,
+            padding: 1,
+            dilation: 1,
+            groups: 1,
+        },
+    )?;
     let grads = y.sum_all()?.backward()?;
-    assert!(grads.get(&x).is_some() && grads.get(&w).is_some(), "both gradients were computed");
+    assert!(
+        grads.get(&x).is_some() && grads.get(&w).is_some(),
+        "both gradients were computed"
+    );
     Ok(())
 }
 
@@ -23,11 +35,20 @@ fn profiler_records_conv_stages_only_when_enabled() -> candle_core::Result<()> {
     profile::reset();
     conv_forward_backward()?;
     let on = profile::snapshot();
-    for stage in [Stage::ConvForward, Stage::ConvBackwardInput, Stage::ConvBackwardWeight] {
+    for stage in [
+        Stage::ConvForward,
+        Stage::ConvBackwardInput,
+        Stage::ConvBackwardWeight,
+    ] {
         assert_eq!(on.calls(stage), 1, "{stage:?}");
         assert!(!on.time(stage).is_zero(), "{stage:?} recorded no time");
     }
-    for stage in Stage::ALL.into_iter().filter(|s| !matches!(s, Stage::ConvForward | Stage::ConvBackwardInput | Stage::ConvBackwardWeight)) {
+    for stage in Stage::ALL.into_iter().filter(|s| {
+        !matches!(
+            s,
+            Stage::ConvForward | Stage::ConvBackwardInput | Stage::ConvBackwardWeight
+        )
+    }) {
         assert_eq!(on.calls(stage), 0, "{stage:?}");
         assert!(on.time(stage).is_zero(), "{stage:?} recorded time");
     }
@@ -45,7 +66,11 @@ fn profiler_records_conv_stages_only_when_enabled() -> candle_core::Result<()> {
     let nested = profile::snapshot();
     assert_eq!(nested.calls(Stage::Loss), 1);
     assert_eq!(nested.calls(Stage::ConvForward), 1);
-    assert!(nested.total() <= wall, "{:?} recorded in {wall:?}", nested.total());
+    assert!(
+        nested.total() <= wall,
+        "{:?} recorded in {wall:?}",
+        nested.total()
+    );
 
     profile::set_enabled(false);
     profile::reset();

@@ -19,26 +19,62 @@ fn scratch(name: &str) -> PathBuf {
 /// 16 training and 8 validation images of 64 px.
 fn tiny_dataset(dir: &Path) -> PathBuf {
     let out = dir.join("data");
-    let status = actyolo().args(["data", "synth", "--n-train", "16", "--n-val", "8", "--imgsz", "64", "--out"]).arg(&out).stdout(Stdio::null()).status().unwrap();
+    let status = actyolo()
+        .args([
+            "data",
+            "synth",
+            "--n-train",
+            "16",
+            "--n-val",
+            "8",
+            "--imgsz",
+            "64",
+            "--out",
+        ])
+        .arg(&out)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
     out.join("data.yaml")
 }
 
 fn train_args(data: &Path, project: &Path, name: &str, epochs: usize) -> Vec<String> {
-    ["train", "--data", &data.display().to_string(), "--imgsz", "64", "--batch", "8", "--epochs", &epochs.to_string(), "--project", &project.display().to_string(), "--name", name, "--workers", "1"]
-        .map(String::from)
-        .to_vec()
+    [
+        "train",
+        "--data",
+        &data.display().to_string(),
+        "--imgsz",
+        "64",
+        "--batch",
+        "8",
+        "--epochs",
+        &epochs.to_string(),
+        "--project",
+        &project.display().to_string(),
+        "--name",
+        name,
+        "--workers",
+        "1",
+    ]
+    .map(String::from)
+    .to_vec()
 }
 
 fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
     let tensors = candle_core::safetensors::load(path, &candle_core::Device::Cpu).unwrap();
-    let mut out: Vec<(String, Vec<f32>)> = tensors.into_iter().map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap())).collect();
+    let mut out: Vec<(String, Vec<f32>)> = tensors
+        .into_iter()
+        .map(|(k, v)| (k, v.flatten_all().unwrap().to_vec1::<f32>().unwrap()))
+        .collect();
     out.sort_by(|a, b| a.0.cmp(&b.0));
     out
 }
 
 fn results_rows(run: &Path) -> usize {
-    std::fs::read_to_string(run.join("results.csv")).map(|s| s.lines().count().saturating_sub(1)).unwrap_or(0)
+    std::fs::read_to_string(run.join("results.csv"))
+        .map(|s| s.lines().count().saturating_sub(1))
+        .unwrap_or(0)
 }
 
 #[test]
@@ -47,17 +83,42 @@ fn a_run_writes_its_files_and_resumes_after_a_kill_to_the_same_weights() {
     let data = tiny_dataset(&dir);
     let project = dir.join("runs");
     // Uninterrupted: 3 epochs.
-    let out = actyolo().args(train_args(&data, &project, "full", 3)).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = actyolo()
+        .args(train_args(&data, &project, "full", 3))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let full = project.join("full");
-    for file in ["results.csv", "results.png", "hyp.yaml", "opt.yaml", "train_batch0.jpg", "weights/last.safetensors", "weights/best.safetensors", "weights/last.state.safetensors"] {
+    for file in [
+        "results.csv",
+        "results.png",
+        "hyp.yaml",
+        "opt.yaml",
+        "train_batch0.jpg",
+        "weights/last.safetensors",
+        "weights/best.safetensors",
+        "weights/last.state.safetensors",
+    ] {
         assert!(full.join(file).is_file(), "{file} missing");
     }
     assert_eq!(results_rows(&full), 3);
     let header = std::fs::read_to_string(full.join("results.csv")).unwrap();
-    assert!(header.lines().next().unwrap().contains("metrics/mAP_0.5:0.95"));
+    assert!(header
+        .lines()
+        .next()
+        .unwrap()
+        .contains("metrics/mAP_0.5:0.95"));
     // Killed once two epochs are saved (possibly mid-way through the third), then resumed.
-    let mut child = actyolo().args(train_args(&data, &project, "killed", 3)).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let mut child = actyolo()
+        .args(train_args(&data, &project, "killed", 3))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
     let killed = project.join("killed");
     let start = Instant::now();
     while results_rows(&killed) < 2 && start.elapsed() < Duration::from_secs(300) {
@@ -66,13 +127,24 @@ fn a_run_writes_its_files_and_resumes_after_a_kill_to_the_same_weights() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(results_rows(&killed) >= 2);
-    let out = actyolo().args(["train", "--resume"]).arg(&killed).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = actyolo()
+        .args(["train", "--resume"])
+        .arg(&killed)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(results_rows(&killed), 3);
     // Data order and augmentation are seeded per (seed, epoch, image), the kernels sum
     // in a fixed order, and the checkpoint holds the optimiser, EMA and pending gradients:
     // the resumed run ends on the same weights, bit for bit.
-    assert_eq!(weights(&killed.join("weights/last.safetensors")), weights(&full.join("weights/last.safetensors")));
+    assert_eq!(
+        weights(&killed.join("weights/last.safetensors")),
+        weights(&full.join("weights/last.safetensors"))
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 
@@ -82,13 +154,20 @@ fn a_diverging_run_stops_naming_epoch_and_iteration() {
     let data = tiny_dataset(&dir);
     let hyp = dir.join("hyp.yaml");
     let default_hyp = include_str!("../configs/hyps/hyp.scratch-low.yaml");
-    std::fs::write(&hyp, default_hyp.replace("warmup_bias_lr: 0.1", "warmup_bias_lr: .nan")).unwrap();
+    std::fs::write(
+        &hyp,
+        default_hyp.replace("warmup_bias_lr: 0.1", "warmup_bias_lr: .nan"),
+    )
+    .unwrap();
     let mut args = train_args(&data, &dir.join("runs"), "nan", 2);
     args.extend(["--hyp".to_string(), hyp.display().to_string()]);
     let out = actyolo().args(args).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.contains("the loss became") && stderr.contains("epoch 0, iteration"), "{stderr}");
+    assert!(
+        stderr.contains("the loss became") && stderr.contains("epoch 0, iteration"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::remove_dir_all(&dir).ok();
 }
@@ -96,9 +175,16 @@ fn a_diverging_run_stops_naming_epoch_and_iteration() {
 #[test]
 fn bad_training_input_is_a_clear_error() {
     let dir = scratch("bad");
-    let out = actyolo().args(["train", "--data"]).arg(dir.join("missing.yaml")).output().unwrap();
+    let out = actyolo()
+        .args(["train", "--data"])
+        .arg(dir.join("missing.yaml"))
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && stderr.contains("missing.yaml"), "{stderr}");
+    assert!(
+        !out.status.success() && stderr.contains("missing.yaml"),
+        "{stderr}"
+    );
     let out = actyolo().args(["train"]).output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data is required"));
     std::fs::remove_dir_all(&dir).ok();

@@ -15,15 +15,24 @@ use serde_json::Value;
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loss");
 
 fn fixtures() -> (Vec<Value>, HashMap<String, Tensor>) {
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/loss.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(format!("{FIXTURES}/loss.safetensors"), &Device::Cpu).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/loss.json")).unwrap())
+            .unwrap();
+    let tensors =
+        candle_core::safetensors::load(format!("{FIXTURES}/loss.safetensors"), &Device::Cpu)
+            .unwrap();
     (json["cases"].as_array().unwrap().clone(), tensors)
 }
 
 fn case_loss(case: &Value) -> YoloLoss {
     let nl = case["levels"].as_u64().unwrap() as usize;
     let anchors = tensor(&case["anchors"], &[nl, 3, 2]);
-    YoloLoss::new(gains(&case["scaled_hyp"]), case["nc"].as_u64().unwrap() as usize, &anchors).unwrap()
+    YoloLoss::new(
+        gains(&case["scaled_hyp"]),
+        case["nc"].as_u64().unwrap() as usize,
+        &anchors,
+    )
+    .unwrap()
 }
 
 #[test]
@@ -37,11 +46,16 @@ fn gains_are_scaled_as_train_py_scales_them() {
         // serde_json (without float_roundtrip) may read the last bit of a float differently.
         let same = |a: f64, b: f64| (a - b).abs() <= 1e-15 * b.abs();
         assert!(
-            same(ours.box_gain, python.box_gain) && same(ours.cls_gain, python.cls_gain) && same(ours.obj_gain, python.obj_gain),
+            same(ours.box_gain, python.box_gain)
+                && same(ours.cls_gain, python.cls_gain)
+                && same(ours.obj_gain, python.obj_gain),
             "{}: {ours:?} vs train.py's {python:?}",
             case["name"]
         );
-        assert_eq!((ours.cls_pw, ours.obj_pw, ours.anchor_t), (python.cls_pw, python.obj_pw, python.anchor_t));
+        assert_eq!(
+            (ours.cls_pw, ours.obj_pw, ours.anchor_t),
+            (python.cls_pw, python.obj_pw, python.anchor_t)
+        );
     }
 }
 
@@ -51,7 +65,9 @@ fn loss_and_gradients_match_ultralytics() {
     for case in &cases {
         let group = case["preds"].as_str().unwrap();
         let nl = case["levels"].as_u64().unwrap() as usize;
-        let preds: Vec<Tensor> = (0..nl).map(|i| tensors[&format!("preds.{group}.{i}")].clone()).collect();
+        let preds: Vec<Tensor> = (0..nl)
+            .map(|i| tensors[&format!("preds.{group}.{i}")].clone())
+            .collect();
         assert_matches_torch(case, &tensors, &case_loss(case), &preds);
     }
 }
@@ -59,7 +75,9 @@ fn loss_and_gradients_match_ultralytics() {
 #[test]
 fn no_targets_leaves_only_the_objectness_loss() {
     let (cases, tensors) = fixtures();
-    let preds: Vec<Tensor> = (0..3).map(|i| tensors[&format!("preds.nc3.{i}")].clone()).collect();
+    let preds: Vec<Tensor> = (0..3)
+        .map(|i| tensors[&format!("preds.nc3.{i}")].clone())
+        .collect();
     let empty = Tensor::zeros((0, 6), candle_core::DType::F32, &Device::Cpu).unwrap();
     let (total, items) = case_loss(&cases[0]).compute(&preds, &empty).unwrap();
     assert_eq!((items[0], items[2]), (0.0, 0.0));
@@ -75,16 +93,32 @@ fn a_vanishing_predicted_height_keeps_the_gradient_finite() {
         .map(|i| {
             let p = &tensors[&format!("preds.nc3.{i}")];
             let height = Tensor::full(-100f32, p.dims(), &Device::Cpu).unwrap();
-            let is_height = Tensor::arange(0u32, p.dim(4).unwrap() as u32, &Device::Cpu).unwrap().eq(3u32).unwrap().broadcast_as(p.dims()).unwrap();
+            let is_height = Tensor::arange(0u32, p.dim(4).unwrap() as u32, &Device::Cpu)
+                .unwrap()
+                .eq(3u32)
+                .unwrap()
+                .broadcast_as(p.dims())
+                .unwrap();
             candle_core::Var::from_tensor(&is_height.where_cond(&height, p).unwrap()).unwrap()
         })
         .collect();
     let inputs: Vec<Tensor> = preds.iter().map(|v| v.as_tensor().clone()).collect();
-    let (total, _) = case_loss(&cases[0]).compute(&inputs, &case_targets(&cases[0])).unwrap();
+    let (total, _) = case_loss(&cases[0])
+        .compute(&inputs, &case_targets(&cases[0]))
+        .unwrap();
     let grads = total.backward().unwrap();
     for (level, p) in inputs.iter().enumerate() {
-        let g = grads.get(p).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert!(g.iter().all(|v| v.is_finite()), "level {level}: a non-finite gradient");
+        let g = grads
+            .get(p)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert!(
+            g.iter().all(|v| v.is_finite()),
+            "level {level}: a non-finite gradient"
+        );
     }
 }
 
@@ -92,12 +126,32 @@ fn a_vanishing_predicted_height_keeps_the_gradient_finite() {
 fn mismatched_inputs_are_errors() {
     let (cases, tensors) = fixtures();
     let loss = case_loss(&cases[0]);
-    let preds: Vec<Tensor> = (0..3).map(|i| tensors[&format!("preds.nc3.{i}")].clone()).collect();
+    let preds: Vec<Tensor> = (0..3)
+        .map(|i| tensors[&format!("preds.nc3.{i}")].clone())
+        .collect();
     let targets = case_targets(&cases[0]);
-    assert!(matches!(loss.compute(&preds[..2], &targets), Err(LossError::Levels { expected: 3, got: 2 })));
-    let one_class: Vec<Tensor> = (0..2).map(|i| tensors[&format!("preds.nc1.{i}")].clone()).collect();
-    let with_third = vec![one_class[0].clone(), one_class[1].clone(), one_class[1].clone()];
-    assert!(matches!(loss.compute(&with_third, &targets), Err(LossError::PredShape { level: 0, .. })));
+    assert!(matches!(
+        loss.compute(&preds[..2], &targets),
+        Err(LossError::Levels {
+            expected: 3,
+            got: 2
+        })
+    ));
+    let one_class: Vec<Tensor> = (0..2)
+        .map(|i| tensors[&format!("preds.nc1.{i}")].clone())
+        .collect();
+    let with_third = vec![
+        one_class[0].clone(),
+        one_class[1].clone(),
+        one_class[1].clone(),
+    ];
+    assert!(matches!(
+        loss.compute(&with_third, &targets),
+        Err(LossError::PredShape { level: 0, .. })
+    ));
     let bad_image = Tensor::new(&[[7f32, 0.0, 0.5, 0.5, 0.1, 0.1]], &Device::Cpu).unwrap();
-    assert!(matches!(loss.compute(&preds, &bad_image), Err(LossError::Targets(_))));
+    assert!(matches!(
+        loss.compute(&preds, &bad_image),
+        Err(LossError::Targets(_))
+    ));
 }

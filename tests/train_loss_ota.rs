@@ -19,13 +19,22 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/loss
 const LEVELS: usize = 3;
 
 fn fixtures() -> (Vec<Value>, HashMap<String, Tensor>) {
-    let json: Value = serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/ota.json")).unwrap()).unwrap();
-    let tensors = candle_core::safetensors::load(format!("{FIXTURES}/ota.safetensors"), &Device::Cpu).unwrap();
+    let json: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{FIXTURES}/ota.json")).unwrap())
+            .unwrap();
+    let tensors =
+        candle_core::safetensors::load(format!("{FIXTURES}/ota.safetensors"), &Device::Cpu)
+            .unwrap();
     (json["cases"].as_array().unwrap().clone(), tensors)
 }
 
 fn strides(case: &Value) -> Vec<f32> {
-    case["strides"].as_array().unwrap().iter().map(|s| s.as_f64().unwrap() as f32).collect()
+    case["strides"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_f64().unwrap() as f32)
+        .collect()
 }
 
 fn anchors(case: &Value) -> Tensor {
@@ -38,11 +47,18 @@ fn nc(case: &Value) -> usize {
 
 fn case_preds(case: &Value, tensors: &HashMap<String, Tensor>) -> Vec<Tensor> {
     let group = case["preds"].as_str().unwrap();
-    (0..LEVELS).map(|i| tensors[&format!("preds.{group}.{i}")].clone()).collect()
+    (0..LEVELS)
+        .map(|i| tensors[&format!("preds.{group}.{i}")].clone())
+        .collect()
 }
 
 fn ota_loss(case: &Value) -> YoloLoss {
-    YoloLoss::new(gains(&case["scaled_hyp"]), nc(case), &anchors(case)).unwrap().with_assignment(Assignment::Ota { strides: strides(case) }).unwrap()
+    YoloLoss::new(gains(&case["scaled_hyp"]), nc(case), &anchors(case))
+        .unwrap()
+        .with_assignment(Assignment::Ota {
+            strides: strides(case),
+        })
+        .unwrap()
 }
 
 #[test]
@@ -51,17 +67,46 @@ fn ota_picks_yolov7s_positives() {
     for case in &cases {
         let name = case["name"].as_str().unwrap();
         let preds = case_preds(case, &tensors);
-        let targets = targets_from_tensor(&case_targets(case), preds[0].dim(0).unwrap(), nc(case)).unwrap();
-        let anchors: Vec<Vec<[f32; 2]>> = anchors(case).to_vec3::<f32>().unwrap().into_iter().map(|l| l.into_iter().map(|a| [a[0], a[1]]).collect()).collect();
+        let targets =
+            targets_from_tensor(&case_targets(case), preds[0].dim(0).unwrap(), nc(case)).unwrap();
+        let anchors: Vec<Vec<[f32; 2]>> = anchors(case)
+            .to_vec3::<f32>()
+            .unwrap()
+            .into_iter()
+            .map(|l| l.into_iter().map(|a| [a[0], a[1]]).collect())
+            .collect();
         let anchor_t = case["scaled_hyp"]["anchor_t"].as_f64().unwrap() as f32;
         let ours = ota::assign(&preds, &targets, &anchors, &strides(case), anchor_t).unwrap();
-        for (level, (ours, torch)) in ours.iter().zip(case["positives"].as_array().unwrap()).enumerate() {
-            let cells: Vec<[usize; 5]> = ours.iter().map(|p| [p.image, p.anchor, p.gy, p.gx, p.class]).collect();
-            let expected: Vec<[usize; 5]> = torch["cells"].as_array().unwrap().iter().map(|c| std::array::from_fn(|i| c[i].as_u64().unwrap() as usize)).collect();
-            assert_eq!(cells, expected, "{name}: level {level} positives [image, anchor, gy, gx, class]");
+        for (level, (ours, torch)) in ours
+            .iter()
+            .zip(case["positives"].as_array().unwrap())
+            .enumerate()
+        {
+            let cells: Vec<[usize; 5]> = ours
+                .iter()
+                .map(|p| [p.image, p.anchor, p.gy, p.gx, p.class])
+                .collect();
+            let expected: Vec<[usize; 5]> = torch["cells"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| std::array::from_fn(|i| c[i].as_u64().unwrap() as usize))
+                .collect();
+            assert_eq!(
+                cells, expected,
+                "{name}: level {level} positives [image, anchor, gy, gx, class]"
+            );
             for (p, tbox) in ours.iter().zip(torch["tbox"].as_array().unwrap()) {
-                let off = p.tbox.iter().enumerate().any(|(i, &v)| !close(v, tbox[i].as_f64().unwrap()));
-                assert!(!off, "{name}: level {level} regression target {:?} vs torch {tbox}", p.tbox);
+                let off = p
+                    .tbox
+                    .iter()
+                    .enumerate()
+                    .any(|(i, &v)| !close(v, tbox[i].as_f64().unwrap()));
+                assert!(
+                    !off,
+                    "{name}: level {level} regression target {:?} vs torch {tbox}",
+                    p.tbox
+                );
             }
         }
     }
@@ -83,17 +128,33 @@ fn ota_differs_from_yolov5s_assignment_on_the_same_inputs() {
     let yolov5 = YoloLoss::new(gains(&case["scaled_hyp"]), nc(case), &anchors(case)).unwrap();
     let (v5, _) = yolov5.compute(&preds, &case_targets(case)).unwrap();
     let (with_ota, _) = ota_loss(case).compute(&preds, &case_targets(case)).unwrap();
-    let (v5, with_ota) = (v5.to_scalar::<f32>().unwrap(), with_ota.to_scalar::<f32>().unwrap());
-    assert!((v5 - with_ota).abs() > 1e-3, "YOLOv5's {v5} vs OTA's {with_ota}");
+    let (v5, with_ota) = (
+        v5.to_scalar::<f32>().unwrap(),
+        with_ota.to_scalar::<f32>().unwrap(),
+    );
+    assert!(
+        (v5 - with_ota).abs() > 1e-3,
+        "YOLOv5's {v5} vs OTA's {with_ota}"
+    );
 }
 
 #[test]
 fn ota_needs_one_positive_stride_per_level() {
     let (cases, _) = fixtures();
     let loss = YoloLoss::new(gains(&cases[0]["scaled_hyp"]), 3, &anchors(&cases[0])).unwrap();
-    for strides in [vec![8.0, 16.0], vec![8.0, 0.0, 32.0], vec![8.0, f32::NAN, 32.0]] {
-        let error = loss.clone().with_assignment(Assignment::Ota { strides }).unwrap_err();
-        assert!(matches!(error, LossError::Strides { levels: 3, .. }), "{error}");
+    for strides in [
+        vec![8.0, 16.0],
+        vec![8.0, 0.0, 32.0],
+        vec![8.0, f32::NAN, 32.0],
+    ] {
+        let error = loss
+            .clone()
+            .with_assignment(Assignment::Ota { strides })
+            .unwrap_err();
+        assert!(
+            matches!(error, LossError::Strides { levels: 3, .. }),
+            "{error}"
+        );
     }
 }
 

@@ -42,7 +42,10 @@ struct Fixture {
 fn fixture() -> (Fixture, HashMap<String, Tensor>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
     let json = std::fs::read_to_string(format!("{dir}/train.json")).unwrap();
-    (serde_json::from_str(&json).unwrap(), candle_core::safetensors::load(format!("{dir}/train.safetensors"), &Device::Cpu).unwrap())
+    (
+        serde_json::from_str(&json).unwrap(),
+        candle_core::safetensors::load(format!("{dir}/train.safetensors"), &Device::Cpu).unwrap(),
+    )
 }
 
 fn assert_close(ours: &Tensor, torch: &Tensor, what: &str) {
@@ -59,7 +62,10 @@ fn vars(t: &HashMap<String, Tensor>) -> VarMap {
     let mut data = map.data().lock().unwrap();
     for (k, v) in t {
         if let Some(name) = k.strip_prefix("init/") {
-            data.insert(name.to_string(), Var::from_tensor(&v.copy().unwrap()).unwrap());
+            data.insert(
+                name.to_string(),
+                Var::from_tensor(&v.copy().unwrap()).unwrap(),
+            );
         }
     }
     drop(data);
@@ -69,29 +75,50 @@ fn vars(t: &HashMap<String, Tensor>) -> VarMap {
 #[test]
 fn sgd_adam_adamw_and_ema_follow_torch_step_by_step() {
     let (fx, t) = fixture();
-    for (kind, label) in [(OptimizerKind::Sgd, "SGD"), (OptimizerKind::Adam, "Adam"), (OptimizerKind::AdamW, "AdamW")] {
+    for (kind, label) in [
+        (OptimizerKind::Sgd, "SGD"),
+        (OptimizerKind::Adam, "Adam"),
+        (OptimizerKind::AdamW, "AdamW"),
+    ] {
         let map = vars(&t);
         let mut opt = Optimizer::new(kind, &map, 0.01, 0.937, fx.weight_decay).unwrap();
-        assert_eq!(opt.groups.iter().map(|g| g.kind).collect::<Vec<_>>(), [GroupKind::Bias, GroupKind::Decay, GroupKind::NoDecay]);
+        assert_eq!(
+            opt.groups.iter().map(|g| g.kind).collect::<Vec<_>>(),
+            [GroupKind::Bias, GroupKind::Decay, GroupKind::NoDecay]
+        );
         let mut ema = ModelEma::new(&map, 0).unwrap();
         for (step, sched) in fx.schedule.iter().enumerate() {
             let running_mean = map.data().lock().unwrap()["model.0.bn.running_mean"].clone();
-            running_mean.set(&(running_mean.as_tensor() + 0.01 * (step + 1) as f64).unwrap()).unwrap();
+            running_mean
+                .set(&(running_mean.as_tensor() + 0.01 * (step + 1) as f64).unwrap())
+                .unwrap();
             for (group, lr) in opt.groups.iter_mut().zip(sched.lr) {
                 group.lr = lr;
                 group.momentum = sched.momentum;
             }
-            let grads: HashMap<String, Tensor> = fx.names.iter().map(|n| (n.clone(), t[&format!("grad/{step}/{n}")].clone())).collect();
+            let grads: HashMap<String, Tensor> = fx
+                .names
+                .iter()
+                .map(|n| (n.clone(), t[&format!("grad/{step}/{n}")].clone()))
+                .collect();
             opt.step(&grads, 10.0).unwrap();
             let data = map.data().lock().unwrap();
             for name in &fx.names {
-                assert_close(data[name].as_tensor(), &t[&format!("{label}/{step}/{name}")], &format!("{label} step {step} {name}"));
+                assert_close(
+                    data[name].as_tensor(),
+                    &t[&format!("{label}/{step}/{name}")],
+                    &format!("{label} step {step} {name}"),
+                );
             }
             drop(data);
             if kind == OptimizerKind::Sgd {
                 ema.update(&map).unwrap();
                 for (name, value) in &ema.tensors {
-                    assert_close(value, &t[&format!("ema/{step}/{name}")], &format!("EMA step {step} {name}"));
+                    assert_close(
+                        value,
+                        &t[&format!("ema/{step}/{name}")],
+                        &format!("EMA step {step} {name}"),
+                    );
                 }
             }
         }
@@ -101,8 +128,14 @@ fn sgd_adam_adamw_and_ema_follow_torch_step_by_step() {
 #[test]
 fn warmup_and_lr_lambdas_follow_train_py() {
     let (fx, _) = fixture();
-    let linear = LrSchedule::Linear { epochs: fx.epochs, lrf: fx.lrf };
-    let cosine = LrSchedule::Cosine { epochs: fx.epochs, lrf: fx.lrf };
+    let linear = LrSchedule::Linear {
+        epochs: fx.epochs,
+        lrf: fx.lrf,
+    };
+    let cosine = LrSchedule::Cosine {
+        epochs: fx.epochs,
+        lrf: fx.lrf,
+    };
     for e in 0..=fx.epochs {
         assert!((linear.factor(e as f64) - fx.linear[e]).abs() < 1e-12);
         assert!((cosine.factor(e as f64) - fx.cosine[e]).abs() < 1e-12);
@@ -115,7 +148,11 @@ fn warmup_and_lr_lambdas_follow_train_py() {
             let target = 0.01 * linear.factor(p.epoch as f64);
             match warmup.at(p.ni, target, j == 0) {
                 Some((ours, momentum)) => {
-                    assert!((ours - lr).abs() < 1e-12, "ni {} group {j}: {ours} vs {lr}", p.ni);
+                    assert!(
+                        (ours - lr).abs() < 1e-12,
+                        "ni {} group {j}: {ours} vs {lr}",
+                        p.ni
+                    );
                     assert!((momentum - p.momentum).abs() < 1e-12);
                 }
                 None => assert!(p.ni > fx.warmup_iterations),

@@ -17,7 +17,10 @@ fn actyolo() -> Command {
 /// The best mAP50 in a run's results.csv.
 fn best_map50(run: &Path) -> f64 {
     let text = std::fs::read_to_string(run.join("results.csv")).unwrap();
-    text.lines().skip(1).filter_map(|l| l.split(',').nth(6)?.trim().parse::<f64>().ok()).fold(0.0, f64::max)
+    text.lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(6)?.trim().parse::<f64>().ok())
+        .fold(0.0, f64::max)
 }
 
 #[test]
@@ -25,19 +28,75 @@ fn yolov5n_overfits_eight_images() {
     let dir = std::env::temp_dir().join(format!("actyolo-overfit-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.join("data");
-    let status = actyolo().args(["data", "synth", "--n-train", "8", "--n-val", "1", "--imgsz", "128", "--seed", "3", "--out"]).arg(&data).stdout(Stdio::null()).status().unwrap();
+    let status = actyolo()
+        .args([
+            "data",
+            "synth",
+            "--n-train",
+            "8",
+            "--n-val",
+            "1",
+            "--imgsz",
+            "128",
+            "--seed",
+            "3",
+            "--out",
+        ])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
     assert!(status.success());
     // Validate on the training images themselves, and train without augmentation.
-    let yaml = std::fs::read_to_string(data.join("data.yaml")).unwrap().replace("val: images/val", "val: images/train");
+    let yaml = std::fs::read_to_string(data.join("data.yaml"))
+        .unwrap()
+        .replace("val: images/val", "val: images/train");
     std::fs::write(data.join("data.yaml"), yaml).unwrap();
     let mut hyp = include_str!("../configs/hyps/hyp.scratch-low.yaml").to_string();
-    let settings = ["mosaic", "hsv_h", "hsv_s", "hsv_v", "fliplr", "translate", "scale", "warmup_epochs"].map(|key| (key, 0.0)).into_iter().chain([("lr0", 0.002)]);
+    let settings = [
+        "mosaic",
+        "hsv_h",
+        "hsv_s",
+        "hsv_v",
+        "fliplr",
+        "translate",
+        "scale",
+        "warmup_epochs",
+    ]
+    .map(|key| (key, 0.0))
+    .into_iter()
+    .chain([("lr0", 0.002)]);
     for (key, value) in settings {
-        hyp = hyp.lines().map(|l| if l.starts_with(&format!("{key}:")) { format!("{key}: {value}") } else { l.to_string() }).collect::<Vec<_>>().join("\n");
+        hyp = hyp
+            .lines()
+            .map(|l| {
+                if l.starts_with(&format!("{key}:")) {
+                    format!("{key}: {value}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
     }
     std::fs::write(dir.join("hyp.yaml"), hyp).unwrap();
     let out = actyolo()
-        .args(["train", "--imgsz", "128", "--batch", "8", "--epochs", "600", "--patience", "0", "--optimizer", "Adam", "--name", "overfit", "--data"])
+        .args([
+            "train",
+            "--imgsz",
+            "128",
+            "--batch",
+            "8",
+            "--epochs",
+            "600",
+            "--patience",
+            "0",
+            "--optimizer",
+            "Adam",
+            "--name",
+            "overfit",
+            "--data",
+        ])
         .arg(data.join("data.yaml"))
         .arg("--hyp")
         .arg(dir.join("hyp.yaml"))
@@ -45,7 +104,11 @@ fn yolov5n_overfits_eight_images() {
         .arg(dir.join("runs"))
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let map50 = best_map50(&dir.join("runs/overfit"));
     assert!(map50 > 0.9, "best mAP50 {map50}");
     std::fs::remove_dir_all(&dir).ok();

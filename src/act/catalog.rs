@@ -149,48 +149,383 @@ macro_rules! kind {
 }
 
 pub static KINDS: &[KindInfo] = &[
-    kind!(Relu, "ReLU", torch=true, aliases=[], params=[INPLACE], "max(0, x)", learnable=false, pointwise=true, props(true, true, false, false, true)),
-    kind!(Rrelu, "RReLU", torch=true, aliases=[], params=[p("lower", Float, F(0.125)), p("upper", Float, F(1.0 / 3.0)), INPLACE],
-        "x if x >= 0 else a*x; train: a ~ U(lower, upper) per element, eval: a = (lower+upper)/2", learnable=false, pointwise=true, props(true, false, false, false, true)),
-    kind!(Hardtanh, "Hardtanh", torch=true, aliases=[], params=[p("min_val", Float, F(-1.0)), p("max_val", Float, F(1.0)), INPLACE],
-        "clamp(x, min_val, max_val)", learnable=false, pointwise=true, props(true, true, true, false, true)),
-    kind!(Relu6, "ReLU6", torch=true, aliases=[], params=[INPLACE], "min(max(0, x), 6)", learnable=false, pointwise=true, props(true, true, true, false, true)),
-    kind!(Sigmoid, "Sigmoid", torch=true, aliases=[], params=[], "1 / (1 + exp(-x))", learnable=false, pointwise=true, props(true, true, true, true, false)),
-    kind!(Hardsigmoid, "Hardsigmoid", torch=true, aliases=[], params=[INPLACE], "min(max(x + 3, 0), 6) / 6", learnable=false, pointwise=true, props(true, true, true, false, false)),
-    kind!(Tanh, "Tanh", torch=true, aliases=[], params=[], "tanh(x)", learnable=false, pointwise=true, props(true, true, true, true, true)),
-    kind!(Silu, "SiLU", torch=true, aliases=["swish"], params=[INPLACE], "x * sigmoid(x)", learnable=false, pointwise=true, props(false, true, false, true, true)),
-    kind!(Mish, "Mish", torch=true, aliases=[], params=[INPLACE], "x * tanh(softplus(x))", learnable=false, pointwise=true, props(false, true, false, true, true)),
-    kind!(Hardswish, "Hardswish", torch=true, aliases=[], params=[INPLACE], "x * min(max(x + 3, 0), 6) / 6", learnable=false, pointwise=true, props(false, true, false, false, true)),
-    kind!(Elu, "ELU", torch=true, aliases=[], params=[p("alpha", Float, F(1.0)), INPLACE], "x if x > 0 else alpha * (exp(x) - 1)", learnable=false, pointwise=true, props(true, true, false, true, true)),
-    kind!(Celu, "CELU", torch=true, aliases=[], params=[p("alpha", Float, F(1.0)), INPLACE], "max(0, x) + min(0, alpha * (exp(x / alpha) - 1))", learnable=false, pointwise=true, props(true, true, false, true, true)),
-    kind!(Selu, "SELU", torch=true, aliases=[], params=[INPLACE], "scale * (max(0, x) + min(0, alpha * (exp(x) - 1))), alpha=1.6733, scale=1.0507", learnable=false, pointwise=true, props(true, true, false, false, true)),
-    kind!(Glu, "GLU", torch=true, aliases=[], params=[p("dim", Int, I(1))], "a * sigmoid(b), where a, b = the two halves of the input along dim (channels)", learnable=false, pointwise=false,
-        Properties { monotonic: None, bounded_below: Some(false), bounded_above: Some(false), smooth: Some(true), zero_at_zero: Some(true) }),
-    kind!(Gelu, "GELU", torch=true, aliases=[], params=[p("approximate", ParamType::Choice(&["none", "tanh"]), S("none"))],
-        "x * Phi(x); tanh: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))", learnable=false, pointwise=true, props(false, true, false, true, true)),
-    kind!(Hardshrink, "Hardshrink", torch=true, aliases=[], params=[p("lambd", Float, F(0.5))], "x if |x| > lambd else 0", learnable=false, pointwise=true, props(true, false, false, false, true)),
-    kind!(LeakyRelu, "LeakyReLU", torch=true, aliases=[], params=[p("negative_slope", Float, F(0.01)), INPLACE], "x if x > 0 else negative_slope * x", learnable=false, pointwise=true, props(true, false, false, false, true)),
-    kind!(LogSigmoid, "LogSigmoid", torch=true, aliases=[], params=[], "log(1 / (1 + exp(-x)))", learnable=false, pointwise=true, props(true, false, true, true, false)),
-    kind!(Softplus, "Softplus", torch=true, aliases=[], params=[p("beta", Float, F(1.0)), p("threshold", Float, F(20.0))],
-        "log(1 + exp(beta * x)) / beta, or x where beta * x > threshold", learnable=false, pointwise=true, props(true, true, false, true, false)),
-    kind!(Softshrink, "Softshrink", torch=true, aliases=[], params=[p("lambd", Float, F(0.5))], "x - lambd if x > lambd, x + lambd if x < -lambd, else 0", learnable=false, pointwise=true, props(true, false, false, false, true)),
-    kind!(Prelu, "PReLU", torch=true, aliases=[], params=[p("num_parameters", Int, I(1)), p("init", Float, F(0.25))],
-        "x if x > 0 else a * x, with learnable a (one, or one per channel)", learnable=true, pointwise=true, props(true, false, false, false, true)),
-    kind!(Softsign, "Softsign", torch=true, aliases=[], params=[], "x / (1 + |x|)", learnable=false, pointwise=true, props(true, true, true, true, true)),
-    kind!(Tanhshrink, "Tanhshrink", torch=true, aliases=[], params=[], "x - tanh(x)", learnable=false, pointwise=true, props(true, false, false, true, true)),
-    kind!(Softmin, "Softmin", torch=true, aliases=[], params=[p("dim", Dim, I(1))], "exp(-x_i) / sum_j exp(-x_j) over dim (channels)", learnable=false, pointwise=false, channelwise(true, true)),
-    kind!(Softmax, "Softmax", torch=true, aliases=[], params=[p("dim", Dim, I(1))], "exp(x_i) / sum_j exp(x_j) over dim (channels)", learnable=false, pointwise=false, channelwise(true, true)),
-    kind!(Softmax2d, "Softmax2d", torch=true, aliases=[], params=[], "softmax over the channels of each spatial location", learnable=false, pointwise=false, channelwise(true, true)),
-    kind!(LogSoftmax, "LogSoftmax", torch=true, aliases=[], params=[p("dim", Dim, I(1))], "x_i - log(sum_j exp(x_j)) over dim (channels)", learnable=false, pointwise=false, channelwise(false, true)),
-    kind!(Identity, "Identity", torch=true, aliases=["none", "linear"], params=[], "x", learnable=false, pointwise=true, props(true, false, false, true, true)),
-    kind!(Frelu, "FReLU", torch=false, aliases=["funnelrelu"], params=[p("k", Int, I(3))],
-        "max(x, BN(depthwise kxk conv(x))), learnable per channel", learnable=true, pointwise=false,
-        Properties { monotonic: None, bounded_below: Some(false), bounded_above: Some(false), smooth: Some(false), zero_at_zero: None }),
-    kind!(AconC, "AconC", torch=false, aliases=["acon"], params=[], "(p1 - p2) x * sigmoid(beta (p1 - p2) x) + p2 x, learnable p1, p2, beta per channel",
-        learnable=true, pointwise=false, Properties { monotonic: None, bounded_below: None, bounded_above: None, smooth: Some(true), zero_at_zero: Some(true) }),
-    kind!(MetaAconC, "MetaAconC", torch=false, aliases=["metaacon"], params=[p("r", Int, I(16))],
-        "AconC with beta = sigmoid(fc2(fc1(mean_hw(x)))), hidden width max(r, C / r)", learnable=true, pointwise=false,
-        Properties { monotonic: None, bounded_below: None, bounded_above: None, smooth: Some(true), zero_at_zero: Some(true) }),
+    kind!(
+        Relu,
+        "ReLU",
+        torch = true,
+        aliases = [],
+        params = [INPLACE],
+        "max(0, x)",
+        learnable = false,
+        pointwise = true,
+        props(true, true, false, false, true)
+    ),
+    kind!(
+        Rrelu,
+        "RReLU",
+        torch = true,
+        aliases = [],
+        params = [
+            p("lower", Float, F(0.125)),
+            p("upper", Float, F(1.0 / 3.0)),
+            INPLACE
+        ],
+        "x if x >= 0 else a*x; train: a ~ U(lower, upper) per element, eval: a = (lower+upper)/2",
+        learnable = false,
+        pointwise = true,
+        props(true, false, false, false, true)
+    ),
+    kind!(
+        Hardtanh,
+        "Hardtanh",
+        torch = true,
+        aliases = [],
+        params = [
+            p("min_val", Float, F(-1.0)),
+            p("max_val", Float, F(1.0)),
+            INPLACE
+        ],
+        "clamp(x, min_val, max_val)",
+        learnable = false,
+        pointwise = true,
+        props(true, true, true, false, true)
+    ),
+    kind!(
+        Relu6,
+        "ReLU6",
+        torch = true,
+        aliases = [],
+        params = [INPLACE],
+        "min(max(0, x), 6)",
+        learnable = false,
+        pointwise = true,
+        props(true, true, true, false, true)
+    ),
+    kind!(
+        Sigmoid,
+        "Sigmoid",
+        torch = true,
+        aliases = [],
+        params = [],
+        "1 / (1 + exp(-x))",
+        learnable = false,
+        pointwise = true,
+        props(true, true, true, true, false)
+    ),
+    kind!(
+        Hardsigmoid,
+        "Hardsigmoid",
+        torch = true,
+        aliases = [],
+        params = [INPLACE],
+        "min(max(x + 3, 0), 6) / 6",
+        learnable = false,
+        pointwise = true,
+        props(true, true, true, false, false)
+    ),
+    kind!(
+        Tanh,
+        "Tanh",
+        torch = true,
+        aliases = [],
+        params = [],
+        "tanh(x)",
+        learnable = false,
+        pointwise = true,
+        props(true, true, true, true, true)
+    ),
+    kind!(
+        Silu,
+        "SiLU",
+        torch = true,
+        aliases = ["swish"],
+        params = [INPLACE],
+        "x * sigmoid(x)",
+        learnable = false,
+        pointwise = true,
+        props(false, true, false, true, true)
+    ),
+    kind!(
+        Mish,
+        "Mish",
+        torch = true,
+        aliases = [],
+        params = [INPLACE],
+        "x * tanh(softplus(x))",
+        learnable = false,
+        pointwise = true,
+        props(false, true, false, true, true)
+    ),
+    kind!(
+        Hardswish,
+        "Hardswish",
+        torch = true,
+        aliases = [],
+        params = [INPLACE],
+        "x * min(max(x + 3, 0), 6) / 6",
+        learnable = false,
+        pointwise = true,
+        props(false, true, false, false, true)
+    ),
+    kind!(
+        Elu,
+        "ELU",
+        torch = true,
+        aliases = [],
+        params = [p("alpha", Float, F(1.0)), INPLACE],
+        "x if x > 0 else alpha * (exp(x) - 1)",
+        learnable = false,
+        pointwise = true,
+        props(true, true, false, true, true)
+    ),
+    kind!(
+        Celu,
+        "CELU",
+        torch = true,
+        aliases = [],
+        params = [p("alpha", Float, F(1.0)), INPLACE],
+        "max(0, x) + min(0, alpha * (exp(x / alpha) - 1))",
+        learnable = false,
+        pointwise = true,
+        props(true, true, false, true, true)
+    ),
+    kind!(
+        Selu,
+        "SELU",
+        torch = true,
+        aliases = [],
+        params = [INPLACE],
+        "scale * (max(0, x) + min(0, alpha * (exp(x) - 1))), alpha=1.6733, scale=1.0507",
+        learnable = false,
+        pointwise = true,
+        props(true, true, false, false, true)
+    ),
+    kind!(
+        Glu,
+        "GLU",
+        torch = true,
+        aliases = [],
+        params = [p("dim", Int, I(1))],
+        "a * sigmoid(b), where a, b = the two halves of the input along dim (channels)",
+        learnable = false,
+        pointwise = false,
+        Properties {
+            monotonic: None,
+            bounded_below: Some(false),
+            bounded_above: Some(false),
+            smooth: Some(true),
+            zero_at_zero: Some(true)
+        }
+    ),
+    kind!(
+        Gelu,
+        "GELU",
+        torch = true,
+        aliases = [],
+        params = [p(
+            "approximate",
+            ParamType::Choice(&["none", "tanh"]),
+            S("none")
+        )],
+        "x * Phi(x); tanh: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))",
+        learnable = false,
+        pointwise = true,
+        props(false, true, false, true, true)
+    ),
+    kind!(
+        Hardshrink,
+        "Hardshrink",
+        torch = true,
+        aliases = [],
+        params = [p("lambd", Float, F(0.5))],
+        "x if |x| > lambd else 0",
+        learnable = false,
+        pointwise = true,
+        props(true, false, false, false, true)
+    ),
+    kind!(
+        LeakyRelu,
+        "LeakyReLU",
+        torch = true,
+        aliases = [],
+        params = [p("negative_slope", Float, F(0.01)), INPLACE],
+        "x if x > 0 else negative_slope * x",
+        learnable = false,
+        pointwise = true,
+        props(true, false, false, false, true)
+    ),
+    kind!(
+        LogSigmoid,
+        "LogSigmoid",
+        torch = true,
+        aliases = [],
+        params = [],
+        "log(1 / (1 + exp(-x)))",
+        learnable = false,
+        pointwise = true,
+        props(true, false, true, true, false)
+    ),
+    kind!(
+        Softplus,
+        "Softplus",
+        torch = true,
+        aliases = [],
+        params = [p("beta", Float, F(1.0)), p("threshold", Float, F(20.0))],
+        "log(1 + exp(beta * x)) / beta, or x where beta * x > threshold",
+        learnable = false,
+        pointwise = true,
+        props(true, true, false, true, false)
+    ),
+    kind!(
+        Softshrink,
+        "Softshrink",
+        torch = true,
+        aliases = [],
+        params = [p("lambd", Float, F(0.5))],
+        "x - lambd if x > lambd, x + lambd if x < -lambd, else 0",
+        learnable = false,
+        pointwise = true,
+        props(true, false, false, false, true)
+    ),
+    kind!(
+        Prelu,
+        "PReLU",
+        torch = true,
+        aliases = [],
+        params = [p("num_parameters", Int, I(1)), p("init", Float, F(0.25))],
+        "x if x > 0 else a * x, with learnable a (one, or one per channel)",
+        learnable = true,
+        pointwise = true,
+        props(true, false, false, false, true)
+    ),
+    kind!(
+        Softsign,
+        "Softsign",
+        torch = true,
+        aliases = [],
+        params = [],
+        "x / (1 + |x|)",
+        learnable = false,
+        pointwise = true,
+        props(true, true, true, true, true)
+    ),
+    kind!(
+        Tanhshrink,
+        "Tanhshrink",
+        torch = true,
+        aliases = [],
+        params = [],
+        "x - tanh(x)",
+        learnable = false,
+        pointwise = true,
+        props(true, false, false, true, true)
+    ),
+    kind!(
+        Softmin,
+        "Softmin",
+        torch = true,
+        aliases = [],
+        params = [p("dim", Dim, I(1))],
+        "exp(-x_i) / sum_j exp(-x_j) over dim (channels)",
+        learnable = false,
+        pointwise = false,
+        channelwise(true, true)
+    ),
+    kind!(
+        Softmax,
+        "Softmax",
+        torch = true,
+        aliases = [],
+        params = [p("dim", Dim, I(1))],
+        "exp(x_i) / sum_j exp(x_j) over dim (channels)",
+        learnable = false,
+        pointwise = false,
+        channelwise(true, true)
+    ),
+    kind!(
+        Softmax2d,
+        "Softmax2d",
+        torch = true,
+        aliases = [],
+        params = [],
+        "softmax over the channels of each spatial location",
+        learnable = false,
+        pointwise = false,
+        channelwise(true, true)
+    ),
+    kind!(
+        LogSoftmax,
+        "LogSoftmax",
+        torch = true,
+        aliases = [],
+        params = [p("dim", Dim, I(1))],
+        "x_i - log(sum_j exp(x_j)) over dim (channels)",
+        learnable = false,
+        pointwise = false,
+        channelwise(false, true)
+    ),
+    kind!(
+        Identity,
+        "Identity",
+        torch = true,
+        aliases = ["none", "linear"],
+        params = [],
+        "x",
+        learnable = false,
+        pointwise = true,
+        props(true, false, false, true, true)
+    ),
+    kind!(
+        Frelu,
+        "FReLU",
+        torch = false,
+        aliases = ["funnelrelu"],
+        params = [p("k", Int, I(3))],
+        "max(x, BN(depthwise kxk conv(x))), learnable per channel",
+        learnable = true,
+        pointwise = false,
+        Properties {
+            monotonic: None,
+            bounded_below: Some(false),
+            bounded_above: Some(false),
+            smooth: Some(false),
+            zero_at_zero: None
+        }
+    ),
+    kind!(
+        AconC,
+        "AconC",
+        torch = false,
+        aliases = ["acon"],
+        params = [],
+        "(p1 - p2) x * sigmoid(beta (p1 - p2) x) + p2 x, learnable p1, p2, beta per channel",
+        learnable = true,
+        pointwise = false,
+        Properties {
+            monotonic: None,
+            bounded_below: None,
+            bounded_above: None,
+            smooth: Some(true),
+            zero_at_zero: Some(true)
+        }
+    ),
+    kind!(
+        MetaAconC,
+        "MetaAconC",
+        torch = false,
+        aliases = ["metaacon"],
+        params = [p("r", Int, I(16))],
+        "AconC with beta = sigmoid(fc2(fc1(mean_hw(x)))), hidden width max(r, C / r)",
+        learnable = true,
+        pointwise = false,
+        Properties {
+            monotonic: None,
+            bounded_below: None,
+            bounded_above: None,
+            smooth: Some(true),
+            zero_at_zero: Some(true)
+        }
+    ),
 ];
 
 /// Lower-case, underscores removed: `leaky_relu`, `LeakyReLU` and `leakyrelu` are one name.
@@ -230,7 +565,11 @@ impl ActKind {
             .map(|k| (strsim::jaro_winkler(&wanted, &normalize(k.name)), k.name))
             .collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.into_iter().take(n).map(|(_, s)| s.to_string()).collect()
+        scored
+            .into_iter()
+            .take(n)
+            .map(|(_, s)| s.to_string())
+            .collect()
     }
 }
 
@@ -310,6 +649,9 @@ pub fn render_table(entries: &[CatalogEntry]) -> String {
             e.formula
         );
     }
-    out += &format!("{} activations; lower/upper: bounded below/above at the default parameters\n", entries.len());
+    out += &format!(
+        "{} activations; lower/upper: bounded below/above at the default parameters\n",
+        entries.len()
+    );
     out
 }

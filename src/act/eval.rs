@@ -3,7 +3,7 @@
 use candle_core::{DType, Device, Result, Tensor, Var};
 use serde::Serialize;
 
-use super::{Activation, ActSpec};
+use super::{ActSpec, Activation};
 use crate::model::vars::SeededVarMap;
 
 /// x, y and the gradient of sum(y) with respect to x.
@@ -25,8 +25,15 @@ pub fn evaluate(spec: &ActSpec, xs: &[f64]) -> Result<Evaluation> {
         candle_core::bail!("no points to evaluate");
     }
     let store = SeededVarMap::new(0);
-    let act = Activation::new(spec, n, store.builder(DType::F32, &device), store.rng_for("act"))?;
-    let x = Var::from_tensor(&Tensor::from_vec(xs.to_vec(), (1, n, 1, 1), &device)?.to_dtype(DType::F32)?)?;
+    let act = Activation::new(
+        spec,
+        n,
+        store.builder(DType::F32, &device),
+        store.rng_for("act"),
+    )?;
+    let x = Var::from_tensor(
+        &Tensor::from_vec(xs.to_vec(), (1, n, 1, 1), &device)?.to_dtype(DType::F32)?,
+    )?;
     let y = act.forward(x.as_tensor(), false)?;
     let grads = y.sum_all()?.backward()?;
     let dydx = match grads.get(x.as_tensor()) {
@@ -56,7 +63,15 @@ impl Evaluation {
             for (x, d) in self.x.iter().zip(&self.dydx) {
                 out += &format!("{x:>14.6} {d:>14.6}\n");
             }
-            out += &format!("y ({} values): {}\n", self.y.len(), self.y.iter().map(|v| format!("{v:.6}")).collect::<Vec<_>>().join(" "));
+            out += &format!(
+                "y ({} values): {}\n",
+                self.y.len(),
+                self.y
+                    .iter()
+                    .map(|v| format!("{v:.6}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
+            );
         }
         out
     }

@@ -60,7 +60,9 @@ enum Inner {
     },
     /// `max(x, funnel(x))`, the funnel a depthwise k×k conv and BatchNorm (folded into
     /// one conv with bias by [`Activation::fuse`]).
-    Frelu { funnel: ConvBn },
+    Frelu {
+        funnel: ConvBn,
+    },
     Acon {
         p1: Tensor,
         p2: Tensor,
@@ -103,19 +105,37 @@ impl Activation {
                 lower,
                 upper,
                 rng: Mutex::new(rng),
-                eval: Pointwise::from_spec(spec).ok_or_else(|| candle_core::Error::Msg("rrelu: no eval form".into()))?,
+                eval: Pointwise::from_spec(spec)
+                    .ok_or_else(|| candle_core::Error::Msg("rrelu: no eval form".into()))?,
             },
             S::Glu { dim } => {
                 if channels % 2 != 0 {
-                    candle_core::bail!("GLU needs an even number of input channels, got {channels}");
+                    candle_core::bail!(
+                        "GLU needs an even number of input channels, got {channels}"
+                    );
                 }
                 Inner::Glu { dim }
             }
-            S::Softmax { dim } => Inner::Softmax { dim, kind: SoftmaxKind::Softmax },
-            S::Softmin { dim } => Inner::Softmax { dim, kind: SoftmaxKind::Softmin },
-            S::LogSoftmax { dim } => Inner::Softmax { dim, kind: SoftmaxKind::LogSoftmax },
-            S::Softmax2d => Inner::Softmax { dim: -3, kind: SoftmaxKind::Softmax },
-            S::Prelu { num_parameters, init } => {
+            S::Softmax { dim } => Inner::Softmax {
+                dim,
+                kind: SoftmaxKind::Softmax,
+            },
+            S::Softmin { dim } => Inner::Softmax {
+                dim,
+                kind: SoftmaxKind::Softmin,
+            },
+            S::LogSoftmax { dim } => Inner::Softmax {
+                dim,
+                kind: SoftmaxKind::LogSoftmax,
+            },
+            S::Softmax2d => Inner::Softmax {
+                dim: -3,
+                kind: SoftmaxKind::Softmax,
+            },
+            S::Prelu {
+                num_parameters,
+                init,
+            } => {
                 let n = match num_parameters {
                     -1 => channels,
                     n if n == 1 || n as usize == channels => n as usize,
@@ -129,33 +149,78 @@ impl Activation {
             }
             S::Frelu { k } => {
                 let k = k as usize;
-                let shape = ConvShape { p: Some(k / 2), g: channels, ..ConvShape::new(channels, channels, k, 1) };
-                Inner::Frelu { funnel: ConvBn::new(shape, vb.pp("conv"), vb.pp("bn"))? }
+                let shape = ConvShape {
+                    p: Some(k / 2),
+                    g: channels,
+                    ..ConvShape::new(channels, channels, k, 1)
+                };
+                Inner::Frelu {
+                    funnel: ConvBn::new(shape, vb.pp("conv"), vb.pp("bn"))?,
+                }
             }
             S::AconC => Inner::Acon {
-                p1: vb.get_with_hints(per_channel, "p1", Init::Randn { mean: 0.0, stdev: 1.0 })?,
-                p2: vb.get_with_hints(per_channel, "p2", Init::Randn { mean: 0.0, stdev: 1.0 })?,
-                beta: AconBeta::Learned(vb.get_with_hints(per_channel, "beta", Init::Const(1.0))?),
+                p1: vb.get_with_hints(
+                    per_channel,
+                    "p1",
+                    Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
+                )?,
+                p2: vb.get_with_hints(
+                    per_channel,
+                    "p2",
+                    Init::Randn {
+                        mean: 0.0,
+                        stdev: 1.0,
+                    },
+                )?,
+                beta: AconBeta::Learned(vb.get_with_hints(
+                    per_channel,
+                    "beta",
+                    Init::Const(1.0),
+                )?),
             },
             S::MetaAconC { r } => {
                 let r = r as usize;
                 let hidden = r.max(channels / r);
                 let (fc1, fc2) = (vb.pp("fc1"), vb.pp("fc2"));
                 Inner::Acon {
-                    p1: vb.get_with_hints(per_channel, "p1", Init::Randn { mean: 0.0, stdev: 1.0 })?,
-                    p2: vb.get_with_hints(per_channel, "p2", Init::Randn { mean: 0.0, stdev: 1.0 })?,
+                    p1: vb.get_with_hints(
+                        per_channel,
+                        "p1",
+                        Init::Randn {
+                            mean: 0.0,
+                            stdev: 1.0,
+                        },
+                    )?,
+                    p2: vb.get_with_hints(
+                        per_channel,
+                        "p2",
+                        Init::Randn {
+                            mean: 0.0,
+                            stdev: 1.0,
+                        },
+                    )?,
                     beta: AconBeta::Meta {
-                        fc1_weight: fc1.get_with_hints((hidden, channels, 1, 1), "weight", torch_conv_init(channels))?,
+                        fc1_weight: fc1.get_with_hints(
+                            (hidden, channels, 1, 1),
+                            "weight",
+                            torch_conv_init(channels),
+                        )?,
                         fc1_bias: fc1.get_with_hints(hidden, "bias", torch_conv_init(channels))?,
-                        fc2_weight: fc2.get_with_hints((channels, hidden, 1, 1), "weight", torch_conv_init(hidden))?,
+                        fc2_weight: fc2.get_with_hints(
+                            (channels, hidden, 1, 1),
+                            "weight",
+                            torch_conv_init(hidden),
+                        )?,
                         fc2_bias: fc2.get_with_hints(channels, "bias", torch_conv_init(hidden))?,
                     },
                 }
             }
-            _ => Inner::Pointwise(
-                Pointwise::from_spec(spec)
-                    .ok_or_else(|| candle_core::Error::Msg(format!("{spec}: not a pointwise activation")))?,
-            ),
+            _ => Inner::Pointwise(Pointwise::from_spec(spec).ok_or_else(|| {
+                candle_core::Error::Msg(format!("{spec}: not a pointwise activation"))
+            })?),
         };
         Ok(Activation {
             spec: spec.clone(),
@@ -182,7 +247,8 @@ impl Activation {
                         fc1_bias,
                         fc2_weight,
                         fc2_bias,
-                    } => params.extend([fc1_weight, fc1_bias, fc2_weight, fc2_bias].map(Tensor::clone)),
+                    } => params
+                        .extend([fc1_weight, fc1_bias, fc2_weight, fc2_bias].map(Tensor::clone)),
                 }
                 params
             }
@@ -199,7 +265,10 @@ impl Activation {
                 funnel.cost(hw, &mut cost);
                 cost.macs
             }
-            Inner::Acon { beta: AconBeta::Meta { fc1_weight, .. }, .. } => 2.0 * fc1_weight.elem_count() as f64,
+            Inner::Acon {
+                beta: AconBeta::Meta { fc1_weight, .. },
+                ..
+            } => 2.0 * fc1_weight.elem_count() as f64,
             _ => 0.0,
         }
     }
@@ -229,7 +298,9 @@ impl Activation {
         match &self.inner {
             Inner::Pointwise(p) => kernels::pointwise::apply(*p, x),
             Inner::Rrelu { eval, .. } if !train => kernels::pointwise::apply(*eval, x),
-            Inner::Rrelu { lower, upper, rng, .. } => {
+            Inner::Rrelu {
+                lower, upper, rng, ..
+            } => {
                 let xs = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
                 let mut rng = rng
                     .lock()
@@ -237,7 +308,13 @@ impl Activation {
                 // As torch's rrelu_with_noise: a random slope where x <= 0, 1 elsewhere.
                 let noise: Vec<f64> = xs
                     .iter()
-                    .map(|&v| if v <= 0.0 { rng.random_range(*lower..=*upper) } else { 1.0 })
+                    .map(|&v| {
+                        if v <= 0.0 {
+                            rng.random_range(*lower..=*upper)
+                        } else {
+                            1.0
+                        }
+                    })
                     .collect();
                 let noise = Tensor::from_vec(noise, x.shape(), x.device())?.to_dtype(x.dtype())?;
                 x.mul(&noise)
@@ -286,14 +363,25 @@ impl Activation {
 }
 
 /// β = σ(fc2(fc1(mean over H, W of x))), as (N, C, 1, 1).
-fn meta_acon_beta(x: &Tensor, w1: &Tensor, b1: &Tensor, w2: &Tensor, b2: &Tensor) -> Result<Tensor> {
+fn meta_acon_beta(
+    x: &Tensor,
+    w1: &Tensor,
+    b1: &Tensor,
+    w2: &Tensor,
+    b2: &Tensor,
+) -> Result<Tensor> {
     let (n, c) = (x.dim(0)?, x.dim(1)?);
     let hidden = w1.dim(0)?;
-    let pooled = x.mean_keepdim(D::Minus1)?.mean_keepdim(D::Minus2)?.reshape((n, c))?;
+    let pooled = x
+        .mean_keepdim(D::Minus1)?
+        .mean_keepdim(D::Minus2)?
+        .reshape((n, c))?;
     let h = pooled
         .matmul(&w1.reshape((hidden, c))?.t()?)?
         .broadcast_add(b1)?;
-    let logits = h.matmul(&w2.reshape((c, hidden))?.t()?)?.broadcast_add(b2)?;
+    let logits = h
+        .matmul(&w2.reshape((c, hidden))?.t()?)?
+        .broadcast_add(b2)?;
     kernels::pointwise::apply(SIGMOID, &logits)?.reshape((n, c, 1, 1))
 }
 

@@ -279,7 +279,9 @@ impl ScalarFn for Elu {
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
         if x <= R::zero() {
-            R::c(self.input_scale) * R::c(self.alpha * self.scale) * (x * R::c(self.input_scale)).fast_exp()
+            R::c(self.input_scale)
+                * R::c(self.alpha * self.scale)
+                * (x * R::c(self.input_scale)).fast_exp()
         } else {
             R::c(self.scale)
         }
@@ -296,7 +298,8 @@ impl ScalarFn for Gelu {
     #[inline(always)]
     fn df<R: Real>(&self, x: R) -> R {
         let cdf = R::c(0.5) * (R::one() + (x * R::FRAC_1_SQRT_2()).erf());
-        let pdf = (R::c(-0.5) * x * x).fast_exp() * R::c(std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 * 0.5);
+        let pdf = (R::c(-0.5) * x * x).fast_exp()
+            * R::c(std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 * 0.5);
         cdf + x * pdf
     }
 }

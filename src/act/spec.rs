@@ -18,8 +18,14 @@ pub enum GeluApprox {
 pub enum ActSpec {
     Identity,
     Relu,
-    Rrelu { lower: f64, upper: f64 },
-    Hardtanh { min_val: f64, max_val: f64 },
+    Rrelu {
+        lower: f64,
+        upper: f64,
+    },
+    Hardtanh {
+        min_val: f64,
+        max_val: f64,
+    },
     Relu6,
     Sigmoid,
     Hardsigmoid,
@@ -27,29 +33,59 @@ pub enum ActSpec {
     Silu,
     Mish,
     Hardswish,
-    Elu { alpha: f64 },
-    Celu { alpha: f64 },
+    Elu {
+        alpha: f64,
+    },
+    Celu {
+        alpha: f64,
+    },
     Selu,
     /// Gated linear unit over `dim` (the channel dimension in a Conv block).
-    Glu { dim: i64 },
-    Gelu { approximate: GeluApprox },
-    Hardshrink { lambd: f64 },
-    LeakyRelu { negative_slope: f64 },
+    Glu {
+        dim: i64,
+    },
+    Gelu {
+        approximate: GeluApprox,
+    },
+    Hardshrink {
+        lambd: f64,
+    },
+    LeakyRelu {
+        negative_slope: f64,
+    },
     LogSigmoid,
-    Softplus { beta: f64, threshold: f64 },
-    Softshrink { lambd: f64 },
+    Softplus {
+        beta: f64,
+        threshold: f64,
+    },
+    Softshrink {
+        lambd: f64,
+    },
     /// `num_parameters` = 1 (one slope per layer), the layer's channel count, or -1
     /// (one slope per channel of whichever layer it is built in).
-    Prelu { num_parameters: i64, init: f64 },
+    Prelu {
+        num_parameters: i64,
+        init: f64,
+    },
     Softsign,
     Tanhshrink,
-    Softmin { dim: i64 },
-    Softmax { dim: i64 },
+    Softmin {
+        dim: i64,
+    },
+    Softmax {
+        dim: i64,
+    },
     Softmax2d,
-    LogSoftmax { dim: i64 },
-    Frelu { k: i64 },
+    LogSoftmax {
+        dim: i64,
+    },
+    Frelu {
+        k: i64,
+    },
     AconC,
-    MetaAconC { r: i64 },
+    MetaAconC {
+        r: i64,
+    },
 }
 
 /// A Conv block's `act` argument in ultralytics YAML: `True` means the model's default.
@@ -211,14 +247,20 @@ impl ActSpec {
             ActKind::Rrelu => {
                 let (lower, upper) = (f(0), f(1));
                 if lower > upper {
-                    return Err(bad("lower", format!("lower ({lower}) must not exceed upper ({upper})")));
+                    return Err(bad(
+                        "lower",
+                        format!("lower ({lower}) must not exceed upper ({upper})"),
+                    ));
                 }
                 S::Rrelu { lower, upper }
             }
             ActKind::Hardtanh => {
                 let (min_val, max_val) = (f(0), f(1));
                 if max_val <= min_val {
-                    return Err(bad("max_val", format!("max_val ({max_val}) must be greater than min_val ({min_val})")));
+                    return Err(bad(
+                        "max_val",
+                        format!("max_val ({max_val}) must be greater than min_val ({min_val})"),
+                    ));
                 }
                 S::Hardtanh { min_val, max_val }
             }
@@ -252,12 +294,17 @@ impl ActSpec {
                 },
             },
             ActKind::Hardshrink => S::Hardshrink { lambd: f(0) },
-            ActKind::LeakyRelu => S::LeakyRelu { negative_slope: f(0) },
+            ActKind::LeakyRelu => S::LeakyRelu {
+                negative_slope: f(0),
+            },
             ActKind::LogSigmoid => S::LogSigmoid,
             ActKind::Softplus => {
                 let (beta, threshold) = (f(0), f(1));
                 if beta == 0.0 {
-                    return Err(bad("beta", "must not be 0 (Softplus divides by beta)".into()));
+                    return Err(bad(
+                        "beta",
+                        "must not be 0 (Softplus divides by beta)".into(),
+                    ));
                 }
                 S::Softplus { beta, threshold }
             }
@@ -273,18 +320,32 @@ impl ActSpec {
                 if num_parameters == 0 || num_parameters < -1 {
                     return Err(bad("num_parameters", format!("{num_parameters}: allowed: 1 (one slope), the layer's channel count, or -1 (one slope per channel of each layer)")));
                 }
-                S::Prelu { num_parameters, init: f(1) }
+                S::Prelu {
+                    num_parameters,
+                    init: f(1),
+                }
             }
             ActKind::Softsign => S::Softsign,
             ActKind::Tanhshrink => S::Tanhshrink,
-            ActKind::Softmin => S::Softmin { dim: channel_dim(i(0))? },
-            ActKind::Softmax => S::Softmax { dim: channel_dim(i(0))? },
+            ActKind::Softmin => S::Softmin {
+                dim: channel_dim(i(0))?,
+            },
+            ActKind::Softmax => S::Softmax {
+                dim: channel_dim(i(0))?,
+            },
             ActKind::Softmax2d => S::Softmax2d,
-            ActKind::LogSoftmax => S::LogSoftmax { dim: channel_dim(i(0))? },
+            ActKind::LogSoftmax => S::LogSoftmax {
+                dim: channel_dim(i(0))?,
+            },
             ActKind::Frelu => {
                 let k = i(0);
                 if k < 1 || k % 2 == 0 {
-                    return Err(bad("k", format!("{k}: the depthwise kernel size must be odd and >= 1 (3 in the paper)")));
+                    return Err(bad(
+                        "k",
+                        format!(
+                            "{k}: the depthwise kernel size must be odd and >= 1 (3 in the paper)"
+                        ),
+                    ));
                 }
                 S::Frelu { k }
             }
@@ -402,7 +463,10 @@ impl ActArg {
         };
         let name = strip_prefix_ignore_case(strip_prefix_ignore_case(head.trim(), "torch."), "nn.");
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(syntax(format!("`{}` is not an activation name", head.trim())));
+            return Err(syntax(format!(
+                "`{}` is not an activation name",
+                head.trim()
+            )));
         }
         let kind = ActKind::lookup(name).ok_or_else(|| SpecError::UnknownName {
             name: name.to_string(),
@@ -523,14 +587,31 @@ fn resolve_args(kind: ActKind, args: &[WrittenArg]) -> Result<Vec<Value>, SpecEr
             Some(k) => {
                 seen_keyword = true;
                 params.iter().position(|p| p.name == k).ok_or_else(|| {
-                    bad(k, format!("unknown keyword; {} takes {}", info.name, describe_params(params)))
+                    bad(
+                        k,
+                        format!(
+                            "unknown keyword; {} takes {}",
+                            info.name,
+                            describe_params(params)
+                        ),
+                    )
                 })?
             }
             None if seen_keyword => {
-                return Err(bad(&format!("#{}", position + 1), "a positional argument follows a keyword argument".into()));
+                return Err(bad(
+                    &format!("#{}", position + 1),
+                    "a positional argument follows a keyword argument".into(),
+                ));
             }
             None if position >= params.len() => {
-                return Err(bad(&format!("#{}", position + 1), format!("too many arguments; {} takes {}", info.name, describe_params(params))));
+                return Err(bad(
+                    &format!("#{}", position + 1),
+                    format!(
+                        "too many arguments; {} takes {}",
+                        info.name,
+                        describe_params(params)
+                    ),
+                ));
             }
             None => position,
         };
@@ -560,7 +641,8 @@ fn describe_params(params: &[ParamDef]) -> String {
 }
 
 fn check_type(param: &ParamDef, value: &Value) -> Result<Value, String> {
-    let wrong = |expected: &str| format!("expected {expected}, got {} ({value})", value.type_name());
+    let wrong =
+        |expected: &str| format!("expected {expected}, got {} ({value})", value.type_name());
     match (param.ty, value) {
         (ParamType::Float, Value::Float(_)) => Ok(value.clone()),
         (ParamType::Float, Value::Int(v)) => Ok(Value::Float(*v as f64)),
@@ -578,7 +660,11 @@ fn check_type(param: &ParamDef, value: &Value) -> Result<Value, String> {
         }
         (ParamType::Choice(allowed), _) => Err(format!(
             "{value} is not allowed; allowed: {}",
-            allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", ")
+            allowed
+                .iter()
+                .map(|a| format!("'{a}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 }

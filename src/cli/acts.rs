@@ -67,7 +67,13 @@ pub fn run(cmd: ActsCommand) -> anyhow::Result<()> {
                 Some(names) => parse_list(&names)?,
                 None => default_plot_specs(),
             };
-            let written = plot_activations(&specs, &PlotOptions { range, out: out.clone() })?;
+            let written = plot_activations(
+                &specs,
+                &PlotOptions {
+                    range,
+                    out: out.clone(),
+                },
+            )?;
             println!("wrote {} files to {}", written.len(), out.display());
         }
     }
@@ -79,8 +85,12 @@ fn parse_range(text: &str) -> anyhow::Result<(f64, f64)> {
     let [lo, hi] = parts[..] else {
         bail!("--range {text}: expected MIN,MAX, e.g. -6,6");
     };
-    let lo: f64 = lo.parse().with_context(|| format!("--range: `{lo}` is not a number"))?;
-    let hi: f64 = hi.parse().with_context(|| format!("--range: `{hi}` is not a number"))?;
+    let lo: f64 = lo
+        .parse()
+        .with_context(|| format!("--range: `{lo}` is not a number"))?;
+    let hi: f64 = hi
+        .parse()
+        .with_context(|| format!("--range: `{hi}` is not a number"))?;
     if !(lo < hi) || !lo.is_finite() || !hi.is_finite() {
         bail!("--range {text}: MIN must be less than MAX, both finite");
     }

@@ -76,10 +76,18 @@ struct Demo {
     n_val: usize,
 }
 
-const DEMO: Demo = Demo { epochs: 20, imgsz: 128, n_train: 500, n_val: 100 };
+const DEMO: Demo = Demo {
+    epochs: 20,
+    imgsz: 128,
+    n_train: 500,
+    n_val: 100,
+};
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(args.batch > 0 && args.epochs > 0 && args.imgsz >= 32, "--batch and --epochs must be positive and --imgsz at least 32");
+    anyhow::ensure!(
+        args.batch > 0 && args.epochs > 0 && args.imgsz >= 32,
+        "--batch and --epochs must be positive and --imgsz at least 32"
+    );
     let data = match args.data {
         Some(d) => d,
         None => demo_data(args.imgsz)?,
@@ -105,7 +113,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             freeze: args.freeze,
             noautoanchor: args.noautoanchor,
         },
-        acts: split_list(&args.acts).into_iter().map(String::from).collect(),
+        acts: split_list(&args.acts)
+            .into_iter()
+            .map(String::from)
+            .collect(),
         seeds: args.seeds,
         out: args.out,
         latency_runs: args.latency_runs.max(1),
@@ -123,8 +134,19 @@ fn demo_data(imgsz: usize) -> anyhow::Result<PathBuf> {
     let out = PathBuf::from("runs/compare/shapes");
     let yaml = out.join("data.yaml");
     if !yaml.is_file() {
-        eprintln!("Making the synthetic dataset {} ({} train, {} val images at {imgsz})", out.display(), DEMO.n_train, DEMO.n_val);
-        let config = SynthConfig { out: out.clone(), n_train: DEMO.n_train, n_val: DEMO.n_val, imgsz: imgsz as u32, ..SynthConfig::default() };
+        eprintln!(
+            "Making the synthetic dataset {} ({} train, {} val images at {imgsz})",
+            out.display(),
+            DEMO.n_train,
+            DEMO.n_val
+        );
+        let config = SynthConfig {
+            out: out.clone(),
+            n_train: DEMO.n_train,
+            n_val: DEMO.n_val,
+            imgsz: imgsz as u32,
+            ..SynthConfig::default()
+        };
         generate(&config)?;
     }
     Ok(yaml)
@@ -145,8 +167,20 @@ impl Display {
     fn new(epochs_per_run: usize) -> Display {
         let bars = MultiProgress::new();
         let overall = bars.add(ProgressBar::new(0));
-        overall.set_style(ProgressStyle::with_template("{prefix} {bar:30} {pos}/{len} epochs [{elapsed}<{eta}] {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
-        Display { bars, overall, epoch: None, epochs_per_run, current: String::new(), quiet: false }
+        overall.set_style(
+            ProgressStyle::with_template(
+                "{prefix} {bar:30} {pos}/{len} epochs [{elapsed}<{eta}] {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        Display {
+            bars,
+            overall,
+            epoch: None,
+            epochs_per_run,
+            current: String::new(),
+            quiet: false,
+        }
     }
 
     /// A line above the bars; plain stderr when they are hidden (not a terminal), where
@@ -160,31 +194,45 @@ impl Display {
     fn show(&mut self, event: CompareEvent) {
         match event {
             CompareEvent::Planned { total, done } => {
-                self.overall.set_length((total * self.epochs_per_run) as u64);
-                self.overall.set_position((done * self.epochs_per_run) as u64);
+                self.overall
+                    .set_length((total * self.epochs_per_run) as u64);
+                self.overall
+                    .set_position((done * self.epochs_per_run) as u64);
                 self.overall.reset_eta();
                 self.println(format!("Experiment: {total} runs, {done} already done"));
             }
-            CompareEvent::Measuring { act } => self.overall.set_message(format!("measuring {act} latency")),
+            CompareEvent::Measuring { act } => {
+                self.overall.set_message(format!("measuring {act} latency"))
+            }
             CompareEvent::RunStart { act, seed, resume } => {
                 self.current = format!("{act} seed {seed}");
-                self.overall.set_message(format!("{}{}", self.current, if resume { " (resumed)" } else { "" }));
+                self.overall.set_message(format!(
+                    "{}{}",
+                    self.current,
+                    if resume { " (resumed)" } else { "" }
+                ));
             }
             CompareEvent::Train(event) => self.show_train(event),
             CompareEvent::RunEnd { record } => {
                 self.finish_epoch();
                 self.quiet = true;
                 // Epochs a run did not need (early stop, divergence) count as done.
-                self.overall.inc(self.epochs_per_run.saturating_sub(record.curve.len()) as u64);
+                self.overall
+                    .inc(self.epochs_per_run.saturating_sub(record.curve.len()) as u64);
                 let result = match (&record.status, record.best) {
-                    (RunStatus::Finished, Some(b)) => format!("mAP50 {:.3}, mAP50-95 {:.3} (best epoch {})", b.map50, b.map, b.epoch),
+                    (RunStatus::Finished, Some(b)) => format!(
+                        "mAP50 {:.3}, mAP50-95 {:.3} (best epoch {})",
+                        b.map50, b.map, b.epoch
+                    ),
                     (RunStatus::Diverged { message }, _) => format!("diverged: {message}"),
                     (RunStatus::Failed { message }, _) => format!("failed: {message}"),
                     (status, _) => format!("{status:?}"),
                 };
                 self.println(format!("{} seed {}: {result}", record.act, record.seed));
             }
-            CompareEvent::Report(files) => self.overall.set_message(format!("report: {}", files.html.display())),
+            CompareEvent::Report(files) => self
+                .overall
+                .set_message(format!("report: {}", files.html.display())),
         }
     }
 
@@ -193,17 +241,29 @@ impl Display {
             // The data summary and warnings once; later runs repeat them.
             TrainEvent::Message(m) if !self.quiet || m.starts_with("Resuming") => self.println(m),
             TrainEvent::Message(_) => {}
-            TrainEvent::EpochStart { epoch, epochs, batches } => {
+            TrainEvent::EpochStart {
+                epoch,
+                epochs,
+                batches,
+            } => {
                 self.finish_epoch();
                 let bar = self.bars.add(ProgressBar::new(batches as u64));
-                bar.set_style(ProgressStyle::with_template("  {prefix} {bar:20} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+                bar.set_style(
+                    ProgressStyle::with_template("  {prefix} {bar:20} {pos}/{len} {msg}")
+                        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
                 bar.set_prefix(format!("{} epoch {epoch}/{}", self.current, epochs - 1));
                 self.epoch = Some(bar);
             }
-            TrainEvent::Batch { index, mean_loss, .. } => {
+            TrainEvent::Batch {
+                index, mean_loss, ..
+            } => {
                 if let Some(bar) = &self.epoch {
                     bar.set_position(index as u64);
-                    bar.set_message(format!("loss {:.4} {:.4} {:.4}", mean_loss[0], mean_loss[1], mean_loss[2]));
+                    bar.set_message(format!(
+                        "loss {:.4} {:.4} {:.4}",
+                        mean_loss[0], mean_loss[1], mean_loss[2]
+                    ));
                 }
             }
             TrainEvent::Validating { index, batches } => {
@@ -211,10 +271,17 @@ impl Display {
                     bar.set_message(format!("validating {index}/{batches}"));
                 }
             }
-            TrainEvent::EpochEnd { epoch, val, seconds } => {
+            TrainEvent::EpochEnd {
+                epoch,
+                val,
+                seconds,
+            } => {
                 self.finish_epoch();
                 self.overall.inc(1);
-                self.println(format!("  {} epoch {epoch}: mAP50 {:.3} mAP50-95 {:.3} ({seconds:.0} s)", self.current, val.metrics.map50, val.metrics.map));
+                self.println(format!(
+                    "  {} epoch {epoch}: mAP50 {:.3} mAP50-95 {:.3} ({seconds:.0} s)",
+                    self.current, val.metrics.map50, val.metrics.map
+                ));
             }
         }
     }

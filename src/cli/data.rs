@@ -98,13 +98,19 @@ fn synth(args: SynthArgs) -> anyhow::Result<()> {
 
 fn check(args: CheckArgs) -> anyhow::Result<()> {
     let config = DataConfig::load(&args.data)?;
-    println!("{}: {} classes ({})", args.data.display(), config.nc(), config.names.join(", "));
+    println!(
+        "{}: {} classes ({})",
+        args.data.display(),
+        config.nc(),
+        config.names.join(", ")
+    );
     let mut train = None;
     for split in [Split::Train, Split::Val, Split::Test] {
         if config.sources(split).is_empty() {
             continue;
         }
-        let dataset = Dataset::from_config(&config, split).with_context(|| format!("{} split", split.key()))?;
+        let dataset = Dataset::from_config(&config, split)
+            .with_context(|| format!("{} split", split.key()))?;
         print_report(split, &dataset.report);
         if split == Split::Train {
             train = Some(dataset);
@@ -112,9 +118,18 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
     }
     if let (Some(path), Some(dataset)) = (args.plot, train) {
         let hyp = Hyp::load(&args.hyp)?;
-        let loader_config = LoaderConfig { imgsz: args.imgsz, batch_size: args.batch_size, workers: args.workers, seed: args.seed, prefetch: 1 };
+        let loader_config = LoaderConfig {
+            imgsz: args.imgsz,
+            batch_size: args.batch_size,
+            workers: args.workers,
+            seed: args.seed,
+            prefetch: 1,
+        };
         let loader = Loader::train(Arc::new(dataset), &hyp, loader_config)?;
-        let batch = loader.epoch(0)?.next().context("the training set gave no batch")??;
+        let batch = loader
+            .epoch(0)?
+            .next()
+            .context("the training set gave no batch")??;
         plot_batch(&batch, &config.names, &path)?;
         println!("wrote {}", path.display());
     }
@@ -128,7 +143,9 @@ fn print_report(split: Split, report: &DatasetReport) {
     let cache = match &report.cache {
         CacheStatus::Loaded(path) => format!("cache {}", path.display()),
         CacheStatus::Created(path) => format!("new cache {}", path.display()),
-        CacheStatus::NotWritable { path, reason } => format!("WARNING ⚠️ cache {} not writable: {reason}", path.display()),
+        CacheStatus::NotWritable { path, reason } => {
+            format!("WARNING ⚠️ cache {} not writable: {reason}", path.display())
+        }
     };
     println!("{}: {} ({cache})", split.key(), report.summary());
 }

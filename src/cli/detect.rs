@@ -8,7 +8,9 @@ use crate::detect::{detect, DetectEvent, DetectOptions};
 use crate::eval::NmsOptions;
 
 #[derive(Debug, Args)]
-#[command(after_help = "Example: actyolo detect --weights best.pt --source images/ --conf 0.4 --save-txt")]
+#[command(
+    after_help = "Example: actyolo detect --weights best.pt --source images/ --conf 0.4 --save-txt"
+)]
 pub struct DetectArgs {
     /// Model weights: an ultralytics train.py checkpoint (.pt) or .safetensors.
     #[arg(long)]
@@ -62,7 +64,14 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         source: args.source,
         cfg: args.cfg,
         imgsz: args.imgsz,
-        nms: NmsOptions { conf_thres: args.conf, iou_thres: args.iou, classes: args.classes, agnostic: args.agnostic_nms, multi_label: false, max_det: args.max_det },
+        nms: NmsOptions {
+            conf_thres: args.conf,
+            iou_thres: args.iou,
+            classes: args.classes,
+            agnostic: args.agnostic_nms,
+            multi_label: false,
+            max_det: args.max_det,
+        },
         save_txt: args.save_txt,
         save_conf: args.save_conf,
         save_json: args.save_json,
@@ -78,6 +87,8 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
 fn render(event: DetectEvent<'_>) {
     match event {
         DetectEvent::Image(_) => println!("{event}"),
-        DetectEvent::Skipped { .. } | DetectEvent::ImageSizeRounded { .. } => eprintln!("warning: {event}"),
+        DetectEvent::Skipped { .. } | DetectEvent::ImageSizeRounded { .. } => {
+            eprintln!("warning: {event}")
+        }
     }
 }

@@ -11,7 +11,11 @@ pub mod val;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "actyolo", version, about = "YOLOv5/YOLOv7 with a zoo of PyTorch-exact activation functions")]
+#[command(
+    name = "actyolo",
+    version,
+    about = "YOLOv5/YOLOv7 with a zoo of PyTorch-exact activation functions"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

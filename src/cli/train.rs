@@ -64,7 +64,14 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let resume = match &args.resume {
-        Some(p) if p.as_os_str().is_empty() => Some(latest_state(&args.project).ok_or_else(|| anyhow::anyhow!("--resume: no run with a checkpoint under {}", args.project.display()))?),
+        Some(p) if p.as_os_str().is_empty() => {
+            Some(latest_state(&args.project).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--resume: no run with a checkpoint under {}",
+                    args.project.display()
+                )
+            })?)
+        }
         other => other.clone(),
     };
     let data = match (&args.data, &resume) {
@@ -72,7 +79,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         (None, Some(_)) => PathBuf::new(),
         (None, None) => anyhow::bail!("--data is required (e.g. `actyolo data synth --out runs/data/shapes` writes runs/data/shapes/data.yaml)"),
     };
-    anyhow::ensure!(args.batch > 0 && args.epochs > 0 && args.imgsz >= 32, "--batch and --epochs must be positive and --imgsz at least 32");
+    anyhow::ensure!(
+        args.batch > 0 && args.epochs > 0 && args.imgsz >= 32,
+        "--batch and --epochs must be positive and --imgsz at least 32"
+    );
     let options = TrainOptions {
         cfg: args.cfg,
         data,
@@ -97,15 +107,29 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let outcome = train(&options, resume.as_deref(), &mut |e| display.show(e))?;
     display.finish();
     if let Some(val) = &outcome.final_val {
-        println!("Validating best weights:\n{}", render_table(val, &outcome.names));
+        println!(
+            "Validating best weights:\n{}",
+            render_table(val, &outcome.names)
+        );
     }
-    println!("{} epochs in {:.1} s/epoch. Results saved to {}", outcome.epochs_run, outcome.seconds_per_epoch, outcome.dir.display());
+    println!(
+        "{} epochs in {:.1} s/epoch. Results saved to {}",
+        outcome.epochs_run,
+        outcome.seconds_per_epoch,
+        outcome.dir.display()
+    );
     Ok(())
 }
 
 /// Resident memory of this process (Linux; 0 elsewhere): the CPU's stand-in for GPU_mem.
 fn resident_gib() -> f64 {
-    let pages = std::fs::read_to_string("/proc/self/statm").ok().and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<f64>().ok()));
+    let pages = std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<f64>().ok())
+        });
     pages.map_or(0.0, |p| p * 4096.0 / (1u64 << 30) as f64)
 }
 
@@ -122,19 +146,44 @@ impl Display {
                 Some(bar) => bar.println(m),
                 None => eprintln!("{m}"),
             },
-            TrainEvent::EpochStart { epoch, epochs, batches } => {
+            TrainEvent::EpochStart {
+                epoch,
+                epochs,
+                batches,
+            } => {
                 self.finish();
                 if epoch == 0 || self.bar.is_none() {
-                    eprintln!("{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}", "Epoch", "RAM", "box_loss", "obj_loss", "cls_loss", "Instances", "Size");
+                    eprintln!(
+                        "{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
+                        "Epoch", "RAM", "box_loss", "obj_loss", "cls_loss", "Instances", "Size"
+                    );
                 }
                 let bar = ProgressBar::new(batches as u64);
-                bar.set_style(ProgressStyle::with_template("{prefix}{msg} {bar:20} {pos}/{len} [{elapsed}<{eta}, {per_sec}]").unwrap_or_else(|_| ProgressStyle::default_bar()));
-                bar.set_prefix(format!("{:>11}{:>11}", format!("{epoch}/{}", epochs - 1), format!("{:.2}G", resident_gib())));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{prefix}{msg} {bar:20} {pos}/{len} [{elapsed}<{eta}, {per_sec}]",
+                    )
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+                );
+                bar.set_prefix(format!(
+                    "{:>11}{:>11}",
+                    format!("{epoch}/{}", epochs - 1),
+                    format!("{:.2}G", resident_gib())
+                ));
                 self.bar = Some(bar);
             }
-            TrainEvent::Batch { index, mean_loss, instances, size, .. } => {
+            TrainEvent::Batch {
+                index,
+                mean_loss,
+                instances,
+                size,
+                ..
+            } => {
                 if let Some(bar) = &self.bar {
-                    bar.set_message(format!("{:>11.4}{:>11.4}{:>11.4}{:>11}{:>11}", mean_loss[0], mean_loss[1], mean_loss[2], instances, size));
+                    bar.set_message(format!(
+                        "{:>11.4}{:>11.4}{:>11.4}{:>11}{:>11}",
+                        mean_loss[0], mean_loss[1], mean_loss[2], instances, size
+                    ));
                     bar.set_position(index as u64);
                 }
             }
@@ -146,7 +195,10 @@ impl Display {
             TrainEvent::EpochEnd { val, seconds, .. } => {
                 self.finish();
                 let m = &val.metrics;
-                eprintln!("{:>22}{:>11}{:>11}{:>11.3}{:>11.3}{:>11.3}{:>11.3}  ({seconds:.1} s)", "all", val.images, val.labels, m.mp, m.mr, m.map50, m.map);
+                eprintln!(
+                    "{:>22}{:>11}{:>11}{:>11.3}{:>11.3}{:>11.3}{:>11.3}  ({seconds:.1} s)",
+                    "all", val.images, val.labels, m.mp, m.mr, m.map50, m.map
+                );
             }
         }
     }

@@ -38,16 +38,33 @@ pub struct ValArgs {
 
 pub fn run(args: ValArgs) -> anyhow::Result<()> {
     let dir = increment_path(&args.project.join(&args.name), false);
-    let options = ValOptions { conf_thres: args.conf, iou_thres: args.iou, max_det: args.max_det, save_json: args.save_json.then(|| dir.clone()) };
-    let run = ValRun { weights: args.weights, data: args.data, imgsz: args.imgsz, batch: args.batch, workers: args.workers, options };
+    let options = ValOptions {
+        conf_thres: args.conf,
+        iou_thres: args.iou,
+        max_det: args.max_det,
+        save_json: args.save_json.then(|| dir.clone()),
+    };
+    let run = ValRun {
+        weights: args.weights,
+        data: args.data,
+        imgsz: args.imgsz,
+        batch: args.batch,
+        workers: args.workers,
+        options,
+    };
     let (outcome, names) = run_val(&run)?;
     print!("{}", render_table(&outcome, &names));
     let [pre, inf, nms] = outcome.speed_ms;
     println!("Speed: {pre:.1}ms pre-process, {inf:.1}ms inference, {nms:.1}ms NMS per image at shape ({}, 3, {}, {})", run.batch, run.imgsz, run.imgsz);
-    println!("The table follows ultralytics' convention (val.py's matching, 101-point interpolated AP).");
+    println!(
+        "The table follows ultralytics' convention (val.py's matching, 101-point interpolated AP)."
+    );
     println!("COCO convention (pycocotools' COCOeval, max 100 detections per image): mAP@0.5:0.95 {:.5}, mAP@0.5 {:.5}", outcome.coco.map, outcome.coco.map50);
     if args.save_json {
-        println!("COCO JSON (predictions.json, ground_truth.json) saved to {}", dir.display());
+        println!(
+            "COCO JSON (predictions.json, ground_truth.json) saved to {}",
+            dir.display()
+        );
     }
     Ok(())
 }

@@ -96,7 +96,13 @@ pub fn to_labels(boxes: &[PixelBox], w: u32, h: u32) -> Vec<Label> {
         .map(|b| {
             let (x1, x2) = (b.x1.clamp(0.0, w - CLIP_EPS), b.x2.clamp(0.0, w - CLIP_EPS));
             let (y1, y2) = (b.y1.clamp(0.0, h - CLIP_EPS), b.y2.clamp(0.0, h - CLIP_EPS));
-            Label { class: b.class, cx: (x1 + x2) / 2.0 / w, cy: (y1 + y2) / 2.0 / h, w: (x2 - x1) / w, h: (y2 - y1) / h }
+            Label {
+                class: b.class,
+                cx: (x1 + x2) / 2.0 / w,
+                cy: (y1 + y2) / 2.0 / h,
+                w: (x2 - x1) / w,
+                h: (y2 - y1) / h,
+            }
         })
         .collect()
 }
@@ -110,7 +116,10 @@ pub fn resize_long_side(image: &RgbImage, imgsz: u32, augment: bool) -> RgbImage
     if r == 1.0 {
         return image.clone();
     }
-    let (w, h) = ((f64::from(w0) * r).ceil() as u32, (f64::from(h0) * r).ceil() as u32);
+    let (w, h) = (
+        (f64::from(w0) * r).ceil() as u32,
+        (f64::from(h0) * r).ceil() as u32,
+    );
     if augment || r > 1.0 {
         resize_linear(image, w, h)
     } else {
@@ -131,11 +140,17 @@ fn area_taps(src: u32, dst: u32) -> Vec<Vec<(usize, f32)>> {
             let first = (start.ceil() as u32).min(last);
             let mut taps = Vec::new();
             if f64::from(first) - start > 1e-3 {
-                taps.push((first as usize - 1, ((f64::from(first) - start) / cell) as f32));
+                taps.push((
+                    first as usize - 1,
+                    ((f64::from(first) - start) / cell) as f32,
+                ));
             }
             taps.extend((first..last).map(|s| (s as usize, (1.0 / cell) as f32)));
             if end - f64::from(last) > 1e-3 {
-                taps.push((last as usize, ((end - f64::from(last)).min(1.0).min(cell) / cell) as f32));
+                taps.push((
+                    last as usize,
+                    ((end - f64::from(last)).min(1.0).min(cell) / cell) as f32,
+                ));
             }
             taps
         })
@@ -144,7 +159,10 @@ fn area_taps(src: u32, dst: u32) -> Vec<Vec<(usize, f32)>> {
 
 /// `cv2.resize(..., interpolation=cv2.INTER_AREA)` for shrinking.
 fn resize_area(image: &RgbImage, width: u32, height: u32) -> RgbImage {
-    let (xs, ys) = (area_taps(image.width(), width), area_taps(image.height(), height));
+    let (xs, ys) = (
+        area_taps(image.width(), width),
+        area_taps(image.height(), height),
+    );
     let src_row = image.width() as usize * 3;
     let raw = image.as_raw();
     let mut out = Vec::with_capacity(width as usize * height as usize * 3);
@@ -160,7 +178,8 @@ fn resize_area(image: &RgbImage, width: u32, height: u32) -> RgbImage {
             out.extend(sum.map(|v| round_pixel(v.clamp(0.0, 255.0)) as u8));
         }
     }
-    RgbImage::from_raw(width, height, out).unwrap_or_else(|| unreachable!("the buffer holds width x height RGB pixels"))
+    RgbImage::from_raw(width, height, out)
+        .unwrap_or_else(|| unreachable!("the buffer holds width x height RGB pixels"))
 }
 
 /// ultralytics' `mosaic_border`: `-imgsz // 2` (Python's floor division).
@@ -194,7 +213,10 @@ pub fn mosaic4(tiles: [MosaicTile; 4], imgsz: u32, (xc, yc): (i64, i64)) -> Labe
     let mut canvas = RgbImage::from_pixel(side as u32, side as u32, image::Rgb([FILL; 3]));
     let mut boxes = Vec::new();
     for (position, tile) in tiles.iter().enumerate() {
-        let (w, h) = (i64::from(tile.image.width()), i64::from(tile.image.height()));
+        let (w, h) = (
+            i64::from(tile.image.width()),
+            i64::from(tile.image.height()),
+        );
         // Canvas rectangle (a) and the matching tile rectangle (b).
         let (x1a, y1a, x2a, y2a) = match position {
             0 => ((xc - w).max(0), (yc - h).max(0), xc, yc),
@@ -208,9 +230,19 @@ pub fn mosaic4(tiles: [MosaicTile; 4], imgsz: u32, (xc, yc): (i64, i64)) -> Labe
             2 => (w - (x2a - x1a), 0),
             _ => (0, 0),
         };
-        copy_rect(tile.image, (x1b, y1b), &mut canvas, (x1a, y1a), (x2a - x1a, y2a - y1a));
+        copy_rect(
+            tile.image,
+            (x1b, y1b),
+            &mut canvas,
+            (x1a, y1a),
+            (x2a - x1a, y2a - y1a),
+        );
         let (pad_w, pad_h) = ((x1a - x1b) as f32, (y1a - y1b) as f32);
-        boxes.extend(tile.labels.iter().map(|label| PixelBox::from_label(label, w as f32, h as f32, pad_w, pad_h)));
+        boxes.extend(
+            tile.labels
+                .iter()
+                .map(|label| PixelBox::from_label(label, w as f32, h as f32, pad_w, pad_h)),
+        );
     }
     let limit = side as f32;
     for b in &mut boxes {
@@ -218,11 +250,20 @@ pub fn mosaic4(tiles: [MosaicTile; 4], imgsz: u32, (xc, yc): (i64, i64)) -> Labe
             *v = v.clamp(0.0, limit);
         }
     }
-    LabelledImage { image: canvas, boxes }
+    LabelledImage {
+        image: canvas,
+        boxes,
+    }
 }
 
 /// Copies a `size` rectangle from `src` at `from` to `dst` at `to`; empty when a side is ≤ 0.
-fn copy_rect(src: &RgbImage, from: (i64, i64), dst: &mut RgbImage, to: (i64, i64), (w, h): (i64, i64)) {
+fn copy_rect(
+    src: &RgbImage,
+    from: (i64, i64),
+    dst: &mut RgbImage,
+    to: (i64, i64),
+    (w, h): (i64, i64),
+) {
     if w <= 0 || h <= 0 {
         return;
     }
@@ -249,7 +290,13 @@ pub struct WarpRanges {
 
 impl From<&Hyp> for WarpRanges {
     fn from(hyp: &Hyp) -> Self {
-        WarpRanges { degrees: hyp.degrees, translate: hyp.translate, scale: hyp.scale, shear: hyp.shear, perspective: hyp.perspective }
+        WarpRanges {
+            degrees: hyp.degrees,
+            translate: hyp.translate,
+            scale: hyp.scale,
+            shear: hyp.shear,
+            perspective: hyp.perspective,
+        }
     }
 }
 
@@ -284,7 +331,12 @@ impl Warp {
     /// on each axis (after a mosaic the border is −imgsz/2, which crops the 2·imgsz canvas
     /// back to imgsz). The matrix is `T·S·R·P·C`: centre the image, perspective, rotate
     /// and scale, shear, translate, in that order.
-    pub fn random(ranges: &WarpRanges, (width, height): (u32, u32), border: i64, rng: &mut impl Rng) -> Warp {
+    pub fn random(
+        ranges: &WarpRanges,
+        (width, height): (u32, u32),
+        border: i64,
+        rng: &mut impl Rng,
+    ) -> Warp {
         let out_w = i64::from(width) + 2 * border;
         let out_h = i64::from(height) + 2 * border;
         let mut centre = IDENTITY;
@@ -300,15 +352,27 @@ impl Warp {
         let rotation = rotation_matrix(angle, scale);
 
         let mut shear = IDENTITY;
-        shear[0][1] = (uniform(rng, -ranges.shear, ranges.shear) * std::f64::consts::PI / 180.0).tan();
-        shear[1][0] = (uniform(rng, -ranges.shear, ranges.shear) * std::f64::consts::PI / 180.0).tan();
+        shear[0][1] =
+            (uniform(rng, -ranges.shear, ranges.shear) * std::f64::consts::PI / 180.0).tan();
+        shear[1][0] =
+            (uniform(rng, -ranges.shear, ranges.shear) * std::f64::consts::PI / 180.0).tan();
 
         let mut translation = IDENTITY;
-        translation[0][2] = uniform(rng, 0.5 - ranges.translate, 0.5 + ranges.translate) * out_w as f64;
-        translation[1][2] = uniform(rng, 0.5 - ranges.translate, 0.5 + ranges.translate) * out_h as f64;
+        translation[0][2] =
+            uniform(rng, 0.5 - ranges.translate, 0.5 + ranges.translate) * out_w as f64;
+        translation[1][2] =
+            uniform(rng, 0.5 - ranges.translate, 0.5 + ranges.translate) * out_h as f64;
 
-        let matrix = [&shear, &rotation, &perspective, &centre].into_iter().fold(translation, |m, next| matmul(&m, next));
-        Warp { matrix, scale, width: out_w.max(1) as u32, height: out_h.max(1) as u32, projective: ranges.perspective != 0.0 }
+        let matrix = [&shear, &rotation, &perspective, &centre]
+            .into_iter()
+            .fold(translation, |m, next| matmul(&m, next));
+        Warp {
+            matrix,
+            scale,
+            width: out_w.max(1) as u32,
+            height: out_h.max(1) as u32,
+            projective: ranges.perspective != 0.0,
+        }
     }
 
     /// Whether warping would change nothing (ultralytics then skips it).
@@ -319,7 +383,10 @@ impl Warp {
     /// Maps a point from input to output pixels.
     pub fn apply(&self, x: f64, y: f64) -> (f64, f64) {
         let m = &self.matrix;
-        let (u, v) = (m[0][0] * x + m[0][1] * y + m[0][2], m[1][0] * x + m[1][1] * y + m[1][2]);
+        let (u, v) = (
+            m[0][0] * x + m[0][1] * y + m[0][2],
+            m[1][0] * x + m[1][1] * y + m[1][2],
+        );
         if self.projective {
             let w = m[2][0] * x + m[2][1] * y + m[2][2];
             (u / w, v / w)
@@ -332,7 +399,11 @@ impl Warp {
     /// interpolation and a constant border of [`FILL`] (identical to OpenCV on all but a
     /// few values in 10^5, which differ by one grey level).
     pub fn warp_image(&self, image: &RgbImage) -> RgbImage {
-        let inverse = if self.projective { invert_projective(&self.matrix) } else { invert_affine(&self.matrix) };
+        let inverse = if self.projective {
+            invert_projective(&self.matrix)
+        } else {
+            invert_affine(&self.matrix)
+        };
         let inverse = inverse.map(|row| row.map(|v| v as f32));
         let mut out = RgbImage::new(self.width, self.height);
         for (x, y, pixel) in out.enumerate_pixels_mut() {
@@ -353,9 +424,20 @@ impl Warp {
             let ys = corners.map(|c| c.1);
             let min = |v: [f64; 4]| v.into_iter().fold(f64::INFINITY, f64::min);
             let max = |v: [f64; 4]| v.into_iter().fold(f64::NEG_INFINITY, f64::max);
-            let new = [min(xs).clamp(0.0, w), min(ys).clamp(0.0, h), max(xs).clamp(0.0, w), max(ys).clamp(0.0, h)];
+            let new = [
+                min(xs).clamp(0.0, w),
+                min(ys).clamp(0.0, h),
+                max(xs).clamp(0.0, w),
+                max(ys).clamp(0.0, h),
+            ];
             let before = [x1, y1, x2, y2].map(|v| v * self.scale);
-            box_candidate(before, new).then_some(PixelBox { class: b.class, x1: new[0] as f32, y1: new[1] as f32, x2: new[2] as f32, y2: new[3] as f32 })
+            box_candidate(before, new).then_some(PixelBox {
+                class: b.class,
+                x1: new[0] as f32,
+                y1: new[1] as f32,
+                x2: new[2] as f32,
+                y2: new[3] as f32,
+            })
         });
         warped.collect()
     }
@@ -381,11 +463,24 @@ fn invert_affine(m: &Matrix) -> Matrix {
 /// The inverse of a 3×3 matrix (adjugate over determinant); zero when singular, which
 /// then samples only the border.
 fn invert_projective(m: &Matrix) -> Matrix {
-    let cofactor = |r0: usize, r1: usize, c0: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
+    let cofactor =
+        |r0: usize, r1: usize, c0: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
     let adjugate = [
-        [cofactor(1, 2, 1, 2), -cofactor(0, 2, 1, 2), cofactor(0, 1, 1, 2)],
-        [-cofactor(1, 2, 0, 2), cofactor(0, 2, 0, 2), -cofactor(0, 1, 0, 2)],
-        [cofactor(1, 2, 0, 1), -cofactor(0, 2, 0, 1), cofactor(0, 1, 0, 1)],
+        [
+            cofactor(1, 2, 1, 2),
+            -cofactor(0, 2, 1, 2),
+            cofactor(0, 1, 1, 2),
+        ],
+        [
+            -cofactor(1, 2, 0, 2),
+            cofactor(0, 2, 0, 2),
+            -cofactor(0, 1, 0, 2),
+        ],
+        [
+            cofactor(1, 2, 0, 1),
+            -cofactor(0, 2, 0, 1),
+            cofactor(0, 1, 0, 1),
+        ],
     ];
     let det = m[0][0] * adjugate[0][0] + m[0][1] * adjugate[1][0] + m[0][2] * adjugate[2][0];
     let scale = if det != 0.0 { 1.0 / det } else { 0.0 };
@@ -415,10 +510,19 @@ fn sample_bilinear(image: &RgbImage, sx: f32, sy: f32) -> [u8; 3] {
     let (x0, y0) = (x0 as i64, y0 as i64);
     let (w, h) = (i64::from(image.width()), i64::from(image.height()));
     let tap = |x: i64, y: i64| {
-        let pixel = if (0..w).contains(&x) && (0..h).contains(&y) { image.get_pixel(x as u32, y as u32).0 } else { [FILL; 3] };
+        let pixel = if (0..w).contains(&x) && (0..h).contains(&y) {
+            image.get_pixel(x as u32, y as u32).0
+        } else {
+            [FILL; 3]
+        };
         pixel.map(f32::from)
     };
-    let (p00, p01, p10, p11) = (tap(x0, y0), tap(x0 + 1, y0), tap(x0, y0 + 1), tap(x0 + 1, y0 + 1));
+    let (p00, p01, p10, p11) = (
+        tap(x0, y0),
+        tap(x0 + 1, y0),
+        tap(x0, y0 + 1),
+        tap(x0 + 1, y0 + 1),
+    );
     std::array::from_fn(|c| {
         let top = p00[c] + ax * (p01[c] - p00[c]);
         let bottom = p10[c] + ax * (p11[c] - p10[c]);
@@ -442,18 +546,33 @@ pub fn box_candidate(before: [f64; 4], after: [f64; 4]) -> bool {
 
 /// ultralytics' `random_perspective`: draws a [`Warp`], applies it to the image (unless it
 /// changes nothing) and to the boxes.
-pub fn random_perspective(input: LabelledImage, ranges: &WarpRanges, border: i64, rng: &mut impl Rng) -> LabelledImage {
+pub fn random_perspective(
+    input: LabelledImage,
+    ranges: &WarpRanges,
+    border: i64,
+    rng: &mut impl Rng,
+) -> LabelledImage {
     let size = input.image.dimensions();
     let warp = Warp::random(ranges, size, border, rng);
-    let image = if warp.is_identity(size) { input.image } else { warp.warp_image(&input.image) };
-    let boxes = if input.boxes.is_empty() { Vec::new() } else { warp.warp_boxes(&input.boxes) };
+    let image = if warp.is_identity(size) {
+        input.image
+    } else {
+        warp.warp_image(&input.image)
+    };
+    let boxes = if input.boxes.is_empty() {
+        Vec::new()
+    } else {
+        warp.warp_boxes(&input.boxes)
+    };
     LabelledImage { image, boxes }
 }
 
 /// ultralytics' `mixup`: the two images blended by a Beta(32, 32) ratio (truncated to
 /// 8 bits), and both sets of boxes.
 pub fn mixup(first: LabelledImage, second: LabelledImage, rng: &mut impl Rng) -> LabelledImage {
-    let ratio: f64 = Beta::new(32.0, 32.0).map(|beta| beta.sample(rng)).unwrap_or(0.5);
+    let ratio: f64 = Beta::new(32.0, 32.0)
+        .map(|beta| beta.sample(rng))
+        .unwrap_or(0.5);
     let mut image = first.image;
     for (a, &b) in image.iter_mut().zip(second.image.iter()) {
         *a = (f64::from(*a) * ratio + f64::from(b) * (1.0 - ratio)) as u8;
@@ -478,10 +597,18 @@ pub fn apply_hsv_gains(image: &mut RgbImage, factors: [f64; 3]) {
     let lut = |factor: f64, hue: bool| -> [u8; 256] {
         std::array::from_fn(|x| {
             let v = x as f64 * factor;
-            (if hue { v.rem_euclid(180.0) } else { v.clamp(0.0, 255.0) }) as u8
+            (if hue {
+                v.rem_euclid(180.0)
+            } else {
+                v.clamp(0.0, 255.0)
+            }) as u8
         })
     };
-    let (hue, sat, val) = (lut(factors[0], true), lut(factors[1], false), lut(factors[2], false));
+    let (hue, sat, val) = (
+        lut(factors[0], true),
+        lut(factors[1], false),
+        lut(factors[2], false),
+    );
     for pixel in image.pixels_mut() {
         let [h, s, v] = rgb_to_hsv(pixel.0);
         pixel.0 = hsv_to_rgb([hue[h as usize], sat[s as usize], val[v as usize]]);
@@ -498,8 +625,19 @@ struct HsvDivisors {
 }
 
 static HSV_DIVISORS: LazyLock<HsvDivisors> = LazyLock::new(|| {
-    let table = |numerator: f64, per: f64| std::array::from_fn(|i| if i == 0 { 0 } else { (numerator / (per * i as f64)).round_ties_even() as i32 });
-    HsvDivisors { saturation: table(f64::from(255 << HSV_SHIFT), 1.0), hue: table(f64::from(180 << HSV_SHIFT), 6.0) }
+    let table = |numerator: f64, per: f64| {
+        std::array::from_fn(|i| {
+            if i == 0 {
+                0
+            } else {
+                (numerator / (per * i as f64)).round_ties_even() as i32
+            }
+        })
+    };
+    HsvDivisors {
+        saturation: table(f64::from(255 << HSV_SHIFT), 1.0),
+        hue: table(f64::from(180 << HSV_SHIFT), 6.0),
+    }
 });
 
 /// OpenCV's 8-bit `COLOR_RGB2HSV` (hue in [0, 180)), in its fixed-point arithmetic.
@@ -538,9 +676,21 @@ pub fn hsv_to_rgb([h, s, v]: [u8; 3]) -> [u8; 3] {
             sector = 0;
             h = 0.0;
         }
-        let tab = [v, v * (1.0 - s), v * (1.0 - s * h), v * (1.0 - s * (1.0 - h))];
+        let tab = [
+            v,
+            v * (1.0 - s),
+            v * (1.0 - s * h),
+            v * (1.0 - s * (1.0 - h)),
+        ];
         // OpenCV's (b, g, r) table indices per sector.
-        const SECTORS: [[usize; 3]; 6] = [[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]];
+        const SECTORS: [[usize; 3]; 6] = [
+            [1, 3, 0],
+            [1, 0, 2],
+            [3, 0, 1],
+            [0, 2, 1],
+            [0, 1, 3],
+            [2, 1, 0],
+        ];
         let [bi, gi, ri] = SECTORS[sector as usize];
         (tab[ri], tab[gi], tab[bi])
     };
@@ -550,17 +700,27 @@ pub fn hsv_to_rgb([h, s, v]: [u8; 3]) -> [u8; 3] {
 /// Mirrors the image left-right and its labels with it.
 pub fn flip_lr(image: &mut RgbImage, labels: &mut [Label]) {
     image::imageops::flip_horizontal_in_place(image);
-    labels.iter_mut().for_each(|label| label.cx = 1.0 - label.cx);
+    labels
+        .iter_mut()
+        .for_each(|label| label.cx = 1.0 - label.cx);
 }
 
 /// Mirrors the image up-down and its labels with it.
 pub fn flip_ud(image: &mut RgbImage, labels: &mut [Label]) {
     image::imageops::flip_vertical_in_place(image);
-    labels.iter_mut().for_each(|label| label.cy = 1.0 - label.cy);
+    labels
+        .iter_mut()
+        .for_each(|label| label.cy = 1.0 - label.cy);
 }
 
 /// ultralytics' flips: up-down with probability `p_ud`, then left-right with `p_lr`.
-pub fn random_flips(image: &mut RgbImage, labels: &mut [Label], p_ud: f64, p_lr: f64, rng: &mut impl Rng) {
+pub fn random_flips(
+    image: &mut RgbImage,
+    labels: &mut [Label],
+    p_ud: f64,
+    p_lr: f64,
+    rng: &mut impl Rng,
+) {
     if rng.random::<f64>() < p_ud {
         flip_ud(image, labels);
     }

@@ -51,7 +51,10 @@ pub struct DataConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum DataConfigError {
     #[error("{file}: cannot read: {error}")]
-    Read { file: PathBuf, error: std::io::Error },
+    Read {
+        file: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{file}: {message}")]
     Invalid { file: PathBuf, message: String },
 }
@@ -61,35 +64,72 @@ impl DataConfig {
     /// listing image paths, or a list of those, relative to `path:`; `names` is a list or a
     /// map `{0: name, ...}`; `nc`, when given, must equal the number of names.
     pub fn load(file: &Path) -> Result<DataConfig, DataConfigError> {
-        let text = std::fs::read_to_string(file).map_err(|error| DataConfigError::Read { file: file.to_path_buf(), error })?;
-        let invalid = |message: String| DataConfigError::Invalid { file: file.to_path_buf(), message };
-        let yaml: Value = serde_yaml::from_str(&text).map_err(|e| invalid(format!("not valid YAML: {e}")))?;
-        let map = yaml.as_mapping().ok_or_else(|| invalid("expected a mapping with train, val and names".into()))?;
+        let text = std::fs::read_to_string(file).map_err(|error| DataConfigError::Read {
+            file: file.to_path_buf(),
+            error,
+        })?;
+        let invalid = |message: String| DataConfigError::Invalid {
+            file: file.to_path_buf(),
+            message,
+        };
+        let yaml: Value =
+            serde_yaml::from_str(&text).map_err(|e| invalid(format!("not valid YAML: {e}")))?;
+        let map = yaml
+            .as_mapping()
+            .ok_or_else(|| invalid("expected a mapping with train, val and names".into()))?;
         let get = |key: &str| map.get(key).filter(|v| !v.is_null());
-        let folder = std::path::absolute(file).map_err(|error| DataConfigError::Read { file: file.to_path_buf(), error })?;
+        let folder = std::path::absolute(file).map_err(|error| DataConfigError::Read {
+            file: file.to_path_buf(),
+            error,
+        })?;
         let folder = folder.parent().unwrap_or(Path::new("/"));
         let root = match get("path") {
-            Some(path) => folder.join(scalar_text(path).ok_or_else(|| invalid("`path` must be a folder name".into()))?),
+            Some(path) => folder.join(
+                scalar_text(path).ok_or_else(|| invalid("`path` must be a folder name".into()))?,
+            ),
             None => folder.to_path_buf(),
         };
         // Resolved like ultralytics' `.resolve()`, so that `..` does not reach the image paths.
         let root = std::fs::canonicalize(&root).unwrap_or(root);
-        let split = |key: &str, required: bool| match get(key) {
+        let split = |key: &str, required: bool| {
+            match get(key) {
             Some(value) => sources(value, &root).map_err(|message| invalid(format!("`{key}`: {message}"))),
             None if required => Err(invalid(format!("the `{key}:` key is missing; it names a folder of images or a .txt list of image paths"))),
             None => Ok(Vec::new()),
+        }
         };
-        let (train, val, test) = (split("train", true)?, split("val", true)?, split("test", false)?);
-        let names = match get("names") {
-            Some(value) => parse_names(value).map_err(|message| invalid(format!("`names`: {message}")))?,
-            None => return Err(invalid("the `names:` key is missing; list the class names, e.g. `names: [cat, dog]`".into())),
-        };
+        let (train, val, test) = (
+            split("train", true)?,
+            split("val", true)?,
+            split("test", false)?,
+        );
+        let names =
+            match get("names") {
+                Some(value) => {
+                    parse_names(value).map_err(|message| invalid(format!("`names`: {message}")))?
+                }
+                None => return Err(invalid(
+                    "the `names:` key is missing; list the class names, e.g. `names: [cat, dog]`"
+                        .into(),
+                )),
+            };
         if let Some(nc) = get("nc") {
             if nc.as_u64() != Some(names.len() as u64) {
-                return Err(invalid(format!("`nc: {}` disagrees with the {} class names; remove `nc` or fix it", scalar_text(nc).unwrap_or_default(), names.len())));
+                return Err(invalid(format!(
+                    "`nc: {}` disagrees with the {} class names; remove `nc` or fix it",
+                    scalar_text(nc).unwrap_or_default(),
+                    names.len()
+                )));
             }
         }
-        Ok(DataConfig { file: file.to_path_buf(), root, train, val, test, names })
+        Ok(DataConfig {
+            file: file.to_path_buf(),
+            root,
+            train,
+            val,
+            test,
+            names,
+        })
     }
 
     pub fn nc(&self) -> usize {
@@ -118,7 +158,10 @@ fn scalar_text(value: &Value) -> Option<String> {
 /// its `../` when the first does not exist.
 fn sources(value: &Value, root: &Path) -> Result<Vec<PathBuf>, String> {
     let names: Vec<String> = match value {
-        Value::Sequence(items) => items.iter().map(|item| scalar_text(item).ok_or("list items must be paths")).collect::<Result<_, _>>()?,
+        Value::Sequence(items) => items
+            .iter()
+            .map(|item| scalar_text(item).ok_or("list items must be paths"))
+            .collect::<Result<_, _>>()?,
         other => vec![scalar_text(other).ok_or("must be a path or a list of paths")?],
     };
     let resolve = |name: &String| {
@@ -133,14 +176,30 @@ fn sources(value: &Value, root: &Path) -> Result<Vec<PathBuf>, String> {
 
 fn parse_names(value: &Value) -> Result<Vec<String>, String> {
     let names = match value {
-        Value::Sequence(items) => items.iter().map(|item| scalar_text(item).ok_or("each name must be text".to_string())).collect::<Result<Vec<_>, _>>()?,
+        Value::Sequence(items) => items
+            .iter()
+            .map(|item| scalar_text(item).ok_or("each name must be text".to_string()))
+            .collect::<Result<Vec<_>, _>>()?,
         Value::Mapping(map) => {
             let mut by_index = BTreeMap::new();
             for (key, name) in map {
-                let index = key.as_u64().ok_or_else(|| format!("key `{}` is not a class index; use `0: name`", scalar_text(key).unwrap_or_default()))?;
-                by_index.insert(index, scalar_text(name).ok_or_else(|| format!("the name of class {index} must be text"))?);
+                let index = key.as_u64().ok_or_else(|| {
+                    format!(
+                        "key `{}` is not a class index; use `0: name`",
+                        scalar_text(key).unwrap_or_default()
+                    )
+                })?;
+                by_index.insert(
+                    index,
+                    scalar_text(name)
+                        .ok_or_else(|| format!("the name of class {index} must be text"))?,
+                );
             }
-            if let Some((position, index)) = by_index.keys().enumerate().find(|&(position, &index)| position as u64 != index) {
+            if let Some((position, index)) = by_index
+                .keys()
+                .enumerate()
+                .find(|&(position, &index)| position as u64 != index)
+            {
                 return Err(format!("class indices must run 0, 1, 2, ... without gaps; expected {position}, found {index}"));
             }
             by_index.into_values().collect()
@@ -195,7 +254,10 @@ pub struct DatasetReport {
 impl DatasetReport {
     pub fn summary(&self) -> String {
         let c = &self.counts;
-        format!("found {} images, {} labels, {} backgrounds, {} corrupt", c.images, c.labels, c.backgrounds, c.corrupt)
+        format!(
+            "found {} images, {} labels, {} backgrounds, {} corrupt",
+            c.images, c.labels, c.backgrounds, c.corrupt
+        )
     }
 }
 
@@ -213,9 +275,15 @@ pub enum DatasetError {
     #[error("{path} does not exist; a split names a folder of images, a .txt list of image paths, or a list of those")]
     MissingSource { path: PathBuf },
     #[error("{path}: cannot read: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path}: invalid path pattern: {error}")]
-    Pattern { path: PathBuf, error: glob::PatternError },
+    Pattern {
+        path: PathBuf,
+        error: glob::PatternError,
+    },
     #[error("no images found in {sources}; image files end in {}", IMG_FORMATS.join(", "))]
     NoImages { sources: String },
     #[error("{file}: the `{split}:` split is empty or missing")]
@@ -246,7 +314,10 @@ impl Dataset {
     pub fn from_config(config: &DataConfig, split: Split) -> Result<Dataset, DatasetError> {
         let sources = config.sources(split);
         if sources.is_empty() {
-            return Err(DatasetError::NoSplit { file: config.file.clone(), split: split.key() });
+            return Err(DatasetError::NoSplit {
+                file: config.file.clone(),
+                split: split.key(),
+            });
         }
         Dataset::load(sources, config.nc())
     }
@@ -259,17 +330,40 @@ impl Dataset {
         let cache_path = cache_path(sources, &labels);
         let hash = files_hash(&labels, &images, nc);
         if let Some(cache) = read_cache(&cache_path, &hash) {
-            let report = DatasetReport { cache: CacheStatus::Loaded(cache_path), counts: cache.counts, warnings: cache.warnings };
-            return Ok(Dataset { records: cache.records, report });
+            let report = DatasetReport {
+                cache: CacheStatus::Loaded(cache_path),
+                counts: cache.counts,
+                warnings: cache.warnings,
+            };
+            return Ok(Dataset {
+                records: cache.records,
+                report,
+            });
         }
         let (records, counts, warnings) = verify_all(&images, &labels, nc);
-        let cache = LabelCache { version: CACHE_VERSION, hash, records, counts, warnings };
+        let cache = LabelCache {
+            version: CACHE_VERSION,
+            hash,
+            records,
+            counts,
+            warnings,
+        };
         let status = match write_cache(&cache_path, &cache) {
             Ok(()) => CacheStatus::Created(cache_path),
-            Err(reason) => CacheStatus::NotWritable { path: cache_path, reason },
+            Err(reason) => CacheStatus::NotWritable {
+                path: cache_path,
+                reason,
+            },
         };
-        let report = DatasetReport { cache: status, counts: cache.counts, warnings: cache.warnings };
-        Ok(Dataset { records: cache.records, report })
+        let report = DatasetReport {
+            cache: status,
+            counts: cache.counts,
+            warnings: cache.warnings,
+        };
+        Ok(Dataset {
+            records: cache.records,
+            report,
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -286,7 +380,10 @@ impl Dataset {
 pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>, DatasetError> {
     let mut found = Vec::new();
     for source in sources {
-        let source = std::path::absolute(source).map_err(|e| DatasetError::Io { path: source.clone(), error: e })?;
+        let source = std::path::absolute(source).map_err(|e| DatasetError::Io {
+            path: source.clone(),
+            error: e,
+        })?;
         if source.is_dir() {
             found.extend(files_under(&source)?);
         } else if source.is_file() {
@@ -295,10 +392,17 @@ pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>, DatasetError> {
             return Err(DatasetError::MissingSource { path: source });
         }
     }
-    let mut images: Vec<PathBuf> = found.into_iter().filter(|path| has_image_extension(path)).collect();
+    let mut images: Vec<PathBuf> = found
+        .into_iter()
+        .filter(|path| has_image_extension(path))
+        .collect();
     images.sort();
     if images.is_empty() {
-        let sources = sources.iter().map(|s| s.display().to_string()).collect::<Vec<_>>().join(", ");
+        let sources = sources
+            .iter()
+            .map(|s| s.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         return Err(DatasetError::NoImages { sources });
     }
     Ok(images)
@@ -307,15 +411,32 @@ pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>, DatasetError> {
 /// `folder/**/*.*` as Python's recursive glob: hidden names are not matched.
 fn files_under(folder: &Path) -> Result<Vec<PathBuf>, DatasetError> {
     let pattern = format!("{}/**/*.*", Pattern::escape(&folder.to_string_lossy()));
-    let options = MatchOptions { require_literal_leading_dot: true, ..MatchOptions::new() };
-    let entries = glob::glob_with(&pattern, options).map_err(|error| DatasetError::Pattern { path: folder.to_path_buf(), error })?;
-    Ok(entries.filter_map(Result::ok).filter(|path| path.is_file()).collect())
+    let options = MatchOptions {
+        require_literal_leading_dot: true,
+        ..MatchOptions::new()
+    };
+    let entries = glob::glob_with(&pattern, options).map_err(|error| DatasetError::Pattern {
+        path: folder.to_path_buf(),
+        error,
+    })?;
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|path| path.is_file())
+        .collect())
 }
 
 fn listed_files(list: &Path) -> Result<Vec<PathBuf>, DatasetError> {
-    let text = std::fs::read_to_string(list).map_err(|error| DatasetError::Io { path: list.to_path_buf(), error })?;
+    let text = std::fs::read_to_string(list).map_err(|error| DatasetError::Io {
+        path: list.to_path_buf(),
+        error,
+    })?;
     let folder = list.parent().unwrap_or(Path::new("/"));
-    Ok(text.lines().map(str::trim).filter(|line| !line.is_empty()).map(|line| folder.join(line.strip_prefix("./").unwrap_or(line))).collect())
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| folder.join(line.strip_prefix("./").unwrap_or(line)))
+        .collect())
 }
 
 fn has_image_extension(path: &Path) -> bool {
@@ -328,8 +449,20 @@ fn has_image_extension(path: &Path) -> bool {
 pub fn label_path(image: &Path) -> PathBuf {
     let components: Vec<Component> = image.components().collect();
     let folders = components.len().saturating_sub(1);
-    let last_images = components[..folders].iter().rposition(|c| c.as_os_str() == "images");
-    let mut path: PathBuf = components.iter().enumerate().map(|(i, c)| if Some(i) == last_images { "labels".as_ref() } else { c.as_os_str() }).collect();
+    let last_images = components[..folders]
+        .iter()
+        .rposition(|c| c.as_os_str() == "images");
+    let mut path: PathBuf = components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            if Some(i) == last_images {
+                "labels".as_ref()
+            } else {
+                c.as_os_str()
+            }
+        })
+        .collect();
     path.set_extension("txt");
     path
 }
@@ -359,7 +492,10 @@ fn files_hash(labels: &[PathBuf], images: &[PathBuf], nc: usize) -> String {
         feed(path.as_os_str().as_encoded_bytes());
         let metadata = std::fs::metadata(path).ok();
         let size = metadata.as_ref().map_or(u64::MAX, |m| m.len());
-        let modified = metadata.and_then(|m| m.modified().ok()).and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let modified = metadata
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
         feed(&size.to_le_bytes());
         feed(&modified.to_le_bytes());
     }
@@ -383,13 +519,25 @@ fn write_cache(path: &Path, cache: &LabelCache) -> Result<(), String> {
 
 /// The outcome of checking one image and its label file.
 enum Verified {
-    Kept { record: ImageRecord, warning: Option<DatasetWarning> },
+    Kept {
+        record: ImageRecord,
+        warning: Option<DatasetWarning>,
+    },
     Corrupt(DatasetWarning),
 }
 
-fn verify_all(images: &[PathBuf], labels: &[PathBuf], nc: usize) -> (Vec<ImageRecord>, DatasetCounts, Vec<DatasetWarning>) {
-    let outcomes: Vec<Verified> = images.par_iter().zip(labels).map(|(image, label)| verify_pair(image, label, nc)).collect();
-    let (mut records, mut counts, mut warnings) = (Vec::new(), DatasetCounts::default(), Vec::new());
+fn verify_all(
+    images: &[PathBuf],
+    labels: &[PathBuf],
+    nc: usize,
+) -> (Vec<ImageRecord>, DatasetCounts, Vec<DatasetWarning>) {
+    let outcomes: Vec<Verified> = images
+        .par_iter()
+        .zip(labels)
+        .map(|(image, label)| verify_pair(image, label, nc))
+        .collect();
+    let (mut records, mut counts, mut warnings) =
+        (Vec::new(), DatasetCounts::default(), Vec::new());
     for outcome in outcomes {
         match outcome {
             Verified::Kept { record, warning } => {
@@ -414,13 +562,21 @@ const MIN_IMAGE_SIDE: u32 = 10;
 /// Decodes the image fully (a header alone can hide a truncated file) and checks its
 /// labels; a missing or empty label file makes it a background image.
 fn verify_pair(image: &Path, label: &Path, nc: usize) -> Verified {
-    let skipped = |file: &Path, message: String| Verified::Corrupt(DatasetWarning { file: file.to_path_buf(), message: format!("{message} (image skipped)") });
+    let skipped = |file: &Path, message: String| {
+        Verified::Corrupt(DatasetWarning {
+            file: file.to_path_buf(),
+            message: format!("{message} (image skipped)"),
+        })
+    };
     let (width, height) = match read_image(image) {
         Ok(decoded) => decoded.dimensions(),
         Err(e) => return skipped(image, e.to_string()),
     };
     if width < MIN_IMAGE_SIDE || height < MIN_IMAGE_SIDE {
-        return skipped(image, format!("image size {width}x{height} is below {MIN_IMAGE_SIDE} pixels"));
+        return skipped(
+            image,
+            format!("image size {width}x{height} is below {MIN_IMAGE_SIDE} pixels"),
+        );
     }
     let text = match std::fs::read_to_string(label) {
         Ok(text) => text,
@@ -429,8 +585,19 @@ fn verify_pair(image: &Path, label: &Path, nc: usize) -> Verified {
     };
     match parse_labels(&text, nc) {
         Ok(parsed) => {
-            let warning = (parsed.duplicates_removed > 0).then(|| DatasetWarning { file: label.to_path_buf(), message: format!("{} duplicate labels removed", parsed.duplicates_removed) });
-            Verified::Kept { record: ImageRecord { path: image.to_path_buf(), width, height, labels: parsed.labels }, warning }
+            let warning = (parsed.duplicates_removed > 0).then(|| DatasetWarning {
+                file: label.to_path_buf(),
+                message: format!("{} duplicate labels removed", parsed.duplicates_removed),
+            });
+            Verified::Kept {
+                record: ImageRecord {
+                    path: image.to_path_buf(),
+                    width,
+                    height,
+                    labels: parsed.labels,
+                },
+                warning,
+            }
         }
         Err(e) => skipped(label, e.to_string()),
     }

@@ -27,21 +27,40 @@ pub struct Letterbox {
 pub enum LetterboxError {
     #[error("the image is empty ({width}x{height} pixels)")]
     EmptyImage { width: u32, height: u32 },
-    #[error("invalid letterbox target {height}x{width} with stride {stride}: all must be positive")]
-    Target { height: u32, width: u32, stride: u32 },
+    #[error(
+        "invalid letterbox target {height}x{width} with stride {stride}: all must be positive"
+    )]
+    Target {
+        height: u32,
+        width: u32,
+        stride: u32,
+    },
 }
 
 /// Letterboxes `image` into `new_shape` (height, width). With `auto` the padding only
 /// reaches the next multiple of `stride` (the minimum rectangle, as detect.py uses);
 /// without `scaleup` small images are not enlarged.
-pub fn letterbox(image: &RgbImage, new_shape: (u32, u32), stride: u32, auto: bool, scaleup: bool) -> Result<Letterbox, LetterboxError> {
+pub fn letterbox(
+    image: &RgbImage,
+    new_shape: (u32, u32),
+    stride: u32,
+    auto: bool,
+    scaleup: bool,
+) -> Result<Letterbox, LetterboxError> {
     let (w0, h0) = image.dimensions();
     if w0 == 0 || h0 == 0 {
-        return Err(LetterboxError::EmptyImage { width: w0, height: h0 });
+        return Err(LetterboxError::EmptyImage {
+            width: w0,
+            height: h0,
+        });
     }
     let (new_h, new_w) = new_shape;
     if new_h == 0 || new_w == 0 || stride == 0 {
-        return Err(LetterboxError::Target { height: new_h, width: new_w, stride });
+        return Err(LetterboxError::Target {
+            height: new_h,
+            width: new_w,
+            stride,
+        });
     }
     let mut ratio = (f64::from(new_h) / f64::from(h0)).min(f64::from(new_w) / f64::from(w0));
     if !scaleup {
@@ -59,13 +78,22 @@ pub fn letterbox(image: &RgbImage, new_shape: (u32, u32), stride: u32, auto: boo
     }
     let (dw, dh) = (dw as f64 / 2.0, dh as f64 / 2.0);
 
-    let resized = if (unpad_w, unpad_h) == (w0, h0) { image.clone() } else { resize_linear(image, unpad_w, unpad_h) };
+    let resized = if (unpad_w, unpad_h) == (w0, h0) {
+        image.clone()
+    } else {
+        resize_linear(image, unpad_w, unpad_h)
+    };
     // An odd padding puts the extra pixel at the bottom and right, as ultralytics' ±0.1.
     let side = |pad: f64, sign: f64| (pad + sign * 0.1).round_ties_even().max(0.0) as u32;
     let (top, bottom, left, right) = (side(dh, -1.0), side(dh, 1.0), side(dw, -1.0), side(dw, 1.0));
-    let mut padded = RgbImage::from_pixel(unpad_w + left + right, unpad_h + top + bottom, PAD_COLOR);
+    let mut padded =
+        RgbImage::from_pixel(unpad_w + left + right, unpad_h + top + bottom, PAD_COLOR);
     image::imageops::replace(&mut padded, &resized, i64::from(left), i64::from(top));
-    Ok(Letterbox { image: padded, ratio, pad: (dw, dh) })
+    Ok(Letterbox {
+        image: padded,
+        ratio,
+        pad: (dw, dh),
+    })
 }
 
 /// OpenCV's fixed-point weights: 1/2048ths (INTER_RESIZE_COEF_BITS = 11).
@@ -89,7 +117,10 @@ fn linear_taps(src: u32, dst: u32) -> Vec<Taps> {
             let floor = x.floor();
             let w1 = ((x - floor) * COEF_SCALE).round_ties_even() as i32;
             let i = floor as i64;
-            Taps { index: [i.clamp(0, last) as usize, (i + 1).clamp(0, last) as usize], weight: [COEF_SCALE as i32 - w1, w1] }
+            Taps {
+                index: [i.clamp(0, last) as usize, (i + 1).clamp(0, last) as usize],
+                weight: [COEF_SCALE as i32 - w1, w1],
+            }
         })
         .collect()
 }
@@ -107,7 +138,11 @@ pub fn resize_linear(image: &RgbImage, width: u32, height: u32) -> RgbImage {
     let mut out = Vec::with_capacity(height as usize * row_len);
     for y in &ys {
         let [r0, r1] = y.index.map(|i| &rows[i * row_len..(i + 1) * row_len]);
-        out.extend(r0.iter().zip(r1).map(|(&a, &b)| vertical_blend(a, b, y.weight)));
+        out.extend(
+            r0.iter()
+                .zip(r1)
+                .map(|(&a, &b)| vertical_blend(a, b, y.weight)),
+        );
     }
     RgbImage::from_raw(width, height, out).expect("the buffer holds width x height RGB pixels")
 }
@@ -118,7 +153,9 @@ fn horizontal_pass(image: &RgbImage, xs: &[Taps]) -> Vec<i32> {
     for row in image.as_raw().chunks_exact(image.width() as usize * 3) {
         for x in xs {
             let [i0, i1] = x.index.map(|i| i * 3);
-            rows.extend((0..3).map(|c| i32::from(row[i0 + c]) * x.weight[0] + i32::from(row[i1 + c]) * x.weight[1]));
+            rows.extend((0..3).map(|c| {
+                i32::from(row[i0 + c]) * x.weight[0] + i32::from(row[i1 + c]) * x.weight[1]
+            }));
         }
     }
     rows

@@ -22,7 +22,10 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use rayon::prelude::*;
 
-use crate::data::augment::{augment_hsv, mixup, mosaic4, mosaic_border, mosaic_centre, random_flips, random_perspective, resize_long_side, stream_rng, to_labels, LabelledImage, MosaicTile, PixelBox, WarpRanges};
+use crate::data::augment::{
+    augment_hsv, mixup, mosaic4, mosaic_border, mosaic_centre, random_flips, random_perspective,
+    resize_long_side, stream_rng, to_labels, LabelledImage, MosaicTile, PixelBox, WarpRanges,
+};
 use crate::data::dataset::Dataset;
 use crate::data::labels::Label;
 use crate::data::letterbox::{image_to_tensor, letterbox, resize_linear, LetterboxError};
@@ -47,7 +50,13 @@ pub struct LoaderConfig {
 
 impl Default for LoaderConfig {
     fn default() -> Self {
-        LoaderConfig { imgsz: 640, batch_size: 16, workers: 8, seed: 0, prefetch: 2 }
+        LoaderConfig {
+            imgsz: 640,
+            batch_size: 16,
+            workers: 8,
+            seed: 0,
+            prefetch: 2,
+        }
     }
 }
 
@@ -87,9 +96,15 @@ pub struct Batch {
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
     #[error("{path}: {error}")]
-    Read { path: PathBuf, error: ReadImageError },
+    Read {
+        path: PathBuf,
+        error: ReadImageError,
+    },
     #[error("{path}: {error}")]
-    Letterbox { path: PathBuf, error: LetterboxError },
+    Letterbox {
+        path: PathBuf,
+        error: LetterboxError,
+    },
     #[error("the dataset has no images")]
     Empty,
     #[error("the training set has no labels at all; training needs labelled images")]
@@ -97,7 +112,10 @@ pub enum LoaderError {
     #[error("invalid loader settings: {0}")]
     Settings(String),
     #[error("cannot start {workers} loader threads: {error}")]
-    Threads { workers: usize, error: rayon::ThreadPoolBuildError },
+    Threads {
+        workers: usize,
+        error: rayon::ThreadPoolBuildError,
+    },
     #[error("cannot start the batch producer thread: {0}")]
     Producer(std::io::Error),
     #[error("cannot build a batch tensor: {0}")]
@@ -137,11 +155,27 @@ const ORDER_STREAM: u64 = 1 << 63;
 
 impl Loader {
     /// A training loader: shuffled, with mosaic, perspective, HSV, flips and mixup from `hyp`.
-    pub fn train(dataset: Arc<Dataset>, hyp: &Hyp, config: LoaderConfig) -> Result<Loader, LoaderError> {
-        if dataset.records.iter().all(|record| record.labels.is_empty()) && !dataset.is_empty() {
+    pub fn train(
+        dataset: Arc<Dataset>,
+        hyp: &Hyp,
+        config: LoaderConfig,
+    ) -> Result<Loader, LoaderError> {
+        if dataset
+            .records
+            .iter()
+            .all(|record| record.labels.is_empty())
+            && !dataset.is_empty()
+        {
             return Err(LoaderError::NoLabels);
         }
-        Self::new(dataset, Mode::Train { hyp: Box::new(hyp.clone()), warp: WarpRanges::from(hyp) }, config)
+        Self::new(
+            dataset,
+            Mode::Train {
+                hyp: Box::new(hyp.clone()),
+                warp: WarpRanges::from(hyp),
+            },
+            config,
+        )
     }
 
     /// A validation loader: letterboxed, not augmented, in order.
@@ -149,22 +183,46 @@ impl Loader {
         Self::new(dataset, Mode::Val, config)
     }
 
-    fn new(dataset: Arc<Dataset>, mode: Mode, mut config: LoaderConfig) -> Result<Loader, LoaderError> {
+    fn new(
+        dataset: Arc<Dataset>,
+        mode: Mode,
+        mut config: LoaderConfig,
+    ) -> Result<Loader, LoaderError> {
         if dataset.is_empty() {
             return Err(LoaderError::Empty);
         }
         if config.imgsz < 32 || config.batch_size == 0 {
-            return Err(LoaderError::Settings(format!("imgsz must be at least 32 and the batch size at least 1 (got {} and {})", config.imgsz, config.batch_size)));
+            return Err(LoaderError::Settings(format!(
+                "imgsz must be at least 32 and the batch size at least 1 (got {} and {})",
+                config.imgsz, config.batch_size
+            )));
         }
         config.batch_size = config.batch_size.min(dataset.len());
         config.workers = config.workers.max(1);
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(config.workers).thread_name(|i| format!("loader-{i}")).build().map_err(|error| LoaderError::Threads { workers: config.workers, error })?;
-        Ok(Loader { shared: Arc::new(Shared { dataset, config, mode, pool }) })
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(config.workers)
+            .thread_name(|i| format!("loader-{i}"))
+            .build()
+            .map_err(|error| LoaderError::Threads {
+                workers: config.workers,
+                error,
+            })?;
+        Ok(Loader {
+            shared: Arc::new(Shared {
+                dataset,
+                config,
+                mode,
+                pool,
+            }),
+        })
     }
 
     /// Batches per epoch (the last one may be partial).
     pub fn len(&self) -> usize {
-        self.shared.dataset.len().div_ceil(self.shared.config.batch_size)
+        self.shared
+            .dataset
+            .len()
+            .div_ceil(self.shared.config.batch_size)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -183,7 +241,10 @@ impl Loader {
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.shared.dataset.len()).collect();
         if matches!(self.shared.mode, Mode::Train { .. }) {
-            order.shuffle(&mut stream_rng(self.shared.config.seed, ORDER_STREAM | epoch));
+            order.shuffle(&mut stream_rng(
+                self.shared.config.seed,
+                ORDER_STREAM | epoch,
+            ));
         }
         order
     }
@@ -210,30 +271,55 @@ impl Loader {
                 }
             })
             .map_err(LoaderError::Producer)?;
-        Ok(Batches { receiver: Some(receiver), producer: Some(producer), remaining: self.len() })
+        Ok(Batches {
+            receiver: Some(receiver),
+            producer: Some(producer),
+            remaining: self.len(),
+        })
     }
 }
 
 impl Shared {
     fn batch(&self, epoch: u64, indices: &[usize]) -> Result<Batch, LoaderError> {
-        let samples = self.pool.install(|| indices.par_iter().map(|&index| self.sample(epoch, index)).collect::<Result<Vec<_>, _>>())?;
+        let samples = self.pool.install(|| {
+            indices
+                .par_iter()
+                .map(|&index| self.sample(epoch, index))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
         collate(samples)
     }
 
     fn sample(&self, epoch: u64, index: usize) -> Result<Sample, LoaderError> {
         match &self.mode {
-            Mode::Train { hyp, warp } => self.train_sample(hyp, warp, &mut stream_rng(self.config.seed, (epoch << 32) | index as u64), index),
+            Mode::Train { hyp, warp } => self.train_sample(
+                hyp,
+                warp,
+                &mut stream_rng(self.config.seed, (epoch << 32) | index as u64),
+                index,
+            ),
             Mode::Val => {
                 let (fitted, shape) = self.letterboxed(index, false)?;
                 let (w, h) = fitted.image.dimensions();
                 let labels = to_labels(&fitted.boxes, w, h);
-                Ok(Sample { image: fitted.image, labels, path: self.dataset.records[index].path.clone(), shape: Some(shape) })
+                Ok(Sample {
+                    image: fitted.image,
+                    labels,
+                    path: self.dataset.records[index].path.clone(),
+                    shape: Some(shape),
+                })
             }
         }
     }
 
     /// ultralytics' `__getitem__` with augmentation.
-    fn train_sample(&self, hyp: &Hyp, warp: &WarpRanges, rng: &mut impl Rng, index: usize) -> Result<Sample, LoaderError> {
+    fn train_sample(
+        &self,
+        hyp: &Hyp,
+        warp: &WarpRanges,
+        rng: &mut impl Rng,
+        index: usize,
+    ) -> Result<Sample, LoaderError> {
         let (composed, shape) = if rng.random::<f64>() < hyp.mosaic {
             let mut composed = self.mosaic(index, warp, rng)?;
             if rng.random::<f64>() < hyp.mixup {
@@ -250,19 +336,40 @@ impl Shared {
         let mut image = composed.image;
         augment_hsv(&mut image, [hyp.hsv_h, hyp.hsv_s, hyp.hsv_v], rng);
         random_flips(&mut image, &mut labels, hyp.flipud, hyp.fliplr, rng);
-        Ok(Sample { image, labels, path: self.dataset.records[index].path.clone(), shape })
+        Ok(Sample {
+            image,
+            labels,
+            path: self.dataset.records[index].path.clone(),
+            shape,
+        })
     }
 
     /// ultralytics' `load_mosaic`: the image and three random others around a random
     /// centre, then the perspective warp that crops the canvas back to imgsz.
-    fn mosaic(&self, index: usize, warp: &WarpRanges, rng: &mut impl Rng) -> Result<LabelledImage, LoaderError> {
+    fn mosaic(
+        &self,
+        index: usize,
+        warp: &WarpRanges,
+        rng: &mut impl Rng,
+    ) -> Result<LabelledImage, LoaderError> {
         let imgsz = self.config.imgsz;
         let centre = mosaic_centre(imgsz, rng);
         let n = self.dataset.len();
-        let mut indices = [index, rng.random_range(0..n), rng.random_range(0..n), rng.random_range(0..n)];
+        let mut indices = [
+            index,
+            rng.random_range(0..n),
+            rng.random_range(0..n),
+            rng.random_range(0..n),
+        ];
         indices.shuffle(rng);
-        let images = indices.iter().map(|&i| self.load_resized(i, true)).collect::<Result<Vec<_>, _>>()?;
-        let tiles: [MosaicTile; 4] = std::array::from_fn(|k| MosaicTile { image: &images[k], labels: &self.dataset.records[indices[k]].labels });
+        let images = indices
+            .iter()
+            .map(|&i| self.load_resized(i, true))
+            .collect::<Result<Vec<_>, _>>()?;
+        let tiles: [MosaicTile; 4] = std::array::from_fn(|k| MosaicTile {
+            image: &images[k],
+            labels: &self.dataset.records[indices[k]].labels,
+        });
         let canvas = mosaic4(tiles, imgsz, centre);
         Ok(random_perspective(canvas, warp, mosaic_border(imgsz), rng))
     }
@@ -270,37 +377,83 @@ impl Shared {
     /// Reads image `index` and resizes its long side to imgsz.
     fn load_resized(&self, index: usize, augment: bool) -> Result<RgbImage, LoaderError> {
         let path = &self.dataset.records[index].path;
-        let original = read_image(path).map_err(|error| LoaderError::Read { path: path.clone(), error })?;
+        let original = read_image(path).map_err(|error| LoaderError::Read {
+            path: path.clone(),
+            error,
+        })?;
         Ok(resize_long_side(&original, self.config.imgsz, augment))
     }
 
     /// The image letterboxed into the imgsz square (enlarging only when augmenting, as
     /// ultralytics' `scaleup=self.augment`), with its boxes in pixels.
-    fn letterboxed(&self, index: usize, augment: bool) -> Result<(LabelledImage, ImageShape), LoaderError> {
+    fn letterboxed(
+        &self,
+        index: usize,
+        augment: bool,
+    ) -> Result<(LabelledImage, ImageShape), LoaderError> {
         let record = &self.dataset.records[index];
         let resized = self.load_resized(index, augment)?;
         let imgsz = self.config.imgsz;
-        let fitted = letterbox(&resized, (imgsz, imgsz), 32, false, augment).map_err(|error| LoaderError::Letterbox { path: record.path.clone(), error })?;
+        let fitted = letterbox(&resized, (imgsz, imgsz), 32, false, augment).map_err(|error| {
+            LoaderError::Letterbox {
+                path: record.path.clone(),
+                error,
+            }
+        })?;
         let (w, h) = (f64::from(resized.width()), f64::from(resized.height()));
         let (w0, h0) = (record.width, record.height);
         let (scaled_w, scaled_h) = ((fitted.ratio * w) as f32, (fitted.ratio * h) as f32);
         let (pad_w, pad_h) = (fitted.pad.0 as f32, fitted.pad.1 as f32);
-        let boxes = record.labels.iter().map(|label| PixelBox::from_label(label, scaled_w, scaled_h, pad_w, pad_h)).collect();
-        let shape = ImageShape { original: (h0, w0), gain: (h / f64::from(h0), w / f64::from(w0)), pad: fitted.pad };
-        Ok((LabelledImage { image: fitted.image, boxes }, shape))
+        let boxes = record
+            .labels
+            .iter()
+            .map(|label| PixelBox::from_label(label, scaled_w, scaled_h, pad_w, pad_h))
+            .collect();
+        let shape = ImageShape {
+            original: (h0, w0),
+            gain: (h / f64::from(h0), w / f64::from(w0)),
+            pad: fitted.pad,
+        };
+        Ok((
+            LabelledImage {
+                image: fitted.image,
+                boxes,
+            },
+            shape,
+        ))
     }
 }
 
 /// ultralytics' `collate_fn`: images stacked, targets concatenated with their image index.
 fn collate(samples: Vec<Sample>) -> Result<Batch, LoaderError> {
     let device = Device::Cpu;
-    let images = samples.iter().map(|sample| image_to_tensor(&sample.image, &device)).collect::<Result<Vec<_>, _>>()?;
+    let images = samples
+        .iter()
+        .map(|sample| image_to_tensor(&sample.image, &device))
+        .collect::<Result<Vec<_>, _>>()?;
     let images = Tensor::cat(&images, 0)?;
-    let targets: Vec<f32> = samples.iter().enumerate().flat_map(|(i, sample)| sample.labels.iter().flat_map(move |l| [i as f32, l.class as f32, l.cx, l.cy, l.w, l.h])).collect();
+    let targets: Vec<f32> = samples
+        .iter()
+        .enumerate()
+        .flat_map(|(i, sample)| {
+            sample
+                .labels
+                .iter()
+                .flat_map(move |l| [i as f32, l.class as f32, l.cx, l.cy, l.w, l.h])
+        })
+        .collect();
     let rows = targets.len() / 6;
     let targets = Tensor::from_vec(targets, (rows, 6), &device)?;
-    let (paths, shapes) = samples.into_iter().map(|sample| (sample.path, sample.shape)).unzip();
-    Ok(Batch { images, targets, paths, shapes })
+    let (paths, shapes) = samples
+        .into_iter()
+        .map(|sample| (sample.path, sample.shape))
+        .unzip();
+    Ok(Batch {
+        images,
+        targets,
+        paths,
+        shapes,
+    })
 }
 
 /// The batches of one epoch, in order; see [`Loader::epoch`].
@@ -344,7 +497,10 @@ pub enum PlotBatchError {
     #[error("the embedded DejaVu Sans font could not be loaded")]
     Font,
     #[error("{path}: cannot save: {error}")]
-    Save { path: PathBuf, error: image::ImageError },
+    Save {
+        path: PathBuf,
+        error: image::ImageError,
+    },
 }
 
 impl From<candle_core::Error> for PlotBatchError {
@@ -367,41 +523,102 @@ pub fn plot_batch(batch: &Batch, names: &[String], path: &Path) -> Result<(), Pl
     let (h, w) = (h as u32, w as u32);
     let mut canvas = tile_images(&batch.images, count, grid, (w, h))?;
     let scale = PLOT_MAX_SIZE / f64::from(grid) / f64::from(w.max(h));
-    let (w, h) = if scale < 1.0 { ((scale * f64::from(w)).ceil() as u32, (scale * f64::from(h)).ceil() as u32) } else { (w, h) };
+    let (w, h) = if scale < 1.0 {
+        (
+            (scale * f64::from(w)).ceil() as u32,
+            (scale * f64::from(h)).ceil() as u32,
+        )
+    } else {
+        (w, h)
+    };
     if scale < 1.0 {
         canvas = resize_linear(&canvas, w * grid, h * grid);
     }
-    let font = FontRef::try_from_slice(dejavu::sans::regular()).map_err(|_| PlotBatchError::Font)?;
+    let font =
+        FontRef::try_from_slice(dejavu::sans::regular()).map_err(|_| PlotBatchError::Font)?;
     // ultralytics' int((h + w) * ns * 0.01), kept legible on small grids.
     let font_size = (f64::from((h + w) * grid) * 0.01).floor().max(12.0) as f32;
     let line_width = ((font_size / 10.0).round() as u32).max(1);
     let targets = batch.targets.to_vec2::<f32>()?;
     for i in 0..count {
-        let origin = ((w * (i as u32 / grid)) as i32, (h * (i as u32 % grid)) as i32);
-        draw_thick_rect(&mut canvas, [origin.0, origin.1, origin.0 + w as i32, origin.1 + h as i32], Rgb([255; 3]), 2);
-        let file = batch.paths[i].file_name().map(|n| n.to_string_lossy().chars().take(40).collect::<String>()).unwrap_or_default();
-        draw_text_mut(&mut canvas, Rgb([220; 3]), origin.0 + 5, origin.1 + 5, PxScale::from(font_size), &font, &file);
+        let origin = (
+            (w * (i as u32 / grid)) as i32,
+            (h * (i as u32 % grid)) as i32,
+        );
+        draw_thick_rect(
+            &mut canvas,
+            [origin.0, origin.1, origin.0 + w as i32, origin.1 + h as i32],
+            Rgb([255; 3]),
+            2,
+        );
+        let file = batch.paths[i]
+            .file_name()
+            .map(|n| n.to_string_lossy().chars().take(40).collect::<String>())
+            .unwrap_or_default();
+        draw_text_mut(
+            &mut canvas,
+            Rgb([220; 3]),
+            origin.0 + 5,
+            origin.1 + 5,
+            PxScale::from(font_size),
+            &font,
+            &file,
+        );
         for target in targets.iter().filter(|t| t[0] as usize == i) {
             let class = target[1] as usize;
-            let name = names.get(class).cloned().unwrap_or_else(|| class.to_string());
-            let (cx, cy, bw, bh) = (target[2] * w as f32, target[3] * h as f32, target[4] * w as f32, target[5] * h as f32);
-            let corners = [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0].map(|v| v as i32);
-            let corners = [corners[0] + origin.0, corners[1] + origin.1, corners[2] + origin.0, corners[3] + origin.1];
-            draw_box_label(&mut canvas, corners, &name, class_color(class), line_width, (&font, font_size));
+            let name = names
+                .get(class)
+                .cloned()
+                .unwrap_or_else(|| class.to_string());
+            let (cx, cy, bw, bh) = (
+                target[2] * w as f32,
+                target[3] * h as f32,
+                target[4] * w as f32,
+                target[5] * h as f32,
+            );
+            let corners =
+                [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0].map(|v| v as i32);
+            let corners = [
+                corners[0] + origin.0,
+                corners[1] + origin.1,
+                corners[2] + origin.0,
+                corners[3] + origin.1,
+            ];
+            draw_box_label(
+                &mut canvas,
+                corners,
+                &name,
+                class_color(class),
+                line_width,
+                (&font, font_size),
+            );
         }
     }
-    canvas.save(path).map_err(|error| PlotBatchError::Save { path: path.to_path_buf(), error })
+    canvas.save(path).map_err(|error| PlotBatchError::Save {
+        path: path.to_path_buf(),
+        error,
+    })
 }
 
 /// The first `count` images of a (B, 3, H, W) tensor in [0, 1], column by column on a white
 /// `grid`×`grid` canvas (ultralytics' tile order).
-fn tile_images(images: &Tensor, count: usize, grid: u32, (w, h): (u32, u32)) -> Result<RgbImage, PlotBatchError> {
-    let pixels = images.narrow(0, 0, count)?.flatten_all()?.to_vec1::<f32>()?;
+fn tile_images(
+    images: &Tensor,
+    count: usize,
+    grid: u32,
+    (w, h): (u32, u32),
+) -> Result<RgbImage, PlotBatchError> {
+    let pixels = images
+        .narrow(0, 0, count)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     let plane = (w * h) as usize;
     let mut canvas = RgbImage::from_pixel(w * grid, h * grid, Rgb([255; 3]));
     for (i, chw) in pixels.chunks_exact(3 * plane).enumerate() {
         let (x0, y0) = (w * (i as u32 / grid), h * (i as u32 % grid));
-        for (p, pixel) in (0..plane).map(|p| (p, [0, 1, 2].map(|c| (chw[c * plane + p] * 255.0) as u8))) {
+        for (p, pixel) in
+            (0..plane).map(|p| (p, [0, 1, 2].map(|c| (chw[c * plane + p] * 255.0) as u8)))
+        {
             canvas.put_pixel(x0 + p as u32 % w, y0 + p as u32 / w, Rgb(pixel));
         }
     }
@@ -413,18 +630,45 @@ fn draw_thick_rect(canvas: &mut RgbImage, [x1, y1, x2, y2]: [i32; 4], colour: Rg
     for inset in 0..width as i32 {
         let (w, h) = (x2 - x1 - 2 * inset + 1, y2 - y1 - 2 * inset + 1);
         if w > 0 && h > 0 {
-            draw_hollow_rect_mut(canvas, Rect::at(x1 + inset, y1 + inset).of_size(w as u32, h as u32), colour);
+            draw_hollow_rect_mut(
+                canvas,
+                Rect::at(x1 + inset, y1 + inset).of_size(w as u32, h as u32),
+                colour,
+            );
         }
     }
 }
 
 /// ultralytics' `box_label`: the box, and white text on a filled label above it (inside
 /// it when there is no room above).
-fn draw_box_label(canvas: &mut RgbImage, corners: [i32; 4], text: &str, colour: Rgb<u8>, line_width: u32, (font, size): (&FontRef, f32)) {
+fn draw_box_label(
+    canvas: &mut RgbImage,
+    corners: [i32; 4],
+    text: &str,
+    colour: Rgb<u8>,
+    line_width: u32,
+    (font, size): (&FontRef, f32),
+) {
     draw_thick_rect(canvas, corners, colour, line_width);
     let (text_w, text_h) = text_size(PxScale::from(size), font, text);
     let outside = corners[1] - text_h as i32 >= 0;
-    let top = if outside { corners[1] - text_h as i32 } else { corners[1] };
-    draw_filled_rect_mut(canvas, Rect::at(corners[0], top).of_size(text_w + 1, text_h + 1), colour);
-    draw_text_mut(canvas, Rgb([255; 3]), corners[0], top, PxScale::from(size), font, text);
+    let top = if outside {
+        corners[1] - text_h as i32
+    } else {
+        corners[1]
+    };
+    draw_filled_rect_mut(
+        canvas,
+        Rect::at(corners[0], top).of_size(text_w + 1, text_h + 1),
+        colour,
+    );
+    draw_text_mut(
+        canvas,
+        Rgb([255; 3]),
+        corners[0],
+        top,
+        PxScale::from(size),
+        font,
+        text,
+    );
 }

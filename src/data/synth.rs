@@ -27,7 +27,13 @@ pub enum ShapeKind {
 }
 
 impl ShapeKind {
-    pub const ALL: [ShapeKind; 5] = [ShapeKind::Circle, ShapeKind::Rectangle, ShapeKind::Triangle, ShapeKind::Star, ShapeKind::Cross];
+    pub const ALL: [ShapeKind; 5] = [
+        ShapeKind::Circle,
+        ShapeKind::Rectangle,
+        ShapeKind::Triangle,
+        ShapeKind::Star,
+        ShapeKind::Cross,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -41,31 +47,52 @@ impl ShapeKind {
 
     pub fn parse(name: &str) -> Result<ShapeKind, SynthError> {
         let wanted = name.trim().to_lowercase();
-        Self::ALL.into_iter().find(|kind| kind.name() == wanted).ok_or_else(|| SynthError::UnknownShape { name: name.to_string() })
+        Self::ALL
+            .into_iter()
+            .find(|kind| kind.name() == wanted)
+            .ok_or_else(|| SynthError::UnknownShape {
+                name: name.to_string(),
+            })
     }
 
     /// Parses a comma-separated list such as `circle,rectangle,triangle`.
     pub fn parse_list(list: &str) -> Result<Vec<ShapeKind>, SynthError> {
-        list.split(',').filter(|name| !name.trim().is_empty()).map(Self::parse).collect()
+        list.split(',')
+            .filter(|name| !name.trim().is_empty())
+            .map(Self::parse)
+            .collect()
     }
 }
 
 fn supported_shapes() -> String {
-    ShapeKind::ALL.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(", ")
+    ShapeKind::ALL
+        .iter()
+        .map(|kind| kind.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum SynthError {
-    #[error("unknown shape `{name}`; the supported shapes are {}", supported_shapes())]
+    #[error(
+        "unknown shape `{name}`; the supported shapes are {}",
+        supported_shapes()
+    )]
     UnknownShape { name: String },
     #[error("invalid synth settings: {0}")]
     Settings(String),
     #[error("{path} already exists; choose another --out or delete it first")]
     Exists { path: PathBuf },
     #[error("{path}: {error}")]
-    Io { path: PathBuf, error: std::io::Error },
+    Io {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{path}: cannot encode PNG: {error}")]
-    Encode { path: PathBuf, error: image::ImageError },
+    Encode {
+        path: PathBuf,
+        error: image::ImageError,
+    },
 }
 
 /// What to generate; [`Default`] is `actyolo data synth`'s defaults.
@@ -127,7 +154,9 @@ impl Outline {
     pub fn contains(&self, x: f32, y: f32) -> bool {
         match self {
             Outline::Disc { cx, cy, r } => (x - cx).powi(2) + (y - cy).powi(2) <= r * r,
-            Outline::Polygon(points) => crossings(points, y).filter(|&edge_x| x < edge_x).count() % 2 == 1,
+            Outline::Polygon(points) => {
+                crossings(points, y).filter(|&edge_x| x < edge_x).count() % 2 == 1
+            }
         }
     }
 
@@ -141,7 +170,11 @@ impl Outline {
         match self {
             Outline::Disc { r, .. } => PI * r * r,
             Outline::Polygon(points) => {
-                let twice: f32 = points.iter().zip(points.iter().cycle().skip(1)).map(|(a, b)| a.0 * b.1 - b.0 * a.1).sum();
+                let twice: f32 = points
+                    .iter()
+                    .zip(points.iter().cycle().skip(1))
+                    .map(|(a, b)| a.0 * b.1 - b.0 * a.1)
+                    .sum();
                 twice.abs() / 2.0
             }
         }
@@ -151,7 +184,10 @@ impl Outline {
     fn pixels(&self, size: u32) -> Vec<usize> {
         let (x0, y0, x1, y1) = match self {
             Outline::Disc { cx, cy, r } => (cx - r, cy - r, cx + r, cy + r),
-            Outline::Polygon(points) => points.iter().fold((f32::MAX, f32::MAX, f32::MIN, f32::MIN), |(a, b, c, d), &(x, y)| (a.min(x), b.min(y), c.max(x), d.max(y))),
+            Outline::Polygon(points) => points.iter().fold(
+                (f32::MAX, f32::MAX, f32::MIN, f32::MIN),
+                |(a, b, c, d), &(x, y)| (a.min(x), b.min(y), c.max(x), d.max(y)),
+            ),
         };
         let clamp = |v: f32| (v.max(0.0) as u32).min(size);
         let (cols, rows) = (clamp(x0)..clamp(x1.ceil()), clamp(y0)..clamp(y1.ceil()));
@@ -159,7 +195,11 @@ impl Outline {
         for y in rows {
             let row = (y * size) as usize;
             match self {
-                Outline::Disc { .. } => pixels.extend(cols.clone().filter(|&x| self.covers_pixel(x, y)).map(|x| row + x as usize)),
+                Outline::Disc { .. } => pixels.extend(
+                    cols.clone()
+                        .filter(|&x| self.covers_pixel(x, y))
+                        .map(|x| row + x as usize),
+                ),
                 // Scanline spans: the same crossings as `contains`, computed once per row.
                 Outline::Polygon(points) => {
                     let mut edges: Vec<f32> = crossings(points, y as f32 + 0.5).collect();
@@ -180,7 +220,11 @@ impl Outline {
 /// on the line counts once); a point is inside when an odd number lie to its right.
 fn crossings(points: &[(f32, f32)], y: f32) -> impl Iterator<Item = f32> + '_ {
     let previous = points.iter().cycle().skip(points.len() - 1);
-    points.iter().zip(previous).filter(move |(&(_, y1), &(_, y0))| (y1 > y) != (y0 > y)).map(move |(&(x1, y1), &(x0, y0))| x0 + (y - y0) * (x1 - x0) / (y1 - y0))
+    points
+        .iter()
+        .zip(previous)
+        .filter(move |(&(_, y1), &(_, y0))| (y1 > y) != (y0 > y))
+        .map(move |(&(x1, y1), &(x0, y0))| x0 + (y - y0) * (x1 - x0) / (y1 - y0))
 }
 
 /// One shape of a rendered image, in paint order.
@@ -207,8 +251,18 @@ impl SynthImage {
         let mut text = String::new();
         for object in &self.objects {
             if let Some(rect) = object.visible_box {
-                let (x1, y1, x2, y2) = (rect.x1 as f32, rect.y1 as f32, rect.x2 as f32, rect.y2 as f32);
-                let (cx, cy, w, h) = ((x1 + x2) / 2.0 / size, (y1 + y2) / 2.0 / size, (x2 - x1) / size, (y2 - y1) / size);
+                let (x1, y1, x2, y2) = (
+                    rect.x1 as f32,
+                    rect.y1 as f32,
+                    rect.x2 as f32,
+                    rect.y2 as f32,
+                );
+                let (cx, cy, w, h) = (
+                    (x1 + x2) / 2.0 / size,
+                    (y1 + y2) / 2.0 / size,
+                    (x2 - x1) / size,
+                    (y2 - y1) / size,
+                );
                 // Writing to a String cannot fail.
                 let _ = writeln!(text, "{} {cx:.6} {cy:.6} {w:.6} {h:.6}", object.class);
             }
@@ -238,7 +292,11 @@ struct Canvas {
 
 impl Canvas {
     fn random_colour(rng: &mut impl Rng) -> [f32; 3] {
-        [rng.random_range(0.0..255.0), rng.random_range(0.0..255.0), rng.random_range(0.0..255.0)]
+        [
+            rng.random_range(0.0..255.0),
+            rng.random_range(0.0..255.0),
+            rng.random_range(0.0..255.0),
+        ]
     }
 
     /// A linear gradient between two random colours in a random direction.
@@ -272,7 +330,10 @@ impl Canvas {
             let (colour, strength) = (Self::random_colour(rng), rng.random_range(0.3..0.7));
             let disc = Outline::Disc { cx, cy, r: radius };
             for index in disc.pixels(self.size) {
-                let (x, y) = ((index as u32 % self.size) as f32 + 0.5, (index as u32 / self.size) as f32 + 0.5);
+                let (x, y) = (
+                    (index as u32 % self.size) as f32 + 0.5,
+                    (index as u32 / self.size) as f32 + 0.5,
+                );
                 let fade = 1.0 - ((x - cx).powi(2) + (y - cy).powi(2)) / (radius * radius);
                 self.blend(index, colour, strength * fade.powi(2));
             }
@@ -283,7 +344,12 @@ impl Canvas {
     fn lines(&mut self, rng: &mut impl Rng) {
         let size = self.size as f32;
         for _ in 0..rng.random_range(2..7) {
-            let (x0, y0, x1, y1) = (rng.random_range(0.0..size), rng.random_range(0.0..size), rng.random_range(0.0..size), rng.random_range(0.0..size));
+            let (x0, y0, x1, y1) = (
+                rng.random_range(0.0..size),
+                rng.random_range(0.0..size),
+                rng.random_range(0.0..size),
+                rng.random_range(0.0..size),
+            );
             let half_width = rng.random_range(0.5..1.5);
             let (colour, alpha) = (Self::random_colour(rng), rng.random_range(0.4..0.9));
             let (dx, dy) = (x1 - x0, y1 - y0);
@@ -311,7 +377,9 @@ impl Canvas {
     }
 
     fn mean_under(&self, pixels: &[usize]) -> [f32; 3] {
-        let sum = pixels.iter().fold([0.0f32; 3], |acc, &i| [0, 1, 2].map(|c| acc[c] + self.rgb[i][c]));
+        let sum = pixels.iter().fold([0.0f32; 3], |acc, &i| {
+            [0, 1, 2].map(|c| acc[c] + self.rgb[i][c])
+        });
         sum.map(|s| s / pixels.len().max(1) as f32)
     }
 
@@ -328,7 +396,8 @@ impl Canvas {
                 bytes.push(((pixel[c] + noise).clamp(0.0, 255.0) + 0.5) as u8);
             }
         }
-        RgbImage::from_raw(self.size, self.size, bytes).unwrap_or_else(|| unreachable!("the buffer holds size² RGB pixels"))
+        RgbImage::from_raw(self.size, self.size, bytes)
+            .unwrap_or_else(|| unreachable!("the buffer holds size² RGB pixels"))
     }
 }
 
@@ -336,7 +405,17 @@ impl Canvas {
 fn random_outline(kind: ShapeKind, (cx, cy): (f32, f32), side: f32, rng: &mut impl Rng) -> Outline {
     let angle = rng.random_range(0.0..TAU);
     let polar = |points: &[(f32, f32)]| {
-        Outline::Polygon(points.iter().map(|&(radius, theta)| (cx + radius * (theta + angle).cos(), cy + radius * (theta + angle).sin())).collect())
+        Outline::Polygon(
+            points
+                .iter()
+                .map(|&(radius, theta)| {
+                    (
+                        cx + radius * (theta + angle).cos(),
+                        cy + radius * (theta + angle).sin(),
+                    )
+                })
+                .collect(),
+        )
     };
     let r = side / 2.0;
     match kind {
@@ -344,22 +423,47 @@ fn random_outline(kind: ShapeKind, (cx, cy): (f32, f32), side: f32, rng: &mut im
         ShapeKind::Rectangle => {
             let (w, h) = (side / 2.0, side * rng.random_range(0.35..1.0) / 2.0);
             let (diagonal, corner) = ((w * w + h * h).sqrt(), h.atan2(w));
-            polar(&[(diagonal, corner), (diagonal, PI - corner), (diagonal, PI + corner), (diagonal, -corner)])
+            polar(&[
+                (diagonal, corner),
+                (diagonal, PI - corner),
+                (diagonal, PI + corner),
+                (diagonal, -corner),
+            ])
         }
         ShapeKind::Triangle => {
             // Up to ±17° off equilateral, so the triangles vary without degenerating.
-            let vertices: Vec<_> = (0..3).map(|k| (r, k as f32 * TAU / 3.0 + rng.random_range(-0.3..0.3))).collect();
+            let vertices: Vec<_> = (0..3)
+                .map(|k| (r, k as f32 * TAU / 3.0 + rng.random_range(-0.3..0.3)))
+                .collect();
             polar(&vertices)
         }
         ShapeKind::Star => {
             let inner = r * rng.random_range(0.38..0.55);
-            let vertices: Vec<_> = (0..10).map(|k| (if k % 2 == 0 { r } else { inner }, k as f32 * TAU / 10.0)).collect();
+            let vertices: Vec<_> = (0..10)
+                .map(|k| (if k % 2 == 0 { r } else { inner }, k as f32 * TAU / 10.0))
+                .collect();
             polar(&vertices)
         }
         ShapeKind::Cross => {
             let arm = side * rng.random_range(0.15..0.22);
-            let corners = [(arm, r), (arm, arm), (r, arm), (r, -arm), (arm, -arm), (arm, -r), (-arm, -r), (-arm, -arm), (-r, -arm), (-r, arm), (-arm, arm), (-arm, r)];
-            let vertices: Vec<_> = corners.iter().map(|&(x, y)| ((x * x + y * y).sqrt(), y.atan2(x))).collect();
+            let corners = [
+                (arm, r),
+                (arm, arm),
+                (r, arm),
+                (r, -arm),
+                (arm, -arm),
+                (arm, -r),
+                (-arm, -r),
+                (-arm, -arm),
+                (-r, -arm),
+                (-r, arm),
+                (-arm, arm),
+                (-arm, r),
+            ];
+            let vertices: Vec<_> = corners
+                .iter()
+                .map(|&(x, y)| ((x * x + y * y).sqrt(), y.atan2(x)))
+                .collect();
             polar(&vertices)
         }
     }
@@ -387,8 +491,14 @@ impl Layout {
     /// Whether a new shape over `pixels` (of exact area `area`) is mostly in frame and leaves
     /// every earlier shape visible enough.
     fn accepts(&self, pixels: &[usize], area: f32) -> bool {
-        let in_frame = pixels.len() >= MIN_VISIBLE_PIXELS && pixels.len() as f32 >= MIN_IN_FRAME * area;
-        in_frame && self.covered(pixels).iter().enumerate().all(|(k, &c)| (self.visible[k] - c) as f32 >= KEEP_VISIBLE * self.areas[k])
+        let in_frame =
+            pixels.len() >= MIN_VISIBLE_PIXELS && pixels.len() as f32 >= MIN_IN_FRAME * area;
+        in_frame
+            && self
+                .covered(pixels)
+                .iter()
+                .enumerate()
+                .all(|(k, &c)| (self.visible[k] - c) as f32 >= KEEP_VISIBLE * self.areas[k])
     }
 
     fn place(&mut self, pixels: &[usize], area: f32) {
@@ -405,30 +515,65 @@ impl Layout {
     fn visible_boxes(&self, size: u32) -> Vec<Option<PixelRect>> {
         let mut boxes: Vec<Option<PixelRect>> = vec![None; self.areas.len()];
         for (i, &id) in self.owner.iter().enumerate() {
-            let Some(shape) = (id as usize).checked_sub(1) else { continue };
+            let Some(shape) = (id as usize).checked_sub(1) else {
+                continue;
+            };
             let (x, y) = (i as u32 % size, i as u32 / size);
-            let rect = boxes[shape].get_or_insert(PixelRect { x1: x, y1: y, x2: x + 1, y2: y + 1 });
-            *rect = PixelRect { x1: rect.x1.min(x), y1: rect.y1.min(y), x2: rect.x2.max(x + 1), y2: rect.y2.max(y + 1) };
+            let rect = boxes[shape].get_or_insert(PixelRect {
+                x1: x,
+                y1: y,
+                x2: x + 1,
+                y2: y + 1,
+            });
+            *rect = PixelRect {
+                x1: rect.x1.min(x),
+                y1: rect.y1.min(y),
+                x2: rect.x2.max(x + 1),
+                y2: rect.y2.max(y + 1),
+            };
         }
-        let labelled = |k: usize| self.visible[k] >= MIN_VISIBLE_PIXELS && self.visible[k] as f32 >= MIN_VISIBLE * self.areas[k];
-        boxes.into_iter().enumerate().map(|(k, rect)| rect.filter(|_| labelled(k))).collect()
+        let labelled = |k: usize| {
+            self.visible[k] >= MIN_VISIBLE_PIXELS
+                && self.visible[k] as f32 >= MIN_VISIBLE * self.areas[k]
+        };
+        boxes
+            .into_iter()
+            .enumerate()
+            .map(|(k, rect)| rect.filter(|_| labelled(k)))
+            .collect()
     }
 }
 
 /// Renders one image of side `size` with 1..=`max_objects` shapes drawn from `classes`
 /// (fewer when a shape finds no place; none when `classes` is empty).
-pub fn render(size: u32, classes: &[ShapeKind], max_objects: usize, rng: &mut impl Rng) -> SynthImage {
+pub fn render(
+    size: u32,
+    classes: &[ShapeKind],
+    max_objects: usize,
+    rng: &mut impl Rng,
+) -> SynthImage {
     let mut canvas = Canvas::gradient(size, rng);
     canvas.blobs(rng);
     canvas.lines(rng);
-    let mut layout = Layout { owner: vec![0; (size * size) as usize], areas: Vec::new(), visible: Vec::new() };
+    let mut layout = Layout {
+        owner: vec![0; (size * size) as usize],
+        areas: Vec::new(),
+        visible: Vec::new(),
+    };
     let mut objects = Vec::new();
-    let count = if classes.is_empty() { 0 } else { rng.random_range(1..=max_objects.max(1)) };
+    let count = if classes.is_empty() {
+        0
+    } else {
+        rng.random_range(1..=max_objects.max(1))
+    };
     for _ in 0..count {
         let class = rng.random_range(0..classes.len());
         for _ in 0..PLACEMENT_TRIES {
             let side = rng.random_range(SIZE_RANGE.0..SIZE_RANGE.1) * size as f32;
-            let centre = (rng.random_range(0.05..0.95) * size as f32, rng.random_range(0.05..0.95) * size as f32);
+            let centre = (
+                rng.random_range(0.05..0.95) * size as f32,
+                rng.random_range(0.05..0.95) * size as f32,
+            );
             let outline = random_outline(classes[class], centre, side, rng);
             let (pixels, area) = (outline.pixels(size), outline.area());
             if !layout.accepts(&pixels, area) {
@@ -436,7 +581,11 @@ pub fn render(size: u32, classes: &[ShapeKind], max_objects: usize, rng: &mut im
             }
             paint(&mut canvas, &pixels, rng);
             layout.place(&pixels, area);
-            objects.push(SynthObject { class, outline, visible_box: None });
+            objects.push(SynthObject {
+                class,
+                outline,
+                visible_box: None,
+            });
             break;
         }
     }
@@ -444,7 +593,10 @@ pub fn render(size: u32, classes: &[ShapeKind], max_objects: usize, rng: &mut im
         object.visible_box = rect;
     }
     let amplitude = rng.random_range(8.0..30.0);
-    SynthImage { image: canvas.into_noisy_image(amplitude, rng), objects }
+    SynthImage {
+        image: canvas.into_noisy_image(amplitude, rng),
+        objects,
+    }
 }
 
 /// Fills `pixels` with one random colour that stands out from what lies under it.
@@ -490,30 +642,64 @@ pub fn generate(config: &SynthConfig) -> Result<SynthSummary, SynthError> {
     let val_objects = write_split(config, &root, "val", config.n_val)?;
     let data_yaml = root.join("data.yaml");
     std::fs::write(&data_yaml, data_yaml_text(config, &root)).map_err(io(&data_yaml))?;
-    Ok(SynthSummary { data_yaml, train_images: config.n_train, val_images: config.n_val, train_objects, val_objects })
+    Ok(SynthSummary {
+        data_yaml,
+        train_images: config.n_train,
+        val_images: config.n_val,
+        train_objects,
+        val_objects,
+    })
 }
 
 fn check_settings(config: &SynthConfig) -> Result<(), SynthError> {
     if config.classes.is_empty() {
-        return Err(SynthError::Settings(format!("no classes chosen; pick some of {}", supported_shapes())));
+        return Err(SynthError::Settings(format!(
+            "no classes chosen; pick some of {}",
+            supported_shapes()
+        )));
     }
-    if let Some(kind) = config.classes.iter().enumerate().find_map(|(i, kind)| config.classes[..i].contains(kind).then_some(kind)) {
-        return Err(SynthError::Settings(format!("`{}` is listed twice in the classes", kind.name())));
+    if let Some(kind) = config
+        .classes
+        .iter()
+        .enumerate()
+        .find_map(|(i, kind)| config.classes[..i].contains(kind).then_some(kind))
+    {
+        return Err(SynthError::Settings(format!(
+            "`{}` is listed twice in the classes",
+            kind.name()
+        )));
     }
     if !(32..=4096).contains(&config.imgsz) {
-        return Err(SynthError::Settings(format!("image size {} is outside 32..=4096 pixels", config.imgsz)));
+        return Err(SynthError::Settings(format!(
+            "image size {} is outside 32..=4096 pixels",
+            config.imgsz
+        )));
     }
     if !(1..=1000).contains(&config.max_objects) {
-        return Err(SynthError::Settings(format!("max objects {} is outside 1..=1000", config.max_objects)));
+        return Err(SynthError::Settings(format!(
+            "max objects {} is outside 1..=1000",
+            config.max_objects
+        )));
     }
     Ok(())
 }
 
 /// Renders and writes one split in parallel; returns how many objects it labelled.
-fn write_split(config: &SynthConfig, root: &Path, split: &str, n: usize) -> Result<usize, SynthError> {
-    let (images, labels) = (root.join("images").join(split), root.join("labels").join(split));
+fn write_split(
+    config: &SynthConfig,
+    root: &Path,
+    split: &str,
+    n: usize,
+) -> Result<usize, SynthError> {
+    let (images, labels) = (
+        root.join("images").join(split),
+        root.join("labels").join(split),
+    );
     for dir in [&images, &labels] {
-        std::fs::create_dir_all(dir).map_err(|error| SynthError::Io { path: dir.clone(), error })?;
+        std::fs::create_dir_all(dir).map_err(|error| SynthError::Io {
+            path: dir.clone(),
+            error,
+        })?;
     }
     let counts = (0..n).into_par_iter().map(|index| {
         let mut rng = stream_rng(config.seed, (split_stream(split) << 32) | index as u64);
@@ -521,22 +707,58 @@ fn write_split(config: &SynthConfig, root: &Path, split: &str, n: usize) -> Resu
         let stem = format!("{index:06}");
         write_png(&rendered.image, &images.join(format!("{stem}.png")))?;
         let label_path = labels.join(format!("{stem}.txt"));
-        std::fs::write(&label_path, rendered.label_text()).map_err(|error| SynthError::Io { path: label_path, error })?;
-        Ok(rendered.objects.iter().filter(|o| o.visible_box.is_some()).count())
+        std::fs::write(&label_path, rendered.label_text()).map_err(|error| SynthError::Io {
+            path: label_path,
+            error,
+        })?;
+        Ok(rendered
+            .objects
+            .iter()
+            .filter(|o| o.visible_box.is_some())
+            .count())
     });
-    counts.collect::<Result<Vec<_>, SynthError>>().map(|counts| counts.into_iter().sum())
+    counts
+        .collect::<Result<Vec<_>, SynthError>>()
+        .map(|counts| counts.into_iter().sum())
 }
 
 /// PNG with fast compression: noisy images barely compress anyway, and speed matters here.
 fn write_png(image: &RgbImage, path: &Path) -> Result<(), SynthError> {
-    let file = std::fs::File::create(path).map_err(|error| SynthError::Io { path: path.to_path_buf(), error })?;
-    let encoder = PngEncoder::new_with_quality(std::io::BufWriter::new(file), CompressionType::Fast, FilterType::Sub);
-    encoder.write_image(image.as_raw(), image.width(), image.height(), ExtendedColorType::Rgb8).map_err(|error| SynthError::Encode { path: path.to_path_buf(), error })
+    let file = std::fs::File::create(path).map_err(|error| SynthError::Io {
+        path: path.to_path_buf(),
+        error,
+    })?;
+    let encoder = PngEncoder::new_with_quality(
+        std::io::BufWriter::new(file),
+        CompressionType::Fast,
+        FilterType::Sub,
+    );
+    encoder
+        .write_image(
+            image.as_raw(),
+            image.width(),
+            image.height(),
+            ExtendedColorType::Rgb8,
+        )
+        .map_err(|error| SynthError::Encode {
+            path: path.to_path_buf(),
+            error,
+        })
 }
 
 fn data_yaml_text(config: &SynthConfig, root: &Path) -> String {
-    let names = config.classes.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(", ");
-    let classes = config.classes.iter().map(|kind| kind.name()).collect::<Vec<_>>().join(",");
+    let names = config
+        .classes
+        .iter()
+        .map(|kind| kind.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let classes = config
+        .classes
+        .iter()
+        .map(|kind| kind.name())
+        .collect::<Vec<_>>()
+        .join(",");
     format!(
         "# Synthetic shapes: actyolo data synth --n-train {} --n-val {} --imgsz {} --seed {} --classes {classes}\n\
          path: {}\ntrain: images/train\nval: images/val\nnc: {}\nnames: [{names}]\n",
@@ -551,5 +773,6 @@ fn data_yaml_text(config: &SynthConfig, root: &Path) -> String {
 
 /// A YAML double-quoted scalar, so that any path survives (spaces, colons, `#`).
 fn yaml_string(text: &str) -> String {
-    serde_json::to_string(text).unwrap_or_else(|_| unreachable!("a string always serialises to JSON"))
+    serde_json::to_string(text)
+        .unwrap_or_else(|_| unreachable!("a string always serialises to JSON"))
 }

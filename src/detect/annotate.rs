@@ -67,7 +67,9 @@ pub struct Annotator {
 
 impl Annotator {
     pub fn new() -> Result<Annotator, InvalidFont> {
-        Ok(Annotator { font: FontRef::try_from_slice(dejavu::sans::regular())? })
+        Ok(Annotator {
+            font: FontRef::try_from_slice(dejavu::sans::regular())?,
+        })
     }
 
     /// Draws each detection's box and "name conf" label, the best last so that it is on
@@ -79,14 +81,25 @@ impl Annotator {
             // detect.py truncates the (already rounded) corners with int().
             let [x1, y1, x2, y2] = detection.bbox.map(|v| v as i32);
             draw_thick_box(image, [x1, y1, x2, y2], color, lw);
-            let label = format!("{} {:.2}", class_name(names, detection.class), detection.conf);
+            let label = format!(
+                "{} {:.2}",
+                class_name(names, detection.class),
+                detection.conf
+            );
             self.draw_label(image, (x1, y1), &label, color, lw);
         }
     }
 
     /// A filled label with its top-left corner at the box's, above the box when it fits;
     /// moved left where it would run off the image (ultralytics lets it be cut).
-    fn draw_label(&self, image: &mut RgbImage, (x, y): (i32, i32), text: &str, color: Rgb<u8>, lw: u32) {
+    fn draw_label(
+        &self,
+        image: &mut RgbImage,
+        (x, y): (i32, i32),
+        text: &str,
+        color: Rgb<u8>,
+        lw: u32,
+    ) {
         let scale = PxScale::from(TEXT_PX_PER_LINE_WIDTH * lw as f32);
         let (text_w, text_h) = text_size(scale, &self.font, text);
         let (label_w, label_h) = (text_w + 2, text_h + 3);
@@ -94,7 +107,15 @@ impl Annotator {
         let outside = y - label_h as i32 >= 0;
         let top = if outside { y - label_h as i32 } else { y };
         draw_filled_rect_mut(image, Rect::at(x, top).of_size(label_w, label_h), color);
-        draw_text_mut(image, text_color(color), x + 1, top + 2, scale, &self.font, text);
+        draw_text_mut(
+            image,
+            text_color(color),
+            x + 1,
+            top + 2,
+            scale,
+            &self.font,
+            text,
+        );
     }
 }
 
@@ -104,7 +125,8 @@ fn draw_thick_box(image: &mut RgbImage, [x1, y1, x2, y2]: [i32; 4], color: Rgb<u
     for inset in -(lw / 2)..lw - lw / 2 {
         let (left, top, right, bottom) = (x1 + inset, y1 + inset, x2 - inset, y2 - inset);
         if left <= right && top <= bottom {
-            let rect = Rect::at(left, top).of_size((right - left + 1) as u32, (bottom - top + 1) as u32);
+            let rect =
+                Rect::at(left, top).of_size((right - left + 1) as u32, (bottom - top + 1) as u32);
             draw_hollow_rect_mut(image, rect, color);
         }
     }

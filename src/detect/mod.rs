@@ -66,20 +66,33 @@ pub enum DetectError {
     #[error("the embedded DejaVu Sans font could not be loaded: {0}")]
     Font(#[from] ab_glyph::InvalidFont),
     #[error("{}: {error}", path.display())]
-    Write { path: PathBuf, error: std::io::Error },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{}: cannot save the image: {error}", path.display())]
-    SaveImage { path: PathBuf, error: image::ImageError },
+    SaveImage {
+        path: PathBuf,
+        error: image::ImageError,
+    },
 }
 
 fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
-    move |error| DetectError::Write { path: path.to_owned(), error }
+    move |error| DetectError::Write {
+        path: path.to_owned(),
+        error,
+    }
 }
 
 /// What a run reports while it goes.
 #[derive(Debug)]
 pub enum DetectEvent<'a> {
     /// `--imgsz` was not a multiple of the stride and was rounded up.
-    ImageSizeRounded { requested: u32, used: u32, stride: u32 },
+    ImageSizeRounded {
+        requested: u32,
+        used: u32,
+        stride: u32,
+    },
     /// A file left out: not an image, or unreadable.
     Skipped { path: &'a Path, reason: &'a str },
     /// One image done.
@@ -89,10 +102,16 @@ pub enum DetectEvent<'a> {
 impl fmt::Display for DetectEvent<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DetectEvent::ImageSizeRounded { requested, used, stride } => {
+            DetectEvent::ImageSizeRounded {
+                requested,
+                used,
+                stride,
+            } => {
                 write!(f, "--imgsz {requested} must be a multiple of max stride {stride}, updating to {used}")
             }
-            DetectEvent::Skipped { path, reason } => write!(f, "skipped {}: {reason}", path.display()),
+            DetectEvent::Skipped { path, reason } => {
+                write!(f, "skipped {}: {reason}", path.display())
+            }
             DetectEvent::Image(report) => report.fmt(f),
         }
     }
@@ -116,7 +135,13 @@ pub struct ImageReport {
 impl fmt::Display for ImageReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (h, w) = self.input_shape;
-        write!(f, "image {}/{} {}: {h}x{w} ", self.index, self.total, self.path.display())?;
+        write!(
+            f,
+            "image {}/{} {}: {h}x{w} ",
+            self.index,
+            self.total,
+            self.path.display()
+        )?;
         if self.counts.is_empty() {
             write!(f, "(no detections), ")?;
         }
@@ -129,7 +154,10 @@ impl fmt::Display for ImageReport {
 
 /// The model's name for a class, or its index when the model has no names for it.
 pub fn class_name(names: &[String], class: usize) -> String {
-    names.get(class).cloned().unwrap_or_else(|| class.to_string())
+    names
+        .get(class)
+        .cloned()
+        .unwrap_or_else(|| class.to_string())
 }
 
 fn ms(duration: std::time::Duration) -> f64 {
@@ -158,14 +186,21 @@ impl fmt::Display for DetectSummary {
         }
         write!(f, "Results saved to {}", self.save_dir.display())?;
         if let Some(n) = self.labels {
-            write!(f, "\n{n} labels saved to {}", self.save_dir.join("labels").display())?;
+            write!(
+                f,
+                "\n{n} labels saved to {}",
+                self.save_dir.join("labels").display()
+            )?;
         }
         Ok(())
     }
 }
 
 /// Runs detection on every image of `options.source` and saves the results.
-pub fn detect(options: &DetectOptions, observer: &mut dyn FnMut(DetectEvent<'_>)) -> Result<DetectSummary, DetectError> {
+pub fn detect(
+    options: &DetectOptions,
+    observer: &mut dyn FnMut(DetectEvent<'_>),
+) -> Result<DetectSummary, DetectError> {
     let nms = options.nms.clone();
     nms.validate()?;
     let files = list_source(&options.source)?;
@@ -173,11 +208,17 @@ pub fn detect(options: &DetectOptions, observer: &mut dyn FnMut(DetectEvent<'_>)
         observer(DetectEvent::Skipped { path, reason });
     }
     if files.images.is_empty() {
-        return Err(DetectError::NoImages { given: options.source.clone() });
+        return Err(DetectError::NoImages {
+            given: options.source.clone(),
+        });
     }
     let predictor = Predictor::new(load(options)?, options.imgsz, nms)?;
     if predictor.imgsz != options.imgsz {
-        observer(DetectEvent::ImageSizeRounded { requested: options.imgsz, used: predictor.imgsz, stride: predictor.stride });
+        observer(DetectEvent::ImageSizeRounded {
+            requested: options.imgsz,
+            used: predictor.imgsz,
+            stride: predictor.stride,
+        });
     }
     let mut run = Run::create(options, &predictor)?;
     let total = files.images.len();
@@ -185,7 +226,10 @@ pub fn detect(options: &DetectOptions, observer: &mut dyn FnMut(DetectEvent<'_>)
         let image = match read_image(path) {
             Ok(image) => image,
             Err(e) => {
-                observer(DetectEvent::Skipped { path, reason: &e.to_string() });
+                observer(DetectEvent::Skipped {
+                    path,
+                    reason: &e.to_string(),
+                });
                 continue;
             }
         };
@@ -223,7 +267,11 @@ impl<'a> Run<'a> {
     /// Creates `project/name` (numbered when it exists) and its `labels/` when needed.
     fn create(options: &DetectOptions, predictor: &'a Predictor) -> Result<Run<'a>, DetectError> {
         let save_dir = increment_path(&options.project.join(&options.name), options.exist_ok);
-        let folder = if options.save_txt { save_dir.join("labels") } else { save_dir.clone() };
+        let folder = if options.save_txt {
+            save_dir.join("labels")
+        } else {
+            save_dir.clone()
+        };
         std::fs::create_dir_all(&folder).map_err(write_error(&folder))?;
         Ok(Run {
             save_dir,
@@ -240,27 +288,54 @@ impl<'a> Run<'a> {
     }
 
     /// The annotated image, and the labels and COCO entries when asked for.
-    fn save(&mut self, path: &Path, mut image: RgbImage, detections: &[Detection]) -> Result<(), DetectError> {
+    fn save(
+        &mut self,
+        path: &Path,
+        mut image: RgbImage,
+        detections: &[Detection],
+    ) -> Result<(), DetectError> {
         let file_name = path.file_name().unwrap_or(path.as_os_str());
         let stem = path.file_stem().unwrap_or(file_name).to_string_lossy();
         if self.save_txt && !detections.is_empty() {
             // As detect.py: lines in reverse (worst first), appended to labels/<stem>.txt.
-            let lines: String = detections.iter().rev().map(|d| label_line(d, image.width(), image.height(), self.save_conf) + "\n").collect();
+            let lines: String = detections
+                .iter()
+                .rev()
+                .map(|d| label_line(d, image.width(), image.height(), self.save_conf) + "\n")
+                .collect();
             let txt = self.save_dir.join("labels").join(format!("{stem}.txt"));
-            let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&txt).map_err(write_error(&txt))?;
-            file.write_all(lines.as_bytes()).map_err(write_error(&txt))?;
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&txt)
+                .map_err(write_error(&txt))?;
+            file.write_all(lines.as_bytes())
+                .map_err(write_error(&txt))?;
         }
         if self.save_json {
             let id = ImageId::from_stem(&stem);
-            self.coco.extend(detections.iter().map(|d| CocoPrediction::new(id.clone(), d)));
+            self.coco.extend(
+                detections
+                    .iter()
+                    .map(|d| CocoPrediction::new(id.clone(), d)),
+            );
         }
         self.annotator.draw(&mut image, detections, self.names);
         let target = self.save_dir.join(file_name);
-        save_image(&image, &target).map_err(|error| DetectError::SaveImage { path: target, error })?;
+        save_image(&image, &target).map_err(|error| DetectError::SaveImage {
+            path: target,
+            error,
+        })?;
         Ok(())
     }
 
-    fn record(&mut self, index: usize, total: usize, path: &Path, prediction: Prediction) -> ImageReport {
+    fn record(
+        &mut self,
+        index: usize,
+        total: usize,
+        path: &Path,
+        prediction: Prediction,
+    ) -> ImageReport {
         self.seen += 1;
         self.totals += prediction.times;
         let mut counts: Vec<(String, usize)> = Vec::new();
@@ -273,27 +348,50 @@ impl<'a> Run<'a> {
                 _ => counts.push((name, 1)),
             }
         }
-        ImageReport { index, total, path: path.to_owned(), input_shape: prediction.input_shape, counts, times: prediction.times }
+        ImageReport {
+            index,
+            total,
+            path: path.to_owned(),
+            input_shape: prediction.input_shape,
+            counts,
+            times: prediction.times,
+        }
     }
 
     fn finish(self) -> Result<DetectSummary, DetectError> {
         if self.save_json {
             let json_path = self.save_dir.join("predictions.json");
-            let json = serde_json::to_vec(&self.coco).map_err(|e| DetectError::Write { path: json_path.clone(), error: e.into() })?;
+            let json = serde_json::to_vec(&self.coco).map_err(|e| DetectError::Write {
+                path: json_path.clone(),
+                error: e.into(),
+            })?;
             std::fs::write(&json_path, json).map_err(write_error(&json_path))?;
         }
-        let labels = if self.save_txt { Some(count_label_files(&self.save_dir.join("labels"))?) } else { None };
+        let labels = if self.save_txt {
+            Some(count_label_files(&self.save_dir.join("labels"))?)
+        } else {
+            None
+        };
         let n = self.seen as f64;
         let mean_times = (self.seen > 0).then(|| StageTimes {
             preprocess: self.totals.preprocess.div_f64(n),
             inference: self.totals.inference.div_f64(n),
             nms: self.totals.nms.div_f64(n),
         });
-        Ok(DetectSummary { save_dir: self.save_dir, images: self.seen, mean_times, imgsz: self.imgsz, labels })
+        Ok(DetectSummary {
+            save_dir: self.save_dir,
+            images: self.seen,
+            mean_times,
+            imgsz: self.imgsz,
+            labels,
+        })
     }
 }
 
 fn count_label_files(labels: &Path) -> Result<usize, DetectError> {
     let entries = std::fs::read_dir(labels).map_err(write_error(labels))?;
-    Ok(entries.filter_map(Result::ok).filter(|e| e.path().extension().is_some_and(|x| x == "txt")).count())
+    Ok(entries
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "txt"))
+        .count())
 }

@@ -21,7 +21,10 @@ pub fn increment_path(path: &Path, exist_ok: bool) -> PathBuf {
         name.push(n.to_string());
         PathBuf::from(name)
     };
-    (2..9999).map(numbered).find(|p| !p.exists()).unwrap_or_else(|| numbered(9999))
+    (2..9999)
+        .map(numbered)
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| numbered(9999))
 }
 
 /// Python's `'%g' % x`: 6 significant digits, trailing zeros dropped, exponent notation
@@ -33,7 +36,13 @@ pub fn format_g(x: f64) -> String {
 /// Python's `'%.{significant}g' % x`.
 pub fn format_general(x: f64, significant: usize) -> String {
     if !x.is_finite() {
-        return if x.is_nan() { "nan".into() } else if x > 0.0 { "inf".into() } else { "-inf".into() };
+        return if x.is_nan() {
+            "nan".into()
+        } else if x > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        };
     }
     let p = significant.max(1);
     let scientific = format!("{x:.*e}", p - 1);
@@ -61,13 +70,22 @@ fn trim_zeros(number: &str) -> &str {
 pub fn label_line(detection: &Detection, width: u32, height: u32, save_conf: bool) -> String {
     let [x1, y1, x2, y2] = detection.bbox;
     let (w, h) = (width as f32, height as f32);
-    let xywh = [(x1 + x2) / 2.0 / w, (y1 + y2) / 2.0 / h, (x2 - x1) / w, (y2 - y1) / h];
+    let xywh = [
+        (x1 + x2) / 2.0 / w,
+        (y1 + y2) / 2.0 / h,
+        (x2 - x1) / w,
+        (y2 - y1) / h,
+    ];
     let mut fields = vec![detection.class as f64];
     fields.extend(xywh.map(f64::from));
     if save_conf {
         fields.push(f64::from(detection.conf));
     }
-    fields.into_iter().map(format_g).collect::<Vec<_>>().join(" ")
+    fields
+        .into_iter()
+        .map(format_g)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// A COCO `image_id`: the file stem, as a number when it is one (as val.py).
@@ -106,7 +124,12 @@ impl CocoPrediction {
         let (w, h) = (x2 - x1, y2 - y1);
         let (cx, cy) = ((x1 + x2) / 2.0, (y1 + y2) / 2.0);
         let bbox = [cx - w / 2.0, cy - h / 2.0, w, h].map(|v| round_to(f64::from(v), 3));
-        CocoPrediction { image_id, category_id: detection.class, bbox, score: round_to(f64::from(detection.conf), 5) }
+        CocoPrediction {
+            image_id,
+            category_id: detection.class,
+            bbox,
+            score: round_to(f64::from(detection.conf), 5),
+        }
     }
 }
 
@@ -121,10 +144,15 @@ pub fn save_image(image: &RgbImage, path: &Path) -> Result<PathBuf, image::Image
     match ImageFormat::from_path(path) {
         Ok(ImageFormat::Jpeg) => {
             let file = std::fs::File::create(path).map_err(image::ImageError::IoError)?;
-            image.write_with_encoder(JpegEncoder::new_with_quality(std::io::BufWriter::new(file), 95))?;
+            image.write_with_encoder(JpegEncoder::new_with_quality(
+                std::io::BufWriter::new(file),
+                95,
+            ))?;
             Ok(path.to_owned())
         }
-        Ok(format) if format.writing_enabled() => image.save_with_format(path, format).map(|()| path.to_owned()),
+        Ok(format) if format.writing_enabled() => image
+            .save_with_format(path, format)
+            .map(|()| path.to_owned()),
         _ => {
             let png = path.with_extension("png");
             image.save_with_format(&png, ImageFormat::Png).map(|()| png)

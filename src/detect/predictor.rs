@@ -63,7 +63,12 @@ impl Predictor {
             _ => return Err(DetectError::ImageSize(imgsz)),
         };
         model.fuse()?;
-        Ok(Predictor { model, stride, imgsz, nms })
+        Ok(Predictor {
+            model,
+            stride,
+            imgsz,
+            nms,
+        })
     }
 
     pub fn names(&self) -> &[String] {
@@ -77,16 +82,32 @@ impl Predictor {
         let preprocessed = Instant::now();
         let (output, _) = self.model.predict(&input)?;
         let inferred = Instant::now();
-        let mut detections = non_max_suppression(&output, &self.nms)?.into_iter().next().unwrap_or_default();
+        let mut detections = non_max_suppression(&output, &self.nms)?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let input_shape = (boxed.image.height() as usize, boxed.image.width() as usize);
         let original_shape = (image.height() as usize, image.width() as usize);
-        scale_boxes(input_shape, detections.iter_mut().map(|d| &mut d.bbox), original_shape, None);
+        scale_boxes(
+            input_shape,
+            detections.iter_mut().map(|d| &mut d.bbox),
+            original_shape,
+            None,
+        );
         for detection in &mut detections {
             // torch.round: half to even.
             detection.bbox = detection.bbox.map(f32::round_ties_even);
         }
         let done = Instant::now();
-        let times = StageTimes { preprocess: preprocessed - start, inference: inferred - preprocessed, nms: done - inferred };
-        Ok(Prediction { detections, input_shape, times })
+        let times = StageTimes {
+            preprocess: preprocessed - start,
+            inference: inferred - preprocessed,
+            nms: done - inferred,
+        };
+        Ok(Prediction {
+            detections,
+            input_shape,
+            times,
+        })
     }
 }

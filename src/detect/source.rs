@@ -8,7 +8,9 @@ use image::{metadata::Orientation, DynamicImage, ImageDecoder, ImageReader, RgbI
 
 /// ultralytics' `IMG_FORMATS`. Decoding is up to the `image` crate, which reads all but
 /// dng and pfm; those are reported as unreadable like any other file that fails.
-pub const IMG_FORMATS: &[&str] = &["bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm"];
+pub const IMG_FORMATS: &[&str] = &[
+    "bmp", "dng", "jpeg", "jpg", "mpo", "png", "tif", "tiff", "webp", "pfm",
+];
 
 /// What `--source` names: the images, and the files left out with the reason why.
 #[derive(Debug, Default)]
@@ -22,9 +24,15 @@ pub enum SourceError {
     #[error("source {} does not exist", .0.display())]
     NotFound(PathBuf),
     #[error("source {given}: cannot make it an absolute path: {error}")]
-    Path { given: String, error: std::io::Error },
+    Path {
+        given: String,
+        error: std::io::Error,
+    },
     #[error("source {given}: invalid glob pattern: {error}")]
-    Pattern { given: String, error: glob::PatternError },
+    Pattern {
+        given: String,
+        error: glob::PatternError,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +47,10 @@ pub enum ReadImageError {
 
 /// Lists the files `source` names, as absolute paths (ultralytics resolves them too).
 pub fn list_source(source: &str) -> Result<SourceFiles, SourceError> {
-    let path = std::path::absolute(source).map_err(|error| SourceError::Path { given: source.to_string(), error })?;
+    let path = std::path::absolute(source).map_err(|error| SourceError::Path {
+        given: source.to_string(),
+        error,
+    })?;
     let pattern = if source.contains('*') {
         path.to_string_lossy().into_owned()
     } else if path.is_dir() {
@@ -50,14 +61,22 @@ pub fn list_source(source: &str) -> Result<SourceFiles, SourceError> {
         return Err(SourceError::NotFound(path));
     };
     // As Python's glob: `*` does not match a leading dot.
-    let options = MatchOptions { require_literal_leading_dot: true, ..MatchOptions::new() };
-    let entries = glob::glob_with(&pattern, options).map_err(|error| SourceError::Pattern { given: source.to_string(), error })?;
+    let options = MatchOptions {
+        require_literal_leading_dot: true,
+        ..MatchOptions::new()
+    };
+    let entries = glob::glob_with(&pattern, options).map_err(|error| SourceError::Pattern {
+        given: source.to_string(),
+        error,
+    })?;
     let mut files = SourceFiles::default();
     let mut found = Vec::new();
     for entry in entries {
         match entry {
             Ok(path) => found.push(path),
-            Err(e) => files.skipped.push((e.path().to_owned(), format!("cannot read: {}", e.error()))),
+            Err(e) => files
+                .skipped
+                .push((e.path().to_owned(), format!("cannot read: {}", e.error()))),
         }
     }
     let listed = partition(found);
@@ -74,7 +93,10 @@ fn partition(mut paths: Vec<PathBuf>) -> SourceFiles {
         if has_image_extension(&path) {
             files.images.push(path);
         } else {
-            files.skipped.push((path, format!("not a supported image format ({})", IMG_FORMATS.join(", "))));
+            files.skipped.push((
+                path,
+                format!("not a supported image format ({})", IMG_FORMATS.join(", ")),
+            ));
         }
     }
     files
@@ -88,14 +110,19 @@ fn has_image_extension(path: &Path) -> bool {
 /// Reads an image as 8-bit RGB, turned upright by its EXIF orientation as `cv2.imread`
 /// does. The format is taken from the content, so a misnamed file still reads.
 pub fn read_image(path: &Path) -> Result<RgbImage, ReadImageError> {
-    let mut decoder = ImageReader::open(path)?.with_guessed_format()?.into_decoder()?;
+    let mut decoder = ImageReader::open(path)?
+        .with_guessed_format()?
+        .into_decoder()?;
     // A broken orientation tag is no reason to drop the image: leave it as stored.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder)?;
     image.apply_orientation(orientation);
     let rgb = image.into_rgb8();
     if rgb.width() == 0 || rgb.height() == 0 {
-        return Err(ReadImageError::Empty { width: rgb.width(), height: rgb.height() });
+        return Err(ReadImageError::Empty {
+            width: rgb.width(),
+            height: rgb.height(),
+        });
     }
     Ok(rgb)
 }

@@ -59,7 +59,10 @@ pub struct CocoDataset {
 #[derive(Debug, thiserror::Error)]
 pub enum CocoError {
     #[error("{path}: cannot write: {source}")]
-    Write { path: PathBuf, source: std::io::Error },
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot serialise COCO JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// pycocotools refuses such results ("Results do not correspond to current coco set").
@@ -108,7 +111,11 @@ impl CocoDataset {
                 iscrowd: 0,
             })
             .collect();
-        let file = GroundTruthFile { images: &self.images, annotations, categories: &self.categories };
+        let file = GroundTruthFile {
+            images: &self.images,
+            annotations,
+            categories: &self.categories,
+        };
         Ok(serde_json::to_string(&file)?)
     }
 
@@ -129,7 +136,10 @@ pub fn write_predictions(path: &Path, detections: &[CocoDetection]) -> Result<()
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), CocoError> {
-    std::fs::write(path, text).map_err(|source| CocoError::Write { path: path.to_path_buf(), source })
+    std::fs::write(path, text).map_err(|source| CocoError::Write {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// COCOeval's summary numbers for boxes. Each is −1, as in pycocotools, when no
@@ -156,19 +166,30 @@ type ByCategoryAndImage<T> = HashMap<(u64, u64), Vec<T>>;
 type ScoredBox = (f64, [f64; 4]);
 
 /// pycocotools' `evaluate()`, `accumulate()` and the first two numbers of `summarize()`.
-pub fn evaluate_bbox(dataset: &CocoDataset, detections: &[CocoDetection]) -> Result<CocoStats, CocoError> {
+pub fn evaluate_bbox(
+    dataset: &CocoDataset,
+    detections: &[CocoDetection],
+) -> Result<CocoStats, CocoError> {
     let images: BTreeSet<u64> = dataset.images.iter().map(|i| i.id).collect();
     if let Some(d) = detections.iter().find(|d| !images.contains(&d.image_id)) {
         return Err(CocoError::UnknownImage(d.image_id));
     }
     let categories: BTreeSet<u64> = dataset.categories.iter().map(|c| c.id).collect();
     let mut gts: ByCategoryAndImage<[f64; 4]> = HashMap::new();
-    for a in dataset.annotations.iter().filter(|a| images.contains(&a.image_id)) {
-        gts.entry((a.category_id, a.image_id)).or_default().push(a.bbox);
+    for a in dataset
+        .annotations
+        .iter()
+        .filter(|a| images.contains(&a.image_id))
+    {
+        gts.entry((a.category_id, a.image_id))
+            .or_default()
+            .push(a.bbox);
     }
     let mut dts: ByCategoryAndImage<ScoredBox> = HashMap::new();
     for d in detections {
-        dts.entry((d.category_id, d.image_id)).or_default().push((d.score, d.bbox));
+        dts.entry((d.category_id, d.image_id))
+            .or_default()
+            .push((d.score, d.bbox));
     }
     let iou_thresholds = linspace(0.5, 0.95, IOU_POINTS);
     let recall_thresholds = linspace(0.0, 1.0, RECALL_POINTS);
@@ -207,7 +228,10 @@ fn evaluate_image(gt: &[[f64; 4]], dt: &[ScoredBox], iou_thresholds: &[f64]) -> 
     let mut ranked: Vec<&ScoredBox> = dt.iter().collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     ranked.truncate(MAX_DETS);
-    let ious: Vec<Vec<f64>> = ranked.iter().map(|(_, d)| gt.iter().map(|g| bbox_iou(d, g)).collect()).collect();
+    let ious: Vec<Vec<f64>> = ranked
+        .iter()
+        .map(|(_, d)| gt.iter().map(|g| bbox_iou(d, g)).collect())
+        .collect();
     let mut matched = vec![[false; IOU_POINTS]; ranked.len()];
     for (t, &threshold) in iou_thresholds.iter().enumerate() {
         let mut gt_taken = vec![false; gt.len()];
@@ -224,7 +248,11 @@ fn evaluate_image(gt: &[[f64; 4]], dt: &[ScoredBox], iou_thresholds: &[f64]) -> 
             }
         }
     }
-    Some(ImageEval { scores: ranked.iter().map(|(s, _)| *s).collect(), matched, gt_count: gt.len() })
+    Some(ImageEval {
+        scores: ranked.iter().map(|(s, _)| *s).collect(),
+        matched,
+        gt_count: gt.len(),
+    })
 }
 
 /// pycocotools' `bbIou` for xywh boxes (no crowd): intersection over union in f64.
@@ -249,7 +277,10 @@ fn accumulate(evals: &[ImageEval], recall_thresholds: &[f64]) -> Option<Vec<[f64
     if gt_count == 0 {
         return None;
     }
-    let mut ranked: Vec<(f64, &[bool; IOU_POINTS])> = evals.iter().flat_map(|e| e.scores.iter().copied().zip(&e.matched)).collect();
+    let mut ranked: Vec<(f64, &[bool; IOU_POINTS])> = evals
+        .iter()
+        .flat_map(|e| e.scores.iter().copied().zip(&e.matched))
+        .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0));
     let curves = (0..IOU_POINTS)
         .map(|t| {
@@ -273,7 +304,11 @@ fn accumulate(evals: &[ImageEval], recall_thresholds: &[f64]) -> Option<Vec<[f64
 
 /// The precision envelope (the best precision at any higher recall) at the first point
 /// reaching each recall threshold; 0 for thresholds the curve never reaches.
-fn sample_envelope(recall: &[f64], precision: &mut [f64], recall_thresholds: &[f64]) -> [f64; RECALL_POINTS] {
+fn sample_envelope(
+    recall: &[f64],
+    precision: &mut [f64],
+    recall_thresholds: &[f64],
+) -> [f64; RECALL_POINTS] {
     for i in (1..precision.len()).rev() {
         if precision[i] > precision[i - 1] {
             precision[i - 1] = precision[i];
@@ -293,10 +328,15 @@ fn sample_envelope(recall: &[f64], precision: &mut [f64], recall_thresholds: &[f
 /// thresholds and categories with ground truth; and the same at IoU 0.5 alone.
 fn summarize(precisions: &[Vec<[f64; RECALL_POINTS]>]) -> CocoStats {
     if precisions.is_empty() {
-        return CocoStats { map: -1.0, map50: -1.0 };
+        return CocoStats {
+            map: -1.0,
+            map50: -1.0,
+        };
     }
     let mean = |rows: &mut dyn Iterator<Item = &[f64; RECALL_POINTS]>| {
-        let (sum, n) = rows.fold((0.0, 0usize), |(s, n), row| (s + row.iter().sum::<f64>(), n + RECALL_POINTS));
+        let (sum, n) = rows.fold((0.0, 0usize), |(s, n), row| {
+            (s + row.iter().sum::<f64>(), n + RECALL_POINTS)
+        });
         sum / n as f64
     };
     CocoStats {
@@ -322,7 +362,13 @@ mod tests {
 
     #[test]
     fn iou_of_touching_boxes_is_zero() {
-        assert_eq!(bbox_iou(&[0.0, 0.0, 10.0, 10.0], &[10.0, 0.0, 10.0, 10.0]), 0.0);
-        assert_eq!(bbox_iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 10.0, 10.0]), 50.0 / 150.0);
+        assert_eq!(
+            bbox_iou(&[0.0, 0.0, 10.0, 10.0], &[10.0, 0.0, 10.0, 10.0]),
+            0.0
+        );
+        assert_eq!(
+            bbox_iou(&[0.0, 0.0, 10.0, 10.0], &[5.0, 0.0, 10.0, 10.0]),
+            50.0 / 150.0
+        );
     }
 }

@@ -42,7 +42,15 @@ pub fn iou_thresholds() -> [f32; IOU_LEVELS] {
 /// numpy's `linspace(start, stop, n)`: `i · step + start`, the last point exactly `stop`.
 pub(crate) fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
     let step = (stop - start) / (n - 1) as f64;
-    (0..n).map(|i| if i == n - 1 { stop } else { i as f64 * step + start }).collect()
+    (0..n)
+        .map(|i| {
+            if i == n - 1 {
+                stop
+            } else {
+                i as f64 * step + start
+            }
+        })
+        .collect()
 }
 
 /// IoU of every pair of xyxy boxes, `iou[i][j]` for `a[i]` and `b[j]`: ultralytics'
@@ -72,7 +80,11 @@ pub fn box_iou(a: &[[f32; 4]], b: &[[f32; 4]]) -> Vec<Vec<f32>> {
 /// `detections` must be in NMS order (best first), which makes the first the most
 /// confident. (ultralytics keeps the first detection, not the best-overlapping one: the
 /// re-sort by IoU is commented out in val.py.)
-pub fn match_detections(detections: &[Detection], labels: &[Label], thresholds: &[f32; IOU_LEVELS]) -> Vec<[bool; IOU_LEVELS]> {
+pub fn match_detections(
+    detections: &[Detection],
+    labels: &[Label],
+    thresholds: &[f32; IOU_LEVELS],
+) -> Vec<[bool; IOU_LEVELS]> {
     let label_boxes: Vec<[f32; 4]> = labels.iter().map(|l| l.bbox).collect();
     let det_boxes: Vec<[f32; 4]> = detections.iter().map(|d| d.bbox).collect();
     let iou = box_iou(&label_boxes, &det_boxes);
@@ -126,7 +138,12 @@ impl ClassMetrics {
 /// ultralytics' `ap_per_class`. `correct`, `conf` and `pred_class` describe every
 /// detection; `target_class` every label. One entry per class that has labels, by class.
 /// Detections are ranked by confidence with a stable sort (numpy's is unstable).
-pub fn ap_per_class(correct: &[[bool; IOU_LEVELS]], conf: &[f32], pred_class: &[usize], target_class: &[usize]) -> Vec<ClassMetrics> {
+pub fn ap_per_class(
+    correct: &[[bool; IOU_LEVELS]],
+    conf: &[f32],
+    pred_class: &[usize],
+    target_class: &[usize],
+) -> Vec<ClassMetrics> {
     let mut order: Vec<usize> = (0..conf.len()).collect();
     order.sort_by(|&a, &b| conf[b].total_cmp(&conf[a]));
     let mut classes: Vec<usize> = target_class.to_vec();
@@ -139,7 +156,11 @@ pub fn ap_per_class(correct: &[[bool; IOU_LEVELS]], conf: &[f32], pred_class: &[
     let curves: Vec<ClassCurves> = classes
         .iter()
         .map(|&c| {
-            let ranked: Vec<usize> = order.iter().copied().filter(|&i| pred_class[i] == c).collect();
+            let ranked: Vec<usize> = order
+                .iter()
+                .copied()
+                .filter(|&i| pred_class[i] == c)
+                .collect();
             let labels = target_class.iter().filter(|&&t| t == c).count();
             ClassCurves::new(&ranked, correct, conf, labels, &px)
         })
@@ -179,32 +200,58 @@ struct ClassCurves {
 
 impl ClassCurves {
     /// `ranked`: the class's detections, most confident first.
-    fn new(ranked: &[usize], correct: &[[bool; IOU_LEVELS]], conf: &[f32], labels: usize, px: &[f64]) -> ClassCurves {
+    fn new(
+        ranked: &[usize],
+        correct: &[[bool; IOU_LEVELS]],
+        conf: &[f32],
+        labels: usize,
+        px: &[f64],
+    ) -> ClassCurves {
         if ranked.is_empty() || labels == 0 {
-            return ClassCurves { labels, precision: vec![0.0; px.len()], recall: vec![0.0; px.len()], ap: [0.0; IOU_LEVELS] };
+            return ClassCurves {
+                labels,
+                precision: vec![0.0; px.len()],
+                recall: vec![0.0; px.len()],
+                ap: [0.0; IOU_LEVELS],
+            };
         }
-        let (recall, precision): (Vec<Vec<f64>>, Vec<Vec<f64>>) =
-            (0..IOU_LEVELS).map(|t| recall_precision(ranked, correct, t, labels)).unzip();
+        let (recall, precision): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (0..IOU_LEVELS)
+            .map(|t| recall_precision(ranked, correct, t, labels))
+            .unzip();
         // Curves against confidence run over −conf, which increases along `ranked`.
         let neg_conf: Vec<f64> = ranked.iter().map(|&i| -(conf[i] as f64)).collect();
         ClassCurves {
             labels,
-            recall: px.iter().map(|&x| interp(-x, &neg_conf, &recall[0], 0.0)).collect(),
-            precision: px.iter().map(|&x| interp(-x, &neg_conf, &precision[0], 1.0)).collect(),
+            recall: px
+                .iter()
+                .map(|&x| interp(-x, &neg_conf, &recall[0], 0.0))
+                .collect(),
+            precision: px
+                .iter()
+                .map(|&x| interp(-x, &neg_conf, &precision[0], 1.0))
+                .collect(),
             ap: std::array::from_fn(|t| compute_ap(&recall[t], &precision[t])),
         }
     }
 }
 
 /// Recall and precision after each of the `ranked` detections at IoU threshold `t`.
-fn recall_precision(ranked: &[usize], correct: &[[bool; IOU_LEVELS]], t: usize, labels: usize) -> (Vec<f64>, Vec<f64>) {
+fn recall_precision(
+    ranked: &[usize],
+    correct: &[[bool; IOU_LEVELS]],
+    t: usize,
+    labels: usize,
+) -> (Vec<f64>, Vec<f64>) {
     let mut tp = 0usize;
     ranked
         .iter()
         .enumerate()
         .map(|(n, &i)| {
             tp += correct[i][t] as usize;
-            (tp as f64 / (labels as f64 + EPS), tp as f64 / (n + 1) as f64)
+            (
+                tp as f64 / (labels as f64 + EPS),
+                tp as f64 / (n + 1) as f64,
+            )
         })
         .unzip()
 }
@@ -214,10 +261,19 @@ fn recall_precision(ranked: &[usize], correct: &[[bool; IOU_LEVELS]], t: usize, 
 fn max_f1_index(curves: &[ClassCurves]) -> usize {
     let n = curves[0].precision.len();
     let mean_f1: Vec<f64> = (0..n)
-        .map(|i| curves.iter().map(|c| f1(c.precision[i], c.recall[i])).sum::<f64>() / curves.len() as f64)
+        .map(|i| {
+            curves
+                .iter()
+                .map(|c| f1(c.precision[i], c.recall[i]))
+                .sum::<f64>()
+                / curves.len() as f64
+        })
         .collect();
     let smoothed = smooth(&mean_f1, 0.1);
-    smoothed.iter().enumerate().fold(0, |best, (i, &v)| if v > smoothed[best] { i } else { best })
+    smoothed
+        .iter()
+        .enumerate()
+        .fold(0, |best, (i, &v)| if v > smoothed[best] { i } else { best })
 }
 
 /// ultralytics' `smooth(y, f)`: a box filter over an odd number of points, about a
@@ -226,9 +282,15 @@ fn smooth(y: &[f64], f: f64) -> Vec<f64> {
     let nf = (y.len() as f64 * f * 2.0).round_ties_even() as usize / 2 + 1;
     let pad = nf / 2;
     let (first, last) = (y[0], y[y.len() - 1]);
-    let padded: Vec<f64> = std::iter::repeat_n(first, pad).chain(y.iter().copied()).chain(std::iter::repeat_n(last, pad)).collect();
+    let padded: Vec<f64> = std::iter::repeat_n(first, pad)
+        .chain(y.iter().copied())
+        .chain(std::iter::repeat_n(last, pad))
+        .collect();
     let weight = 1.0 / nf as f64;
-    padded.windows(nf).map(|w| w.iter().map(|v| v * weight).sum()).collect()
+    padded
+        .windows(nf)
+        .map(|w| w.iter().map(|v| v * weight).sum())
+        .collect()
 }
 
 /// numpy's `interp(x, xp, fp, left)` at one point, with `right = fp[-1]`; `xp` must be
@@ -253,14 +315,26 @@ fn interp(x: f64, xp: &[f64], fp: &[f64], left: f64) -> f64 {
 /// recall/precision curve (detections best first), sampled at 101 recall points and
 /// integrated with the trapezoid rule.
 pub fn compute_ap(recall: &[f64], precision: &[f64]) -> f64 {
-    let mrec: Vec<f64> = std::iter::once(0.0).chain(recall.iter().copied()).chain(std::iter::once(1.0)).collect();
-    let mut mpre: Vec<f64> = std::iter::once(1.0).chain(precision.iter().copied()).chain(std::iter::once(0.0)).collect();
+    let mrec: Vec<f64> = std::iter::once(0.0)
+        .chain(recall.iter().copied())
+        .chain(std::iter::once(1.0))
+        .collect();
+    let mut mpre: Vec<f64> = std::iter::once(1.0)
+        .chain(precision.iter().copied())
+        .chain(std::iter::once(0.0))
+        .collect();
     for i in (0..mpre.len() - 1).rev() {
         mpre[i] = mpre[i].max(mpre[i + 1]);
     }
     let x = linspace(0.0, 1.0, 101);
-    let y: Vec<f64> = x.iter().map(|&v| interp(v, &mrec, &mpre, mpre[0])).collect();
-    x.windows(2).zip(y.windows(2)).map(|(x, y)| (x[1] - x[0]) * (y[1] + y[0]) / 2.0).sum()
+    let y: Vec<f64> = x
+        .iter()
+        .map(|&v| interp(v, &mrec, &mpre, mpre[0]))
+        .collect();
+    x.windows(2)
+        .zip(y.windows(2))
+        .map(|(x, y)| (x[1] - x[0]) * (y[1] + y[0]) / 2.0)
+        .sum()
 }
 
 /// The overall numbers val.py prints on its `all` row, and the per-class rows.
@@ -306,7 +380,8 @@ impl DetectionStats {
     /// Adds one image: its detections best first (as NMS returns them) and its labels,
     /// in the same pixel coordinates.
     pub fn add_image(&mut self, detections: &[Detection], labels: &[Label]) {
-        self.correct.extend(match_detections(detections, labels, &self.thresholds));
+        self.correct
+            .extend(match_detections(detections, labels, &self.thresholds));
         self.conf.extend(detections.iter().map(|d| d.conf));
         self.pred_class.extend(detections.iter().map(|d| d.class));
         self.target_class.extend(labels.iter().map(|l| l.class));
@@ -318,8 +393,15 @@ impl DetectionStats {
         if !self.correct.iter().any(|c| c.iter().any(|&v| v)) {
             return ValMetrics::default();
         }
-        let classes = ap_per_class(&self.correct, &self.conf, &self.pred_class, &self.target_class);
-        let mean = |f: &dyn Fn(&ClassMetrics) -> f64| classes.iter().map(f).sum::<f64>() / classes.len() as f64;
+        let classes = ap_per_class(
+            &self.correct,
+            &self.conf,
+            &self.pred_class,
+            &self.target_class,
+        );
+        let mean = |f: &dyn Fn(&ClassMetrics) -> f64| {
+            classes.iter().map(f).sum::<f64>() / classes.len() as f64
+        };
         ValMetrics {
             mp: mean(&|c| c.precision),
             mr: mean(&|c| c.recall),

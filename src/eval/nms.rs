@@ -45,7 +45,14 @@ pub struct NmsOptions {
 
 impl Default for NmsOptions {
     fn default() -> Self {
-        NmsOptions { conf_thres: 0.25, iou_thres: 0.45, classes: None, agnostic: false, multi_label: false, max_det: 300 }
+        NmsOptions {
+            conf_thres: 0.25,
+            iou_thres: 0.45,
+            classes: None,
+            agnostic: false,
+            multi_label: false,
+            max_det: 300,
+        }
     }
 }
 
@@ -62,7 +69,10 @@ pub enum NmsError {
 impl NmsOptions {
     /// ultralytics asserts both thresholds are within [0, 1].
     pub fn validate(&self) -> Result<(), NmsError> {
-        for (name, value) in [("confidence threshold", self.conf_thres), ("IoU threshold", self.iou_thres)] {
+        for (name, value) in [
+            ("confidence threshold", self.conf_thres),
+            ("IoU threshold", self.iou_thres),
+        ] {
             if !(0.0..=1.0).contains(&value) {
                 return Err(NmsError::Threshold { name, value });
             }
@@ -73,7 +83,10 @@ impl NmsOptions {
 
 /// NMS over each image of `prediction` (bs, N, 5 + nc): cx, cy, w, h, objectness, class
 /// scores, as the Detect head outputs in eval mode. Per image, the kept boxes best first.
-pub fn non_max_suppression(prediction: &Tensor, options: &NmsOptions) -> Result<Vec<Vec<Detection>>, NmsError> {
+pub fn non_max_suppression(
+    prediction: &Tensor,
+    options: &NmsOptions,
+) -> Result<Vec<Vec<Detection>>, NmsError> {
     options.validate()?;
     let dims = prediction.dims().to_vec();
     let [bs, n, no] = dims[..] else {
@@ -82,9 +95,14 @@ pub fn non_max_suppression(prediction: &Tensor, options: &NmsOptions) -> Result<
     if no < 6 {
         return Err(NmsError::Shape(dims));
     }
-    let values = prediction.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    let values = prediction
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
     let per_image = n * no;
-    Ok((0..bs).map(|b| nms_image(&values[b * per_image..(b + 1) * per_image], no, options)).collect())
+    Ok((0..bs)
+        .map(|b| nms_image(&values[b * per_image..(b + 1) * per_image], no, options))
+        .collect())
 }
 
 fn nms_image(rows: &[f32], no: usize, options: &NmsOptions) -> Vec<Detection> {
@@ -96,7 +114,10 @@ fn nms_image(rows: &[f32], no: usize, options: &NmsOptions) -> Vec<Detection> {
     candidates.sort_by(|a, b| b.conf.total_cmp(&a.conf));
     candidates.truncate(MAX_NMS);
     let kept = greedy_nms(&candidates, options.agnostic, options.iou_thres);
-    kept.into_iter().take(options.max_det).map(|i| candidates[i]).collect()
+    kept.into_iter()
+        .take(options.max_det)
+        .map(|i| candidates[i])
+        .collect()
 }
 
 /// The rows whose objectness passes, as one detection (best class) or one per class
@@ -111,7 +132,12 @@ fn candidates(rows: &[f32], no: usize, options: &NmsOptions) -> Vec<Detection> {
         let bbox = xywh_to_xyxy([row[0], row[1], row[2], row[3]]);
         let scores = row[5..].iter().map(|&cls| cls * obj);
         if multi_label {
-            out.extend(scores.enumerate().filter(|&(_, conf)| conf > conf_thres).map(|(class, conf)| Detection { bbox, conf, class }));
+            out.extend(
+                scores
+                    .enumerate()
+                    .filter(|&(_, conf)| conf > conf_thres)
+                    .map(|(class, conf)| Detection { bbox, conf, class }),
+            );
         } else if let Some((class, conf)) = first_max(scores) {
             if conf > conf_thres {
                 out.push(Detection { bbox, conf, class });
@@ -142,11 +168,18 @@ fn greedy_nms(sorted: &[Detection], agnostic: bool, iou_thres: f64) -> Vec<usize
     let boxes: Vec<[f32; 4]> = sorted
         .iter()
         .map(|d| {
-            let offset = if agnostic { 0.0 } else { d.class as f32 * MAX_WH };
+            let offset = if agnostic {
+                0.0
+            } else {
+                d.class as f32 * MAX_WH
+            };
             d.bbox.map(|v| v + offset)
         })
         .collect();
-    let areas: Vec<f32> = boxes.iter().map(|b| (b[2] - b[0]) * (b[3] - b[1])).collect();
+    let areas: Vec<f32> = boxes
+        .iter()
+        .map(|b| (b[2] - b[0]) * (b[3] - b[1]))
+        .collect();
     let mut suppressed = vec![false; boxes.len()];
     let mut kept = Vec::new();
     for i in 0..boxes.len() {
@@ -156,7 +189,9 @@ fn greedy_nms(sorted: &[Detection], agnostic: bool, iou_thres: f64) -> Vec<usize
         kept.push(i);
         for j in i + 1..boxes.len() {
             // The IoU is float32; torchvision compares it with the threshold as a double.
-            if !suppressed[j] && f64::from(iou(&boxes[i], areas[i], &boxes[j], areas[j])) > iou_thres {
+            if !suppressed[j]
+                && f64::from(iou(&boxes[i], areas[i], &boxes[j], areas[j])) > iou_thres
+            {
                 suppressed[j] = true;
             }
         }
@@ -175,8 +210,14 @@ fn iou(a: &[f32; 4], area_a: f32, b: &[f32; 4], area_b: f32) -> f32 {
 /// `img0_shape` and clips them to it, as ultralytics' `scale_boxes`. `ratio_pad` is
 /// (gain, (pad_w, pad_h)) as the letterbox made them; by default they are inferred from
 /// the two shapes.
-pub fn scale_boxes<'a>(img1_shape: (usize, usize), boxes: impl IntoIterator<Item = &'a mut [f32; 4]>, img0_shape: (usize, usize), ratio_pad: Option<(f64, (f64, f64))>) {
-    let (gain, (pad_w, pad_h)) = ratio_pad.unwrap_or_else(|| letterbox_gain_pad(img1_shape, img0_shape));
+pub fn scale_boxes<'a>(
+    img1_shape: (usize, usize),
+    boxes: impl IntoIterator<Item = &'a mut [f32; 4]>,
+    img0_shape: (usize, usize),
+    ratio_pad: Option<(f64, (f64, f64))>,
+) {
+    let (gain, (pad_w, pad_h)) =
+        ratio_pad.unwrap_or_else(|| letterbox_gain_pad(img1_shape, img0_shape));
     // torch applies Python floats to a float32 tensor in float32.
     let (gain, pad_w, pad_h) = (gain as f32, pad_w as f32, pad_h as f32);
     let (h0, w0) = (img0_shape.0 as f32, img0_shape.1 as f32);

@@ -5,7 +5,10 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use super::coco::{evaluate_bbox, write_predictions, xyxy_to_xywh, CocoAnnotation, CocoCategory, CocoDataset, CocoDetection, CocoImage, CocoStats};
+use super::coco::{
+    evaluate_bbox, write_predictions, xyxy_to_xywh, CocoAnnotation, CocoCategory, CocoDataset,
+    CocoDetection, CocoImage, CocoStats,
+};
 use super::metrics::{DetectionStats, Label, ValMetrics};
 use super::nms::{non_max_suppression, scale_boxes, Detection, NmsOptions};
 use crate::data::loader::Loader;
@@ -23,7 +26,12 @@ pub struct ValOptions {
 
 impl Default for ValOptions {
     fn default() -> Self {
-        ValOptions { conf_thres: 0.001, iou_thres: 0.6, max_det: 300, save_json: None }
+        ValOptions {
+            conf_thres: 0.001,
+            iou_thres: 0.6,
+            max_det: 300,
+            save_json: None,
+        }
     }
 }
 
@@ -70,20 +78,44 @@ fn image_labels(targets: &[f32], image: usize, (h, w): (usize, usize)) -> Vec<La
         .chunks_exact(6)
         .filter(|t| t[0] as usize == image)
         .map(|t| {
-            let (cx, cy, bw, bh) = (t[2] * w as f32, t[3] * h as f32, t[4] * w as f32, t[5] * h as f32);
-            Label { class: t[1] as usize, bbox: [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0] }
+            let (cx, cy, bw, bh) = (
+                t[2] * w as f32,
+                t[3] * h as f32,
+                t[4] * w as f32,
+                t[5] * h as f32,
+            );
+            Label {
+                class: t[1] as usize,
+                bbox: [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0],
+            }
         })
         .collect()
 }
 
 /// COCO image id: the file stem as a number when it is one (as ultralytics), else the index.
 fn image_id(path: &std::path::Path, index: usize) -> u64 {
-    path.file_stem().and_then(|s| s.to_str()).and_then(|s| s.parse().ok()).unwrap_or(index as u64)
+    path.file_stem()
+        .and_then(|s| s.to_str())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(index as u64)
 }
 
 /// Runs `model` over `loader` (eval mode); `on_batch(i, n)` reports progress.
-pub fn validate(model: &Model, loader: &Loader, options: &ValOptions, loss: Option<&YoloLoss>, mut on_batch: impl FnMut(usize, usize)) -> Result<ValOutcome, ValError> {
-    let nms = NmsOptions { conf_thres: options.conf_thres, iou_thres: options.iou_thres, classes: None, agnostic: false, multi_label: true, max_det: options.max_det };
+pub fn validate(
+    model: &Model,
+    loader: &Loader,
+    options: &ValOptions,
+    loss: Option<&YoloLoss>,
+    mut on_batch: impl FnMut(usize, usize),
+) -> Result<ValOutcome, ValError> {
+    let nms = NmsOptions {
+        conf_thres: options.conf_thres,
+        iou_thres: options.iou_thres,
+        classes: None,
+        agnostic: false,
+        multi_label: true,
+        max_det: options.max_det,
+    };
     let mut stats = DetectionStats::new();
     let mut loss_sum = [0f32; 3];
     let mut times = [0f64; 3];
@@ -124,18 +156,45 @@ pub fn validate(model: &Model, loader: &Loader, options: &ValOptions, loss: Opti
                 let ratio_pad = Some((shape.gain.0.min(shape.gain.1), shape.pad));
                 let mut boxes: Vec<[f32; 4]> = image_labels.iter().map(|l| l.bbox).collect();
                 scale_boxes((h, w), boxes.iter_mut(), (h0, w0), ratio_pad);
-                gt.images.push(CocoImage { id, file_name: batch.paths[j].display().to_string(), width: w0 as u32, height: h0 as u32 });
+                gt.images.push(CocoImage {
+                    id,
+                    file_name: batch.paths[j].display().to_string(),
+                    width: w0 as u32,
+                    height: h0 as u32,
+                });
                 for (b, l) in boxes.iter().zip(&image_labels) {
-                    gt.annotations.push(CocoAnnotation { image_id: id, category_id: l.class as u64, bbox: xyxy_to_xywh(*b) });
+                    gt.annotations.push(CocoAnnotation {
+                        image_id: id,
+                        category_id: l.class as u64,
+                        bbox: xyxy_to_xywh(*b),
+                    });
                 }
-                scale_boxes((h, w), dets.iter_mut().map(|d: &mut Detection| &mut d.bbox), (h0, w0), ratio_pad);
-                preds.extend(dets.iter().map(|d| CocoDetection { image_id: id, category_id: d.class as u64, bbox: xyxy_to_xywh(d.bbox), score: d.conf as f64 }));
+                scale_boxes(
+                    (h, w),
+                    dets.iter_mut().map(|d: &mut Detection| &mut d.bbox),
+                    (h0, w0),
+                    ratio_pad,
+                );
+                preds.extend(dets.iter().map(|d| CocoDetection {
+                    image_id: id,
+                    category_id: d.class as u64,
+                    bbox: xyxy_to_xywh(d.bbox),
+                    score: d.conf as f64,
+                }));
             }
         }
         on_batch(i + 1, total);
         clock = Instant::now();
     }
-    gt.categories = model.names.iter().enumerate().map(|(id, name)| CocoCategory { id: id as u64, name: name.clone() }).collect();
+    gt.categories = model
+        .names
+        .iter()
+        .enumerate()
+        .map(|(id, name)| CocoCategory {
+            id: id as u64,
+            name: name.clone(),
+        })
+        .collect();
     if let Some(dir) = &options.save_json {
         std::fs::create_dir_all(dir).map_err(message)?;
         gt.write(&dir.join("ground_truth.json")).map_err(message)?;
@@ -157,12 +216,35 @@ pub fn validate(model: &Model, loader: &Loader, options: &ValOptions, loss: Opti
 /// val.py's table: the `all` row, then one row per class with labels.
 pub fn render_table(outcome: &ValOutcome, names: &[String]) -> String {
     let m = &outcome.metrics;
-    let row = |name: &str, images: usize, labels: usize, p: f64, r: f64, map50: f64, map: f64| format!("{name:>22}{images:>11}{labels:>11}{p:>11.3}{r:>11.3}{map50:>11.3}{map:>11.3}\n");
-    let mut out = format!("{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}\n", "Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95");
-    out += &row("all", outcome.images, outcome.labels, m.mp, m.mr, m.map50, m.map);
+    let row = |name: &str, images: usize, labels: usize, p: f64, r: f64, map50: f64, map: f64| {
+        format!("{name:>22}{images:>11}{labels:>11}{p:>11.3}{r:>11.3}{map50:>11.3}{map:>11.3}\n")
+    };
+    let mut out = format!(
+        "{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}\n",
+        "Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95"
+    );
+    out += &row(
+        "all",
+        outcome.images,
+        outcome.labels,
+        m.mp,
+        m.mr,
+        m.map50,
+        m.map,
+    );
     for c in &m.classes {
-        let name = names.get(c.class).map_or_else(|| c.class.to_string(), Clone::clone);
-        out += &row(&name, outcome.images, c.labels, c.precision, c.recall, c.ap50(), c.ap50_95());
+        let name = names
+            .get(c.class)
+            .map_or_else(|| c.class.to_string(), Clone::clone);
+        out += &row(
+            &name,
+            outcome.images,
+            c.labels,
+            c.precision,
+            c.recall,
+            c.ap50(),
+            c.ap50_95(),
+        );
     }
     out
 }
@@ -184,12 +266,25 @@ pub fn run_val(run: &ValRun) -> Result<(ValOutcome, Vec<String>), ValError> {
     let data = crate::data::dataset::DataConfig::load(&run.data).map_err(message)?;
     let mut model = crate::model::weights::load_model(&run.weights, None, None).map_err(message)?;
     if model.detect.nc != data.nc() {
-        return Err(ValError::Message(format!("{} has {} classes but {} has {}", run.weights.display(), model.detect.nc, run.data.display(), data.nc())));
+        return Err(ValError::Message(format!(
+            "{} has {} classes but {} has {}",
+            run.weights.display(),
+            model.detect.nc,
+            run.data.display(),
+            data.nc()
+        )));
     }
     model.names = data.names.clone();
     model.fuse()?;
-    let dataset = crate::data::dataset::Dataset::from_config(&data, crate::data::dataset::Split::Val).map_err(message)?;
-    let config = crate::data::loader::LoaderConfig { imgsz: run.imgsz as u32, batch_size: run.batch, workers: run.workers, ..Default::default() };
+    let dataset =
+        crate::data::dataset::Dataset::from_config(&data, crate::data::dataset::Split::Val)
+            .map_err(message)?;
+    let config = crate::data::loader::LoaderConfig {
+        imgsz: run.imgsz as u32,
+        batch_size: run.batch,
+        workers: run.workers,
+        ..Default::default()
+    };
     let loader = Loader::val(std::sync::Arc::new(dataset), config).map_err(message)?;
     let outcome = validate(&model, &loader, &run.options, None, |_, _| {})?;
     Ok((outcome, data.names))

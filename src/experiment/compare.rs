@@ -39,11 +39,22 @@ pub struct CompareOptions {
 #[derive(Debug)]
 pub enum CompareEvent<'a> {
     /// Before the first run: how many runs the plan has and how many are already done.
-    Planned { total: usize, done: usize },
-    Measuring { act: &'a str },
-    RunStart { act: &'a str, seed: u64, resume: bool },
+    Planned {
+        total: usize,
+        done: usize,
+    },
+    Measuring {
+        act: &'a str,
+    },
+    RunStart {
+        act: &'a str,
+        seed: u64,
+        resume: bool,
+    },
     Train(TrainEvent<'a>),
-    RunEnd { record: &'a RunRecord },
+    RunEnd {
+        record: &'a RunRecord,
+    },
     Report(&'a ReportFiles),
 }
 
@@ -60,7 +71,11 @@ pub enum CompareError {
     #[error("measuring {act}: {message}")]
     Measure { act: String, message: String },
     #[error("run {act} seed {seed}: {source}")]
-    Setup { act: String, seed: u64, source: TrainError },
+    Setup {
+        act: String,
+        seed: u64,
+        source: TrainError,
+    },
     #[error("writing the report: {0}")]
     Report(#[from] super::report::ReportError),
 }
@@ -77,7 +92,10 @@ const EXPERIMENT_FILE: &str = "experiment.json";
 
 /// Runs (or continues) the experiment and returns it with every record; the report in
 /// `options.out` is rewritten after each run.
-pub fn compare(options: &CompareOptions, on: &mut dyn FnMut(CompareEvent)) -> Result<Experiment, CompareError> {
+pub fn compare(
+    options: &CompareOptions,
+    on: &mut dyn FnMut(CompareEvent),
+) -> Result<Experiment, CompareError> {
     check_acts(&options.acts)?;
     if options.seeds.is_empty() {
         return Err(CompareError::NoSeeds);
@@ -85,19 +103,26 @@ pub fn compare(options: &CompareOptions, on: &mut dyn FnMut(CompareEvent)) -> Re
     let shared = shared_options(&options.train);
     let mut experiment = load_or_plan(options, &shared)?;
     let total = experiment.runs.len();
-    let done = experiment.runs.iter().filter(|r| is_settled(&r.status)).count();
+    let done = experiment
+        .runs
+        .iter()
+        .filter(|r| is_settled(&r.status))
+        .count();
     on(CompareEvent::Planned { total, done });
     measure_costs(&mut experiment, options, on)?;
     save(&options.out, &shared, &experiment)?;
     // Seed-major order: every activation has a first result before any has a second.
     for seed in options.seeds.clone() {
         for act in options.acts.clone() {
-            let index = run_index(&experiment, &act, seed).ok_or_else(|| CompareError::Acts(format!("{act} seed {seed} is not planned")))?;
+            let index = run_index(&experiment, &act, seed)
+                .ok_or_else(|| CompareError::Acts(format!("{act} seed {seed} is not planned")))?;
             if is_settled(&experiment.runs[index].status) {
                 continue;
             }
             run_one(&mut experiment, index, options, &shared, on)?;
-            on(CompareEvent::RunEnd { record: &experiment.runs[index] });
+            on(CompareEvent::RunEnd {
+                record: &experiment.runs[index],
+            });
             let files = write_report(&experiment, &options.out)?;
             on(CompareEvent::Report(&files));
         }
@@ -110,7 +135,9 @@ pub fn compare(options: &CompareOptions, on: &mut dyn FnMut(CompareEvent)) -> Re
 /// Every spec parses, and no activation appears twice.
 fn check_acts(acts: &[String]) -> Result<(), CompareError> {
     if acts.is_empty() {
-        return Err(CompareError::Acts("give at least one activation, e.g. --acts silu,relu".into()));
+        return Err(CompareError::Acts(
+            "give at least one activation, e.g. --acts silu,relu".into(),
+        ));
     }
     for (i, act) in acts.iter().enumerate() {
         ActSpec::parse(act).map_err(|e| CompareError::Acts(format!("`{act}`: {e}")))?;
@@ -123,7 +150,14 @@ fn check_acts(acts: &[String]) -> Result<(), CompareError> {
 
 /// The settings all runs share: per-run fields blanked so experiments can be compared.
 fn shared_options(train: &TrainOptions) -> TrainOptions {
-    TrainOptions { act: None, seed: 0, project: PathBuf::new(), name: String::new(), exist_ok: true, ..train.clone() }
+    TrainOptions {
+        act: None,
+        seed: 0,
+        project: PathBuf::new(),
+        name: String::new(),
+        exist_ok: true,
+        ..train.clone()
+    }
 }
 
 /// A run that needs no more training: finished or diverged (a diverged run would diverge
@@ -133,19 +167,35 @@ fn is_settled(status: &RunStatus) -> bool {
 }
 
 fn run_index(experiment: &Experiment, act: &str, seed: u64) -> Option<usize> {
-    experiment.runs.iter().position(|r| r.act == act && r.seed == seed)
+    experiment
+        .runs
+        .iter()
+        .position(|r| r.act == act && r.seed == seed)
 }
 
 /// The saved experiment when `out` holds one with the same settings (its runs kept, new
 /// activations and seeds added), else a fresh plan.
-fn load_or_plan(options: &CompareOptions, shared: &TrainOptions) -> Result<Experiment, CompareError> {
+fn load_or_plan(
+    options: &CompareOptions,
+    shared: &TrainOptions,
+) -> Result<Experiment, CompareError> {
     let path = options.out.join(EXPERIMENT_FILE);
-    let name = options.out.file_name().map_or_else(|| "experiment".to_string(), |n| n.to_string_lossy().into_owned());
+    let name = options.out.file_name().map_or_else(
+        || "experiment".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
     let mut experiment = match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let saved: SavedExperiment = serde_json::from_str(&text).map_err(|e| CompareError::File { path: path.clone(), message: format!("not an actyolo experiment file: {e}") })?;
+            let saved: SavedExperiment =
+                serde_json::from_str(&text).map_err(|e| CompareError::File {
+                    path: path.clone(),
+                    message: format!("not an actyolo experiment file: {e}"),
+                })?;
             if let Some(difference) = first_difference(&saved.options, shared) {
-                return Err(CompareError::Mismatch { path: options.out.clone(), difference });
+                return Err(CompareError::Mismatch {
+                    path: options.out.clone(),
+                    difference,
+                });
             }
             saved.experiment
         }
@@ -178,19 +228,36 @@ fn load_or_plan(options: &CompareOptions, shared: &TrainOptions) -> Result<Exper
 
 /// The first setting in which a saved experiment differs from the requested one.
 fn first_difference(saved: &TrainOptions, requested: &TrainOptions) -> Option<String> {
-    let (a, b) = (serde_json::to_value(saved).ok()?, serde_json::to_value(requested).ok()?);
+    let (a, b) = (
+        serde_json::to_value(saved).ok()?,
+        serde_json::to_value(requested).ok()?,
+    );
     let (a, b) = (a.as_object()?, b.as_object()?);
-    a.iter().find(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| format!("{k}: saved {v}, requested {}", b.get(k).map_or("nothing".to_string(), |x| x.to_string())))
+    a.iter().find(|(k, v)| b.get(*k) != Some(v)).map(|(k, v)| {
+        format!(
+            "{k}: saved {v}, requested {}",
+            b.get(k).map_or("nothing".to_string(), |x| x.to_string())
+        )
+    })
 }
 
 fn save(out: &Path, shared: &TrainOptions, experiment: &Experiment) -> Result<(), CompareError> {
     let file_err = |path: &Path| {
         let path = path.to_path_buf();
-        move |e: std::io::Error| CompareError::File { path, message: e.to_string() }
+        move |e: std::io::Error| CompareError::File {
+            path,
+            message: e.to_string(),
+        }
     };
     std::fs::create_dir_all(out).map_err(file_err(out))?;
-    let saved = SavedExperiment { options: shared.clone(), experiment: experiment.clone() };
-    let text = serde_json::to_string_pretty(&saved).map_err(|e| CompareError::File { path: out.join(EXPERIMENT_FILE), message: e.to_string() })?;
+    let saved = SavedExperiment {
+        options: shared.clone(),
+        experiment: experiment.clone(),
+    };
+    let text = serde_json::to_string_pretty(&saved).map_err(|e| CompareError::File {
+        path: out.join(EXPERIMENT_FILE),
+        message: e.to_string(),
+    })?;
     // Write, then rename: an interruption never leaves a half-written record.
     let partial = out.join(format!("{EXPERIMENT_FILE}.partial"));
     std::fs::write(&partial, text).map_err(file_err(&partial))?;
@@ -199,9 +266,24 @@ fn save(out: &Path, shared: &TrainOptions, experiment: &Experiment) -> Result<()
 
 /// Parameters, GFLOPs and fused batch-1 latency of each activation not yet measured,
 /// measured before training so the runs do not disturb the timing.
-fn measure_costs(experiment: &mut Experiment, options: &CompareOptions, on: &mut dyn FnMut(CompareEvent)) -> Result<(), CompareError> {
-    let nc = DataConfig::load(&options.train.data).map_err(|e| CompareError::File { path: options.train.data.clone(), message: e.to_string() })?.names.len();
-    let config = ModelConfig::load(&options.train.cfg).map_err(|e| CompareError::File { path: PathBuf::from(&options.train.cfg), message: e.to_string() })?.with_nc(nc);
+fn measure_costs(
+    experiment: &mut Experiment,
+    options: &CompareOptions,
+    on: &mut dyn FnMut(CompareEvent),
+) -> Result<(), CompareError> {
+    let nc = DataConfig::load(&options.train.data)
+        .map_err(|e| CompareError::File {
+            path: options.train.data.clone(),
+            message: e.to_string(),
+        })?
+        .names
+        .len();
+    let config = ModelConfig::load(&options.train.cfg)
+        .map_err(|e| CompareError::File {
+            path: PathBuf::from(&options.train.cfg),
+            message: e.to_string(),
+        })?
+        .with_nc(nc);
     let mut costs = Vec::new();
     for act in &options.acts {
         if let Some(known) = experiment.costs.iter().find(|c| &c.act == act) {
@@ -209,13 +291,25 @@ fn measure_costs(experiment: &mut Experiment, options: &CompareOptions, on: &mut
             continue;
         }
         on(CompareEvent::Measuring { act });
-        let measure_err = |message: String| CompareError::Measure { act: act.clone(), message };
+        let measure_err = |message: String| CompareError::Measure {
+            act: act.clone(),
+            message,
+        };
         let spec = ActSpec::parse(act).map_err(|e| measure_err(e.to_string()))?;
-        let mut model = Model::new(&config, Some(&spec), 0).map_err(|e| measure_err(e.to_string()))?;
+        let mut model =
+            Model::new(&config, Some(&spec), 0).map_err(|e| measure_err(e.to_string()))?;
         let (params, gflops) = (model.num_params(), model.gflops(options.train.imgsz));
         model.fuse().map_err(|e| measure_err(e.to_string()))?;
-        let latency = inference_latency(&model, options.train.imgsz, options.latency_runs).map_err(|e| measure_err(e.to_string()))?;
-        costs.push(ActCost { act: act.clone(), label: spec.to_string(), params, gflops, latency_ms: latency.median_ms, latency_runs: latency.runs });
+        let latency = inference_latency(&model, options.train.imgsz, options.latency_runs)
+            .map_err(|e| measure_err(e.to_string()))?;
+        costs.push(ActCost {
+            act: act.clone(),
+            label: spec.to_string(),
+            params,
+            gflops,
+            latency_ms: latency.median_ms,
+            latency_runs: latency.runs,
+        });
     }
     experiment.costs = costs;
     Ok(())
@@ -223,49 +317,94 @@ fn measure_costs(experiment: &mut Experiment, options: &CompareOptions, on: &mut
 
 /// The run's folder name: the activation as written, made safe for a path, and the seed.
 pub fn run_name(act: &str, seed: u64) -> String {
-    let safe: String = act.to_lowercase().chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' { c } else { '-' }).collect();
-    let safe = safe.split('-').filter(|s| !s.is_empty()).collect::<Vec<_>>().join("-");
+    let safe: String = act
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let safe = safe
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
     format!("{safe}-seed{seed}")
 }
 
 /// Trains (or resumes) one run, keeping its record current after every epoch.
-fn run_one(experiment: &mut Experiment, index: usize, options: &CompareOptions, shared: &TrainOptions, on: &mut dyn FnMut(CompareEvent)) -> Result<(), CompareError> {
-    let (act, seed) = (experiment.runs[index].act.clone(), experiment.runs[index].seed);
+fn run_one(
+    experiment: &mut Experiment,
+    index: usize,
+    options: &CompareOptions,
+    shared: &TrainOptions,
+    on: &mut dyn FnMut(CompareEvent),
+) -> Result<(), CompareError> {
+    let (act, seed) = (
+        experiment.runs[index].act.clone(),
+        experiment.runs[index].seed,
+    );
     let runs_dir = options.out.join("runs");
     let name = run_name(&act, seed);
     let dir = runs_dir.join(&name);
-    let run_options = TrainOptions { act: Some(act.clone()), seed, project: runs_dir, name, exist_ok: true, ..shared.clone() };
+    let run_options = TrainOptions {
+        act: Some(act.clone()),
+        seed,
+        project: runs_dir,
+        name,
+        exist_ok: true,
+        ..shared.clone()
+    };
     let checkpoint = dir.join("weights").join("last.state.safetensors");
     let resume = checkpoint.is_file();
     if !resume && dir.exists() {
         // Stopped before its first checkpoint: start it again from nothing.
-        std::fs::remove_dir_all(&dir).map_err(|e| CompareError::File { path: dir.clone(), message: e.to_string() })?;
+        std::fs::remove_dir_all(&dir).map_err(|e| CompareError::File {
+            path: dir.clone(),
+            message: e.to_string(),
+        })?;
         experiment.runs[index].epoch_seconds.clear();
     }
     experiment.runs[index].status = RunStatus::Running;
     save(&options.out, shared, experiment)?;
-    on(CompareEvent::RunStart { act: &act, seed, resume });
+    on(CompareEvent::RunStart {
+        act: &act,
+        seed,
+        resume,
+    });
     let results = dir.join("results.csv");
     let mut save_error = None;
-    let outcome = train(&run_options, resume.then_some(checkpoint.as_path()), &mut |event| {
-        if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {
-            let record = &mut experiment.runs[index];
-            record.epoch_seconds.truncate(*epoch);
-            record.epoch_seconds.push(*seconds);
-            update_curve(record, &results);
-            if let Err(e) = save(&options.out, shared, experiment) {
-                save_error.get_or_insert(e);
+    let outcome = train(
+        &run_options,
+        resume.then_some(checkpoint.as_path()),
+        &mut |event| {
+            if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {
+                let record = &mut experiment.runs[index];
+                record.epoch_seconds.truncate(*epoch);
+                record.epoch_seconds.push(*seconds);
+                update_curve(record, &results);
+                if let Err(e) = save(&options.out, shared, experiment) {
+                    save_error.get_or_insert(e);
+                }
             }
-        }
-        on(CompareEvent::Train(event));
-    });
+            on(CompareEvent::Train(event));
+        },
+    );
     if let Some(e) = save_error {
         return Err(e);
     }
     let status = match &outcome {
         Ok(_) => RunStatus::Finished,
-        Err(e @ TrainError::NonFinite { .. }) => RunStatus::Diverged { message: e.to_string() },
-        Err(e) => RunStatus::Failed { message: e.to_string() },
+        Err(e @ TrainError::NonFinite { .. }) => RunStatus::Diverged {
+            message: e.to_string(),
+        },
+        Err(e) => RunStatus::Failed {
+            message: e.to_string(),
+        },
     };
     let record = &mut experiment.runs[index];
     update_curve(record, &results);
@@ -284,23 +423,45 @@ fn update_curve(record: &mut RunRecord, results: &Path) {
     record.curve = read_curve(results);
     let fitness = |p: &EpochPoint| 0.1 * p.map50 + 0.9 * p.map;
     // `>=` as the trainer: a later epoch of equal fitness is the best.
-    record.best = record.curve.iter().copied().fold(None, |best: Option<EpochPoint>, p| match best {
-        Some(b) if fitness(&p) < fitness(&b) => Some(b),
-        _ => Some(p),
-    });
+    record.best =
+        record
+            .curve
+            .iter()
+            .copied()
+            .fold(None, |best: Option<EpochPoint>, p| match best {
+                Some(b) if fitness(&p) < fitness(&b) => Some(b),
+                _ => Some(p),
+            });
 }
 
 /// (epoch, mAP50, mAP50-95) rows of an ultralytics results.csv; missing file: none.
 pub fn read_curve(results: &Path) -> Vec<EpochPoint> {
-    let Ok(text) = std::fs::read_to_string(results) else { return Vec::new() };
+    let Ok(text) = std::fs::read_to_string(results) else {
+        return Vec::new();
+    };
     let mut lines = text.lines();
-    let header: Vec<String> = lines.next().unwrap_or_default().split(',').map(|c| c.trim().to_string()).collect();
+    let header: Vec<String> = lines
+        .next()
+        .unwrap_or_default()
+        .split(',')
+        .map(|c| c.trim().to_string())
+        .collect();
     let column = |name: &str| header.iter().position(|c| c == name);
-    let (Some(e), Some(m50), Some(m)) = (column("epoch"), column("metrics/mAP_0.5"), column("metrics/mAP_0.5:0.95")) else { return Vec::new() };
+    let (Some(e), Some(m50), Some(m)) = (
+        column("epoch"),
+        column("metrics/mAP_0.5"),
+        column("metrics/mAP_0.5:0.95"),
+    ) else {
+        return Vec::new();
+    };
     lines
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
-            Some(EpochPoint { epoch: fields.get(e)?.parse().ok()?, map50: fields.get(m50)?.parse().ok()?, map: fields.get(m)?.parse().ok()? })
+            Some(EpochPoint {
+                epoch: fields.get(e)?.parse().ok()?,
+                map50: fields.get(m50)?.parse().ok()?,
+                map: fields.get(m)?.parse().ok()?,
+            })
         })
         .collect()
 }

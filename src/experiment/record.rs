@@ -11,9 +11,13 @@ pub enum RunStatus {
     Running,
     Finished,
     /// The loss became NaN or Inf; `message` is the trainer's, naming epoch and iteration.
-    Diverged { message: String },
+    Diverged {
+        message: String,
+    },
     /// Any other error (a broken image mid-run, a full disk); the experiment goes on.
-    Failed { message: String },
+    Failed {
+        message: String,
+    },
 }
 
 /// Validation metrics of one epoch.
@@ -43,11 +47,19 @@ pub struct RunRecord {
 
 impl RunRecord {
     pub fn new(act: &str, seed: u64) -> RunRecord {
-        RunRecord { act: act.to_string(), seed, status: RunStatus::Pending, epoch_seconds: Vec::new(), curve: Vec::new(), best: None }
+        RunRecord {
+            act: act.to_string(),
+            seed,
+            status: RunStatus::Pending,
+            epoch_seconds: Vec::new(),
+            curve: Vec::new(),
+            best: None,
+        }
     }
 
     pub fn seconds_per_epoch(&self) -> Option<f64> {
-        (!self.epoch_seconds.is_empty()).then(|| self.epoch_seconds.iter().sum::<f64>() / self.epoch_seconds.len() as f64)
+        (!self.epoch_seconds.is_empty())
+            .then(|| self.epoch_seconds.iter().sum::<f64>() / self.epoch_seconds.len() as f64)
     }
 }
 

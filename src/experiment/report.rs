@@ -29,16 +29,28 @@ pub enum ReportError {
     #[error("nothing to report: the experiment names no activations")]
     NoActivations,
     #[error("creating the report folder {}: {error}", path.display())]
-    CreateDir { path: PathBuf, error: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("writing {}: {error}", path.display())]
-    Write { path: PathBuf, error: std::io::Error },
+    Write {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("reading {} to embed it in the HTML report: {error}", path.display())]
-    ReadPlot { path: PathBuf, error: std::io::Error },
+    ReadPlot {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error(transparent)]
     Plot(#[from] ComparePlotError),
     /// Boxed: a plot error can carry a candle error, which is large.
     #[error("drawing the activation curves into {}: {error}", path.display())]
-    ActivationPlot { path: PathBuf, error: Box<PlotError> },
+    ActivationPlot {
+        path: PathBuf,
+        error: Box<PlotError>,
+    },
 }
 
 /// A difference is significant when p is below this.
@@ -56,18 +68,29 @@ pub fn write_report(exp: &Experiment, dir: &Path) -> Result<ReportFiles, ReportE
     if exp.acts.is_empty() {
         return Err(ReportError::NoActivations);
     }
-    std::fs::create_dir_all(dir).map_err(|error| ReportError::CreateDir { path: dir.into(), error })?;
+    std::fs::create_dir_all(dir).map_err(|error| ReportError::CreateDir {
+        path: dir.into(),
+        error,
+    })?;
     let table = Table::new(exp);
     let plots = draw_plots(&table, dir)?;
     let csv = write_file(dir.join("summary.csv"), &summary_csv(&table))?;
     let document = document(exp, &table, &plots, dir);
     let markdown = write_file(dir.join("report.md"), &document.to_markdown())?;
     let html = write_file(dir.join("report.html"), &document.to_html()?)?;
-    Ok(ReportFiles { csv, markdown, html, plots: plots.files })
+    Ok(ReportFiles {
+        csv,
+        markdown,
+        html,
+        plots: plots.files,
+    })
 }
 
 fn write_file(path: PathBuf, text: &str) -> Result<PathBuf, ReportError> {
-    std::fs::write(&path, text).map_err(|error| ReportError::Write { path: path.clone(), error })?;
+    std::fs::write(&path, text).map_err(|error| ReportError::Write {
+        path: path.clone(),
+        error,
+    })?;
     Ok(path)
 }
 
@@ -85,7 +108,11 @@ fn verdict_lines(exp: &Experiment, table: &Table) -> Vec<String> {
     let mut lines = vec![headline(table)];
     lines.extend(progress_line(exp));
     let baseline = table.baseline();
-    lines.extend(table.rows[1..].iter().filter_map(|row| Some(comparison_line(row, row.vs_baseline.as_ref()?, baseline))));
+    lines.extend(
+        table.rows[1..]
+            .iter()
+            .filter_map(|row| Some(comparison_line(row, row.vs_baseline.as_ref()?, baseline))),
+    );
     lines
 }
 
@@ -112,12 +139,18 @@ impl<'a> ActRow<'a> {
         let spec = ActSpec::parse(act).ok();
         let cost = exp.costs.iter().find(|cost| cost.act == act);
         let runs: Vec<&RunRecord> = exp.runs.iter().filter(|run| run.act == act).collect();
-        let best: Vec<EpochPoint> =
-            runs.iter().filter(|run| run.status == RunStatus::Finished).filter_map(|run| run.best).collect();
+        let best: Vec<EpochPoint> = runs
+            .iter()
+            .filter(|run| run.status == RunStatus::Finished)
+            .filter_map(|run| run.best)
+            .collect();
         ActRow {
             act,
             name: spec.as_ref().map_or_else(|| act.to_string(), short_name),
-            label: cost.map(|cost| cost.label.clone()).or_else(|| spec.as_ref().map(ActSpec::to_string)).unwrap_or_else(|| act.to_string()),
+            label: cost
+                .map(|cost| cost.label.clone())
+                .or_else(|| spec.as_ref().map(ActSpec::to_string))
+                .unwrap_or_else(|| act.to_string()),
             spec,
             runs,
             best,
@@ -155,21 +188,36 @@ impl<'a> ActRow<'a> {
     }
 
     fn stopped(&self) -> usize {
-        self.count(|status| matches!(status, RunStatus::Diverged { .. } | RunStatus::Failed { .. }))
+        self.count(|status| {
+            matches!(
+                status,
+                RunStatus::Diverged { .. } | RunStatus::Failed { .. }
+            )
+        })
     }
 
     /// The mean over the runs that timed any epoch, whatever became of them.
     fn seconds_per_epoch(&self) -> Option<f64> {
-        let seconds: Vec<f64> = self.runs.iter().filter_map(|run| run.seconds_per_epoch()).collect();
+        let seconds: Vec<f64> = self
+            .runs
+            .iter()
+            .filter_map(|run| run.seconds_per_epoch())
+            .collect();
         (!seconds.is_empty()).then(|| summarize(&seconds).mean)
     }
 
     fn best_epochs(&self, separator: &str) -> String {
-        self.best.iter().map(|point| point.epoch.to_string()).collect::<Vec<_>>().join(separator)
+        self.best
+            .iter()
+            .map(|point| point.epoch.to_string())
+            .collect::<Vec<_>>()
+            .join(separator)
     }
 
     fn latency_ms(&self) -> Option<f64> {
-        self.cost.map(|cost| cost.latency_ms).filter(|ms| ms.is_finite() && *ms > 0.0)
+        self.cost
+            .map(|cost| cost.latency_ms)
+            .filter(|ms| ms.is_finite() && *ms > 0.0)
     }
 }
 
@@ -194,10 +242,18 @@ impl Delta {
         if values.is_empty() || baseline.is_empty() {
             return None;
         }
-        let in_points = |values: &[f64]| values.iter().map(|value| value * POINTS).collect::<Vec<_>>();
+        let in_points = |values: &[f64]| {
+            values
+                .iter()
+                .map(|value| value * POINTS)
+                .collect::<Vec<_>>()
+        };
         let (values, baseline) = (in_points(values), in_points(baseline));
         let points = summarize(&values).mean - summarize(&baseline).mean;
-        Some(Delta { points, test: welch(&values, &baseline) })
+        Some(Delta {
+            points,
+            test: welch(&values, &baseline),
+        })
     }
 
     fn significant(&self) -> bool {
@@ -219,7 +275,10 @@ impl<'a> Table<'a> {
             row.vs_baseline = Some(VsBaseline {
                 map: Delta::new(&row.map_values(), &baseline[0].map_values()),
                 map50: Delta::new(&row.map50_values(), &baseline[0].map50_values()),
-                latency_pct: row.latency_ms().zip(baseline[0].latency_ms()).map(|(ms, base)| (ms / base - 1.0) * 100.0),
+                latency_pct: row
+                    .latency_ms()
+                    .zip(baseline[0].latency_ms())
+                    .map(|(ms, base)| (ms / base - 1.0) * 100.0),
             });
         }
         Table { rows }
@@ -237,7 +296,11 @@ fn headline(table: &Table) -> String {
     let Some(best) = finished.max_by(|a, b| a.map().mean.total_cmp(&b.map().mean)) else {
         return "No run has finished yet.".into();
     };
-    let best_line = format!("Best by mean mAP50-95: {} ({:.2}%).", best.name, best.map().mean * POINTS);
+    let best_line = format!(
+        "Best by mean mAP50-95: {} ({:.2}%).",
+        best.name,
+        best.map().mean * POINTS
+    );
     format!("{best_line} {}", significance_summary(table))
 }
 
@@ -254,25 +317,41 @@ fn significance_summary(table: &Table) -> String {
     let significant: Vec<String> = deltas
         .iter()
         .filter(|(_, delta)| delta.significant())
-        .map(|(name, delta)| format!("{name} ({})", if delta.points > 0.0 { "better" } else { "worse" }))
+        .map(|(name, delta)| {
+            format!(
+                "{name} ({})",
+                if delta.points > 0.0 {
+                    "better"
+                } else {
+                    "worse"
+                }
+            )
+        })
         .collect();
     if significant.is_empty() {
         format!("No mAP50-95 difference from {base} is significant at 5%.")
     } else {
-        format!("Significantly different mAP50-95 from {base} at 5%: {}.", significant.join(", "))
+        format!(
+            "Significantly different mAP50-95 from {base} at 5%: {}.",
+            significant.join(", ")
+        )
     }
 }
 
 /// Said only while runs are pending or running, or when some stopped early.
 fn progress_line(exp: &Experiment) -> Option<String> {
-    let count = |wanted: fn(&RunStatus) -> bool| exp.runs.iter().filter(|run| wanted(&run.status)).count();
+    let count =
+        |wanted: fn(&RunStatus) -> bool| exp.runs.iter().filter(|run| wanted(&run.status)).count();
     let finished = count(|status| *status == RunStatus::Finished);
     let open = count(|status| matches!(status, RunStatus::Pending | RunStatus::Running));
     let diverged = count(|status| matches!(status, RunStatus::Diverged { .. }));
     let failed = count(|status| matches!(status, RunStatus::Failed { .. }));
     let mut parts = Vec::new();
     if open > 0 {
-        parts.push(format!("{finished} of {} runs finished; numbers are provisional.", exp.runs.len()));
+        parts.push(format!(
+            "{finished} of {} runs finished; numbers are provisional.",
+            exp.runs.len()
+        ));
     }
     let stopped: Vec<String> = [(diverged, "diverged"), (failed, "failed")]
         .into_iter()
@@ -280,7 +359,10 @@ fn progress_line(exp: &Experiment) -> Option<String> {
         .map(|(count, what)| format!("{} {what}", runs_count(count)))
         .collect();
     if !stopped.is_empty() {
-        parts.push(format!("Left out of the statistics: {} (see Runs).", stopped.join(" and ")));
+        parts.push(format!(
+            "Left out of the statistics: {} (see Runs).",
+            stopped.join(" and ")
+        ));
     }
     (!parts.is_empty()).then(|| parts.join(" "))
 }
@@ -297,10 +379,22 @@ fn runs_count(count: usize) -> String {
 fn comparison_line(row: &ActRow, vs: &VsBaseline, baseline: &ActRow) -> String {
     let speed = speed_text(vs.latency_pct);
     match &vs.map {
-        None if row.finished() == 0 && row.stopped() > 0 && row.stopped() == row.runs.len() => format!("{}: every run diverged or failed (see Runs); {speed}.", row.name),
+        None if row.finished() == 0 && row.stopped() > 0 && row.stopped() == row.runs.len() => {
+            format!(
+                "{}: every run diverged or failed (see Runs); {speed}.",
+                row.name
+            )
+        }
         None if row.finished() == 0 => format!("{}: no finished run yet; {speed}.", row.name),
-        None => format!("{}: no comparison yet, the baseline {} has no finished run; {speed}.", row.name, baseline.name),
-        Some(delta) => format!("{}: {}, {speed}.", row.name, delta_text(delta, row, baseline)),
+        None => format!(
+            "{}: no comparison yet, the baseline {} has no finished run; {speed}.",
+            row.name, baseline.name
+        ),
+        Some(delta) => format!(
+            "{}: {}, {speed}.",
+            row.name,
+            delta_text(delta, row, baseline)
+        ),
     }
 }
 
@@ -308,11 +402,23 @@ fn comparison_line(row: &ActRow, vs: &VsBaseline, baseline: &ActRow) -> String {
 fn delta_text(delta: &Delta, row: &ActRow, baseline: &ActRow) -> String {
     let seeds = seeds_text(row.finished(), baseline.finished());
     let Some(test) = delta.test else {
-        return format!("{:+.2} mAP50-95 points vs {} ({seeds}: no significance test; run more --seeds)", delta.points, baseline.name);
+        return format!(
+            "{:+.2} mAP50-95 points vs {} ({seeds}: no significance test; run more --seeds)",
+            delta.points, baseline.name
+        );
     };
     let half_width = (test.ci95.1 - test.ci95.0) / 2.0;
-    let verdict = if delta.significant() { "significant at 5%" } else { "not significant" };
-    format!("{:+.2} ± {half_width:.2} mAP50-95 points vs {} ({}, {verdict}, {seeds})", delta.points, baseline.name, p_statement(test.p))
+    let verdict = if delta.significant() {
+        "significant at 5%"
+    } else {
+        "not significant"
+    };
+    format!(
+        "{:+.2} ± {half_width:.2} mAP50-95 points vs {} ({}, {verdict}, {seeds})",
+        delta.points,
+        baseline.name,
+        p_statement(test.p)
+    )
 }
 
 fn seeds_text(ours: usize, baseline: usize) -> String {
@@ -326,7 +432,9 @@ fn seeds_text(ours: usize, baseline: usize) -> String {
 fn speed_text(latency_pct: Option<f64>) -> String {
     match latency_pct {
         None => "latency not measured yet".into(),
-        Some(pct) if pct.abs() <= SAME_SPEED_PCT => format!("same speed (within {SAME_SPEED_PCT}%)"),
+        Some(pct) if pct.abs() <= SAME_SPEED_PCT => {
+            format!("same speed (within {SAME_SPEED_PCT}%)")
+        }
         Some(pct) if pct > 0.0 => format!("{pct:.0}% slower"),
         Some(pct) => format!("{:.0}% faster", -pct),
     }
@@ -385,7 +493,11 @@ fn summary_csv(table: &Table) -> String {
     let mut text = CSV_HEADER.join(",") + "\n";
     for row in &table.rows {
         let cells = csv_cells(row);
-        text += &cells.iter().map(|cell| csv_field(cell)).collect::<Vec<_>>().join(",");
+        text += &cells
+            .iter()
+            .map(|cell| csv_field(cell))
+            .collect::<Vec<_>>()
+            .join(",");
         text.push('\n');
     }
     text
@@ -395,24 +507,46 @@ fn csv_cells(row: &ActRow) -> Vec<String> {
     let vs = row.vs_baseline.as_ref();
     let mut cells = vec![row.act.to_string(), row.label.clone()];
     cells.extend([row.finished(), row.running(), row.stopped()].map(|count| count.to_string()));
-    cells.extend(summary_cells(&row.map50()).into_iter().chain(summary_cells(&row.map())));
+    cells.extend(
+        summary_cells(&row.map50())
+            .into_iter()
+            .chain(summary_cells(&row.map())),
+    );
     cells.extend(delta_cells(vs.and_then(|vs| vs.map.as_ref())));
     cells.extend(delta_cells(vs.and_then(|vs| vs.map50.as_ref())));
-    cells.push(row.cost.map(|cost| cost.params.to_string()).unwrap_or_default());
-    let numbers = [row.cost.map(|cost| cost.gflops), row.latency_ms(), vs.and_then(|vs| vs.latency_pct), row.seconds_per_epoch()];
+    cells.push(
+        row.cost
+            .map(|cost| cost.params.to_string())
+            .unwrap_or_default(),
+    );
+    let numbers = [
+        row.cost.map(|cost| cost.gflops),
+        row.latency_ms(),
+        vs.and_then(|vs| vs.latency_pct),
+        row.seconds_per_epoch(),
+    ];
     cells.extend(numbers.map(number_cell));
     cells.push(row.best_epochs(" "));
     cells
 }
 
 fn summary_cells(summary: &Summary) -> [String; 2] {
-    [number_cell((summary.n > 0).then_some(summary.mean)), number_cell(summary.std)]
+    [
+        number_cell((summary.n > 0).then_some(summary.mean)),
+        number_cell(summary.std),
+    ]
 }
 
 /// Points, CI low, CI high, p.
 fn delta_cells(delta: Option<&Delta>) -> [String; 4] {
     let test = delta.and_then(|delta| delta.test);
-    [delta.map(|delta| delta.points), test.map(|t| t.ci95.0), test.map(|t| t.ci95.1), test.map(|t| t.p)].map(number_cell)
+    [
+        delta.map(|delta| delta.points),
+        test.map(|t| t.ci95.0),
+        test.map(|t| t.ci95.1),
+        test.map(|t| t.p),
+    ]
+    .map(number_cell)
 }
 
 /// Full precision (the shortest text that reads back to the same f64).
@@ -447,11 +581,23 @@ struct FigureRef {
 
 fn draw_plots(table: &Table, dir: &Path) -> Result<Plots, ReportError> {
     let results: Vec<ActResults> = table.rows.iter().map(act_results).collect();
-    let mut plots = Plots { figures: Vec::new(), notes: Vec::new(), files: Vec::new() };
+    let mut plots = Plots {
+        figures: Vec::new(),
+        notes: Vec::new(),
+        files: Vec::new(),
+    };
     let curves = "mAP50-95 against epoch: the mean over each activation's seeds, the band from their minimum to maximum (finished and running runs).";
-    plots.add(curves, map_curves(&results, dir)?, "No run has a validated epoch yet: no curves.");
+    plots.add(
+        curves,
+        map_curves(&results, dir)?,
+        "No run has a validated epoch yet: no curves.",
+    );
     let bars = "Best-epoch mAP50 and mAP50-95 per activation: mean over finished seeds, ±1 std error bars, one dot per seed.";
-    plots.add(bars, map_bars(&results, dir)?, "No run has finished yet: no bar chart.");
+    plots.add(
+        bars,
+        map_bars(&results, dir)?,
+        "No run has finished yet: no bar chart.",
+    );
     let latency = "Mean mAP50-95 against CPU latency (batch 1, fused model), ±1 std over seeds.";
     let no_latency = if table.rows.iter().any(|row| row.latency_ms().is_some()) {
         "No activation with a measured latency has a finished run yet: no latency plot."
@@ -469,7 +615,11 @@ impl Plots {
         match drawn {
             Some([png, svg]) => {
                 self.files.extend([png.clone(), svg.clone()]);
-                self.figures.push(FigureRef { caption: caption.into(), png, svg });
+                self.figures.push(FigureRef {
+                    caption: caption.into(),
+                    png,
+                    svg,
+                });
             }
             None => self.notes.push(missing.into()),
         }
@@ -479,10 +629,21 @@ impl Plots {
 /// The plot's view of one activation: finished and running runs' curves (a diverged run's
 /// would drag the band), finished runs' best mAPs.
 fn act_results(row: &ActRow) -> ActResults {
-    let counted = |run: &&&RunRecord| matches!(run.status, RunStatus::Finished | RunStatus::Running);
+    let counted =
+        |run: &&&RunRecord| matches!(run.status, RunStatus::Finished | RunStatus::Running);
     ActResults {
         name: row.name.clone(),
-        curves: row.runs.iter().filter(counted).map(|run| run.curve.iter().map(|point| (point.epoch, point.map)).collect()).collect(),
+        curves: row
+            .runs
+            .iter()
+            .filter(counted)
+            .map(|run| {
+                run.curve
+                    .iter()
+                    .map(|point| (point.epoch, point.map))
+                    .collect()
+            })
+            .collect(),
         map50: row.map50_values(),
         map: row.map_values(),
         latency_ms: row.latency_ms(),
@@ -492,18 +653,34 @@ fn act_results(row: &ActRow) -> ActResults {
 /// The compared activations' curves and derivatives under `dir/activations/`; those that
 /// do not parse or are not pointwise (FReLU, Softmax) are left out.
 fn draw_activation_curves(table: &Table, dir: &Path, plots: &mut Plots) -> Result<(), ReportError> {
-    let specs: Vec<ActSpec> =
-        table.rows.iter().filter_map(|row| row.spec.clone()).filter(|spec| spec.kind().info().pointwise).collect();
+    let specs: Vec<ActSpec> = table
+        .rows
+        .iter()
+        .filter_map(|row| row.spec.clone())
+        .filter(|spec| spec.kind().info().pointwise)
+        .collect();
     if specs.is_empty() {
-        plots.notes.push("None of the activations is pointwise: no activation curves.".into());
+        plots
+            .notes
+            .push("None of the activations is pointwise: no activation curves.".into());
         return Ok(());
     }
     let out = dir.join("activations");
-    let written = plot_activations(&specs, &PlotOptions { range: ACT_PLOT_RANGE, out: out.clone() })
-        .map_err(|error| ReportError::ActivationPlot { path: out.clone(), error: Box::new(error) })?;
+    let written = plot_activations(
+        &specs,
+        &PlotOptions {
+            range: ACT_PLOT_RANGE,
+            out: out.clone(),
+        },
+    )
+    .map_err(|error| ReportError::ActivationPlot {
+        path: out.clone(),
+        error: Box::new(error),
+    })?;
     plots.files.extend(written);
     plots.figures.push(FigureRef {
-        caption: "The compared activations f(x) and their derivatives f'(x) (pointwise ones only).".into(),
+        caption: "The compared activations f(x) and their derivatives f'(x) (pointwise ones only)."
+            .into(),
         png: out.join("overview.png"),
         svg: out.join("overview.svg"),
     });
@@ -527,13 +704,23 @@ enum Block {
     Paragraph(String),
     List(Vec<String>),
     /// The first [`TEXT_COLUMNS`] columns are text, the others right-aligned numbers.
-    Table { header: Vec<String>, rows: Vec<Vec<String>> },
+    Table {
+        header: Vec<String>,
+        rows: Vec<Vec<String>>,
+    },
     Figure(FigureRef),
 }
 
 fn document(exp: &Experiment, table: &Table, plots: &Plots, dir: &Path) -> Document {
-    let mut blocks = vec![Block::Heading("Verdict".into()), Block::List(verdict_lines(exp, table))];
-    blocks.extend([Block::Heading("Results".into()), results_table(table), Block::Paragraph(results_note(table))]);
+    let mut blocks = vec![
+        Block::Heading("Verdict".into()),
+        Block::List(verdict_lines(exp, table)),
+    ];
+    blocks.extend([
+        Block::Heading("Results".into()),
+        results_table(table),
+        Block::Paragraph(results_note(table)),
+    ]);
     blocks.push(Block::Heading("Method".into()));
     blocks.extend(method(exp, table).into_iter().map(Block::Paragraph));
     blocks.push(Block::Heading("Plots".into()));
@@ -545,15 +732,34 @@ fn document(exp: &Experiment, table: &Table, plots: &Plots, dir: &Path) -> Docum
     if !problems.is_empty() {
         blocks.push(Block::List(problems));
     }
-    Document { title: format!("Activation comparison: {}", exp.name), dir: dir.into(), blocks }
+    Document {
+        title: format!("Activation comparison: {}", exp.name),
+        dir: dir.into(),
+        blocks,
+    }
 }
 
 fn results_table(table: &Table) -> Block {
     let header = [
-        "activation", "runs", "mAP50-95 (%)", "Δ mAP50-95 [95% CI]", "p", "mAP50 (%)", "Δ mAP50 [95% CI]", "p", "params",
-        "GFLOPs", "latency (ms)", "vs baseline", "s/epoch", "best epoch",
+        "activation",
+        "runs",
+        "mAP50-95 (%)",
+        "Δ mAP50-95 [95% CI]",
+        "p",
+        "mAP50 (%)",
+        "Δ mAP50 [95% CI]",
+        "p",
+        "params",
+        "GFLOPs",
+        "latency (ms)",
+        "vs baseline",
+        "s/epoch",
+        "best epoch",
     ];
-    Block::Table { header: header.map(String::from).to_vec(), rows: table.rows.iter().map(results_row).collect() }
+    Block::Table {
+        header: header.map(String::from).to_vec(),
+        rows: table.rows.iter().map(results_row).collect(),
+    }
 }
 
 fn results_row(row: &ActRow) -> Vec<String> {
@@ -562,11 +768,19 @@ fn results_row(row: &ActRow) -> Vec<String> {
     cells.extend(delta_texts(vs.and_then(|vs| vs.map.as_ref())));
     cells.push(mean_std_text(&row.map50()));
     cells.extend(delta_texts(vs.and_then(|vs| vs.map50.as_ref())));
-    cells.push(row.cost.map(|cost| group_thousands(cost.params)).unwrap_or_default());
+    cells.push(
+        row.cost
+            .map(|cost| group_thousands(cost.params))
+            .unwrap_or_default(),
+    );
     // Two decimals: at the demo's 128 px yolov5n is 0.17 GFLOPs.
     cells.push(fixed(row.cost.map(|cost| cost.gflops), 2));
     cells.push(fixed(row.latency_ms(), 1));
-    cells.push(vs.and_then(|vs| vs.latency_pct).map(|pct| format!("{pct:+.0}%")).unwrap_or_default());
+    cells.push(
+        vs.and_then(|vs| vs.latency_pct)
+            .map(|pct| format!("{pct:+.0}%"))
+            .unwrap_or_default(),
+    );
     cells.push(fixed(row.seconds_per_epoch(), 1));
     cells.push(row.best_epochs(", "));
     cells
@@ -606,13 +820,21 @@ fn delta_texts(delta: Option<&Delta>) -> [String; 2] {
         return [String::new(), String::new()];
     };
     match delta.test {
-        Some(test) => [format!("{:+.2} [{:+.2}, {:+.2}]", delta.points, test.ci95.0, test.ci95.1), p_value(test.p)],
+        Some(test) => [
+            format!(
+                "{:+.2} [{:+.2}, {:+.2}]",
+                delta.points, test.ci95.0, test.ci95.1
+            ),
+            p_value(test.p),
+        ],
         None => [format!("{:+.2}", delta.points), String::new()],
     }
 }
 
 fn fixed(value: Option<f64>, decimals: usize) -> String {
-    value.map(|value| format!("{value:.decimals$}")).unwrap_or_default()
+    value
+        .map(|value| format!("{value:.decimals$}"))
+        .unwrap_or_default()
 }
 
 /// 1872157 → "1,872,157".
@@ -656,9 +878,25 @@ fn method(exp: &Experiment, table: &Table) -> Vec<String> {
 }
 
 fn runs_table(table: &Table) -> Block {
-    let header = ["activation", "status", "seed", "epochs", "best epoch", "mAP50 (%)", "mAP50-95 (%)", "s/epoch"];
-    let rows = table.rows.iter().flat_map(|row| row.runs.iter().map(move |run| run_row(&row.name, run))).collect();
-    Block::Table { header: header.map(String::from).to_vec(), rows }
+    let header = [
+        "activation",
+        "status",
+        "seed",
+        "epochs",
+        "best epoch",
+        "mAP50 (%)",
+        "mAP50-95 (%)",
+        "s/epoch",
+    ];
+    let rows = table
+        .rows
+        .iter()
+        .flat_map(|row| row.runs.iter().map(move |run| run_row(&row.name, run)))
+        .collect();
+    Block::Table {
+        header: header.map(String::from).to_vec(),
+        rows,
+    }
 }
 
 fn run_row(name: &str, run: &RunRecord) -> Vec<String> {
@@ -668,7 +906,8 @@ fn run_row(name: &str, run: &RunRecord) -> Vec<String> {
         status_text(&run.status).into(),
         run.seed.to_string(),
         run.curve.len().to_string(),
-        best.map(|point| point.epoch.to_string()).unwrap_or_default(),
+        best.map(|point| point.epoch.to_string())
+            .unwrap_or_default(),
         fixed(best.map(|point| point.map50 * POINTS), 2),
         fixed(best.map(|point| point.map * POINTS), 2),
         fixed(run.seconds_per_epoch(), 1),
@@ -688,12 +927,19 @@ fn status_text(status: &RunStatus) -> &'static str {
 /// "Mish, seed 2, diverged: <message>" for every run that stopped early.
 fn run_problems(table: &Table) -> Vec<String> {
     let problem = |name: &str, run: &RunRecord| match &run.status {
-        RunStatus::Diverged { message } | RunStatus::Failed { message } => {
-            Some(format!("{name}, seed {}, {}: {}", run.seed, status_text(&run.status), message.replace(['\n', '\r'], " ")))
-        }
+        RunStatus::Diverged { message } | RunStatus::Failed { message } => Some(format!(
+            "{name}, seed {}, {}: {}",
+            run.seed,
+            status_text(&run.status),
+            message.replace(['\n', '\r'], " ")
+        )),
         _ => None,
     };
-    table.rows.iter().flat_map(|row| row.runs.iter().filter_map(|run| problem(&row.name, run))).collect()
+    table
+        .rows
+        .iter()
+        .flat_map(|row| row.runs.iter().filter_map(|run| problem(&row.name, run)))
+        .collect()
 }
 
 impl Document {
@@ -706,7 +952,9 @@ impl Document {
                 Block::Paragraph(paragraph) => format!("{paragraph}\n"),
                 Block::List(items) => items.iter().map(|item| format!("- {item}\n")).collect(),
                 Block::Table { header, rows } => markdown_table(header, rows),
-                Block::Figure(figure) => format!("![{}]({})\n", figure.caption, self.relative(&figure.png)),
+                Block::Figure(figure) => {
+                    format!("![{}]({})\n", figure.caption, self.relative(&figure.png))
+                }
             };
         }
         text
@@ -731,13 +979,27 @@ impl Document {
     }
 
     fn relative(&self, path: &Path) -> String {
-        path.strip_prefix(&self.dir).unwrap_or(path).to_string_lossy().replace('\\', "/")
+        path.strip_prefix(&self.dir)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .replace('\\', "/")
     }
 }
 
 fn markdown_table(header: &[String], rows: &[Vec<String>]) -> String {
-    let line = |cells: &[String]| format!("| {} |\n", cells.iter().map(|cell| cell.replace('|', "\\|")).collect::<Vec<_>>().join(" | "));
-    let alignment: Vec<String> = (0..header.len()).map(|i| if i < TEXT_COLUMNS { ":---" } else { "---:" }.to_string()).collect();
+    let line = |cells: &[String]| {
+        format!(
+            "| {} |\n",
+            cells
+                .iter()
+                .map(|cell| cell.replace('|', "\\|"))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        )
+    };
+    let alignment: Vec<String> = (0..header.len())
+        .map(|i| if i < TEXT_COLUMNS { ":---" } else { "---:" }.to_string())
+        .collect();
     let mut text = line(header) + &line(&alignment);
     for row in rows {
         text += &line(row);
@@ -760,24 +1022,46 @@ svg { max-width: 100%; height: auto; }
 ";
 
 fn html_list(items: &[String]) -> String {
-    let items: String = items.iter().map(|item| format!("<li>{}</li>\n", escape_html(item))).collect();
+    let items: String = items
+        .iter()
+        .map(|item| format!("<li>{}</li>\n", escape_html(item)))
+        .collect();
     format!("<ul>\n{items}</ul>\n")
 }
 
 fn html_table(header: &[String], rows: &[Vec<String>]) -> String {
-    let cells = |tag: &str, cells: &[String]| -> String { cells.iter().map(|cell| format!("<{tag}>{}</{tag}>", escape_html(cell))).collect() };
-    let body: String = rows.iter().map(|row| format!("<tr>{}</tr>\n", cells("td", row))).collect();
+    let cells = |tag: &str, cells: &[String]| -> String {
+        cells
+            .iter()
+            .map(|cell| format!("<{tag}>{}</{tag}>", escape_html(cell)))
+            .collect()
+    };
+    let body: String = rows
+        .iter()
+        .map(|row| format!("<tr>{}</tr>\n", cells("td", row)))
+        .collect();
     format!("<div class=\"wide\"><table>\n<thead><tr>{}</tr></thead>\n<tbody>\n{body}</tbody>\n</table></div>\n", cells("th", header))
 }
 
 /// The SVG file's `<svg>` element inline, with its caption.
 fn html_figure(caption: &str, svg: &Path) -> Result<String, ReportError> {
-    let text = std::fs::read_to_string(svg).map_err(|error| ReportError::ReadPlot { path: svg.into(), error })?;
+    let text = std::fs::read_to_string(svg).map_err(|error| ReportError::ReadPlot {
+        path: svg.into(),
+        error,
+    })?;
     // Drop anything before the element, such as an XML declaration.
-    let element = text.find("<svg").map_or(text.as_str(), |start| &text[start..]);
-    Ok(format!("<figure>\n{element}\n<figcaption>{}</figcaption>\n</figure>\n", escape_html(caption)))
+    let element = text
+        .find("<svg")
+        .map_or(text.as_str(), |start| &text[start..]);
+    Ok(format!(
+        "<figure>\n{element}\n<figcaption>{}</figcaption>\n</figure>\n",
+        escape_html(caption)
+    ))
 }
 
 fn escape_html(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }

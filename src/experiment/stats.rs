@@ -62,11 +62,27 @@ pub fn welch(a: &[f64], b: &[f64]) -> Option<Welch> {
     let dist = StudentsT::new(0.0, 1.0, df).ok()?;
     let t = diff / se;
     let half_width = dist.inverse_cdf(0.975) * se;
-    Some(Welch { diff, ci95: (diff - half_width, diff + half_width), t, df, p: 2.0 * dist.sf(t.abs()) })
+    Some(Welch {
+        diff,
+        ci95: (diff - half_width, diff + half_width),
+        t,
+        df,
+        p: 2.0 * dist.sf(t.abs()),
+    })
 }
 
 /// The degenerate test of two constant samples (see [`welch`]).
 fn constant_samples(diff: f64, df: usize) -> Welch {
-    let (t, p) = if diff == 0.0 { (0.0, 1.0) } else { (diff.signum() * f64::INFINITY, 0.0) };
-    Welch { diff, ci95: (diff, diff), t, df: df as f64, p }
+    let (t, p) = if diff == 0.0 {
+        (0.0, 1.0)
+    } else {
+        (diff.signum() * f64::INFINITY, 0.0)
+    };
+    Welch {
+        diff,
+        ci95: (diff, diff),
+        t,
+        df: df as f64,
+        p,
+    }
 }

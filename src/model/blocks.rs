@@ -27,7 +27,10 @@ pub struct BlockContext<'a> {
 
 impl<'a> BlockContext<'a> {
     pub fn pp(&self, name: impl ToString) -> Self {
-        BlockContext { vb: self.vb.pp(name), seed: self.seed }
+        BlockContext {
+            vb: self.vb.pp(name),
+            seed: self.seed,
+        }
     }
 
     pub(crate) fn rng(&self) -> ChaCha8Rng {
@@ -86,31 +89,70 @@ pub struct ConvShape {
 
 impl ConvShape {
     pub fn new(c1: usize, c2: usize, k: usize, s: usize) -> Self {
-        ConvShape { c1, c2, k, s, p: None, g: 1, d: 1 }
+        ConvShape {
+            c1,
+            c2,
+            k,
+            s,
+            p: None,
+            g: 1,
+            d: 1,
+        }
     }
 }
 
 impl ConvBn {
     /// The convolution's weight under `conv_vb` (`weight`), the BatchNorm's under `bn_vb`.
     pub fn new(shape: ConvShape, conv_vb: VarBuilder, bn_vb: VarBuilder) -> Result<ConvBn> {
-        let ConvShape { c1, c2, k, s, p, g, d } = shape;
+        let ConvShape {
+            c1,
+            c2,
+            k,
+            s,
+            p,
+            g,
+            d,
+        } = shape;
         if c1 % g != 0 || c2 % g != 0 {
             candle_core::bail!("Conv({c1}, {c2}): groups {g} must divide both channel counts");
         }
         let fan_in = c1 / g * k * k;
         let bound = 1.0 / (fan_in as f64).sqrt();
-        let weight = conv_vb.get_with_hints((c2, c1 / g, k, k), "weight", Init::Uniform { lo: -bound, up: bound })?;
+        let weight = conv_vb.get_with_hints(
+            (c2, c1 / g, k, k),
+            "weight",
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?;
         let bn = BatchNorm2d::new(c2, BnConfig::YOLO, bn_vb)?;
-        Ok(ConvBn { weight, norm: Normalization::BatchNorm(bn), stride: s, padding: autopad(k, p, d), dilation: d, groups: g })
+        Ok(ConvBn {
+            weight,
+            norm: Normalization::BatchNorm(bn),
+            stride: s,
+            padding: autopad(k, p, d),
+            dilation: d,
+            groups: g,
+        })
     }
 
     /// The convolution, then the BatchNorm (or, once fused, the bias), then `act` if given:
     /// inside the BatchNorm's kernel when there is one.
     pub fn forward(&self, x: &Tensor, train: bool, act: Option<Pointwise>) -> Result<Tensor> {
-        let params = Conv2dParams { stride: self.stride, padding: self.padding, dilation: self.dilation, groups: self.groups };
+        let params = Conv2dParams {
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
+        };
         match &self.norm {
-            Normalization::BatchNorm(bn) if train => bn.forward_conv_act(x, &self.weight, params, act),
-            Normalization::BatchNorm(bn) => bn.forward_act(&conv2d(x, &self.weight, params)?, train, act),
+            Normalization::BatchNorm(bn) if train => {
+                bn.forward_conv_act(x, &self.weight, params, act)
+            }
+            Normalization::BatchNorm(bn) => {
+                bn.forward_act(&conv2d(x, &self.weight, params)?, train, act)
+            }
             Normalization::Bias(bias) => conv2d_bias_act(x, &self.weight, bias, params, act),
         }
     }
@@ -164,7 +206,10 @@ impl ConvBn {
     /// Output size and thop's count for an input of `hw`.
     pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
         let (co, ci_g, k, _) = self.weight.dims4().unwrap_or((0, 0, 0, 0));
-        let out = (conv_out(hw.0, k, self.stride, self.padding, self.dilation), conv_out(hw.1, k, self.stride, self.padding, self.dilation));
+        let out = (
+            conv_out(hw.0, k, self.stride, self.padding, self.dilation),
+            conv_out(hw.1, k, self.stride, self.padding, self.dilation),
+        );
         let plane = (out.0 * out.1) as f64;
         cost.macs += plane * co as f64 * ci_g as f64 * (k * k) as f64;
         if let Normalization::BatchNorm(_) = self.norm {
@@ -185,7 +230,14 @@ impl Conv {
     pub fn new(shape: ConvShape, act: &ActSpec, ctx: &BlockContext) -> Result<Conv> {
         // GLU halves its input, so the convolution makes twice the block's output channels.
         let conv_out = shape.c2 * act.channel_factor();
-        let body = ConvBn::new(ConvShape { c2: conv_out, ..shape }, ctx.vb.pp("conv"), ctx.vb.pp("bn"))?;
+        let body = ConvBn::new(
+            ConvShape {
+                c2: conv_out,
+                ..shape
+            },
+            ctx.vb.pp("conv"),
+            ctx.vb.pp("bn"),
+        )?;
         let act = Activation::new(act, conv_out, ctx.vb.pp("act"), ctx.rng())?;
         Ok(Conv { body, act })
     }
@@ -228,18 +280,37 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
-    pub fn new(c1: usize, c2: usize, shortcut: bool, g: usize, e: f64, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+    pub fn new(
+        c1: usize,
+        c2: usize,
+        shortcut: bool,
+        g: usize,
+        e: f64,
+        act: &ActSpec,
+        ctx: &BlockContext,
+    ) -> Result<Self> {
         let hidden = (c2 as f64 * e) as usize;
         Ok(Bottleneck {
             cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
-            cv2: Conv::new(ConvShape { g, ..ConvShape::new(hidden, c2, 3, 1) }, act, &ctx.pp("cv2"))?,
+            cv2: Conv::new(
+                ConvShape {
+                    g,
+                    ..ConvShape::new(hidden, c2, 3, 1)
+                },
+                act,
+                &ctx.pp("cv2"),
+            )?,
             add: shortcut && c1 == c2,
         })
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.cv2.forward(&self.cv1.forward(x, train)?, train)?;
-        if self.add { x + y } else { Ok(y) }
+        if self.add {
+            x + y
+        } else {
+            Ok(y)
+        }
     }
 
     fn convs_mut(&mut self) -> Vec<&mut Conv> {
@@ -262,7 +333,16 @@ pub struct C3 {
 
 impl C3 {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(c1: usize, c2: usize, n: usize, shortcut: bool, g: usize, e: f64, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+    pub fn new(
+        c1: usize,
+        c2: usize,
+        n: usize,
+        shortcut: bool,
+        g: usize,
+        e: f64,
+        act: &ActSpec,
+        ctx: &BlockContext,
+    ) -> Result<Self> {
         let hidden = (c2 as f64 * e) as usize;
         Ok(C3 {
             cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
@@ -279,7 +359,8 @@ impl C3 {
         for b in &self.m {
             y = b.forward(&y, train)?;
         }
-        self.cv3.forward(&Tensor::cat(&[y, self.cv2.forward(x, train)?], 1)?, train)
+        self.cv3
+            .forward(&Tensor::cat(&[y, self.cv2.forward(x, train)?], 1)?, train)
     }
 }
 
@@ -319,11 +400,21 @@ pub struct Spp {
 }
 
 impl Spp {
-    pub fn new(c1: usize, c2: usize, ks: &[usize], act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+    pub fn new(
+        c1: usize,
+        c2: usize,
+        ks: &[usize],
+        act: &ActSpec,
+        ctx: &BlockContext,
+    ) -> Result<Self> {
         let hidden = c1 / 2;
         Ok(Spp {
             cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
-            cv2: Conv::new(ConvShape::new(hidden * (ks.len() + 1), c2, 1, 1), act, &ctx.pp("cv2"))?,
+            cv2: Conv::new(
+                ConvShape::new(hidden * (ks.len() + 1), c2, 1, 1),
+                act,
+                &ctx.pp("cv2"),
+            )?,
             ks: ks.to_vec(),
         })
     }
@@ -352,14 +443,28 @@ pub struct Focus {
 
 impl Focus {
     pub fn new(shape: ConvShape, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
-        Ok(Focus { conv: Conv::new(ConvShape { c1: shape.c1 * 4, ..shape }, act, &ctx.pp("conv"))? })
+        Ok(Focus {
+            conv: Conv::new(
+                ConvShape {
+                    c1: shape.c1 * 4,
+                    ..shape
+                },
+                act,
+                &ctx.pp("conv"),
+            )?,
+        })
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         // x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]
         let patches = x.reshape((n, c, h / 2, 2, w / 2, 2))?;
-        let pick = |dy: usize, dx: usize| patches.narrow(3, dy, 1)?.narrow(5, dx, 1)?.reshape((n, c, h / 2, w / 2));
+        let pick = |dy: usize, dx: usize| {
+            patches
+                .narrow(3, dy, 1)?
+                .narrow(5, dx, 1)?
+                .reshape((n, c, h / 2, w / 2))
+        };
         let y = Tensor::cat(&[pick(0, 0)?, pick(1, 0)?, pick(0, 1)?, pick(1, 1)?], 1)?;
         self.conv.forward(&y, train)
     }
@@ -431,7 +536,10 @@ impl Block {
         match self {
             Block::Conv(m) => vec![m],
             Block::Bottleneck(m) => m.convs(),
-            Block::C3(m) => [&m.cv1, &m.cv2, &m.cv3].into_iter().chain(m.m.iter().flat_map(Bottleneck::convs)).collect(),
+            Block::C3(m) => [&m.cv1, &m.cv2, &m.cv3]
+                .into_iter()
+                .chain(m.m.iter().flat_map(Bottleneck::convs))
+                .collect(),
             Block::Sppf(m) => vec![&m.cv1, &m.cv2],
             Block::Spp(m) => vec![&m.cv1, &m.cv2],
             Block::Focus(m) => vec![&m.conv],
@@ -466,7 +574,10 @@ impl Block {
             Block::Bottleneck(m) => m.cv2.cost(m.cv1.cost(hw, cost), cost),
             Block::C3(m) => {
                 m.cv2.cost(hw, cost);
-                let inner = m.m.iter().flat_map(Bottleneck::convs).fold(m.cv1.cost(hw, cost), |hw, c| c.cost(hw, cost));
+                let inner =
+                    m.m.iter()
+                        .flat_map(Bottleneck::convs)
+                        .fold(m.cv1.cost(hw, cost), |hw, c| c.cost(hw, cost));
                 m.cv3.cost(inner, cost)
             }
             Block::Sppf(m) => m.cv2.cost(m.cv1.cost(hw, cost), cost),
@@ -479,7 +590,10 @@ impl Block {
                 out
             }
             // thop counts no operations for max-pooling.
-            Block::MaxPool(p) => (conv_out(hw.0, p.kernel, p.stride, p.padding, 1), conv_out(hw.1, p.kernel, p.stride, p.padding, 1)),
+            Block::MaxPool(p) => (
+                conv_out(hw.0, p.kernel, p.stride, p.padding, 1),
+                conv_out(hw.1, p.kernel, p.stride, p.padding, 1),
+            ),
             Block::Sppcspc(m) => m.cost(hw, cost),
             Block::RepConv(m) => m.cost(hw, cost),
         }

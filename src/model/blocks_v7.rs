@@ -26,9 +26,18 @@ pub struct Sppcspc {
 
 impl Sppcspc {
     /// yolov7's `SPPCSPC(c1, c2, n, shortcut, g, e, k)`, whose n, shortcut and g are unused.
-    pub fn new(c1: usize, c2: usize, e: f64, ks: &[usize], act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+    pub fn new(
+        c1: usize,
+        c2: usize,
+        e: f64,
+        ks: &[usize],
+        act: &ActSpec,
+        ctx: &BlockContext,
+    ) -> Result<Self> {
         let hidden = (2.0 * c2 as f64 * e) as usize;
-        let conv = |c_in, c_out, k, name: &str| Conv::new(ConvShape::new(c_in, c_out, k, 1), act, &ctx.pp(name));
+        let conv = |c_in, c_out, k, name: &str| {
+            Conv::new(ConvShape::new(c_in, c_out, k, 1), act, &ctx.pp(name))
+        };
         Ok(Sppcspc {
             cv1: conv(c1, hidden, 1, "cv1")?,
             cv2: conv(c1, hidden, 1, "cv2")?,
@@ -42,24 +51,41 @@ impl Sppcspc {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x1 = self.cv4.forward(&self.cv3.forward(&self.cv1.forward(x, train)?, train)?, train)?;
-        let y1 = self.cv6.forward(&self.cv5.forward(&pyramid(&x1, &self.ks)?, train)?, train)?;
+        let x1 = self.cv4.forward(
+            &self.cv3.forward(&self.cv1.forward(x, train)?, train)?,
+            train,
+        )?;
+        let y1 = self
+            .cv6
+            .forward(&self.cv5.forward(&pyramid(&x1, &self.ks)?, train)?, train)?;
         let y2 = self.cv2.forward(x, train)?;
         self.cv7.forward(&Tensor::cat(&[y1, y2], 1)?, train)
     }
 
     /// Its Convs in state_dict order.
     pub fn convs(&self) -> Vec<&Conv> {
-        vec![&self.cv1, &self.cv2, &self.cv3, &self.cv4, &self.cv5, &self.cv6, &self.cv7]
+        vec![
+            &self.cv1, &self.cv2, &self.cv3, &self.cv4, &self.cv5, &self.cv6, &self.cv7,
+        ]
     }
 
     pub fn convs_mut(&mut self) -> Vec<&mut Conv> {
-        vec![&mut self.cv1, &mut self.cv2, &mut self.cv3, &mut self.cv4, &mut self.cv5, &mut self.cv6, &mut self.cv7]
+        vec![
+            &mut self.cv1,
+            &mut self.cv2,
+            &mut self.cv3,
+            &mut self.cv4,
+            &mut self.cv5,
+            &mut self.cv6,
+            &mut self.cv7,
+        ]
     }
 
     /// Output size and thop's count for an input of `hw` (every conv keeps the size).
     pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
-        self.convs().into_iter().fold(hw, |hw, conv| conv.cost(hw, cost))
+        self.convs()
+            .into_iter()
+            .fold(hw, |hw, conv| conv.cost(hw, cost))
     }
 }
 
@@ -80,7 +106,14 @@ pub struct RepConv {
 
 impl RepConv {
     /// yolov7's `RepConv(c1, c2, 3, s, None, g, act)`.
-    pub fn new(c1: usize, c2: usize, s: usize, g: usize, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+    pub fn new(
+        c1: usize,
+        c2: usize,
+        s: usize,
+        g: usize,
+        act: &ActSpec,
+        ctx: &BlockContext,
+    ) -> Result<Self> {
         // GLU halves its input, so the convolutions make twice the block's output channels.
         let conv_out = c2 * act.channel_factor();
         let with_identity = c1 == c2 && s == 1;
@@ -88,13 +121,29 @@ impl RepConv {
             candle_core::bail!("RepConv({c1}, {c2}): its identity branch cannot be summed with the {conv_out} channels that {act} needs");
         }
         let branch = |k: usize, p: usize, name: &str| {
-            let shape = ConvShape { c1, c2: conv_out, k, s, p: Some(p), g, d: 1 };
+            let shape = ConvShape {
+                c1,
+                c2: conv_out,
+                k,
+                s,
+                p: Some(p),
+                g,
+                d: 1,
+            };
             ConvBn::new(shape, ctx.vb.pp(name).pp(0), ctx.vb.pp(name).pp(1))
         };
         Ok(RepConv {
             dense: branch(3, 1, "rbr_dense")?,
             pointwise: Some(branch(1, 0, "rbr_1x1")?),
-            identity: if with_identity { Some(BatchNorm2d::new(c1, BnConfig::YOLO, ctx.vb.pp("rbr_identity"))?) } else { None },
+            identity: if with_identity {
+                Some(BatchNorm2d::new(
+                    c1,
+                    BnConfig::YOLO,
+                    ctx.vb.pp("rbr_identity"),
+                )?)
+            } else {
+                None
+            },
             act: Activation::new(act, conv_out, ctx.vb.pp("act"), ctx.rng())?,
         })
     }
@@ -115,10 +164,15 @@ impl RepConv {
     /// An activation with its own BatchNorm (FReLU) is folded too.
     pub fn fuse(&mut self) -> Result<()> {
         self.act.fuse()?;
-        let Some(pointwise) = self.pointwise.take() else { return Ok(()) };
+        let Some(pointwise) = self.pointwise.take() else {
+            return Ok(());
+        };
         let (dense_weight, dense_bias) = self.dense.folded()?;
         let (point_weight, point_bias) = pointwise.folded()?;
-        let mut weight = (dense_weight + point_weight.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?)?;
+        let mut weight = (dense_weight
+            + point_weight
+                .pad_with_zeros(2, 1, 1)?
+                .pad_with_zeros(3, 1, 1)?)?;
         let mut bias = (dense_bias + point_bias)?;
         if let Some(bn) = self.identity.take() {
             let (id_weight, id_bias) = bn.fold(&identity_kernel(&weight)?)?;

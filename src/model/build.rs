@@ -38,7 +38,12 @@ pub struct LayerSummary {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("{config}: layer {row} {module}: {message}")]
-    Layer { config: String, row: usize, module: String, message: String },
+    Layer {
+        config: String,
+        row: usize,
+        module: String,
+        message: String,
+    },
     #[error("{config}: {message}")]
     Model { config: String, message: String },
 }
@@ -64,7 +69,11 @@ pub fn scale_width(c: usize, width: f64) -> usize {
 
 /// Depth rule: `max(round(n · depth), 1)` for n > 1, with Python's round-half-to-even.
 pub fn scale_depth(n: usize, depth: f64) -> usize {
-    if n > 1 { ((n as f64 * depth).round_ties_even() as usize).max(1) } else { n }
+    if n > 1 {
+        ((n as f64 * depth).round_ties_even() as usize).max(1)
+    } else {
+        n
+    }
 }
 
 /// The activation a Conv runs: the override, else the row's own, else the YAML's, else
@@ -81,97 +90,270 @@ fn resolve_act(row: &ActArg, model_default: &ActSpec, override_act: Option<&ActS
 impl Model {
     /// Builds the model with fresh, seeded parameters (f32, CPU). `override_act` (from
     /// `--act`) replaces every Conv's activation.
-    pub fn new(config: &ModelConfig, override_act: Option<&ActSpec>, seed: u64) -> std::result::Result<Model, BuildError> {
+    pub fn new(
+        config: &ModelConfig,
+        override_act: Option<&ActSpec>,
+        seed: u64,
+    ) -> std::result::Result<Model, BuildError> {
         let vars = SeededVarMap::new(seed);
-        let ctx = BlockContext { vb: vars.builder(DType::F32, &Device::Cpu).pp("model"), seed };
+        let ctx = BlockContext {
+            vb: vars.builder(DType::F32, &Device::Cpu).pp("model"),
+            seed,
+        };
         let source = config.source.clone();
-        let model_err = |message: String| BuildError::Model { config: source.clone(), message };
-        let default_act = override_act.cloned().or_else(|| config.activation.clone()).unwrap_or(ActSpec::Silu);
+        let model_err = |message: String| BuildError::Model {
+            config: source.clone(),
+            message,
+        };
+        let default_act = override_act
+            .cloned()
+            .or_else(|| config.activation.clone())
+            .unwrap_or(ActSpec::Silu);
         let (gd, gw) = (config.depth_multiple, config.width_multiple);
-        let last = config.layers.len().checked_sub(1).ok_or_else(|| model_err("no layers".into()))?;
+        let last = config
+            .layers
+            .len()
+            .checked_sub(1)
+            .ok_or_else(|| model_err("no layers".into()))?;
         let mut layers: Vec<Layer> = Vec::new();
         let mut summary = Vec::new();
         let mut detect = None;
         for (i, row) in config.layers.iter().enumerate() {
             let module_name = module_name(&row.module);
-            let err = |message: String| BuildError::Layer { config: source.clone(), row: i, module: module_name.to_string(), message };
-            let from: Vec<Option<usize>> = row.from.iter().map(|&f| if f == -1 { i.checked_sub(1) } else if f < 0 { Some((i as i64 + f) as usize) } else { Some(f as usize) }).collect();
+            let err = |message: String| BuildError::Layer {
+                config: source.clone(),
+                row: i,
+                module: module_name.to_string(),
+                message,
+            };
+            let from: Vec<Option<usize>> = row
+                .from
+                .iter()
+                .map(|&f| {
+                    if f == -1 {
+                        i.checked_sub(1)
+                    } else if f < 0 {
+                        Some((i as i64 + f) as usize)
+                    } else {
+                        Some(f as usize)
+                    }
+                })
+                .collect();
             let ch = |f: &Option<usize>| f.map_or(config.ch, |j| layers[j].c2);
             let c1 = ch(&from[0]);
             let n = scale_depth(row.number, gd);
             let layer_ctx = ctx.pp(i);
-            let repeat_ctx = |j: usize| if n > 1 { layer_ctx.pp(j) } else { layer_ctx.clone() };
+            let repeat_ctx = |j: usize| {
+                if n > 1 {
+                    layer_ctx.pp(j)
+                } else {
+                    layer_ctx.clone()
+                }
+            };
             let act_of = |arg: &ActArg| resolve_act(arg, &default_act, override_act);
             let build = |f: &dyn Fn(&BlockContext) -> Result<Block>| -> std::result::Result<Vec<Block>, BuildError> {
                 (0..n).map(|j| f(&repeat_ctx(j)).map_err(|e| err(e.to_string()))).collect()
             };
             let (blocks, c2, args) = match &row.module {
-                ModuleRow::Conv { c2, k, s, p, g, d, act } => {
+                ModuleRow::Conv {
+                    c2,
+                    k,
+                    s,
+                    p,
+                    g,
+                    d,
+                    act,
+                } => {
                     let c2 = scale_width(*c2, gw);
                     let a = act_of(act);
-                    let shape = ConvShape { c1, c2, k: *k, s: *s, p: *p, g: *g, d: *d };
-                    (build(&|c| Ok(Block::Conv(Conv::new(shape, &a, c)?)))?, c2, format!("[{c1}, {c2}, {k}, {s}, {}, {g}, {d}, {a}]", p.map_or("None".into(), |p| p.to_string())))
+                    let shape = ConvShape {
+                        c1,
+                        c2,
+                        k: *k,
+                        s: *s,
+                        p: *p,
+                        g: *g,
+                        d: *d,
+                    };
+                    (
+                        build(&|c| Ok(Block::Conv(Conv::new(shape, &a, c)?)))?,
+                        c2,
+                        format!(
+                            "[{c1}, {c2}, {k}, {s}, {}, {g}, {d}, {a}]",
+                            p.map_or("None".into(), |p| p.to_string())
+                        ),
+                    )
                 }
                 ModuleRow::Bottleneck { c2, shortcut, g, e } => {
                     let c2 = scale_width(*c2, gw);
-                    (build(&|c| Ok(Block::Bottleneck(Bottleneck::new(c1, c2, *shortcut, *g, *e, &default_act, c)?)))?, c2, format!("[{c1}, {c2}, {}, {g}, {e}]", py_bool(*shortcut)))
+                    (
+                        build(&|c| {
+                            Ok(Block::Bottleneck(Bottleneck::new(
+                                c1,
+                                c2,
+                                *shortcut,
+                                *g,
+                                *e,
+                                &default_act,
+                                c,
+                            )?))
+                        })?,
+                        c2,
+                        format!("[{c1}, {c2}, {}, {g}, {e}]", py_bool(*shortcut)),
+                    )
                 }
                 ModuleRow::C3 { c2, shortcut, g, e } => {
                     let c2 = scale_width(*c2, gw);
-                    let block = C3::new(c1, c2, n, *shortcut, *g, *e, &default_act, &layer_ctx).map_err(|e| err(e.to_string()))?;
-                    (vec![Block::C3(block)], c2, format!("[{c1}, {c2}, {n}, {}]", py_bool(*shortcut)))
+                    let block = C3::new(c1, c2, n, *shortcut, *g, *e, &default_act, &layer_ctx)
+                        .map_err(|e| err(e.to_string()))?;
+                    (
+                        vec![Block::C3(block)],
+                        c2,
+                        format!("[{c1}, {c2}, {n}, {}]", py_bool(*shortcut)),
+                    )
                 }
                 ModuleRow::Sppf { c2, k } => {
                     let c2 = scale_width(*c2, gw);
-                    (build(&|c| Ok(Block::Sppf(Sppf::new(c1, c2, *k, &default_act, c)?)))?, c2, format!("[{c1}, {c2}, {k}]"))
+                    (
+                        build(&|c| Ok(Block::Sppf(Sppf::new(c1, c2, *k, &default_act, c)?)))?,
+                        c2,
+                        format!("[{c1}, {c2}, {k}]"),
+                    )
                 }
                 ModuleRow::Spp { c2, k } => {
                     let c2 = scale_width(*c2, gw);
-                    (build(&|c| Ok(Block::Spp(Spp::new(c1, c2, k, &default_act, c)?)))?, c2, format!("[{c1}, {c2}, {k:?}]"))
+                    (
+                        build(&|c| Ok(Block::Spp(Spp::new(c1, c2, k, &default_act, c)?)))?,
+                        c2,
+                        format!("[{c1}, {c2}, {k:?}]"),
+                    )
                 }
-                ModuleRow::Focus { c2, k, s, p, g, act } => {
+                ModuleRow::Focus {
+                    c2,
+                    k,
+                    s,
+                    p,
+                    g,
+                    act,
+                } => {
                     let c2 = scale_width(*c2, gw);
                     let a = act_of(act);
-                    let shape = ConvShape { c1, c2, k: *k, s: *s, p: *p, g: *g, d: 1 };
-                    (build(&|c| Ok(Block::Focus(Focus::new(shape, &a, c)?)))?, c2, format!("[{c1}, {c2}, {k}, {s}, {a}]"))
+                    let shape = ConvShape {
+                        c1,
+                        c2,
+                        k: *k,
+                        s: *s,
+                        p: *p,
+                        g: *g,
+                        d: 1,
+                    };
+                    (
+                        build(&|c| Ok(Block::Focus(Focus::new(shape, &a, c)?)))?,
+                        c2,
+                        format!("[{c1}, {c2}, {k}, {s}, {a}]"),
+                    )
                 }
-                ModuleRow::Concat { dim } => (vec![Block::Concat], from.iter().map(ch).sum(), format!("[{dim}]")),
-                ModuleRow::Upsample { scale } => (vec![Block::Upsample(*scale)], c1, format!("[None, {scale}, 'nearest']")),
-                ModuleRow::Mp { k } => (vec![Block::MaxPool(MaxPool2d { kernel: *k, stride: *k, padding: 0 })], c1, format!("[{k}]")),
-                ModuleRow::Sp { k, s } => (vec![Block::MaxPool(MaxPool2d { kernel: *k, stride: *s, padding: k / 2 })], c1, format!("[{k}, {s}]")),
+                ModuleRow::Concat { dim } => (
+                    vec![Block::Concat],
+                    from.iter().map(ch).sum(),
+                    format!("[{dim}]"),
+                ),
+                ModuleRow::Upsample { scale } => (
+                    vec![Block::Upsample(*scale)],
+                    c1,
+                    format!("[None, {scale}, 'nearest']"),
+                ),
+                ModuleRow::Mp { k } => (
+                    vec![Block::MaxPool(MaxPool2d {
+                        kernel: *k,
+                        stride: *k,
+                        padding: 0,
+                    })],
+                    c1,
+                    format!("[{k}]"),
+                ),
+                ModuleRow::Sp { k, s } => (
+                    vec![Block::MaxPool(MaxPool2d {
+                        kernel: *k,
+                        stride: *s,
+                        padding: k / 2,
+                    })],
+                    c1,
+                    format!("[{k}, {s}]"),
+                ),
                 ModuleRow::Sppcspc { c2, e, k } => {
                     let c2 = scale_width(*c2, gw);
-                    let block = Sppcspc::new(c1, c2, *e, k, &default_act, &layer_ctx).map_err(|e| err(e.to_string()))?;
-                    (vec![Block::Sppcspc(Box::new(block))], c2, format!("[{c1}, {c2}, {e}, {k:?}]"))
+                    let block = Sppcspc::new(c1, c2, *e, k, &default_act, &layer_ctx)
+                        .map_err(|e| err(e.to_string()))?;
+                    (
+                        vec![Block::Sppcspc(Box::new(block))],
+                        c2,
+                        format!("[{c1}, {c2}, {e}, {k:?}]"),
+                    )
                 }
                 ModuleRow::RepConv { c2, s, g, act } => {
                     let c2 = scale_width(*c2, gw);
                     let a = act_of(act);
-                    (build(&|c| Ok(Block::RepConv(RepConv::new(c1, c2, *s, *g, &a, c)?)))?, c2, format!("[{c1}, {c2}, 3, {s}, None, {g}, {a}]"))
+                    (
+                        build(&|c| Ok(Block::RepConv(RepConv::new(c1, c2, *s, *g, &a, c)?)))?,
+                        c2,
+                        format!("[{c1}, {c2}, 3, {s}, None, {g}, {a}]"),
+                    )
                 }
                 ModuleRow::Detect { kind, nc, anchors } => {
                     if i != last {
                         return Err(err("Detect must be the last layer".into()));
                     }
                     if from.len() != anchors.len() && !anchors.is_empty() {
-                        return Err(err(format!("{} inputs but {} anchor levels", from.len(), anchors.len())));
+                        return Err(err(format!(
+                            "{} inputs but {} anchor levels",
+                            from.len(),
+                            anchors.len()
+                        )));
                     }
-                    let inputs: Vec<usize> = from.iter().map(|f| f.ok_or_else(|| err("Detect cannot read the input image".into()))).collect::<std::result::Result<_, _>>()?;
+                    let inputs: Vec<usize> = from
+                        .iter()
+                        .map(|f| f.ok_or_else(|| err("Detect cannot read the input image".into())))
+                        .collect::<std::result::Result<_, _>>()?;
                     let channels: Vec<usize> = inputs.iter().map(|&j| layers[j].c2).collect();
                     let strides = dry_run_strides(&layers, config.ch, &inputs);
-                    let anchors: Vec<Vec<(f64, f64)>> = (0..inputs.len()).map(|l| anchors[l.min(anchors.len() - 1)].clone()).collect();
-                    let head = Detect::new(*kind, *nc, &anchors, &channels, strides, &layer_ctx).map_err(|e| err(e.to_string()))?;
-                    let args = format!("[{nc}, {:?}, {channels:?}]", anchors.iter().map(|l| l.iter().flat_map(|(w, h)| [*w, *h]).collect::<Vec<_>>()).collect::<Vec<_>>());
-                    summary.push(LayerSummary { index: i, from: from_text(&row.from, row.from_list), n: 1, params: count(&head.params()), module: module_name.into(), arguments: args });
+                    let anchors: Vec<Vec<(f64, f64)>> = (0..inputs.len())
+                        .map(|l| anchors[l.min(anchors.len() - 1)].clone())
+                        .collect();
+                    let head = Detect::new(*kind, *nc, &anchors, &channels, strides, &layer_ctx)
+                        .map_err(|e| err(e.to_string()))?;
+                    let args = format!(
+                        "[{nc}, {:?}, {channels:?}]",
+                        anchors
+                            .iter()
+                            .map(|l| l.iter().flat_map(|(w, h)| [*w, *h]).collect::<Vec<_>>())
+                            .collect::<Vec<_>>()
+                    );
+                    summary.push(LayerSummary {
+                        index: i,
+                        from: from_text(&row.from, row.from_list),
+                        n: 1,
+                        params: count(&head.params()),
+                        module: module_name.into(),
+                        arguments: args,
+                    });
                     detect = Some((head, inputs));
                     continue;
                 }
             };
             let params = blocks.iter().map(|b| count(&b.params())).sum();
-            summary.push(LayerSummary { index: i, from: from_text(&row.from, row.from_list), n, params, module: module_name.into(), arguments: args });
+            summary.push(LayerSummary {
+                index: i,
+                from: from_text(&row.from, row.from_list),
+                n,
+                params,
+                module: module_name.into(),
+                arguments: args,
+            });
             layers.push(Layer { from, blocks, c2 });
         }
-        let (detect, detect_from) = detect.ok_or_else(|| model_err("the head has no Detect layer".into()))?;
+        let (detect, detect_from) =
+            detect.ok_or_else(|| model_err("the head has no Detect layer".into()))?;
         let mut keep = vec![false; layers.len()];
         for (i, layer) in layers.iter().enumerate() {
             for f in layer.from.iter().flatten() {
@@ -184,7 +366,17 @@ impl Model {
             keep[f] = true;
         }
         let names = (0..detect.nc).map(|c| c.to_string()).collect();
-        Ok(Model { config: config.clone(), layers, detect, detect_from, keep, summary, names, default_act, vars })
+        Ok(Model {
+            config: config.clone(),
+            layers,
+            detect,
+            detect_from,
+            keep,
+            summary,
+            names,
+            default_act,
+            vars,
+        })
     }
 
     /// The activation of every Conv that does not name its own.
@@ -201,7 +393,11 @@ impl Model {
                 .from
                 .iter()
                 .map(|f| match f {
-                    Some(j) if *j + 1 != i => saved[*j].clone().ok_or_else(|| candle_core::Error::Msg(format!("layer {i}: output of layer {j} was not kept"))),
+                    Some(j) if *j + 1 != i => saved[*j].clone().ok_or_else(|| {
+                        candle_core::Error::Msg(format!(
+                            "layer {i}: output of layer {j} was not kept"
+                        ))
+                    }),
                     Some(_) => Ok(previous.clone()),
                     None => Ok(x.clone()),
                 })
@@ -213,7 +409,15 @@ impl Model {
             saved.push(self.keep[i].then(|| out.clone()));
             previous = out;
         }
-        let feats: Vec<Tensor> = self.detect_from.iter().map(|&j| saved[j].clone().ok_or_else(|| candle_core::Error::Msg(format!("Detect input {j} was not kept")))).collect::<Result<_>>()?;
+        let feats: Vec<Tensor> = self
+            .detect_from
+            .iter()
+            .map(|&j| {
+                saved[j].clone().ok_or_else(|| {
+                    candle_core::Error::Msg(format!("Detect input {j} was not kept"))
+                })
+            })
+            .collect::<Result<_>>()?;
         self.detect.forward(&feats)
     }
 
@@ -236,7 +440,12 @@ impl Model {
 
     /// Every learnable parameter (BatchNorm running statistics and anchors excluded).
     pub fn params(&self) -> Vec<Tensor> {
-        let mut params: Vec<Tensor> = self.layers.iter().flat_map(|l| &l.blocks).flat_map(Block::params).collect();
+        let mut params: Vec<Tensor> = self
+            .layers
+            .iter()
+            .flat_map(|l| &l.blocks)
+            .flat_map(Block::params)
+            .collect();
         params.extend(self.detect.params());
         params
     }
@@ -261,8 +470,17 @@ impl Model {
 
     /// Loads a state_dict into the model, converting dtypes. `strict` also rejects tensors
     /// the model does not have; a missing or mis-shaped tensor is always an error.
-    pub fn load_state_dict(&self, tensors: &HashMap<String, Tensor>, strict: bool) -> std::result::Result<(), String> {
-        let data = self.vars.var_map().data().lock().map_err(|_| "variable store lock poisoned".to_string())?;
+    pub fn load_state_dict(
+        &self,
+        tensors: &HashMap<String, Tensor>,
+        strict: bool,
+    ) -> std::result::Result<(), String> {
+        let data = self
+            .vars
+            .var_map()
+            .data()
+            .lock()
+            .map_err(|_| "variable store lock poisoned".to_string())?;
         let mut missing: Vec<&String> = data.keys().filter(|k| !tensors.contains_key(*k)).collect();
         missing.sort();
         if !missing.is_empty() {
@@ -276,8 +494,12 @@ impl Model {
         if strict {
             // yolov7's IDetect also stores `anchor_grid`: its anchors in pixels, which follow
             // from `anchors` and the strides.
-            let derived = |k: &str| k.ends_with("num_batches_tracked") || k.ends_with(".anchor_grid");
-            let mut unexpected: Vec<&String> = tensors.keys().filter(|k| !data.contains_key(*k) && !derived(k)).collect();
+            let derived =
+                |k: &str| k.ends_with("num_batches_tracked") || k.ends_with(".anchor_grid");
+            let mut unexpected: Vec<&String> = tensors
+                .keys()
+                .filter(|k| !data.contains_key(*k) && !derived(k))
+                .collect();
             unexpected.sort();
             if !unexpected.is_empty() {
                 let shown: Vec<&str> = unexpected.iter().take(8).map(|s| s.as_str()).collect();
@@ -287,9 +509,16 @@ impl Model {
         for (name, var) in data.iter() {
             let t = &tensors[name];
             if t.dims() != var.dims() {
-                return Err(format!("{name}: the weights have shape {:?}, the model {:?}", t.dims(), var.dims()));
+                return Err(format!(
+                    "{name}: the weights have shape {:?}, the model {:?}",
+                    t.dims(),
+                    var.dims()
+                ));
             }
-            let value = t.to_dtype(var.dtype()).and_then(|t| t.to_device(var.device())).map_err(|e| format!("{name}: {e}"))?;
+            let value = t
+                .to_dtype(var.dtype())
+                .and_then(|t| t.to_device(var.device()))
+                .map_err(|e| format!("{name}: {e}"))?;
             var.set(&value).map_err(|e| format!("{name}: {e}"))?;
         }
         Ok(())
@@ -301,11 +530,19 @@ fn count(params: &[Tensor]) -> usize {
 }
 
 fn py_bool(b: bool) -> &'static str {
-    if b { "True" } else { "False" }
+    if b {
+        "True"
+    } else {
+        "False"
+    }
 }
 
 fn from_text(from: &[i64], list: bool) -> String {
-    if list { format!("{from:?}") } else { from[0].to_string() }
+    if list {
+        format!("{from:?}")
+    } else {
+        from[0].to_string()
+    }
 }
 
 fn module_name(m: &ModuleRow) -> &'static str {
@@ -322,16 +559,31 @@ fn module_name(m: &ModuleRow) -> &'static str {
         ModuleRow::Sp { .. } => "SP",
         ModuleRow::Sppcspc { .. } => "SPPCSPC",
         ModuleRow::RepConv { .. } => "RepConv",
-        ModuleRow::Detect { kind: DetectKind::Detect, .. } => "Detect",
-        ModuleRow::Detect { kind: DetectKind::IDetect, .. } => "IDetect",
+        ModuleRow::Detect {
+            kind: DetectKind::Detect,
+            ..
+        } => "Detect",
+        ModuleRow::Detect {
+            kind: DetectKind::IDetect,
+            ..
+        } => "IDetect",
     }
 }
 
 /// Output sizes of every layer for an input of `hw`, adding thop's counts to `cost`.
-fn shape_pass(layers: &[Layer], ch: usize, hw: (usize, usize), cost: &mut Cost) -> Vec<(usize, usize)> {
+fn shape_pass(
+    layers: &[Layer],
+    ch: usize,
+    hw: (usize, usize),
+    cost: &mut Cost,
+) -> Vec<(usize, usize)> {
     let mut hws: Vec<(usize, usize)> = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
-        let ins: Vec<(usize, usize)> = layer.from.iter().map(|f| f.map_or(hw, |j| hws[j])).collect();
+        let ins: Vec<(usize, usize)> = layer
+            .from
+            .iter()
+            .map(|f| f.map_or(hw, |j| hws[j]))
+            .collect();
         let c_in = layer.from[0].map_or(ch, |j| layers[j].c2);
         let mut out = layer.blocks[0].cost(&ins, c_in, cost);
         for block in &layer.blocks[1..] {

@@ -33,14 +33,28 @@ pub struct Detect {
 impl Detect {
     /// Builds the head for inputs of `channels` with `strides`. `anchors_px` are in pixels;
     /// when the weights come from a checkpoint its `anchors` (already in stride units) win.
-    pub fn new(kind: DetectKind, nc: usize, anchors_px: &[Vec<(f64, f64)>], channels: &[usize], strides: Vec<f64>, ctx: &BlockContext) -> Result<Detect> {
+    pub fn new(
+        kind: DetectKind,
+        nc: usize,
+        anchors_px: &[Vec<(f64, f64)>],
+        channels: &[usize],
+        strides: Vec<f64>,
+        ctx: &BlockContext,
+    ) -> Result<Detect> {
         let (nl, na, no) = (anchors_px.len(), anchors_px[0].len(), nc + 5);
         let loading = ctx.vb.contains_tensor("anchors");
-        let anchors = ctx.vb.get_with_hints((nl, na, 2), "anchors", Init::Const(0.0))?;
+        let anchors = ctx
+            .vb
+            .get_with_hints((nl, na, 2), "anchors", Init::Const(0.0))?;
         let anchors = if loading {
             anchors
         } else {
-            let fresh = Tensor::from_vec(grid_units(anchors_px, &strides), (nl, na, 2), ctx.vb.device())?.to_dtype(ctx.vb.dtype())?;
+            let fresh = Tensor::from_vec(
+                grid_units(anchors_px, &strides),
+                (nl, na, 2),
+                ctx.vb.device(),
+            )?
+            .to_dtype(ctx.vb.dtype())?;
             Var::from_tensor(&anchors)?.set(&fresh)?;
             anchors
         };
@@ -48,7 +62,10 @@ impl Detect {
         for (i, &c) in channels.iter().enumerate() {
             let vb = ctx.vb.pp("m").pp(i);
             let bound = 1.0 / (c as f64).sqrt();
-            let init = Init::Uniform { lo: -bound, up: bound };
+            let init = Init::Uniform {
+                lo: -bound,
+                up: bound,
+            };
             let fresh = !vb.contains_tensor("bias");
             let weight = vb.get_with_hints((na * no, c, 1, 1), "weight", init)?;
             let bias = vb.get_with_hints(na * no, "bias", init)?;
@@ -59,25 +76,53 @@ impl Detect {
         }
         let implicit = match kind {
             DetectKind::Detect => vec![],
-            DetectKind::IDetect => channels.iter().enumerate().map(|(i, &c)| Implicit::new(c, na * no, i, ctx)).collect::<Result<_>>()?,
+            DetectKind::IDetect => channels
+                .iter()
+                .enumerate()
+                .map(|(i, &c)| Implicit::new(c, na * no, i, ctx))
+                .collect::<Result<_>>()?,
         };
-        Ok(Detect { nc, na, no, convs, implicit, anchors, strides })
+        Ok(Detect {
+            nc,
+            na,
+            no,
+            convs,
+            implicit,
+            anchors,
+            strides,
+        })
     }
 
     pub fn params(&self) -> Vec<Tensor> {
         let convs = self.convs.iter().flat_map(|(w, b)| [w.clone(), b.clone()]);
-        convs.chain(self.implicit.iter().flat_map(|k| [k.add.clone(), k.mul.clone()])).collect()
+        convs
+            .chain(
+                self.implicit
+                    .iter()
+                    .flat_map(|k| [k.add.clone(), k.mul.clone()]),
+            )
+            .collect()
     }
 
     /// Folds IDetect's implicit knowledge into the convs, as yolov7's `IDetect.fuse`:
     /// bias' = (bias + W·ia)·im and W' = W·im, per output channel.
     pub fn fuse(&mut self) -> Result<()> {
-        for ((weight, bias), Implicit { add, mul }) in self.convs.iter_mut().zip(std::mem::take(&mut self.implicit)) {
+        for ((weight, bias), Implicit { add, mul }) in self
+            .convs
+            .iter_mut()
+            .zip(std::mem::take(&mut self.implicit))
+        {
             let (co, ci) = (weight.dim(0)?, weight.dim(1)?);
-            let shift = weight.detach().reshape((co, ci))?.matmul(&add.detach().reshape((ci, 1))?)?.reshape(co)?;
+            let shift = weight
+                .detach()
+                .reshape((co, ci))?
+                .matmul(&add.detach().reshape((ci, 1))?)?
+                .reshape(co)?;
             let scale = mul.detach().reshape(co)?;
             *bias = ((bias.detach() + shift)? * &scale)?;
-            *weight = weight.detach().broadcast_mul(&scale.reshape((co, 1, 1, 1))?)?;
+            *weight = weight
+                .detach()
+                .broadcast_mul(&scale.reshape((co, 1, 1, 1))?)?;
         }
         Ok(())
     }
@@ -97,12 +142,24 @@ impl Detect {
                     Some(k) => x.broadcast_add(&k.add)?,
                     None => x.clone(),
                 };
-                let y = conv2d_with_bias(&x, w, b, Conv2dParams { stride: 1, padding: 0, dilation: 1, groups: 1 })?;
+                let y = conv2d_with_bias(
+                    &x,
+                    w,
+                    b,
+                    Conv2dParams {
+                        stride: 1,
+                        padding: 0,
+                        dilation: 1,
+                        groups: 1,
+                    },
+                )?;
                 let y = match implicit {
                     Some(k) => y.broadcast_mul(&k.mul)?,
                     None => y,
                 };
-                y.reshape((bs, self.na, self.no, ny, nx))?.permute((0, 1, 3, 4, 2))?.contiguous()
+                y.reshape((bs, self.na, self.no, ny, nx))?
+                    .permute((0, 1, 3, 4, 2))?
+                    .contiguous()
             })
             .collect()
     }
@@ -110,12 +167,21 @@ impl Detect {
     /// Boxes (cx, cy, w, h in input pixels), objectness and class scores: (bs, N, no),
     /// levels in order, each (anchor, y, x)-major. One pass per level over its raw map.
     pub fn decode(&self, raw: &[Tensor]) -> Result<Tensor> {
-        let anchors = self.anchors.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        let anchors = self
+            .anchors
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
         let mut shapes = Vec::with_capacity(raw.len());
         for r in raw {
             let (bs, na, ny, nx, no) = r.dims5()?;
             if na != self.na || no != self.no || bs != raw[0].dim(0)? {
-                candle_core::bail!("decode: level of shape {:?} does not fit {} anchors of {} outputs", r.dims(), self.na, self.no);
+                candle_core::bail!(
+                    "decode: level of shape {:?} does not fit {} anchors of {} outputs",
+                    r.dims(),
+                    self.na,
+                    self.no
+                );
             }
             shapes.push((ny, nx));
         }
@@ -132,21 +198,24 @@ impl Detect {
                     // Blocks of CELLS cells: σ over the whole block in one vectorised loop,
                     // then each cell's box.
                     const CELLS: usize = 256;
-                    dst.par_chunks_mut(no * CELLS).zip(src.par_chunks(no * CELLS)).enumerate().for_each(|(block, (d, s))| {
-                        widest_simd(
-                            #[inline(always)]
-                            || d.iter_mut().zip(s).for_each(|(o, &v)| *o = Sigmoid.f(v)),
-                        );
-                        for (j, d) in d.chunks_exact_mut(no).enumerate() {
-                            let cell = block * CELLS + j;
-                            let (a, y, x) = (cell / (ny * nx), cell / nx % ny, cell % nx);
-                            let anchor = &anchors[(level * self.na + a) * 2..][..2];
-                            d[0] = (d[0] * 2.0 + (x as f32 - 0.5)) * stride;
-                            d[1] = (d[1] * 2.0 + (y as f32 - 0.5)) * stride;
-                            d[2] = (d[2] * 2.0).powi(2) * (anchor[0] * stride);
-                            d[3] = (d[3] * 2.0).powi(2) * (anchor[1] * stride);
-                        }
-                    });
+                    dst.par_chunks_mut(no * CELLS)
+                        .zip(src.par_chunks(no * CELLS))
+                        .enumerate()
+                        .for_each(|(block, (d, s))| {
+                            widest_simd(
+                                #[inline(always)]
+                                || d.iter_mut().zip(s).for_each(|(o, &v)| *o = Sigmoid.f(v)),
+                            );
+                            for (j, d) in d.chunks_exact_mut(no).enumerate() {
+                                let cell = block * CELLS + j;
+                                let (a, y, x) = (cell / (ny * nx), cell / nx % ny, cell % nx);
+                                let anchor = &anchors[(level * self.na + a) * 2..][..2];
+                                d[0] = (d[0] * 2.0 + (x as f32 - 0.5)) * stride;
+                                d[1] = (d[1] * 2.0 + (y as f32 - 0.5)) * stride;
+                                d[2] = (d[2] * 2.0).powi(2) * (anchor[0] * stride);
+                                d[3] = (d[3] * 2.0).powi(2) * (anchor[1] * stride);
+                            }
+                        });
                 }
             })?;
             first_cell += level_cells;
@@ -173,8 +242,22 @@ struct Implicit {
 impl Implicit {
     /// Initialised as yolov7 does: normal around 0 (ia) and 1 (im), std 0.02.
     fn new(c_in: usize, c_out: usize, level: usize, ctx: &BlockContext) -> Result<Implicit> {
-        let add = ctx.vb.pp("ia").pp(level).get_with_hints((1, c_in, 1, 1), "implicit", Init::Randn { mean: 0.0, stdev: 0.02 })?;
-        let mul = ctx.vb.pp("im").pp(level).get_with_hints((1, c_out, 1, 1), "implicit", Init::Randn { mean: 1.0, stdev: 0.02 })?;
+        let add = ctx.vb.pp("ia").pp(level).get_with_hints(
+            (1, c_in, 1, 1),
+            "implicit",
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
+        let mul = ctx.vb.pp("im").pp(level).get_with_hints(
+            (1, c_out, 1, 1),
+            "implicit",
+            Init::Randn {
+                mean: 1.0,
+                stdev: 0.02,
+            },
+        )?;
         Ok(Implicit { add, mul })
     }
 }
@@ -182,23 +265,42 @@ impl Implicit {
 /// Anchors in stride units, flipped first if their order disagrees with the strides'
 /// (ultralytics' `check_anchor_order`).
 fn grid_units(anchors_px: &[Vec<(f64, f64)>], strides: &[f64]) -> Vec<f32> {
-    let area = |level: &Vec<(f64, f64)>| level.iter().map(|(w, h)| w * h).sum::<f64>() / level.len() as f64;
-    let (first, last) = (area(&anchors_px[0]), area(&anchors_px[anchors_px.len() - 1]));
+    let area = |level: &Vec<(f64, f64)>| {
+        level.iter().map(|(w, h)| w * h).sum::<f64>() / level.len() as f64
+    };
+    let (first, last) = (
+        area(&anchors_px[0]),
+        area(&anchors_px[anchors_px.len() - 1]),
+    );
     let ds = strides[strides.len() - 1] - strides[0];
     let da = last - first;
     let flip = da != 0.0 && da.signum() != ds.signum();
-    let ordered: Vec<&Vec<(f64, f64)>> = if flip { anchors_px.iter().rev().collect() } else { anchors_px.iter().collect() };
+    let ordered: Vec<&Vec<(f64, f64)>> = if flip {
+        anchors_px.iter().rev().collect()
+    } else {
+        anchors_px.iter().collect()
+    };
     ordered
         .iter()
         .zip(strides)
-        .flat_map(|(level, &s)| level.iter().flat_map(move |(w, h)| [(w / s) as f32, (h / s) as f32]))
+        .flat_map(|(level, &s)| {
+            level
+                .iter()
+                .flat_map(move |(w, h)| [(w / s) as f32, (h / s) as f32])
+        })
         .collect()
 }
 
 /// YOLOv5's prior on a fresh head: objectness for ~8 objects per 640² image, and class
 /// scores of 0.6 / (nc − 0.99999) (https://arxiv.org/abs/1708.02002 section 3.3); yolov7
 /// writes nc − 0.99.
-fn prior_bias(kind: DetectKind, bias: &Tensor, na: usize, nc: usize, stride: f64) -> Result<Tensor> {
+fn prior_bias(
+    kind: DetectKind,
+    bias: &Tensor,
+    na: usize,
+    nc: usize,
+    stride: f64,
+) -> Result<Tensor> {
     let no = nc + 5;
     let mut b = bias.to_dtype(DType::F64)?.to_vec1::<f64>()?;
     let obj = (8.0 / (640.0 / stride).powi(2)).ln();

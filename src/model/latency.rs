@@ -26,7 +26,12 @@ pub fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Laten
         times.push(started.elapsed().as_secs_f64() * 1e3);
     }
     times.sort_by(f64::total_cmp);
-    Ok(Latency { median_ms: times[times.len() / 2], min_ms: times[0], max_ms: times[times.len() - 1], runs: times.len() })
+    Ok(Latency {
+        median_ms: times[times.len() / 2],
+        min_ms: times[0],
+        max_ms: times[times.len() - 1],
+        runs: times.len(),
+    })
 }
 
 /// Eval-mode inference (decode included, NMS not) of a batch-1 square image of `imgsz`,

@@ -38,8 +38,10 @@ impl BatchNorm2d {
     pub fn new(channels: usize, config: BnConfig, vb: VarBuilder) -> Result<Self> {
         let weight = vb.get_with_hints(channels, "weight", Init::Const(1.0))?;
         let bias = vb.get_with_hints(channels, "bias", Init::Const(0.0))?;
-        let running_mean = Var::from_tensor(&vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?)?;
-        let running_var = Var::from_tensor(&vb.get_with_hints(channels, "running_var", Init::Const(1.0))?)?;
+        let running_mean =
+            Var::from_tensor(&vb.get_with_hints(channels, "running_mean", Init::Const(0.0))?)?;
+        let running_var =
+            Var::from_tensor(&vb.get_with_hints(channels, "running_var", Init::Const(1.0))?)?;
         Ok(BatchNorm2d {
             weight,
             bias,
@@ -66,7 +68,10 @@ impl BatchNorm2d {
             None
         } else {
             let v = |t: &Var| t.as_tensor().to_dtype(DType::F32)?.to_vec1::<f32>();
-            Some(ChannelStats { mean: v(&self.running_mean)?, var: v(&self.running_var)? })
+            Some(ChannelStats {
+                mean: v(&self.running_mean)?,
+                var: v(&self.running_var)?,
+            })
         };
         let (y, stats) = batch_norm_act(x, &self.weight, &self.bias, self.config.eps, fixed, act)?;
         if train {
@@ -84,9 +89,16 @@ impl BatchNorm2d {
 
     /// Training only: `conv2d(x, conv_weight)`, this BatchNorm with the batch's statistics
     /// and `act`, as one op (see [`conv_batch_norm_act`]); updates the running statistics.
-    pub fn forward_conv_act(&self, x: &Tensor, conv_weight: &Tensor, params: Conv2dParams, act: Option<Pointwise>) -> Result<Tensor> {
+    pub fn forward_conv_act(
+        &self,
+        x: &Tensor,
+        conv_weight: &Tensor,
+        params: Conv2dParams,
+        act: Option<Pointwise>,
+    ) -> Result<Tensor> {
         let bn_params = Tensor::cat(&[&self.weight, &self.bias], 0)?;
-        let (y, stats) = conv_batch_norm_act(x, conv_weight, params, &bn_params, self.config.eps, act)?;
+        let (y, stats) =
+            conv_batch_norm_act(x, conv_weight, params, &bn_params, self.config.eps, act)?;
         self.update_batch_stats(&stats, y.elem_count())?;
         Ok(y)
     }
@@ -94,7 +106,8 @@ impl BatchNorm2d {
     /// The weight and bias of a convolution (weight: out channels first, no bias) followed
     /// by this BatchNorm in eval mode, as one convolution with bias.
     pub fn fold(&self, conv_weight: &Tensor) -> Result<(Tensor, Tensor)> {
-        let scale = (self.weight.detach() / (self.running_var.as_tensor() + self.config.eps)?.sqrt()?)?;
+        let scale =
+            (self.weight.detach() / (self.running_var.as_tensor() + self.config.eps)?.sqrt()?)?;
         let mut shape = vec![1; conv_weight.rank()];
         shape[0] = scale.elem_count();
         let weight = conv_weight.detach().broadcast_mul(&scale.reshape(shape)?)?;

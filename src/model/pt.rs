@@ -51,7 +51,10 @@ pub enum WeightsSource {
 #[derive(Debug, thiserror::Error)]
 pub enum PtError {
     #[error("cannot open {}: {source}", .path.display())]
-    Open { path: PathBuf, source: std::io::Error },
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(
         "{}: not a readable zip archive ({source}): a truncated download, an ONNX export, or a \
          checkpoint saved by torch < 1.6? actyolo reads train.py checkpoints (torch.save zip \
@@ -138,7 +141,9 @@ pub fn read_pt(path: &Path) -> Result<PtCheckpoint, PtError> {
         Weights::Module(state) => {
             let yaml = model_yaml(path, state)?;
             let names = class_names(state).map_err(malformed)?;
-            let nc = dict_get(state, "nc").and_then(as_usize).or_else(|| yaml_nc(&yaml));
+            let nc = dict_get(state, "nc")
+                .and_then(as_usize)
+                .or_else(|| yaml_nc(&yaml));
             (yaml, names, nc)
         }
         Weights::StateDict(_) => (Value::Null, Vec::new(), None),
@@ -206,7 +211,9 @@ impl TorchArchive {
     fn unpickle(&mut self) -> Result<Object, PtError> {
         let pickle = self.read_entry("data.pkl")?.unwrap_or_default();
         let mut stack = Stack::empty();
-        let parsed = stack.read_loop(&mut pickle.as_slice()).and_then(|()| stack.finalize());
+        let parsed = stack
+            .read_loop(&mut pickle.as_slice())
+            .and_then(|()| stack.finalize());
         parsed.map_err(|e| PtError::Pickle {
             path: self.path.clone(),
             entry: self.entry_name("data.pkl"),
@@ -236,8 +243,11 @@ impl TorchArchive {
             path: self.path.clone(),
             what: format!("tensor {name}: {what}"),
         };
-        let bytes = view.gather(&storage, dtype.size_in_bytes()).map_err(malformed)?;
-        Tensor::from_raw_buffer(&bytes, dtype, &view.shape, &Device::Cpu).map_err(|e| malformed(e.to_string()))
+        let bytes = view
+            .gather(&storage, dtype.size_in_bytes())
+            .map_err(malformed)?;
+        Tensor::from_raw_buffer(&bytes, dtype, &view.shape, &Device::Cpu)
+            .map_err(|e| malformed(e.to_string()))
     }
 
     fn entry_name(&self, name: &str) -> String {
@@ -325,19 +335,25 @@ fn module_tensor_views(
     let non_persistent = non_persistent_buffers(state);
     for kind in ["_parameters", "_buffers"] {
         for (key, value) in dict_get(state, kind).and_then(as_dict).unwrap_or_default() {
-            let name =
-                as_str(key).ok_or_else(|| format!("module {prefix:?}: {kind} has a key that is not a string"))?;
+            let name = as_str(key).ok_or_else(|| {
+                format!("module {prefix:?}: {kind} has a key that is not a string")
+            })?;
             // None is an absent parameter, such as the bias of Conv2d(bias=False).
             if matches!(value, Object::None) || non_persistent.contains(&name) {
                 continue;
             }
-            let args = rebuild_tensor_args(value)
-                .ok_or_else(|| format!("{prefix}{name} is not a plain tensor (quantized, or a tensor subclass?)"))?;
+            let args = rebuild_tensor_args(value).ok_or_else(|| {
+                format!("{prefix}{name} is not a plain tensor (quantized, or a tensor subclass?)")
+            })?;
             push_view(views, format!("{prefix}{name}"), args)?;
         }
     }
-    for (key, child) in dict_get(state, "_modules").and_then(as_dict).unwrap_or_default() {
-        let name = as_str(key).ok_or_else(|| format!("module {prefix:?}: _modules has a key that is not a string"))?;
+    for (key, child) in dict_get(state, "_modules")
+        .and_then(as_dict)
+        .unwrap_or_default()
+    {
+        let name = as_str(key)
+            .ok_or_else(|| format!("module {prefix:?}: _modules has a key that is not a string"))?;
         // A module pickled a second time (yolov5's Convs all share the activation instance
         // Conv.default_act) is a memo reference, and candle's memo holds the object as it
         // was before BUILD gave it its state. Such a module is skipped: torch would list its
@@ -365,12 +381,17 @@ fn non_persistent_buffers(state: &[(Object, Object)]) -> Vec<&str> {
     }
 }
 
-fn push_view(views: &mut Vec<(String, TensorView)>, name: String, rebuild_args: &[Object]) -> Result<(), String> {
+fn push_view(
+    views: &mut Vec<(String, TensorView)>,
+    name: String,
+    rebuild_args: &[Object],
+) -> Result<(), String> {
     // BatchNorm's step counter: inference never reads it.
     if name.rsplit('.').next() == Some("num_batches_tracked") {
         return Ok(());
     }
-    let view = TensorView::from_rebuild_args(rebuild_args).map_err(|what| format!("tensor {name}: {what}"))?;
+    let view = TensorView::from_rebuild_args(rebuild_args)
+        .map_err(|what| format!("tensor {name}: {what}"))?;
     views.push((name, view));
     Ok(())
 }
@@ -394,7 +415,9 @@ fn rebuild_tensor_args(obj: &Object) -> Option<&[Object]> {
     match (module_name.as_str(), class_name.as_str()) {
         ("torch._utils", "_rebuild_tensor_v2") => Some(args),
         // _rebuild_parameter(data, requires_grad, backward_hooks[, state]) wraps the tensor.
-        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => rebuild_tensor_args(args.first()?),
+        ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
+            rebuild_tensor_args(args.first()?)
+        }
         _ => None,
     }
 }
@@ -420,7 +443,9 @@ impl TensorView {
         let Object::Tuple(storage) = storage.as_ref() else {
             return Err("unexpected storage id".into());
         };
-        let [_, Object::Class { class_name, .. }, Object::Unicode(storage_key), ..] = storage.as_slice() else {
+        let [_, Object::Class { class_name, .. }, Object::Unicode(storage_key), ..] =
+            storage.as_slice()
+        else {
             return Err("unexpected storage id".into());
         };
         let (shape, strides) = (as_usizes(size), as_usizes(stride));
@@ -428,7 +453,9 @@ impl TensorView {
             return Err("offset, size or stride is not made of non-negative integers".into());
         };
         if shape.len() != strides.len() {
-            return Err(format!("size {shape:?} and stride {strides:?} differ in length"));
+            return Err(format!(
+                "size {shape:?} and stride {strides:?} differ in length"
+            ));
         }
         Ok(TensorView {
             storage_key: storage_key.clone(),
@@ -453,10 +480,14 @@ impl TensorView {
         let last = self.last_element().ok_or("view overflows")?;
         let storage_len = storage.len() / elem_size;
         if last >= storage_len {
-            return Err(format!("view reaches element {last} of a storage of {storage_len}"));
+            return Err(format!(
+                "view reaches element {last} of a storage of {storage_len}"
+            ));
         }
         if self.strides == contiguous_strides(&self.shape) {
-            return Ok(storage[self.offset * elem_size..(self.offset + numel) * elem_size].to_vec());
+            return Ok(
+                storage[self.offset * elem_size..(self.offset + numel) * elem_size].to_vec(),
+            );
         }
         // numel may far exceed the storage (stride 0 repeats elements), so no blind alloc.
         let mut bytes = Vec::new();
@@ -531,7 +562,9 @@ fn model_yaml(path: &Path, state: &[(Object, Object)]) -> Result<Value, PtError>
             path: path.to_owned(),
             what,
         }),
-        _ => Err(PtError::NoYaml { path: path.to_owned() }),
+        _ => Err(PtError::NoYaml {
+            path: path.to_owned(),
+        }),
     }
 }
 
@@ -574,7 +607,8 @@ fn yaml_nc(yaml: &Value) -> Option<usize> {
 
 /// Class names in index order, from `names` as a list or as an {index: name} dict.
 fn class_names(state: &[(Object, Object)]) -> Result<Vec<String>, String> {
-    let not_names = || "the class names are neither a list of strings nor an {index: name} dict".to_string();
+    let not_names =
+        || "the class names are neither a list of strings nor an {index: name} dict".to_string();
     match dict_get(state, "names") {
         None | Some(Object::None) => Ok(Vec::new()),
         Some(Object::List(names) | Object::Tuple(names)) => names
@@ -603,7 +637,9 @@ fn class_names(state: &[(Object, Object)]) -> Result<Vec<String>, String> {
 
 /// The `__dict__` of a pickled `nn.Module`: a BUILD whose state has `_modules`.
 fn module_state(obj: &Object) -> Option<&[(Object, Object)]> {
-    let Object::Build { args, .. } = obj else { return None };
+    let Object::Build { args, .. } = obj else {
+        return None;
+    };
     as_dict(args).filter(|state| dict_get(state, "_modules").is_some())
 }
 
@@ -660,12 +696,15 @@ fn describe(obj: &Object) -> String {
             module_name,
             class_name,
         } => format!("{module_name}.{class_name}"),
-        Object::Reduce { callable, .. } | Object::Build { callable, .. } => match callable.as_ref() {
+        Object::Reduce { callable, .. } | Object::Build { callable, .. } => match callable.as_ref()
+        {
             Object::Class { .. } => format!("a {}", describe(callable)),
             // The BUILD of a REDUCE: the same object, given its state.
             made => describe(made),
         },
-        Object::List(items) | Object::Tuple(items) => format!("a sequence of {} items", items.len()),
+        Object::List(items) | Object::Tuple(items) => {
+            format!("a sequence of {} items", items.len())
+        }
         other => format!("{other:?}"),
     }
 }

@@ -31,13 +31,24 @@ impl ModelSummary {
 
     /// The table as ultralytics prints it, then the totals.
     pub fn render(&self) -> String {
-        let mut out = format!("activation: {}\n{:>3}{:>18}{:>3}{:>10}  {:<40}{:<30}\n", self.activation, "", "from", "n", "params", "module", "arguments");
+        let mut out = format!(
+            "activation: {}\n{:>3}{:>18}{:>3}{:>10}  {:<40}{:<30}\n",
+            self.activation, "", "from", "n", "params", "module", "arguments"
+        );
         for l in &self.layers {
-            out += &format!("{:>3}{:>18}{:>3}{:>10}  {:<40}{:<30}\n", l.index, l.from, l.n, l.params, l.module, l.arguments);
+            out += &format!(
+                "{:>3}{:>18}{:>3}{:>10}  {:<40}{:<30}\n",
+                l.index, l.from, l.n, l.params, l.module, l.arguments
+            );
         }
         out += &format!(
             "{} summary: {} layers, {} parameters, {:.1} GFLOPs at {}x{}\n",
-            self.config, self.layers.len(), self.parameters, self.gflops, self.imgsz, self.imgsz
+            self.config,
+            self.layers.len(),
+            self.parameters,
+            self.gflops,
+            self.imgsz,
+            self.imgsz
         );
         out
     }
@@ -47,7 +58,12 @@ impl ModelSummary {
 fn most_common_activation(model: &Model) -> String {
     let default = model.default_activation().to_string();
     let mut counts: Vec<(String, usize)> = vec![(default, 0)];
-    for act in model.layers.iter().flat_map(|l| &l.blocks).flat_map(Block::activations) {
+    for act in model
+        .layers
+        .iter()
+        .flat_map(|l| &l.blocks)
+        .flat_map(Block::activations)
+    {
         let spec = act.spec().to_string();
         match counts.iter_mut().find(|(s, _)| *s == spec) {
             Some((_, n)) => *n += 1,
@@ -55,5 +71,10 @@ fn most_common_activation(model: &Model) -> String {
         }
     }
     // max_by_key keeps the last maximum; reversed, the first (the default) wins ties.
-    counts.into_iter().rev().max_by_key(|(_, n)| *n).map(|(s, _)| s).unwrap_or_default()
+    counts
+        .into_iter()
+        .rev()
+        .max_by_key(|(_, n)| *n)
+        .map(|(s, _)| s)
+        .unwrap_or_default()
 }

@@ -26,7 +26,10 @@ impl std::fmt::Debug for SeededVarMap {
 
 impl SeededVarMap {
     pub fn new(seed: u64) -> Self {
-        SeededVarMap { vars: VarMap::new(), seed }
+        SeededVarMap {
+            vars: VarMap::new(),
+            seed,
+        }
     }
 
     /// The underlying map: every variable created so far, by name.
@@ -48,11 +51,14 @@ impl SeededVarMap {
         let n = shape.elem_count();
         let mut rng = self.rng_for(name);
         let draw_uniform = |rng: &mut ChaCha8Rng, lo: f64, up: f64| -> Result<Vec<f64>> {
-            let dist = Uniform::new(lo, up).map_err(|e| candle_core::Error::Msg(format!("uniform init [{lo}, {up}): {e}")))?;
+            let dist = Uniform::new(lo, up)
+                .map_err(|e| candle_core::Error::Msg(format!("uniform init [{lo}, {up}): {e}")))?;
             Ok((0..n).map(|_| dist.sample(rng)).collect())
         };
         let draw_normal = |rng: &mut ChaCha8Rng, mean: f64, std: f64| -> Result<Vec<f64>> {
-            let dist = Normal::new(mean, std).map_err(|e| candle_core::Error::Msg(format!("normal init ({mean}, {std}): {e}")))?;
+            let dist = Normal::new(mean, std).map_err(|e| {
+                candle_core::Error::Msg(format!("normal init ({mean}, {std}): {e}"))
+            })?;
             Ok((0..n).map(|_| dist.sample(rng)).collect())
         };
         match init {
@@ -76,16 +82,30 @@ impl SeededVarMap {
             }
         }
     }
-
 }
 
 impl SimpleBackend for SeededVarMap {
-    fn get(&self, shape: Shape, name: &str, init: Init, dtype: DType, dev: &Device) -> Result<Tensor> {
-        let mut data = self.vars.data().lock().map_err(|_| candle_core::Error::Msg("variable store: lock poisoned".into()))?;
+    fn get(
+        &self,
+        shape: Shape,
+        name: &str,
+        init: Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> Result<Tensor> {
+        let mut data = self
+            .vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("variable store: lock poisoned".into()))?;
         if let Some(var) = data.get(name) {
             let t = var.as_tensor();
             if t.shape() != &shape {
-                candle_core::bail!("variable `{name}`: shape {:?} requested, {:?} stored", shape, t.shape());
+                candle_core::bail!(
+                    "variable `{name}`: shape {:?} requested, {:?} stored",
+                    shape,
+                    t.shape()
+                );
             }
             return Ok(t.clone());
         }
@@ -98,7 +118,11 @@ impl SimpleBackend for SeededVarMap {
     }
 
     fn get_unchecked(&self, name: &str, _dtype: DType, _dev: &Device) -> Result<Tensor> {
-        let data = self.vars.data().lock().map_err(|_| candle_core::Error::Msg("variable store: lock poisoned".into()))?;
+        let data = self
+            .vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("variable store: lock poisoned".into()))?;
         match data.get(name) {
             Some(var) => Ok(var.as_tensor().clone()),
             None => candle_core::bail!("variable `{name}` does not exist"),
@@ -117,5 +141,7 @@ impl SimpleBackend for SeededVarMap {
 /// FNV-1a: a name's hash that, unlike std's `DefaultHasher`, is promised not to change
 /// between Rust releases, so seeded runs stay repeatable.
 pub fn stable_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3))
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }

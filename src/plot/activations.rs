@@ -8,7 +8,9 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::style::{self, tick_label, to_pixels, DrawResult, Figure, FontError, Pen, PlotArea, TextSizes};
+use super::style::{
+    self, tick_label, to_pixels, DrawResult, Figure, FontError, Pen, PlotArea, TextSizes,
+};
 use crate::act::eval::evaluate;
 use crate::act::{ActKind, ActSpec, GeluApprox, KINDS};
 
@@ -30,9 +32,15 @@ pub enum PlotError {
     )]
     NotPointwise { spec: String },
     #[error("evaluating {spec}: {error}")]
-    Eval { spec: String, error: candle_core::Error },
+    Eval {
+        spec: String,
+        error: candle_core::Error,
+    },
     #[error("creating the output folder {}: {error}", path.display())]
-    CreateDir { path: PathBuf, error: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("drawing {}: {message}", path.display())]
     Draw { path: PathBuf, message: String },
     #[error(transparent)]
@@ -53,7 +61,9 @@ pub fn default_plot_specs() -> Vec<ActSpec> {
         .iter()
         .filter(|info| info.pointwise)
         .flat_map(|info| {
-            let tanh_gelu = (info.kind == ActKind::Gelu).then_some(ActSpec::Gelu { approximate: GeluApprox::Tanh });
+            let tanh_gelu = (info.kind == ActKind::Gelu).then_some(ActSpec::Gelu {
+                approximate: GeluApprox::Tanh,
+            });
             std::iter::once(info.kind.default_spec()).chain(tanh_gelu)
         })
         .collect()
@@ -64,7 +74,10 @@ pub fn default_plot_specs() -> Vec<ActSpec> {
 pub fn plot_activations(specs: &[ActSpec], opts: &PlotOptions) -> Result<Vec<PathBuf>, PlotError> {
     let specs = validate(specs, opts.range)?;
     style::register_fonts()?;
-    std::fs::create_dir_all(&opts.out).map_err(|error| PlotError::CreateDir { path: opts.out.clone(), error })?;
+    std::fs::create_dir_all(&opts.out).map_err(|error| PlotError::CreateDir {
+        path: opts.out.clone(),
+        error,
+    })?;
     let curves = specs
         .into_iter()
         .map(|spec| Curve::sample(spec, opts.range))
@@ -73,7 +86,10 @@ pub fn plot_activations(specs: &[ActSpec], opts: &PlotOptions) -> Result<Vec<Pat
     for curve in &curves {
         written.extend(save(&SingleChart(curve), &opts.out, &slug(curve.spec))?);
     }
-    let overview = Overview { curves: &curves, range: opts.range };
+    let overview = Overview {
+        curves: &curves,
+        range: opts.range,
+    };
     written.extend(save(&overview, &opts.out, "overview")?);
     Ok(written)
 }
@@ -91,7 +107,9 @@ fn validate(specs: &[ActSpec], (lo, hi): (f64, f64)) -> Result<Vec<&ActSpec>, Pl
     let mut unique: Vec<&ActSpec> = Vec::new();
     for spec in specs {
         if !spec.kind().info().pointwise {
-            return Err(PlotError::NotPointwise { spec: spec.to_string() });
+            return Err(PlotError::NotPointwise {
+                spec: spec.to_string(),
+            });
         }
         if !unique.contains(&spec) {
             unique.push(spec);
@@ -138,11 +156,17 @@ impl<'a> Curve<'a> {
     fn sample(spec: &'a ActSpec, (lo, hi): (f64, f64)) -> Result<Self, PlotError> {
         let step = (hi - lo) / (SAMPLES - 1) as f64;
         let xs: Vec<f64> = (0..SAMPLES).map(|i| lo + step * i as f64).collect();
-        let e = evaluate(spec, &xs).map_err(|error| PlotError::Eval { spec: spec.to_string(), error })?;
+        let e = evaluate(spec, &xs).map_err(|error| PlotError::Eval {
+            spec: spec.to_string(),
+            error,
+        })?;
         let pairs = |ys: &[f64]| e.x.iter().copied().zip(ys.iter().copied()).collect();
-        Ok(Curve { spec, value: pairs(&e.y), derivative: pairs(&e.dydx) })
+        Ok(Curve {
+            spec,
+            value: pairs(&e.y),
+            derivative: pairs(&e.dydx),
+        })
     }
-
 
     /// The y range of both lines, with 0 (for the x axis line) and a 5% margin; overflowed
     /// samples are ignored.
@@ -272,7 +296,10 @@ impl Overview<'_> {
 impl Figure for Overview<'_> {
     fn size(&self) -> (u32, u32) {
         let (w, h) = PANEL_SIZE;
-        (w * self.columns() as u32, Self::header_height() + h * self.rows() as u32)
+        (
+            w * self.columns() as u32,
+            Self::header_height() + h * self.rows() as u32,
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> DrawResult<DB> {
@@ -281,7 +308,11 @@ impl Figure for Overview<'_> {
         let title = format!("Activations f(x) and derivatives f'(x) on [{lo}, {hi}]");
         let key = draw_title(&header, &title, style::LARGE.title)?;
         draw_key(&key, style::LARGE.label, pen)?;
-        for (panel, curve) in grid.split_evenly((self.rows(), self.columns())).iter().zip(self.curves) {
+        for (panel, curve) in grid
+            .split_evenly((self.rows(), self.columns()))
+            .iter()
+            .zip(self.curves)
+        {
             draw_chart(panel, &short_name(curve.spec), curve, &PANEL, pen)?;
         }
         Ok(())
@@ -290,7 +321,10 @@ impl Figure for Overview<'_> {
 
 /// Draws `figure` to `<dir>/<stem>.png` and `<dir>/<stem>.svg`.
 fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<[PathBuf; 2], PlotError> {
-    style::save_png_and_svg(figure, dir, stem).map_err(|failure| PlotError::Draw { path: failure.path, message: failure.message })
+    style::save_png_and_svg(figure, dir, stem).map_err(|failure| PlotError::Draw {
+        path: failure.path,
+        message: failure.message,
+    })
 }
 
 /// The shared chart: title, key (standalone only), grid, zero axes, f(x) and f'(x).
@@ -346,17 +380,26 @@ fn draw_chart<DB: DrawingBackend>(
 fn draw_zero_axes<DB: DrawingBackend>(plot: &PlotArea<DB>) -> DrawResult<DB> {
     let (x, y) = (plot.get_x_range(), plot.get_y_range());
     if x.contains(&0.0) {
-        plot.draw(&PathElement::new(vec![(0.0, y.start), (0.0, y.end)], style::zero_axis_line()))?;
+        plot.draw(&PathElement::new(
+            vec![(0.0, y.start), (0.0, y.end)],
+            style::zero_axis_line(),
+        ))?;
     }
     if y.contains(&0.0) {
-        plot.draw(&PathElement::new(vec![(x.start, 0.0), (x.end, 0.0)], style::zero_axis_line()))?;
+        plot.draw(&PathElement::new(
+            vec![(x.start, 0.0), (x.end, 0.0)],
+            style::zero_axis_line(),
+        ))?;
     }
     Ok(())
 }
 
 /// The samples as polylines in pixels relative to the plotting area, split where values
 /// overflowed (so gaps stay gaps), without repeats of the same pixel.
-fn pixel_runs<DB: DrawingBackend>(plot: &PlotArea<DB>, points: &[(f64, f64)]) -> Vec<Vec<(i32, i32)>> {
+fn pixel_runs<DB: DrawingBackend>(
+    plot: &PlotArea<DB>,
+    points: &[(f64, f64)],
+) -> Vec<Vec<(i32, i32)>> {
     points
         .split(|(_, y)| !y.is_finite())
         .filter(|run| !run.is_empty())
@@ -376,11 +419,16 @@ fn draw_title<DB: DrawingBackend>(
     while size > 8.0 && area.estimate_text_size(title, &style::title_text(size))?.0 > room {
         size -= 2.0; // even sizes only, see `style::TextSizes`
     }
-    area.margin(6, 0, 0, 0).titled(title, style::title_text(size))
+    area.margin(6, 0, 0, 0)
+        .titled(title, style::title_text(size))
 }
 
 /// The line key, centred in `band`: a sample of each line followed by its label.
-fn draw_key<DB: DrawingBackend>(band: &DrawingArea<DB, Shift>, size: f64, pen: Pen) -> DrawResult<DB> {
+fn draw_key<DB: DrawingBackend>(
+    band: &DrawingArea<DB, Shift>,
+    size: f64,
+    pen: Pen,
+) -> DrawResult<DB> {
     const SAMPLE: i32 = 36;
     const GAP: i32 = 8;
     const SPACING: i32 = 28;
@@ -395,7 +443,11 @@ fn draw_key<DB: DrawingBackend>(band: &DrawingArea<DB, Shift>, size: f64, pen: P
     for (line, width) in Line::BOTH.into_iter().zip(widths) {
         line.draw(band, &[(x, y), (x + SAMPLE, y)], pen)?;
         let label_pos = (x + SAMPLE + GAP, y);
-        band.draw_text(line.label(), &font.pos(Pos::new(HPos::Left, VPos::Center)), label_pos)?;
+        band.draw_text(
+            line.label(),
+            &font.pos(Pos::new(HPos::Left, VPos::Center)),
+            label_pos,
+        )?;
         x += SAMPLE + GAP + width + SPACING;
     }
     Ok(())

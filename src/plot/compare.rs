@@ -12,7 +12,10 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::style::{self, padded, span, tick_label, to_pixels, DrawFailure, DrawResult, Figure, FontError, Pen, PlotArea};
+use super::style::{
+    self, padded, span, tick_label, to_pixels, DrawFailure, DrawResult, Figure, FontError, Pen,
+    PlotArea,
+};
 use crate::experiment::stats::{summarize, Summary};
 
 #[derive(Debug, thiserror::Error)]
@@ -54,7 +57,10 @@ type AreaResult<T, DB> = Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::
 /// min–max as a shaded band, at each epoch over the runs that reached it (a run still
 /// going shortens the band at the end). Writes `map_curves.png`/`.svg` into `dir`;
 /// `None` when no run has a curve yet.
-pub fn map_curves(acts: &[ActResults], dir: &Path) -> Result<Option<[PathBuf; 2]>, ComparePlotError> {
+pub fn map_curves(
+    acts: &[ActResults],
+    dir: &Path,
+) -> Result<Option<[PathBuf; 2]>, ComparePlotError> {
     let bands: Vec<EpochBand> = acts
         .iter()
         .enumerate()
@@ -79,7 +85,10 @@ pub fn map_bars(acts: &[ActResults], dir: &Path) -> Result<Option<[PathBuf; 2]>,
 /// Mean mAP50-95 against latency, one labelled point per activation with a ±1 std error
 /// bar. Writes `map_vs_latency.png`/`.svg`; `None` when no activation has both a finished
 /// run and a measured latency.
-pub fn map_vs_latency(acts: &[ActResults], dir: &Path) -> Result<Option<[PathBuf; 2]>, ComparePlotError> {
+pub fn map_vs_latency(
+    acts: &[ActResults],
+    dir: &Path,
+) -> Result<Option<[PathBuf; 2]>, ComparePlotError> {
     let points: Vec<LatencyPoint> = acts
         .iter()
         .enumerate()
@@ -107,7 +116,11 @@ struct EpochBand {
 
 impl EpochBand {
     fn new(act: &ActResults, color: RGBColor) -> Option<Self> {
-        let curves: Vec<&Vec<(usize, f64)>> = act.curves.iter().filter(|curve| !curve.is_empty()).collect();
+        let curves: Vec<&Vec<(usize, f64)>> = act
+            .curves
+            .iter()
+            .filter(|curve| !curve.is_empty())
+            .collect();
         let mut by_epoch: BTreeMap<usize, Vec<f64>> = BTreeMap::new();
         for &(epoch, map) in curves.iter().copied().flatten() {
             by_epoch.entry(epoch).or_default().push(map * PERCENT);
@@ -119,17 +132,29 @@ impl EpochBand {
                 (epoch as f64, summarize(&values).mean, min, max)
             })
             .collect();
-        (!points.is_empty()).then(|| EpochBand { name: act.name.clone(), color, runs: curves.len(), points })
+        (!points.is_empty()).then(|| EpochBand {
+            name: act.name.clone(),
+            color,
+            runs: curves.len(),
+            points,
+        })
     }
 
     fn mean_line(&self) -> Vec<(f64, f64)> {
-        self.points.iter().map(|&(epoch, mean, _, _)| (epoch, mean)).collect()
+        self.points
+            .iter()
+            .map(|&(epoch, mean, _, _)| (epoch, mean))
+            .collect()
     }
 
     /// The band's outline: along the maxima, then back along the minima.
     fn outline(&self) -> Vec<(f64, f64)> {
         let upper = self.points.iter().map(|&(epoch, _, _, max)| (epoch, max));
-        let lower = self.points.iter().rev().map(|&(epoch, _, min, _)| (epoch, min));
+        let lower = self
+            .points
+            .iter()
+            .rev()
+            .map(|&(epoch, _, min, _)| (epoch, min));
         upper.chain(lower).collect()
     }
 }
@@ -160,14 +185,26 @@ impl Figure for CurvesFigure {
             .draw()?;
         let plot = chart.plotting_area();
         for band in self.bands.iter().filter(|band| band.runs >= 2) {
-            plot.draw(&Polygon::new(band.outline(), band.color.mix(BAND_ALPHA).filled()))?;
+            plot.draw(&Polygon::new(
+                band.outline(),
+                band.color.mix(BAND_ALPHA).filled(),
+            ))?;
         }
         let canvas = plot.strip_coord_spec();
         for band in &self.bands {
-            style::draw_path(&canvas, &to_pixels(plot, &band.mean_line()), band.color, pen)?;
+            style::draw_path(
+                &canvas,
+                &to_pixels(plot, &band.mean_line()),
+                band.color,
+                pen,
+            )?;
         }
         for band in &self.bands {
-            let runs = if band.runs == 1 { "1 run".to_string() } else { format!("{} runs", band.runs) };
+            let runs = if band.runs == 1 {
+                "1 run".to_string()
+            } else {
+                format!("{} runs", band.runs)
+            };
             add_key_entry(&mut chart, &format!("{} ({runs})", band.name), band.color)?;
         }
         draw_key(&mut chart)
@@ -188,15 +225,30 @@ impl BarsFigure<'_> {
 
 impl Figure for BarsFigure<'_> {
     fn size(&self) -> (u32, u32) {
-        (Self::WIDTH, Self::HEADER + Self::ROW * self.acts.len() as u32 + Self::FOOTER)
+        (
+            Self::WIDTH,
+            Self::HEADER + Self::ROW * self.acts.len() as u32 + Self::FOOTER,
+        )
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> DrawResult<DB> {
         let title = "Best-epoch mAP per activation: mean ± std over seeds, a dot per seed";
-        let body = root.margin(10, 0, 0, 0).titled(title, style::title_text(TEXT.title))?;
+        let body = root
+            .margin(10, 0, 0, 0)
+            .titled(title, style::title_text(TEXT.title))?;
         let panels = body.split_evenly((1, 2));
-        draw_bar_panel(&panels[0], "mAP50 (%)", &BarRow::all(self.acts, |act| &act.map50), pen)?;
-        draw_bar_panel(&panels[1], "mAP50-95 (%)", &BarRow::all(self.acts, |act| &act.map), pen)
+        draw_bar_panel(
+            &panels[0],
+            "mAP50 (%)",
+            &BarRow::all(self.acts, |act| &act.map50),
+            pen,
+        )?;
+        draw_bar_panel(
+            &panels[1],
+            "mAP50-95 (%)",
+            &BarRow::all(self.acts, |act| &act.map),
+            pen,
+        )
     }
 }
 
@@ -213,7 +265,12 @@ impl<'a> BarRow<'a> {
     fn all(acts: &'a [ActResults], values: fn(&ActResults) -> &Vec<f64>) -> Vec<Self> {
         let row = |(index, act): (usize, &'a ActResults)| {
             let values: Vec<f64> = values(act).iter().map(|value| value * PERCENT).collect();
-            BarRow { name: &act.name, color: style::series_color(index, acts.len()), summary: summarize(&values), values }
+            BarRow {
+                name: &act.name,
+                color: style::series_color(index, acts.len()),
+                summary: summarize(&values),
+                values,
+            }
         };
         acts.iter().enumerate().map(row).collect()
     }
@@ -233,18 +290,31 @@ impl<'a> BarRow<'a> {
 }
 
 /// Horizontal bars, the first activation on top, each named left of the axis.
-fn draw_bar_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, axis: &str, rows: &[BarRow], pen: Pen) -> DrawResult<DB> {
+fn draw_bar_panel<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    axis: &str,
+    rows: &[BarRow],
+    pen: Pen,
+) -> DrawResult<DB> {
     let name_font = style::text(TEXT.tick);
     let mut name_width = 0;
     for row in rows {
         name_width = name_width.max(area.estimate_text_size(row.name, &name_font)?.0);
     }
-    let extent = rows.iter().filter(|row| row.summary.n > 0).map(BarRow::extent).fold(0.0, f64::max);
+    let extent = rows
+        .iter()
+        .filter(|row| row.summary.n > 0)
+        .map(BarRow::extent)
+        .fold(0.0, f64::max);
     // Room right of the longest bar for its value label.
     let x_max = if extent > 0.0 { extent * 1.3 } else { 1.0 };
     let y_range = -0.5..rows.len() as f64 - 0.5;
     let mut chart = build_chart(area, axis, 0.0..x_max, y_range, name_width + 16)?;
-    styled_mesh(&mut chart).disable_y_mesh().y_labels(0).x_desc(axis).draw()?;
+    styled_mesh(&mut chart)
+        .disable_y_mesh()
+        .y_labels(0)
+        .x_desc(axis)
+        .draw()?;
     let plot = chart.plotting_area();
     for (index, row) in rows.iter().enumerate() {
         let y = (rows.len() - 1 - index) as f64;
@@ -255,29 +325,55 @@ fn draw_bar_panel<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, axis: &str,
 }
 
 /// `name` right-aligned just left of the plot, level with `y`.
-fn draw_row_name<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, plot: &PlotArea<DB>, name: &str, y: f64) -> DrawResult<DB> {
+fn draw_row_name<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    plot: &PlotArea<DB>,
+    name: &str,
+    y: f64,
+) -> DrawResult<DB> {
     let (x0, y0) = area.get_base_pixel();
     let (x, row_y) = plot.map_coordinate(&(0.0, y));
     let font = style::text(TEXT.tick).pos(Pos::new(HPos::Right, VPos::Center));
     area.draw_text(name, &font, (x - x0 - 8, row_y - y0))
 }
 
-fn draw_bar<DB: DrawingBackend>(plot: &PlotArea<DB>, row: &BarRow, y: f64, pen: Pen) -> DrawResult<DB> {
+fn draw_bar<DB: DrawingBackend>(
+    plot: &PlotArea<DB>,
+    row: &BarRow,
+    y: f64,
+    pen: Pen,
+) -> DrawResult<DB> {
     let Summary { n, mean, std } = row.summary;
     if n == 0 {
-        return plot.draw(&(EmptyElement::at((0.0, y)) + Text::new("no finished run", (8, 0), label_font())));
+        return plot.draw(
+            &(EmptyElement::at((0.0, y)) + Text::new("no finished run", (8, 0), label_font())),
+        );
     }
     const HALF_HEIGHT: f64 = 0.3;
-    plot.draw(&Rectangle::new([(0.0, y - HALF_HEIGHT), (mean, y + HALF_HEIGHT)], row.color.mix(0.85).filled()))?;
+    plot.draw(&Rectangle::new(
+        [(0.0, y - HALF_HEIGHT), (mean, y + HALF_HEIGHT)],
+        row.color.mix(0.85).filled(),
+    ))?;
     if let Some(std) = std {
         draw_error_bar(plot, (mean - std, y), (mean + std, y), pen)?;
     }
     // Hollow, so that dots on top of each other and of the error bar stay apart.
     for &value in &row.values {
-        plot.draw(&Circle::new((value, y), SEED_DOT_RADIUS, style::BACKGROUND.filled()))?;
-        plot.draw(&Circle::new((value, y), SEED_DOT_RADIUS, style::TEXT.stroke_width(1)))?;
+        plot.draw(&Circle::new(
+            (value, y),
+            SEED_DOT_RADIUS,
+            style::BACKGROUND.filled(),
+        ))?;
+        plot.draw(&Circle::new(
+            (value, y),
+            SEED_DOT_RADIUS,
+            style::TEXT.stroke_width(1),
+        ))?;
     }
-    plot.draw(&(EmptyElement::at((row.extent(), y)) + Text::new(row.value_label(), (10, 0), label_font())))
+    plot.draw(
+        &(EmptyElement::at((row.extent(), y))
+            + Text::new(row.value_label(), (10, 0), label_font())),
+    )
 }
 
 /// Text beside a bar or point: left-aligned, vertically centred on it.
@@ -287,13 +383,22 @@ fn label_font() -> TextStyle<'static> {
 
 /// An error bar between two points of the plot, in the text colour, with an end cap
 /// across the bar at each end.
-fn draw_error_bar<DB: DrawingBackend>(plot: &PlotArea<DB>, from: (f64, f64), to: (f64, f64), pen: Pen) -> DrawResult<DB> {
+fn draw_error_bar<DB: DrawingBackend>(
+    plot: &PlotArea<DB>,
+    from: (f64, f64),
+    to: (f64, f64),
+    pen: Pen,
+) -> DrawResult<DB> {
     let canvas = plot.strip_coord_spec();
     let ends = to_pixels(plot, &[from, to]);
     style::draw_path(&canvas, &ends, style::TEXT, pen)?;
     let vertical = from.0 == to.0;
     for &(x, y) in &ends {
-        let cap = if vertical { [(x - CAP, y), (x + CAP, y)] } else { [(x, y - CAP), (x, y + CAP)] };
+        let cap = if vertical {
+            [(x - CAP, y), (x + CAP, y)]
+        } else {
+            [(x, y - CAP), (x, y + CAP)]
+        };
         style::draw_path(&canvas, &cap, style::TEXT, pen)?;
     }
     Ok(())
@@ -311,7 +416,12 @@ impl LatencyPoint {
     fn new(act: &ActResults, color: RGBColor) -> Option<Self> {
         let latency_ms = act.latency_ms.filter(|ms| ms.is_finite())?;
         let values: Vec<f64> = act.map.iter().map(|map| map * PERCENT).collect();
-        (!values.is_empty()).then(|| LatencyPoint { name: act.name.clone(), color, latency_ms, map: summarize(&values) })
+        (!values.is_empty()).then(|| LatencyPoint {
+            name: act.name.clone(),
+            color,
+            latency_ms,
+            map: summarize(&values),
+        })
     }
 
     /// The lowest and highest mAP the point's error bar reaches.
@@ -334,10 +444,17 @@ impl Figure for LatencyFigure {
         let (x_lo, x_hi) = span(self.points.iter().map(|point| point.latency_ms));
         // Extra room on the right for the last point's name.
         let x_range = padded((x_lo, x_hi + 0.15 * (x_hi - x_lo)));
-        let y_range = padded(span(self.points.iter().flat_map(|point| <[f64; 2]>::from(point.map_range()))));
+        let y_range = padded(span(
+            self.points
+                .iter()
+                .flat_map(|point| <[f64; 2]>::from(point.map_range())),
+        ));
         let title = "mAP50-95 against CPU latency (batch 1): mean ± std over seeds";
         let mut chart = build_chart(root, title, x_range.0..x_range.1, y_range.0..y_range.1, 64)?;
-        styled_mesh(&mut chart).x_desc("latency (ms)").y_desc("mAP50-95 (%)").draw()?;
+        styled_mesh(&mut chart)
+            .x_desc("latency (ms)")
+            .y_desc("mAP50-95 (%)")
+            .draw()?;
         let plot = chart.plotting_area();
         for point in &self.points {
             let centre = (point.latency_ms, point.map.mean);
@@ -346,7 +463,14 @@ impl Figure for LatencyFigure {
                 draw_error_bar(plot, (centre.0, lo), (centre.0, hi), pen)?;
             }
             plot.draw(&Circle::new(centre, POINT_RADIUS, point.color.filled()))?;
-            plot.draw(&(EmptyElement::at(centre) + Text::new(point.name.clone(), (2 * POINT_RADIUS as i32, 0), label_font())))?;
+            plot.draw(
+                &(EmptyElement::at(centre)
+                    + Text::new(
+                        point.name.clone(),
+                        (2 * POINT_RADIUS as i32, 0),
+                        label_font(),
+                    )),
+            )?;
         }
         Ok(())
     }
@@ -372,7 +496,9 @@ fn build_chart<'a, DB: DrawingBackend>(
 }
 
 /// The mesh in the shared style, for the caller to name the axes and draw.
-fn styled_mesh<'a, 'b, DB: DrawingBackend>(chart: &'b mut Chart<'a, DB>) -> MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB> {
+fn styled_mesh<'a, 'b, DB: DrawingBackend>(
+    chart: &'b mut Chart<'a, DB>,
+) -> MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB> {
     let mut mesh = chart.configure_mesh();
     mesh.bold_line_style(style::GRID_MAJOR)
         .light_line_style(style::GRID_MINOR)
@@ -387,7 +513,11 @@ fn styled_mesh<'a, 'b, DB: DrawingBackend>(chart: &'b mut Chart<'a, DB>) -> Mesh
 
 /// Adds `name` with a swatch of `color` to the chart's key; the lines themselves are drawn
 /// with the pen, outside plotters' series.
-fn add_key_entry<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>, name: &str, color: RGBColor) -> DrawResult<DB> {
+fn add_key_entry<'a, DB: DrawingBackend + 'a>(
+    chart: &mut Chart<'a, DB>,
+    name: &str,
+    color: RGBColor,
+) -> DrawResult<DB> {
     chart
         .draw_series(std::iter::empty::<Circle<(f64, f64), u32>>())?
         .label(name)

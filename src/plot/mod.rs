@@ -2,5 +2,5 @@
 
 pub mod activations;
 pub mod compare;
-pub mod style;
 pub mod results;
+pub mod style;

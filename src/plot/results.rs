@@ -17,7 +17,10 @@ pub enum ResultsPlotError {
     #[error("nothing to plot: no runs given")]
     NoRuns,
     #[error("reading {}: {error}", path.display())]
-    Read { path: PathBuf, error: std::io::Error },
+    Read {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("{}: the file is empty; expected a header line of column names", path.display())]
     NoHeader { path: PathBuf },
     #[error("{}: the header has no `epoch` column", path.display())]
@@ -27,11 +30,24 @@ pub enum ResultsPlotError {
     #[error("{}: no complete epoch row after the header, so nothing to plot yet", path.display())]
     NoEpochs { path: PathBuf },
     #[error("{} line {line}: {found} fields, but the header has {expected}", path.display())]
-    FieldCount { path: PathBuf, line: usize, found: usize, expected: usize },
+    FieldCount {
+        path: PathBuf,
+        line: usize,
+        found: usize,
+        expected: usize,
+    },
     #[error("{} line {line}, column `{column}`: `{text}` is not a number", path.display())]
-    NotANumber { path: PathBuf, line: usize, column: String, text: String },
+    NotANumber {
+        path: PathBuf,
+        line: usize,
+        column: String,
+        text: String,
+    },
     #[error("creating the output folder {}: {error}", path.display())]
-    CreateDir { path: PathBuf, error: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        error: std::io::Error,
+    },
     #[error("drawing {}: {message}", path.display())]
     Draw { path: PathBuf, message: String },
     #[error(transparent)]
@@ -54,7 +70,11 @@ const PANELS: [&str; 10] = [
 ];
 const GRID: (usize, usize) = (2, 5);
 const FIGURE_SIZE: (u32, u32) = (1600, 800);
-const TEXT: TextSizes = TextSizes { title: 16.0, label: 16.0, tick: 12.0 };
+const TEXT: TextSizes = TextSizes {
+    title: 16.0,
+    label: 16.0,
+    tick: 12.0,
+};
 
 /// Ultralytics smooths with `gaussian_filter1d(y, sigma=3)`.
 const SMOOTH_SIGMA: f64 = 3.0;
@@ -94,7 +114,9 @@ pub fn plot_results_multi(runs: &[(String, PathBuf)], out: &Path) -> Result<(), 
 /// A run's name: the folder holding its csv, else the csv's own stem.
 fn run_label(csv: &Path) -> String {
     let folder = csv.parent().and_then(Path::file_name);
-    let name = folder.or_else(|| csv.file_stem()).unwrap_or(csv.as_os_str());
+    let name = folder
+        .or_else(|| csv.file_stem())
+        .unwrap_or(csv.as_os_str());
     name.to_string_lossy().into_owned()
 }
 
@@ -107,7 +129,10 @@ struct ResultsTable {
 
 impl ResultsTable {
     fn read(path: &Path) -> Result<Self, ResultsPlotError> {
-        let text = std::fs::read_to_string(path).map_err(|error| ResultsPlotError::Read { path: path.into(), error })?;
+        let text = std::fs::read_to_string(path).map_err(|error| ResultsPlotError::Read {
+            path: path.into(),
+            error,
+        })?;
         Self::parse(path, &text)
     }
 
@@ -115,17 +140,26 @@ impl ResultsTable {
     /// with its newline, so a last line without one that does not parse is a row still
     /// being written (or cut off by a crash) and is skipped.
     fn parse(path: &Path, text: &str) -> Result<Self, ResultsPlotError> {
-        let mut lines = text.lines().enumerate().filter(|(_, line)| !line.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, line)| !line.trim().is_empty());
         let Some((_, header)) = lines.next() else {
             return Err(ResultsPlotError::NoHeader { path: path.into() });
         };
-        let names: Vec<String> = header.split(',').map(|name| name.trim().to_string()).collect();
+        let names: Vec<String> = header
+            .split(',')
+            .map(|name| name.trim().to_string())
+            .collect();
         let mut columns = vec![Vec::new(); names.len()];
         let rows: Vec<(usize, &str)> = lines.collect();
         let unfinished_tail = !text.ends_with('\n');
         for (k, &(index, line)) in rows.iter().enumerate() {
             match parse_row(line, &names, path, index + 1) {
-                Ok(values) => columns.iter_mut().zip(values).for_each(|(column, value)| column.push(value)),
+                Ok(values) => columns
+                    .iter_mut()
+                    .zip(values)
+                    .for_each(|(column, value)| column.push(value)),
                 Err(_) if unfinished_tail && k + 1 == rows.len() => {}
                 Err(error) => return Err(error),
             }
@@ -143,7 +177,12 @@ impl ResultsTable {
 }
 
 /// One row's values, one per header name; `line_number` is 1-based, for the error.
-fn parse_row(line: &str, names: &[String], path: &Path, line_number: usize) -> Result<Vec<f64>, ResultsPlotError> {
+fn parse_row(
+    line: &str,
+    names: &[String],
+    path: &Path,
+    line_number: usize,
+) -> Result<Vec<f64>, ResultsPlotError> {
     let fields: Vec<&str> = line.split(',').map(str::trim).collect();
     if fields.len() != names.len() {
         return Err(ResultsPlotError::FieldCount {
@@ -206,7 +245,13 @@ fn gaussian_filter1d(values: &[f64], sigma: f64) -> Vec<f64> {
     let total: f64 = kernel.iter().map(|&(_, weight)| weight).sum();
     let len = values.len() as isize;
     (0..len)
-        .map(|i| kernel.iter().map(|&(offset, weight)| weight * values[reflect(i + offset, len)]).sum::<f64>() / total)
+        .map(|i| {
+            kernel
+                .iter()
+                .map(|&(offset, weight)| weight * values[reflect(i + offset, len)])
+                .sum::<f64>()
+                / total
+        })
         .collect()
 }
 
@@ -214,7 +259,11 @@ fn gaussian_filter1d(values: &[f64], sigma: f64) -> Vec<f64> {
 fn reflect(index: isize, len: isize) -> usize {
     let period = 2 * len;
     let folded = index.rem_euclid(period);
-    (if folded < len { folded } else { period - 1 - folded }) as usize
+    (if folded < len {
+        folded
+    } else {
+        period - 1 - folded
+    }) as usize
 }
 
 /// One run's curves, in [`PANELS`] order; `None` where its csv lacks the column.
@@ -226,13 +275,19 @@ struct Run {
 impl Run {
     fn load(label: String, csv: &Path) -> Result<Self, ResultsPlotError> {
         let table = ResultsTable::read(csv)?;
-        let epochs = table.column("epoch").ok_or_else(|| ResultsPlotError::NoEpochColumn { path: csv.into() })?;
+        let epochs = table
+            .column("epoch")
+            .ok_or_else(|| ResultsPlotError::NoEpochColumn { path: csv.into() })?;
         if PANELS.iter().all(|name| table.column(name).is_none()) {
             return Err(ResultsPlotError::NoPlottedColumns { path: csv.into() });
         }
         let panels = PANELS
             .iter()
-            .map(|name| table.column(name).and_then(|values| Curve::new(epochs, values)))
+            .map(|name| {
+                table
+                    .column(name)
+                    .and_then(|values| Curve::new(epochs, values))
+            })
             .collect();
         Ok(Run { label, panels })
     }
@@ -249,10 +304,16 @@ struct RunColors {
 /// run's smoothed line takes the run's colour.
 fn run_colors(count: usize) -> Vec<RunColors> {
     if count == 1 {
-        return vec![RunColors { data: style::PRIMARY, smooth: style::SECONDARY }];
+        return vec![RunColors {
+            data: style::PRIMARY,
+            smooth: style::SECONDARY,
+        }];
     }
     (0..count)
-        .map(|i| RunColors { data: style::series_color(i, count), smooth: style::series_color(i, count) })
+        .map(|i| RunColors {
+            data: style::series_color(i, count),
+            smooth: style::series_color(i, count),
+        })
         .collect()
 }
 
@@ -275,12 +336,27 @@ fn key_entries(runs: &[Run], colors: &[RunColors]) -> Vec<KeyEntry> {
     let mut entries: Vec<KeyEntry> = runs
         .iter()
         .zip(colors)
-        .map(|(run, colors)| KeyEntry { label: run.label.clone(), color: colors.data, stroke: Stroke::Markers })
+        .map(|(run, colors)| KeyEntry {
+            label: run.label.clone(),
+            color: colors.data,
+            stroke: Stroke::Markers,
+        })
         .collect();
-    let smoothed = runs.iter().flat_map(|run| run.panels.iter().flatten()).any(|curve| curve.smooth.is_some());
+    let smoothed = runs
+        .iter()
+        .flat_map(|run| run.panels.iter().flatten())
+        .any(|curve| curve.smooth.is_some());
     if smoothed {
-        let color = if runs.len() == 1 { colors[0].smooth } else { style::ZERO_AXIS };
-        entries.push(KeyEntry { label: "smooth".into(), color, stroke: Stroke::Dotted });
+        let color = if runs.len() == 1 {
+            colors[0].smooth
+        } else {
+            style::ZERO_AXIS
+        };
+        entries.push(KeyEntry {
+            label: "smooth".into(),
+            color,
+            stroke: Stroke::Dotted,
+        });
     }
     entries
 }
@@ -289,16 +365,26 @@ fn key_entries(runs: &[Run], colors: &[RunColors]) -> Vec<KeyEntry> {
 fn save(runs: &[Run], out: &Path) -> Result<(), ResultsPlotError> {
     style::register_fonts()?;
     if let Some(dir) = out.parent().filter(|dir| !dir.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|error| ResultsPlotError::CreateDir { path: dir.into(), error })?;
+        std::fs::create_dir_all(dir).map_err(|error| ResultsPlotError::CreateDir {
+            path: dir.into(),
+            error,
+        })?;
     }
     let root = BitMapBackend::new(out, FIGURE_SIZE).into_drawing_area();
     root.fill(&style::BACKGROUND)
         .and_then(|()| draw_figure(&root, runs, Pen::Stamp))
         .and_then(|()| root.present())
-        .map_err(|e| ResultsPlotError::Draw { path: out.into(), message: e.to_string() })
+        .map_err(|e| ResultsPlotError::Draw {
+            path: out.into(),
+            message: e.to_string(),
+        })
 }
 
-fn draw_figure<DB: DrawingBackend>(root: &DrawingArea<DB, Shift>, runs: &[Run], pen: Pen) -> DrawResult<DB> {
+fn draw_figure<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    runs: &[Run],
+    pen: Pen,
+) -> DrawResult<DB> {
     let colors = run_colors(runs.len());
     let key = KeyLayout::new(root, key_entries(runs, &colors))?;
     let (header, grid) = root.split_vertically(key.height());
@@ -323,7 +409,9 @@ fn draw_panel<DB: DrawingBackend>(
     lines: &[(&Curve, RunColors)],
     pen: Pen,
 ) -> DrawResult<DB> {
-    let body = area.margin(8, 0, 0, 0).titled(title, style::title_text(TEXT.title))?;
+    let body = area
+        .margin(8, 0, 0, 0)
+        .titled(title, style::title_text(TEXT.title))?;
     let points = || lines.iter().flat_map(|(curve, _)| curve.all_points());
     let epochs = span(points().map(|&(x, _)| x));
     let (x_lo, x_hi) = padded(epochs);
@@ -350,9 +438,21 @@ fn draw_panel<DB: DrawingBackend>(
     let plot = chart.plotting_area();
     let canvas = plot.strip_coord_spec();
     for (curve, colors) in lines {
-        draw_line(&canvas, &to_pixels(plot, &curve.points), colors.data, Stroke::Markers, pen)?;
+        draw_line(
+            &canvas,
+            &to_pixels(plot, &curve.points),
+            colors.data,
+            Stroke::Markers,
+            pen,
+        )?;
         if let Some(smooth) = &curve.smooth {
-            draw_line(&canvas, &to_pixels(plot, smooth), colors.smooth, Stroke::Dotted, pen)?;
+            draw_line(
+                &canvas,
+                &to_pixels(plot, smooth),
+                colors.smooth,
+                Stroke::Dotted,
+                pen,
+            )?;
         }
     }
     Ok(())
@@ -377,7 +477,11 @@ fn draw_line<DB: DrawingBackend>(
         // Centred on the line, which the pen draws from each pixel towards the lower right.
         let centre = style::LINE_WIDTH as i32 / 2;
         for &(x, y) in pixels {
-            area.draw(&Circle::new((x + centre, y + centre), MARKER_RADIUS, color.filled()))?;
+            area.draw(&Circle::new(
+                (x + centre, y + centre),
+                MARKER_RADIUS,
+                color.filled(),
+            ))?;
         }
     }
     Ok(())
@@ -406,7 +510,9 @@ impl KeyLayout {
         let mut rows: Vec<Vec<(KeyEntry, i32)>> = Vec::new();
         let mut row_width = 0;
         for entry in entries {
-            let text_width = area.estimate_text_size(&entry.label, &style::text(TEXT.label))?.0 as i32;
+            let text_width = area
+                .estimate_text_size(&entry.label, &style::text(TEXT.label))?
+                .0 as i32;
             let entry_width = Self::SAMPLE + Self::GAP + text_width;
             match rows.last_mut() {
                 Some(row) if row_width + Self::SPACING + entry_width <= width => {
@@ -432,13 +538,18 @@ impl KeyLayout {
         // lowercase letters sitting high of the sample line.
         let lower_label = (0.15 * TEXT.label).round() as i32;
         for (r, row) in self.rows.iter().enumerate() {
-            let row_width = row.iter().map(|(_, w)| *w).sum::<i32>() + Self::SPACING * (row.len() as i32 - 1);
+            let row_width =
+                row.iter().map(|(_, w)| *w).sum::<i32>() + Self::SPACING * (row.len() as i32 - 1);
             let mut x = Self::PADDING + (self.width - row_width) / 2;
             let y = Self::PADDING + Self::ROW_HEIGHT * r as i32 + Self::ROW_HEIGHT / 2;
             for (entry, entry_width) in row {
                 let sample = [(x, y), (x + Self::SAMPLE / 2, y), (x + Self::SAMPLE, y)];
                 draw_line(band, &sample, entry.color, entry.stroke, pen)?;
-                band.draw_text(&entry.label, &font, (x + Self::SAMPLE + Self::GAP, y + lower_label))?;
+                band.draw_text(
+                    &entry.label,
+                    &font,
+                    (x + Self::SAMPLE + Self::GAP, y + lower_label),
+                )?;
                 x += entry_width + Self::SPACING;
             }
         }
@@ -455,22 +566,42 @@ mod tests {
     fn smoothing_matches_scipy_including_inputs_shorter_than_the_kernel() {
         let short = gaussian_filter1d(&[0.0, 1.0, 0.0, 0.0, 5.0, 2.0, 3.0], 3.0);
         let scipy = [
-            0.9121445294245609, 1.0415172910797064, 1.275744103382708, 1.569489065213704, 1.864740962273765,
-            2.1021783214277017, 2.2341857271978545,
+            0.9121445294245609,
+            1.0415172910797064,
+            1.275744103382708,
+            1.569489065213704,
+            1.864740962273765,
+            2.1021783214277017,
+            2.2341857271978545,
         ];
         for (ours, theirs) in short.iter().zip(scipy) {
             assert!((ours - theirs).abs() < 1e-12, "{ours} vs {theirs}");
         }
         let losses = [
-            0.1, 0.08, 0.07, 0.065, 0.06, 0.058, 0.055, 0.054, 0.052, 0.05, 0.049, 0.048, 0.047, 0.046, 0.045,
-            0.044, 0.043, 0.042, 0.041, 0.04,
+            0.1, 0.08, 0.07, 0.065, 0.06, 0.058, 0.055, 0.054, 0.052, 0.05, 0.049, 0.048, 0.047,
+            0.046, 0.045, 0.044, 0.043, 0.042, 0.041, 0.04,
         ];
         let scipy = [
-            0.07716125677539247, 0.07549943333193745, 0.07252168073219176, 0.06878507945164092,
-            0.06486363653452297, 0.061191083399032745, 0.05799745761714317, 0.05533432143433095,
-            0.05314427849502213, 0.05132858312165942, 0.04978987502833633, 0.04844920198308098,
-            0.04724859783689681, 0.046149962241166076, 0.04513410064947616, 0.04420170125140467,
-            0.043374252976498925, 0.04269040098748099, 0.04219725413291257, 0.04193784201987254,
+            0.07716125677539247,
+            0.07549943333193745,
+            0.07252168073219176,
+            0.06878507945164092,
+            0.06486363653452297,
+            0.061191083399032745,
+            0.05799745761714317,
+            0.05533432143433095,
+            0.05314427849502213,
+            0.05132858312165942,
+            0.04978987502833633,
+            0.04844920198308098,
+            0.04724859783689681,
+            0.046149962241166076,
+            0.04513410064947616,
+            0.04420170125140467,
+            0.043374252976498925,
+            0.04269040098748099,
+            0.04219725413291257,
+            0.04193784201987254,
         ];
         for (ours, theirs) in gaussian_filter1d(&losses, 3.0).iter().zip(scipy) {
             assert!((ours - theirs).abs() < 1e-15, "{ours} vs {theirs}");

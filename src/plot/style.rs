@@ -4,8 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use plotters::coord::Shift;
-use plotters::prelude::{BitMapBackend, DrawingArea, DrawingAreaErrorKind, DrawingBackend, IntoDrawingArea, PathElement, SVGBackend};
-use plotters::style::{register_font, Color, FontStyle, HSLColor, IntoFont, RGBColor, ShapeStyle, TextStyle, WHITE};
+use plotters::prelude::{
+    BitMapBackend, DrawingArea, DrawingAreaErrorKind, DrawingBackend, IntoDrawingArea, PathElement,
+    SVGBackend,
+};
+use plotters::style::{
+    register_font, Color, FontStyle, HSLColor, IntoFont, RGBColor, ShapeStyle, TextStyle, WHITE,
+};
 
 /// Plotters looks fonts up by family name; with `ab_glyph` only registered ones exist.
 pub const FONT: &str = "sans-serif";
@@ -56,9 +61,17 @@ pub struct TextSizes {
 }
 
 /// A chart that has a figure to itself.
-pub const LARGE: TextSizes = TextSizes { title: 22.0, label: 18.0, tick: 14.0 };
+pub const LARGE: TextSizes = TextSizes {
+    title: 22.0,
+    label: 18.0,
+    tick: 14.0,
+};
 /// A panel in a grid of charts.
-pub const SMALL: TextSizes = TextSizes { title: 14.0, label: 12.0, tick: 12.0 };
+pub const SMALL: TextSizes = TextSizes {
+    title: 14.0,
+    label: 12.0,
+    tick: 12.0,
+};
 
 pub fn text(size: f64) -> TextStyle<'static> {
     (FONT, size).into_font().color(&TEXT)
@@ -86,14 +99,21 @@ impl Pen {
             Pen::Stamp => {
                 let width = LINE_WIDTH as i32;
                 let offsets = (0..width).flat_map(|dx| (0..width).map(move |dy| (dx, dy)));
-                offsets.map(|offset| (offset, color.stroke_width(1))).collect()
+                offsets
+                    .map(|offset| (offset, color.stroke_width(1)))
+                    .collect()
             }
         }
     }
 }
 
 /// Draws a solid polyline given in pixels of `area`, in `pen`'s passes.
-pub fn draw_path<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, pixels: &[(i32, i32)], color: RGBColor, pen: Pen) -> DrawResult<DB> {
+pub fn draw_path<DB: DrawingBackend>(
+    area: &DrawingArea<DB, Shift>,
+    pixels: &[(i32, i32)],
+    color: RGBColor,
+    pen: Pen,
+) -> DrawResult<DB> {
     for ((dx, dy), shape) in pen.passes(color) {
         let shifted: Vec<(i32, i32)> = pixels.iter().map(|&(x, y)| (x + dx, y + dy)).collect();
         area.draw(&PathElement::new(shifted, shape))?;
@@ -125,19 +145,34 @@ pub fn register_fonts() -> Result<(), FontError> {
 }
 
 /// A chart's plotting area in data coordinates.
-pub type PlotArea<DB> = plotters::prelude::DrawingArea<DB, plotters::coord::cartesian::Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>;
+pub type PlotArea<DB> = plotters::prelude::DrawingArea<
+    DB,
+    plotters::coord::cartesian::Cartesian2d<
+        plotters::coord::types::RangedCoordf64,
+        plotters::coord::types::RangedCoordf64,
+    >,
+>;
 
 /// The points in pixels relative to the plotting area, without repeats of a pixel.
-pub fn to_pixels<DB: plotters::prelude::DrawingBackend>(plot: &PlotArea<DB>, points: &[(f64, f64)]) -> Vec<(i32, i32)> {
+pub fn to_pixels<DB: plotters::prelude::DrawingBackend>(
+    plot: &PlotArea<DB>,
+    points: &[(f64, f64)],
+) -> Vec<(i32, i32)> {
     let (left, top) = plot.get_base_pixel();
-    let mut pixels: Vec<(i32, i32)> = points.iter().map(|point| plot.map_coordinate(point)).map(|(x, y)| (x - left, y - top)).collect();
+    let mut pixels: Vec<(i32, i32)> = points
+        .iter()
+        .map(|point| plot.map_coordinate(point))
+        .map(|(x, y)| (x - left, y - top))
+        .collect();
     pixels.dedup();
     pixels
 }
 
 /// The smallest and largest of some values; (∞, −∞) for none.
 pub fn span(values: impl Iterator<Item = f64>) -> (f64, f64) {
-    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    })
 }
 
 /// Widens a span by matplotlib's 5% margin on each side, so that markers at the ends stay
@@ -180,13 +215,25 @@ pub struct DrawFailure {
 
 /// Draws `figure` to `<dir>/<stem>.png` and `<dir>/<stem>.svg` (the folder must exist);
 /// returns both paths.
-pub fn save_png_and_svg(figure: &impl Figure, dir: &Path, stem: &str) -> Result<[PathBuf; 2], DrawFailure> {
+pub fn save_png_and_svg(
+    figure: &impl Figure,
+    dir: &Path,
+    stem: &str,
+) -> Result<[PathBuf; 2], DrawFailure> {
     let png = dir.join(format!("{stem}.png"));
-    render(figure, BitMapBackend::new(&png, figure.size()), Pen::Stamp)
-        .map_err(|message| DrawFailure { path: png.clone(), message })?;
+    render(figure, BitMapBackend::new(&png, figure.size()), Pen::Stamp).map_err(|message| {
+        DrawFailure {
+            path: png.clone(),
+            message,
+        }
+    })?;
     let svg = dir.join(format!("{stem}.svg"));
-    render(figure, SVGBackend::new(&svg, figure.size()), Pen::Stroke)
-        .map_err(|message| DrawFailure { path: svg.clone(), message })?;
+    render(figure, SVGBackend::new(&svg, figure.size()), Pen::Stroke).map_err(|message| {
+        DrawFailure {
+            path: svg.clone(),
+            message,
+        }
+    })?;
     Ok([png, svg])
 }
 

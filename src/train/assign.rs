@@ -46,7 +46,13 @@ pub struct Positive {
 impl Positive {
     /// The prediction at (`anchor`, cell `gy`, `gx`) of an `ny` × `nx` grid made
     /// responsible for `target`: the centre is regressed relative to that cell.
-    pub fn for_target(target: &Target, anchor: usize, anchor_wh: [f32; 2], (gy, gx): (usize, usize), (ny, nx): (usize, usize)) -> Positive {
+    pub fn for_target(
+        target: &Target,
+        anchor: usize,
+        anchor_wh: [f32; 2],
+        (gy, gx): (usize, usize),
+        (ny, nx): (usize, usize),
+    ) -> Positive {
         let (gain_x, gain_y) = (nx as f32, ny as f32);
         Positive {
             image: target.image,
@@ -54,7 +60,12 @@ impl Positive {
             gy,
             gx,
             class: target.class,
-            tbox: [target.cx * gain_x - gx as f32, target.cy * gain_y - gy as f32, target.w * gain_x, target.h * gain_y],
+            tbox: [
+                target.cx * gain_x - gx as f32,
+                target.cy * gain_y - gy as f32,
+                target.w * gain_x,
+                target.h * gain_y,
+            ],
             anchor_wh,
         }
     }
@@ -70,14 +81,23 @@ pub enum TargetError {
     #[error("targets must be (n, 6) rows of [image, class, cx, cy, w, h], got shape {0:?}")]
     Shape(Vec<usize>),
     #[error("targets row {row}: {what} {value} must be an integer in 0..{limit}")]
-    Index { row: usize, what: &'static str, value: f32, limit: usize },
+    Index {
+        row: usize,
+        what: &'static str,
+        value: f32,
+        limit: usize,
+    },
     #[error("targets: {0}")]
     Read(#[from] candle_core::Error),
 }
 
 /// Reads an (n, 6) targets tensor of `[image, class, cx, cy, w, h]` rows, checking that
 /// image and class are valid indices for a batch of `batch_size` and `nc` classes.
-pub fn targets_from_tensor(targets: &Tensor, batch_size: usize, nc: usize) -> Result<Vec<Target>, TargetError> {
+pub fn targets_from_tensor(
+    targets: &Tensor,
+    batch_size: usize,
+    nc: usize,
+) -> Result<Vec<Target>, TargetError> {
     let dims = targets.dims();
     if dims.len() != 2 || dims[1] != 6 {
         return Err(TargetError::Shape(dims.to_vec()));
@@ -102,7 +122,12 @@ fn index(row: usize, what: &'static str, value: f32, limit: usize) -> Result<usi
     if value >= 0.0 && value.fract() == 0.0 && (value as usize) < limit {
         Ok(value as usize)
     } else {
-        Err(TargetError::Index { row, what, value, limit })
+        Err(TargetError::Index {
+            row,
+            what,
+            value,
+            limit,
+        })
     }
 }
 
@@ -131,7 +156,12 @@ struct AnchorMatch {
 /// ultralytics' order: by offset (own cell first), then anchor, then target. The order
 /// matters where two positives share a cell and anchor: the last one's IoU becomes the
 /// objectness target there.
-pub fn build_targets(targets: &[Target], anchors: &[[f32; 2]], (ny, nx): (usize, usize), anchor_t: f32) -> Vec<Positive> {
+pub fn build_targets(
+    targets: &[Target],
+    anchors: &[[f32; 2]],
+    (ny, nx): (usize, usize),
+    anchor_t: f32,
+) -> Vec<Positive> {
     let gain = [nx as f32, ny as f32];
     let matches = anchor_matches(targets, anchors, gain, anchor_t);
     let mut positives = Vec::new();
@@ -144,12 +174,21 @@ pub fn build_targets(targets: &[Target], anchors: &[[f32; 2]], (ny, nx): (usize,
 }
 
 /// Anchor-major, then target order: ultralytics' `t[j]` on the (anchors, targets) mask.
-fn anchor_matches(targets: &[Target], anchors: &[[f32; 2]], gain: [f32; 2], anchor_t: f32) -> Vec<AnchorMatch> {
+fn anchor_matches(
+    targets: &[Target],
+    anchors: &[[f32; 2]],
+    gain: [f32; 2],
+    anchor_t: f32,
+) -> Vec<AnchorMatch> {
     let mut matches = Vec::new();
     for (a, anchor) in anchors.iter().enumerate() {
         for t in targets {
             if shape_matches([t.w * gain[0], t.h * gain[1]], *anchor, anchor_t) {
-                matches.push(AnchorMatch { anchor: a, target: *t, gxy: [t.cx * gain[0], t.cy * gain[1]] });
+                matches.push(AnchorMatch {
+                    anchor: a,
+                    target: *t,
+                    gxy: [t.cx * gain[0], t.cy * gain[1]],
+                });
             }
         }
     }
@@ -179,7 +218,12 @@ fn cells_reached(gxy: [f32; 2], gain: [f32; 2]) -> [bool; 5] {
     ]
 }
 
-fn positive(m: &AnchorMatch, anchor_wh: [f32; 2], offset: [f32; 2], (ny, nx): (usize, usize)) -> Positive {
+fn positive(
+    m: &AnchorMatch,
+    anchor_wh: [f32; 2],
+    offset: [f32; 2],
+    (ny, nx): (usize, usize),
+) -> Positive {
     // torch's `.long()` truncates toward zero, as `as` does. ultralytics clamps the cell
     // in place (`gi.clamp_`, a view of `gij`), so the box offset is from the clamped cell.
     let gx = ((m.gxy[0] - offset[0]) as i64).clamp(0, nx as i64 - 1) as usize;
@@ -192,7 +236,14 @@ mod tests {
     use super::*;
 
     fn target(cx: f32, cy: f32, w: f32, h: f32) -> Target {
-        Target { image: 0, class: 0, cx, cy, w, h }
+        Target {
+            image: 0,
+            class: 0,
+            cx,
+            cy,
+            w,
+            h,
+        }
     }
 
     #[test]
@@ -213,8 +264,15 @@ mod tests {
 
     #[test]
     fn bad_rows_are_errors() {
-        let t = Tensor::new(&[[0f32, 3.0, 0.5, 0.5, 0.1, 0.1]], &candle_core::Device::Cpu).unwrap();
-        assert!(matches!(targets_from_tensor(&t, 1, 3), Err(TargetError::Index { what: "class", .. })));
+        let t = Tensor::new(
+            &[[0f32, 3.0, 0.5, 0.5, 0.1, 0.1]],
+            &candle_core::Device::Cpu,
+        )
+        .unwrap();
+        assert!(matches!(
+            targets_from_tensor(&t, 1, 3),
+            Err(TargetError::Index { what: "class", .. })
+        ));
         assert!(matches!(targets_from_tensor(&t, 1, 4), Ok(ref v) if v.len() == 1));
     }
 }

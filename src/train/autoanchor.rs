@@ -45,7 +45,11 @@ pub enum AutoAnchorError {
     #[error("AutoAnchor: {scales} augment scales for {images} images")]
     ScaleCount { images: usize, scales: usize },
     #[error("AutoAnchor: image {index} is {width}x{height} pixels; both sides must be positive")]
-    ImageSize { index: usize, width: f64, height: f64 },
+    ImageSize {
+        index: usize,
+        width: f64,
+        height: f64,
+    },
     #[error("AutoAnchor: the dataset has no labels")]
     NoLabels,
     #[error("AutoAnchor: no label has a side of at least 2 pixels")]
@@ -76,8 +80,16 @@ pub struct ImageLabels {
 
 impl From<&ImageRecord> for ImageLabels {
     fn from(record: &ImageRecord) -> ImageLabels {
-        let wh = record.labels.iter().map(|label| [label.w, label.h]).collect();
-        ImageLabels { width: f64::from(record.width), height: f64::from(record.height), wh }
+        let wh = record
+            .labels
+            .iter()
+            .map(|label| [label.w, label.h])
+            .collect();
+        ImageLabels {
+            width: f64::from(record.width),
+            height: f64::from(record.height),
+            wh,
+        }
     }
 }
 
@@ -149,7 +161,10 @@ impl RatioSums {
     /// NaN when there are no labels, as in torch.
     fn metrics(&self) -> AnchorMetrics {
         let n = self.labels as f64;
-        AnchorMetrics { bpr: self.best_above as f64 / n, aat: self.x_above as f64 / n }
+        AnchorMetrics {
+            bpr: self.best_above as f64 / n,
+            aat: self.x_above as f64 / n,
+        }
     }
 }
 
@@ -169,7 +184,11 @@ fn ratio_limit(thr: f64) -> f32 {
 
 fn ratio_sums(wh: &[[f32; 2]], anchors: &[[f32; 2]], thr: f64) -> RatioSums {
     let limit = ratio_limit(thr);
-    let mut sums = RatioSums { labels: wh.len(), pairs: wh.len() * anchors.len(), ..RatioSums::default() };
+    let mut sums = RatioSums {
+        labels: wh.len(),
+        pairs: wh.len() * anchors.len(),
+        ..RatioSums::default()
+    };
     for &label in wh {
         let mut best = f32::NEG_INFINITY;
         for &anchor in anchors {
@@ -205,25 +224,46 @@ pub fn anchor_fitness(wh: &[[f32; 2]], anchors: &[[f32; 2]], thr: f64) -> f64 {
 
 /// check_anchors' per-image augment scales, uniform in [0.9, 1.1).
 pub fn augment_scales(images: usize, rng: &mut impl Rng) -> Vec<f64> {
-    (0..images).map(|_| rng.random_range(AUGMENT_SCALE.0..AUGMENT_SCALE.1)).collect()
+    (0..images)
+        .map(|_| rng.random_range(AUGMENT_SCALE.0..AUGMENT_SCALE.1))
+        .collect()
 }
 
 /// Label sizes in pixels as check_anchors gathers them: each image resized so that its long
 /// side is `imgsz`, times its augment scale (all 1 for kmean_anchors' own gathering).
-pub fn label_wh(images: &[ImageLabels], imgsz: usize, scales: &[f64]) -> Result<Vec<[f32; 2]>, AutoAnchorError> {
+pub fn label_wh(
+    images: &[ImageLabels],
+    imgsz: usize,
+    scales: &[f64],
+) -> Result<Vec<[f32; 2]>, AutoAnchorError> {
     if scales.len() != images.len() {
-        return Err(AutoAnchorError::ScaleCount { images: images.len(), scales: scales.len() });
+        return Err(AutoAnchorError::ScaleCount {
+            images: images.len(),
+            scales: scales.len(),
+        });
     }
     let mut wh = Vec::with_capacity(images.iter().map(|image| image.wh.len()).sum());
     for (index, (image, &scale)) in images.iter().zip(scales).enumerate() {
         if !(image.width > 0.0 && image.height > 0.0) {
-            return Err(AutoAnchorError::ImageSize { index, width: image.width, height: image.height });
+            return Err(AutoAnchorError::ImageSize {
+                index,
+                width: image.width,
+                height: image.height,
+            });
         }
         let long = image.width.max(image.height);
         // numpy's order: imgsz * shape / max, then * scale, then the float32 label times
         // that in float64, rounded to float32 at the end.
-        let size = [imgsz as f64 * image.width / long * scale, imgsz as f64 * image.height / long * scale];
-        wh.extend(image.wh.iter().map(|l| [(f64::from(l[0]) * size[0]) as f32, (f64::from(l[1]) * size[1]) as f32]));
+        let size = [
+            imgsz as f64 * image.width / long * scale,
+            imgsz as f64 * image.height / long * scale,
+        ];
+        wh.extend(image.wh.iter().map(|l| {
+            [
+                (f64::from(l[0]) * size[0]) as f32,
+                (f64::from(l[1]) * size[1]) as f32,
+            ]
+        }));
     }
     Ok(wh)
 }
@@ -240,17 +280,31 @@ pub struct LabelSizes {
 
 impl LabelSizes {
     /// Gathers both from `images` with one augment scale per image (see [`augment_scales`]).
-    pub fn gather(images: &[ImageLabels], imgsz: usize, scales: &[f64]) -> Result<LabelSizes, AutoAnchorError> {
+    pub fn gather(
+        images: &[ImageLabels],
+        imgsz: usize,
+        scales: &[f64],
+    ) -> Result<LabelSizes, AutoAnchorError> {
         let scaled = label_wh(images, imgsz, scales)?;
         let unscaled = label_wh(images, imgsz, &vec![1.0; images.len()])?;
-        Ok(LabelSizes { scaled, unscaled, imgsz })
+        Ok(LabelSizes {
+            scaled,
+            unscaled,
+            imgsz,
+        })
     }
 }
 
 /// ultralytics' check_anchors: measures `anchors_px` (pixels per level, levels in `strides`
 /// order) on `labels`, and recomputes them with [`kmean_anchors`] ([`GENERATIONS`]
 /// generations) when the BPR is 0.98 or less.
-pub fn check_anchors(labels: &LabelSizes, anchors_px: &[Vec<(f64, f64)>], strides: &[f64], thr: f64, rng: &mut impl Rng) -> Result<AnchorCheck, AutoAnchorError> {
+pub fn check_anchors(
+    labels: &LabelSizes,
+    anchors_px: &[Vec<(f64, f64)>],
+    strides: &[f64],
+    thr: f64,
+    rng: &mut impl Rng,
+) -> Result<AnchorCheck, AutoAnchorError> {
     let current_anchors = flatten_levels(anchors_px, strides)?;
     check_threshold(thr)?;
     let wh = &labels.scaled;
@@ -258,13 +312,32 @@ pub fn check_anchors(labels: &LabelSizes, anchors_px: &[Vec<(f64, f64)>], stride
         return Err(AutoAnchorError::NoLabels);
     }
     let current = anchor_metrics(wh, &current_anchors, thr);
-    let summary = format!("{PREFIX}{:.2} anchors/target, {:.3} Best Possible Recall (BPR). ", current.aat, current.bpr);
+    let summary = format!(
+        "{PREFIX}{:.2} anchors/target, {:.3} Best Possible Recall (BPR). ",
+        current.aat, current.bpr
+    );
     if current.bpr > RECOMPUTE_BPR {
-        let messages = vec![format!("{summary}Current anchors are a good fit to dataset ✅")];
-        return Ok(AnchorCheck { current, recomputed: None, adopted: None, messages });
+        let messages = vec![format!(
+            "{summary}Current anchors are a good fit to dataset ✅"
+        )];
+        return Ok(AnchorCheck {
+            current,
+            recomputed: None,
+            adopted: None,
+            messages,
+        });
     }
-    let mut messages = vec![format!("{summary}Anchors are a poor fit to dataset ⚠️, attempting to improve...")];
-    let evolved = kmean_anchors(&labels.unscaled, current_anchors.len(), labels.imgsz, thr, GENERATIONS, rng)?;
+    let mut messages = vec![format!(
+        "{summary}Anchors are a poor fit to dataset ⚠️, attempting to improve..."
+    )];
+    let evolved = kmean_anchors(
+        &labels.unscaled,
+        current_anchors.len(),
+        labels.imgsz,
+        thr,
+        GENERATIONS,
+        rng,
+    )?;
     messages.extend(evolved.messages.iter().cloned());
     let bpr = anchor_metrics(wh, &evolved.anchors, thr).bpr;
     let adopted = if bpr > current.bpr {
@@ -272,13 +345,20 @@ pub fn check_anchors(labels: &LabelSizes, anchors_px: &[Vec<(f64, f64)>], stride
         if check_anchor_order(&mut levels, strides) {
             messages.push(format!("{PREFIX}Reversing anchor order"));
         }
-        messages.push(format!("{PREFIX}Done ✅ (optional: update model *.yaml to use these anchors in the future)"));
+        messages.push(format!(
+            "{PREFIX}Done ✅ (optional: update model *.yaml to use these anchors in the future)"
+        ));
         Some(levels)
     } else {
         messages.push(format!("{PREFIX}Done ⚠️ (original anchors better than new anchors, proceeding with original anchors)"));
         None
     };
-    Ok(AnchorCheck { current, recomputed: Some(Recomputed { evolved, bpr }), adopted, messages })
+    Ok(AnchorCheck {
+        current,
+        recomputed: Some(Recomputed { evolved, bpr }),
+        adopted,
+        messages,
+    })
 }
 
 fn check_threshold(thr: f64) -> Result<(), AutoAnchorError> {
@@ -292,25 +372,46 @@ fn check_threshold(thr: f64) -> Result<(), AutoAnchorError> {
 /// ultralytics' kmean_anchors on label sizes `wh` (pixels): `n` anchors by k-means on the
 /// labels of at least 2 px (whitened by their standard deviation), then `generations` rounds
 /// of random mutation, each kept when it raises [`anchor_fitness`].
-pub fn kmean_anchors(wh: &[[f32; 2]], n: usize, img_size: usize, thr: f64, generations: usize, rng: &mut impl Rng) -> Result<EvolvedAnchors, AutoAnchorError> {
+pub fn kmean_anchors(
+    wh: &[[f32; 2]],
+    n: usize,
+    img_size: usize,
+    thr: f64,
+    generations: usize,
+    rng: &mut impl Rng,
+) -> Result<EvolvedAnchors, AutoAnchorError> {
     check_threshold(thr)?;
     if n == 0 {
-        return Err(AutoAnchorError::Layout("kmean_anchors needs at least one anchor".into()));
+        return Err(AutoAnchorError::Layout(
+            "kmean_anchors needs at least one anchor".into(),
+        ));
     }
     let mut messages = Vec::new();
-    let small_labels = wh.iter().filter(|l| l[0] < SMALL_LABEL_PX || l[1] < SMALL_LABEL_PX).count();
+    let small_labels = wh
+        .iter()
+        .filter(|l| l[0] < SMALL_LABEL_PX || l[1] < SMALL_LABEL_PX)
+        .count();
     if small_labels > 0 {
         messages.push(format!("{PREFIX}WARNING ⚠️ Extremely small objects found: {small_labels} of {} labels are <3 pixels in size", wh.len()));
     }
-    let used: Vec<[f32; 2]> = wh.iter().copied().filter(|l| l[0] >= MIN_LABEL_PX || l[1] >= MIN_LABEL_PX).collect();
+    let used: Vec<[f32; 2]> = wh
+        .iter()
+        .copied()
+        .filter(|l| l[0] >= MIN_LABEL_PX || l[1] >= MIN_LABEL_PX)
+        .collect();
     if used.is_empty() {
         return Err(AutoAnchorError::NoUsableLabels);
     }
-    messages.push(format!("{PREFIX}Running kmeans for {n} anchors on {} points...", used.len()));
+    messages.push(format!(
+        "{PREFIX}Running kmeans for {n} anchors on {} points...",
+        used.len()
+    ));
     let (start, init) = match kmeans_start(&used, n, rng) {
         Some(centres) => (centres, AnchorInit::KMeans),
         None => {
-            messages.push(format!("{PREFIX}WARNING ⚠️ switching strategies from kmeans to random init"));
+            messages.push(format!(
+                "{PREFIX}WARNING ⚠️ switching strategies from kmeans to random init"
+            ));
             (random_start(n, img_size, rng), AnchorInit::Random)
         }
     };
@@ -320,7 +421,16 @@ pub fn kmean_anchors(wh: &[[f32; 2]], n: usize, img_size: usize, thr: f64, gener
     let anchors = to_f32(&sorted_by_area(evolved));
     let sums = ratio_sums(wh, &anchors, thr);
     messages.extend(results_messages(&sums, &anchors, thr, img_size));
-    Ok(EvolvedAnchors { metrics: sums.metrics(), anchors, init, start_fitness, fitness, labels_used: used.len(), small_labels, messages })
+    Ok(EvolvedAnchors {
+        metrics: sums.metrics(),
+        anchors,
+        init,
+        start_fitness,
+        fitness,
+        labels_used: used.len(),
+        small_labels,
+        messages,
+    })
 }
 
 /// k-means centres in pixels, or `None` where ultralytics falls back to a random start:
@@ -334,16 +444,30 @@ fn kmeans_start(wh: &[[f32; 2]], n: usize, rng: &mut impl Rng) -> Option<Vec<[f6
     if !sigma.iter().all(|s| *s > 0.0 && s.is_finite()) {
         return None;
     }
-    let whitened: Vec<[f64; 2]> = wh.iter().map(|l| [f64::from(l[0]) / sigma[0], f64::from(l[1]) / sigma[1]]).collect();
+    let whitened: Vec<[f64; 2]> = wh
+        .iter()
+        .map(|l| [f64::from(l[0]) / sigma[0], f64::from(l[1]) / sigma[1]])
+        .collect();
     let centres = kmeans(&whitened, n, rng);
-    (centres.len() == n).then(|| centres.iter().map(|c| [c[0] * sigma[0], c[1] * sigma[1]]).collect())
+    (centres.len() == n).then(|| {
+        centres
+            .iter()
+            .map(|c| [c[0] * sigma[0], c[1] * sigma[1]])
+            .collect()
+    })
 }
 
 /// Population standard deviation of the widths and of the heights (numpy's `std(0)`).
 fn std_dev(wh: &[[f32; 2]]) -> [f64; 2] {
     let n = wh.len() as f64;
     let mean = |i: usize| wh.iter().map(|l| f64::from(l[i])).sum::<f64>() / n;
-    let std = |i: usize, m: f64| (wh.iter().map(|l| (f64::from(l[i]) - m).powi(2)).sum::<f64>() / n).sqrt();
+    let std = |i: usize, m: f64| {
+        (wh.iter()
+            .map(|l| (f64::from(l[i]) - m).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt()
+    };
     [std(0, mean(0)), std(1, mean(1))]
 }
 
@@ -365,7 +489,10 @@ fn kmeans(points: &[[f64; 2]], k: usize, rng: &mut impl Rng) -> Vec<[f64; 2]> {
 /// mean (dropping centres without points) until the mean distance to the nearest centre
 /// improves by no more than [`KMEANS_TOLERANCE`]. Returns the centres and that distance.
 fn lloyd(points: &[[f64; 2]], k: usize, rng: &mut impl Rng) -> (Vec<[f64; 2]>, f64) {
-    let mut centres: Vec<[f64; 2]> = sample(rng, points.len(), k).iter().map(|i| points[i]).collect();
+    let mut centres: Vec<[f64; 2]> = sample(rng, points.len(), k)
+        .iter()
+        .map(|i| points[i])
+        .collect();
     let mut previous = f64::INFINITY;
     loop {
         let (nearest, distance) = assign_nearest(points, &centres);
@@ -411,22 +538,44 @@ fn cluster_means(points: &[[f64; 2]], nearest: &[usize], k: usize) -> Vec<[f64; 
         sums[c].0[1] += p[1];
         sums[c].1 += 1;
     }
-    sums.into_iter().filter(|(_, count)| *count > 0).map(|(sum, count)| [sum[0] / count as f64, sum[1] / count as f64]).collect()
+    sums.into_iter()
+        .filter(|(_, count)| *count > 0)
+        .map(|(sum, count)| [sum[0] / count as f64, sum[1] / count as f64])
+        .collect()
 }
 
 /// ultralytics' random start: 2n uniform draws, sorted, paired, times the image size.
 fn random_start(n: usize, img_size: usize, rng: &mut impl Rng) -> Vec<[f64; 2]> {
     let mut draws: Vec<f64> = (0..2 * n).map(|_| rng.random::<f64>()).collect();
     draws.sort_by(f64::total_cmp);
-    draws.chunks_exact(2).map(|pair| [pair[0] * img_size as f64, pair[1] * img_size as f64]).collect()
+    draws
+        .chunks_exact(2)
+        .map(|pair| [pair[0] * img_size as f64, pair[1] * img_size as f64])
+        .collect()
 }
 
 /// The genetic evolution: each generation multiplies the anchors by a random mutation and
 /// keeps the result when its fitness is higher. Returns the anchors and their fitness.
-fn evolve(mut anchors: Vec<[f64; 2]>, mut fitness: f64, wh: &[[f32; 2]], thr: f64, generations: usize, rng: &mut impl Rng) -> (Vec<[f64; 2]>, f64) {
+fn evolve(
+    mut anchors: Vec<[f64; 2]>,
+    mut fitness: f64,
+    wh: &[[f32; 2]],
+    thr: f64,
+    generations: usize,
+    rng: &mut impl Rng,
+) -> (Vec<[f64; 2]>, f64) {
     for _ in 0..generations {
         let mutation = mutation(anchors.len(), rng);
-        let candidate: Vec<[f64; 2]> = anchors.iter().zip(&mutation).map(|(a, v)| [(a[0] * v[0]).max(MIN_ANCHOR_PX), (a[1] * v[1]).max(MIN_ANCHOR_PX)]).collect();
+        let candidate: Vec<[f64; 2]> = anchors
+            .iter()
+            .zip(&mutation)
+            .map(|(a, v)| {
+                [
+                    (a[0] * v[0]).max(MIN_ANCHOR_PX),
+                    (a[1] * v[1]).max(MIN_ANCHOR_PX),
+                ]
+            })
+            .collect();
         let candidate_fitness = anchor_fitness(wh, &to_f32(&candidate), thr);
         if candidate_fitness > fitness {
             (anchors, fitness) = (candidate, candidate_fitness);
@@ -444,7 +593,11 @@ fn mutation(n: usize, rng: &mut impl Rng) -> Vec<[f64; 2]> {
         let mut factor = || {
             let mutates = rng.random::<f64>() < MUTATION_PROB;
             let noise: f64 = rng.sample(StandardNormal);
-            if mutates { (1.0 + scale * noise).clamp(MUTATION_CLIP.0, MUTATION_CLIP.1) } else { 1.0 }
+            if mutates {
+                (1.0 + scale * noise).clamp(MUTATION_CLIP.0, MUTATION_CLIP.1)
+            } else {
+                1.0
+            }
         };
         let factors: Vec<[f64; 2]> = (0..n).map(|_| [factor(), factor()]).collect();
         if factors.iter().flatten().any(|&v| v != 1.0) {
@@ -464,9 +617,23 @@ fn to_f32(anchors: &[[f64; 2]]) -> Vec<[f32; 2]> {
 
 /// kmean_anchors' closing report (its `print_results`), from the final anchors' sums on
 /// all the labels.
-fn results_messages(sums: &RatioSums, anchors: &[[f32; 2]], thr: f64, img_size: usize) -> [String; 2] {
+fn results_messages(
+    sums: &RatioSums,
+    anchors: &[[f32; 2]],
+    thr: f64,
+    img_size: usize,
+) -> [String; 2] {
     let AnchorMetrics { bpr, aat } = sums.metrics();
-    let list: Vec<String> = anchors.iter().map(|a| format!("{},{}", f64::from(a[0]).round_ties_even(), f64::from(a[1]).round_ties_even())).collect();
+    let list: Vec<String> = anchors
+        .iter()
+        .map(|a| {
+            format!(
+                "{},{}",
+                f64::from(a[0]).round_ties_even(),
+                f64::from(a[1]).round_ties_even()
+            )
+        })
+        .collect();
     [
         format!("{PREFIX}thr={:.2}: {bpr:.4} best possible recall, {aat:.2} anchors past thr", 1.0 / thr),
         format!(
@@ -482,30 +649,58 @@ fn results_messages(sums: &RatioSums, anchors: &[[f32; 2]], thr: f64, img_size: 
 
 /// Anchors per level (pixels) as one list, checking that the levels match the strides and
 /// all hold the same number of anchors.
-fn flatten_levels(levels: &[Vec<(f64, f64)>], strides: &[f64]) -> Result<Vec<[f32; 2]>, AutoAnchorError> {
+fn flatten_levels(
+    levels: &[Vec<(f64, f64)>],
+    strides: &[f64],
+) -> Result<Vec<[f32; 2]>, AutoAnchorError> {
     let na = levels.first().map_or(0, Vec::len);
     if levels.len() != strides.len() || na == 0 || levels.iter().any(|level| level.len() != na) {
         let counts: Vec<usize> = levels.iter().map(Vec::len).collect();
         return Err(AutoAnchorError::Layout(format!("anchors per level {counts:?} for {} strides; every level needs the same, non-zero number of anchors", strides.len())));
     }
-    Ok(levels.iter().flatten().map(|&(w, h)| [w as f32, h as f32]).collect())
+    Ok(levels
+        .iter()
+        .flatten()
+        .map(|&(w, h)| [w as f32, h as f32])
+        .collect())
 }
 
 /// Splits anchors sorted small to large into `levels` levels of equal size (pixels), as
 /// ultralytics' `view_as(m.anchors)`.
-pub fn split_levels(anchors: &[[f32; 2]], levels: usize) -> Result<Vec<Vec<(f64, f64)>>, AutoAnchorError> {
+pub fn split_levels(
+    anchors: &[[f32; 2]],
+    levels: usize,
+) -> Result<Vec<Vec<(f64, f64)>>, AutoAnchorError> {
     if levels == 0 || anchors.is_empty() || !anchors.len().is_multiple_of(levels) {
-        return Err(AutoAnchorError::Layout(format!("{} anchors do not split into {levels} equal levels", anchors.len())));
+        return Err(AutoAnchorError::Layout(format!(
+            "{} anchors do not split into {levels} equal levels",
+            anchors.len()
+        )));
     }
     let na = anchors.len() / levels;
-    Ok(anchors.chunks_exact(na).map(|level| level.iter().map(|a| (f64::from(a[0]), f64::from(a[1]))).collect()).collect())
+    Ok(anchors
+        .chunks_exact(na)
+        .map(|level| {
+            level
+                .iter()
+                .map(|a| (f64::from(a[0]), f64::from(a[1])))
+                .collect()
+        })
+        .collect())
 }
 
 /// ultralytics' check_anchor_order: reverses the levels when their mean anchor area grows
 /// the other way from the strides. Returns whether it did.
 pub fn check_anchor_order(levels: &mut [Vec<(f64, f64)>], strides: &[f64]) -> bool {
-    let mean_area = |level: &Vec<(f64, f64)>| level.iter().map(|(w, h)| w * h).sum::<f64>() / level.len() as f64;
-    let (Some(first), Some(last), Some(s0), Some(s1)) = (levels.first(), levels.last(), strides.first(), strides.last()) else {
+    let mean_area = |level: &Vec<(f64, f64)>| {
+        level.iter().map(|(w, h)| w * h).sum::<f64>() / level.len() as f64
+    };
+    let (Some(first), Some(last), Some(s0), Some(s1)) = (
+        levels.first(),
+        levels.last(),
+        strides.first(),
+        strides.last(),
+    ) else {
         return false;
     };
     // torch's sign: 0 for 0.
@@ -520,7 +715,18 @@ pub fn check_anchor_order(levels: &mut [Vec<(f64, f64)>], strides: &[f64]) -> bo
 
 /// Anchors per level in pixels to the Detect head's `anchors` layout: (levels, na, 2) in
 /// units of each level's stride, row-major, ready for `Tensor::from_vec`.
-pub fn stride_units(levels: &[Vec<(f64, f64)>], strides: &[f64]) -> Result<Vec<f32>, AutoAnchorError> {
+pub fn stride_units(
+    levels: &[Vec<(f64, f64)>],
+    strides: &[f64],
+) -> Result<Vec<f32>, AutoAnchorError> {
     flatten_levels(levels, strides)?;
-    Ok(levels.iter().zip(strides).flat_map(|(level, &s)| level.iter().flat_map(move |&(w, h)| [(w / s) as f32, (h / s) as f32])).collect())
+    Ok(levels
+        .iter()
+        .zip(strides)
+        .flat_map(|(level, &s)| {
+            level
+                .iter()
+                .flat_map(move |&(w, h)| [(w / s) as f32, (h / s) as f32])
+        })
+        .collect())
 }

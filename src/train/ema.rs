@@ -18,9 +18,20 @@ pub struct ModelEma {
 
 impl ModelEma {
     pub fn new(vars: &VarMap, updates: u64) -> Result<ModelEma> {
-        let data = vars.data().lock().map_err(|_| candle_core::Error::Msg("variable store lock poisoned".into()))?;
-        let tensors = data.iter().map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?))).collect::<Result<_>>()?;
-        Ok(ModelEma { tensors, updates, decay: 0.9999, tau: 2000.0 })
+        let data = vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("variable store lock poisoned".into()))?;
+        let tensors = data
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), v.as_tensor().detach().copy()?)))
+            .collect::<Result<_>>()?;
+        Ok(ModelEma {
+            tensors,
+            updates,
+            decay: 0.9999,
+            tau: 2000.0,
+        })
     }
 
     /// The decay of the next update.
@@ -31,7 +42,10 @@ impl ModelEma {
     pub fn update(&mut self, vars: &VarMap) -> Result<()> {
         self.updates += 1;
         let d = self.current_decay();
-        let data = vars.data().lock().map_err(|_| candle_core::Error::Msg("variable store lock poisoned".into()))?;
+        let data = vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("variable store lock poisoned".into()))?;
         for (name, ema) in self.tensors.iter_mut() {
             if let Some(var) = data.get(name) {
                 *ema = ((&*ema * d)? + (var.as_tensor().detach() * (1.0 - d))?)?;

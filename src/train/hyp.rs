@@ -7,9 +7,18 @@ use serde::{Deserialize, Serialize};
 
 /// The hyperparameter files that ship inside the binary, by file name.
 pub const SHIPPED: &[(&str, &str)] = &[
-    ("hyp.scratch-low.yaml", include_str!("../../configs/hyps/hyp.scratch-low.yaml")),
-    ("hyp.scratch.tiny.yaml", include_str!("../../configs/hyps/hyp.scratch.tiny.yaml")),
-    ("hyp.scratch.p5.yaml", include_str!("../../configs/hyps/hyp.scratch.p5.yaml")),
+    (
+        "hyp.scratch-low.yaml",
+        include_str!("../../configs/hyps/hyp.scratch-low.yaml"),
+    ),
+    (
+        "hyp.scratch.tiny.yaml",
+        include_str!("../../configs/hyps/hyp.scratch.tiny.yaml"),
+    ),
+    (
+        "hyp.scratch.p5.yaml",
+        include_str!("../../configs/hyps/hyp.scratch.p5.yaml"),
+    ),
 ];
 
 /// The default hyperparameters (YOLOv5's from-scratch, low-augmentation set).
@@ -80,18 +89,33 @@ pub struct Hyp {
 #[derive(Debug, thiserror::Error)]
 pub enum HypError {
     #[error("{file}: cannot read: {error}")]
-    Read { file: PathBuf, error: std::io::Error },
+    Read {
+        file: PathBuf,
+        error: std::io::Error,
+    },
     /// serde's message names the key (`unknown field `lr00`, expected one of ...`, `missing field `lr0``) and the line.
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
     #[error("{file}: `{key}: {value}` is out of range: {expected}")]
-    Value { file: String, key: &'static str, value: f64, expected: &'static str },
-    #[error("hyperparameters `{name}` not found: it is neither a file nor a shipped set ({})", shipped_names())]
+    Value {
+        file: String,
+        key: &'static str,
+        value: f64,
+        expected: &'static str,
+    },
+    #[error(
+        "hyperparameters `{name}` not found: it is neither a file nor a shipped set ({})",
+        shipped_names()
+    )]
     NotFound { name: String },
 }
 
 fn shipped_names() -> String {
-    SHIPPED.iter().map(|(name, _)| *name).collect::<Vec<_>>().join(", ")
+    SHIPPED
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl Default for Hyp {
@@ -110,21 +134,33 @@ impl Hyp {
         if path.is_file() {
             return Self::from_file(path);
         }
-        let wanted = if name.ends_with(".yaml") || name.ends_with(".yml") { name.to_string() } else { format!("{name}.yaml") };
+        let wanted = if name.ends_with(".yaml") || name.ends_with(".yml") {
+            name.to_string()
+        } else {
+            format!("{name}.yaml")
+        };
         match SHIPPED.iter().find(|(shipped, _)| *shipped == wanted) {
             Some((shipped, text)) => Self::from_str(text, shipped),
-            None => Err(HypError::NotFound { name: name.to_string() }),
+            None => Err(HypError::NotFound {
+                name: name.to_string(),
+            }),
         }
     }
 
     pub fn from_file(path: &Path) -> Result<Hyp, HypError> {
-        let text = std::fs::read_to_string(path).map_err(|error| HypError::Read { file: path.to_path_buf(), error })?;
+        let text = std::fs::read_to_string(path).map_err(|error| HypError::Read {
+            file: path.to_path_buf(),
+            error,
+        })?;
         Self::from_str(&text, &path.display().to_string())
     }
 
     /// Parses YAML text; `source` names it in errors.
     pub fn from_str(text: &str, source: &str) -> Result<Hyp, HypError> {
-        let hyp: Hyp = serde_yaml::from_str(text).map_err(|e| HypError::Parse { file: source.to_string(), message: e.to_string() })?;
+        let hyp: Hyp = serde_yaml::from_str(text).map_err(|e| HypError::Parse {
+            file: source.to_string(),
+            message: e.to_string(),
+        })?;
         hyp.validate(source)?;
         Ok(hyp)
     }
@@ -144,7 +180,12 @@ impl Hyp {
     /// Rejects values that would make augmentation or the loss meaningless.
     fn validate(&self, source: &str) -> Result<(), HypError> {
         if let Some(other) = self.loss_ota.filter(|v| *v > 1) {
-            return Err(HypError::Value { file: source.to_string(), key: "loss_ota", value: other.into(), expected: "0 (YOLOv5's loss) or 1 (yolov7's OTA)" });
+            return Err(HypError::Value {
+                file: source.to_string(),
+                key: "loss_ota",
+                value: other.into(),
+                expected: "0 (YOLOv5's loss) or 1 (yolov7's OTA)",
+            });
         }
         let probabilities = [
             ("flipud", self.flipud),
@@ -171,15 +212,27 @@ impl Hyp {
             ("shear", self.shear),
             ("perspective", self.perspective),
         ];
-        let out_of_range = |key, value, expected| HypError::Value { file: source.to_string(), key, value, expected };
+        let out_of_range = |key, value, expected| HypError::Value {
+            file: source.to_string(),
+            key,
+            value,
+            expected,
+        };
         if let Some(&(key, value)) = probabilities.iter().find(|(_, v)| !(0.0..=1.0).contains(v)) {
             return Err(out_of_range(key, value, "a probability must lie in [0, 1]"));
         }
-        if let Some(&(key, value)) = non_negative.iter().find(|(_, v)| !(*v >= 0.0 && v.is_finite())) {
+        if let Some(&(key, value)) = non_negative
+            .iter()
+            .find(|(_, v)| !(*v >= 0.0 && v.is_finite()))
+        {
             return Err(out_of_range(key, value, "must be a finite number >= 0"));
         }
         if self.scale >= 1.0 {
-            return Err(out_of_range("scale", self.scale, "must be below 1 (the image is scaled by 1 ± scale)"));
+            return Err(out_of_range(
+                "scale",
+                self.scale,
+                "must be below 1 (the image is scaled by 1 ± scale)",
+            ));
         }
         Ok(())
     }

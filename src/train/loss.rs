@@ -77,7 +77,13 @@ pub enum LossError {
     #[error("loss: {got} prediction levels for a model with {expected}")]
     Levels { expected: usize, got: usize },
     #[error("loss: level {level} predictions have shape {shape:?}; expected ({batch}, {na}, ny, nx, {no})")]
-    PredShape { level: usize, shape: Vec<usize>, batch: usize, na: usize, no: usize },
+    PredShape {
+        level: usize,
+        shape: Vec<usize>,
+        batch: usize,
+        na: usize,
+        no: usize,
+    },
     #[error("loss: OTA assignment needs one finite stride > 0 per level ({levels} levels), got {strides:?}")]
     Strides { levels: usize, strides: Vec<f32> },
     #[error("loss: {0}")]
@@ -132,7 +138,11 @@ impl YoloLoss {
             .into_iter()
             .map(|level| level.into_iter().map(|a| [a[0], a[1]]).collect())
             .collect();
-        let balance: &'static [f64] = if dims[0] == 3 { &BALANCE_3 } else { &BALANCE_5[..dims[0]] };
+        let balance: &'static [f64] = if dims[0] == 3 {
+            &BALANCE_3
+        } else {
+            &BALANCE_5[..dims[0]]
+        };
         let focal_gamma = (gains.fl_gamma > 0.0).then_some(gains.fl_gamma);
         Ok(YoloLoss {
             gains,
@@ -140,8 +150,14 @@ impl YoloLoss {
             nc,
             anchors,
             balance,
-            cls_bce: BceWithLogits { pos_weight: gains.cls_pw, focal_gamma },
-            obj_bce: BceWithLogits { pos_weight: gains.obj_pw, focal_gamma },
+            cls_bce: BceWithLogits {
+                pos_weight: gains.cls_pw,
+                focal_gamma,
+            },
+            obj_bce: BceWithLogits {
+                pos_weight: gains.obj_pw,
+                focal_gamma,
+            },
             class_positive: 1.0 - 0.5 * gains.label_smoothing,
             class_negative: 0.5 * gains.label_smoothing,
         })
@@ -150,8 +166,13 @@ impl YoloLoss {
     /// The same loss with positives picked by `assignment` (YOLOv5's unless changed).
     pub fn with_assignment(self, assignment: Assignment) -> Result<YoloLoss, LossError> {
         if let Assignment::Ota { strides } = &assignment {
-            if strides.len() != self.anchors.len() || !strides.iter().all(|s| s.is_finite() && *s > 0.0) {
-                return Err(LossError::Strides { levels: self.anchors.len(), strides: strides.clone() });
+            if strides.len() != self.anchors.len()
+                || !strides.iter().all(|s| s.is_finite() && *s > 0.0)
+            {
+                return Err(LossError::Strides {
+                    levels: self.anchors.len(),
+                    strides: strides.clone(),
+                });
             }
         }
         Ok(YoloLoss { assignment, ..self })
@@ -163,7 +184,11 @@ impl YoloLoss {
     ///
     /// Returns the total to backpropagate (a scalar: `(lbox + lobj + lcls) · bs`) and the
     /// detached components `[lbox, lobj, lcls]` for logging.
-    pub fn compute(&self, preds: &[Tensor], targets: &Tensor) -> Result<(Tensor, [f32; 3]), LossError> {
+    pub fn compute(
+        &self,
+        preds: &[Tensor],
+        targets: &Tensor,
+    ) -> Result<(Tensor, [f32; 3]), LossError> {
         let batch = self.check_preds(preds)?;
         let targets = targets_from_tensor(targets, batch, self.nc)?;
         let anchor_t = self.gains.anchor_t as f32;
@@ -176,7 +201,9 @@ impl YoloLoss {
                     Ok(build_targets(&targets, anchors, (ny, nx), anchor_t))
                 })
                 .collect::<Result<Vec<_>, LossError>>()?,
-            Assignment::Ota { strides } => ota::assign(preds, &targets, &self.anchors, strides, anchor_t)?,
+            Assignment::Ota { strides } => {
+                ota::assign(preds, &targets, &self.anchors, strides, anchor_t)?
+            }
         };
         let zero = Tensor::zeros((), preds[0].dtype(), preds[0].device())?;
         let (mut lbox, mut lobj, mut lcls) = (zero.clone(), zero.clone(), zero);
@@ -197,14 +224,23 @@ impl YoloLoss {
     /// The batch size, after checking each level's shape against the anchors and classes.
     fn check_preds(&self, preds: &[Tensor]) -> Result<usize, LossError> {
         if preds.len() != self.anchors.len() {
-            return Err(LossError::Levels { expected: self.anchors.len(), got: preds.len() });
+            return Err(LossError::Levels {
+                expected: self.anchors.len(),
+                got: preds.len(),
+            });
         }
         let (na, no) = (self.anchors[0].len(), self.nc + 5);
         let batch = preds[0].dims().first().copied().unwrap_or(0);
         for (level, pred) in preds.iter().enumerate() {
             let shape = pred.dims();
             if shape.len() != 5 || shape[0] != batch || shape[1] != na || shape[4] != no {
-                return Err(LossError::PredShape { level, shape: shape.to_vec(), batch, na, no });
+                return Err(LossError::PredShape {
+                    level,
+                    shape: shape.to_vec(),
+                    batch,
+                    na,
+                    no,
+                });
             }
         }
         Ok(batch)
@@ -220,19 +256,34 @@ impl YoloLoss {
         } else {
             let cells: Vec<usize> = positives.iter().map(|p| p.row((na, ny, nx))).collect();
             let picked = select_rows(pred, &cells)?;
-            let iou = complete_iou(&predicted_boxes(&picked, positives)?, &target_boxes(positives, pred)?)?;
+            let iou = complete_iou(
+                &predicted_boxes(&picked, positives)?,
+                &target_boxes(positives, pred)?,
+            )?;
             let lbox = iou.affine(-1.0, 1.0)?.mean_all()?;
             // The objectness target is the box's quality; where positives share a cell and
             // anchor, the last one's (as torch's index assignment leaves it).
-            let quality = iou.detach().relu()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
+            let quality = iou
+                .detach()
+                .relu()?
+                .to_dtype(DType::F64)?
+                .to_vec1::<f64>()?;
             for (&cell, q) in cells.iter().zip(quality) {
                 objectness[cell] = q;
             }
-            let lcls = if self.nc > 1 { self.class_term(&picked, positives)? } else { zero };
+            let lcls = if self.nc > 1 {
+                self.class_term(&picked, positives)?
+            } else {
+                zero
+            };
             (lbox, lcls)
         };
-        let objectness = Tensor::from_vec(objectness, (batch, na, ny, nx), pred.device())?.to_dtype(pred.dtype())?;
-        let lobj = self.obj_bce.mean(&pred.narrow(D::Minus1, 4, 1)?.squeeze(D::Minus1)?, &objectness)?;
+        let objectness = Tensor::from_vec(objectness, (batch, na, ny, nx), pred.device())?
+            .to_dtype(pred.dtype())?;
+        let lobj = self.obj_bce.mean(
+            &pred.narrow(D::Minus1, 4, 1)?.squeeze(D::Minus1)?,
+            &objectness,
+        )?;
         Ok(LevelTerms { lbox, lobj, lcls })
     }
 
@@ -242,7 +293,8 @@ impl YoloLoss {
         for (row, p) in positives.iter().enumerate() {
             wanted[row * self.nc + p.class] = self.class_positive;
         }
-        let wanted = Tensor::from_vec(wanted, (positives.len(), self.nc), picked.device())?.to_dtype(picked.dtype())?;
+        let wanted = Tensor::from_vec(wanted, (positives.len(), self.nc), picked.device())?
+            .to_dtype(picked.dtype())?;
         Ok(self.cls_bce.mean(&picked.narrow(1, 5, self.nc)?, &wanted)?)
     }
 }
@@ -257,7 +309,11 @@ struct LevelTerms {
 /// predictions of those cells and anchors, (rows.len(), no).
 pub(super) fn select_rows(pred: &Tensor, rows: &[usize]) -> candle_core::Result<Tensor> {
     let no = pred.dim(D::Minus1)?;
-    let index = Tensor::from_vec(rows.iter().map(|&r| r as u32).collect::<Vec<_>>(), rows.len(), pred.device())?;
+    let index = Tensor::from_vec(
+        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+        rows.len(),
+        pred.device(),
+    )?;
     pred.reshape(((), no))?.index_select(&index, 0)
 }
 
@@ -271,7 +327,8 @@ fn predicted_boxes(picked: &Tensor, positives: &[Positive]) -> candle_core::Resu
     let sigmoid = apply(Pointwise::Sigmoid(Sigmoid), &picked.narrow(1, 0, 4)?)?;
     let xy = sigmoid.narrow(1, 0, 2)?.affine(2.0, -0.5)?;
     let anchors: Vec<f32> = positives.iter().flat_map(|p| p.anchor_wh).collect();
-    let anchors = Tensor::from_vec(anchors, (positives.len(), 2), picked.device())?.to_dtype(picked.dtype())?;
+    let anchors = Tensor::from_vec(anchors, (positives.len(), 2), picked.device())?
+        .to_dtype(picked.dtype())?;
     let wh = (sigmoid.narrow(1, 2, 2)? * 2.0)?.sqr()?.mul(&anchors)?;
     Tensor::cat(&[xy, wh], 1)
 }
@@ -288,7 +345,9 @@ fn target_boxes(positives: &[Positive], like: &Tensor) -> candle_core::Result<Te
 fn complete_iou(pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
     const EPS: f64 = 1e-7;
     let (p, t) = (Corners::from_xywh(pred)?, Corners::from_xywh(target)?);
-    let overlap = |lo1: &Tensor, hi1: &Tensor, lo2: &Tensor, hi2: &Tensor| (hi1.minimum(hi2)? - lo1.maximum(lo2)?)?.relu();
+    let overlap = |lo1: &Tensor, hi1: &Tensor, lo2: &Tensor, hi2: &Tensor| {
+        (hi1.minimum(hi2)? - lo1.maximum(lo2)?)?.relu()
+    };
     let inter = (overlap(&p.x1, &p.x2, &t.x1, &t.x2)? * overlap(&p.y1, &p.y2, &t.y1, &t.y2)?)?;
     let union = (((p.w.mul(&p.h)? + t.w.mul(&t.h)?)? - &inter)? + EPS)?;
     let iou = inter.div(&union)?;
@@ -304,7 +363,9 @@ fn complete_iou(pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
     let ratio = |c: &Corners| c.w.div(&(&c.h + EPS)?);
     let aspect = (atan(&ratio(&t)?)? - atan(&ratio(&p)?)?)?;
     let v = (aspect.sqr()? * (4.0 / std::f64::consts::PI.powi(2)))?;
-    let alpha = v.detach().div(&((v.detach() - iou.detach())? + (1.0 + EPS))?)?;
+    let alpha = v
+        .detach()
+        .div(&((v.detach() - iou.detach())? + (1.0 + EPS))?)?;
     iou - (centre_distance2.div(&diagonal2)? + v.mul(&alpha)?)?
 }
 
@@ -323,7 +384,14 @@ impl Corners {
         let column = |i: usize| boxes.narrow(1, i, 1)?.squeeze(1);
         let (x, y, w, h) = (column(0)?, column(1)?, column(2)?, column(3)?);
         let (half_w, half_h) = ((&w / 2.0)?, (&h / 2.0)?);
-        Ok(Corners { x1: (&x - &half_w)?, x2: (&x + &half_w)?, y1: (&y - &half_h)?, y2: (&y + &half_h)?, w, h })
+        Ok(Corners {
+            x1: (&x - &half_w)?,
+            x2: (&x + &half_w)?,
+            y1: (&y - &half_h)?,
+            y2: (&y + &half_h)?,
+            w,
+            h,
+        })
     }
 }
 
@@ -373,16 +441,35 @@ impl CustomOp1 for Atan {
         "atan"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let result = match storage {
-            CpuStorage::F32(_) => CpuStorage::F32(contiguous::<f32>("atan", storage, layout)?.iter().map(|v| v.atan()).collect()),
-            CpuStorage::F64(_) => CpuStorage::F64(contiguous::<f64>("atan", storage, layout)?.iter().map(|v| v.atan()).collect()),
+            CpuStorage::F32(_) => CpuStorage::F32(
+                contiguous::<f32>("atan", storage, layout)?
+                    .iter()
+                    .map(|v| v.atan())
+                    .collect(),
+            ),
+            CpuStorage::F64(_) => CpuStorage::F64(
+                contiguous::<f64>("atan", storage, layout)?
+                    .iter()
+                    .map(|v| v.atan())
+                    .collect(),
+            ),
             _ => candle_core::bail!("atan: expects f32 or f64"),
         };
         Ok((result, layout.shape().clone()))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad_res.div(&(arg.sqr()? + 1.0)?)?))
     }
 }

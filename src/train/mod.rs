@@ -1,11 +1,11 @@
 //! Training: hyperparameters, loss, optimiser, schedule, EMA, checkpoints and the loop.
 
-pub mod hyp;
 pub mod assign;
-pub mod ota;
-pub mod loss;
-pub mod ema;
-pub mod optim;
-pub mod schedule;
 pub mod autoanchor;
+pub mod ema;
+pub mod hyp;
+pub mod loss;
+pub mod optim;
+pub mod ota;
+pub mod schedule;
 pub mod trainer;

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
 use candle_nn::VarMap;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 pub enum OptimizerKind {
     #[value(name = "SGD")]
     Sgd,
@@ -29,7 +31,10 @@ pub enum GroupKind {
 
 /// What a state_dict entry is for the optimiser, by its ultralytics name.
 pub fn group_of(name: &str) -> Option<GroupKind> {
-    let buffer = name.ends_with("running_mean") || name.ends_with("running_var") || name.ends_with("num_batches_tracked") || name.ends_with(".anchors");
+    let buffer = name.ends_with("running_mean")
+        || name.ends_with("running_var")
+        || name.ends_with("num_batches_tracked")
+        || name.ends_with(".anchors");
     if buffer {
         None
     } else if name.ends_with(".bias") {
@@ -44,7 +49,14 @@ pub fn group_of(name: &str) -> Option<GroupKind> {
 /// A BatchNorm's weight: a Conv's `bn`, or one in a yolov7 RepConv's branches
 /// (`rbr_dense.1`, `rbr_1x1.1`, `rbr_identity`).
 fn is_batchnorm_weight(name: &str) -> bool {
-    [".bn.weight", ".rbr_dense.1.weight", ".rbr_1x1.1.weight", ".rbr_identity.weight"].iter().any(|suffix| name.ends_with(suffix))
+    [
+        ".bn.weight",
+        ".rbr_dense.1.weight",
+        ".rbr_1x1.1.weight",
+        ".rbr_identity.weight",
+    ]
+    .iter()
+    .any(|suffix| name.ends_with(suffix))
 }
 
 #[derive(Debug, Clone)]
@@ -76,21 +88,49 @@ pub struct Optimizer {
 
 impl Optimizer {
     /// Groups the trainable variables of `vars`; `weight_decay` applies to the decay group.
-    pub fn new(kind: OptimizerKind, vars: &VarMap, lr: f64, momentum: f64, weight_decay: f64) -> Result<Optimizer> {
-        let data = vars.data().lock().map_err(|_| candle_core::Error::Msg("variable store lock poisoned".into()))?;
+    pub fn new(
+        kind: OptimizerKind,
+        vars: &VarMap,
+        lr: f64,
+        momentum: f64,
+        weight_decay: f64,
+    ) -> Result<Optimizer> {
+        let data = vars
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("variable store lock poisoned".into()))?;
         let mut names: Vec<&String> = data.keys().collect();
         names.sort();
         let mut groups: Vec<ParamGroup> = [GroupKind::Bias, GroupKind::Decay, GroupKind::NoDecay]
             .into_iter()
-            .map(|kind| ParamGroup { kind, params: vec![], lr, initial_lr: lr, momentum, weight_decay: if kind == GroupKind::Decay { weight_decay } else { 0.0 } })
+            .map(|kind| ParamGroup {
+                kind,
+                params: vec![],
+                lr,
+                initial_lr: lr,
+                momentum,
+                weight_decay: if kind == GroupKind::Decay {
+                    weight_decay
+                } else {
+                    0.0
+                },
+            })
             .collect();
         for name in names {
             if let Some(kind) = group_of(name) {
-                let group = groups.iter_mut().find(|g| g.kind == kind).ok_or_else(|| candle_core::Error::Msg("optimizer group".into()))?;
+                let group = groups
+                    .iter_mut()
+                    .find(|g| g.kind == kind)
+                    .ok_or_else(|| candle_core::Error::Msg("optimizer group".into()))?;
                 group.params.push((name.clone(), data[name].clone()));
             }
         }
-        Ok(Optimizer { kind, groups, slots: HashMap::new(), steps: 0 })
+        Ok(Optimizer {
+            kind,
+            groups,
+            slots: HashMap::new(),
+            steps: 0,
+        })
     }
 
     /// Every trainable variable, by name.
@@ -118,16 +158,30 @@ impl Optimizer {
     pub fn step(&mut self, grads: &HashMap<String, Tensor>, max_norm: f64) -> Result<()> {
         let mut total = 0f64;
         for g in grads.values() {
-            total += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            total += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
         }
         let norm = total.sqrt();
-        let clip = if norm > max_norm { max_norm / (norm + 1e-6) } else { 1.0 };
+        let clip = if norm > max_norm {
+            max_norm / (norm + 1e-6)
+        } else {
+            1.0
+        };
         self.steps += 1;
         for gi in 0..self.groups.len() {
             let group = self.groups[gi].clone();
             for (name, var) in &group.params {
-                let Some(grad) = grads.get(name) else { continue };
-                let grad = if clip < 1.0 { (grad * clip)? } else { grad.clone() };
+                let Some(grad) = grads.get(name) else {
+                    continue;
+                };
+                let grad = if clip < 1.0 {
+                    (grad * clip)?
+                } else {
+                    grad.clone()
+                };
                 self.update(name, var, &grad, &group)?;
             }
         }
@@ -141,13 +195,23 @@ impl Optimizer {
             OptimizerKind::Sgd => {
                 // torch.optim.SGD(nesterov=True, dampening=0): d = g + wd·p; b = μ·b + d
                 // (b = d on the first step); p -= lr·(d + μ·b).
-                let d = if wd != 0.0 { (grad + (&p * wd)?)? } else { grad.clone() };
+                let d = if wd != 0.0 {
+                    (grad + (&p * wd)?)?
+                } else {
+                    grad.clone()
+                };
                 let buf = match self.slots.get(name) {
                     Some(s) => ((&s.first * mom)? + &d)?,
                     None => d.clone(),
                 };
                 let step = (d + (&buf * mom)?)?;
-                self.slots.insert(name.to_string(), Slot { first: buf, second: None });
+                self.slots.insert(
+                    name.to_string(),
+                    Slot {
+                        first: buf,
+                        second: None,
+                    },
+                );
                 (p - (step * lr)?)?
             }
             OptimizerKind::Adam | OptimizerKind::AdamW => {
@@ -160,7 +224,10 @@ impl Optimizer {
                     _ => (grad.clone(), p),
                 };
                 let (m, v) = match self.slots.get(name) {
-                    Some(s) => (s.first.clone(), s.second.clone().unwrap_or(s.first.zeros_like()?)),
+                    Some(s) => (
+                        s.first.clone(),
+                        s.second.clone().unwrap_or(s.first.zeros_like()?),
+                    ),
                     None => (g.zeros_like()?, g.zeros_like()?),
                 };
                 let m = ((m * b1)? + (&g * (1.0 - b1))?)?;
@@ -169,7 +236,13 @@ impl Optimizer {
                 let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
                 let denom = ((v.sqrt()? / c2.sqrt())? + eps)?;
                 let new = (&p - ((&m / denom)? * (lr / c1))?)?;
-                self.slots.insert(name.to_string(), Slot { first: m, second: Some(v) });
+                self.slots.insert(
+                    name.to_string(),
+                    Slot {
+                        first: m,
+                        second: Some(v),
+                    },
+                );
                 new
             }
         };
@@ -194,7 +267,13 @@ impl Optimizer {
         for (key, t) in tensors {
             if let Some(name) = key.strip_prefix("first.") {
                 let second = tensors.get(&format!("second.{name}")).cloned();
-                self.slots.insert(name.to_string(), Slot { first: t.clone(), second });
+                self.slots.insert(
+                    name.to_string(),
+                    Slot {
+                        first: t.clone(),
+                        second,
+                    },
+                );
             }
         }
         self.steps = steps;

@@ -38,21 +38,46 @@ struct Candidate {
 impl Candidate {
     /// Decodes the raw prediction `raw` (no values) of `proposal` at a level with `stride`
     /// pixels per cell, as the loss does: xy = 2σ − 0.5 + cell, wh = (2σ)² · anchor.
-    fn decode(level: usize, grid: (usize, usize), stride: f32, proposal: Positive, raw: &[f32]) -> Candidate {
+    fn decode(
+        level: usize,
+        grid: (usize, usize),
+        stride: f32,
+        proposal: Positive,
+        raw: &[f32],
+    ) -> Candidate {
         let x = (sigmoid(raw[0]) * 2.0 - 0.5 + proposal.gx as f32) * stride;
         let y = (sigmoid(raw[1]) * 2.0 - 0.5 + proposal.gy as f32) * stride;
         let w = (sigmoid(raw[2]) * 2.0).powi(2) * proposal.anchor_wh[0] * stride;
         let h = (sigmoid(raw[3]) * 2.0).powi(2) * proposal.anchor_wh[1] * stride;
         let objectness = sigmoid(raw[4]);
-        let scores = raw[5..].iter().map(|&c| (sigmoid(c) * objectness).sqrt()).collect();
-        Candidate { level, grid, proposal, corners: corners([x, y, w, h]), scores }
+        let scores = raw[5..]
+            .iter()
+            .map(|&c| (sigmoid(c) * objectness).sqrt())
+            .collect();
+        Candidate {
+            level,
+            grid,
+            proposal,
+            corners: corners([x, y, w, h]),
+            scores,
+        }
     }
 
     /// `Σ BCE(logit(score), one_hot(class))`, written as `−log score` for the class and
     /// `−log(1 − score)` for the others: the same value, and finite where yolov7's logit
     /// of a score that rounds to 1 makes it NaN.
     fn class_cost(&self, class: usize) -> f32 {
-        self.scores.iter().enumerate().map(|(c, &score)| if c == class { -score.ln() } else { -(1.0 - score).ln() }).sum()
+        self.scores
+            .iter()
+            .enumerate()
+            .map(|(c, &score)| {
+                if c == class {
+                    -score.ln()
+                } else {
+                    -(1.0 - score).ln()
+                }
+            })
+            .sum()
     }
 }
 
@@ -60,7 +85,13 @@ impl Candidate {
 /// (per level (batch, na, ny, nx, no)), with `anchors` per level in grid units, levels'
 /// `strides` in pixels per cell, and YOLOv5's `anchor_t` for the candidates. Per level
 /// the order is torch's: by image, then as the candidates were proposed.
-pub fn assign(preds: &[Tensor], targets: &[Target], anchors: &[Vec<[f32; 2]>], strides: &[f32], anchor_t: f32) -> candle_core::Result<Vec<Vec<Positive>>> {
+pub fn assign(
+    preds: &[Tensor],
+    targets: &[Target],
+    anchors: &[Vec<[f32; 2]>],
+    strides: &[f32],
+    anchor_t: f32,
+) -> candle_core::Result<Vec<Vec<Positive>>> {
     let (Some(first), Some(&first_stride)) = (preds.first(), strides.first()) else {
         return Ok(vec![Vec::new(); preds.len()]);
     };
@@ -75,13 +106,23 @@ pub fn assign(preds: &[Tensor], targets: &[Target], anchors: &[Vec<[f32; 2]>], s
             continue;
         }
         let rows: Vec<usize> = proposals.iter().map(|p| p.row((na, ny, nx))).collect();
-        let raw = select_rows(&pred.detach(), &rows)?.to_dtype(DType::F32)?.to_vec2::<f32>()?;
-        candidates.extend(proposals.into_iter().zip(raw).map(|(proposal, raw)| Candidate::decode(level, (ny, nx), stride, proposal, &raw)));
+        let raw = select_rows(&pred.detach(), &rows)?
+            .to_dtype(DType::F32)?
+            .to_vec2::<f32>()?;
+        candidates.extend(
+            proposals
+                .into_iter()
+                .zip(raw)
+                .map(|(proposal, raw)| Candidate::decode(level, (ny, nx), stride, proposal, &raw)),
+        );
     }
     let mut positives = vec![Vec::new(); preds.len()];
     for image in 0..batch {
         let image_targets: Vec<&Target> = targets.iter().filter(|t| t.image == image).collect();
-        let image_candidates: Vec<&Candidate> = candidates.iter().filter(|c| c.proposal.image == image).collect();
+        let image_candidates: Vec<&Candidate> = candidates
+            .iter()
+            .filter(|c| c.proposal.image == image)
+            .collect();
         if image_targets.is_empty() || image_candidates.is_empty() {
             continue;
         }
@@ -89,18 +130,35 @@ pub fn assign(preds: &[Tensor], targets: &[Target], anchors: &[Vec<[f32; 2]>], s
             .iter()
             .map(|t| {
                 let target = target_corners(t, image_size);
-                image_candidates.iter().map(|c| box_iou(&target, &c.corners)).collect()
+                image_candidates
+                    .iter()
+                    .map(|c| box_iou(&target, &c.corners))
+                    .collect()
             })
             .collect();
         let cost: Vec<Vec<f32>> = image_targets
             .iter()
             .zip(&iou)
-            .map(|(t, ious)| image_candidates.iter().zip(ious).map(|(c, &iou)| c.class_cost(t.class) + IOU_COST_WEIGHT * -(iou + IOU_COST_EPS).ln()).collect())
+            .map(|(t, ious)| {
+                image_candidates
+                    .iter()
+                    .zip(ious)
+                    .map(|(c, &iou)| {
+                        c.class_cost(t.class) + IOU_COST_WEIGHT * -(iou + IOU_COST_EPS).ln()
+                    })
+                    .collect()
+            })
             .collect();
         for (candidate, owner) in image_candidates.iter().zip(dynamic_k_matching(&iou, &cost)) {
             if let Some(owner) = owner {
                 let p = &candidate.proposal;
-                positives[candidate.level].push(Positive::for_target(image_targets[owner], p.anchor, p.anchor_wh, (p.gy, p.gx), candidate.grid));
+                positives[candidate.level].push(Positive::for_target(
+                    image_targets[owner],
+                    p.anchor,
+                    p.anchor_wh,
+                    (p.gy, p.gx),
+                    candidate.grid,
+                ));
             }
         }
     }
@@ -161,7 +219,8 @@ fn target_corners(t: &Target, [width, height]: [f32; 2]) -> [f32; 4] {
 /// Plain IoU of two corner boxes (torchvision's `box_iou`, without an epsilon).
 fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    let inter = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter =
+        (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
     inter / (area(a) + area(b) - inter)
 }
 
@@ -180,14 +239,28 @@ mod tests {
     fn a_candidate_taken_twice_goes_to_the_cheapest_of_all_targets() {
         // Targets 0 and 1 each take one candidate (k = 1), both candidate 1; target 2
         // takes candidate 0, yet is the cheapest for candidate 1, so it wins it too.
-        let iou = vec![vec![0.5, 0.6, 0.1], vec![0.2, 0.7, 0.1], vec![0.6, 0.1, 0.1]];
-        let cost = vec![vec![5.0, 2.0, 9.0], vec![4.0, 1.0, 9.0], vec![0.5, 0.9, 9.0]];
-        assert_eq!(dynamic_k_matching(&iou, &cost), vec![Some(2), Some(2), None]);
+        let iou = vec![
+            vec![0.5, 0.6, 0.1],
+            vec![0.2, 0.7, 0.1],
+            vec![0.6, 0.1, 0.1],
+        ];
+        let cost = vec![
+            vec![5.0, 2.0, 9.0],
+            vec![4.0, 1.0, 9.0],
+            vec![0.5, 0.9, 9.0],
+        ];
+        assert_eq!(
+            dynamic_k_matching(&iou, &cost),
+            vec![Some(2), Some(2), None]
+        );
     }
 
     #[test]
     fn box_iou_of_overlapping_and_disjoint_boxes() {
-        assert_eq!(box_iou(&[0.0, 0.0, 2.0, 2.0], &[1.0, 0.0, 3.0, 2.0]), 2.0 / 6.0);
+        assert_eq!(
+            box_iou(&[0.0, 0.0, 2.0, 2.0], &[1.0, 0.0, 3.0, 2.0]),
+            2.0 / 6.0
+        );
         assert_eq!(box_iou(&[0.0, 0.0, 1.0, 1.0], &[2.0, 2.0, 3.0, 3.0]), 0.0);
     }
 }

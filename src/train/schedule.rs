@@ -15,7 +15,10 @@ impl LrSchedule {
     pub fn factor(&self, epoch: f64) -> f64 {
         match *self {
             LrSchedule::Linear { epochs, lrf } => (1.0 - epoch / epochs as f64) * (1.0 - lrf) + lrf,
-            LrSchedule::Cosine { epochs, lrf } => ((1.0 - (epoch * std::f64::consts::PI / epochs as f64).cos()) / 2.0) * (lrf - 1.0) + 1.0,
+            LrSchedule::Cosine { epochs, lrf } => {
+                ((1.0 - (epoch * std::f64::consts::PI / epochs as f64).cos()) / 2.0) * (lrf - 1.0)
+                    + 1.0
+            }
         }
     }
 }
@@ -42,7 +45,13 @@ pub struct Warmup {
 }
 
 impl Warmup {
-    pub fn new(warmup_epochs: f64, batches_per_epoch: usize, bias_lr: f64, warmup_momentum: f64, momentum: f64) -> Warmup {
+    pub fn new(
+        warmup_epochs: f64,
+        batches_per_epoch: usize,
+        bias_lr: f64,
+        warmup_momentum: f64,
+        momentum: f64,
+    ) -> Warmup {
         Warmup {
             iterations: ((warmup_epochs * batches_per_epoch as f64).round() as usize).max(100),
             bias_lr,
@@ -59,7 +68,10 @@ impl Warmup {
         }
         let span = (0.0, self.iterations as f64);
         let start = if is_bias { self.bias_lr } else { 0.0 };
-        Some((interp(ni as f64, span, (start, target_lr)), interp(ni as f64, span, (self.momentum, self.final_momentum))))
+        Some((
+            interp(ni as f64, span, (start, target_lr)),
+            interp(ni as f64, span, (self.momentum, self.final_momentum)),
+        ))
     }
 
     /// Batches to accumulate before a step during warmup: rising from 1 to nbs / batch.

@@ -52,10 +52,28 @@ pub struct TrainOptions {
 #[derive(Debug)]
 pub enum TrainEvent<'a> {
     Message(String),
-    EpochStart { epoch: usize, epochs: usize, batches: usize },
-    Batch { epoch: usize, index: usize, batches: usize, mean_loss: [f32; 3], instances: usize, size: usize },
-    Validating { index: usize, batches: usize },
-    EpochEnd { epoch: usize, val: &'a ValOutcome, seconds: f64 },
+    EpochStart {
+        epoch: usize,
+        epochs: usize,
+        batches: usize,
+    },
+    Batch {
+        epoch: usize,
+        index: usize,
+        batches: usize,
+        mean_loss: [f32; 3],
+        instances: usize,
+        size: usize,
+    },
+    Validating {
+        index: usize,
+        batches: usize,
+    },
+    EpochEnd {
+        epoch: usize,
+        val: &'a ValOutcome,
+        seconds: f64,
+    },
 }
 
 #[derive(Debug)]
@@ -74,7 +92,12 @@ pub enum TrainError {
     #[error("{0}")]
     Setup(String),
     #[error("the loss became {value} at epoch {epoch}, iteration {iteration}: training stopped; {}", match checkpoint { Some(p) => format!("the last good checkpoint is {}", p.display()), None => "no epoch had finished, so there is no checkpoint".to_string() })]
-    NonFinite { value: f32, epoch: usize, iteration: usize, checkpoint: Option<PathBuf> },
+    NonFinite {
+        value: f32,
+        epoch: usize,
+        iteration: usize,
+        checkpoint: Option<PathBuf>,
+    },
     #[error("training: {0}")]
     Step(String),
 }
@@ -114,17 +137,30 @@ pub fn latest_state(project: &Path) -> Option<PathBuf> {
 }
 
 /// Trains from scratch, from `--weights`, or (with `resume`) continues a stopped run.
-pub fn train(options: &TrainOptions, resume: Option<&Path>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome, TrainError> {
+pub fn train(
+    options: &TrainOptions,
+    resume: Option<&Path>,
+    on: &mut dyn FnMut(TrainEvent),
+) -> Result<TrainOutcome, TrainError> {
     let resumed = match resume {
         Some(path) => {
-            let file = if path.is_dir() { path.join("weights").join(STATE_FILE) } else { path.to_path_buf() };
+            let file = if path.is_dir() {
+                path.join("weights").join(STATE_FILE)
+            } else {
+                path.to_path_buf()
+            };
             let (tensors, state) = read_tensors_with(&file, "state").map_err(setup("--resume"))?;
-            let state: TrainState = serde_json::from_str(&state.ok_or_else(|| TrainError::Setup(format!("{}: not an actyolo training state", file.display())))?).map_err(setup("--resume"))?;
+            let state: TrainState = serde_json::from_str(&state.ok_or_else(|| {
+                TrainError::Setup(format!("{}: not an actyolo training state", file.display()))
+            })?)
+            .map_err(setup("--resume"))?;
             Some((file, tensors, state))
         }
         None => None,
     };
-    let options = resumed.as_ref().map_or(options.clone(), |(_, _, s)| s.options.clone());
+    let options = resumed
+        .as_ref()
+        .map_or(options.clone(), |(_, _, s)| s.options.clone());
     let run = Run::prepare(&options, resumed.as_ref().map(|(f, _, _)| f.as_path()), on)?;
     run.execute(resumed.map(|(_, t, s)| (t, s)), on)
 }
@@ -146,8 +182,15 @@ struct Run {
 }
 
 impl Run {
-    fn prepare(options: &TrainOptions, resume_file: Option<&Path>, on: &mut dyn FnMut(TrainEvent)) -> Result<Run, TrainError> {
-        let dir = match resume_file.and_then(|f| f.parent()).and_then(|w| w.parent()) {
+    fn prepare(
+        options: &TrainOptions,
+        resume_file: Option<&Path>,
+        on: &mut dyn FnMut(TrainEvent),
+    ) -> Result<Run, TrainError> {
+        let dir = match resume_file
+            .and_then(|f| f.parent())
+            .and_then(|w| w.parent())
+        {
             Some(dir) => dir.to_path_buf(),
             None => increment_path(&options.project.join(&options.name), options.exist_ok),
         };
@@ -158,13 +201,23 @@ impl Run {
         }
         let data = DataConfig::load(&options.data).map_err(setup("--data"))?;
         let names = data.names.clone();
-        let act = options.act.as_deref().map(ActSpec::parse).transpose().map_err(setup("--act"))?;
-        let config = ModelConfig::load(&options.cfg).map_err(setup("--cfg"))?.with_nc(names.len());
+        let act = options
+            .act
+            .as_deref()
+            .map(ActSpec::parse)
+            .transpose()
+            .map_err(setup("--act"))?;
+        let config = ModelConfig::load(&options.cfg)
+            .map_err(setup("--cfg"))?
+            .with_nc(names.len());
         let model = Model::new(&config, act.as_ref(), options.seed).map_err(setup("model"))?;
         let eval_model = Model::new(&config, act.as_ref(), options.seed).map_err(setup("model"))?;
         if let (Some(weights), None) = (&options.weights, resume_file) {
             let transferred = transfer(&model, weights)?;
-            on(TrainEvent::Message(format!("Transferred {transferred} items from {}", weights.display())));
+            on(TrainEvent::Message(format!(
+                "Transferred {transferred} items from {}",
+                weights.display()
+            )));
         }
         let mut loaders = Vec::new();
         for split in [Split::Train, Split::Val] {
@@ -172,52 +225,146 @@ impl Run {
             for w in &dataset.report.warnings {
                 on(TrainEvent::Message(w.to_string()));
             }
-            on(TrainEvent::Message(format!("{}: {}", split.key(), dataset.report.summary())));
-            let config = LoaderConfig { imgsz: options.imgsz as u32, batch_size: options.batch, workers: options.workers, seed: options.seed, ..LoaderConfig::default() };
+            on(TrainEvent::Message(format!(
+                "{}: {}",
+                split.key(),
+                dataset.report.summary()
+            )));
+            let config = LoaderConfig {
+                imgsz: options.imgsz as u32,
+                batch_size: options.batch,
+                workers: options.workers,
+                seed: options.seed,
+                ..LoaderConfig::default()
+            };
             if split == Split::Train && !options.noautoanchor && resume_file.is_none() {
                 auto_anchor(&model, &dataset, options, hyp.anchor_t, on)?;
             }
             let dataset = Arc::new(dataset);
             let loader = match split {
                 Split::Train => Loader::train(dataset, &hyp, config),
-                _ => Loader::val(dataset, LoaderConfig { batch_size: options.batch * 2, ..config }),
+                _ => Loader::val(
+                    dataset,
+                    LoaderConfig {
+                        batch_size: options.batch * 2,
+                        ..config
+                    },
+                ),
             };
             loaders.push(loader.map_err(setup(split.key()))?);
         }
-        let val_loader = loaders.pop().ok_or_else(|| TrainError::Setup("no validation split".into()))?;
-        let train_loader = loaders.pop().ok_or_else(|| TrainError::Setup("no training split".into()))?;
-        let gains = scale_loss_gains(&LossGains::from_hyp(&hyp), model.detect.strides.len(), names.len(), options.imgsz);
-        let loss = YoloLoss::new(gains, names.len(), &model.detect.anchors).map_err(setup("loss"))?;
-        let assignment = if hyp.uses_ota() { Assignment::Ota { strides: model.detect.strides.iter().map(|&s| s as f32).collect() } } else { Assignment::Yolov5 };
-        let train_loss = loss.clone().with_assignment(assignment).map_err(setup("loss"))?;
+        let val_loader = loaders
+            .pop()
+            .ok_or_else(|| TrainError::Setup("no validation split".into()))?;
+        let train_loader = loaders
+            .pop()
+            .ok_or_else(|| TrainError::Setup("no training split".into()))?;
+        let gains = scale_loss_gains(
+            &LossGains::from_hyp(&hyp),
+            model.detect.strides.len(),
+            names.len(),
+            options.imgsz,
+        );
+        let loss =
+            YoloLoss::new(gains, names.len(), &model.detect.anchors).map_err(setup("loss"))?;
+        let assignment = if hyp.uses_ota() {
+            Assignment::Ota {
+                strides: model.detect.strides.iter().map(|&s| s as f32).collect(),
+            }
+        } else {
+            Assignment::Yolov5
+        };
+        let train_loss = loss
+            .clone()
+            .with_assignment(assignment)
+            .map_err(setup("loss"))?;
         let mut model = model;
         model.names = names.clone();
         let mut eval_model = eval_model;
         eval_model.names = names.clone();
-        std::fs::write(dir.join("hyp.yaml"), serde_yaml::to_string(&hyp).unwrap_or_default()).map_err(setup("hyp.yaml"))?;
-        std::fs::write(dir.join("opt.yaml"), serde_yaml::to_string(options).unwrap_or_default()).map_err(setup("opt.yaml"))?;
-        Ok(Run { options: options.clone(), dir, hyp, config, names, train_loader, val_loader, model, eval_model, train_loss, loss })
+        std::fs::write(
+            dir.join("hyp.yaml"),
+            serde_yaml::to_string(&hyp).unwrap_or_default(),
+        )
+        .map_err(setup("hyp.yaml"))?;
+        std::fs::write(
+            dir.join("opt.yaml"),
+            serde_yaml::to_string(options).unwrap_or_default(),
+        )
+        .map_err(setup("opt.yaml"))?;
+        Ok(Run {
+            options: options.clone(),
+            dir,
+            hyp,
+            config,
+            names,
+            train_loader,
+            val_loader,
+            model,
+            eval_model,
+            train_loss,
+            loss,
+        })
     }
 
-    fn execute(self, resumed: Option<(HashMap<String, candle_core::Tensor>, TrainState)>, on: &mut dyn FnMut(TrainEvent)) -> Result<TrainOutcome, TrainError> {
+    fn execute(
+        self,
+        resumed: Option<(HashMap<String, candle_core::Tensor>, TrainState)>,
+        on: &mut dyn FnMut(TrainEvent),
+    ) -> Result<TrainOutcome, TrainError> {
         let o = &self.options;
         let batches = self.train_loader.len();
         let accumulate_nominal = ((NOMINAL_BATCH as f64 / o.batch as f64).round() as usize).max(1);
-        let weight_decay = self.hyp.weight_decay * (o.batch * accumulate_nominal) as f64 / NOMINAL_BATCH as f64;
+        let weight_decay =
+            self.hyp.weight_decay * (o.batch * accumulate_nominal) as f64 / NOMINAL_BATCH as f64;
         let vars = self.model.vars().var_map().clone();
-        let mut optimizer = Optimizer::new(o.optimizer, &vars, self.hyp.lr0, self.hyp.momentum, weight_decay).map_err(step_err)?;
+        let mut optimizer = Optimizer::new(
+            o.optimizer,
+            &vars,
+            self.hyp.lr0,
+            self.hyp.momentum,
+            weight_decay,
+        )
+        .map_err(step_err)?;
         freeze_layers(&mut optimizer, &o.freeze);
-        let schedule = if o.cos_lr { LrSchedule::Cosine { epochs: o.epochs, lrf: self.hyp.lrf } } else { LrSchedule::Linear { epochs: o.epochs, lrf: self.hyp.lrf } };
-        let warmup = Warmup::new(self.hyp.warmup_epochs, batches, self.hyp.warmup_bias_lr, self.hyp.warmup_momentum, self.hyp.momentum);
+        let schedule = if o.cos_lr {
+            LrSchedule::Cosine {
+                epochs: o.epochs,
+                lrf: self.hyp.lrf,
+            }
+        } else {
+            LrSchedule::Linear {
+                epochs: o.epochs,
+                lrf: self.hyp.lrf,
+            }
+        };
+        let warmup = Warmup::new(
+            self.hyp.warmup_epochs,
+            batches,
+            self.hyp.warmup_bias_lr,
+            self.hyp.warmup_momentum,
+            self.hyp.momentum,
+        );
         let mut ema = ModelEma::new(&vars, 0).map_err(step_err)?;
-        let mut state = TrainState { options: o.clone(), epoch: 0, best_fitness: 0.0, best_epoch: 0, optimizer_steps: 0, ema_updates: 0, last_opt_step: -1 };
+        let mut state = TrainState {
+            options: o.clone(),
+            epoch: 0,
+            best_fitness: 0.0,
+            best_epoch: 0,
+            optimizer_steps: 0,
+            ema_updates: 0,
+            last_opt_step: -1,
+        };
         let mut start_epoch = 0;
         let mut pending = HashMap::new();
         if let Some((tensors, saved)) = resumed {
             pending = restore(&self.model, &mut optimizer, &mut ema, &tensors, &saved)?;
             start_epoch = saved.epoch + 1;
             truncate_results(&self.dir.join("results.csv"), saved.epoch).map_err(step_err)?;
-            on(TrainEvent::Message(format!("Resuming {} from epoch {start_epoch}", self.dir.display())));
+            on(TrainEvent::Message(format!(
+                "Resuming {} from epoch {start_epoch}",
+                self.dir.display()
+            )));
             state = saved;
         }
         let results = self.dir.join("results.csv");
@@ -226,10 +373,29 @@ impl Run {
         let mut grads = pending;
         for epoch in start_epoch..o.epochs {
             let started = Instant::now();
-            let train_loss = self.train_epoch(epoch, &mut optimizer, &mut ema, &mut grads, &mut state, schedule, warmup, accumulate_nominal, on)?;
+            let train_loss = self.train_epoch(
+                epoch,
+                &mut optimizer,
+                &mut ema,
+                &mut grads,
+                &mut state,
+                schedule,
+                warmup,
+                accumulate_nominal,
+                on,
+            )?;
             let lrs: Vec<f64> = optimizer.groups.iter().map(|g| g.lr).collect();
-            self.eval_model.load_state_dict(&ema.tensors, true).map_err(step_err)?;
-            let val = validate(&self.eval_model, &self.val_loader, &ValOptions::default(), Some(&self.loss), |index, batches| on(TrainEvent::Validating { index, batches })).map_err(step_err)?;
+            self.eval_model
+                .load_state_dict(&ema.tensors, true)
+                .map_err(step_err)?;
+            let val = validate(
+                &self.eval_model,
+                &self.val_loader,
+                &ValOptions::default(),
+                Some(&self.loss),
+                |index, batches| on(TrainEvent::Validating { index, batches }),
+            )
+            .map_err(step_err)?;
             let fitness = val.fitness();
             state.epoch = epoch;
             state.optimizer_steps = optimizer.steps;
@@ -243,9 +409,16 @@ impl Run {
             plot_results(&results, &self.dir.join("results.png")).map_err(step_err)?;
             self.save(&ema, &optimizer, &grads, &state, improved)?;
             seconds.push(started.elapsed().as_secs_f64());
-            on(TrainEvent::EpochEnd { epoch, val: &val, seconds: started.elapsed().as_secs_f64() });
+            on(TrainEvent::EpochEnd {
+                epoch,
+                val: &val,
+                seconds: started.elapsed().as_secs_f64(),
+            });
             if o.patience > 0 && epoch - state.best_epoch >= o.patience {
-                on(TrainEvent::Message(format!("Stopping early: no improvement for {} epochs (best at epoch {})", o.patience, state.best_epoch)));
+                on(TrainEvent::Message(format!(
+                    "Stopping early: no improvement for {} epochs (best at epoch {})",
+                    o.patience, state.best_epoch
+                )));
                 break;
             }
         }
@@ -261,11 +434,26 @@ impl Run {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn train_epoch(&self, epoch: usize, optimizer: &mut Optimizer, ema: &mut ModelEma, grads: &mut HashMap<String, candle_core::Tensor>, state: &mut TrainState, schedule: LrSchedule, warmup: Warmup, accumulate_nominal: usize, on: &mut dyn FnMut(TrainEvent)) -> Result<[f32; 3], TrainError> {
+    fn train_epoch(
+        &self,
+        epoch: usize,
+        optimizer: &mut Optimizer,
+        ema: &mut ModelEma,
+        grads: &mut HashMap<String, candle_core::Tensor>,
+        state: &mut TrainState,
+        schedule: LrSchedule,
+        warmup: Warmup,
+        accumulate_nominal: usize,
+        on: &mut dyn FnMut(TrainEvent),
+    ) -> Result<[f32; 3], TrainError> {
         let o = &self.options;
         let batches = self.train_loader.epoch(epoch as u64).map_err(step_err)?;
         let n = batches.len();
-        on(TrainEvent::EpochStart { epoch, epochs: o.epochs, batches: n });
+        on(TrainEvent::EpochStart {
+            epoch,
+            epochs: o.epochs,
+            batches: n,
+        });
         let target_lr = self.hyp.lr0 * schedule.factor(epoch as f64);
         let mut sums = [0f32; 3];
         let mut mean_loss = [0f32; 3];
@@ -273,7 +461,8 @@ impl Run {
             let batch = batch.map_err(step_err)?;
             let ni = i + n * epoch;
             if epoch == 0 && i == 0 {
-                plot_batch(&batch, &self.names, &self.dir.join("train_batch0.jpg")).map_err(step_err)?;
+                plot_batch(&batch, &self.names, &self.dir.join("train_batch0.jpg"))
+                    .map_err(step_err)?;
             }
             let accumulate = match warmup.at(ni, target_lr, false) {
                 Some(_) => warmup.accumulate(ni, NOMINAL_BATCH, o.batch),
@@ -281,17 +470,27 @@ impl Run {
             };
             for group in optimizer.groups.iter_mut() {
                 let is_bias = group.kind == super::optim::GroupKind::Bias;
-                let (lr, momentum) = warmup.at(ni, target_lr, is_bias).unwrap_or((target_lr, self.hyp.momentum));
+                let (lr, momentum) = warmup
+                    .at(ni, target_lr, is_bias)
+                    .unwrap_or((target_lr, self.hyp.momentum));
                 group.lr = lr;
                 group.momentum = momentum;
             }
             let parts = crate::runtime::on_pool(|| {
                 let preds = self.model.forward(&batch.images, true).map_err(step_err)?;
-                let (total, parts) = self.train_loss.compute(&preds, &batch.targets).map_err(step_err)?;
+                let (total, parts) = self
+                    .train_loss
+                    .compute(&preds, &batch.targets)
+                    .map_err(step_err)?;
                 let value = total.to_scalar::<f32>().map_err(step_err)?;
                 if !value.is_finite() {
                     let last = self.dir.join("weights").join("last.safetensors");
-                    return Err(TrainError::NonFinite { value, epoch, iteration: i, checkpoint: last.is_file().then_some(last) });
+                    return Err(TrainError::NonFinite {
+                        value,
+                        epoch,
+                        iteration: i,
+                        checkpoint: last.is_file().then_some(last),
+                    });
                 }
                 let g = total.backward().map_err(step_err)?;
                 optimizer.accumulate(grads, &g).map_err(step_err)?;
@@ -305,28 +504,78 @@ impl Run {
             })?;
             sums.iter_mut().zip(parts).for_each(|(s, p)| *s += p);
             mean_loss = sums.map(|s| s / (i + 1) as f32);
-            on(TrainEvent::Batch { epoch, index: i + 1, batches: n, mean_loss, instances: batch.targets.dim(0).unwrap_or(0), size: o.imgsz });
+            on(TrainEvent::Batch {
+                epoch,
+                index: i + 1,
+                batches: n,
+                mean_loss,
+                instances: batch.targets.dim(0).unwrap_or(0),
+                size: o.imgsz,
+            });
         }
         Ok(mean_loss)
     }
 
     /// last (every epoch) and best (when fitness improved): the EMA weights for val and
     /// detect; beside last, the state that `--resume` needs.
-    fn save(&self, ema: &ModelEma, optimizer: &Optimizer, pending: &HashMap<String, candle_core::Tensor>, state: &TrainState, best: bool) -> Result<(), TrainError> {
+    fn save(
+        &self,
+        ema: &ModelEma,
+        optimizer: &Optimizer,
+        pending: &HashMap<String, candle_core::Tensor>,
+        state: &TrainState,
+        best: bool,
+    ) -> Result<(), TrainError> {
         let weights = self.dir.join("weights");
         let yaml = &self.config.yaml;
-        save_tensors(&ema.tensors, yaml, &self.names, HashMap::new(), &weights.join("last.safetensors")).map_err(step_err)?;
+        save_tensors(
+            &ema.tensors,
+            yaml,
+            &self.names,
+            HashMap::new(),
+            &weights.join("last.safetensors"),
+        )
+        .map_err(step_err)?;
         if best {
-            std::fs::copy(weights.join("last.safetensors"), weights.join("best.safetensors")).map_err(step_err)?;
+            std::fs::copy(
+                weights.join("last.safetensors"),
+                weights.join("best.safetensors"),
+            )
+            .map_err(step_err)?;
         }
         let mut tensors: HashMap<String, candle_core::Tensor> = HashMap::new();
-        let data = self.model.vars().var_map().data().lock().map_err(|_| TrainError::Step("variable store lock poisoned".into()))?;
-        tensors.extend(data.iter().map(|(k, v)| (format!("raw/{k}"), v.as_tensor().clone())));
+        let data = self
+            .model
+            .vars()
+            .var_map()
+            .data()
+            .lock()
+            .map_err(|_| TrainError::Step("variable store lock poisoned".into()))?;
+        tensors.extend(
+            data.iter()
+                .map(|(k, v)| (format!("raw/{k}"), v.as_tensor().clone())),
+        );
         drop(data);
-        tensors.extend(ema.tensors.iter().map(|(k, v)| (format!("ema/{k}"), v.clone())));
-        tensors.extend(optimizer.state_tensors().into_iter().map(|(k, v)| (format!("optim/{k}"), v)));
-        tensors.extend(pending.iter().map(|(k, v)| (format!("grad/{k}"), v.clone())));
-        let meta = HashMap::from([("state".to_string(), serde_json::to_string(state).map_err(step_err)?)]);
+        tensors.extend(
+            ema.tensors
+                .iter()
+                .map(|(k, v)| (format!("ema/{k}"), v.clone())),
+        );
+        tensors.extend(
+            optimizer
+                .state_tensors()
+                .into_iter()
+                .map(|(k, v)| (format!("optim/{k}"), v)),
+        );
+        tensors.extend(
+            pending
+                .iter()
+                .map(|(k, v)| (format!("grad/{k}"), v.clone())),
+        );
+        let meta = HashMap::from([(
+            "state".to_string(),
+            serde_json::to_string(state).map_err(step_err)?,
+        )]);
         save_tensors(&tensors, yaml, &self.names, meta, &weights.join(STATE_FILE)).map_err(step_err)
     }
 
@@ -336,8 +585,18 @@ impl Run {
             return Ok(None);
         }
         let weights = read_weights(&best).map_err(step_err)?;
-        self.eval_model.load_state_dict(&weights.tensors, true).map_err(step_err)?;
-        validate(&self.eval_model, &self.val_loader, &ValOptions::default(), None, |_, _| {}).map(Some).map_err(step_err)
+        self.eval_model
+            .load_state_dict(&weights.tensors, true)
+            .map_err(step_err)?;
+        validate(
+            &self.eval_model,
+            &self.val_loader,
+            &ValOptions::default(),
+            None,
+            |_, _| {},
+        )
+        .map(Some)
+        .map_err(step_err)
     }
 }
 
@@ -345,10 +604,19 @@ impl Run {
 /// `intersect_dicts`), except the anchors, which follow the config; returns the count.
 fn transfer(model: &Model, weights: &Path) -> Result<usize, TrainError> {
     let source = read_weights(weights).map_err(setup("--weights"))?;
-    let data = model.vars().var_map().data().lock().map_err(|_| TrainError::Setup("variable store lock poisoned".into()))?;
+    let data = model
+        .vars()
+        .var_map()
+        .data()
+        .lock()
+        .map_err(|_| TrainError::Setup("variable store lock poisoned".into()))?;
     let mut count = 0;
     for (name, var) in data.iter() {
-        if let Some(t) = source.tensors.get(name).filter(|t| t.dims() == var.dims() && !name.ends_with(".anchors")) {
+        if let Some(t) = source
+            .tensors
+            .get(name)
+            .filter(|t| t.dims() == var.dims() && !name.ends_with(".anchors"))
+        {
             let t = t.to_dtype(var.dtype()).map_err(setup("--weights"))?;
             var.set(&t).map_err(setup("--weights"))?;
             count += 1;
@@ -359,38 +627,72 @@ fn transfer(model: &Model, weights: &Path) -> Result<usize, TrainError> {
 
 /// ultralytics' AutoAnchor: keeps the config's anchors when they recall at least 98% of
 /// the training boxes, else adopts k-means + evolved ones that recall more.
-fn auto_anchor(model: &Model, dataset: &Dataset, options: &TrainOptions, anchor_t: f64, on: &mut dyn FnMut(TrainEvent)) -> Result<(), TrainError> {
-    use rand::SeedableRng;
+fn auto_anchor(
+    model: &Model,
+    dataset: &Dataset,
+    options: &TrainOptions,
+    anchor_t: f64,
+    on: &mut dyn FnMut(TrainEvent),
+) -> Result<(), TrainError> {
     use super::autoanchor::{augment_scales, check_anchors, stride_units, ImageLabels, LabelSizes};
+    use rand::SeedableRng;
     let images: Vec<ImageLabels> = dataset.records.iter().map(ImageLabels::from).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.seed);
     let scales = augment_scales(images.len(), &mut rng);
-    let labels = LabelSizes::gather(&images, options.imgsz, &scales).map_err(setup("AutoAnchor"))?;
-    let check = check_anchors(&labels, &model.config.anchors, &model.detect.strides, anchor_t, &mut rng).map_err(setup("AutoAnchor"))?;
+    let labels =
+        LabelSizes::gather(&images, options.imgsz, &scales).map_err(setup("AutoAnchor"))?;
+    let check = check_anchors(
+        &labels,
+        &model.config.anchors,
+        &model.detect.strides,
+        anchor_t,
+        &mut rng,
+    )
+    .map_err(setup("AutoAnchor"))?;
     for m in check.messages {
         on(TrainEvent::Message(m));
     }
     if let Some(levels) = check.adopted {
         let values = stride_units(&levels, &model.detect.strides).map_err(setup("AutoAnchor"))?;
         let anchors = &model.detect.anchors;
-        let fresh = candle_core::Tensor::from_vec(values, anchors.shape(), anchors.device()).map_err(setup("AutoAnchor"))?;
-        candle_core::Var::from_tensor(anchors).and_then(|v| v.set(&fresh)).map_err(setup("AutoAnchor"))?;
+        let fresh = candle_core::Tensor::from_vec(values, anchors.shape(), anchors.device())
+            .map_err(setup("AutoAnchor"))?;
+        candle_core::Var::from_tensor(anchors)
+            .and_then(|v| v.set(&fresh))
+            .map_err(setup("AutoAnchor"))?;
     }
     Ok(())
 }
 
 /// `--freeze`: layers whose parameters the optimiser leaves alone.
 fn freeze_layers(optimizer: &mut Optimizer, layers: &[usize]) {
-    let frozen = |name: &str| layers.iter().any(|i| name.starts_with(&format!("model.{i}.")));
+    let frozen = |name: &str| {
+        layers
+            .iter()
+            .any(|i| name.starts_with(&format!("model.{i}.")))
+    };
     for group in optimizer.groups.iter_mut() {
         group.params.retain(|(name, _)| !frozen(name));
     }
 }
 
 /// Restores a checkpoint's weights, EMA and optimiser; returns its pending gradients.
-fn restore(model: &Model, optimizer: &mut Optimizer, ema: &mut ModelEma, tensors: &HashMap<String, candle_core::Tensor>, state: &TrainState) -> Result<HashMap<String, candle_core::Tensor>, TrainError> {
-    let part = |prefix: &str| -> HashMap<String, candle_core::Tensor> { tensors.iter().filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone()))).collect() };
-    model.load_state_dict(&part("raw/"), true).map_err(setup("--resume"))?;
+fn restore(
+    model: &Model,
+    optimizer: &mut Optimizer,
+    ema: &mut ModelEma,
+    tensors: &HashMap<String, candle_core::Tensor>,
+    state: &TrainState,
+) -> Result<HashMap<String, candle_core::Tensor>, TrainError> {
+    let part = |prefix: &str| -> HashMap<String, candle_core::Tensor> {
+        tensors
+            .iter()
+            .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_string(), v.clone())))
+            .collect()
+    };
+    model
+        .load_state_dict(&part("raw/"), true)
+        .map_err(setup("--resume"))?;
     ema.tensors = part("ema/");
     ema.updates = state.ema_updates;
     optimizer.load_state_tensors(&part("optim/"), state.optimizer_steps);
@@ -398,29 +700,68 @@ fn restore(model: &Model, optimizer: &mut Optimizer, ema: &mut ModelEma, tensors
 }
 
 const RESULT_COLUMNS: [&str; 14] = [
-    "epoch", "train/box_loss", "train/obj_loss", "train/cls_loss", "metrics/precision", "metrics/recall", "metrics/mAP_0.5", "metrics/mAP_0.5:0.95", "val/box_loss", "val/obj_loss", "val/cls_loss", "x/lr0", "x/lr1", "x/lr2",
+    "epoch",
+    "train/box_loss",
+    "train/obj_loss",
+    "train/cls_loss",
+    "metrics/precision",
+    "metrics/recall",
+    "metrics/mAP_0.5",
+    "metrics/mAP_0.5:0.95",
+    "val/box_loss",
+    "val/obj_loss",
+    "val/cls_loss",
+    "x/lr0",
+    "x/lr1",
+    "x/lr2",
 ];
 
 /// Drops rows after `last_epoch`: a run killed after writing a row but before saving its
 /// checkpoint repeats that epoch on resume.
 fn truncate_results(path: &Path, last_epoch: usize) -> std::io::Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return Ok(());
+    };
     let kept: Vec<&str> = text
         .lines()
         .enumerate()
-        .filter(|(i, line)| *i == 0 || line.split(',').next().and_then(|e| e.trim().parse::<usize>().ok()).is_some_and(|e| e <= last_epoch))
+        .filter(|(i, line)| {
+            *i == 0
+                || line
+                    .split(',')
+                    .next()
+                    .and_then(|e| e.trim().parse::<usize>().ok())
+                    .is_some_and(|e| e <= last_epoch)
+        })
         .map(|(_, line)| line)
         .collect();
     std::fs::write(path, kept.join("\n") + "\n")
 }
 
 /// One results.csv row in ultralytics' layout (20-wide fields, `%20.5g`).
-fn append_results(path: &Path, epoch: usize, train_loss: &[f32; 3], val: &ValOutcome, lrs: &[f64]) -> std::io::Result<()> {
+fn append_results(
+    path: &Path,
+    epoch: usize,
+    train_loss: &[f32; 3],
+    val: &ValOutcome,
+    lrs: &[f64],
+) -> std::io::Result<()> {
     use std::io::Write;
     let header = !path.exists();
-    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
     if header {
-        writeln!(f, "{}", RESULT_COLUMNS.iter().map(|c| format!("{c:>20}")).collect::<Vec<_>>().join(","))?;
+        writeln!(
+            f,
+            "{}",
+            RESULT_COLUMNS
+                .iter()
+                .map(|c| format!("{c:>20}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        )?;
     }
     let m = &val.metrics;
     let vl = val.loss.unwrap_or_default();
@@ -429,5 +770,13 @@ fn append_results(path: &Path, epoch: usize, train_loss: &[f32; 3], val: &ValOut
     values.extend([m.mp, m.mr, m.map50, m.map]);
     values.extend(vl.iter().map(|&v| v as f64));
     values.extend(lrs.iter().take(3));
-    writeln!(f, "{}", values.iter().map(|&v| format!("{:>20}", format_general(v, 5))).collect::<Vec<_>>().join(","))
+    writeln!(
+        f,
+        "{}",
+        values
+            .iter()
+            .map(|&v| format!("{:>20}", format_general(v, 5)))
+            .collect::<Vec<_>>()
+            .join(",")
+    )
 }

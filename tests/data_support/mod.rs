@@ -41,7 +41,16 @@ pub struct SmallSynth {
 
 pub fn small_synth(name: &str, n_train: usize, n_val: usize, seed: u64) -> SmallSynth {
     let dir = scratch_dir(name);
-    let config = SynthConfig { out: dir.to_path_buf(), n_train, n_val, imgsz: 64, seed, ..SynthConfig::default() };
-    let yaml = generate(&config).expect("synth generation failed").data_yaml;
+    let config = SynthConfig {
+        out: dir.to_path_buf(),
+        n_train,
+        n_val,
+        imgsz: 64,
+        seed,
+        ..SynthConfig::default()
+    };
+    let yaml = generate(&config)
+        .expect("synth generation failed")
+        .data_yaml;
     SmallSynth { yaml, dir }
 }

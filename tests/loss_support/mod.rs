@@ -52,27 +52,48 @@ pub fn gradient_excess(ours: &Tensor, torch: &Tensor) -> f32 {
     let ours = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let torch = torch.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     assert_eq!(ours.len(), torch.len(), "gradient sizes differ");
-    ours.iter().zip(&torch).map(|(o, t)| (o - t).abs() - 1e-5 * (1.0 + t.abs())).fold(f32::MIN, f32::max)
+    ours.iter()
+        .zip(&torch)
+        .map(|(o, t)| (o - t).abs() - 1e-5 * (1.0 + t.abs()))
+        .fold(f32::MIN, f32::max)
 }
 
 /// One golden case: `loss` on `preds` (one tensor per level) and the case's targets gives
 /// PyTorch's total, its box/obj/cls items (within `close`) and its gradients per level
 /// (`grad.{name}.{level}`, within `gradient_excess`).
-pub fn assert_matches_torch(case: &Value, tensors: &HashMap<String, Tensor>, loss: &YoloLoss, preds: &[Tensor]) {
+pub fn assert_matches_torch(
+    case: &Value,
+    tensors: &HashMap<String, Tensor>,
+    loss: &YoloLoss,
+    preds: &[Tensor],
+) {
     let name = case["name"].as_str().unwrap();
     let vars: Vec<Var> = preds.iter().map(|t| Var::from_tensor(t).unwrap()).collect();
     let inputs: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
     let (total, items) = loss.compute(&inputs, &case_targets(case)).unwrap();
     let expected = case["loss"].as_f64().unwrap();
     let ours = total.to_scalar::<f32>().unwrap();
-    assert!(close(ours, expected), "{name}: loss {ours} vs torch {expected}");
+    assert!(
+        close(ours, expected),
+        "{name}: loss {ours} vs torch {expected}"
+    );
     for (k, what) in ["box", "obj", "cls"].iter().enumerate() {
         let expected = case["items"][k].as_f64().unwrap();
-        assert!(close(items[k], expected), "{name}: {what} {} vs torch {expected}", items[k]);
+        assert!(
+            close(items[k], expected),
+            "{name}: {what} {} vs torch {expected}",
+            items[k]
+        );
     }
     let grads = total.backward().unwrap();
     for (i, var) in vars.iter().enumerate() {
-        let worst = gradient_excess(grads.get(var).unwrap(), &tensors[&format!("grad.{name}.{i}")]);
-        assert!(worst <= 0.0, "{name}: level {i} gradient off by {worst} beyond the tolerance");
+        let worst = gradient_excess(
+            grads.get(var).unwrap(),
+            &tensors[&format!("grad.{name}.{i}")],
+        );
+        assert!(
+            worst <= 0.0,
+            "{name}: level {i} gradient off by {worst} beyond the tolerance"
+        );
     }
 }

@@ -10,7 +10,10 @@ pub fn excess(a: &Tensor, b: &Tensor) -> f32 {
     assert_eq!(a.dims(), b.dims());
     let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    a.iter().zip(&b).map(|(a, b)| (a - b).abs() - 1e-4 * (1.0 + b.abs())).fold(f32::MIN, f32::max)
+    a.iter()
+        .zip(&b)
+        .map(|(a, b)| (a - b).abs() - 1e-4 * (1.0 + b.abs()))
+        .fold(f32::MIN, f32::max)
 }
 
 /// The model's eval outputs on `expected["images"]` against `{prefix}z` (decoded) and
@@ -18,9 +21,17 @@ pub fn excess(a: &Tensor, b: &Tensor) -> f32 {
 pub fn check_outputs(model: &Model, expected: &HashMap<String, Tensor>, prefix: &str, what: &str) {
     let (z, raw) = model.predict(&expected["images"]).unwrap();
     let z_expected = &expected[&format!("{prefix}z")];
-    assert!(excess(&z, z_expected) <= 0.0, "{what}: decoded output off by {}", excess(&z, z_expected));
+    assert!(
+        excess(&z, z_expected) <= 0.0,
+        "{what}: decoded output off by {}",
+        excess(&z, z_expected)
+    );
     for (i, r) in raw.iter().enumerate() {
         let e = &expected[&format!("{prefix}raw.{i}")];
-        assert!(excess(r, e) <= 0.0, "{what}: raw level {i} off by {}", excess(r, e));
+        assert!(
+            excess(r, e) <= 0.0,
+            "{what}: raw level {i} off by {}",
+            excess(r, e)
+        );
     }
 }

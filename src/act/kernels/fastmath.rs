@@ -60,7 +60,17 @@ fn exp_reduced(x: f32) -> (i32, f32) {
     let n_float = shifted - ROUND;
     let r = (x - n_float * LN2_HI) - n_float * LN2_LO;
     // Cephes' expf: e^r = 1 + r + r^2 p(r).
-    let p = polynomial(r, [5.000_000_1e-1, 1.666_666_5e-1, 4.166_579_6e-2, 8.333_452e-3, 1.398_199_9e-3, 1.987_569_1e-4]);
+    let p = polynomial(
+        r,
+        [
+            5.000_000_1e-1,
+            1.666_666_5e-1,
+            4.166_579_6e-2,
+            8.333_452e-3,
+            1.398_199_9e-3,
+            1.987_569_1e-4,
+        ],
+    );
     (n, r * r * p + r)
 }
 
@@ -103,7 +113,17 @@ pub fn ln_1p(x: f32) -> f32 {
     // ln(1 + f) = f - f^2 / 2 + f^3 p(f).
     let p = polynomial(
         f,
-        [3.333_333_1e-1, -2.499_999_4e-1, 2.000_071_5e-1, -1.666_805_8e-1, 1.424_932_3e-1, -1.242_014_1e-1, 1.167_699_9e-1, -1.151_461e-1, 7.037_683_6e-2],
+        [
+            3.333_333_1e-1,
+            -2.499_999_4e-1,
+            2.000_071_5e-1,
+            -1.666_805_8e-1,
+            1.424_932_3e-1,
+            -1.242_014_1e-1,
+            1.167_699_9e-1,
+            -1.151_461e-1,
+            7.037_683_6e-2,
+        ],
     );
     let k = k as f32;
     let tail = f * f2 * p + k * LN2_LO - 0.5 * f2 + correction;
@@ -124,7 +144,16 @@ pub fn ln_1p(x: f32) -> f32 {
 #[inline(always)]
 pub fn tanh(x: f32) -> f32 {
     let s = x * x;
-    let p = polynomial(s, [-3.333_328_2e-1, 1.333_144_2e-1, -5.373_971_6e-2, 2.063_908_9e-2, -5.704_988_7e-3]);
+    let p = polynomial(
+        s,
+        [
+            -3.333_328_2e-1,
+            1.333_144_2e-1,
+            -5.373_971_6e-2,
+            2.063_908_9e-2,
+            -5.704_988_7e-3,
+        ],
+    );
     let near_zero = x + x * s * p;
     // tanh rounds to 1 beyond 9.1, and e would overflow beyond 44.
     let e = exp_m1(2.0 * clamp(x.abs(), 0.0, 10.0));
@@ -142,13 +171,33 @@ pub fn tanh(x: f32) -> f32 {
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let s = x * x;
-    let h = polynomial(s, [1.283_791_5e-1, -3.761_250_1e-1, 1.128_188_2e-1, -2.676_875_7e-2, 4.996_020_1e-3, -6.004_081e-4]);
+    let h = polynomial(
+        s,
+        [
+            1.283_791_5e-1,
+            -3.761_250_1e-1,
+            1.128_188_2e-1,
+            -2.676_875_7e-2,
+            4.996_020_1e-3,
+            -6.004_081e-4,
+        ],
+    );
     let near_zero = x + x * h;
     // erf rounds to 1 beyond 3.9.
     let t = clamp(x.abs(), 0.0, 4.0);
     let q = polynomial(
         t,
-        [-3.205_816_4e-4, 1.130_238_1, 6.318_139e-1, 1.100_949_4e-1, -2.643_121_2e-2, 4.763_623e-3, -5.977_498_4e-4, 4.617_827_6e-5, -1.643_571e-6],
+        [
+            -3.205_816_4e-4,
+            1.130_238_1,
+            6.318_139e-1,
+            1.100_949_4e-1,
+            -2.643_121_2e-2,
+            4.763_623e-3,
+            -5.977_498_4e-4,
+            4.617_827_6e-5,
+            -1.643_571e-6,
+        ],
     );
     let tail = (1.0 - exp(-q)).copysign(x);
     if x.abs() < 0.921_875 {
@@ -165,10 +214,18 @@ mod tests {
     /// |approx - exact| in units of the last place of `exact` as an f32.
     fn ulp_error(approx: f32, exact: f64) -> f64 {
         if exact.is_nan() || approx.is_nan() {
-            return if exact.is_nan() && approx.is_nan() { 0.0 } else { f64::INFINITY };
+            return if exact.is_nan() && approx.is_nan() {
+                0.0
+            } else {
+                f64::INFINITY
+            };
         }
         if (exact as f32).is_infinite() || approx.is_infinite() {
-            return if approx == exact as f32 { 0.0 } else { f64::INFINITY };
+            return if approx == exact as f32 {
+                0.0
+            } else {
+                f64::INFINITY
+            };
         }
         let exponent = exact.abs().log2().floor().max(-126.0);
         (approx as f64 - exact).abs() / 2f64.powf(exponent - 23.0)
@@ -177,8 +234,28 @@ mod tests {
     /// Where results overflow, underflow or round to ±1, where the reductions and the
     /// branch-free halves switch over, and the extremes of f32.
     const EDGES: [f32; 22] = [
-        88.722_83, 88.722_84, 88.0, 89.0, -87.336_55, -103.972_08, -104.0, 30.0, -30.0, 17.4, 9.1, 3.92, 0.921_875,
-        0.625, 0.346_573_6, -1.0, 1e-38, 1e-45, 1e-30, f32::MAX, f32::MIN_POSITIVE, f32::EPSILON,
+        88.722_83,
+        88.722_84,
+        88.0,
+        89.0,
+        -87.336_55,
+        -103.972_08,
+        -104.0,
+        30.0,
+        -30.0,
+        17.4,
+        9.1,
+        3.92,
+        0.921_875,
+        0.625,
+        0.346_573_6,
+        -1.0,
+        1e-38,
+        1e-45,
+        1e-30,
+        f32::MAX,
+        f32::MIN_POSITIVE,
+        f32::EPSILON,
     ];
 
     /// 10^6 evenly spaced points over `[lo, hi]`, 10^6 more spaced evenly in magnitude
@@ -189,10 +266,14 @@ mod tests {
         let linear = (0..=N).map(|i| lo + (hi - lo) * (i as f64 / N as f64) as f32);
         let top = (lo.abs().max(hi.abs()) as f64).log2();
         let bottom = (f32::from_bits(1) as f64).log2();
-        let magnitudes = (0..=N).map(move |i| 2f64.powf(bottom + (top - bottom) * i as f64 / N as f64) as f32);
+        let magnitudes =
+            (0..=N).map(move |i| 2f64.powf(bottom + (top - bottom) * i as f64 / N as f64) as f32);
         let special = [0.0, f32::INFINITY];
         let signed = magnitudes.chain(EDGES).chain(special).flat_map(|m| [m, -m]);
-        linear.chain(signed.filter(|v| (lo..=hi).contains(v))).chain([f32::NAN]).collect()
+        linear
+            .chain(signed.filter(|v| (lo..=hi).contains(v)))
+            .chain([f32::NAN])
+            .collect()
     }
 
     /// The largest error of `fast` against `exact` over `inputs`, and where it occurs.
@@ -207,10 +288,19 @@ mod tests {
         })
     }
 
-    fn check(name: &str, fast: fn(f32) -> f32, exact: fn(f64) -> f64, inputs: &[f32], max_ulp: f64) {
+    fn check(
+        name: &str,
+        fast: fn(f32) -> f32,
+        exact: fn(f64) -> f64,
+        inputs: &[f32],
+        max_ulp: f64,
+    ) {
         let (error, at) = max_ulp_error(inputs, fast, exact);
         println!("{name}: max {error:.3} ulp at {at:e}");
-        assert!(error <= max_ulp, "{name}: {error} ulp at x = {at:e} exceeds {max_ulp}");
+        assert!(
+            error <= max_ulp,
+            "{name}: {error} ulp at x = {at:e} exceeds {max_ulp}"
+        );
     }
 
     #[test]
@@ -254,7 +344,10 @@ mod tests {
         let scalar: &dyn Fn(f32) -> f32 = std::hint::black_box(&f);
         for (&x, v) in inputs.iter().zip(vectorised) {
             let s = scalar(x);
-            assert!(v.to_bits() == s.to_bits() || v.is_nan() && s.is_nan(), "{name}({x:e}): {v:e} vectorised, {s:e} scalar");
+            assert!(
+                v.to_bits() == s.to_bits() || v.is_nan() && s.is_nan(),
+                "{name}({x:e}): {v:e} vectorised, {s:e} scalar"
+            );
         }
     }
 
@@ -262,10 +355,35 @@ mod tests {
     #[test]
     fn vectorised_loops_give_the_bits_of_scalar_calls() {
         let inputs = sweep(-120.0, 120.0);
-        assert_vectorised_is_scalar("exp", &inputs, #[inline(always)] |x| exp(x));
-        assert_vectorised_is_scalar("exp_m1", &inputs, #[inline(always)] |x| exp_m1(x));
-        assert_vectorised_is_scalar("ln_1p", &inputs, #[inline(always)] |x| ln_1p(x));
-        assert_vectorised_is_scalar("tanh", &inputs, #[inline(always)] |x| tanh(x));
-        assert_vectorised_is_scalar("erf", &inputs, #[inline(always)] |x| erf(x));
+        assert_vectorised_is_scalar(
+            "exp",
+            &inputs,
+            #[inline(always)]
+            |x| exp(x),
+        );
+        assert_vectorised_is_scalar(
+            "exp_m1",
+            &inputs,
+            #[inline(always)]
+            |x| exp_m1(x),
+        );
+        assert_vectorised_is_scalar(
+            "ln_1p",
+            &inputs,
+            #[inline(always)]
+            |x| ln_1p(x),
+        );
+        assert_vectorised_is_scalar(
+            "tanh",
+            &inputs,
+            #[inline(always)]
+            |x| tanh(x),
+        );
+        assert_vectorised_is_scalar(
+            "erf",
+            &inputs,
+            #[inline(always)]
+            |x| erf(x),
+        );
     }
 }

@@ -54,7 +54,11 @@ const BLOCK: usize = 256;
 /// vectorised); here 16 independent f32 lanes cover at most 16 elements each of a block
 /// of 256, and the blocks' lanes are added in f64.
 #[inline(always)]
-pub fn lane_sums<const K: usize>(x: &[f32], y: &[f32], f: impl Fn(f32, f32) -> [f32; K] + Copy) -> [f64; K] {
+pub fn lane_sums<const K: usize>(
+    x: &[f32],
+    y: &[f32],
+    f: impl Fn(f32, f32) -> [f32; K] + Copy,
+) -> [f64; K] {
     let mut total = [0f64; K];
     for (xb, yb) in x.chunks(BLOCK).zip(y.chunks(BLOCK)) {
         let mut lanes = [[0f32; LANES]; K];
@@ -96,9 +100,19 @@ pub fn contiguous<'a, T: candle_core::WithDType>(
 /// Runs `f` on the f32 elements of each tensor, borrowed from their storage: a backward
 /// pass reads its inputs this way, where `to_vec1` would copy each of them first.
 /// Non-contiguous tensors are made contiguous (a copy) before.
-pub fn with_f32_data<R, const N: usize>(op: &'static str, tensors: [&Tensor; N], f: impl FnOnce([&[f32]; N]) -> R) -> Result<R> {
-    let contiguous_tensors = tensors.into_iter().map(Tensor::contiguous).collect::<Result<Vec<_>>>()?;
-    let guards: Vec<_> = contiguous_tensors.iter().map(Tensor::storage_and_layout).collect();
+pub fn with_f32_data<R, const N: usize>(
+    op: &'static str,
+    tensors: [&Tensor; N],
+    f: impl FnOnce([&[f32]; N]) -> R,
+) -> Result<R> {
+    let contiguous_tensors = tensors
+        .into_iter()
+        .map(Tensor::contiguous)
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = contiguous_tensors
+        .iter()
+        .map(Tensor::storage_and_layout)
+        .collect();
     let mut data: [&[f32]; N] = [&[]; N];
     for (slot, (storage, layout)) in data.iter_mut().zip(&guards) {
         let Storage::Cpu(cpu) = &**storage else {

@@ -33,7 +33,11 @@ pub fn bias_act_in_place(p: Pointwise, bias: f32, ys: &mut [f32]) {
 
 /// Writes every element of `ys`.
 fn map_into<R: Real, F: ScalarFn>(f: F, xs: &[R], ys: &mut [MaybeUninit<R>]) {
-    assert_eq!(xs.len(), ys.len(), "pointwise activation: input and output lengths");
+    assert_eq!(
+        xs.len(),
+        ys.len(),
+        "pointwise activation: input and output lengths"
+    );
     ys.par_chunks_mut(CHUNK)
         .zip(xs.par_chunks(CHUNK))
         .for_each(move |(ys, xs)| {
@@ -50,7 +54,10 @@ fn map_into<R: Real, F: ScalarFn>(f: F, xs: &[R], ys: &mut [MaybeUninit<R>]) {
 
 /// Writes every element of `dxs`.
 fn map_grad_into<R: Real, F: ScalarFn>(f: F, xs: &[R], dys: &[R], dxs: &mut [MaybeUninit<R>]) {
-    assert!(xs.len() == dxs.len() && dys.len() == dxs.len(), "pointwise activation backward: lengths");
+    assert!(
+        xs.len() == dxs.len() && dys.len() == dxs.len(),
+        "pointwise activation backward: lengths"
+    );
     dxs.par_chunks_mut(CHUNK)
         .zip(xs.par_chunks(CHUNK).zip(dys.par_chunks(CHUNK)))
         .for_each(move |(dxs, (xs, dys))| {
@@ -117,12 +124,16 @@ fn backward_storage(
 ) -> Result<CpuStorage> {
     const OP: &str = "pointwise activation backward";
     Ok(match (x.0, dy.0) {
-        (CpuStorage::F32(_), CpuStorage::F32(_)) => {
-            CpuStorage::F32(backward(p, contiguous(OP, x.0, x.1)?, contiguous(OP, dy.0, dy.1)?))
-        }
-        (CpuStorage::F64(_), CpuStorage::F64(_)) => {
-            CpuStorage::F64(backward(p, contiguous(OP, x.0, x.1)?, contiguous(OP, dy.0, dy.1)?))
-        }
+        (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(backward(
+            p,
+            contiguous(OP, x.0, x.1)?,
+            contiguous(OP, dy.0, dy.1)?,
+        )),
+        (CpuStorage::F64(_), CpuStorage::F64(_)) => CpuStorage::F64(backward(
+            p,
+            contiguous(OP, x.0, x.1)?,
+            contiguous(OP, dy.0, dy.1)?,
+        )),
         (a, b) => candle_core::bail!("{OP}: unsupported dtypes {:?}/{:?}", a.dtype(), b.dtype()),
     })
 }
@@ -156,9 +167,16 @@ impl CustomOp2 for PointwiseGrad {
         l2: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         if l1.shape() != l2.shape() {
-            candle_core::bail!("pointwise activation backward: shape {:?} vs {:?}", l1.shape(), l2.shape());
+            candle_core::bail!(
+                "pointwise activation backward: shape {:?} vs {:?}",
+                l1.shape(),
+                l2.shape()
+            );
         }
-        Ok((backward_storage(self.0, (s1, l1), (s2, l2))?, l1.shape().clone()))
+        Ok((
+            backward_storage(self.0, (s1, l1), (s2, l2))?,
+            l1.shape().clone(),
+        ))
     }
 }
 

@@ -45,7 +45,11 @@ impl CustomOp2 for PreluOp {
                 let slope = w[b % channels];
                 widest_simd(
                     #[inline(always)]
-                    || y.iter_mut().zip(x).for_each(|(y, &x)| *y = if x > 0.0 { x } else { slope * x }),
+                    || {
+                        y.iter_mut()
+                            .zip(x)
+                            .for_each(|(y, &x)| *y = if x > 0.0 { x } else { slope * x })
+                    },
                 );
             });
         Ok((CpuStorage::F32(y), xl.shape().clone()))
@@ -76,7 +80,12 @@ impl CustomOp2 for PreluOp {
                             for ((dx, &x), &g) in dx.iter_mut().zip(x).zip(dy) {
                                 *dx = if x > 0.0 { g } else { slope * g };
                             }
-                            lane_sums(x, dy, #[inline(always)] |x, g| [if x > 0.0 { 0.0 } else { x * g }])[0]
+                            lane_sums(
+                                x,
+                                dy,
+                                #[inline(always)]
+                                |x, g| [if x > 0.0 { 0.0 } else { x * g }],
+                            )[0]
                         },
                     )
                 })
@@ -87,7 +96,10 @@ impl CustomOp2 for PreluOp {
             }
             (dx, dw.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
         })?;
-        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(Tensor::from_vec(dw, w.shape(), w.device())?)))
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+            Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+        ))
     }
 }
 

@@ -35,16 +35,29 @@ pub fn channel_stats(x: &[f32], (n, c, hw): (usize, usize, usize)) -> ChannelSta
                 || {
                     let mut sum = 0f64;
                     for p in planes() {
-                        sum += lane_sums(p, p, #[inline(always)] |v, _| [v])[0];
+                        sum += lane_sums(
+                            p,
+                            p,
+                            #[inline(always)]
+                            |v, _| [v],
+                        )[0];
                     }
                     let (mean, (mut sd, mut sd2)) = (sum / count, (0f64, 0f64));
                     let m = mean as f32;
                     for p in planes() {
-                        let [d, d2] = lane_sums(p, p, #[inline(always)] |v, _| [v - m, (v - m) * (v - m)]);
+                        let [d, d2] = lane_sums(
+                            p,
+                            p,
+                            #[inline(always)]
+                            |v, _| [v - m, (v - m) * (v - m)],
+                        );
                         sd += d;
                         sd2 += d2;
                     }
-                    (mean as f32, ((sd2 - sd * sd / count) / count).max(0.0) as f32)
+                    (
+                        mean as f32,
+                        ((sd2 - sd * sd / count) / count).max(0.0) as f32,
+                    )
                 },
             )
         })
@@ -70,14 +83,34 @@ fn sizes(dims: &[usize]) -> Result<(usize, usize, usize)> {
 }
 
 impl BatchNormAct {
-    pub(super) fn new(stats: Arc<ChannelStats>, eps: f32, batch_stats: bool, act: Option<Pointwise>) -> BatchNormAct {
-        BatchNormAct { stats, eps, batch_stats, act }
+    pub(super) fn new(
+        stats: Arc<ChannelStats>,
+        eps: f32,
+        batch_stats: bool,
+        act: Option<Pointwise>,
+    ) -> BatchNormAct {
+        BatchNormAct {
+            stats,
+            eps,
+            batch_stats,
+            act,
+        }
     }
 
     fn scale_shift(&self, w: &[f32], b: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let invstd: Vec<f32> = self.stats.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let invstd: Vec<f32> = self
+            .stats
+            .var
+            .iter()
+            .map(|v| 1.0 / (v + self.eps).sqrt())
+            .collect();
         let scale: Vec<f32> = invstd.iter().zip(w).map(|(i, w)| i * w).collect();
-        let shift = b.iter().zip(&scale).zip(&self.stats.mean).map(|((b, s), m)| b - m * s).collect();
+        let shift = b
+            .iter()
+            .zip(&scale)
+            .zip(&self.stats.mean)
+            .map(|((b, s), m)| b - m * s)
+            .collect();
         (scale, shift)
     }
 
@@ -86,25 +119,46 @@ impl BatchNormAct {
         self.act.unwrap_or(Pointwise::Identity(Identity))
     }
 
-    pub(super) fn forward(&self, x: &[f32], w: &[f32], b: &[f32], (_, c, hw): (usize, usize, usize)) -> Vec<f32> {
+    pub(super) fn forward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        (_, c, hw): (usize, usize, usize),
+    ) -> Vec<f32> {
         let (scale, shift) = self.scale_shift(w, b);
         let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw).zip(x.par_chunks(hw)).enumerate().for_each(|(plane, (y, x))| {
-            let (s, t) = (scale[plane % c], shift[plane % c]);
-            with_scalar_fn!(self.act(), f => widest_simd(
-                #[inline(always)]
-                || y.iter_mut().zip(x).for_each(|(y, &x)| *y = f.f(x * s + t)),
-            ))
-        });
+        y.par_chunks_mut(hw)
+            .zip(x.par_chunks(hw))
+            .enumerate()
+            .for_each(|(plane, (y, x))| {
+                let (s, t) = (scale[plane % c], shift[plane % c]);
+                with_scalar_fn!(self.act(), f => widest_simd(
+                    #[inline(always)]
+                    || y.iter_mut().zip(x).for_each(|(y, &x)| *y = f.f(x * s + t)),
+                ))
+            });
         y
     }
 
     /// Gradients of x, weight and bias. g = dL/d(BatchNorm output), dy through the
     /// activation, is computed twice (for the sums, then for dx) rather than stored: one
     /// pass over memory less.
-    fn backward(&self, x: &[f32], w: &[f32], b: &[f32], dy: &[f32], (n, c, hw): (usize, usize, usize)) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    fn backward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        b: &[f32],
+        dy: &[f32],
+        (n, c, hw): (usize, usize, usize),
+    ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
         let (scale, shift) = self.scale_shift(w, b);
-        let invstd: Vec<f32> = self.stats.var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        let invstd: Vec<f32> = self
+            .stats
+            .var
+            .iter()
+            .map(|v| 1.0 / (v + self.eps).sqrt())
+            .collect();
         // Per channel: Σg and Σg·x̂.
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
@@ -155,26 +209,57 @@ impl CustomOp3 for BatchNormAct {
         "batch-norm-act"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let dims = sizes(xl.dims())?;
         let x = crate::act::kernels::contiguous::<f32>("batch_norm", xs, xl)?;
         let w = crate::act::kernels::contiguous::<f32>("batch_norm", ws, wl)?;
         let b = crate::act::kernels::contiguous::<f32>("batch_norm", bs, bl)?;
-        Ok((CpuStorage::F32(self.forward(x, w, b, dims)), xl.shape().clone()))
+        Ok((
+            CpuStorage::F32(self.forward(x, w, b, dims)),
+            xl.shape().clone(),
+        ))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let _t = profile::span(Stage::BatchNormBackward);
         let dims = sizes(x.dims())?;
-        let (dx, dw, db) = with_f32_data("batch_norm backward", [x, w, b, dy], |[x, w, b, dy]| self.backward(x, w, b, dy, dims))?;
-        Ok((Some(Tensor::from_vec(dx, x.shape(), x.device())?), Some(Tensor::from_vec(dw, w.shape(), w.device())?), Some(Tensor::from_vec(db, b.shape(), b.device())?)))
+        let (dx, dw, db) = with_f32_data("batch_norm backward", [x, w, b, dy], |[x, w, b, dy]| {
+            self.backward(x, w, b, dy, dims)
+        })?;
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+            Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+            Some(Tensor::from_vec(db, b.shape(), b.device())?),
+        ))
     }
 }
 
 /// BatchNorm (+ an optional pointwise activation) of f32 NCHW `x`. With `stats` None the
 /// batch's own statistics are computed and returned (for the running averages);
 /// otherwise the given ones are used as constants (eval).
-pub fn batch_norm_act(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64, stats: Option<ChannelStats>, act: Option<Pointwise>) -> Result<(Tensor, Arc<ChannelStats>)> {
+pub fn batch_norm_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    eps: f64,
+    stats: Option<ChannelStats>,
+    act: Option<Pointwise>,
+) -> Result<(Tensor, Arc<ChannelStats>)> {
     let x = x.contiguous()?;
     let batch_stats = stats.is_none();
     let stats = Arc::new(match stats {
@@ -185,5 +270,8 @@ pub fn batch_norm_act(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f64, stat
         }
     });
     let op = BatchNormAct::new(stats.clone(), eps as f32, batch_stats, act);
-    Ok((x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?, stats))
+    Ok((
+        x.apply_op3(&weight.contiguous()?, &bias.contiguous()?, op)?,
+        stats,
+    ))
 }

@@ -52,7 +52,18 @@ impl Geometry {
             candle_core::bail!("conv2d: input {x:?} is smaller than the kernel {w:?}");
         }
         let out = |size: usize, k: usize| (size + 2 * p.padding - span(k)) / p.stride + 1;
-        Ok(Geometry { n: *n, c: *c, h: *h, w: *wd, co: *co, kh: *kh, kw: *kw, oh: out(*h, *kh), ow: out(*wd, *kw), p: Conv2dParams { groups: g, ..p } })
+        Ok(Geometry {
+            n: *n,
+            c: *c,
+            h: *h,
+            w: *wd,
+            co: *co,
+            kh: *kh,
+            kw: *kw,
+            oh: out(*h, *kh),
+            ow: out(*wd, *kw),
+            p: Conv2dParams { groups: g, ..p },
+        })
     }
 
     fn groups(&self) -> usize {
@@ -76,7 +87,11 @@ impl Geometry {
     }
     /// A 1×1, stride-1, unpadded, ungrouped conv reads its input as the columns directly.
     fn is_pointwise(&self) -> bool {
-        self.kh == 1 && self.kw == 1 && self.p.stride == 1 && self.p.padding == 0 && self.groups() == 1
+        self.kh == 1
+            && self.kw == 1
+            && self.p.stride == 1
+            && self.p.padding == 0
+            && self.groups() == 1
     }
 
     /// One filter per channel at stride 1 (FReLU's funnel): computed directly, where the
@@ -93,7 +108,9 @@ impl Geometry {
         (0..self.oh).flat_map(move |oy| {
             (0..self.kh).filter_map(move |ki| {
                 let iy = oy as isize - pad + ki as isize;
-                (0..self.h as isize).contains(&iy).then_some((oy, ki, iy as usize))
+                (0..self.h as isize)
+                    .contains(&iy)
+                    .then_some((oy, ki, iy as usize))
             })
         })
     }
@@ -103,11 +120,17 @@ impl Geometry {
     fn depthwise_plane(&self, x: &[f32], k: &[f32], bias: f32, out: &mut [f32]) {
         out.fill(bias);
         for (oy, ki, iy) in self.valid_rows() {
-            let (row_in, row_out) = (&x[iy * self.w..][..self.w], &mut out[oy * self.ow..][..self.ow]);
+            let (row_in, row_out) = (
+                &x[iy * self.w..][..self.w],
+                &mut out[oy * self.ow..][..self.ow],
+            );
             for kj in 0..self.kw {
                 let (lo, hi, ix0) = self.valid_columns(kj);
                 let wk = k[ki * self.kw + kj];
-                row_out[lo..hi].iter_mut().zip(&row_in[ix0..]).for_each(|(o, &v)| *o += wk * v);
+                row_out[lo..hi]
+                    .iter_mut()
+                    .zip(&row_in[ix0..])
+                    .for_each(|(o, &v)| *o += wk * v);
             }
         }
     }
@@ -116,11 +139,17 @@ impl Geometry {
     #[inline(always)]
     fn depthwise_plane_grad(&self, dy: &[f32], k: &[f32], dx: &mut [f32]) {
         for (oy, ki, iy) in self.valid_rows() {
-            let (row_dy, row_dx) = (&dy[oy * self.ow..][..self.ow], &mut dx[iy * self.w..][..self.w]);
+            let (row_dy, row_dx) = (
+                &dy[oy * self.ow..][..self.ow],
+                &mut dx[iy * self.w..][..self.w],
+            );
             for kj in 0..self.kw {
                 let (lo, hi, ix0) = self.valid_columns(kj);
                 let wk = k[ki * self.kw + kj];
-                row_dx[ix0..].iter_mut().zip(&row_dy[lo..hi]).for_each(|(o, &g)| *o += wk * g);
+                row_dx[ix0..]
+                    .iter_mut()
+                    .zip(&row_dy[lo..hi])
+                    .for_each(|(o, &g)| *o += wk * g);
             }
         }
     }
@@ -131,12 +160,16 @@ impl Geometry {
     fn depthwise_weight_grad(&self, x: &[f32], dy: &[f32], ch: usize) -> Vec<f32> {
         let mut dk = vec![0f64; self.kh * self.kw];
         for i in 0..self.n {
-            let (x, dy) = (&x[(i * self.c + ch) * self.h * self.w..][..self.h * self.w], &dy[(i * self.c + ch) * self.plane()..][..self.plane()]);
+            let (x, dy) = (
+                &x[(i * self.c + ch) * self.h * self.w..][..self.h * self.w],
+                &dy[(i * self.c + ch) * self.plane()..][..self.plane()],
+            );
             for (oy, ki, iy) in self.valid_rows() {
                 for kj in 0..self.kw {
                     let (lo, hi, ix0) = self.valid_columns(kj);
                     let row_x = &x[iy * self.w + ix0..][..hi - lo];
-                    dk[ki * self.kw + kj] += lane_sums(row_x, &dy[oy * self.ow + lo..][..hi - lo], |a, b| [a * b])[0];
+                    dk[ki * self.kw + kj] +=
+                        lane_sums(row_x, &dy[oy * self.ow + lo..][..hi - lo], |a, b| [a * b])[0];
                 }
             }
         }
@@ -147,7 +180,13 @@ impl Geometry {
     /// image, as `ox_lo..ox_hi`, and the input column of `ox_lo`.
     #[inline(always)]
     fn valid_columns(&self, kj: usize) -> (usize, usize, usize) {
-        valid_outputs(kj * self.p.dilation, self.p.stride, self.p.padding, self.w, self.ow)
+        valid_outputs(
+            kj * self.p.dilation,
+            self.p.stride,
+            self.p.padding,
+            self.w,
+            self.ow,
+        )
     }
 
     /// Output rows per tile. A tile's unfolded columns (kdim × rows · ow) stay in L2
@@ -171,13 +210,19 @@ impl Geometry {
     /// The output-row ranges of the tiles of one image.
     fn tiles(&self) -> impl Iterator<Item = Range<usize>> + '_ {
         let rows = self.tile_rows();
-        (0..self.oh).step_by(rows).map(move |start| start..(start + rows).min(self.oh))
+        (0..self.oh)
+            .step_by(rows)
+            .map(move |start| start..(start + rows).min(self.oh))
     }
 
     /// Unfolds output rows `rows` of group `g` of one image into `cols`
     /// (kdim × rows · ow, row-major).
     fn im2col(&self, x: &[f32], g: usize, rows: Range<usize>, cols: &mut [f32]) {
-        let (s, pad, d) = (self.p.stride, self.p.padding as isize, self.p.dilation as isize);
+        let (s, pad, d) = (
+            self.p.stride,
+            self.p.padding as isize,
+            self.p.dilation as isize,
+        );
         let len = rows.len() * self.ow;
         for ci in 0..self.cg() {
             let plane_in = &x[(g * self.cg() + ci) * self.h * self.w..][..self.h * self.w];
@@ -203,7 +248,11 @@ impl Geometry {
     /// Folds the columns of output rows `rows` of group `g` back onto one image's input
     /// gradient, adding.
     fn col2im(&self, cols: &[f32], g: usize, rows: Range<usize>, dx: &mut [f32]) {
-        let (s, pad, d) = (self.p.stride, self.p.padding as isize, self.p.dilation as isize);
+        let (s, pad, d) = (
+            self.p.stride,
+            self.p.padding as isize,
+            self.p.dilation as isize,
+        );
         let len = rows.len() * self.ow;
         for ci in 0..self.cg() {
             let plane_in = &mut dx[(g * self.cg() + ci) * self.h * self.w..][..self.h * self.w];
@@ -217,7 +266,10 @@ impl Geometry {
                             continue;
                         }
                         let dst = &mut plane_in[iy as usize * self.w + ix0..];
-                        dst.iter_mut().step_by(s).zip(&src[lo..hi]).for_each(|(o, v)| *o += v);
+                        dst.iter_mut()
+                            .step_by(s)
+                            .zip(&src[lo..hi])
+                            .for_each(|(o, v)| *o += v);
                     }
                 }
             }
@@ -226,10 +278,22 @@ impl Geometry {
 
     /// The unfolded columns (kdim × rows · ow) of output rows `rows` of group `g` of image
     /// `x`: a view of the image itself for pointwise convs.
-    fn columns<'a>(&self, x: &'a [f32], g: usize, rows: Range<usize>, scratch: &'a mut Vec<f32>) -> MatRef<'a> {
+    fn columns<'a>(
+        &self,
+        x: &'a [f32],
+        g: usize,
+        rows: Range<usize>,
+        scratch: &'a mut Vec<f32>,
+    ) -> MatRef<'a> {
         let len = rows.len() * self.ow;
         if self.is_pointwise() {
-            return MatRef { data: &x[rows.start * self.ow..], rows: self.c, cols: len, row_stride: self.plane(), col_stride: 1 };
+            return MatRef {
+                data: &x[rows.start * self.ow..],
+                rows: self.c,
+                cols: len,
+                row_stride: self.plane(),
+                col_stride: 1,
+            };
         }
         scratch.resize(self.kdim() * len, 0.0);
         self.im2col(x, g, rows, scratch);
@@ -239,66 +303,95 @@ impl Geometry {
     /// Output rows `rows` of group `g`'s channels in `y` (one image's co × plane): a view.
     fn tile<'a>(&self, y: &'a [f32], g: usize, rows: &Range<usize>) -> MatRef<'a> {
         let start = g * self.cog() * self.plane() + rows.start * self.ow;
-        MatRef { data: &y[start..], rows: self.cog(), cols: rows.len() * self.ow, row_stride: self.plane(), col_stride: 1 }
+        MatRef {
+            data: &y[start..],
+            rows: self.cog(),
+            cols: rows.len() * self.ow,
+            row_stride: self.plane(),
+            col_stride: 1,
+        }
     }
 
     /// Threads for each GEMM: one when the images (or tiles) already keep every thread
     /// busy, all of them otherwise.
     fn gemm_threads(&self, tasks: usize) -> usize {
         let threads = rayon::current_num_threads();
-        if tasks >= threads { 1 } else { threads }
+        if tasks >= threads {
+            1
+        } else {
+            threads
+        }
     }
 
     /// The convolution, plus `bias` per output channel when given, then `act`: each
     /// (image, tile) task unfolds its columns, multiplies, and applies bias and activation
     /// to its output tile while that is still in cache.
-    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>, act: Option<Pointwise>) -> Vec<f32> {
+    fn forward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<Pointwise>,
+    ) -> Vec<f32> {
         if self.is_depthwise() {
             let (plane, taps) = (self.plane(), self.kh * self.kw);
             let mut y = vec![0f32; self.n * self.co * plane];
-            y.par_chunks_mut(plane).zip(x.par_chunks(self.h * self.w)).enumerate().for_each(|(at, (out, x))| {
-                let ch = at % self.c;
-                let (k, b) = (&w[ch * taps..][..taps], bias.map_or(0.0, |b| b[ch]));
-                widest_simd(
-                    #[inline(always)]
-                    || self.depthwise_plane(x, k, b, out),
-                );
-                if let Some(act) = act {
-                    pointwise::bias_act_in_place(act, 0.0, out);
-                }
-            });
+            y.par_chunks_mut(plane)
+                .zip(x.par_chunks(self.h * self.w))
+                .enumerate()
+                .for_each(|(at, (out, x))| {
+                    let ch = at % self.c;
+                    let (k, b) = (&w[ch * taps..][..taps], bias.map_or(0.0, |b| b[ch]));
+                    widest_simd(
+                        #[inline(always)]
+                        || self.depthwise_plane(x, k, b, out),
+                    );
+                    if let Some(act) = act {
+                        pointwise::bias_act_in_place(act, 0.0, out);
+                    }
+                });
             return y;
         }
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let tiles: Vec<Range<usize>> = self.tiles().collect();
-        let tasks: Vec<(usize, &Range<usize>)> = (0..self.n).flat_map(|i| tiles.iter().map(move |t| (i, t))).collect();
+        let tasks: Vec<(usize, &Range<usize>)> = (0..self.n)
+            .flat_map(|i| tiles.iter().map(move |t| (i, t)))
+            .collect();
         let threads = self.gemm_threads(tasks.len());
         let len = self.n * self.co * plane;
         let mut y = Vec::<f32>::with_capacity(len);
         let out = SharedOut(y.as_mut_ptr());
-        tasks.par_iter().for_each_init(Vec::new, |scratch, &(i, rows)| {
-            let out = out; // the whole wrapper, not its raw-pointer field, moves in
-            let x = &x[i * self.image()..][..self.image()];
-            let width = rows.len() * self.ow;
-            for g in 0..self.groups() {
-                let cols = self.columns(x, g, rows.clone(), scratch);
-                let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
-                let first = (i * self.co + g * cog) * plane + rows.start * self.ow;
-                // SAFETY: task (i, rows) alone writes output rows `rows` of image i, all
-                // inside the `len` elements `y` holds; every element is written by exactly
-                // one task before `set_len` below.
-                unsafe { matmul_strided(out.0.add(first), plane, wg, cols, false, threads) };
-                if bias.is_none() && act.is_none() {
-                    continue;
+        tasks
+            .par_iter()
+            .for_each_init(Vec::new, |scratch, &(i, rows)| {
+                let out = out; // the whole wrapper, not its raw-pointer field, moves in
+                let x = &x[i * self.image()..][..self.image()];
+                let width = rows.len() * self.ow;
+                for g in 0..self.groups() {
+                    let cols = self.columns(x, g, rows.clone(), scratch);
+                    let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
+                    let first = (i * self.co + g * cog) * plane + rows.start * self.ow;
+                    // SAFETY: task (i, rows) alone writes output rows `rows` of image i, all
+                    // inside the `len` elements `y` holds; every element is written by exactly
+                    // one task before `set_len` below.
+                    unsafe { matmul_strided(out.0.add(first), plane, wg, cols, false, threads) };
+                    if bias.is_none() && act.is_none() {
+                        continue;
+                    }
+                    for r in 0..cog {
+                        // SAFETY: as above: this task's own, just written, elements.
+                        let row = unsafe {
+                            std::slice::from_raw_parts_mut(out.0.add(first + r * plane), width)
+                        };
+                        let b = bias.map_or(0.0, |b| b[g * cog + r]);
+                        pointwise::bias_act_in_place(
+                            act.unwrap_or(Pointwise::Identity(Identity)),
+                            b,
+                            row,
+                        );
+                    }
                 }
-                for r in 0..cog {
-                    // SAFETY: as above: this task's own, just written, elements.
-                    let row = unsafe { std::slice::from_raw_parts_mut(out.0.add(first + r * plane), width) };
-                    let b = bias.map_or(0.0, |b| b[g * cog + r]);
-                    pointwise::bias_act_in_place(act.unwrap_or(Pointwise::Identity(Identity)), b, row);
-                }
-            }
-        });
+            });
         // SAFETY: the tasks above wrote all `len` elements (the tiles cover every output
         // row of every image and group).
         unsafe { y.set_len(len) };
@@ -310,14 +403,28 @@ impl Geometry {
         let plane = self.plane();
         (0..self.co)
             .into_par_iter()
-            .map(|co| (0..self.n).map(|i| dy[(i * self.co + co) * plane..][..plane].iter().sum::<f32>()).sum())
+            .map(|co| {
+                (0..self.n)
+                    .map(|i| {
+                        dy[(i * self.co + co) * plane..][..plane]
+                            .iter()
+                            .sum::<f32>()
+                    })
+                    .sum()
+            })
             .collect()
     }
 
     /// The weight gradient, and the input gradient when `want_dx`, in two parallel
     /// passes over the images (so that a profile can tell the two apart; neither needs
     /// the other's intermediates).
-    fn backward(&self, x: &[f32], w: &[f32], dy: &[f32], want_dx: bool) -> (Option<Vec<f32>>, Vec<f32>) {
+    fn backward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        dy: &[f32],
+        want_dx: bool,
+    ) -> (Option<Vec<f32>>, Vec<f32>) {
         let dw = self.weight_grad(x, dy);
         let dx = want_dx.then(|| {
             let _t = profile::span(Stage::ConvBackwardInput);
@@ -352,7 +459,13 @@ impl Geometry {
                     for rows in self.tiles() {
                         let dyg = self.tile(dy, g, &rows);
                         let cols = self.columns(x, g, rows, scratch);
-                        matmul(&mut dw[g * cog * kdim..][..cog * kdim], dyg, cols.t(), true, threads);
+                        matmul(
+                            &mut dw[g * cog * kdim..][..cog * kdim],
+                            dyg,
+                            cols.t(),
+                            true,
+                            threads,
+                        );
                     }
                 }
                 dw
@@ -373,30 +486,41 @@ impl Geometry {
         let mut dx = vec![0f32; self.n * self.image()];
         if self.is_depthwise() {
             let taps = self.kh * self.kw;
-            dx.par_chunks_mut(self.h * self.w).zip(dy.par_chunks(plane)).enumerate().for_each(|(at, (dx, dy))| {
-                let ch = at % self.c;
-                let k = &w[ch * taps..][..taps];
-                widest_simd(
-                    #[inline(always)]
-                    || self.depthwise_plane_grad(dy, k, dx),
-                );
-            });
+            dx.par_chunks_mut(self.h * self.w)
+                .zip(dy.par_chunks(plane))
+                .enumerate()
+                .for_each(|(at, (dx, dy))| {
+                    let ch = at % self.c;
+                    let k = &w[ch * taps..][..taps];
+                    widest_simd(
+                        #[inline(always)]
+                        || self.depthwise_plane_grad(dy, k, dx),
+                    );
+                });
             return dx;
         }
-        dx.par_chunks_mut(self.image()).zip(dy.par_chunks(self.co * plane)).for_each_init(Vec::new, |dcols, (dx, dy)| {
-            if self.is_pointwise() {
-                matmul(dx, MatRef::rows(w, self.co, kdim).t(), MatRef::rows(dy, self.co, plane), false, threads);
-                return;
-            }
-            for g in 0..self.groups() {
-                let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
-                for rows in self.tiles() {
-                    dcols.resize(kdim * rows.len() * self.ow, 0.0);
-                    matmul(dcols, wg.t(), self.tile(dy, g, &rows), false, threads);
-                    self.col2im(dcols, g, rows, dx);
+        dx.par_chunks_mut(self.image())
+            .zip(dy.par_chunks(self.co * plane))
+            .for_each_init(Vec::new, |dcols, (dx, dy)| {
+                if self.is_pointwise() {
+                    matmul(
+                        dx,
+                        MatRef::rows(w, self.co, kdim).t(),
+                        MatRef::rows(dy, self.co, plane),
+                        false,
+                        threads,
+                    );
+                    return;
                 }
-            }
-        });
+                for g in 0..self.groups() {
+                    let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
+                    for rows in self.tiles() {
+                        dcols.resize(kdim * rows.len() * self.ow, 0.0);
+                        matmul(dcols, wg.t(), self.tile(dy, g, &rows), false, threads);
+                        self.col2im(dcols, g, rows, dx);
+                    }
+                }
+            });
         dx
     }
 }
@@ -412,7 +536,10 @@ fn gather(out: &mut [f32], src: &[f32], stride: usize) {
         2 => gather_even(out, src),
         _ => 0,
     };
-    out[done..].iter_mut().zip(src[done * stride..].iter().step_by(stride)).for_each(|(o, v)| *o = *v);
+    out[done..]
+        .iter_mut()
+        .zip(src[done * stride..].iter().step_by(stride))
+        .for_each(|(o, v)| *o = *v);
 }
 
 /// The vector part of a stride-2 gather: 16 outputs from each 32 inputs, as one AVX-512
@@ -429,13 +556,22 @@ fn gather_even(out: &mut [f32], src: &[f32]) -> usize {
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
 fn gather_even_avx512(out: &mut [f32], src: &[f32]) -> usize {
-    use std::arch::x86_64::{_mm512_loadu_ps, _mm512_permutex2var_ps, _mm512_setr_epi32, _mm512_storeu_ps};
+    use std::arch::x86_64::{
+        _mm512_loadu_ps, _mm512_permutex2var_ps, _mm512_setr_epi32, _mm512_storeu_ps,
+    };
     let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
     let blocks = (out.len() / 16).min(src.len() / 32);
-    for (o, pair) in out.chunks_exact_mut(16).zip(src.chunks_exact(32)).take(blocks) {
+    for (o, pair) in out
+        .chunks_exact_mut(16)
+        .zip(src.chunks_exact(32))
+        .take(blocks)
+    {
         // SAFETY: `pair` holds 32 floats and `o` 16: the loads and the store stay inside.
         unsafe {
-            let (lo, hi) = (_mm512_loadu_ps(pair.as_ptr()), _mm512_loadu_ps(pair.as_ptr().add(16)));
+            let (lo, hi) = (
+                _mm512_loadu_ps(pair.as_ptr()),
+                _mm512_loadu_ps(pair.as_ptr().add(16)),
+            );
             _mm512_storeu_ps(o.as_mut_ptr(), _mm512_permutex2var_ps(lo, even, hi));
         }
     }
@@ -462,30 +598,53 @@ pub struct Conv2dOp {
 }
 
 impl Conv2dOp {
-    fn fwd(&self, x: (&CpuStorage, &Layout), w: (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(CpuStorage, Shape)> {
+    fn fwd(
+        &self,
+        x: (&CpuStorage, &Layout),
+        w: (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let (y, shape) = self.forward_vec(x, w, bias)?;
         Ok((CpuStorage::F32(y), shape))
     }
 
     /// The forward pass on storage: the output's elements and shape.
-    pub(super) fn forward_vec(&self, (xs, xl): (&CpuStorage, &Layout), (ws, wl): (&CpuStorage, &Layout), bias: Option<(&CpuStorage, &Layout)>) -> Result<(Vec<f32>, Shape)> {
+    pub(super) fn forward_vec(
+        &self,
+        (xs, xl): (&CpuStorage, &Layout),
+        (ws, wl): (&CpuStorage, &Layout),
+        bias: Option<(&CpuStorage, &Layout)>,
+    ) -> Result<(Vec<f32>, Shape)> {
         let geo = Geometry::new(xl.dims(), wl.dims(), self.params)?;
         let x = contiguous::<f32>("conv2d", xs, xl)?;
         let w = contiguous::<f32>("conv2d", ws, wl)?;
-        let bias = bias.map(|(bs, bl)| contiguous::<f32>("conv2d", bs, bl)).transpose()?;
+        let bias = bias
+            .map(|(bs, bl)| contiguous::<f32>("conv2d", bs, bl))
+            .transpose()?;
         if let Some(b) = bias.filter(|b| b.len() != geo.co) {
             candle_core::bail!("conv2d: {} biases for {} output channels", b.len(), geo.co);
         }
-        Ok((geo.forward(x, w, bias, self.act), Shape::from((geo.n, geo.co, geo.oh, geo.ow))))
+        Ok((
+            geo.forward(x, w, bias, self.act),
+            Shape::from((geo.n, geo.co, geo.oh, geo.ow)),
+        ))
     }
 
     /// The input gradient (None for a constant input, such as the image), the weight
     /// gradient, and the bias gradient when `with_bias`.
-    pub(super) fn gradients(&self, x: &Tensor, w: &Tensor, dy: &Tensor, with_bias: bool) -> Result<(Option<Tensor>, Tensor, Option<Vec<f32>>)> {
+    pub(super) fn gradients(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        dy: &Tensor,
+        with_bias: bool,
+    ) -> Result<(Option<Tensor>, Tensor, Option<Vec<f32>>)> {
         // Everything but the input-gradient pass counts as the weight gradient.
         let _t = profile::span(Stage::ConvBackwardWeight);
         if self.act.is_some() {
-            candle_core::bail!("conv2d with a fused activation has no backward (it is built for inference only)");
+            candle_core::bail!(
+                "conv2d with a fused activation has no backward (it is built for inference only)"
+            );
         }
         let geo = Geometry::new(x.dims(), w.dims(), self.params)?;
         let want_dx = x.track_op();
@@ -493,7 +652,9 @@ impl Conv2dOp {
             let (dx, dw) = geo.backward(x, w, dy, want_dx);
             (dx, dw, with_bias.then(|| geo.bias_grad(dy)))
         })?;
-        let dx = dx.map(|dx| Tensor::from_vec(dx, x.shape(), x.device())).transpose()?;
+        let dx = dx
+            .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
+            .transpose()?;
         Ok((dx, Tensor::from_vec(dw, w.shape(), w.device())?, db))
     }
 }
@@ -503,11 +664,23 @@ impl CustomOp2 for Conv2dOp {
         "conv2d-gemm"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         self.fwd((xs, xl), (ws, wl), None)
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, _) = self.gradients(x, w, dy, false)?;
         Ok((dx, Some(dw)))
     }
@@ -518,13 +691,30 @@ impl CustomOp3 for Conv2dOp {
         "conv2d-gemm-bias"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         self.fwd((xs, xl), (ws, wl), Some((bs, bl)))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, db) = self.gradients(x, w, dy, true)?;
-        let db = db.map(|db| Tensor::from_vec(db, b.shape(), b.device())).transpose()?;
+        let db = db
+            .map(|db| Tensor::from_vec(db, b.shape(), b.device()))
+            .transpose()?;
         Ok((dx, Some(dw), db))
     }
 }
@@ -532,25 +722,45 @@ impl CustomOp3 for Conv2dOp {
 /// `conv2d` of f32 NCHW `x` with `weight` (out, in / groups, kh, kw); differentiable in both.
 pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
-    x.contiguous()?.apply_op2(&weight.contiguous()?, Conv2dOp { params, act: None })
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, Conv2dOp { params, act: None })
 }
 
 /// `conv2d` plus one `bias` per output channel, in one op: where a broadcast add would
 /// leave a broadcast node whose backward is a slow strided sum over (n, h, w), the bias
 /// gradient is one pass over dY inside the convolution's backward.
-pub fn conv2d_with_bias(x: &Tensor, weight: &Tensor, bias: &Tensor, params: Conv2dParams) -> Result<Tensor> {
+pub fn conv2d_with_bias(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    params: Conv2dParams,
+) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
-    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, Conv2dOp { params, act: None })
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        Conv2dOp { params, act: None },
+    )
 }
 
 /// `act(conv2d(x, weight) + bias)` in one pass for inference: the bias and activation run
 /// on each output tile while it is in cache. When any input needs a gradient it is the
 /// differentiable composition instead.
-pub fn conv2d_bias_act(x: &Tensor, weight: &Tensor, bias: &Tensor, params: Conv2dParams, act: Option<Pointwise>) -> Result<Tensor> {
+pub fn conv2d_bias_act(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    params: Conv2dParams,
+    act: Option<Pointwise>,
+) -> Result<Tensor> {
     if x.track_op() || weight.track_op() || bias.track_op() {
         let y = conv2d_with_bias(x, weight, bias, params)?;
         return act.map_or(Ok(y.clone()), |act| pointwise::apply(act, &y));
     }
     let _t = profile::span(Stage::ConvForward);
-    x.contiguous()?.apply_op3_no_bwd(&weight.contiguous()?, &bias.contiguous()?, &Conv2dOp { params, act })
+    x.contiguous()?.apply_op3_no_bwd(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        &Conv2dOp { params, act },
+    )
 }

@@ -15,12 +15,24 @@ pub struct MatRef<'a> {
 impl<'a> MatRef<'a> {
     /// A row-major matrix.
     pub fn rows(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        MatRef { data, rows, cols, row_stride: cols, col_stride: 1 }
+        MatRef {
+            data,
+            rows,
+            cols,
+            row_stride: cols,
+            col_stride: 1,
+        }
     }
 
     /// The transpose, as a view of the same memory.
     pub fn t(self) -> Self {
-        MatRef { data: self.data, rows: self.cols, cols: self.rows, row_stride: self.col_stride, col_stride: self.row_stride }
+        MatRef {
+            data: self.data,
+            rows: self.cols,
+            cols: self.rows,
+            row_stride: self.col_stride,
+            col_stride: self.row_stride,
+        }
     }
 
     fn last_index(&self) -> usize {
@@ -35,7 +47,10 @@ impl<'a> MatRef<'a> {
 /// `dst (m × n, row-major) = [dst +] lhs (m × k) · rhs (k × n)`; `threads` > 1 splits
 /// the product itself (for one large product; batches parallelise outside instead).
 pub fn matmul(dst: &mut [f32], lhs: MatRef, rhs: MatRef, accumulate: bool, threads: usize) {
-    assert!(dst.len() >= lhs.rows * rhs.cols, "matmul: destination too small");
+    assert!(
+        dst.len() >= lhs.rows * rhs.cols,
+        "matmul: destination too small"
+    );
     // SAFETY: dst is exclusively borrowed, holds the m × n product at row stride n, and
     // cannot alias the shared lhs and rhs.
     unsafe { matmul_strided(dst.as_mut_ptr(), rhs.cols, lhs, rhs, accumulate, threads) }
@@ -47,10 +62,20 @@ pub fn matmul(dst: &mut [f32], lhs: MatRef, rhs: MatRef, accumulate: bool, threa
 /// # Safety
 /// Every `dst + r · dst_row_stride + j` (r < m, j < n) must be valid for writes (and
 /// reads when accumulating), and no other thread may access those elements meanwhile.
-pub unsafe fn matmul_strided(dst: *mut f32, dst_row_stride: usize, lhs: MatRef, rhs: MatRef, accumulate: bool, threads: usize) {
+pub unsafe fn matmul_strided(
+    dst: *mut f32,
+    dst_row_stride: usize,
+    lhs: MatRef,
+    rhs: MatRef,
+    accumulate: bool,
+    threads: usize,
+) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert_eq!(rhs.rows, k, "matmul: inner dimensions differ");
-    assert!(m <= 1 || dst_row_stride >= n, "matmul: destination rows overlap");
+    assert!(
+        m <= 1 || dst_row_stride >= n,
+        "matmul: destination rows overlap"
+    );
     if m == 0 || n == 0 {
         return;
     }
@@ -63,8 +88,15 @@ pub unsafe fn matmul_strided(dst: *mut f32, dst_row_stride: usize, lhs: MatRef, 
         }
         return;
     }
-    assert!(lhs.last_index() < lhs.data.len() && rhs.last_index() < rhs.data.len(), "matmul: view out of bounds");
-    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    assert!(
+        lhs.last_index() < lhs.data.len() && rhs.last_index() < rhs.data.len(),
+        "matmul: view out of bounds"
+    );
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
     // SAFETY: every lhs and rhs index the product touches lies within the slices (checked
     // above); the destination is the caller's promise.
     unsafe {

@@ -23,12 +23,21 @@ struct HeadConv {
 }
 
 /// (images, channels, cells, outputs per anchor), checked.
-fn sizes(x: &[usize], w: &[usize], bias: usize, anchors: usize) -> Result<(usize, usize, usize, usize)> {
+fn sizes(
+    x: &[usize],
+    w: &[usize],
+    bias: usize,
+    anchors: usize,
+) -> Result<(usize, usize, usize, usize)> {
     let ([n, c, h, wd], [co, ci, 1, 1]) = (x, w) else {
-        candle_core::bail!("head conv: expected an NCHW input and a 1×1 weight, got {x:?} and {w:?}");
+        candle_core::bail!(
+            "head conv: expected an NCHW input and a 1×1 weight, got {x:?} and {w:?}"
+        );
     };
     if ci != c || co % anchors != 0 || bias != *co {
-        candle_core::bail!("head conv: input {x:?}, weight {w:?} and {bias} biases do not fit {anchors} anchors");
+        candle_core::bail!(
+            "head conv: input {x:?}, weight {w:?} and {bias} biases do not fit {anchors} anchors"
+        );
     }
     Ok((*n, *c, h * wd, co / anchors))
 }
@@ -43,28 +52,57 @@ impl CustomOp3 for HeadConv {
         "detect-head-conv"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (contiguous::<f32>("head conv", xs, xl)?, contiguous::<f32>("head conv", ws, wl)?, contiguous::<f32>("head conv", bs, bl)?);
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (
+            contiguous::<f32>("head conv", xs, xl)?,
+            contiguous::<f32>("head conv", ws, wl)?,
+            contiguous::<f32>("head conv", bs, bl)?,
+        );
         let (n, c, plane, no) = sizes(xl.dims(), wl.dims(), b.len(), self.anchors)?;
         let na = self.anchors;
         let mut y = vec![0f32; n * na * plane * no];
-        y.par_chunks_mut(plane * no).enumerate().for_each(|(ia, block)| {
-            let (i, a) = (ia / na, ia % na);
-            let x = image_t(&x[i * c * plane..][..c * plane], (c, plane));
-            let w_t = MatRef::rows(&w[a * no * c..][..no * c], no, c).t();
-            let bias = &b[a * no..][..no];
-            block.par_chunks_mut(TILE_CELLS * no).enumerate().for_each(|(t, tile)| {
-                let cells = tile.len() / no;
-                let rows = MatRef { data: &x.data[t * TILE_CELLS..], rows: cells, ..x };
-                matmul(tile, rows, w_t, false, 1);
-                tile.chunks_exact_mut(no).for_each(|cell| cell.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+        y.par_chunks_mut(plane * no)
+            .enumerate()
+            .for_each(|(ia, block)| {
+                let (i, a) = (ia / na, ia % na);
+                let x = image_t(&x[i * c * plane..][..c * plane], (c, plane));
+                let w_t = MatRef::rows(&w[a * no * c..][..no * c], no, c).t();
+                let bias = &b[a * no..][..no];
+                block
+                    .par_chunks_mut(TILE_CELLS * no)
+                    .enumerate()
+                    .for_each(|(t, tile)| {
+                        let cells = tile.len() / no;
+                        let rows = MatRef {
+                            data: &x.data[t * TILE_CELLS..],
+                            rows: cells,
+                            ..x
+                        };
+                        matmul(tile, rows, w_t, false, 1);
+                        tile.chunks_exact_mut(no)
+                            .for_each(|cell| cell.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+                    });
             });
-        });
         let (_, _, h, wd) = xl.shape().dims4()?;
         Ok((CpuStorage::F32(y), Shape::from(vec![n, na, h, wd, no])))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, b: &Tensor, _y: &Tensor, dy: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        _y: &Tensor,
+        dy: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let _t = profile::span(Stage::ConvBackwardWeight);
         let (n, c, plane, no) = sizes(x.dims(), w.dims(), b.elem_count(), self.anchors)?;
         let na = self.anchors;
@@ -85,7 +123,10 @@ impl CustomOp3 for HeadConv {
                         let block = MatRef::rows(&dy_i[a * plane * no..][..plane * no], plane, no);
                         matmul(&mut dw[a * no * c..][..no * c], block.t(), x_t, false, 1);
                         for cell in block.data.chunks_exact(no) {
-                            db[a * no..][..no].iter_mut().zip(cell).for_each(|(s, &v)| *s += v as f64);
+                            db[a * no..][..no]
+                                .iter_mut()
+                                .zip(cell)
+                                .for_each(|(s, &v)| *s += v as f64);
                         }
                         if let Some(dx) = dx.as_mut() {
                             let w_a = MatRef::rows(&w[a * no * c..][..no * c], no, c);
@@ -105,10 +146,20 @@ impl CustomOp3 for HeadConv {
                     dx.extend_from_slice(&x_i);
                 }
             }
-            (dx, dw, db.into_iter().map(|v| v as f32).collect::<Vec<f32>>())
+            (
+                dx,
+                dw,
+                db.into_iter().map(|v| v as f32).collect::<Vec<f32>>(),
+            )
         })?;
-        let dx = dx.map(|dx| Tensor::from_vec(dx, x.shape(), x.device())).transpose()?;
-        Ok((dx, Some(Tensor::from_vec(dw, w.shape(), w.device())?), Some(Tensor::from_vec(db, b.shape(), b.device())?)))
+        let dx = dx
+            .map(|dx| Tensor::from_vec(dx, x.shape(), x.device()))
+            .transpose()?;
+        Ok((
+            dx,
+            Some(Tensor::from_vec(dw, w.shape(), w.device())?),
+            Some(Tensor::from_vec(db, b.shape(), b.device())?),
+        ))
     }
 }
 
@@ -116,5 +167,9 @@ impl CustomOp3 for HeadConv {
 /// `bias`, as (N, anchors, H, W, outputs); differentiable in all three.
 pub fn head_conv(x: &Tensor, weight: &Tensor, bias: &Tensor, anchors: usize) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
-    x.contiguous()?.apply_op3(&weight.contiguous()?, &bias.contiguous()?, HeadConv { anchors })
+    x.contiguous()?.apply_op3(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        HeadConv { anchors },
+    )
 }

@@ -22,14 +22,26 @@ impl MaxPool2d {
     }
 
     /// For each output element of one (h, w) plane, the flat index of its maximum in the plane.
-    fn argmax_plane(&self, plane: &[f32], (h, w): (usize, usize), out: &mut [f32], index: &mut [u32]) {
+    fn argmax_plane(
+        &self,
+        plane: &[f32],
+        (h, w): (usize, usize),
+        out: &mut [f32],
+        index: &mut [u32],
+    ) {
         let (oh, ow) = (self.out_size(h), self.out_size(w));
         for oy in 0..oh {
             let y0 = (oy * self.stride) as isize - self.padding as isize;
-            let (ya, yb) = (y0.max(0) as usize, ((y0 + self.kernel as isize) as usize).min(h));
+            let (ya, yb) = (
+                y0.max(0) as usize,
+                ((y0 + self.kernel as isize) as usize).min(h),
+            );
             for ox in 0..ow {
                 let x0 = (ox * self.stride) as isize - self.padding as isize;
-                let (xa, xb) = (x0.max(0) as usize, ((x0 + self.kernel as isize) as usize).min(w));
+                let (xa, xb) = (
+                    x0.max(0) as usize,
+                    ((x0 + self.kernel as isize) as usize).min(w),
+                );
                 let (mut best, mut at) = (f32::NEG_INFINITY, ya * w + xa);
                 for y in ya..yb {
                     for x in xa..xb {
@@ -48,7 +60,13 @@ impl MaxPool2d {
 
     /// The forward values of one plane, as a max over window rows of the max over window
     /// columns (2k comparisons per output instead of k²); NaN propagates as in torch.
-    fn max_plane(&self, plane: &[f32], (h, w): (usize, usize), out: &mut [f32], row_max: &mut Vec<f32>) {
+    fn max_plane(
+        &self,
+        plane: &[f32],
+        (h, w): (usize, usize),
+        out: &mut [f32],
+        row_max: &mut Vec<f32>,
+    ) {
         let (oh, ow) = (self.out_size(h), self.out_size(w));
         let max = |a: f32, b: f32| if a > b || a.is_nan() { a } else { b };
         row_max.clear();
@@ -56,7 +74,10 @@ impl MaxPool2d {
         for (src, dst) in plane.chunks_exact(w).zip(row_max.chunks_exact_mut(ow)) {
             for j in 0..self.kernel {
                 let (lo, hi, x0) = valid_outputs(j, self.stride, self.padding, w, ow);
-                dst[lo..hi].iter_mut().zip(src[x0..].iter().step_by(self.stride)).for_each(|(d, &v)| *d = max(*d, v));
+                dst[lo..hi]
+                    .iter_mut()
+                    .zip(src[x0..].iter().step_by(self.stride))
+                    .for_each(|(d, &v)| *d = max(*d, v));
             }
         }
         for (oy, dst) in out.chunks_exact_mut(ow).take(oh).enumerate() {
@@ -64,7 +85,9 @@ impl MaxPool2d {
             for i in 0..self.kernel {
                 let y = (oy * self.stride + i) as isize - self.padding as isize;
                 if (0..h as isize).contains(&y) {
-                    dst.iter_mut().zip(&row_max[y as usize * ow..][..ow]).for_each(|(d, &v)| *d = max(*d, v));
+                    dst.iter_mut()
+                        .zip(&row_max[y as usize * ow..][..ow])
+                        .for_each(|(d, &v)| *d = max(*d, v));
                 }
             }
         }
@@ -91,15 +114,24 @@ impl CustomOp1 for MaxPool2d {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let x = crate::act::kernels::contiguous::<f32>("max_pool2d", s, l)?;
         let dims = l.shape().dims();
-        if dims.len() != 4 || dims[2] + 2 * self.padding < self.kernel || dims[3] + 2 * self.padding < self.kernel {
-            candle_core::bail!("max_pool2d: input {dims:?} too small for kernel {} with padding {}", self.kernel, self.padding);
+        if dims.len() != 4
+            || dims[2] + 2 * self.padding < self.kernel
+            || dims[3] + 2 * self.padding < self.kernel
+        {
+            candle_core::bail!(
+                "max_pool2d: input {dims:?} too small for kernel {} with padding {}",
+                self.kernel,
+                self.padding
+            );
         }
         let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
         let (oh, ow) = (self.out_size(h), self.out_size(w));
         let mut out = vec![0f32; n * c * oh * ow];
         out.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
-            .for_each_init(Vec::new, |row_max, (out, plane)| self.max_plane(plane, (h, w), out, row_max));
+            .for_each_init(Vec::new, |row_max, (out, plane)| {
+                self.max_plane(plane, (h, w), out, row_max)
+            });
         Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
     }
 
@@ -126,5 +158,9 @@ impl CustomOp1 for MaxPool2d {
 /// Max pooling of an f32 NCHW tensor; differentiable.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let _t = profile::span(Stage::PoolUpsampleForward);
-    x.contiguous()?.apply_op1(MaxPool2d { kernel, stride, padding })
+    x.contiguous()?.apply_op1(MaxPool2d {
+        kernel,
+        stride,
+        padding,
+    })
 }

@@ -14,10 +14,24 @@ pub mod upsample;
 /// `o · stride − padding + offset` lies inside the row, and the input of `lo` (clamped into
 /// the row, so that slicing from it is safe even when the range is empty).
 #[inline(always)]
-fn valid_outputs(offset: usize, stride: usize, padding: usize, len: usize, outputs: usize) -> (usize, usize, usize) {
+fn valid_outputs(
+    offset: usize,
+    stride: usize,
+    padding: usize,
+    len: usize,
+    outputs: usize,
+) -> (usize, usize, usize) {
     let (s, p, off) = (stride as isize, padding as isize, offset as isize);
     let last = len as isize - 1 + p - off;
-    let hi = if last < 0 { 0 } else { (last / s + 1).min(outputs as isize) };
+    let hi = if last < 0 {
+        0
+    } else {
+        (last / s + 1).min(outputs as isize)
+    };
     let lo = (((p - off).max(0) + s - 1) / s).min(hi);
-    (lo as usize, hi as usize, (lo * s - p + off).clamp(0, len as isize) as usize)
+    (
+        lo as usize,
+        hi as usize,
+        (lo * s - p + off).clamp(0, len as isize) as usize,
+    )
 }

@@ -56,7 +56,9 @@ impl CustomOp1 for UpsampleNearest2d {
         let s = self.scale;
         let mut y = vec![0f32; x.len() * s * s];
         if !y.is_empty() {
-            y.par_chunks_mut(h * w * s * s).zip(x.par_chunks(h * w)).for_each(|(y, x)| self.forward_plane(x, w, y));
+            y.par_chunks_mut(h * w * s * s)
+                .zip(x.par_chunks(h * w))
+                .for_each(|(y, x)| self.forward_plane(x, w, y));
         }
         Ok((CpuStorage::F32(y), Shape::from((n, c, h * s, w * s))))
     }
@@ -68,7 +70,9 @@ impl CustomOp1 for UpsampleNearest2d {
         if !dx.is_empty() {
             let s = self.scale;
             with_f32_data("upsample_nearest2d backward", [grad], |[dy]| {
-                dx.par_chunks_mut(h * w).zip(dy.par_chunks(h * w * s * s)).for_each(|(dx, dy)| self.backward_plane(dy, w, dx));
+                dx.par_chunks_mut(h * w)
+                    .zip(dy.par_chunks(h * w * s * s))
+                    .for_each(|(dx, dy)| self.backward_plane(dy, w, dx));
             })?;
         }
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
@@ -80,7 +84,10 @@ impl CustomOp1 for UpsampleNearest2d {
 pub fn upsample_nearest2d(x: &Tensor, scale: usize) -> Result<Tensor> {
     let _t = profile::span(Stage::PoolUpsampleForward);
     if scale == 0 || x.rank() != 4 {
-        candle_core::bail!("upsample_nearest2d: needs an NCHW tensor and a scale ≥ 1, got {:?} and {scale}", x.dims());
+        candle_core::bail!(
+            "upsample_nearest2d: needs an NCHW tensor and a scale ≥ 1, got {:?} and {scale}",
+            x.dims()
+        );
     }
     x.contiguous()?.apply_op1(UpsampleNearest2d { scale })
 }
