@@ -12,3 +12,4 @@ pub mod plot;
 pub mod profile;
 pub mod runtime;
 pub mod train;
+pub mod util;

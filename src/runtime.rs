@@ -1,13 +1,20 @@
 //! Process-wide settings that the CLI and the benchmarks apply once at startup, before
 //! any tensor or thread exists.
 
-/// Leaves the cores to rayon and keeps freed tensor memory in the process.
+/// Leaves the cores to rayon, keeps freed tensor memory in the process, and keeps
+/// backtraces out of error messages.
 pub fn configure() {
     // candle's elementwise ops spin a pool of their own beside rayon's, which our kernels
     // use: on a small machine the two fight over the cores (measured: a yolov5n training
     // step takes 1.5x as long). One candle thread leaves the cores to rayon.
     if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+    // candle attaches a backtrace to every error when RUST_BACKTRACE is set, and its
+    // errors reach users as messages (a bad config, a wrong shape). Library backtraces
+    // stay off unless asked for by name; panics still honour RUST_BACKTRACE.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
     retain_freed_memory();
 }

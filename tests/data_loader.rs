@@ -24,6 +24,7 @@ fn loader_config(workers: usize) -> LoaderConfig {
         workers,
         seed: 11,
         prefetch: 2,
+        rect: None,
     }
 }
 

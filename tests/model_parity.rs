@@ -45,7 +45,8 @@ fn safetensors_weights_give_pytorch_outputs_for_every_activation() {
 fn pt_checkpoints_give_pytorch_outputs_for_every_activation() {
     for act in ACTIVATIONS {
         let model = actyolo::model::weights::load_model(&fixture(&format!("{act}.pt")), None, None)
-            .unwrap_or_else(|e| panic!("{act}: {e}"));
+            .unwrap_or_else(|e| panic!("{act}: {e}"))
+            .0;
         assert_eq!(model.names, ["circle", "rectangle", "triangle"]);
         check_outputs(
             &model,
@@ -60,10 +61,14 @@ fn pt_checkpoints_give_pytorch_outputs_for_every_activation() {
 fn safetensors_round_trip_keeps_weights_yaml_and_names() {
     let dir = std::env::temp_dir().join(format!("actyolo-roundtrip-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let original = actyolo::model::weights::load_model(&fixture("frelu.pt"), None, None).unwrap();
+    let original = actyolo::model::weights::load_model(&fixture("frelu.pt"), None, None)
+        .unwrap()
+        .0;
     let path = dir.join("frelu.safetensors");
     actyolo::model::weights::save_safetensors(&original, &path).unwrap();
-    let reloaded = actyolo::model::weights::load_model(&path, None, None).unwrap();
+    let reloaded = actyolo::model::weights::load_model(&path, None, None)
+        .unwrap()
+        .0;
     assert_eq!(reloaded.names, original.names);
     assert_eq!(reloaded.config.yaml, original.config.yaml);
     assert_eq!(reloaded.config.layers, original.config.layers);

@@ -187,7 +187,7 @@ fn yolov7_checkpoints_load_with_their_yaml_names_and_ema() {
     // Its yaml builds the model, `anchor_grid` (derived from the anchors) is left aside, and
     // the outputs, unfused and fused (a RepConv with an identity branch among them), are torch's.
     let outputs = load("mini.out.safetensors");
-    let mut model = load_model(&fixture("mini.pt"), None, None).unwrap();
+    let mut model = load_model(&fixture("mini.pt"), None, None).unwrap().0;
     check_outputs(&model, &outputs, "", "mini.pt");
     model.fuse().unwrap();
     check_outputs(&model, &outputs, "fused.", "mini.pt fused");

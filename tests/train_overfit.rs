@@ -1,5 +1,9 @@
-//! Overfitting a handful of synthetic images: YOLOv5n from scratch must reach mAP50 > 0.9
+//! Overfitting a handful of synthetic images: YOLOv5n from scratch must reach mAP50 > 0.8
 //! on the 8 images it trains on, without augmentation.
+//!
+//! Validation batches as val.py does (rectangular, pad 0.5), so the 128-px images are
+//! evaluated at 160 with a grey border that augmentation-free training never shows the
+//! model: the same run that reached 0.99 evaluated at 128 reaches about 0.85 here.
 //!
 //! Adam at lr0 0.002: with a batch of 8, gradients accumulate to the nominal 64, so 600
 //! iterations are only 75 optimiser steps. SGD at 0.01 had not fitted the small circles
@@ -110,6 +114,6 @@ fn yolov5n_overfits_eight_images() {
         String::from_utf8_lossy(&out.stderr)
     );
     let map50 = best_map50(&dir.join("runs/overfit"));
-    assert!(map50 > 0.9, "best mAP50 {map50}");
+    assert!(map50 > 0.8, "best mAP50 {map50}");
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -644,6 +644,10 @@ fn check_type(param: &ParamDef, value: &Value) -> Result<Value, String> {
     let wrong =
         |expected: &str| format!("expected {expected}, got {} ({value})", value.type_name());
     match (param.ty, value) {
+        // A literal such as 1e400 reads as infinity, which no activation argument can be.
+        (ParamType::Float, Value::Float(v)) if !v.is_finite() => Err(format!(
+            "{value} is not a finite number (a literal beyond float range?)"
+        )),
         (ParamType::Float, Value::Float(_)) => Ok(value.clone()),
         (ParamType::Float, Value::Int(v)) => Ok(Value::Float(*v as f64)),
         (ParamType::Float, _) => Err(wrong("a number")),

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use super::values::positive;
 use crate::act::spec::split_list;
 use crate::data::synth::{generate, SynthConfig};
 use crate::experiment::compare::{compare, CompareEvent, CompareOptions};
@@ -18,6 +19,7 @@ use crate::train::trainer::{TrainEvent, TrainOptions};
 /// seeds each, on a small synthetic dataset at 128 px, sized (by measurement, see README)
 /// to finish within a quarter of an hour on a 2-core CPU.
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct CompareArgs {
     /// Model config: a shipped name (yolov5n.yaml) or a YAML path.
     #[arg(long, default_value = "yolov5n.yaml")]
@@ -31,11 +33,11 @@ pub struct CompareArgs {
     /// One run per activation and seed.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     pub seeds: Vec<u64>,
-    #[arg(long, default_value_t = DEMO.epochs)]
+    #[arg(long, default_value_t = DEMO.epochs, value_parser = positive)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     pub batch: usize,
-    #[arg(long, default_value_t = DEMO.imgsz)]
+    #[arg(long, default_value_t = DEMO.imgsz, value_parser = positive)]
     pub imgsz: usize,
     /// Hyperparameters: a shipped name or a YAML path.
     #[arg(long, default_value = "hyp.scratch-low.yaml")]
@@ -44,8 +46,8 @@ pub struct CompareArgs {
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// Adam by default here (train's default is SGD): from scratch, SGD needs thousands of
-    /// iterations before mAP rises, far more than the demo's budget (PyTorch's own SGD run in
-    /// ../shared/REFERENCE.md is at mAP50 0.007 after 10 epochs of 512 images, 0.2 after 30).
+    /// iterations before mAP rises, far more than the demo's budget (YOLOv5's own SGD recipe
+    /// on 512 synthetic images is at mAP50 0.007 after 10 epochs, 0.2 after 30).
     #[arg(long, value_enum, default_value = "Adam")]
     pub optimizer: OptimizerKind,
     #[arg(long)]
@@ -64,7 +66,7 @@ pub struct CompareArgs {
     #[arg(long, default_value = "runs/compare/exp")]
     pub out: PathBuf,
     /// Timed batch-1 inferences per activation (the latency is their median).
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, value_parser = positive)]
     pub latency_runs: usize,
 }
 
@@ -84,10 +86,6 @@ const DEMO: Demo = Demo {
 };
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
-    anyhow::ensure!(
-        args.batch > 0 && args.epochs > 0 && args.imgsz >= 32,
-        "--batch and --epochs must be positive and --imgsz at least 32"
-    );
     let data = match args.data {
         Some(d) => d,
         None => demo_data(args.imgsz)?,
@@ -112,6 +110,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
             patience: args.patience,
             freeze: args.freeze,
             noautoanchor: args.noautoanchor,
+            rect: false,
         },
         acts: split_list(&args.acts)
             .into_iter()

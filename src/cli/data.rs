@@ -124,6 +124,7 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
             workers: args.workers,
             seed: args.seed,
             prefetch: 1,
+            rect: None,
         };
         let loader = Loader::train(Arc::new(dataset), &hyp, loader_config)?;
         let batch = loader

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::values::{fraction, positive};
 use crate::detect::{detect, DetectEvent, DetectOptions};
 use crate::eval::NmsOptions;
 
@@ -11,6 +12,7 @@ use crate::eval::NmsOptions;
 #[command(
     after_help = "Example: actyolo detect --weights best.pt --source images/ --conf 0.4 --save-txt"
 )]
+#[command(allow_negative_numbers = true)]
 pub struct DetectArgs {
     /// Model weights: an ultralytics train.py checkpoint (.pt) or .safetensors.
     #[arg(long)]
@@ -22,16 +24,16 @@ pub struct DetectArgs {
     #[arg(long)]
     cfg: Option<String>,
     /// Inference size in pixels (rounded up to a multiple of the model's stride).
-    #[arg(long, default_value_t = 640)]
-    imgsz: u32,
-    /// Confidence threshold.
-    #[arg(long, default_value_t = 0.25)]
+    #[arg(long, default_value_t = 640, value_parser = positive)]
+    imgsz: usize,
+    /// Confidence threshold, 0 to 1.
+    #[arg(long, default_value_t = 0.25, value_parser = fraction)]
     conf: f64,
-    /// NMS IoU threshold.
-    #[arg(long, default_value_t = 0.45)]
+    /// NMS IoU threshold, 0 to 1.
+    #[arg(long, default_value_t = 0.45, value_parser = fraction)]
     iou: f64,
     /// Maximum detections per image.
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = positive)]
     max_det: usize,
     /// Keep only these classes, e.g. --classes 0 2.
     #[arg(long, num_args = 1..)]
@@ -87,8 +89,9 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
 fn render(event: DetectEvent<'_>) {
     match event {
         DetectEvent::Image(_) => println!("{event}"),
-        DetectEvent::Skipped { .. } | DetectEvent::ImageSizeRounded { .. } => {
-            eprintln!("warning: {event}")
-        }
+        DetectEvent::Note(note) => eprintln!("{note}"),
+        DetectEvent::Skipped { .. }
+        | DetectEvent::Warning { .. }
+        | DetectEvent::ImageSizeRounded { .. } => eprintln!("WARNING ⚠️ {event}"),
     }
 }

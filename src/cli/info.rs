@@ -1,13 +1,16 @@
 //! `actyolo info`: the layer table and totals of a model config.
 
+use anyhow::Context;
 use clap::Args;
 
+use super::values::positive;
 use crate::act::ActSpec;
 use crate::model::build::Model;
-use crate::model::config::ModelConfig;
+use crate::model::config::{ModelConfig, MAX_NC};
 use crate::model::summary::ModelSummary;
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct InfoArgs {
     /// Model config: a shipped name (yolov5n.yaml, yolov5s6, yolov7-tiny, ...) or a YAML path.
     #[arg(long, default_value = "yolov5n.yaml")]
@@ -16,10 +19,10 @@ pub struct InfoArgs {
     #[arg(long)]
     pub act: Option<String>,
     /// Number of classes, overriding the YAML.
-    #[arg(long)]
+    #[arg(long, value_parser = class_count)]
     pub nc: Option<usize>,
     /// Image size for the GFLOPs.
-    #[arg(long, default_value_t = 640)]
+    #[arg(long, default_value_t = 640, value_parser = positive)]
     pub imgsz: usize,
     /// Print JSON.
     #[arg(long)]
@@ -29,10 +32,14 @@ pub struct InfoArgs {
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let mut cfg = ModelConfig::load(&args.cfg)?;
     if let Some(nc) = args.nc {
-        anyhow::ensure!(nc > 0, "--nc must be at least 1");
         cfg = cfg.with_nc(nc);
     }
-    let act = args.act.as_deref().map(ActSpec::parse).transpose()?;
+    let act = args
+        .act
+        .as_deref()
+        .map(ActSpec::parse)
+        .transpose()
+        .context("--act")?;
     let model = Model::new(&cfg, act.as_ref(), 0)?;
     let summary = ModelSummary::of(&model, args.imgsz);
     if args.json {
@@ -41,4 +48,13 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         print!("{}", summary.render());
     }
     Ok(())
+}
+
+fn class_count(text: &str) -> Result<usize, String> {
+    match positive(text)? {
+        nc if nc <= MAX_NC => Ok(nc),
+        nc => Err(format!(
+            "{nc} is out of range: a model has 1 to {MAX_NC} classes"
+        )),
+    }
 }

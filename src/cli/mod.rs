@@ -7,6 +7,7 @@ pub mod detect;
 pub mod info;
 pub mod train;
 pub mod val;
+pub mod values;
 
 use clap::{Parser, Subcommand};
 
@@ -41,14 +42,15 @@ pub enum Command {
     Val(val::ValArgs),
 }
 
-pub fn run(cli: Cli) -> anyhow::Result<()> {
+/// Runs the parsed command; `matches` tells which options were given on the command line.
+pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
     match cli.command {
         Command::Acts(cmd) => acts::run(cmd),
         Command::Compare(args) => compare::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Detect(args) => detect::run(args),
         Command::Info(args) => info::run(args),
-        Command::Train(args) => train::run(args),
+        Command::Train(args) => train::run(args, matches.subcommand_matches("train")),
         Command::Val(args) => val::run(args),
     }
 }

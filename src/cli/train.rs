@@ -2,14 +2,17 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use super::values::positive;
 use crate::eval::val::render_table;
 use crate::train::optim::OptimizerKind;
-use crate::train::trainer::{latest_state, train, TrainEvent, TrainOptions};
+use crate::train::trainer::{latest_run, train, TrainEvent, TrainOptions, TrainStart};
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
     /// Model config: a shipped name (yolov5n.yaml, yolov7-tiny.yaml, ...) or a YAML path.
     #[arg(long, default_value = "yolov5n.yaml")]
@@ -26,20 +29,24 @@ pub struct TrainArgs {
     /// Initial weights to fine-tune from (.pt or .safetensors).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    #[arg(long, default_value_t = 100)]
+    /// Epochs to train; with --resume, a new total that extends the run.
+    #[arg(long, default_value_t = 100, value_parser = positive)]
     pub epochs: usize,
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 16, value_parser = positive)]
     pub batch: usize,
-    #[arg(long, default_value_t = 640)]
+    /// Train and validation image size (rounded up to a multiple of the model's stride).
+    #[arg(long, default_value_t = 640, value_parser = positive)]
     pub imgsz: usize,
     #[arg(long, value_enum, default_value = "SGD")]
     pub optimizer: OptimizerKind,
     /// Cosine (one-cycle) LR schedule instead of linear.
     #[arg(long)]
     pub cos_lr: bool,
-    /// Continue a stopped run: its folder or weights/last.state.safetensors; alone, the latest run.
-    #[arg(long, num_args = 0..=1, default_missing_value = "")]
-    pub resume: Option<PathBuf>,
+    /// Continue a stopped run with its own settings: its folder or a file in its weights/;
+    /// alone, the run under --project saved last.
+    #[arg(long, num_args = 0..=1)]
+    #[allow(clippy::option_option)]
+    pub resume: Option<Option<PathBuf>>,
     #[arg(long, default_value = "runs/train")]
     pub project: PathBuf,
     #[arg(long, default_value = "exp")]
@@ -54,57 +61,76 @@ pub struct TrainArgs {
     /// Stop after this many epochs without improvement (0: never).
     #[arg(long, default_value_t = 100)]
     pub patience: usize,
-    /// Layers to freeze, e.g. --freeze 0 1 2.
+    /// Layers to freeze: N freezes layers 0 to N-1 (--freeze 10: YOLOv5's backbone);
+    /// several numbers freeze those layers (--freeze 0 1 2).
     #[arg(long, num_args = 1..)]
     pub freeze: Vec<usize>,
     /// Keep the config's anchors without checking them.
     #[arg(long)]
     pub noautoanchor: bool,
+    /// Rectangular training: batches of similar aspect ratio letterboxed to the smallest
+    /// rectangle, in a fixed order, without mosaic (as train.py's --rect).
+    #[arg(long)]
+    pub rect: bool,
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let resume = match &args.resume {
-        Some(p) if p.as_os_str().is_empty() => {
-            Some(latest_state(&args.project).ok_or_else(|| {
-                anyhow::anyhow!(
-                    "--resume: no run with a checkpoint under {}",
-                    args.project.display()
-                )
-            })?)
+pub fn run(args: TrainArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
+    let given =
+        |id: &str| matches.is_some_and(|m| m.value_source(id) == Some(ValueSource::CommandLine));
+    let start = match &args.resume {
+        Some(path) => {
+            // A resumed run keeps the settings it was started with; only --epochs may
+            // extend it, and --project says where to look for the latest run.
+            let command = TrainArgs::augment_args(clap::Command::new("train"));
+            let ignored: Vec<String> = command
+                .get_arguments()
+                .map(|arg| arg.get_id().as_str())
+                .filter(|id| !["resume", "epochs", "project"].contains(id) && given(id))
+                .map(|id| format!("--{}", id.replace('_', "-")))
+                .collect();
+            anyhow::ensure!(
+                ignored.is_empty(),
+                "--resume continues a run with the settings it was started with; {} cannot change (only --epochs can, to extend the run)",
+                ignored.join(", ")
+            );
+            let path = match path {
+                Some(path) => path.clone(),
+                None => latest_run(&args.project).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "--resume: no run with a checkpoint under {}; name the run folder (--resume runs/train/exp)",
+                        args.project.display()
+                    )
+                })?,
+            };
+            TrainStart::Resume {
+                path,
+                epochs: given("epochs").then_some(args.epochs),
+            }
         }
-        other => other.clone(),
-    };
-    let data = match (&args.data, &resume) {
-        (Some(d), _) => d.clone(),
-        (None, Some(_)) => PathBuf::new(),
-        (None, None) => anyhow::bail!("--data is required (e.g. `actyolo data synth --out runs/data/shapes` writes runs/data/shapes/data.yaml)"),
-    };
-    anyhow::ensure!(
-        args.batch > 0 && args.epochs > 0 && args.imgsz >= 32,
-        "--batch and --epochs must be positive and --imgsz at least 32"
-    );
-    let options = TrainOptions {
-        cfg: args.cfg,
-        data,
-        act: args.act,
-        hyp: args.hyp,
-        weights: args.weights,
-        epochs: args.epochs,
-        batch: args.batch,
-        imgsz: args.imgsz,
-        optimizer: args.optimizer,
-        cos_lr: args.cos_lr,
-        project: args.project,
-        name: args.name,
-        exist_ok: args.exist_ok,
-        workers: args.workers,
-        seed: args.seed,
-        patience: args.patience,
-        freeze: args.freeze,
-        noautoanchor: args.noautoanchor,
+        None => TrainStart::New(TrainOptions {
+            cfg: args.cfg,
+            data: args.data.ok_or_else(|| anyhow::anyhow!("--data is required (e.g. `actyolo data synth --out runs/data/shapes` writes runs/data/shapes/data.yaml)"))?,
+            act: args.act,
+            hyp: args.hyp,
+            weights: args.weights,
+            epochs: args.epochs,
+            batch: args.batch,
+            imgsz: args.imgsz,
+            optimizer: args.optimizer,
+            cos_lr: args.cos_lr,
+            project: args.project,
+            name: args.name,
+            exist_ok: args.exist_ok,
+            workers: args.workers,
+            seed: args.seed,
+            patience: args.patience,
+            freeze: args.freeze,
+            noautoanchor: args.noautoanchor,
+            rect: args.rect,
+        }),
     };
     let mut display = Display::default();
-    let outcome = train(&options, resume.as_deref(), &mut |e| display.show(e))?;
+    let outcome = train(&start, &mut |e| display.show(e))?;
     display.finish();
     if let Some(val) = &outcome.final_val {
         println!(

@@ -4,10 +4,12 @@ use std::path::PathBuf;
 
 use clap::Args;
 
+use super::values::{fraction, positive};
 use crate::detect::output::increment_path;
 use crate::eval::val::{render_table, run_val, ValOptions, ValRun};
 
 #[derive(Debug, Args)]
+#[command(allow_negative_numbers = true)]
 pub struct ValArgs {
     /// Weights (.pt or .safetensors).
     #[arg(long)]
@@ -15,15 +17,19 @@ pub struct ValArgs {
     /// Dataset YAML.
     #[arg(long)]
     pub data: PathBuf,
-    #[arg(long, default_value_t = 640)]
+    /// Inference size (rounded up to a multiple of the model's stride); images are batched
+    /// by aspect ratio into rectangles of this long side, as val.py does.
+    #[arg(long, default_value_t = 640, value_parser = positive)]
     pub imgsz: usize,
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = positive)]
     pub batch: usize,
-    #[arg(long, default_value_t = 0.001)]
+    /// Confidence threshold, 0 to 1.
+    #[arg(long, default_value_t = 0.001, value_parser = fraction)]
     pub conf: f64,
-    #[arg(long, default_value_t = 0.6)]
+    /// NMS IoU threshold, 0 to 1.
+    #[arg(long, default_value_t = 0.6, value_parser = fraction)]
     pub iou: f64,
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, default_value_t = 300, value_parser = positive)]
     pub max_det: usize,
     /// Write COCO predictions and ground truth JSON, and print pycocotools-convention mAP.
     #[arg(long)]
@@ -52,14 +58,21 @@ pub fn run(args: ValArgs) -> anyhow::Result<()> {
         workers: args.workers,
         options,
     };
-    let (outcome, names) = run_val(&run)?;
-    print!("{}", render_table(&outcome, &names));
+    let report = run_val(&run, &mut |message| eprintln!("{message}"))?;
+    let outcome = &report.outcome;
+    print!("{}", render_table(outcome, &report.names));
     let [pre, inf, nms] = outcome.speed_ms;
-    println!("Speed: {pre:.1}ms pre-process, {inf:.1}ms inference, {nms:.1}ms NMS per image at shape ({}, 3, {}, {})", run.batch, run.imgsz, run.imgsz);
+    println!(
+        "Speed: {pre:.1}ms pre-process, {inf:.1}ms inference, {nms:.1}ms NMS per image at shape ({}, 3, {}, {})",
+        run.batch, report.imgsz, report.imgsz
+    );
     println!(
         "The table follows ultralytics' convention (val.py's matching, 101-point interpolated AP)."
     );
-    println!("COCO convention (pycocotools' COCOeval, max 100 detections per image): mAP@0.5:0.95 {:.5}, mAP@0.5 {:.5}", outcome.coco.map, outcome.coco.map50);
+    println!(
+        "COCO convention (pycocotools' COCOeval, max 100 detections per image): mAP@0.5:0.95 {:.5}, mAP@0.5 {:.5}",
+        outcome.coco.map, outcome.coco.map50
+    );
     if args.save_json {
         println!(
             "COCO JSON (predictions.json, ground_truth.json) saved to {}",

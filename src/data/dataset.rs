@@ -15,8 +15,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
 
+use crate::data::image::{
+    decode_image, has_image_extension, image_path_problem, IMG_FORMATS, TRUNCATED_JPEG,
+};
 use crate::data::labels::{parse_labels, Label};
-use crate::detect::source::{read_image, IMG_FORMATS};
+use crate::util::fs::read_text;
 
 /// The parts of a dataset that `data.yaml` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +289,7 @@ pub enum DatasetError {
     },
     #[error("no images found in {sources}; image files end in {}", IMG_FORMATS.join(", "))]
     NoImages { sources: String },
+
     #[error("{file}: the `{split}:` split is empty or missing")]
     NoSplit { file: PathBuf, split: &'static str },
 }
@@ -325,44 +329,44 @@ impl Dataset {
     /// Finds the images of `sources`, and verifies them and their labels for `nc`
     /// classes, or reads the result from the label cache when no file has changed since.
     pub fn load(sources: &[PathBuf], nc: usize) -> Result<Dataset, DatasetError> {
-        let images = list_images(sources)?;
+        let listing = list_images(sources)?;
+        let images = listing.images;
         let labels: Vec<PathBuf> = images.iter().map(|image| label_path(image)).collect();
         let cache_path = cache_path(sources, &labels);
         let hash = files_hash(&labels, &images, nc);
-        if let Some(cache) = read_cache(&cache_path, &hash) {
-            let report = DatasetReport {
-                cache: CacheStatus::Loaded(cache_path),
-                counts: cache.counts,
-                warnings: cache.warnings,
-            };
-            return Ok(Dataset {
-                records: cache.records,
-                report,
-            });
-        }
-        let (records, counts, warnings) = verify_all(&images, &labels, nc);
-        let cache = LabelCache {
-            version: CACHE_VERSION,
-            hash,
-            records,
-            counts,
-            warnings,
+        let (cache, status) = match read_cache(&cache_path, &hash) {
+            Some(cache) => (cache, CacheStatus::Loaded(cache_path)),
+            None => {
+                let (records, counts, warnings) = verify_all(&images, &labels, nc);
+                let cache = LabelCache {
+                    version: CACHE_VERSION,
+                    hash,
+                    records,
+                    counts,
+                    warnings,
+                };
+                let status = match write_cache(&cache_path, &cache) {
+                    Ok(()) => CacheStatus::Created(cache_path),
+                    Err(reason) => CacheStatus::NotWritable {
+                        path: cache_path,
+                        reason,
+                    },
+                };
+                (cache, status)
+            }
         };
-        let status = match write_cache(&cache_path, &cache) {
-            Ok(()) => CacheStatus::Created(cache_path),
-            Err(reason) => CacheStatus::NotWritable {
-                path: cache_path,
-                reason,
-            },
-        };
-        let report = DatasetReport {
-            cache: status,
-            counts: cache.counts,
-            warnings: cache.warnings,
-        };
+        // Paths that could not even be listed as images are found afresh every time.
+        let mut counts = cache.counts;
+        counts.corrupt += listing.skipped.len();
+        let mut warnings = listing.skipped;
+        warnings.extend(cache.warnings);
         Ok(Dataset {
             records: cache.records,
-            report,
+            report: DatasetReport {
+                cache: status,
+                counts,
+                warnings,
+            },
         })
     }
 
@@ -375,41 +379,66 @@ impl Dataset {
     }
 }
 
+/// The image files a split's sources name, and the paths that look like images but
+/// cannot be one (each with its warning).
+#[derive(Debug, Default)]
+pub struct ImageListing {
+    pub images: Vec<PathBuf>,
+    pub skipped: Vec<DatasetWarning>,
+}
+
+fn join_paths(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|s| s.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// The image files of the sources, sorted: every image under a folder (recursively), or
 /// the paths a list file names (relative ones against the list's folder).
-pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>, DatasetError> {
+pub fn list_images(sources: &[PathBuf]) -> Result<ImageListing, DatasetError> {
     let mut found = Vec::new();
+    let mut skipped = Vec::new();
     for source in sources {
         let source = std::path::absolute(source).map_err(|e| DatasetError::Io {
             path: source.clone(),
             error: e,
         })?;
         if source.is_dir() {
-            found.extend(files_under(&source)?);
+            found.extend(files_under(&source, &mut skipped)?);
         } else if source.is_file() {
             found.extend(listed_files(&source)?);
         } else {
             return Err(DatasetError::MissingSource { path: source });
         }
     }
-    let mut images: Vec<PathBuf> = found
-        .into_iter()
-        .filter(|path| has_image_extension(path))
-        .collect();
-    images.sort();
-    if images.is_empty() {
-        let sources = sources
-            .iter()
-            .map(|s| s.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ");
-        return Err(DatasetError::NoImages { sources });
+    let mut images = Vec::new();
+    for path in found.into_iter().filter(|path| has_image_extension(path)) {
+        match image_path_problem(&path) {
+            Some(message) => skipped.push(DatasetWarning {
+                file: path,
+                message: format!("{message} (image skipped)"),
+            }),
+            None => images.push(path),
+        }
     }
-    Ok(images)
+    images.sort();
+    skipped.sort_by(|a, b| a.file.cmp(&b.file));
+    if images.is_empty() && skipped.is_empty() {
+        return Err(DatasetError::NoImages {
+            sources: join_paths(sources),
+        });
+    }
+    Ok(ImageListing { images, skipped })
 }
 
-/// `folder/**/*.*` as Python's recursive glob: hidden names are not matched.
-fn files_under(folder: &Path) -> Result<Vec<PathBuf>, DatasetError> {
+/// `folder/**/*.*` as Python's recursive glob: hidden names are not matched. Folders that
+/// cannot be read are warned about and skipped.
+fn files_under(
+    folder: &Path,
+    skipped: &mut Vec<DatasetWarning>,
+) -> Result<Vec<PathBuf>, DatasetError> {
     let pattern = format!("{}/**/*.*", Pattern::escape(&folder.to_string_lossy()));
     let options = MatchOptions {
         require_literal_leading_dot: true,
@@ -419,14 +448,24 @@ fn files_under(folder: &Path) -> Result<Vec<PathBuf>, DatasetError> {
         path: folder.to_path_buf(),
         error,
     })?;
-    Ok(entries
-        .filter_map(Result::ok)
-        .filter(|path| path.is_file())
-        .collect())
+    let mut files = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(path) => files.push(path),
+            Err(e) => skipped.push(DatasetWarning {
+                file: e.path().to_path_buf(),
+                message: format!("cannot read: {} (skipped)", e.error()),
+            }),
+        }
+    }
+    Ok(files)
 }
 
+/// The largest image list file read.
+const MAX_LIST_BYTES: u64 = 256 << 20;
+
 fn listed_files(list: &Path) -> Result<Vec<PathBuf>, DatasetError> {
-    let text = std::fs::read_to_string(list).map_err(|error| DatasetError::Io {
+    let text = read_text(list, MAX_LIST_BYTES).map_err(|error| DatasetError::Io {
         path: list.to_path_buf(),
         error,
     })?;
@@ -437,11 +476,6 @@ fn listed_files(list: &Path) -> Result<Vec<PathBuf>, DatasetError> {
         .filter(|line| !line.is_empty())
         .map(|line| folder.join(line.strip_prefix("./").unwrap_or(line)))
         .collect())
-}
-
-fn has_image_extension(path: &Path) -> bool {
-    let extension = path.extension().map(|e| e.to_string_lossy().to_lowercase());
-    extension.is_some_and(|e| IMG_FORMATS.contains(&e.as_str()))
 }
 
 /// The label file of an image: the last `images` folder in its path becomes `labels`,
@@ -521,7 +555,7 @@ fn write_cache(path: &Path, cache: &LabelCache) -> Result<(), String> {
 enum Verified {
     Kept {
         record: ImageRecord,
-        warning: Option<DatasetWarning>,
+        warnings: Vec<DatasetWarning>,
     },
     Corrupt(DatasetWarning),
 }
@@ -540,11 +574,14 @@ fn verify_all(
         (Vec::new(), DatasetCounts::default(), Vec::new());
     for outcome in outcomes {
         match outcome {
-            Verified::Kept { record, warning } => {
+            Verified::Kept {
+                record,
+                warnings: w,
+            } => {
                 counts.images += 1;
                 counts.labels += record.labels.len();
                 counts.backgrounds += usize::from(record.labels.is_empty());
-                warnings.extend(warning);
+                warnings.extend(w);
                 records.push(record);
             }
             Verified::Corrupt(warning) => {
@@ -555,6 +592,9 @@ fn verify_all(
     }
     (records, counts, warnings)
 }
+
+/// The largest label file read: a million boxes' worth of lines.
+const MAX_LABEL_BYTES: u64 = 64 << 20;
 
 /// ultralytics' smallest usable image side.
 const MIN_IMAGE_SIDE: u32 = 10;
@@ -568,27 +608,37 @@ fn verify_pair(image: &Path, label: &Path, nc: usize) -> Verified {
             message: format!("{message} (image skipped)"),
         })
     };
-    let (width, height) = match read_image(image) {
-        Ok(decoded) => decoded.dimensions(),
+    let decoded = match decode_image(image) {
+        Ok(decoded) => decoded,
         Err(e) => return skipped(image, e.to_string()),
     };
+    let (width, height) = decoded.image.dimensions();
     if width < MIN_IMAGE_SIDE || height < MIN_IMAGE_SIDE {
         return skipped(
             image,
             format!("image size {width}x{height} is below {MIN_IMAGE_SIDE} pixels"),
         );
     }
-    let text = match std::fs::read_to_string(label) {
+    let mut warnings: Vec<DatasetWarning> = Vec::new();
+    if decoded.truncated_jpeg {
+        warnings.push(DatasetWarning {
+            file: image.to_path_buf(),
+            message: TRUNCATED_JPEG.to_string(),
+        });
+    }
+    let text = match read_text(label, MAX_LABEL_BYTES) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
         Err(e) => return skipped(label, format!("cannot read: {e}")),
     };
     match parse_labels(&text, nc) {
         Ok(parsed) => {
-            let warning = (parsed.duplicates_removed > 0).then(|| DatasetWarning {
-                file: label.to_path_buf(),
-                message: format!("{} duplicate labels removed", parsed.duplicates_removed),
-            });
+            if parsed.duplicates_removed > 0 {
+                warnings.push(DatasetWarning {
+                    file: label.to_path_buf(),
+                    message: format!("{} duplicate labels removed", parsed.duplicates_removed),
+                });
+            }
             Verified::Kept {
                 record: ImageRecord {
                     path: image.to_path_buf(),
@@ -596,7 +646,7 @@ fn verify_pair(image: &Path, label: &Path, nc: usize) -> Verified {
                     height,
                     labels: parsed.labels,
                 },
-                warning,
+                warnings,
             }
         }
         Err(e) => skipped(label, e.to_string()),

@@ -5,8 +5,9 @@
 //! sample `i` of epoch `e` draws all its augmentation from its own stream (seed, e, i), so
 //! a batch does not depend on thread scheduling, the number of workers, or the batch size.
 //!
-//! Validation images are letterboxed to a plain imgsz × imgsz square (no rectangular
-//! batches), without augmentation, in dataset order.
+//! Validation images are letterboxed without augmentation, in dataset order, into an
+//! imgsz × imgsz square or, with rectangular batches (as val.py always uses them), sorted
+//! by aspect ratio into the smallest stride-multiple rectangle that fits their batch.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver};
@@ -27,10 +28,10 @@ use crate::data::augment::{
     resize_long_side, stream_rng, to_labels, LabelledImage, MosaicTile, PixelBox, WarpRanges,
 };
 use crate::data::dataset::Dataset;
+use crate::data::image::{read_image, ReadImageError};
 use crate::data::labels::Label;
 use crate::data::letterbox::{image_to_tensor, letterbox, resize_linear, LetterboxError};
 use crate::detect::annotate::class_color;
-use crate::detect::source::{read_image, ReadImageError};
 use crate::train::hyp::Hyp;
 
 /// How batches are made.
@@ -46,6 +47,17 @@ pub struct LoaderConfig {
     pub seed: u64,
     /// Batches made ahead of the consumer.
     pub prefetch: usize,
+    /// Rectangular batches (ultralytics' `rect=True`), when set.
+    pub rect: Option<RectBatches>,
+}
+
+/// ultralytics' rectangular batches: images sorted by aspect ratio (no shuffling, no
+/// mosaic), each batch letterboxed to `ceil(ratio · imgsz / stride + pad) · stride`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RectBatches {
+    pub stride: u32,
+    /// 0.5 for validation (val.py, train.py's validation), 0 for `train --rect`.
+    pub pad: f64,
 }
 
 impl Default for LoaderConfig {
@@ -56,6 +68,7 @@ impl Default for LoaderConfig {
             workers: 8,
             seed: 0,
             prefetch: 2,
+            rect: None,
         }
     }
 }
@@ -105,7 +118,7 @@ pub enum LoaderError {
         path: PathBuf,
         error: LetterboxError,
     },
-    #[error("the dataset has no images")]
+    #[error("the dataset has no usable images (every one was skipped; see the warnings)")]
     Empty,
     #[error("the training set has no labels at all; training needs labelled images")]
     NoLabels,
@@ -142,6 +155,50 @@ struct Shared {
     config: LoaderConfig,
     mode: Mode,
     pool: rayon::ThreadPool,
+    /// With rectangular batches: the images sorted by aspect ratio, and each image's
+    /// letterbox shape (height, width), that of its batch.
+    rect: Option<RectPlan>,
+}
+
+#[derive(Debug)]
+struct RectPlan {
+    order: Vec<usize>,
+    shapes: Vec<(u32, u32)>,
+}
+
+impl RectPlan {
+    /// ultralytics' `batch_shapes`: per batch, the aspect-ratio extremes of its images
+    /// (sorted by height / width) decide a rectangle of imgsz on its long side.
+    fn new(dataset: &Dataset, config: &LoaderConfig, rect: RectBatches) -> RectPlan {
+        let ratio = |i: usize| {
+            let record = &dataset.records[i];
+            f64::from(record.height) / f64::from(record.width)
+        };
+        let mut order: Vec<usize> = (0..dataset.len()).collect();
+        order.sort_by(|&a, &b| ratio(a).total_cmp(&ratio(b)));
+        let mut shapes = vec![(config.imgsz, config.imgsz); dataset.len()];
+        let side = |factor: f64| {
+            let units =
+                (factor * f64::from(config.imgsz) / f64::from(rect.stride) + rect.pad).ceil();
+            units as u32 * rect.stride
+        };
+        for batch in order.chunks(config.batch_size) {
+            let (min, max) = batch.iter().fold((f64::INFINITY, 0f64), |(lo, hi), &i| {
+                (lo.min(ratio(i)), hi.max(ratio(i)))
+            });
+            let (h, w) = if max < 1.0 {
+                (max, 1.0)
+            } else if min > 1.0 {
+                (1.0, 1.0 / min)
+            } else {
+                (1.0, 1.0)
+            };
+            for &i in batch {
+                shapes[i] = (side(h), side(w));
+            }
+        }
+        RectPlan { order, shapes }
+    }
 }
 
 /// A dataset's batches, epoch by epoch.
@@ -207,12 +264,16 @@ impl Loader {
                 workers: config.workers,
                 error,
             })?;
+        let rect = config
+            .rect
+            .map(|rect| RectPlan::new(&dataset, &config, rect));
         Ok(Loader {
             shared: Arc::new(Shared {
                 dataset,
                 config,
                 mode,
                 pool,
+                rect,
             }),
         })
     }
@@ -237,8 +298,12 @@ impl Loader {
         &self.shared.dataset
     }
 
-    /// The dataset indices of epoch `epoch`, in the order they are batched.
+    /// The dataset indices of epoch `epoch`, in the order they are batched: sorted by
+    /// aspect ratio with rectangular batches, else shuffled when training.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
+        if let Some(rect) = &self.shared.rect {
+            return rect.order.clone();
+        }
         let mut order: Vec<usize> = (0..self.shared.dataset.len()).collect();
         if matches!(self.shared.mode, Mode::Train { .. }) {
             order.shuffle(&mut stream_rng(
@@ -320,7 +385,9 @@ impl Shared {
         rng: &mut impl Rng,
         index: usize,
     ) -> Result<Sample, LoaderError> {
-        let (composed, shape) = if rng.random::<f64>() < hyp.mosaic {
+        // As ultralytics: no mosaic with rectangular batches.
+        let mosaic = self.rect.is_none() && rng.random::<f64>() < hyp.mosaic;
+        let (composed, shape) = if mosaic {
             let mut composed = self.mosaic(index, warp, rng)?;
             if rng.random::<f64>() < hyp.mixup {
                 let other = rng.random_range(0..self.dataset.len());
@@ -384,8 +451,9 @@ impl Shared {
         Ok(resize_long_side(&original, self.config.imgsz, augment))
     }
 
-    /// The image letterboxed into the imgsz square (enlarging only when augmenting, as
-    /// ultralytics' `scaleup=self.augment`), with its boxes in pixels.
+    /// The image letterboxed into the imgsz square or its rectangular batch's shape
+    /// (enlarging only when augmenting, as ultralytics' `scaleup=self.augment`), with its
+    /// boxes in pixels.
     fn letterboxed(
         &self,
         index: usize,
@@ -394,7 +462,11 @@ impl Shared {
         let record = &self.dataset.records[index];
         let resized = self.load_resized(index, augment)?;
         let imgsz = self.config.imgsz;
-        let fitted = letterbox(&resized, (imgsz, imgsz), 32, false, augment).map_err(|error| {
+        let shape = self
+            .rect
+            .as_ref()
+            .map_or((imgsz, imgsz), |r| r.shapes[index]);
+        let fitted = letterbox(&resized, shape, 32, false, augment).map_err(|error| {
             LoaderError::Letterbox {
                 path: record.path.clone(),
                 error,

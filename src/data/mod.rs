@@ -3,6 +3,7 @@
 
 pub mod augment;
 pub mod dataset;
+pub mod image;
 pub mod labels;
 pub mod letterbox;
 pub mod loader;

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use image::RgbImage;
 
+use crate::data::image::{decode_image, IMG_FORMATS, TRUNCATED_JPEG};
 use crate::data::LetterboxError;
 use crate::eval::nms::NmsError;
 use crate::eval::{Detection, NmsOptions};
@@ -22,7 +23,7 @@ use crate::model::weights::{load_model, WeightsError};
 use annotate::Annotator;
 use output::{increment_path, label_line, save_image, CocoPrediction, ImageId};
 use predictor::{Prediction, Predictor, StageTimes};
-use source::{list_source, read_image, SourceError, IMG_FORMATS};
+use source::{list_source, SourceError};
 
 /// The options of a detect run (the command line's).
 #[derive(Debug, Clone)]
@@ -33,7 +34,7 @@ pub struct DetectOptions {
     /// The model YAML (a path or a shipped name), for weights that carry none.
     pub cfg: Option<String>,
     /// Square input size, rounded up to a multiple of the stride.
-    pub imgsz: u32,
+    pub imgsz: usize,
     pub nms: NmsOptions,
     pub save_txt: bool,
     pub save_conf: bool,
@@ -55,8 +56,8 @@ pub enum DetectError {
     Source(#[from] SourceError),
     #[error("no images found in {given}; supported formats: {}", IMG_FORMATS.join(", "))]
     NoImages { given: String },
-    #[error("invalid image size {0}: it must be between 1 and {max}", max = predictor::MAX_IMGSZ)]
-    ImageSize(u32),
+    #[error(transparent)]
+    InputSize(#[from] crate::model::input::InputSizeError),
     #[error(transparent)]
     Nms(#[from] NmsError),
     #[error(transparent)]
@@ -89,12 +90,16 @@ fn write_error(path: &Path) -> impl FnOnce(std::io::Error) -> DetectError + '_ {
 pub enum DetectEvent<'a> {
     /// `--imgsz` was not a multiple of the stride and was rounded up.
     ImageSizeRounded {
-        requested: u32,
+        requested: usize,
         used: u32,
         stride: u32,
     },
     /// A file left out: not an image, or unreadable.
     Skipped { path: &'a Path, reason: &'a str },
+    /// A problem with an image that is still used.
+    Warning { path: &'a Path, message: &'a str },
+    /// Something noticed about the weights.
+    Note(&'a str),
     /// One image done.
     Image(&'a ImageReport),
 }
@@ -112,6 +117,8 @@ impl fmt::Display for DetectEvent<'_> {
             DetectEvent::Skipped { path, reason } => {
                 write!(f, "skipped {}: {reason}", path.display())
             }
+            DetectEvent::Warning { path, message } => write!(f, "{}: {message}", path.display()),
+            DetectEvent::Note(note) => f.write_str(note),
             DetectEvent::Image(report) => report.fmt(f),
         }
     }
@@ -212,8 +219,12 @@ pub fn detect(
             given: options.source.clone(),
         });
     }
-    let predictor = Predictor::new(load(options)?, options.imgsz, nms)?;
-    if predictor.imgsz != options.imgsz {
+    let (model, notes) = load(options)?;
+    for note in &notes {
+        observer(DetectEvent::Note(note));
+    }
+    let predictor = Predictor::new(model, options.imgsz, nms)?;
+    if predictor.imgsz as usize != options.imgsz {
         observer(DetectEvent::ImageSizeRounded {
             requested: options.imgsz,
             used: predictor.imgsz,
@@ -223,8 +234,16 @@ pub fn detect(
     let mut run = Run::create(options, &predictor)?;
     let total = files.images.len();
     for (i, path) in files.images.iter().enumerate() {
-        let image = match read_image(path) {
-            Ok(image) => image,
+        let image = match decode_image(path) {
+            Ok(decoded) => {
+                if decoded.truncated_jpeg {
+                    observer(DetectEvent::Warning {
+                        path,
+                        message: TRUNCATED_JPEG,
+                    });
+                }
+                decoded.image
+            }
             Err(e) => {
                 observer(DetectEvent::Skipped {
                     path,
@@ -241,7 +260,7 @@ pub fn detect(
     run.finish()
 }
 
-fn load(options: &DetectOptions) -> Result<Model, DetectError> {
+fn load(options: &DetectOptions) -> Result<(Model, Vec<String>), DetectError> {
     if !options.weights.is_file() {
         return Err(DetectError::WeightsNotFound(options.weights.clone()));
     }

@@ -9,6 +9,7 @@ use super::DetectError;
 use crate::data::{image_to_tensor, letterbox};
 use crate::eval::{non_max_suppression, scale_boxes, Detection, NmsOptions};
 use crate::model::build::Model;
+use crate::model::input::{check_img_size, check_memory, Workload};
 
 /// Time spent per stage, for one image or summed over many.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -38,10 +39,6 @@ pub struct Prediction {
     pub times: StageTimes,
 }
 
-/// The largest `--imgsz`: far above any YOLOv5 input (P6 models use 1280), low enough
-/// that a typo cannot ask for terabytes of letterboxed image.
-pub const MAX_IMGSZ: u32 = 16384;
-
 /// A fused model with the input size and NMS settings of a detect run.
 pub struct Predictor {
     model: Model,
@@ -54,19 +51,15 @@ pub struct Predictor {
 
 impl Predictor {
     /// Fuses the model and rounds `imgsz` up to a multiple of the stride (ultralytics'
-    /// `check_img_size`).
-    pub fn new(mut model: Model, imgsz: u32, nms: NmsOptions) -> Result<Predictor, DetectError> {
-        let max_stride = model.detect.strides.iter().copied().fold(0.0, f64::max);
-        let stride = (max_stride as u32).max(32);
-        let imgsz = match imgsz.checked_next_multiple_of(stride) {
-            Some(rounded) if (1..=MAX_IMGSZ).contains(&imgsz) => rounded,
-            _ => return Err(DetectError::ImageSize(imgsz)),
-        };
+    /// `check_img_size`); a size whose feature maps cannot fit in memory is refused.
+    pub fn new(mut model: Model, imgsz: usize, nms: NmsOptions) -> Result<Predictor, DetectError> {
+        let size = check_img_size(imgsz, model.max_stride(), 0)?;
+        check_memory(&model, size.used, 1, Workload::Inference)?;
         model.fuse()?;
         Ok(Predictor {
             model,
-            stride,
-            imgsz,
+            stride: size.stride as u32,
+            imgsz: size.used as u32,
             nms,
         })
     }

@@ -9,7 +9,7 @@
 //! matches differently and integrates the curve with the trapezoid rule.
 
 use std::collections::{BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -58,11 +58,8 @@ pub struct CocoDataset {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CocoError {
-    #[error("{path}: cannot write: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] crate::util::fs::FileError),
     #[error("cannot serialise COCO JSON: {0}")]
     Json(#[from] serde_json::Error),
     /// pycocotools refuses such results ("Results do not correspond to current coco set").
@@ -136,10 +133,7 @@ pub fn write_predictions(path: &Path, detections: &[CocoDetection]) -> Result<()
 }
 
 fn write_text(path: &Path, text: &str) -> Result<(), CocoError> {
-    std::fs::write(path, text).map_err(|source| CocoError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    Ok(crate::util::fs::write_atomic(path, text.as_bytes())?)
 }
 
 /// COCOeval's summary numbers for boxes. Each is −1, as in pycocotools, when no

@@ -11,8 +11,13 @@ use super::coco::{
 };
 use super::metrics::{DetectionStats, Label, ValMetrics};
 use super::nms::{non_max_suppression, scale_boxes, Detection, NmsOptions};
-use crate::data::loader::Loader;
+use std::sync::Arc;
+
+use crate::data::dataset::{DataConfig, Dataset, Split};
+use crate::data::loader::{Loader, LoaderConfig, RectBatches};
 use crate::model::build::Model;
+use crate::model::input::{check_img_size, check_memory, Workload};
+use crate::model::weights::load_model;
 use crate::train::loss::YoloLoss;
 
 #[derive(Debug, Clone)]
@@ -141,8 +146,7 @@ pub fn validate(
         let (_, _, h, w) = batch.images.dims4()?;
         let targets = batch.targets.flatten_all()?.to_vec1::<f32>()?;
         for (j, dets) in detections.iter_mut().enumerate() {
-            let image_labels = image_labels(&targets, j, (h, w));
-            stats.add_image(dets, &image_labels);
+            let mut image_labels = image_labels(&targets, j, (h, w));
             images += 1;
             labels += image_labels.len();
             for l in &image_labels {
@@ -150,38 +154,47 @@ pub fn validate(
                     *c += 1;
                 }
             }
-            if let Some(Some(shape)) = batch.shapes.get(j) {
-                let id = image_id(&batch.paths[j], gt.images.len());
-                let (h0, w0) = (shape.original.0 as usize, shape.original.1 as usize);
-                let ratio_pad = Some((shape.gain.0.min(shape.gain.1), shape.pad));
-                let mut boxes: Vec<[f32; 4]> = image_labels.iter().map(|l| l.bbox).collect();
-                scale_boxes((h, w), boxes.iter_mut(), (h0, w0), ratio_pad);
-                gt.images.push(CocoImage {
-                    id,
-                    file_name: batch.paths[j].display().to_string(),
-                    width: w0 as u32,
-                    height: h0 as u32,
-                });
-                for (b, l) in boxes.iter().zip(&image_labels) {
-                    gt.annotations.push(CocoAnnotation {
-                        image_id: id,
-                        category_id: l.class as u64,
-                        bbox: xyxy_to_xywh(*b),
-                    });
-                }
-                scale_boxes(
-                    (h, w),
-                    dets.iter_mut().map(|d: &mut Detection| &mut d.bbox),
-                    (h0, w0),
-                    ratio_pad,
-                );
-                preds.extend(dets.iter().map(|d| CocoDetection {
+            let Some(Some(shape)) = batch.shapes.get(j) else {
+                // No single original image (never so in validation): match in input pixels.
+                stats.add_image(dets, &image_labels);
+                continue;
+            };
+            // As val.py: predictions and labels are matched in the original image's
+            // pixels (clipped to it), with the gain of the height.
+            let (h0, w0) = (shape.original.0 as usize, shape.original.1 as usize);
+            let ratio_pad = Some((shape.gain.0, shape.pad));
+            scale_boxes(
+                (h, w),
+                image_labels.iter_mut().map(|l| &mut l.bbox),
+                (h0, w0),
+                ratio_pad,
+            );
+            scale_boxes(
+                (h, w),
+                dets.iter_mut().map(|d: &mut Detection| &mut d.bbox),
+                (h0, w0),
+                ratio_pad,
+            );
+            stats.add_image(dets, &image_labels);
+            let id = image_id(&batch.paths[j], gt.images.len());
+            gt.images.push(CocoImage {
+                id,
+                file_name: batch.paths[j].display().to_string(),
+                width: w0 as u32,
+                height: h0 as u32,
+            });
+            gt.annotations
+                .extend(image_labels.iter().map(|l| CocoAnnotation {
                     image_id: id,
-                    category_id: d.class as u64,
-                    bbox: xyxy_to_xywh(d.bbox),
-                    score: d.conf as f64,
+                    category_id: l.class as u64,
+                    bbox: xyxy_to_xywh(l.bbox),
                 }));
-            }
+            preds.extend(dets.iter().map(|d| CocoDetection {
+                image_id: id,
+                category_id: d.class as u64,
+                bbox: xyxy_to_xywh(d.bbox),
+                score: d.conf as f64,
+            }));
         }
         on_batch(i + 1, total);
         clock = Instant::now();
@@ -196,7 +209,12 @@ pub fn validate(
         })
         .collect();
     if let Some(dir) = &options.save_json {
-        std::fs::create_dir_all(dir).map_err(message)?;
+        std::fs::create_dir_all(dir)
+            .map_err(crate::util::fs::FileError::new(
+                dir,
+                "cannot create the folder",
+            ))
+            .map_err(message)?;
         gt.write(&dir.join("ground_truth.json")).map_err(message)?;
         write_predictions(&dir.join("predictions.json"), &preds).map_err(message)?;
     }
@@ -260,11 +278,22 @@ pub struct ValRun {
     pub options: ValOptions,
 }
 
-/// Loads the weights and the dataset's val split and validates; returns the outcome and
-/// the class names.
-pub fn run_val(run: &ValRun) -> Result<(ValOutcome, Vec<String>), ValError> {
-    let data = crate::data::dataset::DataConfig::load(&run.data).map_err(message)?;
-    let mut model = crate::model::weights::load_model(&run.weights, None, None).map_err(message)?;
+/// The result of `actyolo val`.
+#[derive(Debug, Clone)]
+pub struct ValReport {
+    pub outcome: ValOutcome,
+    pub names: Vec<String>,
+    /// The input size used: `--imgsz` rounded up to the model's stride.
+    pub imgsz: usize,
+}
+
+/// Loads the weights and the dataset's val split and validates as val.py does
+/// (rectangular batches, pad 0.5). Warnings (about the weights, the size, each skipped
+/// file) and the dataset summary go to `on_message` as they are found.
+pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValReport, ValError> {
+    let data = DataConfig::load(&run.data).map_err(message)?;
+    let (mut model, warnings) = load_model(&run.weights, None, None).map_err(message)?;
+    warnings.into_iter().for_each(&mut *on_message);
     if model.detect.nc != data.nc() {
         return Err(ValError::Message(format!(
             "{} has {} classes but {} has {}",
@@ -275,17 +304,30 @@ pub fn run_val(run: &ValRun) -> Result<(ValOutcome, Vec<String>), ValError> {
         )));
     }
     model.names = data.names.clone();
+    let size = check_img_size(run.imgsz, model.max_stride(), 0).map_err(message)?;
+    size.warning().into_iter().for_each(&mut *on_message);
+    check_memory(&model, size.used, run.batch, Workload::Inference).map_err(message)?;
     model.fuse()?;
-    let dataset =
-        crate::data::dataset::Dataset::from_config(&data, crate::data::dataset::Split::Val)
-            .map_err(message)?;
-    let config = crate::data::loader::LoaderConfig {
-        imgsz: run.imgsz as u32,
+    let dataset = Dataset::from_config(&data, Split::Val).map_err(message)?;
+    for warning in &dataset.report.warnings {
+        on_message(warning.to_string());
+    }
+    on_message(format!("val: {}", dataset.report.summary()));
+    let config = LoaderConfig {
+        imgsz: size.used as u32,
         batch_size: run.batch,
         workers: run.workers,
+        rect: Some(RectBatches {
+            stride: size.stride as u32,
+            pad: 0.5,
+        }),
         ..Default::default()
     };
-    let loader = Loader::val(std::sync::Arc::new(dataset), config).map_err(message)?;
+    let loader = Loader::val(Arc::new(dataset), config).map_err(message)?;
     let outcome = validate(&model, &loader, &run.options, None, |_, _| {})?;
-    Ok((outcome, data.names))
+    Ok(ValReport {
+        outcome,
+        names: data.names,
+        imgsz: size.used,
+    })
 }

@@ -17,8 +17,9 @@ use crate::act::ActSpec;
 use crate::data::dataset::DataConfig;
 use crate::model::build::Model;
 use crate::model::config::ModelConfig;
+use crate::model::input::check_img_size;
 use crate::model::latency::inference_latency;
-use crate::train::trainer::{train, TrainError, TrainEvent, TrainOptions};
+use crate::train::trainer::{train, TrainError, TrainEvent, TrainOptions, TrainStart, STATE_FILE};
 
 /// The experiment: what to compare and how each run trains.
 #[derive(Debug, Clone)]
@@ -78,6 +79,8 @@ pub enum CompareError {
     },
     #[error("writing the report: {0}")]
     Report(#[from] super::report::ReportError),
+    #[error(transparent)]
+    Write(#[from] crate::util::fs::FileError),
 }
 
 /// `experiment.json`: the shared settings beside the records, so a re-run can check that
@@ -258,10 +261,8 @@ fn save(out: &Path, shared: &TrainOptions, experiment: &Experiment) -> Result<()
         path: out.join(EXPERIMENT_FILE),
         message: e.to_string(),
     })?;
-    // Write, then rename: an interruption never leaves a half-written record.
-    let partial = out.join(format!("{EXPERIMENT_FILE}.partial"));
-    std::fs::write(&partial, text).map_err(file_err(&partial))?;
-    std::fs::rename(&partial, out.join(EXPERIMENT_FILE)).map_err(file_err(out))
+    let path = out.join(EXPERIMENT_FILE);
+    Ok(crate::util::fs::write_atomic(&path, text.as_bytes())?)
 }
 
 /// Parameters, GFLOPs and fused batch-1 latency of each activation not yet measured,
@@ -298,9 +299,14 @@ fn measure_costs(
         let spec = ActSpec::parse(act).map_err(|e| measure_err(e.to_string()))?;
         let mut model =
             Model::new(&config, Some(&spec), 0).map_err(|e| measure_err(e.to_string()))?;
-        let (params, gflops) = (model.num_params(), model.gflops(options.train.imgsz));
+        // At the size the runs train at: --imgsz rounded as train rounds it.
+        let stride = model.max_stride();
+        let imgsz = check_img_size(options.train.imgsz, stride, 2 * stride)
+            .map_err(|e| measure_err(e.to_string()))?
+            .used;
+        let (params, gflops) = (model.num_params(), model.gflops(imgsz));
         model.fuse().map_err(|e| measure_err(e.to_string()))?;
-        let latency = inference_latency(&model, options.train.imgsz, options.latency_runs)
+        let latency = inference_latency(&model, imgsz, options.latency_runs)
             .map_err(|e| measure_err(e.to_string()))?;
         costs.push(ActCost {
             act: act.clone(),
@@ -359,7 +365,7 @@ fn run_one(
         exist_ok: true,
         ..shared.clone()
     };
-    let checkpoint = dir.join("weights").join("last.state.safetensors");
+    let checkpoint = dir.join("weights").join(STATE_FILE);
     let resume = checkpoint.is_file();
     if !resume && dir.exists() {
         // Stopped before its first checkpoint: start it again from nothing.
@@ -378,22 +384,26 @@ fn run_one(
     });
     let results = dir.join("results.csv");
     let mut save_error = None;
-    let outcome = train(
-        &run_options,
-        resume.then_some(checkpoint.as_path()),
-        &mut |event| {
-            if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {
-                let record = &mut experiment.runs[index];
-                record.epoch_seconds.truncate(*epoch);
-                record.epoch_seconds.push(*seconds);
-                update_curve(record, &results);
-                if let Err(e) = save(&options.out, shared, experiment) {
-                    save_error.get_or_insert(e);
-                }
+    let start = if resume {
+        TrainStart::Resume {
+            path: dir.clone(),
+            epochs: None,
+        }
+    } else {
+        TrainStart::New(run_options)
+    };
+    let outcome = train(&start, &mut |event| {
+        if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {
+            let record = &mut experiment.runs[index];
+            record.epoch_seconds.truncate(*epoch);
+            record.epoch_seconds.push(*seconds);
+            update_curve(record, &results);
+            if let Err(e) = save(&options.out, shared, experiment) {
+                save_error.get_or_insert(e);
             }
-            on(CompareEvent::Train(event));
-        },
-    );
+        }
+        on(CompareEvent::Train(event));
+    });
     if let Some(e) = save_error {
         return Err(e);
     }

@@ -33,11 +33,8 @@ pub enum ReportError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("writing {}: {error}", path.display())]
-    Write {
-        path: PathBuf,
-        error: std::io::Error,
-    },
+    #[error(transparent)]
+    Write(#[from] crate::util::fs::FileError),
     #[error("reading {} to embed it in the HTML report: {error}", path.display())]
     ReadPlot {
         path: PathBuf,
@@ -87,10 +84,7 @@ pub fn write_report(exp: &Experiment, dir: &Path) -> Result<ReportFiles, ReportE
 }
 
 fn write_file(path: PathBuf, text: &str) -> Result<PathBuf, ReportError> {
-    std::fs::write(&path, text).map_err(|error| ReportError::Write {
-        path: path.clone(),
-        error,
-    })?;
+    crate::util::fs::write_atomic(&path, text.as_bytes())?;
     Ok(path)
 }
 

@@ -46,8 +46,12 @@ pub struct Cost {
 }
 
 /// Output spatial size of a convolution or pooling window.
+/// 0 when the window is larger than the padded input (PyTorch would refuse to run it).
 pub fn conv_out(size: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
-    (size + 2 * p - d * (k - 1) - 1) / s + 1
+    match (size + 2 * p).checked_sub(d * (k - 1) + 1) {
+        Some(span) => span / s + 1,
+        None => 0,
+    }
 }
 
 /// ultralytics `autopad`: 'same' padding unless given.
@@ -586,7 +590,7 @@ impl Block {
             Block::Concat => hw,
             Block::Upsample(s) => {
                 let out = (hw.0 * s, hw.1 * s);
-                cost.macs += (c_in * out.0 * out.1) as f64;
+                cost.macs += c_in as f64 * (out.0 * out.1) as f64;
                 out
             }
             // thop counts no operations for max-pooling.

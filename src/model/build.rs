@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor};
 
 use super::blocks::{Block, BlockContext, Bottleneck, Conv, ConvShape, Cost, Focus, Spp, Sppf, C3};
 use super::blocks_v7::{RepConv, Sppcspc};
-use super::config::{DetectKind, ModelConfig, ModuleRow};
+use super::config::{DetectKind, LayerRow, ModelConfig, ModuleRow};
 use super::detect::Detect;
 use super::kernels::maxpool::MaxPool2d;
 use super::vars::SeededVarMap;
@@ -64,7 +64,8 @@ pub struct Model {
 
 /// Width rule: `make_divisible(c · width, 8)`.
 pub fn scale_width(c: usize, width: f64) -> usize {
-    ((c as f64 * width) / 8.0).ceil() as usize * 8
+    // Saturating: an absurd width becomes a size the variable store refuses, not an overflow.
+    (((c as f64 * width) / 8.0).ceil() as usize).saturating_mul(8)
 }
 
 /// Depth rule: `max(round(n · depth), 1)` for n > 1, with Python's round-half-to-even.
@@ -316,7 +317,13 @@ impl Model {
                         .map(|f| f.ok_or_else(|| err("Detect cannot read the input image".into())))
                         .collect::<std::result::Result<_, _>>()?;
                     let channels: Vec<usize> = inputs.iter().map(|&j| layers[j].c2).collect();
-                    let strides = dry_run_strides(&layers, config.ch, &inputs);
+                    let strides = dry_run_strides(&config.layers, &layers, config.ch, &inputs)
+                        .map_err(|e| BuildError::Layer {
+                            config: source.clone(),
+                            row: e.row,
+                            module: self::module_name(&config.layers[e.row].module).into(),
+                            message: e.message,
+                        })?;
                     let anchors: Vec<Vec<(f64, f64)>> = (0..inputs.len())
                         .map(|l| anchors[l.min(anchors.len() - 1)].clone())
                         .collect();
@@ -463,6 +470,32 @@ impl Model {
         2.0 * cost.macs / 1e9
     }
 
+    /// The stride input sizes must be a multiple of: the largest Detect stride, at least
+    /// 32 (as ultralytics' `DetectMultiBackend` and train.py take it).
+    pub fn max_stride(&self) -> usize {
+        let largest = self.detect.strides.iter().copied().fold(0.0, f64::max);
+        (largest as usize).max(32)
+    }
+
+    /// Elements of every layer's output for one image of `hw`, the Detect maps included:
+    /// what the feature maps of a forward pass hold at most.
+    pub fn feature_elements(&self, hw: (usize, usize)) -> f64 {
+        let hws = shape_pass(&self.layers, self.config.ch, hw, &mut Cost::default());
+        let layers: f64 = self
+            .layers
+            .iter()
+            .zip(&hws)
+            .map(|(layer, (h, w))| (layer.c2 * h * w) as f64)
+            .sum();
+        let outputs = self.detect.na * (self.detect.nc + 5);
+        let head: f64 = self
+            .detect_from
+            .iter()
+            .map(|&j| (outputs * hws[j].0 * hws[j].1) as f64)
+            .sum();
+        layers + head
+    }
+
     /// The state_dict: every tensor by its ultralytics name.
     pub fn vars(&self) -> &SeededVarMap {
         &self.vars
@@ -595,8 +628,59 @@ fn shape_pass(
     hws
 }
 
+/// The first layer whose shapes do not work, found by the dry run.
+struct ShapeError {
+    row: usize,
+    message: String,
+}
+
 /// Detect's strides from a dry run of the shapes at 256×256, as ultralytics measures them.
-fn dry_run_strides(layers: &[Layer], ch: usize, inputs: &[usize]) -> Vec<f64> {
-    let hws = shape_pass(layers, ch, (256, 256), &mut Cost::default());
-    inputs.iter().map(|&j| 256.0 / hws[j].0 as f64).collect()
+/// The dry run also checks the whole graph: no layer's output may be empty (a window larger
+/// than its input, too many stride-2 layers), and a Concat must join maps of one size.
+fn dry_run_strides(
+    rows: &[LayerRow],
+    layers: &[Layer],
+    ch: usize,
+    inputs: &[usize],
+) -> std::result::Result<Vec<f64>, ShapeError> {
+    const SIZE: usize = 256;
+    let hws = shape_pass(layers, ch, (SIZE, SIZE), &mut Cost::default());
+    let describe = |f: &Option<usize>| match f {
+        Some(j) => format!("layer {j} gives {}x{}", hws[*j].0, hws[*j].1),
+        None => format!("the input is {SIZE}x{SIZE}"),
+    };
+    for (i, layer) in layers.iter().enumerate() {
+        let (h, w) = hws[i];
+        if h == 0 || w == 0 {
+            let inputs: Vec<String> = layer.from.iter().map(describe).collect();
+            return Err(ShapeError {
+                row: i,
+                message: format!(
+                    "its output is empty at a {SIZE}x{SIZE} input ({}): a kernel larger than its input, or too many stride-2 layers",
+                    inputs.join(", ")
+                ),
+            });
+        }
+        if let ModuleRow::Concat { .. } = rows[i].module {
+            let sizes: Vec<(usize, usize)> = layer
+                .from
+                .iter()
+                .map(|f| f.map_or((SIZE, SIZE), |j| hws[j]))
+                .collect();
+            if sizes.windows(2).any(|pair| pair[0] != pair[1]) {
+                let inputs: Vec<String> = layer.from.iter().map(describe).collect();
+                return Err(ShapeError {
+                    row: i,
+                    message: format!(
+                        "Concat joins maps of different sizes at a {SIZE}x{SIZE} input ({}); check its `from` layers",
+                        inputs.join(", ")
+                    ),
+                });
+            }
+        }
+    }
+    Ok(inputs
+        .iter()
+        .map(|&j| SIZE as f64 / hws[j].0 as f64)
+        .collect())
 }

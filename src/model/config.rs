@@ -144,6 +144,16 @@ pub const MODULES: &[&str] = &[
     "IDetect",
 ];
 
+/// The largest class count a model may have (ultralytics has none; the largest public
+/// detection vocabularies have a few thousand classes).
+pub const MAX_NC: usize = 100_000;
+
+/// The largest nearest-upsampling factor (YOLO models use 2).
+const MAX_UPSAMPLE: usize = 64;
+
+/// The largest width and depth multiples (YOLOv5x uses 1.25 and 1.33).
+const MAX_MULTIPLE: f64 = 64.0;
+
 const KEYS: &[&str] = &[
     "nc",
     "depth_multiple",
@@ -294,13 +304,18 @@ impl ModelConfig {
         let number = |key: &str| {
             get(key)?
                 .as_f64()
-                .filter(|v| *v > 0.0)
-                .ok_or_else(|| file_err(format!("`{key}` must be a positive number")))
+                .filter(|v| *v > 0.0 && *v <= MAX_MULTIPLE)
+                .ok_or_else(|| {
+                    file_err(format!(
+                        "`{key}` must be a number above 0 and at most {MAX_MULTIPLE}, got {}",
+                        map.get(key).map_or_else(String::new, show)
+                    ))
+                })
         };
         let nc = get("nc")?
             .as_u64()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| file_err("`nc` must be a positive integer".into()))?
+            .filter(|n| (1..=MAX_NC as u64).contains(n))
+            .ok_or_else(|| file_err(format!("`nc` must be a whole number from 1 to {MAX_NC}")))?
             as usize;
         let ch = match map.get("ch") {
             Some(v) => v
@@ -317,7 +332,8 @@ impl ModelConfig {
             }
             Some(other) => {
                 return Err(file_err(format!(
-                    "activation: expected a spec such as nn.SiLU(), got {other:?}"
+                    "activation: expected a spec such as nn.SiLU(), got {}",
+                    show(other)
                 )))
             }
         };
@@ -395,7 +411,7 @@ fn parse_anchors(v: &Value) -> Result<Vec<Vec<(f64, f64)>>, String> {
             .iter()
             .map(|x| {
                 x.as_f64()
-                    .ok_or(format!("level {i}: `{x:?}` is not a number"))
+                    .ok_or(format!("level {i}: `{}` is not a number", show(x)))
             })
             .collect::<Result<_, _>>()?;
         if values.is_empty() || values.len() % 2 != 0 {
@@ -425,24 +441,33 @@ fn parse_row(row: &Value, index: usize, ctx: &RowContext) -> Result<LayerRow, (S
         .as_sequence()
         .filter(|s| s.len() == 4)
         .ok_or_else(|| fail("?", "expected [from, number, module, args]".into()))?;
-    let module_name = items[2]
-        .as_str()
-        .ok_or_else(|| fail("?", format!("module must be a name, got {:?}", items[2])))?;
+    let module_name = items[2].as_str().ok_or_else(|| {
+        fail(
+            "?",
+            format!("module must be a name, got {}", show(&items[2])),
+        )
+    })?;
     let (from, from_list) = match &items[0] {
         Value::Sequence(s) => (
             s.iter()
                 .map(|v| {
                     v.as_i64().ok_or_else(|| {
-                        fail(module_name, format!("from: `{v:?}` is not a layer index"))
+                        fail(
+                            module_name,
+                            format!("from: `{}` is not a layer index", show(v)),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
             true,
         ),
         v => (
-            vec![v
-                .as_i64()
-                .ok_or_else(|| fail(module_name, format!("from: `{v:?}` is not a layer index")))?],
+            vec![v.as_i64().ok_or_else(|| {
+                fail(
+                    module_name,
+                    format!("from: `{}` is not a layer index", show(v)),
+                )
+            })?],
             false,
         ),
     };
@@ -456,7 +481,10 @@ fn parse_row(row: &Value, index: usize, ctx: &RowContext) -> Result<LayerRow, (S
     let number = items[1].as_u64().filter(|n| *n >= 1).ok_or_else(|| {
         fail(
             module_name,
-            format!("number: expected a positive integer, got {:?}", items[1]),
+            format!(
+                "number: expected a positive integer, got {}",
+                show(&items[1])
+            ),
         )
     })? as usize;
     let args = items[3]
@@ -506,8 +534,10 @@ impl<'a> Args<'a> {
 
     fn bad(&self, i: usize, expected: &str) -> String {
         format!(
-            "argument {} (`{}`): expected {expected}, got {:?}",
-            i, self.names[i], self.values[i]
+            "argument {} (`{}`): expected {expected}, got {}",
+            i,
+            self.names[i],
+            show(&self.values[i])
         )
     }
 
@@ -584,6 +614,11 @@ impl<'a> Args<'a> {
             }
         })
     }
+}
+
+/// A YAML value as it would be written in the file.
+fn show(value: &Value) -> String {
+    serde_yaml::to_string(value).map_or_else(|_| format!("{value:?}"), |s| s.trim().to_string())
 }
 
 fn is_none(v: &Value) -> bool {
@@ -717,12 +752,15 @@ fn parse_module(name: &str, values: &[Value], ctx: &RowContext) -> Result<Module
                 );
             }
             let scale = a.usize_or(1, 2)?;
+            if scale > MAX_UPSAMPLE {
+                return Err(a.bad(1, &format!("a scale factor from 1 to {MAX_UPSAMPLE}")));
+            }
             match a.get(2).map(|v| v.as_str()) {
                 None | Some(Some("nearest")) => {}
                 Some(_) => {
                     return Err(format!(
-                        "argument 2 (`mode`): only 'nearest' is supported, got {:?}",
-                        values[2]
+                        "argument 2 (`mode`): only 'nearest' is supported, got {}",
+                        show(&values[2])
                     ))
                 }
             }
@@ -734,8 +772,8 @@ fn parse_module(name: &str, values: &[Value], ctx: &RowContext) -> Result<Module
                 Value::String(s) if s == "nc" => ctx.nc,
                 v => v
                     .as_u64()
-                    .filter(|n| *n > 0)
-                    .ok_or_else(|| a.bad(0, "nc or a positive integer"))?
+                    .filter(|n| (1..=MAX_NC as u64).contains(n))
+                    .ok_or_else(|| a.bad(0, &format!("nc or a whole number from 1 to {MAX_NC}")))?
                     as usize,
             };
             let anchors = match &values[1] {

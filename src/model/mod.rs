@@ -6,6 +6,7 @@ pub mod blocks_v7;
 pub mod build;
 pub mod config;
 pub mod detect;
+pub mod input;
 pub mod kernels;
 pub mod latency;
 pub mod norm;

@@ -5,6 +5,9 @@
 //! start therefore does not depend on which others exist: two models that differ only in
 //! their activations (FReLU adds a conv per layer) start from the same conv weights.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
 use candle_core::{DType, Device, Result, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder, VarMap};
@@ -16,7 +19,14 @@ use rand_distr::{Distribution, Normal, Uniform};
 pub struct SeededVarMap {
     vars: VarMap,
     seed: u64,
+    /// Values held by every variable created so far (shared by clones).
+    values: Arc<AtomicUsize>,
 }
+
+/// The most values a model may hold: 25 times the largest YOLO (yolov7-e6e, 150M), and
+/// 4 GB in float32. A config mistake (`width_multiple: 1000`, a huge `nc`) becomes an
+/// error here instead of an allocation that aborts the process.
+pub const MAX_VALUES: usize = 1_000_000_000;
 
 impl std::fmt::Debug for SeededVarMap {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -29,6 +39,7 @@ impl SeededVarMap {
         SeededVarMap {
             vars: VarMap::new(),
             seed,
+            values: Arc::new(AtomicUsize::new(0)),
         }
     }
 
@@ -109,6 +120,19 @@ impl SimpleBackend for SeededVarMap {
             }
             return Ok(t.clone());
         }
+        let count = shape
+            .dims()
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .and_then(|n| n.checked_add(self.values.load(Ordering::Relaxed)))
+            .filter(|&total| total <= MAX_VALUES);
+        let Some(total) = count else {
+            candle_core::bail!(
+                "`{name}` of shape {:?} would take the model past {MAX_VALUES} values; check width_multiple, depth_multiple, the channel arguments and nc",
+                shape.dims()
+            );
+        };
+        self.values.store(total, Ordering::Relaxed);
         let values = self.sample(init, &shape, name)?;
         let tensor = Tensor::from_vec(values, shape, dev)?.to_dtype(dtype)?;
         let var = Var::from_tensor(&tensor)?;

@@ -11,6 +11,7 @@ use super::build::Model;
 use super::config::ModelConfig;
 use super::pt::{read_pt, PtError};
 use crate::act::ActSpec;
+use crate::util::fs::{write_atomic, FileError};
 
 /// A state_dict with what is known of the model it belongs to.
 pub struct Weights {
@@ -18,7 +19,14 @@ pub struct Weights {
     /// The model YAML, when the file carries one.
     pub yaml: Option<serde_yaml::Value>,
     pub names: Vec<String>,
+    /// What the reader noticed about the file that the user should know.
+    pub notes: Vec<String>,
 }
+
+/// The metadata key of a training run's counters, in its resume state
+/// (`last.state.safetensors`, whose tensors are the raw weights under `raw/`, the EMA under
+/// `ema/` and the optimiser's) and in `last.safetensors`.
+pub const STATE_KEY: &str = "state";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
@@ -26,6 +34,8 @@ pub enum WeightsError {
     Pt(#[from] PtError),
     #[error("{}: {message}", path.display())]
     File { path: PathBuf, message: String },
+    #[error(transparent)]
+    Write(#[from] FileError),
 }
 
 fn file_error(path: &Path, message: impl Into<String>) -> WeightsError {
@@ -37,14 +47,40 @@ fn file_error(path: &Path, message: impl Into<String>) -> WeightsError {
 
 /// Reads `.pt`/`.pth` (YOLOv5 and yolov7 checkpoints) or `.safetensors`.
 pub fn read_weights(path: &Path) -> Result<Weights, WeightsError> {
-    match path.extension().and_then(|e| e.to_str()) {
+    let weights = match path.extension().and_then(|e| e.to_str()) {
         Some("pt" | "pth") => {
             let ckpt = read_pt(path)?;
-            Ok(Weights { tensors: ckpt.tensors, yaml: Some(ckpt.yaml).filter(|y| !y.is_null()), names: ckpt.names })
+            Ok(Weights {
+                tensors: ckpt.tensors,
+                yaml: Some(ckpt.yaml).filter(|y| !y.is_null()),
+                names: ckpt.names,
+                notes: Vec::new(),
+            })
         }
         Some("safetensors") => read_safetensors(path),
         _ => Err(file_error(path, "unsupported weights format: expected .pt (ultralytics train.py checkpoint) or .safetensors")),
+    }?;
+    check_finite(&weights.tensors).map_err(|message| file_error(path, message))?;
+    Ok(weights)
+}
+
+/// Every value of every tensor is finite; else the first tensor that is not, by name.
+fn check_finite(tensors: &HashMap<String, Tensor>) -> Result<(), String> {
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let values = tensors[name]
+            .to_dtype(candle_core::DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .map_err(|e| format!("{name}: {e}"))?;
+        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
+            return Err(format!(
+                "tensor `{name}` holds {bad}: the weights are broken (a diverged run?); use an earlier checkpoint"
+            ));
+        }
     }
+    Ok(())
 }
 
 fn read_safetensors(path: &Path) -> Result<Weights, WeightsError> {
@@ -64,12 +100,27 @@ fn read_safetensors(path: &Path) -> Result<Weights, WeightsError> {
             .map_err(|e| file_error(path, format!("metadata `names` is not a JSON list: {e}")))?,
         None => vec![],
     };
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
         .map_err(|e| file_error(path, e.to_string()))?;
+    let mut notes = Vec::new();
+    let is_resume_state = tensors.keys().any(|k| k.starts_with("raw/"))
+        && tensors.keys().any(|k| k.starts_with("ema/"));
+    if is_resume_state {
+        // A resume state: what val and detect want from it is the EMA, as in last.safetensors.
+        tensors = tensors
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("ema/").map(|name| (name.to_string(), v)))
+            .collect();
+        notes.push(format!(
+            "{} is a training run's resume state; using its EMA weights (the same as last.safetensors beside it)",
+            path.display()
+        ));
+    }
     Ok(Weights {
         tensors,
         yaml,
         names,
+        notes,
     })
 }
 
@@ -96,7 +147,7 @@ pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), WeightsError> 
 }
 
 /// Writes named tensors with the model YAML, class names and any `extra` metadata;
-/// atomically (write, then rename), so an interrupted save never leaves a truncated file.
+/// atomically, so an interrupted save never leaves a truncated file.
 pub fn save_tensors(
     tensors: &HashMap<String, Tensor>,
     yaml: &serde_yaml::Value,
@@ -114,15 +165,12 @@ pub fn save_tensors(
         ("format".to_string(), "actyolo".to_string()),
     ]);
     metadata.extend(extra);
-    let partial = path.with_extension("safetensors.partial");
-    safetensors::serialize_to_file(
+    let bytes = safetensors::serialize(
         sorted.into_iter().map(|(k, t)| (k.as_str(), t)),
         Some(metadata),
-        &partial,
     )
-    .map_err(|e| file_error(&partial, e.to_string()))?;
-    std::fs::rename(&partial, path)
-        .map_err(|e| file_error(path, format!("cannot move the new file into place: {e}")))
+    .map_err(|e| file_error(path, e.to_string()))?;
+    Ok(write_atomic(path, &bytes)?)
 }
 
 /// A safetensors file's tensors and its metadata entry `key`, if any.
@@ -140,12 +188,14 @@ pub fn read_tensors_with(
 }
 
 /// Builds a model from a weights file: its own YAML (or `cfg` when given, which a
-/// safetensors file exported from PyTorch needs), then loads the weights strictly.
+/// safetensors file exported from PyTorch needs), then loads the weights strictly. Returns
+/// the model and what the user should be told (a resume state used for its EMA, class
+/// names that do not fit the model).
 pub fn load_model(
     path: &Path,
     cfg: Option<&ModelConfig>,
     act: Option<&ActSpec>,
-) -> Result<Model, WeightsError> {
+) -> Result<(Model, Vec<String>), WeightsError> {
     let weights = read_weights(path)?;
     let config = match (cfg, &weights.yaml) {
         (Some(cfg), _) => cfg.clone(),
@@ -162,8 +212,16 @@ pub fn load_model(
     model
         .load_state_dict(&weights.tensors, true)
         .map_err(|e| file_error(path, e))?;
+    let mut notes = weights.notes;
     if weights.names.len() == model.detect.nc {
         model.names = weights.names;
+    } else if !weights.names.is_empty() {
+        notes.push(format!(
+            "WARNING ⚠️ {}: {} class names for a model of {} classes; using the class numbers as names",
+            path.display(),
+            weights.names.len(),
+            model.detect.nc
+        ));
     }
-    Ok(model)
+    Ok((model, notes))
 }

@@ -2,7 +2,7 @@
 //! of the state_dict (parameters and BatchNorm buffers alike), with the decay ramp
 //! d = decay · (1 − exp(−updates / tau)), updated after every optimiser step.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarMap;
@@ -14,6 +14,8 @@ pub struct ModelEma {
     pub updates: u64,
     pub decay: f64,
     pub tau: f64,
+    /// Parameters that never change (`--freeze`), left out of the average.
+    pub frozen: HashSet<String>,
 }
 
 impl ModelEma {
@@ -31,6 +33,7 @@ impl ModelEma {
             updates,
             decay: 0.9999,
             tau: 2000.0,
+            frozen: HashSet::new(),
         })
     }
 
@@ -47,6 +50,9 @@ impl ModelEma {
             .lock()
             .map_err(|_| candle_core::Error::Msg("variable store lock poisoned".into()))?;
         for (name, ema) in self.tensors.iter_mut() {
+            if self.frozen.contains(name) {
+                continue;
+            }
             if let Some(var) = data.get(name) {
                 *ema = ((&*ema * d)? + (var.as_tensor().detach() * (1.0 - d))?)?;
             }

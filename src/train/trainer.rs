@@ -3,7 +3,7 @@
 //! batch of 64, EMA, validation after each epoch, results.csv, checkpoints and resume.
 //! The loop reports [`TrainEvent`]s; the CLI renders them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,13 +17,15 @@ use super::optim::{Optimizer, OptimizerKind};
 use super::schedule::{LrSchedule, Warmup};
 use crate::act::ActSpec;
 use crate::data::dataset::{DataConfig, Dataset, Split};
-use crate::data::loader::{plot_batch, Loader, LoaderConfig};
+use crate::data::loader::{plot_batch, Loader, LoaderConfig, RectBatches};
 use crate::detect::output::{format_general, increment_path};
 use crate::eval::val::{validate, ValOptions, ValOutcome};
 use crate::model::build::Model;
 use crate::model::config::ModelConfig;
-use crate::model::weights::{read_tensors_with, read_weights, save_tensors};
+use crate::model::input::{check_img_size, check_memory, Workload};
+use crate::model::weights::{read_tensors_with, read_weights, save_tensors, STATE_KEY};
 use crate::plot::results::plot_results;
+use crate::util::fs::{write_atomic, FileError};
 
 /// Everything a run is started with; saved in the run (opt.yaml) and in its checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +48,22 @@ pub struct TrainOptions {
     pub patience: usize,
     pub freeze: Vec<usize>,
     pub noautoanchor: bool,
+    /// Rectangular training batches (train.py's `--rect`): sorted by aspect ratio, no
+    /// shuffling, no mosaic.
+    #[serde(default)]
+    pub rect: bool,
+}
+
+/// How a run starts: afresh, or continuing a stopped one.
+#[derive(Debug, Clone)]
+pub enum TrainStart {
+    New(TrainOptions),
+    /// A run's folder, its `weights/` folder or a file in it. The run keeps its own
+    /// options, except `epochs` when given: a finished run can be extended that way.
+    Resume {
+        path: PathBuf,
+        epochs: Option<usize>,
+    },
 }
 
 /// What happens, for the CLI to show.
@@ -91,6 +109,16 @@ pub struct TrainOutcome {
 pub enum TrainError {
     #[error("{0}")]
     Setup(String),
+    #[error("{}: nothing to resume: no checkpoint (weights/{STATE_FILE} or weights/{LAST_FILE}); a run stopped before its first epoch ended must be started again without --resume", dir.display())]
+    NoCheckpoint { dir: PathBuf },
+    #[error("--epochs {requested}: {} has already trained {done} epochs; to extend it, pass more than {done}", dir.display())]
+    EpochsTooFew {
+        dir: PathBuf,
+        requested: usize,
+        done: usize,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error("the loss became {value} at epoch {epoch}, iteration {iteration}: training stopped; {}", match checkpoint { Some(p) => format!("the last good checkpoint is {}", p.display()), None => "no epoch had finished, so there is no checkpoint".to_string() })]
     NonFinite {
         value: f32,
@@ -125,44 +153,173 @@ struct TrainState {
 }
 
 const NOMINAL_BATCH: usize = 64;
-const STATE_FILE: &str = "last.state.safetensors";
+/// The resume state: raw weights, EMA, optimiser state, pending gradients and counters.
+pub const STATE_FILE: &str = "last.state.safetensors";
+/// The EMA weights of the last epoch (what val and detect use), with the counters too.
+pub const LAST_FILE: &str = "last.safetensors";
+const BEST_FILE: &str = "best.safetensors";
 
-/// The latest run's training state under `project`, for a bare `--resume`.
-pub fn latest_state(project: &Path) -> Option<PathBuf> {
+/// The run under `project` whose checkpoint was written last, for a bare `--resume` (as
+/// ultralytics' `get_latest_run`).
+pub fn latest_run(project: &Path) -> Option<PathBuf> {
     let runs = std::fs::read_dir(project).ok()?;
     runs.filter_map(|e| e.ok())
-        .map(|e| e.path().join("weights").join(STATE_FILE))
-        .filter(|p| p.is_file())
-        .max_by_key(|p| p.metadata().and_then(|m| m.modified()).ok())
+        .filter_map(|e| {
+            let weights = e.path().join("weights");
+            let modified = [STATE_FILE, LAST_FILE]
+                .iter()
+                .filter_map(|f| weights.join(f).metadata().and_then(|m| m.modified()).ok())
+                .max()?;
+            Some((modified, e.path()))
+        })
+        .max()
+        .map(|(_, run)| run)
 }
 
-/// Trains from scratch, from `--weights`, or (with `resume`) continues a stopped run.
+/// The run folder a `--resume` path names: the run itself, its `weights/` folder, or a
+/// file in `weights/`.
+fn run_folder(path: &Path) -> PathBuf {
+    let weights = if path.is_file() {
+        path.parent().unwrap_or(Path::new("."))
+    } else {
+        path
+    };
+    match weights.file_name() {
+        Some(name) if name == "weights" && !weights.join("weights").is_dir() => {
+            weights.parent().unwrap_or(Path::new(".")).to_path_buf()
+        }
+        _ => weights.to_path_buf(),
+    }
+}
+
+/// A stopped run's saved state: its tensors under `raw/`, `ema/`, `optim/` and `grad/`.
+struct Checkpoint {
+    dir: PathBuf,
+    tensors: HashMap<String, candle_core::Tensor>,
+    state: TrainState,
+}
+
+impl Checkpoint {
+    /// The resume state, or, when it is missing, the counters and EMA weights that
+    /// last.safetensors carries (the optimiser then starts afresh).
+    fn open(path: &Path, on: &mut dyn FnMut(TrainEvent)) -> Result<Checkpoint, TrainError> {
+        if !path.exists() {
+            return Err(TrainError::Setup(format!(
+                "--resume {}: no such run folder or file",
+                path.display()
+            )));
+        }
+        let dir = run_folder(path);
+        let weights = dir.join("weights");
+        let (state_file, last_file) = (weights.join(STATE_FILE), weights.join(LAST_FILE));
+        let read = |file: &Path| -> Result<_, TrainError> {
+            let (tensors, state) = read_tensors_with(file, STATE_KEY).map_err(setup("--resume"))?;
+            let state = state.ok_or_else(|| {
+                TrainError::Setup(format!(
+                    "{}: not an actyolo training checkpoint (no training state in it)",
+                    file.display()
+                ))
+            })?;
+            let state: TrainState = serde_json::from_str(&state).map_err(|e| {
+                TrainError::Setup(format!("{}: its training state: {e}", file.display()))
+            })?;
+            Ok((tensors, state))
+        };
+        if state_file.is_file() {
+            let (tensors, state) = read(&state_file)?;
+            return Ok(Checkpoint {
+                dir,
+                tensors,
+                state,
+            });
+        }
+        if last_file.is_file() {
+            let (ema, state) = read(&last_file)?;
+            on(TrainEvent::Message(format!(
+                "WARNING ⚠️ {} is missing: resuming from the EMA weights of {} (epoch {}) with a fresh optimiser; the run will not match an uninterrupted one exactly",
+                state_file.display(),
+                last_file.display(),
+                state.epoch
+            )));
+            let tensors = ema
+                .into_iter()
+                .flat_map(|(k, v)| [(format!("raw/{k}"), v.clone()), (format!("ema/{k}"), v)])
+                .collect();
+            return Ok(Checkpoint {
+                dir,
+                tensors,
+                state,
+            });
+        }
+        Err(TrainError::NoCheckpoint { dir })
+    }
+}
+
+/// The options with every input path made absolute, so the run can be resumed from any
+/// folder. Shipped names (`yolov5n.yaml`, `hyp.scratch-low.yaml`) stay names.
+fn absolute_paths(options: &TrainOptions) -> Result<TrainOptions, TrainError> {
+    let absolute = |path: &Path| {
+        std::path::absolute(path).map_err(|e| TrainError::Setup(format!("{}: {e}", path.display())))
+    };
+    let file_or_name = |name: &str| -> Result<String, TrainError> {
+        let path = Path::new(name);
+        Ok(if path.is_file() {
+            absolute(path)?.display().to_string()
+        } else {
+            name.to_string()
+        })
+    };
+    Ok(TrainOptions {
+        cfg: file_or_name(&options.cfg)?,
+        hyp: file_or_name(&options.hyp)?,
+        data: absolute(&options.data)?,
+        weights: options.weights.as_deref().map(absolute).transpose()?,
+        ..options.clone()
+    })
+}
+
+/// Trains from scratch or from `--weights`, or continues a stopped run.
 pub fn train(
-    options: &TrainOptions,
-    resume: Option<&Path>,
+    start: &TrainStart,
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainOutcome, TrainError> {
-    let resumed = match resume {
-        Some(path) => {
-            let file = if path.is_dir() {
-                path.join("weights").join(STATE_FILE)
-            } else {
-                path.to_path_buf()
-            };
-            let (tensors, state) = read_tensors_with(&file, "state").map_err(setup("--resume"))?;
-            let state: TrainState = serde_json::from_str(&state.ok_or_else(|| {
-                TrainError::Setup(format!("{}: not an actyolo training state", file.display()))
-            })?)
-            .map_err(setup("--resume"))?;
-            Some((file, tensors, state))
+    let (options, checkpoint) = match start {
+        TrainStart::New(options) => (absolute_paths(options)?, None),
+        TrainStart::Resume { path, epochs } => {
+            let checkpoint = Checkpoint::open(path, on)?;
+            let mut options = checkpoint.state.options.clone();
+            let done = checkpoint.state.epoch + 1;
+            let dir = checkpoint.dir.clone();
+            match *epochs {
+                Some(requested) if requested <= done => {
+                    return Err(TrainError::EpochsTooFew {
+                        dir,
+                        requested,
+                        done,
+                    })
+                }
+                Some(requested) => {
+                    if requested != options.epochs {
+                        on(TrainEvent::Message(format!(
+                            "--epochs {requested}: the run now trains to {requested} epochs (it was started with {})",
+                            options.epochs
+                        )));
+                    }
+                    options.epochs = requested;
+                }
+                // Finishes what a kill in the last epoch's save left undone (last, best,
+                // the final validation), with nothing more to train.
+                None if done >= options.epochs => on(TrainEvent::Message(format!(
+                    "{} has finished its {done} epochs: nothing left to train (to train it longer, pass --epochs with more than {done})",
+                    dir.display()
+                ))),
+                None => {}
+            }
+            (options, Some(checkpoint))
         }
-        None => None,
     };
-    let options = resumed
-        .as_ref()
-        .map_or(options.clone(), |(_, _, s)| s.options.clone());
-    let run = Run::prepare(&options, resumed.as_ref().map(|(f, _, _)| f.as_path()), on)?;
-    run.execute(resumed.map(|(_, t, s)| (t, s)), on)
+    let run = Run::prepare(&options, checkpoint.as_ref().map(|c| c.dir.as_path()), on)?;
+    run.execute(checkpoint, on)
 }
 
 /// A prepared run: folders, data, model, loss and hyperparameters.
@@ -184,17 +341,16 @@ struct Run {
 impl Run {
     fn prepare(
         options: &TrainOptions,
-        resume_file: Option<&Path>,
+        resume_dir: Option<&Path>,
         on: &mut dyn FnMut(TrainEvent),
     ) -> Result<Run, TrainError> {
-        let dir = match resume_file
-            .and_then(|f| f.parent())
-            .and_then(|w| w.parent())
-        {
+        let dir = match resume_dir {
             Some(dir) => dir.to_path_buf(),
             None => increment_path(&options.project.join(&options.name), options.exist_ok),
         };
-        std::fs::create_dir_all(dir.join("weights")).map_err(setup(&dir.display().to_string()))?;
+        let weights_dir = dir.join("weights");
+        std::fs::create_dir_all(&weights_dir)
+            .map_err(FileError::new(&weights_dir, "cannot create the folder"))?;
         let hyp = Hyp::load(&options.hyp).map_err(setup("--hyp"))?;
         for note in hyp.ignored() {
             on(TrainEvent::Message(note));
@@ -212,10 +368,17 @@ impl Run {
             .with_nc(names.len());
         let model = Model::new(&config, act.as_ref(), options.seed).map_err(setup("model"))?;
         let eval_model = Model::new(&config, act.as_ref(), options.seed).map_err(setup("model"))?;
-        if let (Some(weights), None) = (&options.weights, resume_file) {
-            let transferred = transfer(&model, weights)?;
+        let size = check_img_size(options.imgsz, model.max_stride(), 2 * model.max_stride())
+            .map_err(setup("--imgsz"))?;
+        if let Some(warning) = size.warning() {
+            on(TrainEvent::Message(warning));
+        }
+        let imgsz = size.used;
+        check_memory(&model, imgsz, options.batch, Workload::Training).map_err(setup("--imgsz"))?;
+        if let (Some(weights), None) = (&options.weights, resume_dir) {
+            let (transferred, total) = transfer(&model, weights)?;
             on(TrainEvent::Message(format!(
-                "Transferred {transferred} items from {}",
+                "Transferred {transferred}/{total} items from {}",
                 weights.display()
             )));
         }
@@ -231,22 +394,31 @@ impl Run {
                 dataset.report.summary()
             )));
             let config = LoaderConfig {
-                imgsz: options.imgsz as u32,
+                imgsz: imgsz as u32,
                 batch_size: options.batch,
                 workers: options.workers,
                 seed: options.seed,
+                rect: options.rect.then_some(RectBatches {
+                    stride: model.max_stride() as u32,
+                    pad: 0.0,
+                }),
                 ..LoaderConfig::default()
             };
-            if split == Split::Train && !options.noautoanchor && resume_file.is_none() {
-                auto_anchor(&model, &dataset, options, hyp.anchor_t, on)?;
+            if split == Split::Train && !options.noautoanchor && resume_dir.is_none() {
+                auto_anchor(&model, &dataset, imgsz, options.seed, hyp.anchor_t, on)?;
             }
             let dataset = Arc::new(dataset);
             let loader = match split {
                 Split::Train => Loader::train(dataset, &hyp, config),
+                // As train.py's validation: twice the batch, rectangular batches, pad 0.5.
                 _ => Loader::val(
                     dataset,
                     LoaderConfig {
                         batch_size: options.batch * 2,
+                        rect: Some(RectBatches {
+                            stride: model.max_stride() as u32,
+                            pad: 0.5,
+                        }),
                         ..config
                     },
                 ),
@@ -263,7 +435,7 @@ impl Run {
             &LossGains::from_hyp(&hyp),
             model.detect.strides.len(),
             names.len(),
-            options.imgsz,
+            imgsz,
         );
         let loss =
             YoloLoss::new(gains, names.len(), &model.detect.anchors).map_err(setup("loss"))?;
@@ -282,18 +454,22 @@ impl Run {
         model.names = names.clone();
         let mut eval_model = eval_model;
         eval_model.names = names.clone();
-        std::fs::write(
-            dir.join("hyp.yaml"),
-            serde_yaml::to_string(&hyp).unwrap_or_default(),
-        )
-        .map_err(setup("hyp.yaml"))?;
-        std::fs::write(
-            dir.join("opt.yaml"),
-            serde_yaml::to_string(options).unwrap_or_default(),
-        )
-        .map_err(setup("opt.yaml"))?;
+        write_atomic(
+            &dir.join("hyp.yaml"),
+            serde_yaml::to_string(&hyp).unwrap_or_default().as_bytes(),
+        )?;
+        let options = TrainOptions {
+            imgsz,
+            ..options.clone()
+        };
+        write_atomic(
+            &dir.join("opt.yaml"),
+            serde_yaml::to_string(&options)
+                .unwrap_or_default()
+                .as_bytes(),
+        )?;
         Ok(Run {
-            options: options.clone(),
+            options,
             dir,
             hyp,
             config,
@@ -309,7 +485,7 @@ impl Run {
 
     fn execute(
         self,
-        resumed: Option<(HashMap<String, candle_core::Tensor>, TrainState)>,
+        checkpoint: Option<Checkpoint>,
         on: &mut dyn FnMut(TrainEvent),
     ) -> Result<TrainOutcome, TrainError> {
         let o = &self.options;
@@ -326,7 +502,17 @@ impl Run {
             weight_decay,
         )
         .map_err(step_err)?;
-        freeze_layers(&mut optimizer, &o.freeze);
+        let layers =
+            frozen_layers(&o.freeze, self.config.layers.len()).map_err(setup("--freeze"))?;
+        let frozen = freeze(&mut optimizer, &layers);
+        if !layers.is_empty() {
+            let shown: Vec<String> = layers.iter().map(usize::to_string).collect();
+            on(TrainEvent::Message(format!(
+                "Freezing layers {} ({} parameter tensors; BatchNorm running statistics still update, as in ultralytics)",
+                shown.join(" "),
+                frozen.len()
+            )));
+        }
         let schedule = if o.cos_lr {
             LrSchedule::Cosine {
                 epochs: o.epochs,
@@ -346,6 +532,8 @@ impl Run {
             self.hyp.momentum,
         );
         let mut ema = ModelEma::new(&vars, 0).map_err(step_err)?;
+        // A frozen tensor's average is the tensor itself: skipping it keeps it bit-exact.
+        ema.frozen = frozen;
         let mut state = TrainState {
             options: o.clone(),
             epoch: 0,
@@ -357,15 +545,28 @@ impl Run {
         };
         let mut start_epoch = 0;
         let mut pending = HashMap::new();
-        if let Some((tensors, saved)) = resumed {
-            pending = restore(&self.model, &mut optimizer, &mut ema, &tensors, &saved)?;
+        if let Some(checkpoint) = checkpoint {
+            let saved = checkpoint.state;
+            pending = restore(
+                &self.model,
+                &mut optimizer,
+                &mut ema,
+                &checkpoint.tensors,
+                &saved,
+            )?;
             start_epoch = saved.epoch + 1;
-            truncate_results(&self.dir.join("results.csv"), saved.epoch).map_err(step_err)?;
+            truncate_results(&self.dir.join("results.csv"), saved.epoch)?;
             on(TrainEvent::Message(format!(
                 "Resuming {} from epoch {start_epoch}",
                 self.dir.display()
             )));
-            state = saved;
+            state = TrainState {
+                options: o.clone(),
+                ..saved
+            };
+            // The state is written first each epoch: a kill before last or best were
+            // written leaves them a step behind; they are made from it again here.
+            self.save_weights(&ema, &state, state.best_epoch == state.epoch)?;
         }
         let results = self.dir.join("results.csv");
         let mut seconds = Vec::new();
@@ -405,9 +606,11 @@ impl Run {
                 state.best_fitness = fitness;
                 state.best_epoch = epoch;
             }
-            append_results(&results, epoch, &train_loss, &val, &lrs).map_err(step_err)?;
+            // results.csv first: a kill after it repeats the epoch, whose row is then dropped.
+            append_results(&results, epoch, &train_loss, &val, &lrs)?;
             plot_results(&results, &self.dir.join("results.png")).map_err(step_err)?;
-            self.save(&ema, &optimizer, &grads, &state, improved)?;
+            self.save_state(&ema, &optimizer, &grads, &state)?;
+            self.save_weights(&ema, &state, improved)?;
             seconds.push(started.elapsed().as_secs_f64());
             on(TrainEvent::EpochEnd {
                 epoch,
@@ -516,33 +719,15 @@ impl Run {
         Ok(mean_loss)
     }
 
-    /// last (every epoch) and best (when fitness improved): the EMA weights for val and
-    /// detect; beside last, the state that `--resume` needs.
-    fn save(
+    /// The resume state: everything `--resume` needs to continue exactly. Written before
+    /// last and best, which can be made from it again.
+    fn save_state(
         &self,
         ema: &ModelEma,
         optimizer: &Optimizer,
         pending: &HashMap<String, candle_core::Tensor>,
         state: &TrainState,
-        best: bool,
     ) -> Result<(), TrainError> {
-        let weights = self.dir.join("weights");
-        let yaml = &self.config.yaml;
-        save_tensors(
-            &ema.tensors,
-            yaml,
-            &self.names,
-            HashMap::new(),
-            &weights.join("last.safetensors"),
-        )
-        .map_err(step_err)?;
-        if best {
-            std::fs::copy(
-                weights.join("last.safetensors"),
-                weights.join("best.safetensors"),
-            )
-            .map_err(step_err)?;
-        }
         let mut tensors: HashMap<String, candle_core::Tensor> = HashMap::new();
         let data = self
             .model
@@ -572,15 +757,51 @@ impl Run {
                 .iter()
                 .map(|(k, v)| (format!("grad/{k}"), v.clone())),
         );
-        let meta = HashMap::from([(
-            "state".to_string(),
-            serde_json::to_string(state).map_err(step_err)?,
-        )]);
-        save_tensors(&tensors, yaml, &self.names, meta, &weights.join(STATE_FILE)).map_err(step_err)
+        let path = self.dir.join("weights").join(STATE_FILE);
+        save_tensors(
+            &tensors,
+            &self.config.yaml,
+            &self.names,
+            state_meta(state)?,
+            &path,
+        )
+        .map_err(step_err)
+    }
+
+    /// last (every epoch) and best (when fitness improved): the EMA weights for val and
+    /// detect. last also carries the counters, so a run whose resume state is lost can
+    /// still go on from it.
+    fn save_weights(
+        &self,
+        ema: &ModelEma,
+        state: &TrainState,
+        best: bool,
+    ) -> Result<(), TrainError> {
+        let weights = self.dir.join("weights");
+        let yaml = &self.config.yaml;
+        save_tensors(
+            &ema.tensors,
+            yaml,
+            &self.names,
+            state_meta(state)?,
+            &weights.join(LAST_FILE),
+        )
+        .map_err(step_err)?;
+        if best {
+            save_tensors(
+                &ema.tensors,
+                yaml,
+                &self.names,
+                HashMap::new(),
+                &weights.join(BEST_FILE),
+            )
+            .map_err(step_err)?;
+        }
+        Ok(())
     }
 
     fn validate_best(&self) -> Result<Option<ValOutcome>, TrainError> {
-        let best = self.dir.join("weights").join("best.safetensors");
+        let best = self.dir.join("weights").join(BEST_FILE);
         if !best.is_file() {
             return Ok(None);
         }
@@ -600,9 +821,16 @@ impl Run {
     }
 }
 
+/// The counters as metadata of a weights file.
+fn state_meta(state: &TrainState) -> Result<HashMap<String, String>, TrainError> {
+    let json = serde_json::to_string(state).map_err(step_err)?;
+    Ok(HashMap::from([(STATE_KEY.to_string(), json)]))
+}
+
 /// Copies every tensor of `weights` whose name and shape match the model (ultralytics'
-/// `intersect_dicts`), except the anchors, which follow the config; returns the count.
-fn transfer(model: &Model, weights: &Path) -> Result<usize, TrainError> {
+/// `intersect_dicts`), except the anchors, which follow the config; returns how many of
+/// the model's tensors were set, and of how many. Weights that fit nothing are an error.
+fn transfer(model: &Model, weights: &Path) -> Result<(usize, usize), TrainError> {
     let source = read_weights(weights).map_err(setup("--weights"))?;
     let data = model
         .vars()
@@ -622,7 +850,14 @@ fn transfer(model: &Model, weights: &Path) -> Result<usize, TrainError> {
             count += 1;
         }
     }
-    Ok(count)
+    if count == 0 {
+        return Err(TrainError::Setup(format!(
+            "--weights {}: none of its {} tensors fits this model (names or shapes differ); was it made with another config, nc or activation?",
+            weights.display(),
+            source.tensors.len()
+        )));
+    }
+    Ok((count, data.len()))
 }
 
 /// ultralytics' AutoAnchor: keeps the config's anchors when they recall at least 98% of
@@ -630,17 +865,17 @@ fn transfer(model: &Model, weights: &Path) -> Result<usize, TrainError> {
 fn auto_anchor(
     model: &Model,
     dataset: &Dataset,
-    options: &TrainOptions,
+    imgsz: usize,
+    seed: u64,
     anchor_t: f64,
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<(), TrainError> {
     use super::autoanchor::{augment_scales, check_anchors, stride_units, ImageLabels, LabelSizes};
     use rand::SeedableRng;
     let images: Vec<ImageLabels> = dataset.records.iter().map(ImageLabels::from).collect();
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(options.seed);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let scales = augment_scales(images.len(), &mut rng);
-    let labels =
-        LabelSizes::gather(&images, options.imgsz, &scales).map_err(setup("AutoAnchor"))?;
+    let labels = LabelSizes::gather(&images, imgsz, &scales).map_err(setup("AutoAnchor"))?;
     let check = check_anchors(
         &labels,
         &model.config.anchors,
@@ -664,16 +899,39 @@ fn auto_anchor(
     Ok(())
 }
 
-/// `--freeze`: layers whose parameters the optimiser leaves alone.
-fn freeze_layers(optimizer: &mut Optimizer, layers: &[usize]) {
-    let frozen = |name: &str| {
-        layers
-            .iter()
-            .any(|i| name.starts_with(&format!("model.{i}.")))
-    };
-    for group in optimizer.groups.iter_mut() {
-        group.params.retain(|(name, _)| !frozen(name));
+/// ultralytics' `--freeze`: one number N freezes layers 0 to N−1 (`--freeze 10`: the
+/// backbone of YOLOv5), several numbers freeze those layers (`--freeze 0 1 2`).
+fn frozen_layers(freeze: &[usize], layers: usize) -> Result<Vec<usize>, String> {
+    let last = layers - 1;
+    match freeze {
+        [n] if *n > last => Err(format!(
+            "{n} would freeze layers 0 to {}, but the model's layers are 0 to {last}: nothing would be left to train; give at most {last}",
+            n - 1
+        )),
+        [n] => Ok((0..*n).collect()),
+        list => match list.iter().find(|&&i| i > last) {
+            Some(outside) => Err(format!(
+                "layer {outside} does not exist; the model's layers are 0 to {last}"
+            )),
+            None => Ok(list.to_vec()),
+        },
     }
+}
+
+/// Takes the frozen layers' parameters out of the optimiser; returns their names.
+fn freeze(optimizer: &mut Optimizer, layers: &[usize]) -> HashSet<String> {
+    let prefixes: Vec<String> = layers.iter().map(|i| format!("model.{i}.")).collect();
+    let mut frozen = HashSet::new();
+    for group in optimizer.groups.iter_mut() {
+        group.params.retain(|(name, _)| {
+            let keep = !prefixes.iter().any(|p| name.starts_with(p));
+            if !keep {
+                frozen.insert(name.clone());
+            }
+            keep
+        });
+    }
+    frozen
 }
 
 /// Restores a checkpoint's weights, EMA and optimiser; returns its pending gradients.
@@ -718,9 +976,11 @@ const RESULT_COLUMNS: [&str; 14] = [
 
 /// Drops rows after `last_epoch`: a run killed after writing a row but before saving its
 /// checkpoint repeats that epoch on resume.
-fn truncate_results(path: &Path, last_epoch: usize) -> std::io::Result<()> {
-    let Ok(text) = std::fs::read_to_string(path) else {
-        return Ok(());
+fn truncate_results(path: &Path, last_epoch: usize) -> Result<(), FileError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(FileError::new(path, "cannot read")(e)),
     };
     let kept: Vec<&str> = text
         .lines()
@@ -735,34 +995,26 @@ fn truncate_results(path: &Path, last_epoch: usize) -> std::io::Result<()> {
         })
         .map(|(_, line)| line)
         .collect();
-    std::fs::write(path, kept.join("\n") + "\n")
+    write_atomic(path, (kept.join("\n") + "\n").as_bytes())
 }
 
-/// One results.csv row in ultralytics' layout (20-wide fields, `%20.5g`).
+/// Adds one results.csv row in ultralytics' layout (20-wide fields, `%20.5g`), rewriting
+/// the file atomically.
 fn append_results(
     path: &Path,
     epoch: usize,
     train_loss: &[f32; 3],
     val: &ValOutcome,
     lrs: &[f64],
-) -> std::io::Result<()> {
-    use std::io::Write;
-    let header = !path.exists();
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)?;
-    if header {
-        writeln!(
-            f,
-            "{}",
-            RESULT_COLUMNS
-                .iter()
-                .map(|c| format!("{c:>20}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        )?;
-    }
+) -> Result<(), FileError> {
+    let mut text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let header: Vec<String> = RESULT_COLUMNS.iter().map(|c| format!("{c:>20}")).collect();
+            header.join(",") + "\n"
+        }
+        Err(e) => return Err(FileError::new(path, "cannot read")(e)),
+    };
     let m = &val.metrics;
     let vl = val.loss.unwrap_or_default();
     let mut values = vec![epoch as f64];
@@ -770,13 +1022,10 @@ fn append_results(
     values.extend([m.mp, m.mr, m.map50, m.map]);
     values.extend(vl.iter().map(|&v| v as f64));
     values.extend(lrs.iter().take(3));
-    writeln!(
-        f,
-        "{}",
-        values
-            .iter()
-            .map(|&v| format!("{:>20}", format_general(v, 5)))
-            .collect::<Vec<_>>()
-            .join(",")
-    )
+    let row: Vec<String> = values
+        .iter()
+        .map(|&v| format!("{:>20}", format_general(v, 5)))
+        .collect();
+    text += &(row.join(",") + "\n");
+    write_atomic(path, text.as_bytes())
 }

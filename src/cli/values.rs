@@ -1,0 +1,22 @@
+//! Value parsers for numbers on the command line: negative numbers are read as values
+//! (never as unknown options) and refused with the allowed range.
+
+/// A whole number of at least 1 (sizes and counts).
+pub fn positive(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<i128>() {
+        Ok(v) if v >= 1 && v <= usize::MAX as i128 => Ok(v as usize),
+        Ok(v) => Err(format!(
+            "{v} is out of range: give a whole number of 1 or more"
+        )),
+        Err(_) => Err(format!("`{text}` is not a whole number")),
+    }
+}
+
+/// A number from 0 to 1 (thresholds).
+pub fn fraction(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("{v} is out of range: give a number from 0 to 1")),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}
