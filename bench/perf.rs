@@ -32,10 +32,10 @@ use actyolo::model::build::Model;
 use actyolo::model::config::ModelConfig;
 use actyolo::model::kernels::gemm::{matmul, MatRef};
 use actyolo::model::latency::{inference_latency, time_runs, Latency};
-use actyolo::profile::{self, Stage};
 use actyolo::train::hyp::Hyp;
 use actyolo::train::loss::{scale_loss_gains, LossGains, YoloLoss};
 use actyolo::train::optim::{Optimizer, OptimizerKind};
+use actyolo::util::profile::{self, Stage};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use clap::Parser;
@@ -90,7 +90,7 @@ struct Args {
 
 fn main() -> Result<()> {
     // One candle thread, and freed memory kept for reuse, as the CLI runs.
-    actyolo::runtime::configure();
+    actyolo::util::runtime::configure();
     let args = Args::parse();
     if args.rss_child {
         return train_step_peak_rss();
@@ -198,7 +198,7 @@ impl TrainStep {
     /// Every part of the step sits in a profile span, freeing included, so that a profile
     /// accounts for the whole step. It runs on a rayon worker, as the trainer's does.
     fn run(&mut self) -> candle_core::Result<()> {
-        actyolo::runtime::on_pool(|| self.step())
+        actyolo::util::runtime::on_pool(|| self.step())
     }
 
     fn step(&mut self) -> candle_core::Result<()> {
@@ -607,7 +607,7 @@ fn step_profile(setup: &BenchSetup, act: Option<&ActSpec>) -> Result<()> {
     print_profile(&title, setup.infer_runs, || {
         // Unspanned model code (candle's own ops) lands in "other forward"; the span opens
         // on the worker thread that `predict` runs on.
-        actyolo::runtime::on_pool(|| {
+        actyolo::util::runtime::on_pool(|| {
             let _t = profile::span(Stage::OtherForward);
             model.predict(&x).map(|_| ())
         })

@@ -1,7 +1,7 @@
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
-    actyolo::runtime::configure();
+    actyolo::util::runtime::configure();
     let matches = actyolo::cli::Cli::command().get_matches();
     let cli = match actyolo::cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use actyolo::model::kernels::conv::{conv2d, Conv2dParams};
-use actyolo::profile::{self, Stage};
+use actyolo::util::profile::{self, Stage};
 use candle_core::{Device, Var};
 
 fn conv_forward_backward() -> candle_core::Result<()> {

@@ -4,7 +4,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 use serde::Serialize;
 
 use super::{ActSpec, Activation};
-use crate::model::vars::SeededVarMap;
+use crate::ops::vars::SeededVarMap;
 
 /// x, y and the gradient of sum(y) with respect to x.
 #[derive(Debug, Clone, Serialize)]

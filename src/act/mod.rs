@@ -4,11 +4,10 @@
 
 pub mod catalog;
 pub mod eval;
-pub mod kernels;
 pub mod pointwise;
 pub mod spec;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, ModuleT, VarBuilder};
@@ -16,13 +15,12 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 pub use catalog::{ActKind, KindInfo, Properties, KINDS};
-pub use pointwise::Pointwise;
 pub use spec::{ActArg, ActSpec, GeluApprox, SpecError};
 
-use crate::model::blocks::{ConvBn, ConvShape, Cost};
-use crate::profile::{self, Stage};
-
-const SIGMOID: Pointwise = Pointwise::Sigmoid(pointwise::Sigmoid);
+use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
+use crate::ops::elementwise::Elementwise;
+use crate::ops::{acon, maximum, pointwise as pointwise_op, prelu};
+use crate::util::profile::{self, Stage};
 
 /// An activation module, built for one layer.
 #[derive(Debug)]
@@ -40,13 +38,13 @@ enum SoftmaxKind {
 
 #[derive(Debug)]
 enum Inner {
-    Pointwise(Pointwise),
+    Pointwise(Arc<dyn Elementwise>),
     /// Random slopes in training; the mean slope in eval.
     Rrelu {
         lower: f64,
         upper: f64,
         rng: Mutex<ChaCha8Rng>,
-        eval: Pointwise,
+        eval: Arc<dyn Elementwise>,
     },
     Glu {
         dim: i64,
@@ -105,7 +103,7 @@ impl Activation {
                 lower,
                 upper,
                 rng: Mutex::new(rng),
-                eval: Pointwise::from_spec(spec)
+                eval: pointwise::elementwise(spec)
                     .ok_or_else(|| candle_core::Error::Msg("rrelu: no eval form".into()))?,
             },
             S::Glu { dim } => {
@@ -218,7 +216,7 @@ impl Activation {
                     },
                 }
             }
-            _ => Inner::Pointwise(Pointwise::from_spec(spec).ok_or_else(|| {
+            _ => Inner::Pointwise(pointwise::elementwise(spec).ok_or_else(|| {
                 candle_core::Error::Msg(format!("{spec}: not a pointwise activation"))
             })?),
         };
@@ -284,10 +282,19 @@ impl Activation {
         }
     }
 
-    pub fn fusable(&self, train: bool) -> Option<Pointwise> {
+    /// `body` (a Conv's convolution and BatchNorm), then this activation: inside the
+    /// BatchNorm's kernel when the activation is elementwise.
+    pub fn forward_after(&self, body: &ConvBn, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self.fusable(train) {
+            Some(f) => body.forward(x, train, Some(&f)),
+            None => self.forward(&body.forward(x, train, None)?, train),
+        }
+    }
+
+    pub fn fusable(&self, train: bool) -> Option<Arc<dyn Elementwise>> {
         match &self.inner {
-            Inner::Pointwise(p) => Some(*p),
-            Inner::Rrelu { eval, .. } if !train => Some(*eval),
+            Inner::Pointwise(p) => Some(p.clone()),
+            Inner::Rrelu { eval, .. } if !train => Some(eval.clone()),
             _ => None,
         }
     }
@@ -296,8 +303,8 @@ impl Activation {
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let _t = profile::span(Stage::ActivationForward);
         match &self.inner {
-            Inner::Pointwise(p) => kernels::pointwise::apply(*p, x),
-            Inner::Rrelu { eval, .. } if !train => kernels::pointwise::apply(*eval, x),
+            Inner::Pointwise(p) => pointwise_op::apply(p, x),
+            Inner::Rrelu { eval, .. } if !train => pointwise_op::apply(eval, x),
             Inner::Rrelu {
                 lower, upper, rng, ..
             } => {
@@ -322,7 +329,7 @@ impl Activation {
             Inner::Glu { dim } => {
                 let dim = resolve_dim(*dim, x)?;
                 let half = x.dim(dim)? / 2;
-                let gate = kernels::pointwise::apply(SIGMOID, &x.narrow(dim, half, half)?)?;
+                let gate = pointwise_op::apply(&sigmoid(), &x.narrow(dim, half, half)?)?;
                 x.narrow(dim, 0, half)?.mul(&gate)
             }
             Inner::Softmax { dim, kind } => {
@@ -333,11 +340,11 @@ impl Activation {
                     SoftmaxKind::LogSoftmax => candle_nn::ops::log_softmax(x, dim),
                 }
             }
-            Inner::Prelu { weight } => kernels::prelu::apply(x, weight),
+            Inner::Prelu { weight } => prelu::apply(x, weight),
             Inner::Frelu { funnel } => {
                 let funnel = funnel.forward(x, train, None)?;
                 match x.dtype() {
-                    DType::F32 => kernels::maximum::apply(x, &funnel),
+                    DType::F32 => maximum::apply(x, &funnel),
                     _ => x.maximum(&funnel),
                 }
             }
@@ -352,10 +359,10 @@ impl Activation {
                     } => meta_acon_beta(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias)?,
                 };
                 if x.dtype() == DType::F32 && x.rank() >= 2 {
-                    return kernels::acon::apply(x, p1, p2, &beta);
+                    return acon::apply(x, p1, p2, &beta);
                 }
                 let dpx = x.broadcast_mul(&(p1 - p2)?)?;
-                let sig = kernels::pointwise::apply(SIGMOID, &dpx.broadcast_mul(&beta)?)?;
+                let sig = pointwise_op::apply(&sigmoid(), &dpx.broadcast_mul(&beta)?)?;
                 (dpx * sig)? + x.broadcast_mul(p2)?
             }
         }
@@ -382,7 +389,7 @@ fn meta_acon_beta(
     let logits = h
         .matmul(&w2.reshape((c, hidden))?.t()?)?
         .broadcast_add(b2)?;
-    kernels::pointwise::apply(SIGMOID, &logits)?.reshape((n, c, 1, 1))
+    pointwise_op::apply(&sigmoid(), &logits)?.reshape((n, c, 1, 1))
 }
 
 /// A possibly negative dimension index, resolved against the tensor's rank.
@@ -399,4 +406,8 @@ impl ModuleT for Activation {
     fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         self.forward(x, train)
     }
+}
+
+fn sigmoid() -> Arc<dyn Elementwise> {
+    Arc::new(pointwise::Sigmoid)
 }

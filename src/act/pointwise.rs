@@ -3,99 +3,11 @@
 //! kinks, follows PyTorch's CPU kernels (aten/src/ATen/native/cpu/Activation.cpp and
 //! derivatives.yaml), so forward and gradient agree with torch elementwise.
 
-use num_traits::{Float, FloatConst};
-
-use super::kernels::fastmath;
 use super::spec::{ActSpec, GeluApprox};
+use std::sync::Arc;
 
-/// The float types the kernels run on, with the transcendental functions the formulas
-/// use. In f32 these are the branch-free ones of [`fastmath`], which let the kernel loops
-/// vectorise (libm's are scalar calls); in f64 they are std's. Formulas call these, not
-/// `Float::exp` and friends.
-pub trait Real: Float + FloatConst + Send + Sync + 'static {
-    fn erf(self) -> Self;
-    fn fast_exp(self) -> Self;
-    fn fast_exp_m1(self) -> Self;
-    fn fast_ln_1p(self) -> Self;
-    fn fast_tanh(self) -> Self;
-    fn c(v: f64) -> Self;
-}
-
-impl Real for f32 {
-    #[inline(always)]
-    fn erf(self) -> f32 {
-        fastmath::erf(self)
-    }
-    #[inline(always)]
-    fn fast_exp(self) -> f32 {
-        fastmath::exp(self)
-    }
-    #[inline(always)]
-    fn fast_exp_m1(self) -> f32 {
-        fastmath::exp_m1(self)
-    }
-    #[inline(always)]
-    fn fast_ln_1p(self) -> f32 {
-        fastmath::ln_1p(self)
-    }
-    #[inline(always)]
-    fn fast_tanh(self) -> f32 {
-        fastmath::tanh(self)
-    }
-    #[inline(always)]
-    fn c(v: f64) -> f32 {
-        v as f32
-    }
-}
-
-impl Real for f64 {
-    #[inline(always)]
-    fn erf(self) -> f64 {
-        libm::erf(self)
-    }
-    #[inline(always)]
-    fn fast_exp(self) -> f64 {
-        self.exp()
-    }
-    #[inline(always)]
-    fn fast_exp_m1(self) -> f64 {
-        self.exp_m1()
-    }
-    #[inline(always)]
-    fn fast_ln_1p(self) -> f64 {
-        self.ln_1p()
-    }
-    #[inline(always)]
-    fn fast_tanh(self) -> f64 {
-        self.tanh()
-    }
-    #[inline(always)]
-    fn c(v: f64) -> f64 {
-        v
-    }
-}
-
-/// A pointwise activation: its value and its derivative with respect to the input.
-pub trait ScalarFn: Copy + Send + Sync + 'static {
-    fn f<R: Real>(&self, x: R) -> R;
-    fn df<R: Real>(&self, x: R) -> R;
-}
-
-#[inline(always)]
-fn sigmoid<R: Real>(x: R) -> R {
-    R::one() / (R::one() + (-x).fast_exp())
-}
-
-#[derive(Debug, Clone, Copy)]
-pub struct Identity;
-impl ScalarFn for Identity {
-    fn f<R: Real>(&self, x: R) -> R {
-        x
-    }
-    fn df<R: Real>(&self, _x: R) -> R {
-        R::one()
-    }
-}
+use crate::ops::elementwise::Elementwise;
+use crate::ops::scalar::{sigmoid, Identity, Real, ScalarFn};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Relu;
@@ -474,116 +386,52 @@ impl ScalarFn for Tanhshrink {
     }
 }
 
-/// Every pointwise activation without learnable parameters, for the fused kernels.
-#[derive(Debug, Clone, Copy)]
-pub enum Pointwise {
-    Identity(Identity),
-    Relu(Relu),
-    Hardtanh(Hardtanh),
-    Sigmoid(Sigmoid),
-    Hardsigmoid(Hardsigmoid),
-    Tanh(Tanh),
-    Silu(Silu),
-    Mish(Mish),
-    Hardswish(Hardswish),
-    Elu(Elu),
-    Gelu(Gelu),
-    GeluTanh(GeluTanh),
-    Hardshrink(Hardshrink),
-    Softshrink(Softshrink),
-    LeakyRelu(LeakyRelu),
-    LogSigmoid(LogSigmoid),
-    Softplus(Softplus),
-    Softsign(Softsign),
-    Tanhshrink(Tanhshrink),
-}
-
-/// Runs `$body` with `$f` bound to the concrete [`ScalarFn`], so that generic code is
-/// monomorphised per activation and the inner loops inline the formula.
-#[macro_export]
-macro_rules! with_scalar_fn {
-    ($pointwise:expr, $f:ident => $body:expr) => {{
-        use $crate::act::pointwise::Pointwise as P;
-        match $pointwise {
-            P::Identity($f) => $body,
-            P::Relu($f) => $body,
-            P::Hardtanh($f) => $body,
-            P::Sigmoid($f) => $body,
-            P::Hardsigmoid($f) => $body,
-            P::Tanh($f) => $body,
-            P::Silu($f) => $body,
-            P::Mish($f) => $body,
-            P::Hardswish($f) => $body,
-            P::Elu($f) => $body,
-            P::Gelu($f) => $body,
-            P::GeluTanh($f) => $body,
-            P::Hardshrink($f) => $body,
-            P::Softshrink($f) => $body,
-            P::LeakyRelu($f) => $body,
-            P::LogSigmoid($f) => $body,
-            P::Softplus($f) => $body,
-            P::Softsign($f) => $body,
-            P::Tanhshrink($f) => $body,
-        }
-    }};
-}
-
-impl Pointwise {
-    /// The fixed pointwise function a spec stands for in eval mode (RReLU uses its mean
-    /// slope), or `None` for channel-wise and learnable activations.
-    pub fn from_spec(spec: &ActSpec) -> Option<Pointwise> {
-        use ActSpec as S;
-        let elu = |alpha: f64, scale: f64, input_scale: f64| {
-            Pointwise::Elu(Elu {
-                alpha,
-                scale,
-                input_scale,
-            })
-        };
-        Some(match *spec {
-            S::Identity => Pointwise::Identity(Identity),
-            S::Relu => Pointwise::Relu(Relu),
-            S::Rrelu { lower, upper } => Pointwise::LeakyRelu(LeakyRelu {
-                slope: (lower + upper) / 2.0,
-            }),
-            S::Hardtanh { min_val, max_val } => Pointwise::Hardtanh(Hardtanh {
-                min: min_val,
-                max: max_val,
-            }),
-            S::Relu6 => Pointwise::Hardtanh(Hardtanh { min: 0.0, max: 6.0 }),
-            S::Sigmoid => Pointwise::Sigmoid(Sigmoid),
-            S::Hardsigmoid => Pointwise::Hardsigmoid(Hardsigmoid),
-            S::Tanh => Pointwise::Tanh(Tanh),
-            S::Silu => Pointwise::Silu(Silu),
-            S::Mish => Pointwise::Mish(Mish),
-            S::Hardswish => Pointwise::Hardswish(Hardswish),
-            S::Elu { alpha } => elu(alpha, 1.0, 1.0),
-            S::Celu { alpha } => elu(alpha, 1.0, 1.0 / alpha),
-            S::Selu => elu(SELU_ALPHA, SELU_SCALE, 1.0),
-            S::Gelu {
-                approximate: GeluApprox::None,
-            } => Pointwise::Gelu(Gelu),
-            S::Gelu {
-                approximate: GeluApprox::Tanh,
-            } => Pointwise::GeluTanh(GeluTanh),
-            S::Hardshrink { lambd } => Pointwise::Hardshrink(Hardshrink { lambd }),
-            S::Softshrink { lambd } => Pointwise::Softshrink(Softshrink { lambd }),
-            S::LeakyRelu { negative_slope } => Pointwise::LeakyRelu(LeakyRelu {
-                slope: negative_slope,
-            }),
-            S::LogSigmoid => Pointwise::LogSigmoid(LogSigmoid),
-            S::Softplus { beta, threshold } => Pointwise::Softplus(Softplus { beta, threshold }),
-            S::Softsign => Pointwise::Softsign(Softsign),
-            S::Tanhshrink => Pointwise::Tanhshrink(Tanhshrink),
-            _ => return None,
+/// The elementwise function a spec computes in eval mode (RReLU uses its mean slope), or
+/// `None` for channel-wise and learnable activations.
+pub fn elementwise(spec: &ActSpec) -> Option<Arc<dyn Elementwise>> {
+    use ActSpec as S;
+    let elu = |alpha: f64, scale: f64, input_scale: f64| -> Arc<dyn Elementwise> {
+        Arc::new(Elu {
+            alpha,
+            scale,
+            input_scale,
         })
-    }
-
-    pub fn f(&self, x: f64) -> f64 {
-        with_scalar_fn!(self, g => g.f(x))
-    }
-
-    pub fn df(&self, x: f64) -> f64 {
-        with_scalar_fn!(self, g => g.df(x))
-    }
+    };
+    Some(match *spec {
+        S::Identity => Arc::new(Identity),
+        S::Relu => Arc::new(Relu),
+        S::Rrelu { lower, upper } => Arc::new(LeakyRelu {
+            slope: (lower + upper) / 2.0,
+        }),
+        S::Hardtanh { min_val, max_val } => Arc::new(Hardtanh {
+            min: min_val,
+            max: max_val,
+        }),
+        S::Relu6 => Arc::new(Hardtanh { min: 0.0, max: 6.0 }),
+        S::Sigmoid => Arc::new(Sigmoid),
+        S::Hardsigmoid => Arc::new(Hardsigmoid),
+        S::Tanh => Arc::new(Tanh),
+        S::Silu => Arc::new(Silu),
+        S::Mish => Arc::new(Mish),
+        S::Hardswish => Arc::new(Hardswish),
+        S::Elu { alpha } => elu(alpha, 1.0, 1.0),
+        S::Celu { alpha } => elu(alpha, 1.0, 1.0 / alpha),
+        S::Selu => elu(SELU_ALPHA, SELU_SCALE, 1.0),
+        S::Gelu {
+            approximate: GeluApprox::None,
+        } => Arc::new(Gelu),
+        S::Gelu {
+            approximate: GeluApprox::Tanh,
+        } => Arc::new(GeluTanh),
+        S::Hardshrink { lambd } => Arc::new(Hardshrink { lambd }),
+        S::Softshrink { lambd } => Arc::new(Softshrink { lambd }),
+        S::LeakyRelu { negative_slope } => Arc::new(LeakyRelu {
+            slope: negative_slope,
+        }),
+        S::LogSigmoid => Arc::new(LogSigmoid),
+        S::Softplus { beta, threshold } => Arc::new(Softplus { beta, threshold }),
+        S::Softsign => Arc::new(Softsign),
+        S::Tanhshrink => Arc::new(Tanhshrink),
+        _ => return None,
+    })
 }

@@ -20,8 +20,9 @@ use crate::eval::{Detection, NmsOptions};
 use crate::model::build::Model;
 use crate::model::config::{ConfigError, ModelConfig};
 use crate::model::weights::{load_model, WeightsError};
+use crate::util::fs::increment_path;
 use annotate::Annotator;
-use output::{increment_path, label_line, save_image, CocoPrediction, ImageId};
+use output::{label_line, save_image, CocoPrediction, ImageId};
 use predictor::{Prediction, Predictor, StageTimes};
 use source::{list_source, SourceError};
 

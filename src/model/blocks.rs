@@ -4,17 +4,15 @@
 //! state_dict, relative to the `VarBuilder` each block is given.
 
 use candle_core::{Result, Tensor};
-use candle_nn::{Init, VarBuilder};
+use candle_nn::VarBuilder;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::blocks_v7::{RepConv, Sppcspc};
-use super::kernels::conv::{conv2d, conv2d_bias_act, Conv2dParams};
-use super::kernels::maxpool::{max_pool2d, MaxPool2d};
-use super::norm::{BatchNorm2d, BnConfig};
-use super::vars::stable_hash;
-use crate::act::pointwise::Pointwise;
 use crate::act::{ActSpec, Activation};
+use crate::ops::conv_bn_layer::{conv_out, ConvBn, ConvShape, Cost};
+use crate::ops::maxpool::{max_pool2d, MaxPool2d};
+use crate::ops::vars::stable_hash;
 
 /// Where a block's parameters come from, and what it needs beyond them.
 #[derive(Clone)]
@@ -35,191 +33,6 @@ impl<'a> BlockContext<'a> {
 
     pub(crate) fn rng(&self) -> ChaCha8Rng {
         ChaCha8Rng::seed_from_u64(self.seed ^ stable_hash(&self.vb.prefix()))
-    }
-}
-
-/// Input size and cost bookkeeping, as thop counts it for ultralytics' summary:
-/// multiply-accumulates of convolutions, 4 per element of a BatchNorm, 1 per upsampled element.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Cost {
-    pub macs: f64,
-}
-
-/// Output spatial size of a convolution or pooling window.
-/// 0 when the window is larger than the padded input (PyTorch would refuse to run it).
-pub fn conv_out(size: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
-    match (size + 2 * p).checked_sub(d * (k - 1) + 1) {
-        Some(span) => span / s + 1,
-        None => 0,
-    }
-}
-
-/// ultralytics `autopad`: 'same' padding unless given.
-pub fn autopad(k: usize, p: Option<usize>, d: usize) -> usize {
-    p.unwrap_or((d * (k - 1) + 1) / 2)
-}
-
-/// Conv2d (no bias) + BatchNorm2d; after [`ConvBn::fuse`], Conv2d with bias. The part of a
-/// Conv before its activation, and each branch of yolov7's RepConv.
-#[derive(Debug)]
-pub struct ConvBn {
-    weight: Tensor,
-    norm: Normalization,
-    stride: usize,
-    padding: usize,
-    dilation: usize,
-    groups: usize,
-}
-
-/// What follows a [`ConvBn`]'s convolution.
-#[derive(Debug)]
-enum Normalization {
-    BatchNorm(BatchNorm2d),
-    /// Once fused: the BatchNorm folded into the convolution, which leaves a bias.
-    Bias(Tensor),
-}
-
-/// A Conv's shape, as in ultralytics' `Conv(c1, c2, k, s, p, g, d, act)`.
-#[derive(Debug, Clone, Copy)]
-pub struct ConvShape {
-    pub c1: usize,
-    pub c2: usize,
-    pub k: usize,
-    pub s: usize,
-    pub p: Option<usize>,
-    pub g: usize,
-    pub d: usize,
-}
-
-impl ConvShape {
-    pub fn new(c1: usize, c2: usize, k: usize, s: usize) -> Self {
-        ConvShape {
-            c1,
-            c2,
-            k,
-            s,
-            p: None,
-            g: 1,
-            d: 1,
-        }
-    }
-}
-
-impl ConvBn {
-    /// The convolution's weight under `conv_vb` (`weight`), the BatchNorm's under `bn_vb`.
-    pub fn new(shape: ConvShape, conv_vb: VarBuilder, bn_vb: VarBuilder) -> Result<ConvBn> {
-        let ConvShape {
-            c1,
-            c2,
-            k,
-            s,
-            p,
-            g,
-            d,
-        } = shape;
-        if c1 % g != 0 || c2 % g != 0 {
-            candle_core::bail!("Conv({c1}, {c2}): groups {g} must divide both channel counts");
-        }
-        let fan_in = c1 / g * k * k;
-        let bound = 1.0 / (fan_in as f64).sqrt();
-        let weight = conv_vb.get_with_hints(
-            (c2, c1 / g, k, k),
-            "weight",
-            Init::Uniform {
-                lo: -bound,
-                up: bound,
-            },
-        )?;
-        let bn = BatchNorm2d::new(c2, BnConfig::YOLO, bn_vb)?;
-        Ok(ConvBn {
-            weight,
-            norm: Normalization::BatchNorm(bn),
-            stride: s,
-            padding: autopad(k, p, d),
-            dilation: d,
-            groups: g,
-        })
-    }
-
-    /// The convolution, then the BatchNorm (or, once fused, the bias), then `act` if given:
-    /// inside the BatchNorm's kernel when there is one.
-    pub fn forward(&self, x: &Tensor, train: bool, act: Option<Pointwise>) -> Result<Tensor> {
-        let params = Conv2dParams {
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-            groups: self.groups,
-        };
-        match &self.norm {
-            Normalization::BatchNorm(bn) if train => {
-                bn.forward_conv_act(x, &self.weight, params, act)
-            }
-            Normalization::BatchNorm(bn) => {
-                bn.forward_act(&conv2d(x, &self.weight, params)?, train, act)
-            }
-            Normalization::Bias(bias) => conv2d_bias_act(x, &self.weight, bias, params, act),
-        }
-    }
-
-    /// The convolution and BatchNorm, then `act`: inside the BatchNorm's kernel when `act`
-    /// is pointwise.
-    pub fn forward_act(&self, x: &Tensor, train: bool, act: &Activation) -> Result<Tensor> {
-        match act.fusable(train) {
-            Some(pointwise) => self.forward(x, train, Some(pointwise)),
-            None => act.forward(&self.forward(x, train, None)?, train),
-        }
-    }
-
-    /// The convolution and its BatchNorm (eval-mode statistics) as one convolution with bias.
-    pub fn folded(&self) -> Result<(Tensor, Tensor)> {
-        match &self.norm {
-            Normalization::BatchNorm(bn) => bn.fold(&self.weight),
-            Normalization::Bias(bias) => Ok((self.weight.detach(), bias.detach())),
-        }
-    }
-
-    /// Replaces the convolution and its BatchNorm by one convolution with bias, of the same
-    /// kernel size, stride, padding and groups.
-    pub fn set_folded(&mut self, weight: Tensor, bias: Tensor) {
-        self.weight = weight;
-        self.norm = Normalization::Bias(bias);
-    }
-
-    /// Folds the BatchNorm into the convolution for inference.
-    pub fn fuse(&mut self) -> Result<()> {
-        if let Normalization::BatchNorm(_) = self.norm {
-            let (weight, bias) = self.folded()?;
-            self.set_folded(weight, bias);
-        }
-        Ok(())
-    }
-
-    pub fn params(&self) -> Vec<Tensor> {
-        let mut params = vec![self.weight.clone()];
-        match &self.norm {
-            Normalization::BatchNorm(bn) => params.extend(bn.params()),
-            Normalization::Bias(bias) => params.push(bias.clone()),
-        }
-        params
-    }
-
-    pub fn out_channels(&self) -> usize {
-        self.weight.dims().first().copied().unwrap_or(0)
-    }
-
-    /// Output size and thop's count for an input of `hw`.
-    pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
-        let (co, ci_g, k, _) = self.weight.dims4().unwrap_or((0, 0, 0, 0));
-        let out = (
-            conv_out(hw.0, k, self.stride, self.padding, self.dilation),
-            conv_out(hw.1, k, self.stride, self.padding, self.dilation),
-        );
-        let plane = (out.0 * out.1) as f64;
-        cost.macs += plane * co as f64 * ci_g as f64 * (k * k) as f64;
-        if let Normalization::BatchNorm(_) = self.norm {
-            cost.macs += 4.0 * plane * co as f64;
-        }
-        out
     }
 }
 
@@ -247,7 +60,7 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.body.forward_act(x, train, &self.act)
+        self.act.forward_after(&self.body, x, train)
     }
 
     /// Folds the BatchNorm into the convolution for inference (and the activation's own,
@@ -504,7 +317,7 @@ impl Block {
             Block::Spp(m) => m.forward(x, train),
             Block::Focus(m) => m.forward(x, train),
             Block::Concat => Tensor::cat(xs, 1),
-            Block::Upsample(s) => super::kernels::upsample::upsample_nearest2d(x, *s),
+            Block::Upsample(s) => crate::ops::upsample_nearest::upsample_nearest2d(x, *s),
             Block::MaxPool(p) => max_pool2d(x, p.kernel, p.stride, p.padding),
             Block::Sppcspc(m) => m.forward(x, train),
             Block::RepConv(m) => m.forward(x, train),

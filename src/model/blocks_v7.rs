@@ -6,9 +6,10 @@
 
 use candle_core::{Result, Tensor};
 
-use super::blocks::{pyramid, BlockContext, Conv, ConvBn, ConvShape, Cost};
-use super::norm::{BatchNorm2d, BnConfig};
+use super::blocks::{pyramid, BlockContext, Conv};
 use crate::act::{ActSpec, Activation};
+use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
+use crate::ops::norm::{BatchNorm2d, BnConfig};
 
 /// SPP inside a CSP block: cv1 → cv3 → cv4 and its max-pool pyramid, then cv5 → cv6, beside
 /// the cv2 shortcut; cv7 joins them.
@@ -150,7 +151,7 @@ impl RepConv {
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let Some(pointwise) = &self.pointwise else {
-            return self.dense.forward_act(x, train, &self.act);
+            return self.act.forward_after(&self.dense, x, train);
         };
         let mut y = (self.dense.forward(x, train, None)? + pointwise.forward(x, train, None)?)?;
         if let Some(bn) = &self.identity {

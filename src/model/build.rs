@@ -6,13 +6,14 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::blocks::{Block, BlockContext, Bottleneck, Conv, ConvShape, Cost, Focus, Spp, Sppf, C3};
+use super::blocks::{Block, BlockContext, Bottleneck, Conv, Focus, Spp, Sppf, C3};
 use super::blocks_v7::{RepConv, Sppcspc};
 use super::config::{DetectKind, LayerRow, ModelConfig, ModuleRow};
 use super::detect::Detect;
-use super::kernels::maxpool::MaxPool2d;
-use super::vars::SeededVarMap;
 use crate::act::{ActArg, ActSpec};
+use crate::ops::conv_bn_layer::{ConvShape, Cost};
+use crate::ops::maxpool::MaxPool2d;
+use crate::ops::vars::SeededVarMap;
 
 /// One row of the built model.
 #[derive(Debug)]
@@ -430,7 +431,7 @@ impl Model {
 
     /// Eval-mode inference: decoded predictions (bs, N, nc + 5) and the raw maps.
     pub fn predict(&self, x: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
-        crate::runtime::on_pool(|| {
+        crate::util::runtime::on_pool(|| {
             let raw = self.forward(x, false)?;
             Ok((self.detect.decode(&raw)?, raw))
         })

@@ -5,14 +5,16 @@
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::Init;
 
-use super::blocks::{BlockContext, Cost};
+use super::blocks::BlockContext;
 use super::config::DetectKind;
-use super::kernels::conv::{conv2d_with_bias, Conv2dParams};
-use super::kernels::head::head_conv;
+use crate::ops::conv2d::{conv2d_with_bias, Conv2dParams};
+use crate::ops::conv_bn_layer::Cost;
+use crate::ops::head_conv::head_conv;
 use rayon::prelude::*;
 
-use crate::act::kernels::{widest_simd, with_f32_data};
-use crate::act::pointwise::{ScalarFn, Sigmoid};
+use crate::ops::scalar::sigmoid;
+use crate::ops::simd::widest_simd;
+use crate::ops::storage::with_f32_data;
 
 #[derive(Debug)]
 pub struct Detect {
@@ -204,7 +206,7 @@ impl Detect {
                         .for_each(|(block, (d, s))| {
                             widest_simd(
                                 #[inline(always)]
-                                || d.iter_mut().zip(s).for_each(|(o, &v)| *o = Sigmoid.f(v)),
+                                || d.iter_mut().zip(s).for_each(|(o, &v)| *o = sigmoid(v)),
                             );
                             for (j, d) in d.chunks_exact_mut(no).enumerate() {
                                 let cell = block * CELLS + j;

@@ -20,9 +20,11 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
 use super::assign::{build_targets, targets_from_tensor, Positive, TargetError};
 use super::hyp::Hyp;
 use super::ota;
-use crate::act::kernels::contiguous;
-use crate::act::kernels::pointwise::apply;
-use crate::act::pointwise::{LogSigmoid, Pointwise, Sigmoid};
+use std::sync::Arc;
+
+use crate::act::pointwise::{LogSigmoid, Sigmoid};
+use crate::ops::pointwise::apply;
+use crate::ops::storage::contiguous;
 
 /// The loss hyperparameters, named as in `hyp.*.yaml` (`box`, `cls`, `obj` are the gains).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -324,7 +326,7 @@ fn scalar(t: &Tensor) -> candle_core::Result<f32> {
 /// Predicted boxes (n, 4) xywh in grid units relative to their cells:
 /// xy = 2σ − 0.5, wh = (2σ)² · anchor.
 fn predicted_boxes(picked: &Tensor, positives: &[Positive]) -> candle_core::Result<Tensor> {
-    let sigmoid = apply(Pointwise::Sigmoid(Sigmoid), &picked.narrow(1, 0, 4)?)?;
+    let sigmoid = apply(&(Arc::new(Sigmoid) as _), &picked.narrow(1, 0, 4)?)?;
     let xy = sigmoid.narrow(1, 0, 2)?.affine(2.0, -0.5)?;
     let anchors: Vec<f32> = positives.iter().flat_map(|p| p.anchor_wh).collect();
     let anchors = Tensor::from_vec(anchors, (positives.len(), 2), picked.device())?
@@ -406,7 +408,7 @@ struct BceWithLogits {
 impl BceWithLogits {
     /// torch's formula: `(1 − y)·x − (1 + (pw − 1)·y)·log σ(x)`, elementwise, then the mean.
     fn mean(&self, logits: &Tensor, targets: &Tensor) -> candle_core::Result<Tensor> {
-        let log_sigmoid = apply(Pointwise::LogSigmoid(LogSigmoid), logits)?;
+        let log_sigmoid = apply(&(Arc::new(LogSigmoid) as _), logits)?;
         let log_weight = targets.affine(self.pos_weight - 1.0, 1.0)?;
         let loss = (targets.affine(-1.0, 1.0)?.mul(logits)? - log_weight.mul(&log_sigmoid)?)?;
         let loss = match self.focal_gamma {
@@ -420,7 +422,7 @@ impl BceWithLogits {
 /// FocalLoss's `alpha_factor · (1 − p_t)^gamma`, p_t = y·p + (1 − y)·(1 − p), alpha 0.25.
 fn focal_factor(logits: &Tensor, targets: &Tensor, gamma: f64) -> candle_core::Result<Tensor> {
     const ALPHA: f64 = 0.25;
-    let p = apply(Pointwise::Sigmoid(Sigmoid), logits)?;
+    let p = apply(&(Arc::new(Sigmoid) as _), logits)?;
     let not_targets = targets.affine(-1.0, 1.0)?;
     let p_t = (targets.mul(&p)? + not_targets.mul(&p.affine(-1.0, 1.0)?)?)?;
     let alpha_factor = (targets * ALPHA)?.add(&(&not_targets * (1.0 - ALPHA))?)?;

@@ -18,13 +18,14 @@ use super::schedule::{LrSchedule, Warmup};
 use crate::act::ActSpec;
 use crate::data::dataset::{DataConfig, Dataset, Split};
 use crate::data::loader::{plot_batch, Loader, LoaderConfig, RectBatches};
-use crate::detect::output::{format_general, increment_path};
 use crate::eval::val::{validate, ValOptions, ValOutcome};
 use crate::model::build::Model;
 use crate::model::config::ModelConfig;
 use crate::model::input::{check_img_size, check_memory, Workload};
 use crate::model::weights::{read_tensors_with, read_weights, save_tensors, STATE_KEY};
 use crate::plot::results::plot_results;
+use crate::util::format::format_general;
+use crate::util::fs::increment_path;
 use crate::util::fs::{write_atomic, FileError};
 
 /// Everything a run is started with; saved in the run (opt.yaml) and in its checkpoint.
@@ -679,7 +680,7 @@ impl Run {
                 group.lr = lr;
                 group.momentum = momentum;
             }
-            let parts = crate::runtime::on_pool(|| {
+            let parts = crate::util::runtime::on_pool(|| {
                 let preds = self.model.forward(&batch.images, true).map_err(step_err)?;
                 let (total, parts) = self
                     .train_loss

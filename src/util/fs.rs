@@ -1,10 +1,29 @@
-//! Files that hold results or weights are written atomically: a temporary file in the same
+//! Run folders numbered as ultralytics numbers them, and file writes. Files that hold
+//! results or weights are written atomically: a temporary file in the same
 //! folder, fsync, rename over the target, fsync of the folder. A kill at any moment leaves
 //! either the old file or the new one, never a truncated mix. Every error names its path.
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+
+/// `path`, or when it exists (and `exist_ok` is false) the first free `path2`, `path3`, …
+/// as ultralytics' `increment_path` for folders.
+pub fn increment_path(path: &Path, exist_ok: bool) -> PathBuf {
+    if exist_ok || !path.exists() {
+        return path.to_owned();
+    }
+    let numbered = |n: u32| {
+        let mut name = OsString::from(path.as_os_str());
+        name.push(n.to_string());
+        PathBuf::from(name)
+    };
+    (2..9999)
+        .map(numbered)
+        .find(|p| !p.exists())
+        .unwrap_or_else(|| numbered(9999))
+}
 
 /// An I/O error with the path it happened on.
 #[derive(Debug, thiserror::Error)]

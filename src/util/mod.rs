@@ -1,3 +1,8 @@
-//! Small helpers every layer may use: atomic file writes with named I/O errors.
+//! Small helpers every layer may use: atomic file writes with named I/O errors, run
+//! folders and number formatting, the process's start-up settings, and the benchmark's
+//! per-stage timers.
 
+pub mod format;
 pub mod fs;
+pub mod profile;
+pub mod runtime;

@@ -9,10 +9,10 @@ use std::sync::{Arc, OnceLock};
 use candle_core::{CpuStorage, CustomOp3, Device, Layout, Result, Shape, Tensor};
 
 use super::batchnorm::{channel_stats, BatchNormAct, ChannelStats};
-use super::conv::{Conv2dOp, Conv2dParams};
-use crate::act::kernels::contiguous;
-use crate::act::pointwise::Pointwise;
-use crate::profile::{self, Stage};
+use super::conv2d::{Conv2dOp, Conv2dParams};
+use super::elementwise::Elementwise;
+use super::storage::contiguous;
+use crate::util::profile::{self, Stage};
 
 /// What the forward pass leaves for the backward pass and the running averages.
 #[derive(Debug)]
@@ -26,13 +26,13 @@ struct Saved {
 struct ConvBnAct {
     conv: Conv2dOp,
     eps: f32,
-    act: Option<Pointwise>,
+    act: Option<Arc<dyn Elementwise>>,
     saved: Arc<OnceLock<Saved>>,
 }
 
 impl ConvBnAct {
     fn batch_norm(&self, stats: Arc<ChannelStats>) -> BatchNormAct {
-        BatchNormAct::new(stats, self.eps, true, self.act)
+        BatchNormAct::new(stats, self.eps, true, self.act.clone())
     }
 }
 
@@ -114,7 +114,7 @@ pub fn conv_batch_norm_act(
     params: Conv2dParams,
     bn_params: &Tensor,
     eps: f64,
-    act: Option<Pointwise>,
+    act: Option<Arc<dyn Elementwise>>,
 ) -> Result<(Tensor, Arc<ChannelStats>)> {
     let saved = Arc::new(OnceLock::new());
     let op = ConvBnAct {

@@ -4,8 +4,9 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous, lane_sums, widest_simd, with_f32_data, CHUNK};
-use crate::profile::{self, Stage};
+use super::simd::{lane_sums, widest_simd, CHUNK};
+use super::storage::{contiguous, with_f32_data};
+use crate::util::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy)]
 pub struct PreluOp;

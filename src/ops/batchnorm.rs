@@ -9,10 +9,11 @@ use std::sync::Arc;
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::act::kernels::{lane_sums, widest_simd, with_f32_data};
-use crate::act::pointwise::{Identity, Pointwise, ScalarFn};
-use crate::profile::{self, Stage};
-use crate::with_scalar_fn;
+use super::elementwise::{Affine, Elementwise};
+use super::scalar::Identity;
+use super::simd::{lane_sums, widest_simd};
+use super::storage::with_f32_data;
+use crate::util::profile::{self, Stage};
 
 /// Per-channel statistics the op normalises with.
 #[derive(Debug, Clone)]
@@ -71,7 +72,7 @@ pub struct BatchNormAct {
     eps: f32,
     /// Whether `stats` are this batch's own (training): then the gradient flows through them.
     batch_stats: bool,
-    act: Option<Pointwise>,
+    act: Option<Arc<dyn Elementwise>>,
 }
 
 /// NCHW sizes as (n, c, h·w).
@@ -87,7 +88,7 @@ impl BatchNormAct {
         stats: Arc<ChannelStats>,
         eps: f32,
         batch_stats: bool,
-        act: Option<Pointwise>,
+        act: Option<Arc<dyn Elementwise>>,
     ) -> BatchNormAct {
         BatchNormAct {
             stats,
@@ -115,8 +116,8 @@ impl BatchNormAct {
     }
 
     /// The activation, identity when there is none.
-    fn act(&self) -> Pointwise {
-        self.act.unwrap_or(Pointwise::Identity(Identity))
+    fn act(&self) -> &dyn Elementwise {
+        self.act.as_deref().unwrap_or(&Identity)
     }
 
     pub(super) fn forward(
@@ -133,10 +134,7 @@ impl BatchNormAct {
             .enumerate()
             .for_each(|(plane, (y, x))| {
                 let (s, t) = (scale[plane % c], shift[plane % c]);
-                with_scalar_fn!(self.act(), f => widest_simd(
-                    #[inline(always)]
-                    || y.iter_mut().zip(x).for_each(|(y, &x)| *y = f.f(x * s + t)),
-                ))
+                self.act().affine_into(x, s, t, y)
             });
         y
     }
@@ -163,41 +161,46 @@ impl BatchNormAct {
         let sums: Vec<(f64, f64)> = (0..c)
             .into_par_iter()
             .map(|ch| {
-                let (m, is, s, t) = (self.stats.mean[ch], invstd[ch], scale[ch], shift[ch]);
-                with_scalar_fn!(self.act(), f => widest_simd(
-                    #[inline(always)]
-                    || {
-                        let (mut sg, mut sgx) = (0f64, 0f64);
-                        for i in 0..n {
-                            let at = (i * c + ch) * hw;
-                            let [a, bsum] = lane_sums(
-                                &x[at..at + hw],
-                                &dy[at..at + hw],
-                                #[inline(always)]
-                                |x, dy| {
-                                    let g = dy * f.df(x * s + t);
-                                    [g, g * (x - m) * is]
-                                },
-                            );
-                            sg += a;
-                            sgx += bsum;
-                        }
-                        (sg, sgx)
-                    },
-                ))
+                let affine = Affine {
+                    scale: scale[ch],
+                    shift: shift[ch],
+                    mean: self.stats.mean[ch],
+                    invstd: invstd[ch],
+                };
+                let (mut sg, mut sgx) = (0f64, 0f64);
+                for i in 0..n {
+                    let at = (i * c + ch) * hw;
+                    let [a, b] =
+                        self.act()
+                            .affine_grad_sums(&x[at..at + hw], &dy[at..at + hw], affine);
+                    sg += a;
+                    sgx += b;
+                }
+                (sg, sgx)
             })
             .collect();
         let count = (n * hw) as f32;
         let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(hw).zip(x.par_chunks(hw).zip(dy.par_chunks(hw))).enumerate().for_each(|(plane, (dx, (x, dy)))| {
-            let ch = plane % c;
-            let (m, is, k, s, t) = (self.stats.mean[ch], invstd[ch], w[ch] * invstd[ch], scale[ch], shift[ch]);
-            let (sg, sgx) = if self.batch_stats { (sums[ch].0 as f32 / count, sums[ch].1 as f32 / count) } else { (0.0, 0.0) };
-            with_scalar_fn!(self.act(), f => widest_simd(
-                #[inline(always)]
-                || dx.iter_mut().zip(x).zip(dy).for_each(|((dx, &x), &dy)| *dx = k * (dy * f.df(x * s + t) - sg - (x - m) * is * sgx)),
-            ))
-        });
+        dx.par_chunks_mut(hw)
+            .zip(x.par_chunks(hw).zip(dy.par_chunks(hw)))
+            .enumerate()
+            .for_each(|(plane, (dx, (x, dy)))| {
+                let ch = plane % c;
+                let affine = Affine {
+                    scale: scale[ch],
+                    shift: shift[ch],
+                    mean: self.stats.mean[ch],
+                    invstd: invstd[ch],
+                };
+                let (sg, sgx) = if self.batch_stats {
+                    (sums[ch].0 as f32 / count, sums[ch].1 as f32 / count)
+                } else {
+                    (0.0, 0.0)
+                };
+                let k = w[ch] * invstd[ch];
+                self.act()
+                    .batchnorm_input_grad(x, dy, affine, (k, sg, sgx), dx)
+            });
         let dw = sums.iter().map(|s| s.1 as f32).collect();
         let db = sums.iter().map(|s| s.0 as f32).collect();
         (dx, dw, db)
@@ -219,9 +222,9 @@ impl CustomOp3 for BatchNormAct {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = sizes(xl.dims())?;
-        let x = crate::act::kernels::contiguous::<f32>("batch_norm", xs, xl)?;
-        let w = crate::act::kernels::contiguous::<f32>("batch_norm", ws, wl)?;
-        let b = crate::act::kernels::contiguous::<f32>("batch_norm", bs, bl)?;
+        let x = super::storage::contiguous::<f32>("batch_norm", xs, xl)?;
+        let w = super::storage::contiguous::<f32>("batch_norm", ws, wl)?;
+        let b = super::storage::contiguous::<f32>("batch_norm", bs, bl)?;
         Ok((
             CpuStorage::F32(self.forward(x, w, b, dims)),
             xl.shape().clone(),
@@ -258,7 +261,7 @@ pub fn batch_norm_act(
     bias: &Tensor,
     eps: f64,
     stats: Option<ChannelStats>,
-    act: Option<Pointwise>,
+    act: Option<Arc<dyn Elementwise>>,
 ) -> Result<(Tensor, Arc<ChannelStats>)> {
     let x = x.contiguous()?;
     let batch_stats = stats.is_none();

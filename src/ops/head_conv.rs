@@ -11,8 +11,8 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
-use crate::act::kernels::{contiguous, with_f32_data};
-use crate::profile::{self, Stage};
+use super::storage::{contiguous, with_f32_data};
+use crate::util::profile::{self, Stage};
 
 /// Cells per parallel task of the forward pass.
 const TILE_CELLS: usize = 512;

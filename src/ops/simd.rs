@@ -1,13 +1,5 @@
-//! Fused CPU kernels for activations, as candle custom ops with their own backward.
-//! Each is tested against the plain candle composition of the same function.
-
-pub mod acon;
-pub mod fastmath;
-pub mod maximum;
-pub mod pointwise;
-pub mod prelu;
-
-use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
+//! What makes the kernels' inner loops fast: compiled for the widest vector unit, and
+//! sums in independent lanes.
 
 /// Elements per rayon task: large enough to amortise scheduling, small enough to
 /// split a P3-sized map across both cores.
@@ -18,7 +10,7 @@ pub const CHUNK: usize = 1 << 14;
 /// here for AVX2 (8) and AVX-512 (16). The arithmetic is the same on every path, so are
 /// the results.
 #[inline(always)]
-pub(crate) fn widest_simd<T>(body: impl FnOnce() -> T) -> T {
+pub fn widest_simd<T>(body: impl FnOnce() -> T) -> T {
     #[cfg(target_arch = "x86_64")]
     {
         if is_x86_feature_detected!("avx512f") {
@@ -82,43 +74,4 @@ pub fn lane_sums<const K: usize>(
         }
     }
     total
-}
-
-/// The contiguous slice a layout addresses, or an error naming the op.
-pub fn contiguous<'a, T: candle_core::WithDType>(
-    op: &'static str,
-    storage: &'a CpuStorage,
-    layout: &Layout,
-) -> Result<&'a [T]> {
-    let data = storage.as_slice::<T>()?;
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{op}: expects a contiguous tensor"),
-    }
-}
-
-/// Runs `f` on the f32 elements of each tensor, borrowed from their storage: a backward
-/// pass reads its inputs this way, where `to_vec1` would copy each of them first.
-/// Non-contiguous tensors are made contiguous (a copy) before.
-pub fn with_f32_data<R, const N: usize>(
-    op: &'static str,
-    tensors: [&Tensor; N],
-    f: impl FnOnce([&[f32]; N]) -> R,
-) -> Result<R> {
-    let contiguous_tensors = tensors
-        .into_iter()
-        .map(Tensor::contiguous)
-        .collect::<Result<Vec<_>>>()?;
-    let guards: Vec<_> = contiguous_tensors
-        .iter()
-        .map(Tensor::storage_and_layout)
-        .collect();
-    let mut data: [&[f32]; N] = [&[]; N];
-    for (slot, (storage, layout)) in data.iter_mut().zip(&guards) {
-        let Storage::Cpu(cpu) = &**storage else {
-            candle_core::bail!("{op}: expects tensors on the CPU");
-        };
-        *slot = contiguous::<f32>(op, cpu, layout)?;
-    }
-    Ok(f(data))
 }

@@ -8,12 +8,16 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 use std::ops::Range;
+use std::sync::Arc;
 
+use super::elementwise::Elementwise;
 use super::gemm::{matmul, matmul_strided, MatRef};
-use super::valid_outputs;
-use crate::act::kernels::{contiguous, lane_sums, pointwise, widest_simd, with_f32_data};
-use crate::act::pointwise::{Identity, Pointwise};
-use crate::profile::{self, Stage};
+use super::pointwise;
+use super::scalar::Identity;
+use super::simd::{lane_sums, widest_simd};
+use super::storage::{contiguous, with_f32_data};
+use super::window::valid_outputs;
+use crate::util::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dParams {
@@ -331,7 +335,7 @@ impl Geometry {
         x: &[f32],
         w: &[f32],
         bias: Option<&[f32]>,
-        act: Option<Pointwise>,
+        act: Option<&dyn Elementwise>,
     ) -> Vec<f32> {
         if self.is_depthwise() {
             let (plane, taps) = (self.plane(), self.kh * self.kw);
@@ -347,7 +351,7 @@ impl Geometry {
                         || self.depthwise_plane(x, k, b, out),
                     );
                     if let Some(act) = act {
-                        pointwise::bias_act_in_place(act, 0.0, out);
+                        act.bias_in_place(0.0, out);
                     }
                 });
             return y;
@@ -384,11 +388,7 @@ impl Geometry {
                             std::slice::from_raw_parts_mut(out.0.add(first + r * plane), width)
                         };
                         let b = bias.map_or(0.0, |b| b[g * cog + r]);
-                        pointwise::bias_act_in_place(
-                            act.unwrap_or(Pointwise::Identity(Identity)),
-                            b,
-                            row,
-                        );
+                        act.unwrap_or(&Identity).bias_in_place(b, row);
                     }
                 }
             });
@@ -591,10 +591,10 @@ unsafe impl Sync for SharedOut {}
 /// The op: `conv2d(x, weight)` (two arguments) or `conv2d(x, weight) + bias` (three),
 /// then `act` when given. With an activation it has no backward: [`conv2d_bias_act`]
 /// builds it only when nothing needs a gradient.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Conv2dOp {
     pub params: Conv2dParams,
-    pub act: Option<Pointwise>,
+    pub act: Option<Arc<dyn Elementwise>>,
 }
 
 impl Conv2dOp {
@@ -625,7 +625,7 @@ impl Conv2dOp {
             candle_core::bail!("conv2d: {} biases for {} output channels", b.len(), geo.co);
         }
         Ok((
-            geo.forward(x, w, bias, self.act),
+            geo.forward(x, w, bias, self.act.as_deref()),
             Shape::from((geo.n, geo.co, geo.oh, geo.ow)),
         ))
     }
@@ -751,7 +751,7 @@ pub fn conv2d_bias_act(
     weight: &Tensor,
     bias: &Tensor,
     params: Conv2dParams,
-    act: Option<Pointwise>,
+    act: Option<&Arc<dyn Elementwise>>,
 ) -> Result<Tensor> {
     if x.track_op() || weight.track_op() || bias.track_op() {
         let y = conv2d_with_bias(x, weight, bias, params)?;
@@ -761,6 +761,9 @@ pub fn conv2d_bias_act(
     x.contiguous()?.apply_op3_no_bwd(
         &weight.contiguous()?,
         &bias.contiguous()?,
-        &Conv2dOp { params, act },
+        &Conv2dOp {
+            params,
+            act: act.cloned(),
+        },
     )
 }

@@ -6,8 +6,9 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous, widest_simd, with_f32_data, CHUNK};
-use crate::profile::{self, Stage};
+use super::simd::{widest_simd, CHUNK};
+use super::storage::{contiguous, with_f32_data};
+use crate::util::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy)]
 struct MaximumOp;

@@ -9,9 +9,10 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{contiguous, lane_sums, widest_simd, with_f32_data};
-use crate::act::pointwise::{ScalarFn, Sigmoid};
-use crate::profile::{self, Stage};
+use super::scalar::sigmoid;
+use super::simd::{lane_sums, widest_simd};
+use super::storage::{contiguous, with_f32_data};
+use crate::util::profile::{self, Stage};
 
 /// The op; β holds one value per channel (ACON-C) or per image and channel (Meta-ACON-C).
 #[derive(Debug, Clone, Copy)]
@@ -46,7 +47,7 @@ fn plane_params(plane: usize, c: usize, pp: &[f32], beta: &[f32]) -> (f32, f32, 
 #[inline(always)]
 fn usk(x: f32, d: f32, b: f32) -> (f32, f32, f32) {
     let u = d * x;
-    let s = Sigmoid.f(b * u);
+    let s = sigmoid(b * u);
     (u, s, s + b * u * s * (1.0 - s))
 }
 
@@ -81,7 +82,7 @@ impl CustomOp3 for AconOp {
                     || {
                         for (y, &x) in y.iter_mut().zip(x) {
                             let u = d * x;
-                            *y = u * Sigmoid.f(b * u) + p2 * x;
+                            *y = u * sigmoid(b * u) + p2 * x;
                         }
                     },
                 );

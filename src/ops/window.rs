@@ -1,20 +1,11 @@
-//! CPU kernels for model layers that candle lacks or runs slowly, as custom ops with
-//! their own backward, each tested against a plain composition.
-
-pub mod batchnorm;
-pub mod conv;
-pub mod conv_bn;
-pub mod gemm;
-pub mod head;
-pub mod maxpool;
-pub mod upsample;
+//! Sliding windows along a row, shared by the convolution and pooling kernels.
 
 /// For a window tap at `offset` (kernel index × dilation) along a row of `len` inputs,
 /// with `stride` and `padding`: the outputs `lo..hi` (of `outputs`) whose input
 /// `o · stride − padding + offset` lies inside the row, and the input of `lo` (clamped into
 /// the row, so that slicing from it is safe even when the range is empty).
 #[inline(always)]
-fn valid_outputs(
+pub fn valid_outputs(
     offset: usize,
     stride: usize,
     padding: usize,

@@ -333,7 +333,7 @@ mod tests {
     /// vectorises, as in the kernels, must give the bits of one scalar call at a time.
     fn assert_vectorised_is_scalar(name: &str, inputs: &[f32], f: impl Fn(f32) -> f32 + Copy) {
         let mut vectorised = vec![0.0; inputs.len()];
-        crate::act::kernels::widest_simd(
+        crate::ops::simd::widest_simd(
             #[inline(always)]
             || {
                 for (y, &x) in vectorised.iter_mut().zip(inputs) {

@@ -7,8 +7,8 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::act::kernels::{contiguous, with_f32_data};
-use crate::profile::{self, Stage};
+use super::storage::{contiguous, with_f32_data};
+use crate::util::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy)]
 pub struct UpsampleNearest2d {

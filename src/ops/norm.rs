@@ -3,11 +3,13 @@
 
 use candle_core::{DType, Result, Tensor, Var};
 
-use super::kernels::batchnorm::{batch_norm_act, ChannelStats};
-use super::kernels::conv::Conv2dParams;
-use super::kernels::conv_bn::conv_batch_norm_act;
-use crate::act::pointwise::Pointwise;
-use crate::profile::{self, Stage};
+use std::sync::Arc;
+
+use super::batchnorm::{batch_norm_act, ChannelStats};
+use super::conv2d::Conv2dParams;
+use super::conv2d_bn::conv_batch_norm_act;
+use super::elementwise::Elementwise;
+use crate::util::profile::{self, Stage};
 use candle_nn::{Init, VarBuilder};
 
 /// BatchNorm hyperparameters. YOLOv5's `initialize_weights` sets every BatchNorm2d in a
@@ -62,7 +64,12 @@ impl BatchNorm2d {
 
     /// BatchNorm followed by `act`, fused into one kernel; in training it also updates
     /// the running statistics.
-    pub fn forward_act(&self, x: &Tensor, train: bool, act: Option<Pointwise>) -> Result<Tensor> {
+    pub fn forward_act(
+        &self,
+        x: &Tensor,
+        train: bool,
+        act: Option<Arc<dyn Elementwise>>,
+    ) -> Result<Tensor> {
         let _t = profile::span(Stage::BatchNormForward);
         let fixed = if train {
             None
@@ -94,7 +101,7 @@ impl BatchNorm2d {
         x: &Tensor,
         conv_weight: &Tensor,
         params: Conv2dParams,
-        act: Option<Pointwise>,
+        act: Option<Arc<dyn Elementwise>>,
     ) -> Result<Tensor> {
         let bn_params = Tensor::cat(&[&self.weight, &self.bias], 0)?;
         let (y, stats) =

@@ -5,9 +5,9 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::valid_outputs;
-use crate::act::kernels::with_f32_data;
-use crate::profile::{self, Stage};
+use super::storage::with_f32_data;
+use super::window::valid_outputs;
+use crate::util::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy)]
 pub struct MaxPool2d {
@@ -112,7 +112,7 @@ impl CustomOp1 for MaxPool2d {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
-        let x = crate::act::kernels::contiguous::<f32>("max_pool2d", s, l)?;
+        let x = super::storage::contiguous::<f32>("max_pool2d", s, l)?;
         let dims = l.shape().dims();
         if dims.len() != 4
             || dims[2] + 2 * self.padding < self.kernel

@@ -1,0 +1,24 @@
+//! Tensor ops and CPU kernels that candle lacks or runs slowly, as custom ops with their
+//! own backward (each tested against the plain candle composition), and the modules and
+//! parameter store both activations and models build on.
+
+pub mod acon;
+pub mod batchnorm;
+pub mod conv2d;
+pub mod conv2d_bn;
+pub mod conv_bn_layer;
+pub mod elementwise;
+pub mod fastmath;
+pub mod gemm;
+pub mod head_conv;
+pub mod maximum;
+pub mod maxpool;
+pub mod norm;
+pub mod pointwise;
+pub mod prelu;
+pub mod scalar;
+pub mod simd;
+pub mod storage;
+pub mod upsample_nearest;
+pub mod vars;
+pub mod window;
