@@ -3,89 +3,43 @@
 //! [`ActSpec`] without evaluating anything.
 
 use std::fmt;
+use std::sync::Arc;
 
-use super::catalog::{ActKind, ParamDef, ParamType};
+use super::registry::{closest, lookup, ActDef, ParamDef, ParamType};
+use super::zoo::IDENTITY;
+use crate::ops::elementwise::Elementwise;
 
-/// How GELU is computed, as `torch.nn.GELU(approximate=...)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GeluApprox {
-    None,
-    Tanh,
+/// A fully resolved activation: its declaration and every argument, defaults filled in.
+#[derive(Clone)]
+pub struct ActSpec {
+    def: &'static ActDef,
+    args: Args,
 }
 
-/// A fully resolved activation: the kind plus every parameter, defaults filled in.
+/// An activation's arguments, in the order of its declaration's parameters (`inplace`
+/// left out).
 #[derive(Debug, Clone, PartialEq)]
-pub enum ActSpec {
-    Identity,
-    Relu,
-    Rrelu {
-        lower: f64,
-        upper: f64,
-    },
-    Hardtanh {
-        min_val: f64,
-        max_val: f64,
-    },
-    Relu6,
-    Sigmoid,
-    Hardsigmoid,
-    Tanh,
-    Silu,
-    Mish,
-    Hardswish,
-    Elu {
-        alpha: f64,
-    },
-    Celu {
-        alpha: f64,
-    },
-    Selu,
-    /// Gated linear unit over `dim` (the channel dimension in a Conv block).
-    Glu {
-        dim: i64,
-    },
-    Gelu {
-        approximate: GeluApprox,
-    },
-    Hardshrink {
-        lambd: f64,
-    },
-    LeakyRelu {
-        negative_slope: f64,
-    },
-    LogSigmoid,
-    Softplus {
-        beta: f64,
-        threshold: f64,
-    },
-    Softshrink {
-        lambd: f64,
-    },
-    /// `num_parameters` = 1 (one slope per layer), the layer's channel count, or -1
-    /// (one slope per channel of whichever layer it is built in).
-    Prelu {
-        num_parameters: i64,
-        init: f64,
-    },
-    Softsign,
-    Tanhshrink,
-    Softmin {
-        dim: i64,
-    },
-    Softmax {
-        dim: i64,
-    },
-    Softmax2d,
-    LogSoftmax {
-        dim: i64,
-    },
-    Frelu {
-        k: i64,
-    },
-    AconC,
-    MetaAconC {
-        r: i64,
-    },
+pub struct Args(Vec<Value>);
+
+impl Args {
+    /// Argument `i` as a number (NaN when it is not one).
+    pub fn f(&self, i: usize) -> f64 {
+        self.0.get(i).map_or(f64::NAN, Value::as_f64)
+    }
+
+    /// Argument `i` as an integer (0 when it is not one).
+    pub fn i(&self, i: usize) -> i64 {
+        self.0.get(i).map_or(0, Value::as_i64)
+    }
+
+    /// Argument `i` as text ("" when it is not text).
+    pub fn s(&self, i: usize) -> &str {
+        self.0.get(i).map_or("", Value::as_str)
+    }
+
+    pub fn values(&self) -> &[Value] {
+        &self.0
+    }
 }
 
 /// A Conv block's `act` argument in ultralytics YAML: `True` means the model's default.
@@ -147,217 +101,73 @@ impl ActSpec {
         }
     }
 
-    pub fn kind(&self) -> ActKind {
-        use ActSpec as S;
-        match self {
-            S::Identity => ActKind::Identity,
-            S::Relu => ActKind::Relu,
-            S::Rrelu { .. } => ActKind::Rrelu,
-            S::Hardtanh { .. } => ActKind::Hardtanh,
-            S::Relu6 => ActKind::Relu6,
-            S::Sigmoid => ActKind::Sigmoid,
-            S::Hardsigmoid => ActKind::Hardsigmoid,
-            S::Tanh => ActKind::Tanh,
-            S::Silu => ActKind::Silu,
-            S::Mish => ActKind::Mish,
-            S::Hardswish => ActKind::Hardswish,
-            S::Elu { .. } => ActKind::Elu,
-            S::Celu { .. } => ActKind::Celu,
-            S::Selu => ActKind::Selu,
-            S::Glu { .. } => ActKind::Glu,
-            S::Gelu { .. } => ActKind::Gelu,
-            S::Hardshrink { .. } => ActKind::Hardshrink,
-            S::LeakyRelu { .. } => ActKind::LeakyRelu,
-            S::LogSigmoid => ActKind::LogSigmoid,
-            S::Softplus { .. } => ActKind::Softplus,
-            S::Softshrink { .. } => ActKind::Softshrink,
-            S::Prelu { .. } => ActKind::Prelu,
-            S::Softsign => ActKind::Softsign,
-            S::Tanhshrink => ActKind::Tanhshrink,
-            S::Softmin { .. } => ActKind::Softmin,
-            S::Softmax { .. } => ActKind::Softmax,
-            S::Softmax2d => ActKind::Softmax2d,
-            S::LogSoftmax { .. } => ActKind::LogSoftmax,
-            S::Frelu { .. } => ActKind::Frelu,
-            S::AconC => ActKind::AconC,
-            S::MetaAconC { .. } => ActKind::MetaAconC,
+    /// The activation with every argument at its default.
+    pub fn of(def: &'static ActDef) -> ActSpec {
+        let args = def
+            .params
+            .iter()
+            .filter(|p| p.name != "inplace")
+            .map(|p| p.default.to_value())
+            .collect();
+        ActSpec {
+            def,
+            args: Args(args),
         }
+    }
+
+    /// SiLU, the default activation of YOLO models.
+    pub fn silu() -> ActSpec {
+        ActSpec::of(&super::zoo::SILU)
+    }
+
+    /// The identity (`act=False` in a Conv row).
+    pub fn identity() -> ActSpec {
+        ActSpec::of(&IDENTITY)
+    }
+
+    pub fn def(&self) -> &'static ActDef {
+        self.def
+    }
+
+    pub fn args(&self) -> &Args {
+        &self.args
+    }
+
+    pub fn is_identity(&self) -> bool {
+        std::ptr::eq(self.def, &IDENTITY)
     }
 
     /// How many channels the preceding conv must produce per output channel: GLU halves them.
     pub fn channel_factor(&self) -> usize {
-        match self {
-            ActSpec::Glu { .. } => 2,
-            _ => 1,
-        }
+        self.def.channel_factor
     }
 
-    /// The parameter values in the order of the kind's [`ParamDef`] table (excluding `inplace`).
-    fn values(&self) -> Vec<Value> {
-        use ActSpec as S;
-        use Value::{Float as F, Int as I};
-        match self {
-            S::Rrelu { lower, upper } => vec![F(*lower), F(*upper)],
-            S::Hardtanh { min_val, max_val } => vec![F(*min_val), F(*max_val)],
-            S::Elu { alpha } | S::Celu { alpha } => vec![F(*alpha)],
-            S::Glu { dim } | S::Softmin { dim } | S::Softmax { dim } | S::LogSoftmax { dim } => {
-                vec![I(*dim)]
-            }
-            S::Gelu { approximate } => vec![Value::Str(
-                match approximate {
-                    GeluApprox::None => "none",
-                    GeluApprox::Tanh => "tanh",
-                }
-                .into(),
-            )],
-            S::Hardshrink { lambd } | S::Softshrink { lambd } => vec![F(*lambd)],
-            S::LeakyRelu { negative_slope } => vec![F(*negative_slope)],
-            S::Softplus { beta, threshold } => vec![F(*beta), F(*threshold)],
-            S::Prelu {
-                num_parameters,
-                init,
-            } => vec![I(*num_parameters), F(*init)],
-            S::Frelu { k } => vec![I(*k)],
-            S::MetaAconC { r } => vec![I(*r)],
-            _ => vec![],
-        }
+    /// The elementwise function it computes in inference, when it is one.
+    pub fn elementwise(&self) -> Option<Arc<dyn Elementwise>> {
+        self.def.elementwise.map(|f| f(&self.args))
     }
 
-    /// Builds the typed spec from arguments resolved against the kind's table, and checks them.
-    fn from_values(kind: ActKind, v: &[Value]) -> Result<ActSpec, SpecError> {
-        use ActSpec as S;
-        let name = kind.info().name;
-        let bad = |argument: &str, message: String| SpecError::BadArgument {
-            activation: name,
-            argument: argument.to_string(),
-            message,
-        };
-        let f = |i: usize| v[i].as_f64();
-        let i = |i: usize| v[i].as_i64();
-        let channel_dim = |dim: i64| {
-            if (-4..=3).contains(&dim) {
-                Ok(dim)
-            } else {
-                Err(bad("dim", format!("{dim} is not a dimension of an NCHW tensor; allowed: -4..=3 (1 is the channel dimension)")))
-            }
-        };
-        Ok(match kind {
-            ActKind::Identity => S::Identity,
-            ActKind::Relu => S::Relu,
-            ActKind::Rrelu => {
-                let (lower, upper) = (f(0), f(1));
-                if lower > upper {
-                    return Err(bad(
-                        "lower",
-                        format!("lower ({lower}) must not exceed upper ({upper})"),
-                    ));
-                }
-                S::Rrelu { lower, upper }
-            }
-            ActKind::Hardtanh => {
-                let (min_val, max_val) = (f(0), f(1));
-                if max_val <= min_val {
-                    return Err(bad(
-                        "max_val",
-                        format!("max_val ({max_val}) must be greater than min_val ({min_val})"),
-                    ));
-                }
-                S::Hardtanh { min_val, max_val }
-            }
-            ActKind::Relu6 => S::Relu6,
-            ActKind::Sigmoid => S::Sigmoid,
-            ActKind::Hardsigmoid => S::Hardsigmoid,
-            ActKind::Tanh => S::Tanh,
-            ActKind::Silu => S::Silu,
-            ActKind::Mish => S::Mish,
-            ActKind::Hardswish => S::Hardswish,
-            ActKind::Elu => S::Elu { alpha: f(0) },
-            ActKind::Celu => {
-                let alpha = f(0);
-                if alpha == 0.0 {
-                    return Err(bad("alpha", "must not be 0 (CELU divides by alpha)".into()));
-                }
-                S::Celu { alpha }
-            }
-            ActKind::Selu => S::Selu,
-            ActKind::Glu => {
-                let dim = i(0);
-                if dim != 1 && dim != -3 {
-                    return Err(bad("dim", format!("{dim}: in a Conv block GLU gates the channel dimension; allowed: 1 or -3")));
-                }
-                S::Glu { dim }
-            }
-            ActKind::Gelu => S::Gelu {
-                approximate: match v[0].as_str() {
-                    "tanh" => GeluApprox::Tanh,
-                    _ => GeluApprox::None,
-                },
-            },
-            ActKind::Hardshrink => S::Hardshrink { lambd: f(0) },
-            ActKind::LeakyRelu => S::LeakyRelu {
-                negative_slope: f(0),
-            },
-            ActKind::LogSigmoid => S::LogSigmoid,
-            ActKind::Softplus => {
-                let (beta, threshold) = (f(0), f(1));
-                if beta == 0.0 {
-                    return Err(bad(
-                        "beta",
-                        "must not be 0 (Softplus divides by beta)".into(),
-                    ));
-                }
-                S::Softplus { beta, threshold }
-            }
-            ActKind::Softshrink => {
-                let lambd = f(0);
-                if lambd < 0.0 {
-                    return Err(bad("lambd", format!("{lambd}: must be >= 0")));
-                }
-                S::Softshrink { lambd }
-            }
-            ActKind::Prelu => {
-                let num_parameters = i(0);
-                if num_parameters == 0 || num_parameters < -1 {
-                    return Err(bad("num_parameters", format!("{num_parameters}: allowed: 1 (one slope), the layer's channel count, or -1 (one slope per channel of each layer)")));
-                }
-                S::Prelu {
-                    num_parameters,
-                    init: f(1),
-                }
-            }
-            ActKind::Softsign => S::Softsign,
-            ActKind::Tanhshrink => S::Tanhshrink,
-            ActKind::Softmin => S::Softmin {
-                dim: channel_dim(i(0))?,
-            },
-            ActKind::Softmax => S::Softmax {
-                dim: channel_dim(i(0))?,
-            },
-            ActKind::Softmax2d => S::Softmax2d,
-            ActKind::LogSoftmax => S::LogSoftmax {
-                dim: channel_dim(i(0))?,
-            },
-            ActKind::Frelu => {
-                let k = i(0);
-                if k < 1 || k % 2 == 0 {
-                    return Err(bad(
-                        "k",
-                        format!(
-                            "{k}: the depthwise kernel size must be odd and >= 1 (3 in the paper)"
-                        ),
-                    ));
-                }
-                S::Frelu { k }
-            }
-            ActKind::AconC => S::AconC,
-            ActKind::MetaAconC => {
-                let r = i(0);
-                if r < 1 {
-                    return Err(bad("r", format!("{r}: the reduction ratio must be >= 1")));
-                }
-                S::MetaAconC { r }
-            }
-        })
+    /// Resolves written arguments against the declaration, and checks them.
+    fn resolve(def: &'static ActDef, written: &[WrittenArg]) -> Result<ActSpec, SpecError> {
+        let args = Args(resolve_args(def, written)?);
+        (def.check)(&args).map_err(|e| SpecError::BadArgument {
+            activation: def.name,
+            argument: e.argument.to_string(),
+            message: e.message,
+        })?;
+        Ok(ActSpec { def, args })
+    }
+}
+
+impl PartialEq for ActSpec {
+    fn eq(&self, other: &ActSpec) -> bool {
+        std::ptr::eq(self.def, other.def) && self.args == other.args
+    }
+}
+
+impl fmt::Debug for ActSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
     }
 }
 
@@ -394,16 +204,16 @@ pub fn split_list(text: &str) -> Vec<&str> {
 impl fmt::Display for ActSpec {
     /// The canonical spec with every parameter, e.g. `nn.LeakyReLU(negative_slope=0.01)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let info = self.kind().info();
-        let prefix = if info.torch { "nn." } else { "" };
-        let args: Vec<String> = info
+        let def = self.def;
+        let prefix = if def.torch { "nn." } else { "" };
+        let args: Vec<String> = def
             .params
             .iter()
             .filter(|p| p.name != "inplace")
-            .zip(self.values())
+            .zip(self.args.values())
             .map(|(p, v)| format!("{}={}", p.name, v))
             .collect();
-        write!(f, "{prefix}{}({})", info.name, args.join(", "))
+        write!(f, "{prefix}{}({})", def.name, args.join(", "))
     }
 }
 
@@ -448,7 +258,7 @@ impl ActArg {
         let trimmed = text.trim();
         match trimmed {
             "True" | "true" => return Ok(ActArg::Default),
-            "False" | "false" => return Ok(ActArg::Spec(ActSpec::Identity)),
+            "False" | "false" => return Ok(ActArg::Spec(ActSpec::identity())),
             "" => return Err(syntax("it is empty; write e.g. `nn.SiLU()`".into())),
             _ => {}
         }
@@ -468,16 +278,15 @@ impl ActArg {
                 head.trim()
             )));
         }
-        let kind = ActKind::lookup(name).ok_or_else(|| SpecError::UnknownName {
+        let def = lookup(name).ok_or_else(|| SpecError::UnknownName {
             name: name.to_string(),
-            suggestions: ActKind::closest(name, 3),
+            suggestions: closest(name, 3),
         })?;
         let args = match args_text {
             Some(inner) => split_args(inner).map_err(syntax)?,
             None => vec![],
         };
-        let values = resolve_args(kind, &args)?;
-        ActSpec::from_values(kind, &values).map(ActArg::Spec)
+        ActSpec::resolve(def, &args).map(ActArg::Spec)
     }
 }
 
@@ -571,9 +380,9 @@ fn parse_literal(text: &str) -> Option<Value> {
     None
 }
 
-/// Matches written arguments to the kind's parameters, PyTorch-style, and checks their types.
-fn resolve_args(kind: ActKind, args: &[WrittenArg]) -> Result<Vec<Value>, SpecError> {
-    let info = kind.info();
+/// Matches written arguments to the declaration's parameters, PyTorch-style, and checks
+/// their types.
+fn resolve_args(info: &'static ActDef, args: &[WrittenArg]) -> Result<Vec<Value>, SpecError> {
     let bad = |argument: &str, message: String| SpecError::BadArgument {
         activation: info.name,
         argument: argument.to_string(),

@@ -651,7 +651,7 @@ fn draw_activation_curves(table: &Table, dir: &Path, plots: &mut Plots) -> Resul
         .rows
         .iter()
         .filter_map(|row| row.spec.clone())
-        .filter(|spec| spec.kind().info().pointwise)
+        .filter(|spec| spec.def().pointwise)
         .collect();
     if specs.is_empty() {
         plots

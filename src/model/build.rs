@@ -82,7 +82,7 @@ pub fn scale_depth(n: usize, depth: f64) -> usize {
 /// SiLU. An explicit identity (`act=False`) is structure, not a choice, and stays.
 fn resolve_act(row: &ActArg, model_default: &ActSpec, override_act: Option<&ActSpec>) -> ActSpec {
     match (row, override_act) {
-        (ActArg::Spec(ActSpec::Identity), _) => ActSpec::Identity,
+        (ActArg::Spec(s), _) if s.is_identity() => s.clone(),
         (_, Some(o)) => o.clone(),
         (ActArg::Spec(s), None) => s.clone(),
         (ActArg::Default, None) => model_default.clone(),
@@ -110,7 +110,7 @@ impl Model {
         let default_act = override_act
             .cloned()
             .or_else(|| config.activation.clone())
-            .unwrap_or(ActSpec::Silu);
+            .unwrap_or_else(ActSpec::silu);
         let (gd, gw) = (config.depth_multiple, config.width_multiple);
         let last = config
             .layers

@@ -594,7 +594,7 @@ impl<'a> Args<'a> {
         match self.values.get(i) {
             None => Ok(ActArg::Default),
             Some(Value::Bool(true)) => Ok(ActArg::Default),
-            Some(Value::Bool(false)) => Ok(ActArg::Spec(ActSpec::Identity)),
+            Some(Value::Bool(false)) => Ok(ActArg::Spec(ActSpec::identity())),
             Some(Value::String(s)) => {
                 ActArg::parse(s).map_err(|e| format!("argument {i} (`act`): {e}"))
             }

@@ -11,8 +11,9 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::style::{
     self, tick_label, to_pixels, DrawResult, Figure, FontError, Pen, PlotArea, TextSizes,
 };
-use crate::act::eval::evaluate;
-use crate::act::{ActKind, ActSpec, GeluApprox, KINDS};
+use crate::act::evaluate::evaluate;
+use crate::act::zoo::ACTIVATIONS;
+use crate::act::ActSpec;
 
 pub struct PlotOptions {
     pub range: (f64, f64),
@@ -57,14 +58,15 @@ const KEY_HEIGHT: u32 = 28;
 
 /// Every pointwise activation at its defaults, plus GELU's tanh approximation right after GELU.
 pub fn default_plot_specs() -> Vec<ActSpec> {
-    KINDS
+    ACTIVATIONS
         .iter()
-        .filter(|info| info.pointwise)
-        .flat_map(|info| {
-            let tanh_gelu = (info.kind == ActKind::Gelu).then_some(ActSpec::Gelu {
-                approximate: GeluApprox::Tanh,
-            });
-            std::iter::once(info.kind.default_spec()).chain(tanh_gelu)
+        .filter(|def| def.pointwise)
+        .flat_map(|&def| {
+            let spec = ActSpec::of(def);
+            let tanh_gelu = (def.name == "GELU")
+                .then(|| ActSpec::parse("nn.GELU(approximate='tanh')"))
+                .and_then(Result::ok);
+            std::iter::once(spec).chain(tanh_gelu)
         })
         .collect()
 }
@@ -106,7 +108,7 @@ fn validate(specs: &[ActSpec], (lo, hi): (f64, f64)) -> Result<Vec<&ActSpec>, Pl
     }
     let mut unique: Vec<&ActSpec> = Vec::new();
     for spec in specs {
-        if !spec.kind().info().pointwise {
+        if !spec.def().pointwise {
             return Err(PlotError::NotPointwise {
                 spec: spec.to_string(),
             });
@@ -121,9 +123,8 @@ fn validate(specs: &[ActSpec], (lo, hi): (f64, f64)) -> Result<Vec<&ActSpec>, Pl
 /// A short name for `spec`, for panel titles and keys: the class name (`SiLU`), plus the
 /// arguments when they are not the defaults (`LeakyReLU(negative_slope=0.2)`).
 pub fn short_name(spec: &ActSpec) -> String {
-    let kind = spec.kind();
-    if *spec == kind.default_spec() {
-        return kind.info().name.to_string();
+    if *spec == ActSpec::of(spec.def()) {
+        return spec.def().name.to_string();
     }
     let full = spec.to_string();
     full.strip_prefix("nn.").unwrap_or(&full).to_string()

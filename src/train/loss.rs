@@ -22,7 +22,7 @@ use super::hyp::Hyp;
 use super::ota;
 use std::sync::Arc;
 
-use crate::act::pointwise::{LogSigmoid, Sigmoid};
+use crate::act::zoo::{LogSigmoid, Sigmoid};
 use crate::ops::pointwise::apply;
 use crate::ops::storage::contiguous;
 

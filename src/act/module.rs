@@ -1,0 +1,146 @@
+//! The activation of one layer: the elementwise function its declaration names (applied
+//! fused into the layer's kernels where possible), or the module it builds.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+use rand_chacha::ChaCha8Rng;
+
+use super::registry::ModuleInputs;
+use super::spec::ActSpec;
+use crate::ops::conv_bn_layer::ConvBn;
+use crate::ops::elementwise::Elementwise;
+use crate::ops::pointwise;
+use crate::util::profile::{self, Stage};
+
+/// An activation that is more than an elementwise function: learnable, channel-wise, or
+/// random in training.
+pub trait ActModule: Debug + Send + Sync {
+    /// Applies it; `train` selects random slopes and batch statistics where it has them.
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// Its learnable parameters (exempt from weight decay); BatchNorm running statistics
+    /// are buffers and not included.
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+
+    /// Multiply-accumulates of its own layers on planes of `hw`, counted as thop counts.
+    fn macs(&self, _hw: (usize, usize)) -> f64 {
+        0.0
+    }
+
+    /// Folds what it can for inference (a BatchNorm into its convolution).
+    fn fuse(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The elementwise function it is in this mode, if it is one then.
+    fn fusable(&self, _train: bool) -> Option<Arc<dyn Elementwise>> {
+        None
+    }
+}
+
+/// An activation module, built for one layer.
+#[derive(Debug)]
+pub struct Activation {
+    spec: ActSpec,
+    inner: Inner,
+}
+
+#[derive(Debug)]
+enum Inner {
+    Elementwise(Arc<dyn Elementwise>),
+    Module(Box<dyn ActModule>),
+}
+
+impl Activation {
+    /// Builds the activation for a layer whose activation input has `channels` channels
+    /// (for GLU that is twice the output). Parameters are created or loaded through `vb`
+    /// under the ultralytics names (`weight` for PReLU, `conv.weight`/`bn.*` for FReLU,
+    /// `p1`/`p2`/`beta` and `fc1.*`/`fc2.*` for ACON). `rng` seeds RReLU's noise.
+    pub fn new(spec: &ActSpec, channels: usize, vb: VarBuilder, rng: ChaCha8Rng) -> Result<Self> {
+        let def = spec.def();
+        let inner = match (def.module, spec.elementwise()) {
+            (Some(build), _) => Inner::Module(build(ModuleInputs {
+                args: spec.args(),
+                channels,
+                vb,
+                rng,
+            })?),
+            (None, Some(f)) => Inner::Elementwise(f),
+            (None, None) => {
+                candle_core::bail!("{spec}: declared with neither a function nor a module")
+            }
+        };
+        Ok(Activation {
+            spec: spec.clone(),
+            inner,
+        })
+    }
+
+    pub fn spec(&self) -> &ActSpec {
+        &self.spec
+    }
+
+    /// The learnable parameters (exempt from weight decay).
+    pub fn params(&self) -> Vec<Tensor> {
+        match &self.inner {
+            Inner::Elementwise(_) => Vec::new(),
+            Inner::Module(m) => m.params(),
+        }
+    }
+
+    /// Multiply-accumulates of the activation's own layers (FReLU's depthwise conv and
+    /// BatchNorm, Meta-ACON's 1×1 convs) on planes of `hw`, counted as thop counts them.
+    pub fn macs(&self, hw: (usize, usize)) -> f64 {
+        match &self.inner {
+            Inner::Elementwise(_) => 0.0,
+            Inner::Module(m) => m.macs(hw),
+        }
+    }
+
+    /// Folds the BatchNorm of an activation that has one (FReLU's funnel) into its
+    /// convolution, for inference.
+    pub fn fuse(&mut self) -> Result<()> {
+        match &mut self.inner {
+            Inner::Elementwise(_) => Ok(()),
+            Inner::Module(m) => m.fuse(),
+        }
+    }
+
+    /// The elementwise function this activation computes in this mode, when it has no
+    /// parameters and no randomness: kernels such as BatchNorm can then apply it fused.
+    pub fn fusable(&self, train: bool) -> Option<Arc<dyn Elementwise>> {
+        match &self.inner {
+            Inner::Elementwise(f) => Some(f.clone()),
+            Inner::Module(m) => m.fusable(train),
+        }
+    }
+
+    /// `body` (a Conv's convolution and BatchNorm), then this activation: inside the
+    /// BatchNorm's kernel when the activation is elementwise.
+    pub fn forward_after(&self, body: &ConvBn, x: &Tensor, train: bool) -> Result<Tensor> {
+        match self.fusable(train) {
+            Some(f) => body.forward(x, train, Some(&f)),
+            None => self.forward(&body.forward(x, train, None)?, train),
+        }
+    }
+
+    /// Applies the activation; `train` selects RReLU's random slopes and FReLU's batch statistics.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let _t = profile::span(Stage::ActivationForward);
+        match &self.inner {
+            Inner::Elementwise(f) => pointwise::apply(f, x),
+            Inner::Module(m) => m.forward(x, train),
+        }
+    }
+}
+
+impl candle_nn::ModuleT for Activation {
+    fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        self.forward(x, train)
+    }
+}

@@ -1,0 +1,203 @@
+//! What an activation is declared with: one [`ActDef`] per activation holds its names, its
+//! PyTorch signature with defaults and checks, its formula and properties, and how it
+//! computes (an elementwise function the kernels fuse, or a module of its own). The parser,
+//! the catalogue, the modules, the kernels and the plots all read these declarations; the
+//! list of them is [`crate::act::zoo::ACTIVATIONS`].
+
+use std::sync::Arc;
+
+use candle_core::Result;
+use candle_nn::VarBuilder;
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::module::ActModule;
+use super::spec::{Args, Value};
+use crate::ops::elementwise::Elementwise;
+
+/// One activation.
+pub struct ActDef {
+    /// The class name, as in `torch.nn` (or ultralytics, or the paper, for the others).
+    pub name: &'static str,
+    /// True for `torch.nn` classes, written with the `nn.` prefix.
+    pub torch: bool,
+    /// Other names it is found by (compared lower-case, without underscores).
+    pub aliases: &'static [&'static str],
+    /// Constructor parameters in PyTorch's positional order (`inplace` included where torch
+    /// has it: accepted and ignored).
+    pub params: &'static [ParamDef],
+    pub formula: &'static str,
+    pub properties: Properties,
+    /// Checks between arguments, beyond each argument's type (max above min, a nonzero
+    /// divisor).
+    pub check: fn(&Args) -> std::result::Result<(), ArgError>,
+    /// Channels the convolution before it makes per output channel (GLU halves its input).
+    pub channel_factor: usize,
+    /// Has parameters of its own (trained, and exempt from weight decay).
+    pub learnable: bool,
+    /// Each output element depends only on the same input element (a curve can be drawn).
+    pub pointwise: bool,
+    /// The elementwise function it computes in inference, when it is one (RReLU: its mean
+    /// slope). Kernels apply it fused into the preceding BatchNorm or convolution.
+    pub elementwise: Option<fn(&Args) -> Arc<dyn Elementwise>>,
+    /// Its own module, when it is more than that function: learnable, channel-wise, or
+    /// random in training.
+    pub module: Option<fn(ModuleInputs) -> Result<Box<dyn ActModule>>>,
+}
+
+/// What a module is built from: the arguments, the channels of its input, where its
+/// parameters live (ultralytics' names under the layer's `act`), and its random stream.
+pub struct ModuleInputs<'a> {
+    pub args: &'a Args,
+    pub channels: usize,
+    pub vb: VarBuilder<'a>,
+    pub rng: ChaCha8Rng,
+}
+
+/// An argument that fails a declaration's check.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ArgError {
+    pub argument: &'static str,
+    pub message: String,
+}
+
+impl ArgError {
+    pub fn new(argument: &'static str, message: impl Into<String>) -> ArgError {
+        ArgError {
+            argument,
+            message: message.into(),
+        }
+    }
+}
+
+/// No checks beyond the arguments' types.
+pub fn no_check(_: &Args) -> std::result::Result<(), ArgError> {
+    Ok(())
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum ParamType {
+    Float,
+    Int,
+    Bool,
+    /// An int dimension, or `None` for PyTorch's implicit choice (1 on NCHW).
+    Dim,
+    Choice(&'static [&'static str]),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum ParamDefault {
+    F(f64),
+    I(i64),
+    B(bool),
+    S(&'static str),
+}
+
+impl ParamDefault {
+    pub fn to_value(self) -> Value {
+        match self {
+            ParamDefault::F(v) => Value::Float(v),
+            ParamDefault::I(v) => Value::Int(v),
+            ParamDefault::B(v) => Value::Bool(v),
+            ParamDefault::S(v) => Value::Str(v.to_string()),
+        }
+    }
+}
+
+/// One constructor parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct ParamDef {
+    pub name: &'static str,
+    pub ty: ParamType,
+    pub default: ParamDefault,
+}
+
+pub const fn param(name: &'static str, ty: ParamType, default: ParamDefault) -> ParamDef {
+    ParamDef { name, ty, default }
+}
+
+/// torch's `inplace=False`, accepted and ignored.
+pub const INPLACE: ParamDef = param("inplace", ParamType::Bool, ParamDefault::B(false));
+
+/// Shape properties at the default (or initial) parameters; `None` where the notion does
+/// not apply (channel-wise functions).
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Properties {
+    pub monotonic: Option<bool>,
+    pub bounded_below: Option<bool>,
+    pub bounded_above: Option<bool>,
+    pub smooth: Option<bool>,
+    pub zero_at_zero: Option<bool>,
+}
+
+/// Properties of a function with a curve: monotonic, bounded below, bounded above, smooth,
+/// zero at zero.
+pub const fn props(m: bool, lo: bool, hi: bool, smooth: bool, zero: bool) -> Properties {
+    Properties {
+        monotonic: Some(m),
+        bounded_below: Some(lo),
+        bounded_above: Some(hi),
+        smooth: Some(smooth),
+        zero_at_zero: Some(zero),
+    }
+}
+
+/// Softmax-like functions: values in [0, 1] (or <= 0 for LogSoftmax), no curve to speak of.
+pub const fn channelwise(lo: bool, hi: bool) -> Properties {
+    Properties {
+        monotonic: None,
+        bounded_below: Some(lo),
+        bounded_above: Some(hi),
+        smooth: Some(true),
+        zero_at_zero: Some(false),
+    }
+}
+
+/// A declaration for the common case: a parameter-free elementwise function (checks,
+/// channels, module and flags at their defaults), filled in with `..ELEMENTWISE`.
+pub const ELEMENTWISE: ActDef = ActDef {
+    name: "",
+    torch: true,
+    aliases: &[],
+    params: &[],
+    formula: "",
+    properties: props(false, false, false, false, false),
+    check: no_check,
+    channel_factor: 1,
+    learnable: false,
+    pointwise: true,
+    elementwise: None,
+    module: None,
+};
+
+/// Lower-case, underscores removed: `leaky_relu`, `LeakyReLU` and `leakyrelu` are one name.
+fn normalize(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Finds an activation by any of its names, case-insensitively.
+pub fn lookup(name: &str) -> Option<&'static ActDef> {
+    let wanted = normalize(name);
+    super::zoo::ACTIVATIONS
+        .iter()
+        .copied()
+        .find(|d| normalize(d.name) == wanted || d.aliases.contains(&wanted.as_str()))
+}
+
+/// The `n` known names closest to `name`, for "did you mean" messages.
+pub fn closest(name: &str, n: usize) -> Vec<String> {
+    let wanted = normalize(name);
+    let mut scored: Vec<(f64, &str)> = super::zoo::ACTIVATIONS
+        .iter()
+        .map(|d| (strsim::jaro_winkler(&wanted, &normalize(d.name)), d.name))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}

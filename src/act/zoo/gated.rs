@@ -1,0 +1,186 @@
+//! Self-gated activations, x times a gate of x: SiLU, Swish-β, Hardswish, Mish and GELU
+//! (exact, or its tanh approximation).
+
+use std::sync::Arc;
+
+use crate::act::registry::{
+    param, props, ActDef, ArgError, ParamDefault::F, ParamDefault::S, ParamType::Choice,
+    ParamType::Float, ELEMENTWISE, INPLACE,
+};
+use crate::ops::scalar::{sigmoid, Real, ScalarFn};
+
+pub static SILU: ActDef = ActDef {
+    name: "SiLU",
+    aliases: &["swish"],
+    params: &[INPLACE],
+    formula: "x * sigmoid(x)",
+    properties: props(false, true, false, true, true),
+    elementwise: Some(|_| Arc::new(Silu)),
+    ..ELEMENTWISE
+};
+
+#[derive(Debug, Clone, Copy)]
+struct Silu;
+impl ScalarFn for Silu {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        x / (R::one() + (-x).fast_exp())
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let s = sigmoid(x);
+        s * (R::one() + x * (R::one() - s))
+    }
+}
+
+/// Swish with a fixed β (Ramachandran et al., 2017), which torch lacks: β = 1 is SiLU,
+/// large β approaches ReLU.
+pub static SWISH_BETA: ActDef = ActDef {
+    name: "SwishBeta",
+    torch: false,
+    params: &[param("beta", Float, F(1.0))],
+    formula: "x * sigmoid(beta * x)",
+    properties: props(false, true, false, true, true),
+    check: |a| match a.f(0) {
+        beta if beta > 0.0 => Ok(()),
+        beta => Err(ArgError::new("beta", format!("{beta}: must be > 0"))),
+    },
+    elementwise: Some(|a| Arc::new(SwishBeta { beta: a.f(0) })),
+    ..ELEMENTWISE
+};
+
+#[derive(Debug, Clone, Copy)]
+struct SwishBeta {
+    beta: f64,
+}
+impl ScalarFn for SwishBeta {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        x * sigmoid(R::c(self.beta) * x)
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let bx = R::c(self.beta) * x;
+        let s = sigmoid(bx);
+        s * (R::one() + bx * (R::one() - s))
+    }
+}
+
+pub static HARDSWISH: ActDef = ActDef {
+    name: "Hardswish",
+    params: &[INPLACE],
+    formula: "x * min(max(x + 3, 0), 6) / 6",
+    properties: props(false, true, false, false, true),
+    elementwise: Some(|_| Arc::new(Hardswish)),
+    ..ELEMENTWISE
+};
+
+#[derive(Debug, Clone, Copy)]
+struct Hardswish;
+impl ScalarFn for Hardswish {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        let six = R::c(6.0);
+        x * (x + R::c(3.0)).max(R::zero()).min(six) / six
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let three = R::c(3.0);
+        // torch 2.x takes the outer branch at both kinks: 0 at x = -3, 1 at x = 3.
+        if x <= -three {
+            R::zero()
+        } else if x < three {
+            x / three + R::c(0.5)
+        } else {
+            R::one()
+        }
+    }
+}
+
+pub static MISH: ActDef = ActDef {
+    name: "Mish",
+    params: &[INPLACE],
+    formula: "x * tanh(softplus(x))",
+    properties: props(false, true, false, true, true),
+    elementwise: Some(|_| Arc::new(Mish)),
+    ..ELEMENTWISE
+};
+
+/// `x tanh(softplus(x))`, with `tanh(ln(1 + e)) = e (e + 2) / (e (e + 2) + 2)` for
+/// `e = exp(x)`: torch's function with one exp instead of exp, log1p and tanh.
+#[derive(Debug, Clone, Copy)]
+struct Mish;
+impl Mish {
+    /// `(tanh(softplus(x)), exp(x))`. Beyond x = 20 the tanh rounds to 1 even in f64, so
+    /// clamping there keeps `e (e + 2)` finite.
+    #[inline(always)]
+    fn tanh_softplus<R: Real>(x: R) -> (R, R) {
+        let e = x.min(R::c(20.0)).fast_exp();
+        let n = e * (e + R::c(2.0));
+        (n / (n + R::c(2.0)), e)
+    }
+}
+impl ScalarFn for Mish {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        x * Mish::tanh_softplus(x).0
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let (t, e) = Mish::tanh_softplus(x);
+        let sigmoid = e / (R::one() + e);
+        t + x * sigmoid * (R::one() - t * t)
+    }
+}
+
+pub static GELU: ActDef = ActDef {
+    name: "GELU",
+    params: &[param("approximate", Choice(&["none", "tanh"]), S("none"))],
+    formula: "x * Phi(x); tanh: 0.5x(1 + tanh(sqrt(2/pi)(x + 0.044715x^3)))",
+    properties: props(false, true, false, true, true),
+    elementwise: Some(|a| match a.s(0) {
+        "tanh" => Arc::new(GeluTanh),
+        _ => Arc::new(Gelu),
+    }),
+    ..ELEMENTWISE
+};
+
+#[derive(Debug, Clone, Copy)]
+struct Gelu;
+impl ScalarFn for Gelu {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        x * R::c(0.5) * (R::one() + (x * R::FRAC_1_SQRT_2()).erf())
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let cdf = R::c(0.5) * (R::one() + (x * R::FRAC_1_SQRT_2()).erf());
+        let pdf = (R::c(-0.5) * x * x).fast_exp()
+            * R::c(std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 * 0.5);
+        cdf + x * pdf
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct GeluTanh;
+const GELU_BETA: f64 = std::f64::consts::SQRT_2 * std::f64::consts::FRAC_2_SQRT_PI * 0.5;
+const GELU_KAPPA: f64 = 0.044715;
+impl ScalarFn for GeluTanh {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        let inner = R::c(GELU_BETA) * (x + R::c(GELU_KAPPA) * x * x * x);
+        R::c(0.5) * x * (R::one() + inner.fast_tanh())
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let x_sq = x * x;
+        let inner = R::c(GELU_BETA) * (x + R::c(GELU_KAPPA) * x_sq * x);
+        let t = inner.fast_tanh();
+        let left = R::c(0.5) * x;
+        let right = R::one() + t;
+        let left_derivative = R::c(0.5) * right;
+        let inner_derivative = R::c(GELU_BETA) * (R::one() + R::c(3.0 * GELU_KAPPA) * x_sq);
+        let right_derivative = left * (R::one() - t * t) * inner_derivative;
+        left_derivative + right_derivative
+    }
+}

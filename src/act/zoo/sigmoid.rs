@@ -1,0 +1,127 @@
+//! S-shaped activations: Sigmoid, Hardsigmoid, LogSigmoid, Tanh and Softsign.
+
+use std::sync::Arc;
+
+use crate::act::registry::{props, ActDef, ELEMENTWISE, INPLACE};
+use crate::ops::scalar::{sigmoid, Real, ScalarFn};
+
+pub static SIGMOID: ActDef = ActDef {
+    name: "Sigmoid",
+    formula: "1 / (1 + exp(-x))",
+    properties: props(true, true, true, true, false),
+    elementwise: Some(|_| Arc::new(Sigmoid)),
+    ..ELEMENTWISE
+};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Sigmoid;
+impl ScalarFn for Sigmoid {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        sigmoid(x)
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let y = sigmoid(x);
+        (R::one() - y) * y
+    }
+}
+
+pub static HARDSIGMOID: ActDef = ActDef {
+    name: "Hardsigmoid",
+    params: &[INPLACE],
+    formula: "min(max(x + 3, 0), 6) / 6",
+    properties: props(true, true, true, false, false),
+    elementwise: Some(|_| Arc::new(Hardsigmoid)),
+    ..ELEMENTWISE
+};
+
+#[derive(Debug, Clone, Copy)]
+struct Hardsigmoid;
+impl ScalarFn for Hardsigmoid {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        let six = R::c(6.0);
+        (x + R::c(3.0)).max(R::zero()).min(six) / six
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        if x > R::c(-3.0) && x < R::c(3.0) {
+            R::one() / R::c(6.0)
+        } else {
+            R::zero()
+        }
+    }
+}
+
+pub static LOG_SIGMOID: ActDef = ActDef {
+    name: "LogSigmoid",
+    formula: "log(1 / (1 + exp(-x)))",
+    properties: props(true, false, true, true, false),
+    elementwise: Some(|_| Arc::new(LogSigmoid)),
+    ..ELEMENTWISE
+};
+
+/// `min(0, x) - log1p(exp(-|x|))`: never overflows.
+#[derive(Debug, Clone, Copy)]
+pub struct LogSigmoid;
+impl ScalarFn for LogSigmoid {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        x.min(R::zero()) - (-x.abs()).fast_exp().fast_ln_1p()
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let z = (-x.abs()).fast_exp();
+        let (max_deriv, sign) = if x < R::zero() {
+            (R::one(), R::one())
+        } else {
+            (R::zero(), -R::one())
+        };
+        max_deriv - sign * (z / (R::one() + z))
+    }
+}
+
+pub static TANH: ActDef = ActDef {
+    name: "Tanh",
+    formula: "tanh(x)",
+    properties: props(true, true, true, true, true),
+    elementwise: Some(|_| Arc::new(Tanh)),
+    ..ELEMENTWISE
+};
+
+#[derive(Debug, Clone, Copy)]
+struct Tanh;
+impl ScalarFn for Tanh {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        x.fast_tanh()
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let y = x.fast_tanh();
+        R::one() - y * y
+    }
+}
+
+pub static SOFTSIGN: ActDef = ActDef {
+    name: "Softsign",
+    formula: "x / (1 + |x|)",
+    properties: props(true, true, true, true, true),
+    elementwise: Some(|_| Arc::new(Softsign)),
+    ..ELEMENTWISE
+};
+
+#[derive(Debug, Clone, Copy)]
+struct Softsign;
+impl ScalarFn for Softsign {
+    #[inline(always)]
+    fn f<R: Real>(&self, x: R) -> R {
+        x / (R::one() + x.abs())
+    }
+    #[inline(always)]
+    fn df<R: Real>(&self, x: R) -> R {
+        let d = R::one() + x.abs();
+        R::one() / (d * d)
+    }
+}
