@@ -2,17 +2,17 @@
 //! against a plain copy of the same tensor as the memory-bandwidth ceiling.
 //!
 //! `cargo bench --bench activations` prints a markdown table: for each activation at its
-//! default parameters, the fused forward (`kernels::pointwise::apply`), forward plus the
+//! default parameters, the fused forward (`ops::pointwise::apply`), forward plus the
 //! backward kernel (`PointwiseGrad` on x and dy), and candle's op-by-op composition of
 //! the same forward where candle has one. Every figure is the median of `RUNS` timed runs
 //! after `WARMUP` untimed ones; bytes count each tensor read or written once.
 
 use std::time::{Duration, Instant};
 
-use actyolo::act::kernels::pointwise::{apply, PointwiseGrad};
-use actyolo::act::kernels::CHUNK;
-use actyolo::act::pointwise::{Elu, Hardtanh, LeakyRelu, Softplus};
-use actyolo::act::{ActSpec, GeluApprox, Pointwise, KINDS};
+use actyolo::act::zoo::ACTIVATIONS;
+use actyolo::act::ActSpec;
+use actyolo::ops::pointwise::{apply, PointwiseGrad};
+use actyolo::ops::simd::CHUNK;
 use candle_core::{Device, Result, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -59,55 +59,44 @@ type Composition = Box<dyn Fn(&Tensor) -> Result<Tensor>>;
 
 /// The same function built from candle's own ops, where candle has them (Softplus
 /// without its threshold).
-fn candle_composition(pointwise: Pointwise) -> Option<Composition> {
+fn candle_composition(spec: &ActSpec) -> Option<Composition> {
     use candle_nn::ops;
-    use Pointwise as P;
-    Some(match pointwise {
-        P::Relu(_) => Box::new(|x| x.relu()),
-        P::LeakyRelu(LeakyRelu { slope }) => Box::new(move |x| ops::leaky_relu(x, slope)),
-        P::Hardtanh(Hardtanh { min, max }) => Box::new(move |x| x.clamp(min as f32, max as f32)),
-        P::Sigmoid(_) => Box::new(ops::sigmoid),
-        P::Hardsigmoid(_) => Box::new(ops::hard_sigmoid),
-        P::Tanh(_) => Box::new(|x| x.tanh()),
-        P::Silu(_) => Box::new(|x| x.silu()),
-        P::Mish(_) => Box::new(ops::mish),
-        P::Hardswish(_) => Box::new(|x| x * ops::hard_sigmoid(x)?),
-        P::Elu(Elu {
-            alpha,
-            scale,
-            input_scale,
-        }) if input_scale == 1.0 && scale == 1.0 => Box::new(move |x| x.elu(alpha)),
-        P::Elu(Elu {
-            alpha,
-            scale,
-            input_scale,
-        }) if input_scale == 1.0 => Box::new(move |x| ops::selu(x, alpha as f32, scale as f32)),
-        P::Gelu(_) => Box::new(|x| x.gelu_erf()),
-        P::GeluTanh(_) => Box::new(|x| x.gelu()),
-        P::LogSigmoid(_) => Box::new(|x| ops::sigmoid(x)?.log()),
-        P::Softplus(Softplus { beta, .. }) if beta == 1.0 => Box::new(|x| (x.exp()? + 1.0)?.log()),
-        P::Softsign(_) => Box::new(|x| x / (x.abs()? + 1.0)?),
-        P::Tanhshrink(_) => Box::new(|x| x - x.tanh()?),
+    let a = spec.args();
+    let (f0, f1) = (a.f(0), a.f(1));
+    Some(match spec.def().name {
+        "ReLU" => Box::new(|x| x.relu()),
+        "LeakyReLU" => Box::new(move |x| ops::leaky_relu(x, f0)),
+        "Hardtanh" => Box::new(move |x| x.clamp(f0 as f32, f1 as f32)),
+        "ReLU6" => Box::new(|x| x.clamp(0f32, 6f32)),
+        "Sigmoid" => Box::new(ops::sigmoid),
+        "Hardsigmoid" => Box::new(ops::hard_sigmoid),
+        "Tanh" => Box::new(|x| x.tanh()),
+        "SiLU" => Box::new(|x| x.silu()),
+        "Mish" => Box::new(ops::mish),
+        "Hardswish" => Box::new(|x| x * ops::hard_sigmoid(x)?),
+        "ELU" => Box::new(move |x| x.elu(f0)),
+        "SELU" => Box::new(|x| ops::selu(x, 1.673_263_2, 1.050_701)),
+        "GELU" if a.s(0) == "tanh" => Box::new(|x| x.gelu()),
+        "GELU" => Box::new(|x| x.gelu_erf()),
+        "LogSigmoid" => Box::new(|x| ops::sigmoid(x)?.log()),
+        "Softplus" if f0 == 1.0 => Box::new(|x| (x.exp()? + 1.0)?.log()),
+        "Softsign" => Box::new(|x| x / (x.abs()? + 1.0)?),
+        "Tanhshrink" => Box::new(|x| x - x.tanh()?),
         _ => return None,
     })
 }
 
-/// Every pointwise, non-learnable activation at its defaults, plus GELU's tanh form.
-fn activations() -> Vec<(String, Pointwise)> {
-    let gelu_tanh = ActSpec::Gelu {
-        approximate: GeluApprox::Tanh,
-    };
-    KINDS
+/// Every elementwise, non-learnable activation at its defaults, plus GELU's tanh form.
+fn activations() -> Vec<(String, ActSpec)> {
+    ACTIVATIONS
         .iter()
-        .filter(|k| k.pointwise && !k.learnable)
-        .map(|k| (k.name.to_string(), k.kind.default_spec()))
-        .chain([("GELU tanh".to_string(), gelu_tanh)])
-        .map(|(name, spec)| {
-            (
-                name,
-                Pointwise::from_spec(&spec).expect("a pointwise kind has a fused kernel"),
-            )
-        })
+        .filter(|d| d.pointwise && !d.learnable)
+        .map(|&d| (d.name.to_string(), ActSpec::of(d)))
+        .chain(
+            ActSpec::parse("nn.GELU(approximate='tanh')")
+                .ok()
+                .map(|spec| ("GELU tanh".to_string(), spec)),
+        )
         .collect()
 }
 
@@ -163,19 +152,22 @@ fn main() -> Result<()> {
 
     let rows: Vec<String> = activations
         .into_iter()
-        .map(|(name, pointwise)| {
-            let fwd = gb_per_s(fwd_bytes, median_time(|| apply(pointwise, x).unwrap()));
+        .map(|(name, spec)| {
+            let f = spec
+                .elementwise()
+                .expect("a pointwise declaration names its function");
+            let fwd = gb_per_s(fwd_bytes, median_time(|| apply(&f, x).unwrap()));
             // The forward output is dropped before the backward, which does not read it:
             // with both alive, glibc hands their 13 MB back to the OS after every run and
             // the next run times page faults rather than the kernels.
             let fwd_bwd = gb_per_s(
                 fwd_bwd_bytes,
                 median_time(|| {
-                    drop(apply(pointwise, x).unwrap());
-                    x.apply_op2_no_bwd(dy, &PointwiseGrad(pointwise)).unwrap()
+                    drop(apply(&f, x).unwrap());
+                    x.apply_op2_no_bwd(dy, &PointwiseGrad(f.clone())).unwrap()
                 }),
             );
-            let candle = candle_composition(pointwise).map_or("-".to_string(), |compose| {
+            let candle = candle_composition(&spec).map_or("-".to_string(), |compose| {
                 format!(
                     "{:.1}",
                     gb_per_s(fwd_bytes, median_time(|| compose(x).unwrap()))

@@ -30,8 +30,8 @@ use actyolo::act::ActSpec;
 use actyolo::model::blocks::Block;
 use actyolo::model::build::Model;
 use actyolo::model::config::ModelConfig;
-use actyolo::model::kernels::gemm::{matmul, MatRef};
 use actyolo::model::latency::{inference_latency, time_runs, Latency};
+use actyolo::ops::gemm::{matmul, MatRef};
 use actyolo::train::hyp::Hyp;
 use actyolo::train::loss::{scale_loss_gains, LossGains, YoloLoss};
 use actyolo::train::optim::{Optimizer, OptimizerKind};
@@ -656,8 +656,8 @@ fn print_profile(
 /// `--acts`: training step and fused inference time per activation, relative to SiLU.
 fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
     let mut specs = parse_list(list)?;
-    if !specs.contains(&ActSpec::Silu) {
-        specs.insert(0, ActSpec::Silu);
+    if !specs.contains(&ActSpec::silu()) {
+        specs.insert(0, ActSpec::silu());
     }
     let mut rows = Vec::new();
     for spec in &specs {
@@ -687,7 +687,7 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
     }
     let silu = specs
         .iter()
-        .position(|s| *s == ActSpec::Silu)
+        .position(|s| *s == ActSpec::silu())
         .map(|i| (rows[i].2.median_ms(), rows[i].3.median_ms()));
     println!("yolov5n (nc={NC}), {} threads; rounds: {}, interleaved over the activations; median of the round medians.", rayon::current_num_threads(), setup.rounds);
     println!("Train path: whether BatchNorm and the activation run as one fused kernel, or the activation module runs after BatchNorm.");

@@ -2,9 +2,10 @@
 //! composition, RReLU's random training mode, parameter bookkeeping, build errors, and the
 //! catalogue's declared properties against a numeric scan.
 
-use actyolo::act::kernels::{acon, maximum, pointwise, prelu};
-use actyolo::act::{ActSpec, Activation, Pointwise, KINDS};
-use actyolo::model::vars::SeededVarMap;
+use actyolo::act::zoo::ACTIVATIONS;
+use actyolo::act::{ActSpec, Activation};
+use actyolo::ops::vars::SeededVarMap;
+use actyolo::ops::{acon, maximum, pointwise, prelu};
 use candle_core::{DType, Device, Tensor, Var};
 
 /// Deterministic values in [-6, 6] that avoid the kinks at exact points (0, ±0.5, ±3, 6).
@@ -69,9 +70,9 @@ fn fused_pointwise_kernels_equal_candle_composition() {
     let x = sample((2, 3, 8, 8));
     let x_t = x.transpose(2, 3).unwrap();
     for (spec, composed) in cases {
-        let p = Pointwise::from_spec(&ActSpec::parse(spec).unwrap()).unwrap();
+        let p = ActSpec::parse(spec).unwrap().elementwise().unwrap();
         for input in [&x, &x_t] {
-            let (y_fused, g_fused) = value_and_grad(|x| pointwise::apply(p, x), input);
+            let (y_fused, g_fused) = value_and_grad(|x| pointwise::apply(&p, x), input);
             let (y_plain, g_plain) = value_and_grad(composed, input);
             assert!(
                 max_excess(&y_fused, &y_plain, 1e-5) <= 0.0,
@@ -410,20 +411,20 @@ fn glu_halves_the_channels() {
 #[test]
 fn declared_properties_hold_numerically() {
     let grid: Vec<f64> = (-50_000..=50_000).map(|i| i as f64 / 1000.0).collect();
-    for info in KINDS.iter() {
-        let Some(p) = Pointwise::from_spec(&info.kind.default_spec()) else {
+    for &info in ACTIVATIONS {
+        let Some(p) = ActSpec::of(info).elementwise() else {
             continue;
         };
         let props = info.properties;
-        let ys: Vec<f64> = grid.iter().map(|&x| p.f(x)).collect();
+        let ys: Vec<f64> = grid.iter().map(|&x| p.value(x)).collect();
         let monotonic = ys.windows(2).all(|w| w[1] >= w[0] - 1e-12);
-        let zero = p.f(0.0).abs() < 1e-12;
-        let bounded_below = p.f(-1e6) > -100.0 && ys.iter().all(|&y| y > -100.0);
-        let bounded_above = p.f(1e6) < 100.0 && ys.iter().all(|&y| y < 100.0);
+        let zero = p.value(0.0).abs() < 1e-12;
+        let bounded_below = p.value(-1e6) > -100.0 && ys.iter().all(|&y| y > -100.0);
+        let bounded_above = p.value(1e6) < 100.0 && ys.iter().all(|&y| y < 100.0);
         // C1: no jump in the derivative anywhere on the grid (kinks sit on grid points).
         let smooth = grid
             .iter()
-            .all(|&x| (p.df(x + 1e-9) - p.df(x - 1e-9)).abs() < 1e-3);
+            .all(|&x| (p.derivative(x + 1e-9) - p.derivative(x - 1e-9)).abs() < 1e-3);
         let observed = [monotonic, zero, bounded_below, bounded_above, smooth];
         let declared = [
             props.monotonic,
@@ -442,12 +443,12 @@ fn declared_properties_hold_numerically() {
         );
         // f' is the derivative of f: central differences away from the kinks.
         for &x in &[-4.1, -2.2, -0.7, 0.3, 1.3, 2.6, 4.7] {
-            let numeric = (p.f(x + 1e-6) - p.f(x - 1e-6)) / 2e-6;
+            let numeric = (p.value(x + 1e-6) - p.value(x - 1e-6)) / 2e-6;
             assert!(
-                (numeric - p.df(x)).abs() < 1e-5 * (1.0 + numeric.abs()),
+                (numeric - p.derivative(x)).abs() < 1e-5 * (1.0 + numeric.abs()),
                 "{}: f'({x}) = {} vs numeric {numeric}",
                 info.name,
-                p.df(x)
+                p.derivative(x)
             );
         }
     }

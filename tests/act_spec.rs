@@ -1,6 +1,8 @@
 //! Parsing activation specs as users write them in ultralytics YAML and on the command line.
 
-use actyolo::act::{catalog::catalogue, ActArg, ActKind, ActSpec, GeluApprox, SpecError, KINDS};
+use actyolo::act::registry::lookup;
+use actyolo::act::zoo::ACTIVATIONS;
+use actyolo::act::{catalog::catalogue, ActArg, ActSpec, SpecError};
 
 fn parse(s: &str) -> ActSpec {
     ActSpec::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))
@@ -15,13 +17,21 @@ fn bad_argument(s: &str) -> (String, String) {
     }
 }
 
+/// The canonical spec each written one parses to (every argument, defaults filled in).
+fn canonical(s: &str) -> String {
+    parse(s).to_string()
+}
+
 #[test]
 fn ultralytics_and_cli_spellings() {
-    let leaky = |s| ActSpec::LeakyRelu { negative_slope: s };
-    assert_eq!(parse("nn.LeakyReLU(0.1)"), leaky(0.1));
-    assert_eq!(parse("nn.LeakyReLU(negative_slope=0.1)"), leaky(0.1));
-    assert_eq!(parse("torch.nn.LeakyReLU(0.1, inplace=True)"), leaky(0.1));
-    assert_eq!(parse("nn.LeakyReLU(0.1, True)"), leaky(0.1));
+    let leaky = |s| format!("nn.LeakyReLU(negative_slope={s})");
+    assert_eq!(canonical("nn.LeakyReLU(0.1)"), leaky("0.1"));
+    assert_eq!(canonical("nn.LeakyReLU(negative_slope=0.1)"), leaky("0.1"));
+    assert_eq!(
+        canonical("torch.nn.LeakyReLU(0.1, inplace=True)"),
+        leaky("0.1")
+    );
+    assert_eq!(canonical("nn.LeakyReLU(0.1, True)"), leaky("0.1"));
     for s in [
         "LeakyReLU",
         "leaky_relu",
@@ -30,62 +40,45 @@ fn ultralytics_and_cli_spellings() {
         "nn.LeakyReLU()",
         "NN.leakyRelu()",
     ] {
-        assert_eq!(parse(s), leaky(0.01), "{s}");
+        assert_eq!(canonical(s), leaky("0.01"), "{s}");
     }
-    assert_eq!(
-        parse("nn.Hardtanh(-2, 2)"),
-        ActSpec::Hardtanh {
-            min_val: -2.0,
-            max_val: 2.0
-        }
-    );
-    assert_eq!(
-        parse("nn.GELU(approximate='tanh')"),
-        ActSpec::Gelu {
-            approximate: GeluApprox::Tanh
-        }
-    );
-    assert_eq!(
-        parse("nn.GELU(approximate=\"none\")"),
-        ActSpec::Gelu {
-            approximate: GeluApprox::None
-        }
-    );
-    assert_eq!(
-        parse("nn.Softplus(beta=2, threshold=10)"),
-        ActSpec::Softplus {
-            beta: 2.0,
-            threshold: 10.0
-        }
-    );
-    assert_eq!(
-        parse("nn.PReLU(num_parameters=1, init=0.25)"),
-        ActSpec::Prelu {
-            num_parameters: 1,
-            init: 0.25
-        }
-    );
-    assert_eq!(parse("FReLU"), ActSpec::Frelu { k: 3 });
-    assert_eq!(parse("AconC"), ActSpec::AconC);
-    assert_eq!(parse("MetaAconC(r=16)"), ActSpec::MetaAconC { r: 16 });
-    assert_eq!(parse("MetaAconC(8)"), ActSpec::MetaAconC { r: 8 });
-    assert_eq!(parse("nn.Identity()"), ActSpec::Identity);
-    assert_eq!(parse("nn.SiLU(inplace=True)"), ActSpec::Silu);
-    assert_eq!(parse("swish"), ActSpec::Silu);
-    assert_eq!(parse("nn.Softmax()"), ActSpec::Softmax { dim: 1 });
-    assert_eq!(parse("nn.Softmax(dim=None)"), ActSpec::Softmax { dim: 1 });
-    assert_eq!(
-        parse("nn.RReLU()"),
-        ActSpec::Rrelu {
-            lower: 0.125,
-            upper: 1.0 / 3.0
-        }
-    );
-    assert_eq!(
-        parse("  nn.ELU( alpha = 0.5 )  "),
-        ActSpec::Elu { alpha: 0.5 }
-    );
-    assert_eq!(parse("nn.ELU(1e-1)"), ActSpec::Elu { alpha: 0.1 });
+    for (written, expected) in [
+        (
+            "nn.Hardtanh(-2, 2)",
+            "nn.Hardtanh(min_val=-2.0, max_val=2.0)",
+        ),
+        ("nn.GELU(approximate='tanh')", "nn.GELU(approximate='tanh')"),
+        (
+            "nn.GELU(approximate=\"none\")",
+            "nn.GELU(approximate='none')",
+        ),
+        (
+            "nn.Softplus(beta=2, threshold=10)",
+            "nn.Softplus(beta=2.0, threshold=10.0)",
+        ),
+        (
+            "nn.PReLU(num_parameters=1, init=0.25)",
+            "nn.PReLU(num_parameters=1, init=0.25)",
+        ),
+        ("FReLU", "FReLU(k=3)"),
+        ("AconC", "AconC()"),
+        ("MetaAconC(r=16)", "MetaAconC(r=16)"),
+        ("MetaAconC(8)", "MetaAconC(r=8)"),
+        ("nn.Identity()", "nn.Identity()"),
+        ("nn.SiLU(inplace=True)", "nn.SiLU()"),
+        ("swish", "nn.SiLU()"),
+        ("nn.Softmax()", "nn.Softmax(dim=1)"),
+        ("nn.Softmax(dim=None)", "nn.Softmax(dim=1)"),
+        (
+            "nn.RReLU()",
+            "nn.RReLU(lower=0.125, upper=0.3333333333333333)",
+        ),
+        ("  nn.ELU( alpha = 0.5 )  ", "nn.ELU(alpha=0.5)"),
+        ("nn.ELU(1e-1)", "nn.ELU(alpha=0.1)"),
+        ("swish_beta(2)", "SwishBeta(beta=2.0)"),
+    ] {
+        assert_eq!(canonical(written), expected, "{written}");
+    }
 }
 
 #[test]
@@ -93,11 +86,11 @@ fn conv_act_argument_true_and_false() {
     assert_eq!(ActArg::parse("True").unwrap(), ActArg::Default);
     assert_eq!(
         ActArg::parse("False").unwrap(),
-        ActArg::Spec(ActSpec::Identity)
+        ActArg::Spec(ActSpec::identity())
     );
     assert_eq!(
         ActArg::parse("nn.ReLU()").unwrap(),
-        ActArg::Spec(ActSpec::Relu)
+        ActArg::Spec(parse("relu"))
     );
     // `True` alone is no activation: it means "the model's default" inside a Conv row.
     assert!(matches!(
@@ -123,7 +116,7 @@ fn display_is_canonical_and_round_trips() {
         parse("nn.PReLU()").to_string(),
         "nn.PReLU(num_parameters=1, init=0.25)"
     );
-    let mut specs: Vec<ActSpec> = KINDS.iter().map(|k| k.kind.default_spec()).collect();
+    let mut specs: Vec<ActSpec> = ACTIVATIONS.iter().map(|&d| ActSpec::of(d)).collect();
     specs.extend(
         [
             "nn.Softplus(beta=2, threshold=10)",
@@ -140,15 +133,18 @@ fn display_is_canonical_and_round_trips() {
 }
 
 #[test]
-fn catalogue_lists_all_31_once() {
+fn catalogue_lists_all_32_once() {
     let entries = catalogue();
-    assert_eq!(entries.len(), 31);
+    assert_eq!(entries.len(), 32);
     let mut names: Vec<_> = entries.iter().map(|e| e.name.to_lowercase()).collect();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), 31, "duplicate names");
-    for kind in KINDS {
-        assert_eq!(ActKind::lookup(kind.name), Some(kind.kind));
+    assert_eq!(names.len(), 32, "duplicate names");
+    for &def in ACTIVATIONS {
+        assert!(std::ptr::eq(lookup(def.name).unwrap(), def), "{}", def.name);
+        for alias in def.aliases {
+            assert!(std::ptr::eq(lookup(alias).unwrap(), def), "{alias}");
+        }
     }
 }
 
@@ -215,6 +211,10 @@ fn bad_arguments_name_the_argument_and_what_is_allowed() {
     );
     assert_eq!(bad_argument("FReLU(k=2)").0, "k");
     assert_eq!(bad_argument("MetaAconC(r=0)").0, "r");
+    assert_eq!(bad_argument("SwishBeta(beta=0)").0, "beta");
+    let (arg, msg) = bad_argument("nn.LeakyReLU(1e400)");
+    assert_eq!(arg, "negative_slope");
+    assert!(msg.contains("not a finite number"), "{msg}");
     assert!(bad_argument("nn.ReLU(True, 1)").1.contains("too many"));
     assert_eq!(bad_argument("nn.ELU(1.0, alpha=2.0)").0, "alpha");
     assert!(bad_argument("nn.ELU(alpha=1.0, True)")
@@ -253,17 +253,12 @@ fn lists_split_at_top_level_commas_only() {
         actyolo::act::spec::parse_list("silu, nn.Hardtanh(-2, 2),nn.GELU(approximate='tanh'),relu")
             .unwrap();
     assert_eq!(
-        specs,
+        specs.iter().map(ActSpec::to_string).collect::<Vec<_>>(),
         [
-            ActSpec::Silu,
-            ActSpec::Hardtanh {
-                min_val: -2.0,
-                max_val: 2.0
-            },
-            ActSpec::Gelu {
-                approximate: GeluApprox::Tanh
-            },
-            ActSpec::Relu
+            "nn.SiLU()",
+            "nn.Hardtanh(min_val=-2.0, max_val=2.0)",
+            "nn.GELU(approximate='tanh')",
+            "nn.ReLU()"
         ]
     );
     assert!(actyolo::act::spec::parse_list("silu,,relu").is_err());

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use actyolo::act::{ActSpec, Activation};
-use actyolo::model::vars::SeededVarMap;
+use actyolo::ops::vars::SeededVarMap;
 use candle_core::{DType, Device, Tensor, Var};
 
 const ATOL: f32 = 1e-5;
@@ -173,15 +173,15 @@ fn every_activation_matches_pytorch_forward_and_backward() {
 #[test]
 fn fixtures_cover_every_activation_kind() {
     let (manifest, _) = fixtures();
-    let covered: std::collections::HashSet<_> = manifest
+    let covered: std::collections::HashSet<&str> = manifest
         .cases
         .iter()
-        .map(|c| ActSpec::parse(&c.spec).unwrap().kind())
+        .map(|c| ActSpec::parse(&c.spec).unwrap().def().name)
         .collect();
-    let missing: Vec<_> = actyolo::act::KINDS
+    let missing: Vec<_> = actyolo::act::zoo::ACTIVATIONS
         .iter()
-        .filter(|k| !covered.contains(&k.kind))
-        .map(|k| k.name)
+        .map(|d| d.name)
+        .filter(|name| !covered.contains(name))
         .collect();
     assert!(missing.is_empty(), "no golden case for {missing:?}");
 }

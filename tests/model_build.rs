@@ -95,7 +95,7 @@ fn activation_precedence_override_then_row_then_yaml_then_silu() {
 #[test]
 fn learnable_and_channel_changing_activations_are_built_per_layer() {
     let cfg = tiny(TINY).unwrap();
-    let silu = Model::new(&cfg, Some(&ActSpec::Silu), 0)
+    let silu = Model::new(&cfg, Some(&ActSpec::silu()), 0)
         .unwrap()
         .num_params();
     let prelu = Model::new(&cfg, Some(&ActSpec::parse("nn.PReLU()").unwrap()), 0).unwrap();

@@ -3,11 +3,10 @@
 //! upsampling. Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
 //! terms in a different order) unless a test says otherwise.
 
-use actyolo::act::pointwise::Pointwise;
 use actyolo::act::ActSpec;
-use actyolo::model::kernels::conv::{conv2d, conv2d_bias_act, conv2d_with_bias, Conv2dParams};
-use actyolo::model::kernels::maxpool::max_pool2d;
-use actyolo::model::kernels::upsample::upsample_nearest2d;
+use actyolo::ops::conv2d::{conv2d, conv2d_bias_act, conv2d_with_bias, Conv2dParams};
+use actyolo::ops::maxpool::max_pool2d;
+use actyolo::ops::upsample_nearest::upsample_nearest2d;
 use candle_core::{Device, Tensor, Var};
 
 fn rand(shape: &[usize], seed: u64) -> Tensor {
@@ -197,11 +196,7 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
             },
         ),
     ];
-    let acts = [
-        None,
-        Pointwise::from_spec(&ActSpec::Silu),
-        Pointwise::from_spec(&ActSpec::Relu),
-    ];
+    let acts = [None, Some("silu"), Some("relu")];
     for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
         let (x, w, b) = (
             rand(&xs, 80 + i as u64),
@@ -215,10 +210,11 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
             .broadcast_add(&b.reshape((1, ws[0], 1, 1)).unwrap())
             .unwrap();
         for act in acts {
-            let fused = conv2d_bias_act(&x, &w, &b, params, act).unwrap();
+            let f = act.map(|s| ActSpec::parse(s).unwrap().elementwise().unwrap());
+            let fused = conv2d_bias_act(&x, &w, &b, params, f.as_ref()).unwrap();
             let expected = match act {
                 None => plain.clone(),
-                Some(Pointwise::Silu(_)) => candle_nn::ops::silu(&plain).unwrap(),
+                Some("silu") => candle_nn::ops::silu(&plain).unwrap(),
                 Some(_) => plain.relu().unwrap(),
             };
             assert_close(&fused, &expected, &format!("case {i} {act:?}"));
@@ -240,7 +236,7 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         w.as_tensor(),
         &rand(&[4], 3),
         params,
-        Pointwise::from_spec(&ActSpec::Silu),
+        ActSpec::silu().elementwise().as_ref(),
     )
     .unwrap();
     assert!(y
@@ -254,7 +250,7 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
 
 #[test]
 fn detect_head_conv_equals_conv_reshape_permute() {
-    use actyolo::model::kernels::head::head_conv;
+    use actyolo::ops::head_conv::head_conv;
     // Three anchors of 7 outputs; planes of 1100 cells span several forward tiles.
     let (na, no) = (3, 7);
     for (i, xs) in [[2, 5, 4, 6], [1, 8, 44, 25]].into_iter().enumerate() {
@@ -418,8 +414,8 @@ fn batch_norm_plain(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> Tensor {
 
 #[test]
 fn fused_batch_norm_activation_equals_composition_in_training() {
-    use actyolo::act::{ActSpec, Pointwise};
-    use actyolo::model::kernels::batchnorm::batch_norm_act;
+    use actyolo::act::ActSpec;
+    use actyolo::ops::batchnorm::batch_norm_act;
     // Planes shorter than a summation block of 256 values, and longer (with a remainder).
     let cases = [
         (None, [3, 5, 6, 7]),
@@ -430,15 +426,22 @@ fn fused_batch_norm_activation_equals_composition_in_training() {
         (Some("hardswish"), [3, 5, 6, 7]),
     ];
     for (spec, shape) in cases {
-        let p = spec.map(|s| Pointwise::from_spec(&ActSpec::parse(s).unwrap()).unwrap());
+        let p = spec.map(|s| ActSpec::parse(s).unwrap().elementwise().unwrap());
         let x = Var::from_tensor(&(rand(&shape, 11) * 2.0).unwrap()).unwrap();
         let w = Var::from_tensor(&(rand(&[5], 12) + 1.0).unwrap()).unwrap();
         let b = Var::from_tensor(&rand(&[5], 13)).unwrap();
-        let (ours, stats) =
-            batch_norm_act(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-3, None, p).unwrap();
+        let (ours, stats) = batch_norm_act(
+            x.as_tensor(),
+            w.as_tensor(),
+            b.as_tensor(),
+            1e-3,
+            None,
+            p.clone(),
+        )
+        .unwrap();
         let bn = batch_norm_plain(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-3);
-        let plain = match p {
-            Some(p) => actyolo::act::kernels::pointwise::apply(p, &bn).unwrap(),
+        let plain = match &p {
+            Some(p) => actyolo::ops::pointwise::apply(p, &bn).unwrap(),
             None => bn,
         };
         assert_close(&ours, &plain, &format!("{spec:?} forward"));
@@ -469,7 +472,7 @@ fn fused_batch_norm_activation_equals_composition_in_training() {
 
 #[test]
 fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
-    use actyolo::model::kernels::conv_bn::conv_batch_norm_act;
+    use actyolo::ops::conv2d_bn::conv_batch_norm_act;
     // A 3×3 conv with a fused SiLU, a strided one with LeakyReLU, and a pointwise one
     // with no activation (as before an unfused activation module).
     let cases = [
@@ -508,23 +511,29 @@ fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
         ),
     ];
     for (i, (xs, ws, params, spec)) in cases.into_iter().enumerate() {
-        let act = spec.map(|s| Pointwise::from_spec(&ActSpec::parse(s).unwrap()).unwrap());
+        let act = spec.map(|s| ActSpec::parse(s).unwrap().elementwise().unwrap());
         let seed = 200 + 10 * i as u64;
         let x = Var::from_tensor(&rand(&xs, seed)).unwrap();
         let w = Var::from_tensor(&rand(&ws, seed + 1)).unwrap();
         let gamma = Var::from_tensor(&(rand(&[ws[0]], seed + 2) + 1.0).unwrap()).unwrap();
         let beta = Var::from_tensor(&rand(&[ws[0]], seed + 3)).unwrap();
         let bn_params = Tensor::cat(&[gamma.as_tensor(), beta.as_tensor()], 0).unwrap();
-        let (ours, stats) =
-            conv_batch_norm_act(x.as_tensor(), w.as_tensor(), params, &bn_params, 1e-3, act)
-                .unwrap();
+        let (ours, stats) = conv_batch_norm_act(
+            x.as_tensor(),
+            w.as_tensor(),
+            params,
+            &bn_params,
+            1e-3,
+            act.clone(),
+        )
+        .unwrap();
         let conv = x
             .as_tensor()
             .conv2d(w.as_tensor(), params.padding, params.stride, 1, 1)
             .unwrap();
         let bn = batch_norm_plain(&conv, gamma.as_tensor(), beta.as_tensor(), 1e-3);
-        let plain = act.map_or(bn.clone(), |p| {
-            actyolo::act::kernels::pointwise::apply(p, &bn).unwrap()
+        let plain = act.as_ref().map_or(bn.clone(), |p| {
+            actyolo::ops::pointwise::apply(p, &bn).unwrap()
         });
         assert_close(&ours, &plain, &format!("case {i} forward"));
         let mean = conv

@@ -126,7 +126,7 @@ fn yolov7_tiny_gives_pytorch_outputs_with_leaky_relu_and_with_silu() {
         &load("yolov7-tiny.out.safetensors"),
         "yolov7-tiny",
     );
-    let silu = Model::new(&cfg, Some(&ActSpec::Silu), 0).unwrap();
+    let silu = Model::new(&cfg, Some(&ActSpec::silu()), 0).unwrap();
     check_parity(
         silu,
         &weights,

@@ -3,7 +3,8 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use actyolo::act::{ActSpec, GeluApprox, KINDS};
+use actyolo::act::zoo::ACTIVATIONS;
+use actyolo::act::ActSpec;
 use actyolo::plot::activations::{default_plot_specs, plot_activations, PlotError, PlotOptions};
 
 fn parse(s: &str) -> ActSpec {
@@ -139,14 +140,9 @@ fn refuses_an_empty_range() {
 #[test]
 fn default_specs_are_the_pointwise_kinds_with_tanh_gelu_after_gelu() {
     let specs = default_plot_specs();
-    let pointwise = KINDS.iter().filter(|k| k.pointwise).count();
+    let pointwise = ACTIVATIONS.iter().filter(|d| d.pointwise).count();
     assert_eq!(specs.len(), pointwise + 1);
-    assert!(specs.iter().all(|s| s.kind().info().pointwise));
+    assert!(specs.iter().all(|s| s.def().pointwise));
     let gelu = specs.iter().position(|s| *s == parse("nn.GELU()")).unwrap();
-    assert_eq!(
-        specs[gelu + 1],
-        ActSpec::Gelu {
-            approximate: GeluApprox::Tanh
-        }
-    );
+    assert_eq!(specs[gelu + 1], parse("nn.GELU(approximate='tanh')"));
 }

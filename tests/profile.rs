@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use actyolo::model::kernels::conv::{conv2d, Conv2dParams};
+use actyolo::ops::conv2d::{conv2d, Conv2dParams};
 use actyolo::util::profile::{self, Stage};
 use candle_core::{Device, Var};
 

@@ -262,3 +262,59 @@ fn umask() -> u32 {
     let line = status.lines().find(|l| l.starts_with("Umask:")).unwrap();
     u32::from_str_radix(line.split_whitespace().nth(1).unwrap(), 8).unwrap()
 }
+
+/// The parameters (not BatchNorm's running statistics) of layers `layers`.
+fn parameters(tensors: &HashMap<String, Tensor>, layers: &[usize]) -> Vec<(String, Vec<f32>)> {
+    let mut out: Vec<(String, Vec<f32>)> = tensors
+        .iter()
+        .filter(|(k, _)| layers.iter().any(|i| k.starts_with(&format!("model.{i}."))))
+        .filter(|(k, _)| !k.contains("running_") && !k.ends_with("num_batches_tracked"))
+        .map(|(k, v)| {
+            let v = v.to_dtype(candle_core::DType::F32).unwrap();
+            (
+                k.clone(),
+                v.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+#[test]
+fn freeze_3_keeps_layers_0_to_2_and_trains_layer_3() {
+    let project = scratch("freeze");
+    let out = train(&project, "run", &["--epochs", "2", "--freeze", "3"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Freezing layers 0 1 2"),
+        "{}",
+        stderr(&out)
+    );
+    // The initial weights: the same config, nc and seed (0) draw the same values.
+    let config = ModelConfig::load("yolov5n.yaml").unwrap().with_nc(3);
+    let model = Model::new(&config, None, 0).unwrap();
+    let initial: HashMap<String, Tensor> = model
+        .vars()
+        .var_map()
+        .data()
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
+        .collect();
+    let run = project.join("run/weights");
+    let raw: HashMap<String, Tensor> =
+        candle_core::safetensors::load(run.join("last.state.safetensors"), &Device::Cpu)
+            .unwrap()
+            .into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("raw/").map(|n| (n.to_string(), v)))
+            .collect();
+    let ema = read_weights(&run.join("last.safetensors")).unwrap().tensors;
+    let frozen = parameters(&initial, &[0, 1, 2]);
+    assert!(!frozen.is_empty());
+    assert_eq!(parameters(&raw, &[0, 1, 2]), frozen, "trained weights");
+    assert_eq!(parameters(&ema, &[0, 1, 2]), frozen, "EMA weights");
+    assert_ne!(parameters(&raw, &[3]), parameters(&initial, &[3]));
+    std::fs::remove_dir_all(&project).ok();
+}

@@ -111,6 +111,26 @@ CHANNELWISE = [
 ]
 
 
+class SwishBeta(nn.Module):
+    """Swish with a fixed beta, which torch lacks: x * sigmoid(beta * x)."""
+
+    def __init__(self, beta=1.0):
+        super().__init__()
+        self.beta = beta
+
+    def forward(self, x):
+        return x * torch.sigmoid(self.beta * x)
+
+
+# Activations torch lacks, written here from their definitions. Recorded after the others,
+# so that adding one leaves every earlier case's inputs (drawn in sequence) unchanged.
+NOT_IN_TORCH = [
+    ("swish_beta", "SwishBeta()", lambda c: SwishBeta(), []),
+    ("swish_beta_2", "SwishBeta(beta=2.0)", lambda c: SwishBeta(2.0), []),
+    ("swish_beta_0.5", "SwishBeta(0.5)", lambda c: SwishBeta(0.5), []),
+]
+
+
 def inputs_for(extra, channelwise):
     """Named input tensors, all NCHW. The edge points form one 1×E×1×1 tensor."""
     edge = sorted(set(EDGE + extra))
@@ -181,6 +201,11 @@ for case_id, spec, make, rand_params in CHANNELWISE:
         if case_id == "frelu" and input_name != "edge":  # BN needs >1 value per channel
             torch.manual_seed(seed(case_id, input_name, "train"))
             record(f"{case_id}/{input_name}/train", spec, make, x0, True, rand_params)
+
+for case_id, spec, make, extra in NOT_IN_TORCH:
+    for input_name, x0 in inputs_for(extra, False).items():
+        torch.manual_seed(seed(case_id, input_name))
+        record(f"{case_id}/{input_name}/eval", spec, make, x0, False, False)
 
 os.makedirs(OUT, exist_ok=True)
 save_file(tensors, os.path.join(OUT, "activations.safetensors"))
