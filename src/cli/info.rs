@@ -6,8 +6,9 @@ use clap::Args;
 use super::values::positive;
 use crate::act::ActSpec;
 use crate::model::build::Model;
-use crate::model::config::{ModelConfig, MAX_NC};
+use crate::model::config::ModelConfig;
 use crate::model::summary::ModelSummary;
+use crate::model::yaml_args::MAX_NC;
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
@@ -32,7 +33,7 @@ pub struct InfoArgs {
 pub fn run(args: InfoArgs) -> anyhow::Result<()> {
     let mut cfg = ModelConfig::load(&args.cfg)?;
     if let Some(nc) = args.nc {
-        cfg = cfg.with_nc(nc);
+        cfg = cfg.with_nc(nc)?;
     }
     let act = args
         .act
@@ -40,7 +41,7 @@ pub fn run(args: InfoArgs) -> anyhow::Result<()> {
         .map(ActSpec::parse)
         .transpose()
         .context("--act")?;
-    let model = Model::new(&cfg, act.as_ref(), 0)?;
+    let model = Model::new(&cfg, act.as_ref(), 0, None)?;
     let summary = ModelSummary::of(&model, args.imgsz);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

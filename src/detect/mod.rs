@@ -266,7 +266,7 @@ fn load(options: &DetectOptions) -> Result<(Model, Vec<String>), DetectError> {
         return Err(DetectError::WeightsNotFound(options.weights.clone()));
     }
     let cfg = options.cfg.as_deref().map(ModelConfig::load).transpose()?;
-    Ok(load_model(&options.weights, cfg.as_ref(), None)?)
+    Ok(load_model(&options.weights, cfg.as_ref(), None, None)?)
 }
 
 /// The run folder and what is gathered over the images.

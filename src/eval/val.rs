@@ -17,7 +17,7 @@ use crate::data::dataset::{DataConfig, Dataset, Split};
 use crate::data::loader::{Loader, LoaderConfig, RectBatches};
 use crate::model::build::Model;
 use crate::model::input::{check_img_size, check_memory, Workload};
-use crate::model::weights::load_model;
+use crate::model::weights::{load_model, WeightsError};
 use crate::train::loss::YoloLoss;
 
 #[derive(Debug, Clone)]
@@ -292,18 +292,18 @@ pub struct ValReport {
 /// file) and the dataset summary go to `on_message` as they are found.
 pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValReport, ValError> {
     let data = DataConfig::load(&run.data).map_err(message)?;
-    let (mut model, warnings) = load_model(&run.weights, None, None).map_err(message)?;
+    let (mut model, warnings) = match load_model(&run.weights, None, None, Some(&data.names)) {
+        Err(WeightsError::Classes { nc, .. }) => {
+            return Err(ValError::Message(format!(
+                "{} has {nc} classes but {} has {}",
+                run.weights.display(),
+                run.data.display(),
+                data.nc()
+            )))
+        }
+        other => other.map_err(message)?,
+    };
     warnings.into_iter().for_each(&mut *on_message);
-    if model.detect.nc != data.nc() {
-        return Err(ValError::Message(format!(
-            "{} has {} classes but {} has {}",
-            run.weights.display(),
-            model.detect.nc,
-            run.data.display(),
-            data.nc()
-        )));
-    }
-    model.names = data.names.clone();
     let size = check_img_size(run.imgsz, model.max_stride(), 0).map_err(message)?;
     size.warning().into_iter().for_each(&mut *on_message);
     check_memory(&model, size.used, run.batch, Workload::Inference).map_err(message)?;

@@ -280,11 +280,11 @@ fn measure_costs(
         .names
         .len();
     let config = ModelConfig::load(&options.train.cfg)
+        .and_then(|c| c.with_nc(nc))
         .map_err(|e| CompareError::File {
             path: PathBuf::from(&options.train.cfg),
             message: e.to_string(),
-        })?
-        .with_nc(nc);
+        })?;
     let mut costs = Vec::new();
     for act in &options.acts {
         if let Some(known) = experiment.costs.iter().find(|c| &c.act == act) {
@@ -298,7 +298,7 @@ fn measure_costs(
         };
         let spec = ActSpec::parse(act).map_err(|e| measure_err(e.to_string()))?;
         let mut model =
-            Model::new(&config, Some(&spec), 0).map_err(|e| measure_err(e.to_string()))?;
+            Model::new(&config, Some(&spec), 0, None).map_err(|e| measure_err(e.to_string()))?;
         // At the size the runs train at: --imgsz rounded as train rounds it.
         let stride = model.max_stride();
         let imgsz = check_img_size(options.train.imgsz, stride, 2 * stride)

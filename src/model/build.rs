@@ -6,13 +6,11 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::blocks::{Block, BlockContext, Bottleneck, Conv, Focus, Spp, Sppf, C3};
-use super::blocks_v7::{RepConv, Sppcspc};
-use super::config::{DetectKind, LayerRow, ModelConfig, ModuleRow};
-use super::detect::Detect;
-use crate::act::{ActArg, ActSpec};
-use crate::ops::conv_bn_layer::{ConvShape, Cost};
-use crate::ops::maxpool::MaxPool2d;
+use super::block::{scale_depth, Block, BlockContext, Built, LayerInputs};
+use super::config::{LayerRow, ModelConfig};
+use super::head::Detect;
+use crate::act::ActSpec;
+use crate::ops::conv_bn_layer::Cost;
 use crate::ops::vars::SeededVarMap;
 
 /// One row of the built model.
@@ -21,7 +19,7 @@ pub struct Layer {
     /// Input layers; `None` is the input image.
     pub from: Vec<Option<usize>>,
     /// `number` repeats (after the depth gain); C3 repeats inside one block, SPPCSPC ignores it.
-    pub blocks: Vec<Block>,
+    pub blocks: Vec<Box<dyn Block>>,
     pub c2: usize,
 }
 
@@ -63,39 +61,15 @@ pub struct Model {
     vars: SeededVarMap,
 }
 
-/// Width rule: `make_divisible(c · width, 8)`.
-pub fn scale_width(c: usize, width: f64) -> usize {
-    // Saturating: an absurd width becomes a size the variable store refuses, not an overflow.
-    (((c as f64 * width) / 8.0).ceil() as usize).saturating_mul(8)
-}
-
-/// Depth rule: `max(round(n · depth), 1)` for n > 1, with Python's round-half-to-even.
-pub fn scale_depth(n: usize, depth: f64) -> usize {
-    if n > 1 {
-        ((n as f64 * depth).round_ties_even() as usize).max(1)
-    } else {
-        n
-    }
-}
-
-/// The activation a Conv runs: the override, else the row's own, else the YAML's, else
-/// SiLU. An explicit identity (`act=False`) is structure, not a choice, and stays.
-fn resolve_act(row: &ActArg, model_default: &ActSpec, override_act: Option<&ActSpec>) -> ActSpec {
-    match (row, override_act) {
-        (ActArg::Spec(s), _) if s.is_identity() => s.clone(),
-        (_, Some(o)) => o.clone(),
-        (ActArg::Spec(s), None) => s.clone(),
-        (ActArg::Default, None) => model_default.clone(),
-    }
-}
-
 impl Model {
     /// Builds the model with fresh, seeded parameters (f32, CPU). `override_act` (from
-    /// `--act`) replaces every Conv's activation.
+    /// `--act`) replaces every Conv's activation; `names` are the classes' (their numbers
+    /// when not given).
     pub fn new(
         config: &ModelConfig,
         override_act: Option<&ActSpec>,
         seed: u64,
+        names: Option<Vec<String>>,
     ) -> std::result::Result<Model, BuildError> {
         let vars = SeededVarMap::new(seed);
         let ctx = BlockContext {
@@ -107,11 +81,16 @@ impl Model {
             config: source.clone(),
             message,
         };
+        let row_err = |row: usize, message: String| BuildError::Layer {
+            config: source.clone(),
+            row,
+            module: config.layers[row].def.name.to_string(),
+            message,
+        };
         let default_act = override_act
             .cloned()
             .or_else(|| config.activation.clone())
             .unwrap_or_else(ActSpec::silu);
-        let (gd, gw) = (config.depth_multiple, config.width_multiple);
         let last = config
             .layers
             .len()
@@ -121,13 +100,7 @@ impl Model {
         let mut summary = Vec::new();
         let mut detect = None;
         for (i, row) in config.layers.iter().enumerate() {
-            let module_name = module_name(&row.module);
-            let err = |message: String| BuildError::Layer {
-                config: source.clone(),
-                row: i,
-                module: module_name.to_string(),
-                message,
-            };
+            let err = |message: String| row_err(i, message);
             let from: Vec<Option<usize>> = row
                 .from
                 .iter()
@@ -141,211 +114,43 @@ impl Model {
                     }
                 })
                 .collect();
-            let ch = |f: &Option<usize>| f.map_or(config.ch, |j| layers[j].c2);
-            let c1 = ch(&from[0]);
-            let n = scale_depth(row.number, gd);
-            let layer_ctx = ctx.pp(i);
-            let repeat_ctx = |j: usize| {
-                if n > 1 {
-                    layer_ctx.pp(j)
-                } else {
-                    layer_ctx.clone()
+            let strides = if row.def.head {
+                if i != last {
+                    return Err(err(format!("{} must be the last layer", row.def.name)));
                 }
+                let inputs: Vec<usize> = from
+                    .iter()
+                    .map(|f| f.ok_or_else(|| err("the head cannot read the input image".into())))
+                    .collect::<std::result::Result<_, _>>()?;
+                dry_run_strides(&config.layers, &layers, config.ch, &inputs)
+                    .map_err(|e| row_err(e.row, e.message))?
+            } else {
+                Vec::new()
             };
-            let act_of = |arg: &ActArg| resolve_act(arg, &default_act, override_act);
-            let build = |f: &dyn Fn(&BlockContext) -> Result<Block>| -> std::result::Result<Vec<Block>, BuildError> {
-                (0..n).map(|j| f(&repeat_ctx(j)).map_err(|e| err(e.to_string()))).collect()
+            let inputs = LayerInputs {
+                channels: from
+                    .iter()
+                    .map(|f| f.map_or(config.ch, |j| layers[j].c2))
+                    .collect(),
+                n: scale_depth(row.number, config.depth_multiple),
+                width_multiple: config.width_multiple,
+                default_act: &default_act,
+                override_act,
+                ctx: ctx.pp(i),
+                strides,
             };
-            let (blocks, c2, args) = match &row.module {
-                ModuleRow::Conv {
-                    c2,
-                    k,
-                    s,
-                    p,
-                    g,
-                    d,
-                    act,
-                } => {
-                    let c2 = scale_width(*c2, gw);
-                    let a = act_of(act);
-                    let shape = ConvShape {
-                        c1,
-                        c2,
-                        k: *k,
-                        s: *s,
-                        p: *p,
-                        g: *g,
-                        d: *d,
-                    };
-                    (
-                        build(&|c| Ok(Block::Conv(Conv::new(shape, &a, c)?)))?,
-                        c2,
-                        format!(
-                            "[{c1}, {c2}, {k}, {s}, {}, {g}, {d}, {a}]",
-                            p.map_or("None".into(), |p| p.to_string())
-                        ),
-                    )
-                }
-                ModuleRow::Bottleneck { c2, shortcut, g, e } => {
-                    let c2 = scale_width(*c2, gw);
-                    (
-                        build(&|c| {
-                            Ok(Block::Bottleneck(Bottleneck::new(
-                                c1,
-                                c2,
-                                *shortcut,
-                                *g,
-                                *e,
-                                &default_act,
-                                c,
-                            )?))
-                        })?,
-                        c2,
-                        format!("[{c1}, {c2}, {}, {g}, {e}]", py_bool(*shortcut)),
-                    )
-                }
-                ModuleRow::C3 { c2, shortcut, g, e } => {
-                    let c2 = scale_width(*c2, gw);
-                    let block = C3::new(c1, c2, n, *shortcut, *g, *e, &default_act, &layer_ctx)
-                        .map_err(|e| err(e.to_string()))?;
-                    (
-                        vec![Block::C3(block)],
-                        c2,
-                        format!("[{c1}, {c2}, {n}, {}]", py_bool(*shortcut)),
-                    )
-                }
-                ModuleRow::Sppf { c2, k } => {
-                    let c2 = scale_width(*c2, gw);
-                    (
-                        build(&|c| Ok(Block::Sppf(Sppf::new(c1, c2, *k, &default_act, c)?)))?,
-                        c2,
-                        format!("[{c1}, {c2}, {k}]"),
-                    )
-                }
-                ModuleRow::Spp { c2, k } => {
-                    let c2 = scale_width(*c2, gw);
-                    (
-                        build(&|c| Ok(Block::Spp(Spp::new(c1, c2, k, &default_act, c)?)))?,
-                        c2,
-                        format!("[{c1}, {c2}, {k:?}]"),
-                    )
-                }
-                ModuleRow::Focus {
-                    c2,
-                    k,
-                    s,
-                    p,
-                    g,
-                    act,
-                } => {
-                    let c2 = scale_width(*c2, gw);
-                    let a = act_of(act);
-                    let shape = ConvShape {
-                        c1,
-                        c2,
-                        k: *k,
-                        s: *s,
-                        p: *p,
-                        g: *g,
-                        d: 1,
-                    };
-                    (
-                        build(&|c| Ok(Block::Focus(Focus::new(shape, &a, c)?)))?,
-                        c2,
-                        format!("[{c1}, {c2}, {k}, {s}, {a}]"),
-                    )
-                }
-                ModuleRow::Concat { dim } => (
-                    vec![Block::Concat],
-                    from.iter().map(ch).sum(),
-                    format!("[{dim}]"),
-                ),
-                ModuleRow::Upsample { scale } => (
-                    vec![Block::Upsample(*scale)],
-                    c1,
-                    format!("[None, {scale}, 'nearest']"),
-                ),
-                ModuleRow::Mp { k } => (
-                    vec![Block::MaxPool(MaxPool2d {
-                        kernel: *k,
-                        stride: *k,
-                        padding: 0,
-                    })],
-                    c1,
-                    format!("[{k}]"),
-                ),
-                ModuleRow::Sp { k, s } => (
-                    vec![Block::MaxPool(MaxPool2d {
-                        kernel: *k,
-                        stride: *s,
-                        padding: k / 2,
-                    })],
-                    c1,
-                    format!("[{k}, {s}]"),
-                ),
-                ModuleRow::Sppcspc { c2, e, k } => {
-                    let c2 = scale_width(*c2, gw);
-                    let block = Sppcspc::new(c1, c2, *e, k, &default_act, &layer_ctx)
-                        .map_err(|e| err(e.to_string()))?;
-                    (
-                        vec![Block::Sppcspc(Box::new(block))],
-                        c2,
-                        format!("[{c1}, {c2}, {e}, {k:?}]"),
-                    )
-                }
-                ModuleRow::RepConv { c2, s, g, act } => {
-                    let c2 = scale_width(*c2, gw);
-                    let a = act_of(act);
-                    (
-                        build(&|c| Ok(Block::RepConv(RepConv::new(c1, c2, *s, *g, &a, c)?)))?,
-                        c2,
-                        format!("[{c1}, {c2}, 3, {s}, None, {g}, {a}]"),
-                    )
-                }
-                ModuleRow::Detect { kind, nc, anchors } => {
-                    if i != last {
-                        return Err(err("Detect must be the last layer".into()));
-                    }
-                    if from.len() != anchors.len() && !anchors.is_empty() {
-                        return Err(err(format!(
-                            "{} inputs but {} anchor levels",
-                            from.len(),
-                            anchors.len()
-                        )));
-                    }
-                    let inputs: Vec<usize> = from
-                        .iter()
-                        .map(|f| f.ok_or_else(|| err("Detect cannot read the input image".into())))
-                        .collect::<std::result::Result<_, _>>()?;
-                    let channels: Vec<usize> = inputs.iter().map(|&j| layers[j].c2).collect();
-                    let strides = dry_run_strides(&config.layers, &layers, config.ch, &inputs)
-                        .map_err(|e| BuildError::Layer {
-                            config: source.clone(),
-                            row: e.row,
-                            module: self::module_name(&config.layers[e.row].module).into(),
-                            message: e.message,
-                        })?;
-                    let anchors: Vec<Vec<(f64, f64)>> = (0..inputs.len())
-                        .map(|l| anchors[l.min(anchors.len() - 1)].clone())
-                        .collect();
-                    let head = Detect::new(*kind, *nc, &anchors, &channels, strides, &layer_ctx)
-                        .map_err(|e| err(e.to_string()))?;
-                    let args = format!(
-                        "[{nc}, {:?}, {channels:?}]",
-                        anchors
-                            .iter()
-                            .map(|l| l.iter().flat_map(|(w, h)| [*w, *h]).collect::<Vec<_>>())
-                            .collect::<Vec<_>>()
-                    );
+            let (blocks, c2, args) = match row.spec.build(&inputs).map_err(err)? {
+                Built::Layer { blocks, c2, args } => (blocks, c2, args),
+                Built::Head { head, args } => {
                     summary.push(LayerSummary {
                         index: i,
                         from: from_text(&row.from, row.from_list),
                         n: 1,
                         params: count(&head.params()),
-                        module: module_name.into(),
+                        module: row.def.name.into(),
                         arguments: args,
                     });
-                    detect = Some((head, inputs));
+                    detect = Some((head, from.iter().flatten().copied().collect::<Vec<_>>()));
                     continue;
                 }
             };
@@ -353,9 +158,9 @@ impl Model {
             summary.push(LayerSummary {
                 index: i,
                 from: from_text(&row.from, row.from_list),
-                n,
+                n: inputs.n,
                 params,
-                module: module_name.into(),
+                module: row.def.name.into(),
                 arguments: args,
             });
             layers.push(Layer { from, blocks, c2 });
@@ -373,7 +178,17 @@ impl Model {
         for &f in &detect_from {
             keep[f] = true;
         }
-        let names = (0..detect.nc).map(|c| c.to_string()).collect();
+        let names = match names {
+            Some(names) if names.len() == detect.nc => names,
+            Some(names) => {
+                return Err(model_err(format!(
+                    "{} class names for a model of {} classes",
+                    names.len(),
+                    detect.nc
+                )))
+            }
+            None => (0..detect.nc).map(|c| c.to_string()).collect(),
+        };
         Ok(Model {
             config: config.clone(),
             layers,
@@ -410,9 +225,9 @@ impl Model {
                     None => Ok(x.clone()),
                 })
                 .collect::<Result<_>>()?;
-            let mut out = layer.blocks[0].forward(&inputs, train)?;
+            let mut out = layer.blocks[0].forward_t(&inputs, train)?;
             for block in &layer.blocks[1..] {
-                out = block.forward(&[out], train)?;
+                out = block.forward_t(&[out], train)?;
             }
             saved.push(self.keep[i].then(|| out.clone()));
             previous = out;
@@ -452,7 +267,7 @@ impl Model {
             .layers
             .iter()
             .flat_map(|l| &l.blocks)
-            .flat_map(Block::params)
+            .flat_map(|b| b.params())
             .collect();
         params.extend(self.detect.params());
         params
@@ -563,44 +378,11 @@ fn count(params: &[Tensor]) -> usize {
     params.iter().map(Tensor::elem_count).sum()
 }
 
-fn py_bool(b: bool) -> &'static str {
-    if b {
-        "True"
-    } else {
-        "False"
-    }
-}
-
 fn from_text(from: &[i64], list: bool) -> String {
     if list {
         format!("{from:?}")
     } else {
         from[0].to_string()
-    }
-}
-
-fn module_name(m: &ModuleRow) -> &'static str {
-    match m {
-        ModuleRow::Conv { .. } => "Conv",
-        ModuleRow::Bottleneck { .. } => "Bottleneck",
-        ModuleRow::C3 { .. } => "C3",
-        ModuleRow::Sppf { .. } => "SPPF",
-        ModuleRow::Spp { .. } => "SPP",
-        ModuleRow::Focus { .. } => "Focus",
-        ModuleRow::Concat { .. } => "Concat",
-        ModuleRow::Upsample { .. } => "nn.Upsample",
-        ModuleRow::Mp { .. } => "MP",
-        ModuleRow::Sp { .. } => "SP",
-        ModuleRow::Sppcspc { .. } => "SPPCSPC",
-        ModuleRow::RepConv { .. } => "RepConv",
-        ModuleRow::Detect {
-            kind: DetectKind::Detect,
-            ..
-        } => "Detect",
-        ModuleRow::Detect {
-            kind: DetectKind::IDetect,
-            ..
-        } => "IDetect",
     }
 }
 
@@ -662,7 +444,8 @@ fn dry_run_strides(
                 ),
             });
         }
-        if let ModuleRow::Concat { .. } = rows[i].module {
+        // Blocks with several inputs (Concat) join maps of one size.
+        if layer.from.len() > 1 {
             let sizes: Vec<(usize, usize)> = layer
                 .from
                 .iter()
@@ -673,7 +456,8 @@ fn dry_run_strides(
                 return Err(ShapeError {
                     row: i,
                     message: format!(
-                        "Concat joins maps of different sizes at a {SIZE}x{SIZE} input ({}); check its `from` layers",
+                        "{} joins maps of different sizes at a {SIZE}x{SIZE} input ({}); check its `from` layers",
+                        rows[i].def.name,
                         inputs.join(", ")
                     ),
                 });

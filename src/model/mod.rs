@@ -1,13 +1,14 @@
-//! Models (YOLOv5 and YOLOv7): the YAML config, the blocks, the Detect head, the builder, and
-//! parameter storage.
+//! Models (YOLOv5 and YOLOv7): the YAML config and its rows, the block registry and the
+//! blocks, the Detect head, the builder, input sizes, weights in and out, and the summary.
 
+pub mod block;
 pub mod blocks;
-pub mod blocks_v7;
 pub mod build;
 pub mod config;
-pub mod detect;
+pub mod head;
 pub mod input;
 pub mod latency;
 pub mod pt;
 pub mod summary;
 pub mod weights;
+pub mod yaml_args;

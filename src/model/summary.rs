@@ -2,7 +2,6 @@
 
 use serde::Serialize;
 
-use super::blocks::Block;
 use super::build::{LayerSummary, Model};
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,7 +61,7 @@ fn most_common_activation(model: &Model) -> String {
         .layers
         .iter()
         .flat_map(|l| &l.blocks)
-        .flat_map(Block::activations)
+        .flat_map(|b| b.activations())
     {
         let spec = act.spec().to_string();
         match counts.iter_mut().find(|(s, _)| *s == spec) {

@@ -36,6 +36,12 @@ pub enum WeightsError {
     File { path: PathBuf, message: String },
     #[error(transparent)]
     Write(#[from] FileError),
+    #[error("{} has {nc} classes but {names} class names were given", path.display())]
+    Classes {
+        path: PathBuf,
+        nc: usize,
+        names: usize,
+    },
 }
 
 fn file_error(path: &Path, message: impl Into<String>) -> WeightsError {
@@ -188,13 +194,15 @@ pub fn read_tensors_with(
 }
 
 /// Builds a model from a weights file: its own YAML (or `cfg` when given, which a
-/// safetensors file exported from PyTorch needs), then loads the weights strictly. Returns
-/// the model and what the user should be told (a resume state used for its EMA, class
-/// names that do not fit the model).
+/// safetensors file exported from PyTorch needs), then loads the weights strictly. The
+/// class names are `names` when given (a dataset's), else the file's. Returns the model and
+/// what the user should be told (a resume state used for its EMA, class names in the file
+/// that do not fit the model).
 pub fn load_model(
     path: &Path,
     cfg: Option<&ModelConfig>,
     act: Option<&ActSpec>,
+    names: Option<&[String]>,
 ) -> Result<(Model, Vec<String>), WeightsError> {
     let weights = read_weights(path)?;
     let config = match (cfg, &weights.yaml) {
@@ -208,20 +216,32 @@ pub fn load_model(
             ))
         }
     };
-    let mut model = Model::new(&config, act, 0).map_err(|e| file_error(path, e.to_string()))?;
+    let mut notes = weights.notes;
+    let names = match names {
+        Some(given) if given.len() != config.nc => {
+            return Err(WeightsError::Classes {
+                path: path.to_owned(),
+                nc: config.nc,
+                names: given.len(),
+            })
+        }
+        Some(given) => Some(given.to_vec()),
+        None if weights.names.len() == config.nc => Some(weights.names),
+        None => {
+            if !weights.names.is_empty() {
+                notes.push(format!(
+                    "WARNING ⚠️ {}: {} class names for a model of {} classes; using the class numbers as names",
+                    path.display(),
+                    weights.names.len(),
+                    config.nc
+                ));
+            }
+            None
+        }
+    };
+    let model = Model::new(&config, act, 0, names).map_err(|e| file_error(path, e.to_string()))?;
     model
         .load_state_dict(&weights.tensors, true)
         .map_err(|e| file_error(path, e))?;
-    let mut notes = weights.notes;
-    if weights.names.len() == model.detect.nc {
-        model.names = weights.names;
-    } else if !weights.names.is_empty() {
-        notes.push(format!(
-            "WARNING ⚠️ {}: {} class names for a model of {} classes; using the class numbers as names",
-            path.display(),
-            weights.names.len(),
-            model.detect.nc
-        ));
-    }
     Ok((model, notes))
 }

@@ -17,8 +17,11 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
+    /// 0 when the window is larger than the padded input (then there is no output).
     fn out_size(&self, size: usize) -> usize {
-        (size + 2 * self.padding - self.kernel) / self.stride + 1
+        (size + 2 * self.padding)
+            .checked_sub(self.kernel)
+            .map_or(0, |span| span / self.stride + 1)
     }
 
     /// For each output element of one (h, w) plane, the flat index of its maximum in the plane.

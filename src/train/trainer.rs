@@ -365,10 +365,13 @@ impl Run {
             .transpose()
             .map_err(setup("--act"))?;
         let config = ModelConfig::load(&options.cfg)
-            .map_err(setup("--cfg"))?
-            .with_nc(names.len());
-        let model = Model::new(&config, act.as_ref(), options.seed).map_err(setup("model"))?;
-        let eval_model = Model::new(&config, act.as_ref(), options.seed).map_err(setup("model"))?;
+            .and_then(|c| c.with_nc(names.len()))
+            .map_err(setup("--cfg"))?;
+        let build = || {
+            Model::new(&config, act.as_ref(), options.seed, Some(names.clone()))
+                .map_err(setup("model"))
+        };
+        let (model, eval_model) = (build()?, build()?);
         let size = check_img_size(options.imgsz, model.max_stride(), 2 * model.max_stride())
             .map_err(setup("--imgsz"))?;
         if let Some(warning) = size.warning() {
@@ -451,10 +454,6 @@ impl Run {
             .clone()
             .with_assignment(assignment)
             .map_err(setup("loss"))?;
-        let mut model = model;
-        model.names = names.clone();
-        let mut eval_model = eval_model;
-        eval_model.names = names.clone();
         write_atomic(
             &dir.join("hyp.yaml"),
             serde_yaml::to_string(&hyp).unwrap_or_default().as_bytes(),

@@ -1,92 +1,56 @@
-//! yolov7's own blocks (WongKinYiu/yolov7 `models/common.py`): SPPCSPC and RepConv. Its
-//! Conv, Concat and nn.Upsample are YOLOv5's ([`super::blocks`]); MP and SP are
-//! [`Block::MaxPool`](super::blocks::Block::MaxPool); IDetect is the Detect head with
-//! implicit knowledge ([`super::detect`]). Parameter names follow yolov7's state_dict,
-//! relative to the `VarBuilder` each block is given.
+//! yolov7's RepConv: `RepConv(c1, c2, k=3, s, p, g, act)`, RepVGG's re-parameterisable 3×3
+//! conv in its training form.
+
+use std::sync::Arc;
 
 use candle_core::{Result, Tensor};
 
-use super::blocks::{pyramid, BlockContext, Conv};
 use crate::act::{ActSpec, Activation};
+use crate::model::block::{Block, BlockContext, BlockDef, Built, LayerInputs, LayerSpec};
+use crate::model::yaml_args::RowArgs;
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
 use crate::ops::norm::{BatchNorm2d, BnConfig};
 
-/// SPP inside a CSP block: cv1 → cv3 → cv4 and its max-pool pyramid, then cv5 → cv6, beside
-/// the cv2 shortcut; cv7 joins them.
+pub static REPCONV: BlockDef = BlockDef {
+    name: "RepConv",
+    parse: |values, _| {
+        let a = RowArgs::new(values, &["c2", "k", "s", "p", "g", "act", "deploy"], 1)?;
+        if a.usize_or(1, 3)? != 3 {
+            return Err(a.bad(1, "3 (yolov7's RepConv is 3×3 only)"));
+        }
+        if a.opt_usize(3)?.is_some_and(|p| p != 1) {
+            return Err(a.bad(3, "None or 1 (yolov7's RepConv pads by 1)"));
+        }
+        if a.bool_or(6, false)? {
+            return Err(a.bad(6, "False: actyolo builds the training form, and `fuse` makes the deploy form for inference"));
+        }
+        Ok(Arc::new(RepConvRow {
+            c2: a.c2()?,
+            s: a.usize_or(2, 1)?,
+            g: a.usize_or(4, 1)?,
+            act: a.act(5)?,
+        }))
+    },
+    head: false,
+};
+
 #[derive(Debug)]
-pub struct Sppcspc {
-    cv1: Conv,
-    cv2: Conv,
-    cv3: Conv,
-    cv4: Conv,
-    cv5: Conv,
-    cv6: Conv,
-    cv7: Conv,
-    ks: Vec<usize>,
+struct RepConvRow {
+    c2: usize,
+    s: usize,
+    g: usize,
+    act: crate::act::ActArg,
 }
 
-impl Sppcspc {
-    /// yolov7's `SPPCSPC(c1, c2, n, shortcut, g, e, k)`, whose n, shortcut and g are unused.
-    pub fn new(
-        c1: usize,
-        c2: usize,
-        e: f64,
-        ks: &[usize],
-        act: &ActSpec,
-        ctx: &BlockContext,
-    ) -> Result<Self> {
-        let hidden = (2.0 * c2 as f64 * e) as usize;
-        let conv = |c_in, c_out, k, name: &str| {
-            Conv::new(ConvShape::new(c_in, c_out, k, 1), act, &ctx.pp(name))
-        };
-        Ok(Sppcspc {
-            cv1: conv(c1, hidden, 1, "cv1")?,
-            cv2: conv(c1, hidden, 1, "cv2")?,
-            cv3: conv(hidden, hidden, 3, "cv3")?,
-            cv4: conv(hidden, hidden, 1, "cv4")?,
-            cv5: conv(hidden * (ks.len() + 1), hidden, 1, "cv5")?,
-            cv6: conv(hidden, hidden, 3, "cv6")?,
-            cv7: conv(2 * hidden, c2, 1, "cv7")?,
-            ks: ks.to_vec(),
+impl LayerSpec for RepConvRow {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+        let (c1, c2, s, g) = (layer.c1(), layer.width(self.c2), self.s, self.g);
+        let act = layer.act(&self.act);
+        Ok(Built::Layer {
+            blocks: layer.repeat(|ctx| Ok(Box::new(RepConv::new(c1, c2, s, g, &act, ctx)?)))?,
+            c2,
+            args: format!("[{c1}, {c2}, 3, {s}, None, {g}, {act}]"),
         })
-    }
-
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let x1 = self.cv4.forward(
-            &self.cv3.forward(&self.cv1.forward(x, train)?, train)?,
-            train,
-        )?;
-        let y1 = self
-            .cv6
-            .forward(&self.cv5.forward(&pyramid(&x1, &self.ks)?, train)?, train)?;
-        let y2 = self.cv2.forward(x, train)?;
-        self.cv7.forward(&Tensor::cat(&[y1, y2], 1)?, train)
-    }
-
-    /// Its Convs in state_dict order.
-    pub fn convs(&self) -> Vec<&Conv> {
-        vec![
-            &self.cv1, &self.cv2, &self.cv3, &self.cv4, &self.cv5, &self.cv6, &self.cv7,
-        ]
-    }
-
-    pub fn convs_mut(&mut self) -> Vec<&mut Conv> {
-        vec![
-            &mut self.cv1,
-            &mut self.cv2,
-            &mut self.cv3,
-            &mut self.cv4,
-            &mut self.cv5,
-            &mut self.cv6,
-            &mut self.cv7,
-        ]
-    }
-
-    /// Output size and thop's count for an input of `hw` (every conv keeps the size).
-    pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
-        self.convs()
-            .into_iter()
-            .fold(hw, |hw, conv| conv.cost(hw, cost))
     }
 }
 
@@ -95,7 +59,7 @@ impl Sppcspc {
 /// before the activation. [`RepConv::fuse`] folds the three into one 3×3 conv with bias, as
 /// yolov7's `fuse_repvgg_block` does for inference.
 #[derive(Debug)]
-pub struct RepConv {
+struct RepConv {
     /// `rbr_dense`; once fused, the one convolution every branch folds into.
     dense: ConvBn,
     /// `rbr_1x1`; None once fused.
@@ -107,7 +71,7 @@ pub struct RepConv {
 
 impl RepConv {
     /// yolov7's `RepConv(c1, c2, 3, s, None, g, act)`.
-    pub fn new(
+    fn new(
         c1: usize,
         c2: usize,
         s: usize,
@@ -148,8 +112,11 @@ impl RepConv {
             act: Activation::new(act, conv_out, ctx.vb.pp("act"), ctx.rng())?,
         })
     }
+}
 
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+impl Block for RepConv {
+    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
+        let x = &xs[0];
         let Some(pointwise) = &self.pointwise else {
             return self.act.forward_after(&self.dense, x, train);
         };
@@ -163,7 +130,7 @@ impl RepConv {
     /// Folds the three branches into the 3×3 conv: the 1×1 kernel zero-padded to 3×3, the
     /// identity as a 3×3 kernel with a 1 at the centre of each channel's own input.
     /// An activation with its own BatchNorm (FReLU) is folded too.
-    pub fn fuse(&mut self) -> Result<()> {
+    fn fuse(&mut self) -> Result<()> {
         self.act.fuse()?;
         let Some(pointwise) = self.pointwise.take() else {
             return Ok(());
@@ -184,7 +151,7 @@ impl RepConv {
         Ok(())
     }
 
-    pub fn params(&self) -> Vec<Tensor> {
+    fn params(&self) -> Vec<Tensor> {
         let mut params = self.dense.params();
         params.extend(self.pointwise.iter().flat_map(ConvBn::params));
         params.extend(self.identity.iter().flat_map(BatchNorm2d::params));
@@ -192,13 +159,14 @@ impl RepConv {
         params
     }
 
-    pub fn activation(&self) -> &Activation {
-        &self.act
+    fn activations(&self) -> Vec<&Activation> {
+        vec![&self.act]
     }
 
     /// Output size and thop's count for an input of `hw`: every branch's convolution and
     /// BatchNorm.
-    pub fn cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
+    fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
+        let hw = hws[0];
         let out = self.dense.cost(hw, cost);
         if let Some(pointwise) = &self.pointwise {
             pointwise.cost(hw, cost);

@@ -1,0 +1,216 @@
+//! YOLOv5's Bottleneck (Conv 1×1, Conv 3×3, residual when shapes allow) and C3, the CSP
+//! bottleneck with three Convs that repeats Bottlenecks inside itself.
+
+use std::sync::Arc;
+
+use candle_core::{Result, Tensor};
+use serde_yaml::Value;
+
+use super::conv::Conv;
+use crate::act::ActSpec;
+use crate::model::block::{Block, BlockContext, BlockDef, Built, LayerInputs, LayerSpec};
+use crate::model::yaml_args::RowArgs;
+use crate::ops::conv_bn_layer::{ConvShape, Cost};
+
+pub static BOTTLENECK: BlockDef = BlockDef {
+    name: "Bottleneck",
+    parse: |values, _| parse_row(values, Kind::Bottleneck),
+    head: false,
+};
+
+pub static C3: BlockDef = BlockDef {
+    name: "C3",
+    parse: |values, _| parse_row(values, Kind::C3),
+    head: false,
+};
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Bottleneck,
+    C3,
+}
+
+/// `[c2, shortcut, g, e]`, the same for both.
+#[derive(Debug)]
+struct BottleneckRow {
+    kind: Kind,
+    c2: usize,
+    shortcut: bool,
+    g: usize,
+    e: f64,
+}
+
+fn parse_row(values: &[Value], kind: Kind) -> std::result::Result<Arc<dyn LayerSpec>, String> {
+    let a = RowArgs::new(values, &["c2", "shortcut", "g", "e"], 1)?;
+    Ok(Arc::new(BottleneckRow {
+        kind,
+        c2: a.c2()?,
+        shortcut: a.bool_or(1, true)?,
+        g: a.usize_or(2, 1)?,
+        e: a.f64_or(3, 0.5)?,
+    }))
+}
+
+fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
+impl LayerSpec for BottleneckRow {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+        let (c1, c2) = (layer.c1(), layer.width(self.c2));
+        let act = layer.default_act;
+        let (shortcut, g, e) = (self.shortcut, self.g, self.e);
+        Ok(match self.kind {
+            Kind::Bottleneck => Built::Layer {
+                blocks: layer.repeat(|ctx| {
+                    Ok(Box::new(Bottleneck::new(c1, c2, shortcut, g, e, act, ctx)?))
+                })?,
+                c2,
+                args: format!("[{c1}, {c2}, {}, {g}, {e}]", py_bool(shortcut)),
+            },
+            Kind::C3 => Built::Layer {
+                blocks: vec![Box::new(
+                    C3::new(c1, c2, layer.n, shortcut, g, e, act, &layer.ctx)
+                        .map_err(|e| e.to_string())?,
+                )],
+                c2,
+                args: format!("[{c1}, {c2}, {}, {}]", layer.n, py_bool(shortcut)),
+            },
+        })
+    }
+}
+
+/// Standard bottleneck: Conv 1×1 then Conv 3×3, with a residual when shapes allow.
+#[derive(Debug)]
+pub struct Bottleneck {
+    cv1: Conv,
+    cv2: Conv,
+    add: bool,
+}
+
+impl Bottleneck {
+    pub fn new(
+        c1: usize,
+        c2: usize,
+        shortcut: bool,
+        g: usize,
+        e: f64,
+        act: &ActSpec,
+        ctx: &BlockContext,
+    ) -> Result<Self> {
+        let hidden = (c2 as f64 * e) as usize;
+        Ok(Bottleneck {
+            cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
+            cv2: Conv::new(
+                ConvShape {
+                    g,
+                    ..ConvShape::new(hidden, c2, 3, 1)
+                },
+                act,
+                &ctx.pp("cv2"),
+            )?,
+            add: shortcut && c1 == c2,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let y = self.cv2.forward(&self.cv1.forward(x, train)?, train)?;
+        if self.add {
+            x + y
+        } else {
+            Ok(y)
+        }
+    }
+
+    fn bottleneck_cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
+        self.cv2.conv_cost(self.cv1.conv_cost(hw, cost), cost)
+    }
+}
+
+impl Block for Bottleneck {
+    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
+        self.forward(&xs[0], train)
+    }
+
+    fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
+        self.bottleneck_cost(hws[0], cost)
+    }
+
+    fn children(&self) -> Vec<&dyn Block> {
+        vec![&self.cv1, &self.cv2]
+    }
+
+    fn children_mut(&mut self) -> Vec<&mut dyn Block> {
+        vec![&mut self.cv1, &mut self.cv2]
+    }
+}
+
+/// CSP bottleneck with 3 convolutions.
+#[derive(Debug)]
+pub struct C3 {
+    cv1: Conv,
+    cv2: Conv,
+    cv3: Conv,
+    m: Vec<Bottleneck>,
+}
+
+impl C3 {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        c1: usize,
+        c2: usize,
+        n: usize,
+        shortcut: bool,
+        g: usize,
+        e: f64,
+        act: &ActSpec,
+        ctx: &BlockContext,
+    ) -> Result<Self> {
+        let hidden = (c2 as f64 * e) as usize;
+        Ok(C3 {
+            cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
+            cv2: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv2"))?,
+            cv3: Conv::new(ConvShape::new(2 * hidden, c2, 1, 1), act, &ctx.pp("cv3"))?,
+            m: (0..n)
+                .map(|j| Bottleneck::new(hidden, hidden, shortcut, g, 1.0, act, &ctx.pp("m").pp(j)))
+                .collect::<Result<_>>()?,
+        })
+    }
+}
+
+impl Block for C3 {
+    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
+        let x = &xs[0];
+        let mut y = self.cv1.forward(x, train)?;
+        for b in &self.m {
+            y = b.forward(&y, train)?;
+        }
+        self.cv3
+            .forward(&Tensor::cat(&[y, self.cv2.forward(x, train)?], 1)?, train)
+    }
+
+    fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
+        let hw = hws[0];
+        self.cv2.conv_cost(hw, cost);
+        let inner = self.m.iter().fold(self.cv1.conv_cost(hw, cost), |hw, b| {
+            b.bottleneck_cost(hw, cost)
+        });
+        self.cv3.conv_cost(inner, cost)
+    }
+
+    fn children(&self) -> Vec<&dyn Block> {
+        let mut blocks: Vec<&dyn Block> = vec![&self.cv1, &self.cv2, &self.cv3];
+        blocks.extend(self.m.iter().map(|b| b as &dyn Block));
+        blocks
+    }
+
+    fn children_mut(&mut self) -> Vec<&mut dyn Block> {
+        let mut blocks: Vec<&mut dyn Block> = vec![&mut self.cv1, &mut self.cv2, &mut self.cv3];
+        blocks.extend(self.m.iter_mut().map(|b| b as &mut dyn Block));
+        blocks
+    }
+}

@@ -1,0 +1,114 @@
+//! Focus: space-to-depth (each 2×2 patch into channels), then a Conv (YOLOv5 before 6.0).
+
+use std::sync::Arc;
+
+use candle_core::{Result, Tensor};
+use serde_yaml::Value;
+
+use super::conv::Conv;
+use crate::act::{ActArg, ActSpec};
+use crate::model::block::{Block, BlockContext, BlockDef, Built, LayerInputs, LayerSpec};
+use crate::model::yaml_args::{RowArgs, RowContext};
+use crate::ops::conv_bn_layer::{ConvShape, Cost};
+
+pub static FOCUS: BlockDef = BlockDef {
+    name: "Focus",
+    parse: parse_focus,
+    head: false,
+};
+
+#[derive(Debug)]
+struct FocusRow {
+    c2: usize,
+    k: usize,
+    s: usize,
+    p: Option<usize>,
+    g: usize,
+    act: ActArg,
+}
+
+fn parse_focus(
+    values: &[Value],
+    _: &RowContext,
+) -> std::result::Result<Arc<dyn LayerSpec>, String> {
+    let a = RowArgs::new(values, &["c2", "k", "s", "p", "g", "act"], 1)?;
+    Ok(Arc::new(FocusRow {
+        c2: a.c2()?,
+        k: a.usize_or(1, 1)?,
+        s: a.usize_or(2, 1)?,
+        p: a.opt_usize(3)?,
+        g: a.usize_or(4, 1)?,
+        act: a.act(5)?,
+    }))
+}
+
+impl LayerSpec for FocusRow {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+        let (c1, c2) = (layer.c1(), layer.width(self.c2));
+        let act = layer.act(&self.act);
+        let shape = ConvShape {
+            c1,
+            c2,
+            k: self.k,
+            s: self.s,
+            p: self.p,
+            g: self.g,
+            d: 1,
+        };
+        Ok(Built::Layer {
+            blocks: layer.repeat(|ctx| Ok(Box::new(Focus::new(shape, &act, ctx)?)))?,
+            c2,
+            args: format!("[{c1}, {c2}, {}, {}, {act}]", self.k, self.s),
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Focus {
+    conv: Conv,
+}
+
+impl Focus {
+    fn new(shape: ConvShape, act: &ActSpec, ctx: &BlockContext) -> Result<Self> {
+        Ok(Focus {
+            conv: Conv::new(
+                ConvShape {
+                    c1: shape.c1 * 4,
+                    ..shape
+                },
+                act,
+                &ctx.pp("conv"),
+            )?,
+        })
+    }
+}
+
+impl Block for Focus {
+    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
+        let x = &xs[0];
+        let (n, c, h, w) = x.dims4()?;
+        // x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]
+        let patches = x.reshape((n, c, h / 2, 2, w / 2, 2))?;
+        let pick = |dy: usize, dx: usize| {
+            patches
+                .narrow(3, dy, 1)?
+                .narrow(5, dx, 1)?
+                .reshape((n, c, h / 2, w / 2))
+        };
+        let y = Tensor::cat(&[pick(0, 0)?, pick(1, 0)?, pick(0, 1)?, pick(1, 1)?], 1)?;
+        self.conv.forward(&y, train)
+    }
+
+    fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
+        let hw = hws[0];
+        self.conv.conv_cost((hw.0 / 2, hw.1 / 2), cost)
+    }
+
+    fn children(&self) -> Vec<&dyn Block> {
+        vec![&self.conv]
+    }
+
+    fn children_mut(&mut self) -> Vec<&mut dyn Block> {
+        vec![&mut self.conv]
+    }
+}
