@@ -27,7 +27,6 @@ use std::time::Instant;
 
 use actyolo::act::spec::parse_list;
 use actyolo::act::ActSpec;
-use actyolo::model::blocks::Block;
 use actyolo::model::build::Model;
 use actyolo::model::config::ModelConfig;
 use actyolo::model::latency::{inference_latency, time_runs, Latency};
@@ -159,7 +158,7 @@ struct TrainStep {
 
 impl TrainStep {
     fn new(act: Option<&ActSpec>, targets: &[[f32; 6]]) -> Result<TrainStep> {
-        let model = Model::new(&ModelConfig::load(MODEL)?.with_nc(NC), act, 0)?;
+        let model = Model::new(&ModelConfig::load(MODEL)?.with_nc(NC)?, act, 0, None)?;
         let hyp = Hyp::load(HYP)?;
         let gains = scale_loss_gains(
             &LossGains::from_hyp(&hyp),
@@ -249,14 +248,13 @@ fn first_conv_activation(model: &Model) -> Option<&actyolo::act::Activation> {
         .layers
         .iter()
         .flat_map(|l| &l.blocks)
-        .flat_map(Block::convs)
+        .flat_map(|b| b.activations())
         .next()
-        .map(|conv| conv.activation())
 }
 
 /// A fused (Conv+BN folded) batch-1 inference model.
 fn inference_model(act: Option<&ActSpec>) -> Result<Model> {
-    let mut model = Model::new(&ModelConfig::load(MODEL)?.with_nc(NC), act, 0)?;
+    let mut model = Model::new(&ModelConfig::load(MODEL)?.with_nc(NC)?, act, 0, None)?;
     model.fuse()?;
     Ok(model)
 }

@@ -15,11 +15,11 @@ fn actyolo(args: &[&str]) -> (bool, String, String) {
 }
 
 #[test]
-fn list_json_has_all_31_with_specs_and_properties() {
+fn list_json_has_all_32_with_specs_and_properties() {
     let (ok, stdout, _) = actyolo(&["acts", "list", "--json"]);
     assert!(ok);
     let list: Vec<serde_json::Value> = serde_json::from_str(&stdout).unwrap();
-    assert_eq!(list.len(), 31);
+    assert_eq!(list.len(), 32);
     let leaky = list.iter().find(|e| e["name"] == "LeakyReLU").unwrap();
     assert_eq!(leaky["spec"], "nn.LeakyReLU(negative_slope=0.01)");
     assert_eq!(leaky["params"][0]["name"], "negative_slope");
@@ -27,7 +27,7 @@ fn list_json_has_all_31_with_specs_and_properties() {
     let prelu = list.iter().find(|e| e["name"] == "PReLU").unwrap();
     assert_eq!(prelu["learnable"], true);
     let (ok, table, _) = actyolo(&["acts", "list"]);
-    assert!(ok && table.contains("MetaAconC(r=16)") && table.contains("31 activations"));
+    assert!(ok && table.contains("MetaAconC(r=16)") && table.contains("32 activations"));
 }
 
 #[test]

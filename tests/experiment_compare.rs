@@ -193,9 +193,12 @@ fn an_experiment_writes_its_report_and_continues_after_a_kill() {
 /// when one activation brings parameters of its own (FReLU's depthwise conv, AconC's p1/p2).
 #[test]
 fn models_that_differ_in_activation_start_from_the_same_weights() {
-    let config = ModelConfig::load("yolov5n.yaml").unwrap().with_nc(3);
+    let config = ModelConfig::load("yolov5n.yaml")
+        .unwrap()
+        .with_nc(3)
+        .unwrap();
     let values = |act: &str| -> HashMap<String, Vec<f32>> {
-        let model = Model::new(&config, Some(&ActSpec::parse(act).unwrap()), 7).unwrap();
+        let model = Model::new(&config, Some(&ActSpec::parse(act).unwrap()), 7, None).unwrap();
         let data = model.vars().var_map().data().lock().unwrap();
         data.iter()
             .map(|(k, v)| {
@@ -230,7 +233,7 @@ fn models_that_differ_in_activation_start_from_the_same_weights() {
         }
     }
     // A different seed does change them.
-    let seed8 = Model::new(&config, None, 8).unwrap();
+    let seed8 = Model::new(&config, None, 8, None).unwrap();
     let w = seed8.vars().var_map().data().lock().unwrap()["model.0.conv.weight"]
         .as_tensor()
         .flatten_all()

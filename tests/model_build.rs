@@ -8,10 +8,10 @@ use actyolo::model::config::ModelConfig;
 fn build(name: &str, nc: Option<usize>, act: Option<&str>) -> Model {
     let mut cfg = ModelConfig::load(name).unwrap();
     if let Some(nc) = nc {
-        cfg = cfg.with_nc(nc);
+        cfg = cfg.with_nc(nc).unwrap();
     }
     let act = act.map(|a| ActSpec::parse(a).unwrap());
-    Model::new(&cfg, act.as_ref(), 0).unwrap()
+    Model::new(&cfg, act.as_ref(), 0, None).unwrap()
 }
 
 #[test]
@@ -59,8 +59,7 @@ head:
 ";
 
 fn act_of(model: &Model, layer: usize) -> String {
-    model.layers[layer].blocks[0].convs()[0]
-        .activation()
+    model.layers[layer].blocks[0].activations()[0]
         .spec()
         .to_string()
 }
@@ -72,13 +71,13 @@ fn tiny(text: &str) -> Result<ModelConfig, String> {
 #[test]
 fn activation_precedence_override_then_row_then_yaml_then_silu() {
     let cfg = tiny(TINY).unwrap();
-    let m = Model::new(&cfg, None, 0).unwrap();
+    let m = Model::new(&cfg, None, 0, None).unwrap();
     assert_eq!(act_of(&m, 0), "nn.LeakyReLU(negative_slope=0.1)");
     assert_eq!(act_of(&m, 1), "nn.ReLU()");
     assert_eq!(act_of(&m, 2), "nn.Identity()");
     assert_eq!(act_of(&m, 3), "nn.LeakyReLU(negative_slope=0.1)"); // inside C3
     let mish = ActSpec::parse("mish").unwrap();
-    let m = Model::new(&cfg, Some(&mish), 0).unwrap();
+    let m = Model::new(&cfg, Some(&mish), 0, None).unwrap();
     for layer in [0, 1, 3, 5] {
         assert_eq!(act_of(&m, layer), "nn.Mish()", "layer {layer}");
     }
@@ -87,6 +86,7 @@ fn activation_precedence_override_then_row_then_yaml_then_silu() {
         &tiny(&TINY.replace("activation: nn.LeakyReLU(0.1)\n", "")).unwrap(),
         None,
         0,
+        None,
     )
     .unwrap();
     assert_eq!(act_of(&m, 0), "nn.SiLU()");
@@ -95,20 +95,20 @@ fn activation_precedence_override_then_row_then_yaml_then_silu() {
 #[test]
 fn learnable_and_channel_changing_activations_are_built_per_layer() {
     let cfg = tiny(TINY).unwrap();
-    let silu = Model::new(&cfg, Some(&ActSpec::silu()), 0)
+    let silu = Model::new(&cfg, Some(&ActSpec::silu()), 0, None)
         .unwrap()
         .num_params();
-    let prelu = Model::new(&cfg, Some(&ActSpec::parse("nn.PReLU()").unwrap()), 0).unwrap();
+    let prelu = Model::new(&cfg, Some(&ActSpec::parse("nn.PReLU()").unwrap()), 0, None).unwrap();
     // One slope per Conv that runs PReLU (every Conv but the act=False one).
     let convs: usize = prelu
         .layers
         .iter()
         .flat_map(|l| &l.blocks)
-        .map(|b| b.convs().len())
+        .map(|b| b.activations().len())
         .sum();
     assert_eq!(prelu.num_params(), silu + convs - 1);
     // GLU: each Conv makes twice its channels, and the block still outputs c2.
-    let glu = Model::new(&cfg, Some(&ActSpec::parse("nn.GLU()").unwrap()), 0).unwrap();
+    let glu = Model::new(&cfg, Some(&ActSpec::parse("nn.GLU()").unwrap()), 0, None).unwrap();
     assert!(glu.num_params() > silu);
     let x = candle_core::Tensor::zeros(
         (1, 3, 64, 64),
@@ -179,7 +179,7 @@ fn yaml_mistakes_name_the_row_and_what_is_wrong() {
         let text = TINY.replace(from, to);
         let err = match tiny(&text) {
             Err(e) => e,
-            Ok(cfg) => Model::new(&cfg, None, 0)
+            Ok(cfg) => Model::new(&cfg, None, 0, None)
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_else(|| panic!("{to}: accepted")),
@@ -192,7 +192,7 @@ fn yaml_mistakes_name_the_row_and_what_is_wrong() {
         "[-1, 1, SPPF, [128, 5]],\n  ]\nhead:",
         "[-1, 1, SPPF, [128, 5]],\n   [[3, 5], 1, Detect, [nc, anchors]],\n  ]\nhead:",
     ))
-    .map(|c| Model::new(&c, None, 0).err().unwrap().to_string());
+    .map(|c| Model::new(&c, None, 0, None).err().unwrap().to_string());
     assert!(err.unwrap().contains("Detect must be the last layer"));
     assert!(ModelConfig::load("yolov9000.yaml")
         .unwrap_err()

@@ -20,8 +20,11 @@ use candle_core::{Device, Tensor};
 #[test]
 fn model_backward_matches_finite_differences() {
     std::env::set_var("CANDLE_NUM_THREADS", "1");
-    let config = ModelConfig::load("yolov5n.yaml").unwrap().with_nc(3);
-    let model = Model::new(&config, None, 0).unwrap();
+    let config = ModelConfig::load("yolov5n.yaml")
+        .unwrap()
+        .with_nc(3)
+        .unwrap();
+    let model = Model::new(&config, None, 0, None).unwrap();
     let mut gains = scale_loss_gains(
         &LossGains::from_hyp(&Hyp::load("hyp.scratch-low.yaml").unwrap()),
         3,

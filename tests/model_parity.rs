@@ -30,7 +30,7 @@ fn load(name: &str) -> HashMap<String, Tensor> {
 fn safetensors_weights_give_pytorch_outputs_for_every_activation() {
     for act in ACTIVATIONS {
         let cfg = ModelConfig::from_file(&fixture(&format!("{act}.yaml"))).unwrap();
-        let mut model = Model::new(&cfg, None, 0).unwrap();
+        let mut model = Model::new(&cfg, None, 0, None).unwrap();
         model
             .load_state_dict(&load(&format!("{act}.safetensors")), true)
             .unwrap_or_else(|e| panic!("{act}: {e}"));
@@ -44,9 +44,10 @@ fn safetensors_weights_give_pytorch_outputs_for_every_activation() {
 #[test]
 fn pt_checkpoints_give_pytorch_outputs_for_every_activation() {
     for act in ACTIVATIONS {
-        let model = actyolo::model::weights::load_model(&fixture(&format!("{act}.pt")), None, None)
-            .unwrap_or_else(|e| panic!("{act}: {e}"))
-            .0;
+        let model =
+            actyolo::model::weights::load_model(&fixture(&format!("{act}.pt")), None, None, None)
+                .unwrap_or_else(|e| panic!("{act}: {e}"))
+                .0;
         assert_eq!(model.names, ["circle", "rectangle", "triangle"]);
         check_outputs(
             &model,
@@ -61,12 +62,12 @@ fn pt_checkpoints_give_pytorch_outputs_for_every_activation() {
 fn safetensors_round_trip_keeps_weights_yaml_and_names() {
     let dir = std::env::temp_dir().join(format!("actyolo-roundtrip-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let original = actyolo::model::weights::load_model(&fixture("frelu.pt"), None, None)
+    let original = actyolo::model::weights::load_model(&fixture("frelu.pt"), None, None, None)
         .unwrap()
         .0;
     let path = dir.join("frelu.safetensors");
     actyolo::model::weights::save_safetensors(&original, &path).unwrap();
-    let reloaded = actyolo::model::weights::load_model(&path, None, None)
+    let reloaded = actyolo::model::weights::load_model(&path, None, None, None)
         .unwrap()
         .0;
     assert_eq!(reloaded.names, original.names);
@@ -85,7 +86,7 @@ fn safetensors_round_trip_keeps_weights_yaml_and_names() {
 fn mismatched_weights_are_explained() {
     // FReLU weights into a SiLU model: the FReLU tensors do not belong to it.
     let cfg = ModelConfig::from_file(&fixture("silu.yaml")).unwrap();
-    let model = Model::new(&cfg, None, 0).unwrap();
+    let model = Model::new(&cfg, None, 0, None).unwrap();
     let err = model
         .load_state_dict(&load("frelu.safetensors"), true)
         .unwrap_err();
@@ -95,13 +96,13 @@ fn mismatched_weights_are_explained() {
     );
     // SiLU weights into an FReLU model: its FReLU tensors are missing.
     let cfg = ModelConfig::from_file(&fixture("frelu.yaml")).unwrap();
-    let err = Model::new(&cfg, None, 0)
+    let err = Model::new(&cfg, None, 0, None)
         .unwrap()
         .load_state_dict(&load("silu.safetensors"), true)
         .unwrap_err();
     assert!(err.contains("missing") && err.contains("--act"), "{err}");
     // A safetensors file without a YAML needs --cfg.
-    let err = actyolo::model::weights::load_model(&fixture("silu.safetensors"), None, None)
+    let err = actyolo::model::weights::load_model(&fixture("silu.safetensors"), None, None, None)
         .err()
         .unwrap();
     assert!(err.to_string().contains("--cfg"), "{err}");

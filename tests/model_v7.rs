@@ -30,7 +30,7 @@ fn load(name: &str) -> HashMap<String, Tensor> {
 }
 
 fn shipped(name: &str, nc: usize) -> ModelConfig {
-    ModelConfig::load(name).unwrap().with_nc(nc)
+    ModelConfig::load(name).unwrap().with_nc(nc).unwrap()
 }
 
 /// Loads `weights` into the model, checks its outputs, fuses it, and checks again.
@@ -59,7 +59,7 @@ fn parameter_and_gflop_counts_match_pytorch() {
         ("yolov7x.yaml", 71_347_394, 190.5797),
         ("yolov7-tiny.yaml", 6_228_762, 13.8605),
     ] {
-        let m = Model::new(&ModelConfig::load(name).unwrap(), None, 0).unwrap();
+        let m = Model::new(&ModelConfig::load(name).unwrap(), None, 0, None).unwrap();
         assert_eq!(m.num_params(), params, "{name}");
         assert!(
             (m.gflops(640) - gflops).abs() < 1e-3,
@@ -80,7 +80,7 @@ fn tiny_runs_its_per_row_leaky_relu_unless_act_overrides_it() {
             .map(|a| a.spec().to_string())
             .collect()
     };
-    let model = Model::new(&cfg, None, 0).unwrap();
+    let model = Model::new(&cfg, None, 0, None).unwrap();
     assert_eq!(acts(&model).len(), 55, "one per Conv row");
     assert!(
         acts(&model)
@@ -93,7 +93,7 @@ fn tiny_runs_its_per_row_leaky_relu_unless_act_overrides_it() {
     assert_eq!(summary.activation, "nn.LeakyReLU(negative_slope=0.1)");
     assert_eq!(summary.layers[8].module, "MP");
     assert_eq!(summary.layers[77].module, "IDetect");
-    let model = Model::new(&cfg, Some(&ActSpec::parse("mish").unwrap()), 0).unwrap();
+    let model = Model::new(&cfg, Some(&ActSpec::parse("mish").unwrap()), 0, None).unwrap();
     assert!(acts(&model).iter().all(|a| a == "nn.Mish()"));
     // yolov7: SiLU by default, the YAML's `activation:` in SPPCSPC and RepConv too.
     let text = include_str!("../configs/models/yolov7.yaml")
@@ -102,6 +102,7 @@ fn tiny_runs_its_per_row_leaky_relu_unless_act_overrides_it() {
         &ModelConfig::from_str(&text, "yolov7-relu.yaml").unwrap(),
         None,
         0,
+        None,
     )
     .unwrap();
     assert!(acts(&model).iter().all(|a| a == "nn.ReLU()"));
@@ -121,12 +122,12 @@ fn yolov7_tiny_gives_pytorch_outputs_with_leaky_relu_and_with_silu() {
     );
     let cfg = shipped("yolov7-tiny.yaml", 3);
     check_parity(
-        Model::new(&cfg, None, 0).unwrap(),
+        Model::new(&cfg, None, 0, None).unwrap(),
         &weights,
         &load("yolov7-tiny.out.safetensors"),
         "yolov7-tiny",
     );
-    let silu = Model::new(&cfg, Some(&ActSpec::silu()), 0).unwrap();
+    let silu = Model::new(&cfg, Some(&ActSpec::silu()), 0, None).unwrap();
     check_parity(
         silu,
         &weights,
@@ -142,7 +143,7 @@ fn yolov7_gives_pytorch_outputs() {
     let mut cfg = shipped("yolov7.yaml", 3);
     cfg.width_multiple = 0.25;
     check_parity(
-        Model::new(&cfg, None, 0).unwrap(),
+        Model::new(&cfg, None, 0, None).unwrap(),
         &load("yolov7-w25.safetensors"),
         &load("yolov7-w25.out.safetensors"),
         "yolov7 width 0.25",
@@ -187,7 +188,7 @@ fn yolov7_checkpoints_load_with_their_yaml_names_and_ema() {
     // Its yaml builds the model, `anchor_grid` (derived from the anchors) is left aside, and
     // the outputs, unfused and fused (a RepConv with an identity branch among them), are torch's.
     let outputs = load("mini.out.safetensors");
-    let mut model = load_model(&fixture("mini.pt"), None, None).unwrap().0;
+    let mut model = load_model(&fixture("mini.pt"), None, None, None).unwrap().0;
     check_outputs(&model, &outputs, "", "mini.pt");
     model.fuse().unwrap();
     check_outputs(&model, &outputs, "fused.", "mini.pt fused");
@@ -238,7 +239,7 @@ fn v7_yaml_mistakes_name_the_row_and_argument() {
         }
     }
     let cfg = ModelConfig::from_str(&yaml("[-1, 1, RepConv, [16, 3, 1]]"), "v7.yaml").unwrap();
-    let err = Model::new(&cfg, Some(&ActSpec::parse("nn.GLU()").unwrap()), 0)
+    let err = Model::new(&cfg, Some(&ActSpec::parse("nn.GLU()").unwrap()), 0, None)
         .unwrap_err()
         .to_string();
     assert!(

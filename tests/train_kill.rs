@@ -292,8 +292,11 @@ fn freeze_3_keeps_layers_0_to_2_and_trains_layer_3() {
         stderr(&out)
     );
     // The initial weights: the same config, nc and seed (0) draw the same values.
-    let config = ModelConfig::load("yolov5n.yaml").unwrap().with_nc(3);
-    let model = Model::new(&config, None, 0).unwrap();
+    let config = ModelConfig::load("yolov5n.yaml")
+        .unwrap()
+        .with_nc(3)
+        .unwrap();
+    let model = Model::new(&config, None, 0, None).unwrap();
     let initial: HashMap<String, Tensor> = model
         .vars()
         .var_map()

@@ -10,6 +10,6 @@ pub mod registry;
 pub mod spec;
 pub mod zoo;
 
-pub use module::{ActModule, Activation};
-pub use registry::{ActDef, Properties};
-pub use spec::{ActArg, ActSpec, Args, SpecError};
+pub use module::Activation;
+pub use registry::{ActDef, ActModule, Args, Properties};
+pub use spec::{ActArg, ActSpec, SpecError};

@@ -1,47 +1,18 @@
 //! The activation of one layer: the elementwise function its declaration names (applied
 //! fused into the layer's kernels where possible), or the module it builds.
 
-use std::fmt::Debug;
 use std::sync::Arc;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use rand_chacha::ChaCha8Rng;
 
-use super::registry::ModuleInputs;
+use super::registry::{ActModule, ModuleInputs};
 use super::spec::ActSpec;
 use crate::ops::conv_bn_layer::ConvBn;
 use crate::ops::elementwise::Elementwise;
 use crate::ops::pointwise;
 use crate::util::profile::{self, Stage};
-
-/// An activation that is more than an elementwise function: learnable, channel-wise, or
-/// random in training.
-pub trait ActModule: Debug + Send + Sync {
-    /// Applies it; `train` selects random slopes and batch statistics where it has them.
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor>;
-
-    /// Its learnable parameters (exempt from weight decay); BatchNorm running statistics
-    /// are buffers and not included.
-    fn params(&self) -> Vec<Tensor> {
-        Vec::new()
-    }
-
-    /// Multiply-accumulates of its own layers on planes of `hw`, counted as thop counts.
-    fn macs(&self, _hw: (usize, usize)) -> f64 {
-        0.0
-    }
-
-    /// Folds what it can for inference (a BatchNorm into its convolution).
-    fn fuse(&mut self) -> Result<()> {
-        Ok(())
-    }
-
-    /// The elementwise function it is in this mode, if it is one then.
-    fn fusable(&self, _train: bool) -> Option<Arc<dyn Elementwise>> {
-        None
-    }
-}
 
 /// An activation module, built for one layer.
 #[derive(Debug)]

@@ -4,6 +4,7 @@
 //! the catalogue, the modules, the kernels and the plots all read these declarations; the
 //! list of them is [`crate::act::zoo::ACTIVATIONS`].
 
+use std::fmt;
 use std::sync::Arc;
 
 use candle_core::Result;
@@ -11,8 +12,8 @@ use candle_nn::VarBuilder;
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
-use super::module::ActModule;
-use super::spec::{Args, Value};
+use candle_core::Tensor;
+
 use crate::ops::elementwise::Elementwise;
 
 /// One activation.
@@ -52,6 +53,118 @@ pub struct ModuleInputs<'a> {
     pub channels: usize,
     pub vb: VarBuilder<'a>,
     pub rng: ChaCha8Rng,
+}
+
+/// An activation's arguments, in the order of its declaration's parameters (`inplace`
+/// left out).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Args(Vec<Value>);
+
+impl Args {
+    pub fn new(values: Vec<Value>) -> Args {
+        Args(values)
+    }
+
+    /// Argument `i` as a number (NaN when it is not one).
+    pub fn f(&self, i: usize) -> f64 {
+        self.0.get(i).map_or(f64::NAN, Value::as_f64)
+    }
+
+    /// Argument `i` as an integer (0 when it is not one).
+    pub fn i(&self, i: usize) -> i64 {
+        self.0.get(i).map_or(0, Value::as_i64)
+    }
+
+    /// Argument `i` as text ("" when it is not text).
+    pub fn s(&self, i: usize) -> &str {
+        self.0.get(i).map_or("", Value::as_str)
+    }
+
+    pub fn values(&self) -> &[Value] {
+        &self.0
+    }
+}
+
+/// A literal in a spec's argument list.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Float(f64),
+    Int(i64),
+    Bool(bool),
+    Str(String),
+    None,
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            // `{:?}` prints floats the way Python's repr does: 0.1, 1.0, 1e-20.
+            Value::Float(v) => write!(f, "{v:?}"),
+            Value::Int(v) => write!(f, "{v}"),
+            Value::Bool(v) => write!(f, "{}", if *v { "True" } else { "False" }),
+            Value::Str(s) => write!(f, "'{s}'"),
+            Value::None => write!(f, "None"),
+        }
+    }
+}
+
+impl Value {
+    pub fn as_f64(&self) -> f64 {
+        match self {
+            Value::Float(v) => *v,
+            Value::Int(v) => *v as f64,
+            _ => f64::NAN,
+        }
+    }
+    pub fn as_i64(&self) -> i64 {
+        match self {
+            Value::Int(v) => *v,
+            _ => 0,
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        match self {
+            Value::Str(s) => s,
+            _ => "",
+        }
+    }
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Value::Float(_) => "a float",
+            Value::Int(_) => "an int",
+            Value::Bool(_) => "a bool",
+            Value::Str(_) => "a string",
+            Value::None => "None",
+        }
+    }
+}
+
+/// An activation that is more than an elementwise function: learnable, channel-wise, or
+/// random in training.
+pub trait ActModule: std::fmt::Debug + Send + Sync {
+    /// Applies it; `train` selects random slopes and batch statistics where it has them.
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor>;
+
+    /// Its learnable parameters (exempt from weight decay); BatchNorm running statistics
+    /// are buffers and not included.
+    fn params(&self) -> Vec<Tensor> {
+        Vec::new()
+    }
+
+    /// Multiply-accumulates of its own layers on planes of `hw`, counted as thop counts.
+    fn macs(&self, _hw: (usize, usize)) -> f64 {
+        0.0
+    }
+
+    /// Folds what it can for inference (a BatchNorm into its convolution).
+    fn fuse(&mut self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The elementwise function it is in this mode, if it is one then.
+    fn fusable(&self, _train: bool) -> Option<Arc<dyn Elementwise>> {
+        None
+    }
 }
 
 /// An argument that fails a declaration's check.
@@ -169,35 +282,3 @@ pub const ELEMENTWISE: ActDef = ActDef {
     elementwise: None,
     module: None,
 };
-
-/// Lower-case, underscores removed: `leaky_relu`, `LeakyReLU` and `leakyrelu` are one name.
-fn normalize(name: &str) -> String {
-    name.chars()
-        .filter(|c| *c != '_')
-        .flat_map(char::to_lowercase)
-        .collect()
-}
-
-/// Finds an activation by any of its names, case-insensitively.
-pub fn lookup(name: &str) -> Option<&'static ActDef> {
-    let wanted = normalize(name);
-    super::zoo::ACTIVATIONS
-        .iter()
-        .copied()
-        .find(|d| normalize(d.name) == wanted || d.aliases.contains(&wanted.as_str()))
-}
-
-/// The `n` known names closest to `name`, for "did you mean" messages.
-pub fn closest(name: &str, n: usize) -> Vec<String> {
-    let wanted = normalize(name);
-    let mut scored: Vec<(f64, &str)> = super::zoo::ACTIVATIONS
-        .iter()
-        .map(|d| (strsim::jaro_winkler(&wanted, &normalize(d.name)), d.name))
-        .collect();
-    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-    scored
-        .into_iter()
-        .take(n)
-        .map(|(_, s)| s.to_string())
-        .collect()
-}

@@ -5,8 +5,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use super::registry::{closest, lookup, ActDef, ParamDef, ParamType};
-use super::zoo::IDENTITY;
+use super::registry::{ActDef, Args, ParamDef, ParamType, Value};
+use super::zoo::{closest, lookup, IDENTITY};
 use crate::ops::elementwise::Elementwise;
 
 /// A fully resolved activation: its declaration and every argument, defaults filled in.
@@ -16,60 +16,11 @@ pub struct ActSpec {
     args: Args,
 }
 
-/// An activation's arguments, in the order of its declaration's parameters (`inplace`
-/// left out).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Args(Vec<Value>);
-
-impl Args {
-    /// Argument `i` as a number (NaN when it is not one).
-    pub fn f(&self, i: usize) -> f64 {
-        self.0.get(i).map_or(f64::NAN, Value::as_f64)
-    }
-
-    /// Argument `i` as an integer (0 when it is not one).
-    pub fn i(&self, i: usize) -> i64 {
-        self.0.get(i).map_or(0, Value::as_i64)
-    }
-
-    /// Argument `i` as text ("" when it is not text).
-    pub fn s(&self, i: usize) -> &str {
-        self.0.get(i).map_or("", Value::as_str)
-    }
-
-    pub fn values(&self) -> &[Value] {
-        &self.0
-    }
-}
-
 /// A Conv block's `act` argument in ultralytics YAML: `True` means the model's default.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ActArg {
     Default,
     Spec(ActSpec),
-}
-
-/// A literal in a spec's argument list.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    Float(f64),
-    Int(i64),
-    Bool(bool),
-    Str(String),
-    None,
-}
-
-impl fmt::Display for Value {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            // `{:?}` prints floats the way Python's repr does: 0.1, 1.0, 1e-20.
-            Value::Float(v) => write!(f, "{v:?}"),
-            Value::Int(v) => write!(f, "{v}"),
-            Value::Bool(v) => write!(f, "{}", if *v { "True" } else { "False" }),
-            Value::Str(s) => write!(f, "'{s}'"),
-            Value::None => write!(f, "None"),
-        }
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -111,7 +62,7 @@ impl ActSpec {
             .collect();
         ActSpec {
             def,
-            args: Args(args),
+            args: Args::new(args),
         }
     }
 
@@ -149,7 +100,7 @@ impl ActSpec {
 
     /// Resolves written arguments against the declaration, and checks them.
     fn resolve(def: &'static ActDef, written: &[WrittenArg]) -> Result<ActSpec, SpecError> {
-        let args = Args(resolve_args(def, written)?);
+        let args = Args::new(resolve_args(def, written)?);
         (def.check)(&args).map_err(|e| SpecError::BadArgument {
             activation: def.name,
             argument: e.argument.to_string(),
@@ -214,37 +165,6 @@ impl fmt::Display for ActSpec {
             .map(|(p, v)| format!("{}={}", p.name, v))
             .collect();
         write!(f, "{prefix}{}({})", def.name, args.join(", "))
-    }
-}
-
-impl Value {
-    fn as_f64(&self) -> f64 {
-        match self {
-            Value::Float(v) => *v,
-            Value::Int(v) => *v as f64,
-            _ => f64::NAN,
-        }
-    }
-    fn as_i64(&self) -> i64 {
-        match self {
-            Value::Int(v) => *v,
-            _ => 0,
-        }
-    }
-    fn as_str(&self) -> &str {
-        match self {
-            Value::Str(s) => s,
-            _ => "",
-        }
-    }
-    fn type_name(&self) -> &'static str {
-        match self {
-            Value::Float(_) => "a float",
-            Value::Int(_) => "an int",
-            Value::Bool(_) => "a bool",
-            Value::Str(_) => "a string",
-            Value::None => "None",
-        }
     }
 }
 

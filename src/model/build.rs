@@ -6,9 +6,10 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Result, Tensor};
 
-use super::block::{scale_depth, Block, BlockContext, Built, LayerInputs};
+use super::block::{scale_depth, Block, BlockContext};
 use super::config::{LayerRow, ModelConfig};
 use super::head::Detect;
+use super::layer::{Built, LayerInputs};
 use crate::act::ActSpec;
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::vars::SeededVarMap;

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use serde_yaml::Value;
 
-use super::block::{self, BlockDef, LayerSpec, BLOCKS};
+use super::blocks::{self, BLOCKS};
+use super::layer::{BlockDef, LayerSpec};
 use super::yaml_args::{parse_anchors, show, RowContext, MAX_NC};
 use crate::act::ActSpec;
 
@@ -330,12 +331,12 @@ fn parse_row(row: &Value, index: usize, ctx: &RowContext) -> Result<LayerRow, (S
             format!("module must be a name, got {}", show(&items[2])),
         )
     })?;
-    let def = block::lookup(module_name).ok_or_else(|| {
+    let def = blocks::lookup(module_name).ok_or_else(|| {
         fail(
             module_name,
             format!(
                 "unknown module `{module_name}` (did you mean `{}`?); supported: {}",
-                block::closest(module_name),
+                blocks::closest(module_name),
                 BLOCKS.iter().map(|d| d.name).collect::<Vec<_>>().join(", ")
             ),
         )

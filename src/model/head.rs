@@ -5,12 +5,7 @@
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::Init;
 
-use std::sync::Arc;
-
-use serde_yaml::Value;
-
-use super::block::{BlockContext, BlockDef, Built, LayerInputs, LayerSpec};
-use super::yaml_args::{parse_anchors, RowArgs, RowContext, MAX_NC};
+use super::block::BlockContext;
 use crate::ops::conv2d::{conv2d_with_bias, Conv2dParams};
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::head_conv::head_conv;
@@ -20,18 +15,6 @@ use crate::ops::scalar::sigmoid;
 use crate::ops::simd::widest_simd;
 use crate::ops::storage::with_f32_data;
 
-pub static DETECT: BlockDef = BlockDef {
-    name: "Detect",
-    parse: |values, ctx| parse_head(values, ctx, DetectKind::Detect),
-    head: true,
-};
-
-pub static IDETECT: BlockDef = BlockDef {
-    name: "IDetect",
-    parse: |values, ctx| parse_head(values, ctx, DetectKind::IDetect),
-    head: true,
-};
-
 /// Which head a row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DetectKind {
@@ -39,67 +22,6 @@ pub enum DetectKind {
     Detect,
     /// yolov7's IDetect: Detect with implicit knowledge (ImplicitA/ImplicitM) around each conv.
     IDetect,
-}
-
-/// `[nc, anchors]`, either by the model's names or written out.
-#[derive(Debug)]
-struct HeadRow {
-    kind: DetectKind,
-    nc: usize,
-    anchors: Vec<Vec<(f64, f64)>>,
-}
-
-fn parse_head(
-    values: &[Value],
-    ctx: &RowContext,
-    kind: DetectKind,
-) -> std::result::Result<Arc<dyn LayerSpec>, String> {
-    let a = RowArgs::new(values, &["nc", "anchors"], 2)?;
-    let nc = match &values[0] {
-        Value::String(s) if s == "nc" => ctx.nc,
-        v => v
-            .as_u64()
-            .filter(|n| (1..=MAX_NC as u64).contains(n))
-            .ok_or_else(|| a.bad(0, &format!("nc or a whole number from 1 to {MAX_NC}")))?
-            as usize,
-    };
-    let anchors = match &values[1] {
-        Value::String(s) if s == "anchors" => ctx.anchors.to_vec(),
-        v => parse_anchors(v).map_err(|m| format!("argument 1 (`anchors`): {m}"))?,
-    };
-    Ok(Arc::new(HeadRow { kind, nc, anchors }))
-}
-
-impl LayerSpec for HeadRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
-        let levels = layer.channels.len();
-        if levels != self.anchors.len() && !self.anchors.is_empty() {
-            return Err(format!(
-                "{levels} inputs but {} anchor levels",
-                self.anchors.len()
-            ));
-        }
-        let anchors: Vec<Vec<(f64, f64)>> = (0..levels)
-            .map(|l| self.anchors[l.min(self.anchors.len() - 1)].clone())
-            .collect();
-        let head = Detect::new(
-            self.kind,
-            self.nc,
-            &anchors,
-            &layer.channels,
-            layer.strides.clone(),
-            &layer.ctx,
-        )
-        .map_err(|e| e.to_string())?;
-        let flat: Vec<Vec<f64>> = anchors
-            .iter()
-            .map(|l| l.iter().flat_map(|(w, h)| [*w, *h]).collect())
-            .collect();
-        Ok(Built::Head {
-            head,
-            args: format!("[{}, {flat:?}, {:?}]", self.nc, layer.channels),
-        })
-    }
 }
 
 #[derive(Debug)]

@@ -8,6 +8,7 @@ pub mod config;
 pub mod head;
 pub mod input;
 pub mod latency;
+pub mod layer;
 pub mod pt;
 pub mod summary;
 pub mod weights;

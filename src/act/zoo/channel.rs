@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use candle_core::{Result, Tensor};
 
-use crate::act::module::ActModule;
+use crate::act::registry::ActModule;
+use crate::act::registry::Args;
 use crate::act::registry::{
     channelwise, param, ActDef, ArgError, ParamDefault::I, ParamType::Dim, ParamType::Int,
     Properties, ELEMENTWISE,
 };
-use crate::act::spec::Args;
 use crate::ops::pointwise;
 
 use super::sigmoid::Sigmoid;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
-use crate::act::module::ActModule;
+use crate::act::registry::ActModule;
 use crate::act::registry::{
     no_check, param, ActDef, ArgError, ParamDefault::I, ParamType::Int, Properties, ELEMENTWISE,
 };

@@ -51,3 +51,35 @@ pub static ACTIVATIONS: &[&ActDef] = &[
     &learnable::META_ACON_C,
     &gated::SWISH_BETA,
 ];
+
+/// Lower-case, underscores removed: `leaky_relu`, `LeakyReLU` and `leakyrelu` are one name.
+fn normalize(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '_')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Finds an activation by any of its names, case-insensitively.
+pub fn lookup(name: &str) -> Option<&'static ActDef> {
+    let wanted = normalize(name);
+    ACTIVATIONS
+        .iter()
+        .copied()
+        .find(|d| normalize(d.name) == wanted || d.aliases.contains(&wanted.as_str()))
+}
+
+/// The `n` known names closest to `name`, for "did you mean" messages.
+pub fn closest(name: &str, n: usize) -> Vec<String> {
+    let wanted = normalize(name);
+    let mut scored: Vec<(f64, &str)> = ACTIVATIONS
+        .iter()
+        .map(|d| (strsim::jaro_winkler(&wanted, &normalize(d.name)), d.name))
+        .collect();
+    scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+    scored
+        .into_iter()
+        .take(n)
+        .map(|(_, s)| s.to_string())
+        .collect()
+}

@@ -9,12 +9,12 @@ use candle_nn::Init;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::act::module::ActModule;
+use crate::act::registry::ActModule;
+use crate::act::registry::Args;
 use crate::act::registry::{
     param, props, ActDef, ArgError, ParamDefault::F, ParamDefault::I, ParamType::Float,
     ParamType::Int, ELEMENTWISE, INPLACE,
 };
-use crate::act::spec::Args;
 use crate::ops::elementwise::Elementwise;
 use crate::ops::scalar::{Identity, Real, ScalarFn};
 use crate::ops::{pointwise, prelu};

@@ -8,7 +8,8 @@ use serde_yaml::Value;
 
 use super::conv::Conv;
 use crate::act::ActSpec;
-use crate::model::block::{Block, BlockContext, BlockDef, Built, LayerInputs, LayerSpec};
+use crate::model::block::{Block, BlockContext};
+use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::RowArgs;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 

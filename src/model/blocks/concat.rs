@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use candle_core::{Result, Tensor};
 
-use crate::model::block::{Block, BlockDef, Built, LayerInputs, LayerSpec};
+use crate::model::block::Block;
+use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::RowArgs;
 use crate::ops::conv_bn_layer::Cost;
 

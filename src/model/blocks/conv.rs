@@ -8,7 +8,8 @@ use candle_core::{Result, Tensor};
 use serde_yaml::Value;
 
 use crate::act::{ActArg, ActSpec, Activation};
-use crate::model::block::{Block, BlockContext, BlockDef, Built, LayerInputs, LayerSpec};
+use crate::model::block::{Block, BlockContext};
+use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowContext};
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
 

@@ -1,13 +1,49 @@
 //! The modules a model YAML names, one file each (a family where they share a row format),
-//! each registered in [`super::block::BLOCKS`]. Parameter names follow ultralytics' (and
-//! yolov7's) state_dict, relative to the `VarBuilder` each block is given.
+//! each registered once in [`BLOCKS`]: adding a module is a file here and its line there.
+//! Parameter names follow ultralytics' (and yolov7's) state_dict, relative to the
+//! `VarBuilder` each block is given.
 
 pub mod bottleneck;
 pub mod concat;
 pub mod conv;
+pub mod detect;
 pub mod focus;
 pub mod pool;
 pub mod repconv;
 pub mod spp;
 pub mod sppcspc;
 pub mod upsample;
+
+use super::layer::BlockDef;
+
+/// Every module a YOLOv5 or YOLOv7 YAML may name.
+pub static BLOCKS: &[&BlockDef] = &[
+    &conv::CONV,
+    &bottleneck::BOTTLENECK,
+    &bottleneck::C3,
+    &spp::SPPF,
+    &spp::SPP,
+    &focus::FOCUS,
+    &concat::CONCAT,
+    &upsample::UPSAMPLE,
+    &detect::DETECT,
+    &pool::MP,
+    &pool::SP,
+    &sppcspc::SPPCSPC,
+    &repconv::REPCONV,
+    &detect::IDETECT,
+];
+
+/// The module registered as `name`.
+pub fn lookup(name: &str) -> Option<&'static BlockDef> {
+    BLOCKS.iter().copied().find(|d| d.name == name)
+}
+
+/// The registered name closest to `name`, for "did you mean" messages.
+pub fn closest(name: &str) -> &'static str {
+    BLOCKS
+        .iter()
+        .map(|d| d.name)
+        .max_by(|a, b| strsim::jaro_winkler(name, a).total_cmp(&strsim::jaro_winkler(name, b)))
+        .unwrap_or("Conv")
+}

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor};
 
 use crate::act::{ActSpec, Activation};
-use crate::model::block::{Block, BlockContext, BlockDef, Built, LayerInputs, LayerSpec};
+use crate::model::block::{Block, BlockContext};
+use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::RowArgs;
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
 use crate::ops::norm::{BatchNorm2d, BnConfig};

@@ -8,7 +8,8 @@ use candle_core::{Result, Tensor};
 use super::conv::Conv;
 use super::spp::pyramid;
 use crate::act::ActSpec;
-use crate::model::block::{Block, BlockContext, BlockDef, Built, LayerInputs, LayerSpec};
+use crate::model::block::{Block, BlockContext};
+use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::RowArgs;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 
