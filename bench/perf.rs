@@ -161,7 +161,7 @@ impl TrainStep {
         let model = Model::new(&ModelConfig::load(MODEL)?.with_nc(NC)?, act, 0, None)?;
         let hyp = Hyp::load(HYP)?;
         let gains = scale_loss_gains(
-            &LossGains::from_hyp(&hyp),
+            &LossGains::from_hyp(&hyp.loss),
             model.detect.strides.len(),
             NC,
             TRAIN_IMGSZ,
@@ -171,9 +171,9 @@ impl TrainStep {
         let optimizer = Optimizer::new(
             OptimizerKind::Sgd,
             model.vars().var_map(),
-            hyp.lr0,
-            hyp.momentum,
-            hyp.weight_decay,
+            hyp.optim.lr0,
+            hyp.optim.momentum,
+            hyp.optim.weight_decay,
         )?;
         let mut rng = ChaCha8Rng::seed_from_u64(0);
         let pixels: Vec<f32> = (0..TRAIN_BATCH * 3 * TRAIN_IMGSZ * TRAIN_IMGSZ)

@@ -1,6 +1,6 @@
 //! Parsing activation specs as users write them in ultralytics YAML and on the command line.
 
-use actyolo::act::registry::lookup;
+use actyolo::act::zoo::lookup;
 use actyolo::act::zoo::ACTIVATIONS;
 use actyolo::act::{catalog::catalogue, ActArg, ActSpec, SpecError};
 

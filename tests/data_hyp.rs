@@ -9,41 +9,41 @@ use data_support::scratch_dir;
 fn the_default_is_yolov5_scratch_low() {
     let hyp = Hyp::default();
     let values = [
-        hyp.lr0,
-        hyp.lrf,
-        hyp.momentum,
-        hyp.weight_decay,
-        hyp.warmup_epochs,
-        hyp.warmup_momentum,
-        hyp.warmup_bias_lr,
-        hyp.box_gain,
-        hyp.cls_gain,
-        hyp.cls_pw,
-        hyp.obj_gain,
-        hyp.obj_pw,
-        hyp.iou_t,
-        hyp.anchor_t,
-        hyp.fl_gamma,
-        hyp.hsv_h,
-        hyp.hsv_s,
-        hyp.hsv_v,
-        hyp.degrees,
-        hyp.translate,
-        hyp.scale,
-        hyp.shear,
-        hyp.perspective,
-        hyp.flipud,
-        hyp.fliplr,
-        hyp.mosaic,
-        hyp.mixup,
-        hyp.copy_paste,
+        hyp.optim.lr0,
+        hyp.optim.lrf,
+        hyp.optim.momentum,
+        hyp.optim.weight_decay,
+        hyp.optim.warmup_epochs,
+        hyp.optim.warmup_momentum,
+        hyp.optim.warmup_bias_lr,
+        hyp.loss.box_gain,
+        hyp.loss.cls_gain,
+        hyp.loss.cls_pw,
+        hyp.loss.obj_gain,
+        hyp.loss.obj_pw,
+        hyp.loss.iou_t,
+        hyp.loss.anchor_t,
+        hyp.loss.fl_gamma,
+        hyp.augment.hsv_h,
+        hyp.augment.hsv_s,
+        hyp.augment.hsv_v,
+        hyp.augment.degrees,
+        hyp.augment.translate,
+        hyp.augment.scale,
+        hyp.augment.shear,
+        hyp.augment.perspective,
+        hyp.augment.flipud,
+        hyp.augment.fliplr,
+        hyp.augment.mosaic,
+        hyp.augment.mixup,
+        hyp.augment.copy_paste,
     ];
     let expected = [
         0.01, 0.01, 0.937, 0.0005, 3.0, 0.8, 0.1, 0.05, 0.5, 1.0, 1.0, 1.0, 0.20, 4.0, 0.0, 0.015,
         0.7, 0.4, 0.0, 0.1, 0.5, 0.0, 0.0, 0.0, 0.5, 1.0, 0.0, 0.0,
     ];
     assert_eq!(values, expected);
-    assert_eq!((hyp.anchors, hyp.label_smoothing), (None, None));
+    assert_eq!((hyp.loss.anchors, hyp.loss.label_smoothing), (None, None));
     assert_eq!(Hyp::load("hyp.scratch-low").unwrap(), hyp);
     assert_eq!(Hyp::load("hyp.scratch-low.yaml").unwrap(), hyp);
 }
@@ -93,7 +93,10 @@ fn optional_keys_and_unknown_names() {
     )
     .unwrap();
     let hyp = Hyp::load(file.to_str().unwrap()).unwrap();
-    assert_eq!((hyp.anchors, hyp.label_smoothing), (Some(3.0), Some(0.1)));
+    assert_eq!(
+        (hyp.loss.anchors, hyp.loss.label_smoothing),
+        (Some(3.0), Some(0.1))
+    );
     assert_eq!(
         Hyp::load("hyp.scratch-lo").unwrap_err().to_string(),
         "hyperparameters `hyp.scratch-lo` not found: it is neither a file nor a shipped set (hyp.scratch-low.yaml, hyp.scratch.tiny.yaml, hyp.scratch.p5.yaml)"
@@ -104,7 +107,12 @@ fn optional_keys_and_unknown_names() {
 fn yolov7_sets_load_with_paste_in_ignored_and_ota_selected() {
     let tiny = Hyp::load("hyp.scratch.tiny").unwrap();
     assert_eq!(
-        (tiny.lrf, tiny.mixup, tiny.paste_in, tiny.loss_ota),
+        (
+            tiny.optim.lrf,
+            tiny.augment.mixup,
+            tiny.augment.paste_in,
+            tiny.loss.loss_ota
+        ),
         (0.01, 0.05, Some(0.05), Some(1))
     );
     assert!(tiny.uses_ota() && !Hyp::default().uses_ota());
@@ -117,12 +125,12 @@ fn yolov7_sets_load_with_paste_in_ignored_and_ota_selected() {
     let p5 = Hyp::load("hyp.scratch.p5.yaml").unwrap();
     assert_eq!(
         (
-            p5.lrf,
-            p5.cls_gain,
-            p5.obj_gain,
-            p5.scale,
-            p5.mixup,
-            p5.paste_in
+            p5.optim.lrf,
+            p5.loss.cls_gain,
+            p5.loss.obj_gain,
+            p5.augment.scale,
+            p5.augment.mixup,
+            p5.augment.paste_in
         ),
         (0.1, 0.3, 0.7, 0.9, 0.15, Some(0.15))
     );

@@ -4,8 +4,10 @@ mod data_support;
 
 use std::sync::Arc;
 
+use actyolo::data::augment::Augmentation;
 use actyolo::data::dataset::{DataConfig, Dataset, Split};
-use actyolo::data::loader::{plot_batch, Batch, Loader, LoaderConfig, LoaderError};
+use actyolo::data::loader::{Batch, Loader, LoaderConfig, LoaderError};
+use actyolo::plot::batch::plot_batch;
 use actyolo::train::hyp::Hyp;
 use data_support::{scratch_dir, small_synth, SmallSynth};
 
@@ -48,7 +50,7 @@ fn epoch(loader: &Loader, epoch: u64) -> Vec<(Vec<f32>, Vec<f32>, Vec<std::path:
 #[test]
 fn training_batches_have_ultralytics_shapes() {
     let (_synth, config, train) = dataset("loader-shapes", 10);
-    let loader = Loader::train(train.clone(), &Hyp::default(), loader_config(2)).unwrap();
+    let loader = Loader::train(train.clone(), &Hyp::default().augment, loader_config(2)).unwrap();
     assert_eq!((loader.len(), loader.batch_size()), (3, 4));
     let batches: Vec<Batch> = loader.epoch(0).unwrap().map(Result::unwrap).collect();
     assert_eq!(
@@ -96,13 +98,13 @@ fn training_batches_have_ultralytics_shapes() {
 #[test]
 fn the_same_seed_gives_the_same_batches_whatever_the_workers() {
     let (_synth, _, train) = dataset("loader-determinism", 8);
-    let hyp = Hyp {
+    let hyp = Augmentation {
         mixup: 0.5,
         degrees: 10.0,
         shear: 2.0,
         perspective: 0.0005,
         flipud: 0.5,
-        ..Hyp::default()
+        ..Hyp::default().augment
     };
     let one = Loader::train(train.clone(), &hyp, loader_config(1)).unwrap();
     let two = Loader::train(train.clone(), &hyp, loader_config(2)).unwrap();
@@ -207,7 +209,7 @@ fn a_training_set_without_labels_is_refused() {
         report: train.report.clone(),
     };
     assert!(matches!(
-        Loader::train(Arc::new(empty), &Hyp::default(), loader_config(1)),
+        Loader::train(Arc::new(empty), &Hyp::default().augment, loader_config(1)),
         Err(LoaderError::NoLabels)
     ));
 }
@@ -215,11 +217,18 @@ fn a_training_set_without_labels_is_refused() {
 #[test]
 fn plots_the_first_batch_like_train_batch0() {
     let (_synth, config, train) = dataset("loader-plot", 6);
-    let loader = Loader::train(train, &Hyp::default(), loader_config(2)).unwrap();
+    let loader = Loader::train(train, &Hyp::default().augment, loader_config(2)).unwrap();
     let batch = loader.epoch(0).unwrap().next().unwrap().unwrap();
     let out = scratch_dir("loader-plot-out");
     let path = out.join("train_batch0.jpg");
-    plot_batch(&batch, &config.names, &path).unwrap();
+    plot_batch(
+        &batch.images,
+        &batch.targets,
+        &batch.paths,
+        &config.names,
+        &path,
+    )
+    .unwrap();
     let plotted = image::open(&path).unwrap();
     assert_eq!((plotted.width(), plotted.height()), (128, 128));
 }

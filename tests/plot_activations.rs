@@ -3,9 +3,11 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use actyolo::act::curves::{
+    default_plot_specs, plot_activations, CurveError as PlotError, PlotOptions,
+};
 use actyolo::act::zoo::ACTIVATIONS;
 use actyolo::act::ActSpec;
-use actyolo::plot::activations::{default_plot_specs, plot_activations, PlotError, PlotOptions};
 
 fn parse(s: &str) -> ActSpec {
     ActSpec::parse(s).unwrap_or_else(|e| panic!("{s}: {e}"))

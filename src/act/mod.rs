@@ -4,6 +4,7 @@
 //! count, so learnable activations are per layer.
 
 pub mod catalog;
+pub mod curves;
 pub mod evaluate;
 pub mod module;
 pub mod registry;

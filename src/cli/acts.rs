@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
+use crate::act::curves::{default_plot_specs, plot_activations, PlotOptions};
 use crate::act::{catalog::catalogue, evaluate::evaluate, spec::parse_list, ActSpec};
-use crate::plot::activations::{default_plot_specs, plot_activations, PlotOptions};
 
 #[derive(Debug, Subcommand)]
 pub enum ActsCommand {

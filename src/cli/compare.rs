@@ -9,9 +9,9 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use super::values::positive;
 use crate::act::spec::split_list;
 use crate::data::synth::{generate, SynthConfig};
-use crate::experiment::compare::{compare, CompareEvent, CompareOptions};
 use crate::experiment::record::RunStatus;
 use crate::experiment::report::verdict;
+use crate::experiment::runner::{compare, CompareEvent, CompareOptions};
 use crate::train::optim::OptimizerKind;
 use crate::train::trainer::{TrainEvent, TrainOptions};
 

@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use crate::data::dataset::{CacheStatus, DataConfig, Dataset, DatasetReport, Split};
-use crate::data::loader::{plot_batch, Loader, LoaderConfig};
+use crate::data::loader::{Loader, LoaderConfig};
 use crate::data::synth::{generate, ShapeKind, SynthConfig};
+use crate::plot::batch::plot_batch;
 use crate::train::hyp::{Hyp, DEFAULT_NAME};
 
 #[derive(Debug, Subcommand)]
@@ -126,12 +127,18 @@ fn check(args: CheckArgs) -> anyhow::Result<()> {
             prefetch: 1,
             rect: None,
         };
-        let loader = Loader::train(Arc::new(dataset), &hyp, loader_config)?;
+        let loader = Loader::train(Arc::new(dataset), &hyp.augment, loader_config)?;
         let batch = loader
             .epoch(0)?
             .next()
             .context("the training set gave no batch")??;
-        plot_batch(&batch, &config.names, &path)?;
+        plot_batch(
+            &batch.images,
+            &batch.targets,
+            &batch.paths,
+            &config.names,
+            &path,
+        )?;
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -22,7 +22,6 @@ use rand_distr::{Beta, Distribution};
 
 use crate::data::labels::Label;
 use crate::data::letterbox::resize_linear;
-use crate::train::hyp::Hyp;
 
 /// The grey ultralytics fills borders with.
 pub const FILL: u8 = 114;
@@ -288,8 +287,29 @@ pub struct WarpRanges {
     pub perspective: f64,
 }
 
-impl From<&Hyp> for WarpRanges {
-    fn from(hyp: &Hyp) -> Self {
+/// The augmentation hyperparameters of ultralytics' `hyp.*.yaml` files.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Augmentation {
+    pub hsv_h: f64,
+    pub hsv_s: f64,
+    pub hsv_v: f64,
+    pub degrees: f64,
+    pub translate: f64,
+    pub scale: f64,
+    pub shear: f64,
+    pub perspective: f64,
+    pub flipud: f64,
+    pub fliplr: f64,
+    pub mosaic: f64,
+    pub mixup: f64,
+    pub copy_paste: f64,
+    /// yolov7's paste-in augmentation probability: accepted, and ignored (not implemented).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paste_in: Option<f64>,
+}
+
+impl From<&Augmentation> for WarpRanges {
+    fn from(hyp: &Augmentation) -> Self {
         WarpRanges {
             degrees: hyp.degrees,
             translate: hyp.translate,

@@ -10,38 +10,11 @@ use imageproc::rect::Rect;
 
 use super::class_name;
 use crate::eval::Detection;
-
-/// ultralytics' palette (`utils/plots.py` `Colors`), class `i` takes colour `i % 20`.
-pub const PALETTE: [Rgb<u8>; 20] = [
-    Rgb([0xFF, 0x38, 0x38]),
-    Rgb([0xFF, 0x9D, 0x97]),
-    Rgb([0xFF, 0x70, 0x1F]),
-    Rgb([0xFF, 0xB2, 0x1D]),
-    Rgb([0xCF, 0xD2, 0x31]),
-    Rgb([0x48, 0xF9, 0x0A]),
-    Rgb([0x92, 0xCC, 0x17]),
-    Rgb([0x3D, 0xDB, 0x86]),
-    Rgb([0x1A, 0x93, 0x34]),
-    Rgb([0x00, 0xD4, 0xBB]),
-    Rgb([0x2C, 0x99, 0xA8]),
-    Rgb([0x00, 0xC2, 0xFF]),
-    Rgb([0x34, 0x45, 0x93]),
-    Rgb([0x64, 0x73, 0xFF]),
-    Rgb([0x00, 0x18, 0xEC]),
-    Rgb([0x84, 0x38, 0xFF]),
-    Rgb([0x52, 0x00, 0x85]),
-    Rgb([0xCB, 0x38, 0xFF]),
-    Rgb([0xFF, 0x95, 0xC8]),
-    Rgb([0xFF, 0x37, 0xC7]),
-];
+use crate::plot::palette::class_color;
 
 /// Label text height (ascent to descent) per pixel of line width: about the size of
 /// OpenCV's Hershey font at ultralytics' `fontScale = lw / 3`.
 const TEXT_PX_PER_LINE_WIDTH: f32 = 8.0;
-
-pub fn class_color(class: usize) -> Rgb<u8> {
-    PALETTE[class % PALETTE.len()]
-}
 
 /// White on dark colours, near-black on light ones (ultralytics always uses white, which
 /// is hard to read on its pale pinks and yellows).

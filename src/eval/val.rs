@@ -18,7 +18,6 @@ use crate::data::loader::{Loader, LoaderConfig, RectBatches};
 use crate::model::build::Model;
 use crate::model::input::{check_img_size, check_memory, Workload};
 use crate::model::weights::{load_model, WeightsError};
-use crate::train::loss::YoloLoss;
 
 #[derive(Debug, Clone)]
 pub struct ValOptions {
@@ -105,12 +104,23 @@ fn image_id(path: &std::path::Path, index: usize) -> u64 {
         .unwrap_or(index as u64)
 }
 
+/// A loss evaluated on validation batches: train.py reports its training loss on the val
+/// split. The trainer passes its own.
+pub trait ValLoss {
+    /// The box, objectness and class losses of a batch's raw maps against its targets.
+    fn parts(
+        &self,
+        raw: &[candle_core::Tensor],
+        targets: &candle_core::Tensor,
+    ) -> Result<[f32; 3], Box<dyn std::error::Error + Send + Sync>>;
+}
+
 /// Runs `model` over `loader` (eval mode); `on_batch(i, n)` reports progress.
 pub fn validate(
     model: &Model,
     loader: &Loader,
     options: &ValOptions,
-    loss: Option<&YoloLoss>,
+    loss: Option<&dyn ValLoss>,
     mut on_batch: impl FnMut(usize, usize),
 ) -> Result<ValOutcome, ValError> {
     let nms = NmsOptions {
@@ -136,7 +146,7 @@ pub fn validate(
         clock = Instant::now();
         let (decoded, raw) = model.predict(&batch.images)?;
         if let Some(loss) = loss {
-            let (_, parts) = loss.compute(&raw, &batch.targets).map_err(message)?;
+            let parts = loss.parts(&raw, &batch.targets).map_err(message)?;
             loss_sum.iter_mut().zip(parts).for_each(|(a, b)| *a += b);
         }
         times[1] += clock.elapsed().as_secs_f64();

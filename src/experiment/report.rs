@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 
 use super::record::{ActCost, EpochPoint, Experiment, RunRecord, RunStatus};
 use super::stats::{summarize, welch, Summary, Welch};
+use crate::act::curves::{plot_activations, short_name, CurveError, PlotOptions};
 use crate::act::ActSpec;
-use crate::plot::activations::{plot_activations, short_name, PlotError, PlotOptions};
-use crate::plot::compare::{map_bars, map_curves, map_vs_latency, ActResults, ComparePlotError};
+use crate::plot::comparison::{map_bars, map_curves, map_vs_latency, ActResults, ComparePlotError};
 
 #[derive(Debug, Clone)]
 pub struct ReportFiles {
@@ -46,7 +46,7 @@ pub enum ReportError {
     #[error("drawing the activation curves into {}: {error}", path.display())]
     ActivationPlot {
         path: PathBuf,
-        error: Box<PlotError>,
+        error: Box<CurveError>,
     },
 }
 

@@ -1,5 +1,5 @@
 //! Activation curves and their derivatives: one chart per activation (PNG and SVG) and
-//! an overview grid. The values come from [`evaluate`], i.e. from the real modules.
+//! an overview grid, drawn from sampled points.
 
 use std::path::{Path, PathBuf};
 
@@ -11,32 +11,10 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use super::style::{
     self, tick_label, to_pixels, DrawResult, Figure, FontError, Pen, PlotArea, TextSizes,
 };
-use crate::act::evaluate::evaluate;
-use crate::act::zoo::ACTIVATIONS;
-use crate::act::ActSpec;
-
-pub struct PlotOptions {
-    pub range: (f64, f64),
-    pub out: PathBuf,
-}
 
 /// Each message names what failed and why; causes are part of the message, not a chain.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    #[error("nothing to plot: no activations given")]
-    NoSpecs,
-    #[error("x range [{lo}, {hi}]: the minimum must be less than the maximum, both finite in f32")]
-    BadRange { lo: f64, hi: f64 },
-    #[error(
-        "{spec} is not a pointwise activation (each output depends on other inputs), \
-         so it cannot be drawn as a curve"
-    )]
-    NotPointwise { spec: String },
-    #[error("evaluating {spec}: {error}")]
-    Eval {
-        spec: String,
-        error: candle_core::Error,
-    },
     #[error("creating the output folder {}: {error}", path.display())]
     CreateDir {
         path: PathBuf,
@@ -48,127 +26,46 @@ pub enum PlotError {
     Font(#[from] FontError),
 }
 
-/// Points per curve: enough for smooth curves and sharp kinks at chart width.
-const SAMPLES: usize = 801;
 const CHART_SIZE: (u32, u32) = (800, 600);
 const PANEL_SIZE: (u32, u32) = (320, 250);
 const OVERVIEW_COLUMNS: usize = 5;
 /// Height of the band holding the line key, under a title.
 const KEY_HEIGHT: u32 = 28;
 
-/// Every pointwise activation at its defaults, plus GELU's tanh approximation right after GELU.
-pub fn default_plot_specs() -> Vec<ActSpec> {
-    ACTIVATIONS
-        .iter()
-        .filter(|def| def.pointwise)
-        .flat_map(|&def| {
-            let spec = ActSpec::of(def);
-            let tanh_gelu = (def.name == "GELU")
-                .then(|| ActSpec::parse("nn.GELU(approximate='tanh')"))
-                .and_then(Result::ok);
-            std::iter::once(spec).chain(tanh_gelu)
-        })
-        .collect()
-}
-
-/// Writes `<slug>.png` and `<slug>.svg` per activation and `overview.png`/`.svg` into
-/// `opts.out`; returns every file written.
-pub fn plot_activations(specs: &[ActSpec], opts: &PlotOptions) -> Result<Vec<PathBuf>, PlotError> {
-    let specs = validate(specs, opts.range)?;
+/// Writes `<stem>.png` and `<stem>.svg` per curve and `overview.png`/`.svg` into `out`;
+/// returns every file written.
+pub fn plot_curves(
+    curves: &[Curve],
+    range: (f64, f64),
+    out: &Path,
+) -> Result<Vec<PathBuf>, PlotError> {
     style::register_fonts()?;
-    std::fs::create_dir_all(&opts.out).map_err(|error| PlotError::CreateDir {
-        path: opts.out.clone(),
+    std::fs::create_dir_all(out).map_err(|error| PlotError::CreateDir {
+        path: out.to_path_buf(),
         error,
     })?;
-    let curves = specs
-        .into_iter()
-        .map(|spec| Curve::sample(spec, opts.range))
-        .collect::<Result<Vec<_>, _>>()?;
     let mut written = Vec::new();
-    for curve in &curves {
-        written.extend(save(&SingleChart(curve), &opts.out, &slug(curve.spec))?);
+    for curve in curves {
+        written.extend(save(&SingleChart(curve), out, &curve.stem)?);
     }
-    let overview = Overview {
-        curves: &curves,
-        range: opts.range,
-    };
-    written.extend(save(&overview, &opts.out, "overview")?);
+    let overview = Overview { curves, range };
+    written.extend(save(&overview, out, "overview")?);
     Ok(written)
 }
 
-/// Checks everything before drawing anything; drops repeated specs, keeping the first.
-fn validate(specs: &[ActSpec], (lo, hi): (f64, f64)) -> Result<Vec<&ActSpec>, PlotError> {
-    // Activations run in f32, so the range must survive the conversion.
-    let (lo32, hi32) = (lo as f32, hi as f32);
-    if !(lo32 < hi32 && lo32.is_finite() && hi32.is_finite()) {
-        return Err(PlotError::BadRange { lo, hi });
-    }
-    if specs.is_empty() {
-        return Err(PlotError::NoSpecs);
-    }
-    let mut unique: Vec<&ActSpec> = Vec::new();
-    for spec in specs {
-        if !spec.def().pointwise {
-            return Err(PlotError::NotPointwise {
-                spec: spec.to_string(),
-            });
-        }
-        if !unique.contains(&spec) {
-            unique.push(spec);
-        }
-    }
-    Ok(unique)
+/// One activation sampled over the x range: f(x) and f'(x).
+pub struct Curve {
+    /// The chart's title (the full spec).
+    pub title: String,
+    /// The name in the overview's panel.
+    pub short_name: String,
+    /// The file name, without extension.
+    pub stem: String,
+    pub value: Vec<(f64, f64)>,
+    pub derivative: Vec<(f64, f64)>,
 }
 
-/// A short name for `spec`, for panel titles and keys: the class name (`SiLU`), plus the
-/// arguments when they are not the defaults (`LeakyReLU(negative_slope=0.2)`).
-pub fn short_name(spec: &ActSpec) -> String {
-    if *spec == ActSpec::of(spec.def()) {
-        return spec.def().name.to_string();
-    }
-    let full = spec.to_string();
-    full.strip_prefix("nn.").unwrap_or(&full).to_string()
-}
-
-/// A file stem for `spec`: its canonical string in lower case without the `nn.` prefix,
-/// each run of characters other than [a-z0-9.-] turned into one `_`.
-fn slug(spec: &ActSpec) -> String {
-    let full = spec.to_string().to_lowercase();
-    let text = full.strip_prefix("nn.").unwrap_or(&full);
-    let mut slug = String::with_capacity(text.len());
-    for c in text.chars() {
-        if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-' {
-            slug.push(c);
-        } else if !slug.ends_with('_') {
-            slug.push('_');
-        }
-    }
-    slug.trim_matches('_').to_string()
-}
-
-/// One activation sampled over the x range.
-struct Curve<'a> {
-    spec: &'a ActSpec,
-    value: Vec<(f64, f64)>,
-    derivative: Vec<(f64, f64)>,
-}
-
-impl<'a> Curve<'a> {
-    fn sample(spec: &'a ActSpec, (lo, hi): (f64, f64)) -> Result<Self, PlotError> {
-        let step = (hi - lo) / (SAMPLES - 1) as f64;
-        let xs: Vec<f64> = (0..SAMPLES).map(|i| lo + step * i as f64).collect();
-        let e = evaluate(spec, &xs).map_err(|error| PlotError::Eval {
-            spec: spec.to_string(),
-            error,
-        })?;
-        let pairs = |ys: &[f64]| e.x.iter().copied().zip(ys.iter().copied()).collect();
-        Ok(Curve {
-            spec,
-            value: pairs(&e.y),
-            derivative: pairs(&e.dydx),
-        })
-    }
-
+impl Curve {
     /// The y range of both lines, with 0 (for the x axis line) and a 5% margin; overflowed
     /// samples are ignored.
     fn y_range(&self) -> (f64, f64) {
@@ -263,7 +160,7 @@ const PANEL: Look = Look {
     ticks: 5,
 };
 
-struct SingleChart<'a>(&'a Curve<'a>);
+struct SingleChart<'a>(&'a Curve);
 
 impl Figure for SingleChart<'_> {
     fn size(&self) -> (u32, u32) {
@@ -271,12 +168,12 @@ impl Figure for SingleChart<'_> {
     }
 
     fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>, pen: Pen) -> DrawResult<DB> {
-        draw_chart(root, &self.0.spec.to_string(), self.0, &STANDALONE, pen)
+        draw_chart(root, &self.0.title, self.0, &STANDALONE, pen)
     }
 }
 
 struct Overview<'a> {
-    curves: &'a [Curve<'a>],
+    curves: &'a [Curve],
     range: (f64, f64),
 }
 
@@ -314,7 +211,7 @@ impl Figure for Overview<'_> {
             .iter()
             .zip(self.curves)
         {
-            draw_chart(panel, &short_name(curve.spec), curve, &PANEL, pen)?;
+            draw_chart(panel, &curve.short_name, curve, &PANEL, pen)?;
         }
         Ok(())
     }

@@ -13,7 +13,7 @@
 //! yolov7's `ComputeLossOTA.find_3_positive` is the same matching: [`super::ota`] takes
 //! these positives as its candidates.
 
-use candle_core::{DType, Tensor};
+use candle_core::{DType, Tensor, D};
 
 /// One ground-truth box: image index in the batch, class, and centre and size
 /// normalised to the input image.
@@ -275,4 +275,16 @@ mod tests {
         ));
         assert!(matches!(targets_from_tensor(&t, 1, 4), Ok(ref v) if v.len() == 1));
     }
+}
+
+/// The rows `rows` of a level's maps (batch, na, ny, nx, no) flattened to (·, no): the
+/// predictions of those cells and anchors, (rows.len(), no).
+pub fn select_rows(pred: &Tensor, rows: &[usize]) -> candle_core::Result<Tensor> {
+    let no = pred.dim(D::Minus1)?;
+    let index = Tensor::from_vec(
+        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+        rows.len(),
+        pred.device(),
+    )?;
+    pred.reshape(((), no))?.index_select(&index, 0)
 }

@@ -1,9 +1,15 @@
 //! Training hyperparameters: ultralytics' `hyp.*.yaml` files, key for key, and yolov7's,
-//! whose two extra keys are `paste_in` (read and ignored) and `loss_ota` (the loss's assignment).
+//! whose two extra keys are `paste_in` (read and ignored) and `loss_ota` (the loss's
+//! assignment). One file is parsed once into the parts the optimiser, the loss and
+//! augmentation each read.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+
+use super::loss::LossHyp;
+use super::optim::OptimHyp;
+use crate::data::augment::Augmentation;
 
 /// The hyperparameter files that ship inside the binary, by file name.
 pub const SHIPPED: &[(&str, &str)] = &[
@@ -24,66 +30,18 @@ pub const SHIPPED: &[(&str, &str)] = &[
 /// The default hyperparameters (YOLOv5's from-scratch, low-augmentation set).
 pub const DEFAULT_NAME: &str = "hyp.scratch-low.yaml";
 
-/// YOLOv5's hyperparameters, named as in its `hyp.*.yaml` files. Every key is required
-/// (ultralytics indexes them all), and an unknown key is an error, so that a typo cannot
-/// silently leave a default in place.
+/// YOLOv5's hyperparameters, named as in its `hyp.*.yaml` files, parsed once into the part
+/// each reader takes: the optimiser's, the loss's and augmentation's. Every key is
+/// required (ultralytics indexes them all), and an unknown key is an error, so that a typo
+/// cannot silently leave a default in place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Hyp {
-    /// Initial learning rate.
-    pub lr0: f64,
-    /// Final learning rate as a fraction of `lr0`.
-    pub lrf: f64,
-    /// SGD momentum / Adam beta1.
-    pub momentum: f64,
-    pub weight_decay: f64,
-    /// Warmup length in epochs (fractions allowed).
-    pub warmup_epochs: f64,
-    pub warmup_momentum: f64,
-    pub warmup_bias_lr: f64,
-    /// Box loss gain.
-    #[serde(rename = "box")]
-    pub box_gain: f64,
-    /// Class loss gain.
-    #[serde(rename = "cls")]
-    pub cls_gain: f64,
-    /// Class BCE positive weight.
-    pub cls_pw: f64,
-    /// Objectness loss gain.
-    #[serde(rename = "obj")]
-    pub obj_gain: f64,
-    /// Objectness BCE positive weight.
-    pub obj_pw: f64,
-    pub iou_t: f64,
-    /// Largest anchor-to-label size ratio that still matches.
-    pub anchor_t: f64,
-    /// Anchors per output layer; when set, the model's anchors are re-initialised (ultralytics' `hyp['anchors']`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub anchors: Option<f64>,
-    pub fl_gamma: f64,
-    /// Label smoothing epsilon (ultralytics fills it from `--label-smoothing`; 0 when absent).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub label_smoothing: Option<f64>,
-    pub hsv_h: f64,
-    pub hsv_s: f64,
-    pub hsv_v: f64,
-    pub degrees: f64,
-    pub translate: f64,
-    pub scale: f64,
-    pub shear: f64,
-    pub perspective: f64,
-    pub flipud: f64,
-    pub fliplr: f64,
-    pub mosaic: f64,
-    pub mixup: f64,
-    pub copy_paste: f64,
-    /// yolov7's paste-in augmentation probability: accepted, and ignored (not implemented).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub paste_in: Option<f64>,
-    /// yolov7's training loss choice: 0 is YOLOv5's loss, 1 yolov7's ComputeLossOTA (see
-    /// [`Hyp::uses_ota`]). Absent means 0 here, although yolov7 itself takes an absent key as 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub loss_ota: Option<u8>,
+    #[serde(flatten)]
+    pub optim: OptimHyp,
+    #[serde(flatten)]
+    pub loss: LossHyp,
+    #[serde(flatten)]
+    pub augment: Augmentation,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +54,13 @@ pub enum HypError {
     /// serde's message names the key (`unknown field `lr00`, expected one of ...`, `missing field `lr0``) and the line.
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
+    #[error("{file}: unknown key `{key}` (did you mean `{closest}`?); a hyperparameter file has {}", known.join(", "))]
+    UnknownKey {
+        file: String,
+        key: String,
+        closest: String,
+        known: Vec<String>,
+    },
     #[error("{file}: `{key}: {value}` is out of range: {expected}")]
     Value {
         file: String,
@@ -157,29 +122,60 @@ impl Hyp {
 
     /// Parses YAML text; `source` names it in errors.
     pub fn from_str(text: &str, source: &str) -> Result<Hyp, HypError> {
-        let hyp: Hyp = serde_yaml::from_str(text).map_err(|e| HypError::Parse {
+        let parse_error = |e: serde_yaml::Error| HypError::Parse {
             file: source.to_string(),
             message: e.to_string(),
-        })?;
+        };
+        let hyp: Hyp = serde_yaml::from_str(text).map_err(parse_error)?;
+        // The three parts take the keys they know; any other key is a mistake.
+        let written: serde_yaml::Mapping = serde_yaml::from_str(text).map_err(parse_error)?;
+        let known: Vec<String> = serde_yaml::to_value(&hyp)
+            .map_err(parse_error)?
+            .as_mapping()
+            .map(|m| {
+                m.keys()
+                    .filter_map(|k| k.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let optional = ["anchors", "label_smoothing", "paste_in", "loss_ota"];
+        for key in written.keys().filter_map(|k| k.as_str()) {
+            if !known.iter().any(|k| k == key) && !optional.contains(&key) {
+                let closest = known
+                    .iter()
+                    .max_by(|a, b| {
+                        strsim::jaro_winkler(key, a).total_cmp(&strsim::jaro_winkler(key, b))
+                    })
+                    .cloned()
+                    .unwrap_or_default();
+                return Err(HypError::UnknownKey {
+                    file: source.to_string(),
+                    key: key.to_string(),
+                    closest,
+                    known,
+                });
+            }
+        }
         hyp.validate(source)?;
         Ok(hyp)
     }
 
     /// Messages for keys that are set but that actyolo does not act on.
     pub fn ignored(&self) -> Vec<String> {
-        let paste_in = self.paste_in.filter(|p| *p > 0.0);
+        let paste_in = self.augment.paste_in.filter(|p| *p > 0.0);
         paste_in.map(|p| format!("hyp paste_in: {p} (yolov7's paste-in augmentation) is not implemented in actyolo and is ignored")).into_iter().collect()
     }
 
     /// Whether training uses yolov7's OTA assignment (`loss_ota: 1`); validation always
     /// uses YOLOv5's, as yolov7's train.py does.
     pub fn uses_ota(&self) -> bool {
-        self.loss_ota == Some(1)
+        self.loss.loss_ota == Some(1)
     }
 
     /// Rejects values that would make augmentation or the loss meaningless.
     fn validate(&self, source: &str) -> Result<(), HypError> {
-        if let Some(other) = self.loss_ota.filter(|v| *v > 1) {
+        let (o, l, a) = (&self.optim, &self.loss, &self.augment);
+        if let Some(other) = l.loss_ota.filter(|v| *v > 1) {
             return Err(HypError::Value {
                 file: source.to_string(),
                 key: "loss_ota",
@@ -188,29 +184,29 @@ impl Hyp {
             });
         }
         let probabilities = [
-            ("flipud", self.flipud),
-            ("fliplr", self.fliplr),
-            ("mosaic", self.mosaic),
-            ("mixup", self.mixup),
-            ("copy_paste", self.copy_paste),
-            ("paste_in", self.paste_in.unwrap_or(0.0)),
+            ("flipud", a.flipud),
+            ("fliplr", a.fliplr),
+            ("mosaic", a.mosaic),
+            ("mixup", a.mixup),
+            ("copy_paste", a.copy_paste),
+            ("paste_in", a.paste_in.unwrap_or(0.0)),
         ];
         let non_negative = [
-            ("lr0", self.lr0),
-            ("lrf", self.lrf),
-            ("weight_decay", self.weight_decay),
-            ("warmup_epochs", self.warmup_epochs),
-            ("box", self.box_gain),
-            ("cls", self.cls_gain),
-            ("obj", self.obj_gain),
-            ("hsv_h", self.hsv_h),
-            ("hsv_s", self.hsv_s),
-            ("hsv_v", self.hsv_v),
-            ("degrees", self.degrees),
-            ("translate", self.translate),
-            ("scale", self.scale),
-            ("shear", self.shear),
-            ("perspective", self.perspective),
+            ("lr0", o.lr0),
+            ("lrf", o.lrf),
+            ("weight_decay", o.weight_decay),
+            ("warmup_epochs", o.warmup_epochs),
+            ("box", l.box_gain),
+            ("cls", l.cls_gain),
+            ("obj", l.obj_gain),
+            ("hsv_h", a.hsv_h),
+            ("hsv_s", a.hsv_s),
+            ("hsv_v", a.hsv_v),
+            ("degrees", a.degrees),
+            ("translate", a.translate),
+            ("scale", a.scale),
+            ("shear", a.shear),
+            ("perspective", a.perspective),
         ];
         let out_of_range = |key, value, expected| HypError::Value {
             file: source.to_string(),
@@ -227,10 +223,10 @@ impl Hyp {
         {
             return Err(out_of_range(key, value, "must be a finite number >= 0"));
         }
-        if self.scale >= 1.0 {
+        if a.scale >= 1.0 {
             return Err(out_of_range(
                 "scale",
-                self.scale,
+                a.scale,
                 "must be below 1 (the image is scaled by 1 ± scale)",
             ));
         }

@@ -17,8 +17,7 @@
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
 
-use super::assign::{build_targets, targets_from_tensor, Positive, TargetError};
-use super::hyp::Hyp;
+use super::assign::{build_targets, select_rows, targets_from_tensor, Positive, TargetError};
 use super::ota;
 use std::sync::Arc;
 
@@ -26,7 +25,39 @@ use crate::act::zoo::{LogSigmoid, Sigmoid};
 use crate::ops::pointwise::apply;
 use crate::ops::storage::contiguous;
 
-/// The loss hyperparameters, named as in `hyp.*.yaml` (`box`, `cls`, `obj` are the gains).
+/// The loss's keys of `hyp.*.yaml` (`box`, `cls`, `obj` are the gains).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LossHyp {
+    /// Box loss gain.
+    #[serde(rename = "box")]
+    pub box_gain: f64,
+    /// Class loss gain.
+    #[serde(rename = "cls")]
+    pub cls_gain: f64,
+    /// Class BCE positive weight.
+    pub cls_pw: f64,
+    /// Objectness loss gain.
+    #[serde(rename = "obj")]
+    pub obj_gain: f64,
+    /// Objectness BCE positive weight.
+    pub obj_pw: f64,
+    pub iou_t: f64,
+    /// Largest anchor-to-label size ratio that still matches.
+    pub anchor_t: f64,
+    /// Anchors per output layer; when set, the model's anchors are re-initialised (ultralytics' `hyp['anchors']`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchors: Option<f64>,
+    pub fl_gamma: f64,
+    /// Label smoothing epsilon (ultralytics fills it from `--label-smoothing`; 0 when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
+    /// yolov7's training loss choice: 0 is YOLOv5's loss, 1 yolov7's ComputeLossOTA. Absent
+    /// means 0 here, although yolov7 itself takes an absent key as 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss_ota: Option<u8>,
+}
+
+/// The loss's gains and weights, as the loss computes with them.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LossGains {
     pub box_gain: f64,
@@ -45,7 +76,7 @@ pub struct LossGains {
 
 impl LossGains {
     /// The loss part of a hyperparameter file, unscaled.
-    pub fn from_hyp(hyp: &Hyp) -> LossGains {
+    pub fn from_hyp(hyp: &LossHyp) -> LossGains {
         LossGains {
             box_gain: hyp.box_gain,
             cls_gain: hyp.cls_gain,
@@ -307,18 +338,6 @@ struct LevelTerms {
     lcls: Tensor,
 }
 
-/// The rows `rows` of a level's maps (batch, na, ny, nx, no) flattened to (·, no): the
-/// predictions of those cells and anchors, (rows.len(), no).
-pub(super) fn select_rows(pred: &Tensor, rows: &[usize]) -> candle_core::Result<Tensor> {
-    let no = pred.dim(D::Minus1)?;
-    let index = Tensor::from_vec(
-        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-        rows.len(),
-        pred.device(),
-    )?;
-    pred.reshape(((), no))?.index_select(&index, 0)
-}
-
 fn scalar(t: &Tensor) -> candle_core::Result<f32> {
     t.to_dtype(DType::F32)?.to_scalar::<f32>()
 }
@@ -473,5 +492,15 @@ impl CustomOp1 for Atan {
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad_res.div(&(arg.sqr()? + 1.0)?)?))
+    }
+}
+
+impl crate::eval::val::ValLoss for YoloLoss {
+    fn parts(
+        &self,
+        raw: &[Tensor],
+        targets: &Tensor,
+    ) -> Result<[f32; 3], Box<dyn std::error::Error + Send + Sync>> {
+        Ok(self.compute(raw, targets)?.1)
     }
 }

@@ -18,6 +18,22 @@ pub enum OptimizerKind {
     AdamW,
 }
 
+/// The optimiser's and the schedule's keys of `hyp.*.yaml`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct OptimHyp {
+    /// Initial learning rate.
+    pub lr0: f64,
+    /// Final learning rate as a fraction of `lr0`.
+    pub lrf: f64,
+    /// SGD momentum / Adam beta1.
+    pub momentum: f64,
+    pub weight_decay: f64,
+    /// Warmup length in epochs (fractions allowed).
+    pub warmup_epochs: f64,
+    pub warmup_momentum: f64,
+    pub warmup_bias_lr: f64,
+}
+
 /// The groups train.py's `smart_optimizer` makes, in its order: biases (no decay; its
 /// learning rate warms *down* from warmup_bias_lr), weights with decay, and BatchNorm
 /// weights (no decay). Activation parameters (PReLU, FReLU, ACON) join the last group, and

@@ -13,8 +13,7 @@
 
 use candle_core::{DType, Tensor};
 
-use super::assign::{build_targets, Positive, Target};
-use super::loss::select_rows;
+use super::assign::{build_targets, select_rows, Positive, Target};
 
 /// How many of a target's best IoUs add up to its number of positives.
 const TOP_IOUS: usize = 10;

@@ -17,12 +17,13 @@ use super::optim::{Optimizer, OptimizerKind};
 use super::schedule::{LrSchedule, Warmup};
 use crate::act::ActSpec;
 use crate::data::dataset::{DataConfig, Dataset, Split};
-use crate::data::loader::{plot_batch, Loader, LoaderConfig, RectBatches};
-use crate::eval::val::{validate, ValOptions, ValOutcome};
+use crate::data::loader::{Loader, LoaderConfig, RectBatches};
+use crate::eval::val::{validate, ValLoss, ValOptions, ValOutcome};
 use crate::model::build::Model;
 use crate::model::config::ModelConfig;
 use crate::model::input::{check_img_size, check_memory, Workload};
 use crate::model::weights::{read_tensors_with, read_weights, save_tensors, STATE_KEY};
+use crate::plot::batch::plot_batch;
 use crate::plot::results::plot_results;
 use crate::util::format::format_general;
 use crate::util::fs::increment_path;
@@ -409,11 +410,11 @@ impl Run {
                 ..LoaderConfig::default()
             };
             if split == Split::Train && !options.noautoanchor && resume_dir.is_none() {
-                auto_anchor(&model, &dataset, imgsz, options.seed, hyp.anchor_t, on)?;
+                auto_anchor(&model, &dataset, imgsz, options.seed, hyp.loss.anchor_t, on)?;
             }
             let dataset = Arc::new(dataset);
             let loader = match split {
-                Split::Train => Loader::train(dataset, &hyp, config),
+                Split::Train => Loader::train(dataset, &hyp.augment, config),
                 // As train.py's validation: twice the batch, rectangular batches, pad 0.5.
                 _ => Loader::val(
                     dataset,
@@ -436,7 +437,7 @@ impl Run {
             .pop()
             .ok_or_else(|| TrainError::Setup("no training split".into()))?;
         let gains = scale_loss_gains(
-            &LossGains::from_hyp(&hyp),
+            &LossGains::from_hyp(&hyp.loss),
             model.detect.strides.len(),
             names.len(),
             imgsz,
@@ -491,14 +492,14 @@ impl Run {
         let o = &self.options;
         let batches = self.train_loader.len();
         let accumulate_nominal = ((NOMINAL_BATCH as f64 / o.batch as f64).round() as usize).max(1);
-        let weight_decay =
-            self.hyp.weight_decay * (o.batch * accumulate_nominal) as f64 / NOMINAL_BATCH as f64;
+        let weight_decay = self.hyp.optim.weight_decay * (o.batch * accumulate_nominal) as f64
+            / NOMINAL_BATCH as f64;
         let vars = self.model.vars().var_map().clone();
         let mut optimizer = Optimizer::new(
             o.optimizer,
             &vars,
-            self.hyp.lr0,
-            self.hyp.momentum,
+            self.hyp.optim.lr0,
+            self.hyp.optim.momentum,
             weight_decay,
         )
         .map_err(step_err)?;
@@ -516,20 +517,20 @@ impl Run {
         let schedule = if o.cos_lr {
             LrSchedule::Cosine {
                 epochs: o.epochs,
-                lrf: self.hyp.lrf,
+                lrf: self.hyp.optim.lrf,
             }
         } else {
             LrSchedule::Linear {
                 epochs: o.epochs,
-                lrf: self.hyp.lrf,
+                lrf: self.hyp.optim.lrf,
             }
         };
         let warmup = Warmup::new(
-            self.hyp.warmup_epochs,
+            self.hyp.optim.warmup_epochs,
             batches,
-            self.hyp.warmup_bias_lr,
-            self.hyp.warmup_momentum,
-            self.hyp.momentum,
+            self.hyp.optim.warmup_bias_lr,
+            self.hyp.optim.warmup_momentum,
+            self.hyp.optim.momentum,
         );
         let mut ema = ModelEma::new(&vars, 0).map_err(step_err)?;
         // A frozen tensor's average is the tensor itself: skipping it keeps it bit-exact.
@@ -593,7 +594,7 @@ impl Run {
                 &self.eval_model,
                 &self.val_loader,
                 &ValOptions::default(),
-                Some(&self.loss),
+                Some(&self.loss as &dyn ValLoss),
                 |index, batches| on(TrainEvent::Validating { index, batches }),
             )
             .map_err(step_err)?;
@@ -657,15 +658,21 @@ impl Run {
             epochs: o.epochs,
             batches: n,
         });
-        let target_lr = self.hyp.lr0 * schedule.factor(epoch as f64);
+        let target_lr = self.hyp.optim.lr0 * schedule.factor(epoch as f64);
         let mut sums = [0f32; 3];
         let mut mean_loss = [0f32; 3];
         for (i, batch) in batches.enumerate() {
             let batch = batch.map_err(step_err)?;
             let ni = i + n * epoch;
             if epoch == 0 && i == 0 {
-                plot_batch(&batch, &self.names, &self.dir.join("train_batch0.jpg"))
-                    .map_err(step_err)?;
+                plot_batch(
+                    &batch.images,
+                    &batch.targets,
+                    &batch.paths,
+                    &self.names,
+                    &self.dir.join("train_batch0.jpg"),
+                )
+                .map_err(step_err)?;
             }
             let accumulate = match warmup.at(ni, target_lr, false) {
                 Some(_) => warmup.accumulate(ni, NOMINAL_BATCH, o.batch),
@@ -675,7 +682,7 @@ impl Run {
                 let is_bias = group.kind == super::optim::GroupKind::Bias;
                 let (lr, momentum) = warmup
                     .at(ni, target_lr, is_bias)
-                    .unwrap_or((target_lr, self.hyp.momentum));
+                    .unwrap_or((target_lr, self.hyp.optim.momentum));
                 group.lr = lr;
                 group.momentum = momentum;
             }

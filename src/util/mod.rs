@@ -1,8 +1,9 @@
 //! Small helpers every layer may use: atomic file writes with named I/O errors, run
-//! folders and number formatting, the process's start-up settings, and the benchmark's
-//! per-stage timers.
+//! folders and number formatting, mean and spread, the process's start-up settings, and
+//! the benchmark's per-stage timers.
 
 pub mod format;
 pub mod fs;
 pub mod profile;
 pub mod runtime;
+pub mod stats;

@@ -16,7 +16,7 @@ use super::style::{
     self, padded, span, tick_label, to_pixels, DrawFailure, DrawResult, Figure, FontError, Pen,
     PlotArea,
 };
-use crate::experiment::stats::{summarize, Summary};
+use crate::util::stats::{summarize, Summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ComparePlotError {
