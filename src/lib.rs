@@ -2,7 +2,6 @@
 //! activations with PyTorch-exact semantics.
 
 pub mod act;
-pub mod cli;
 pub mod data;
 pub mod detect;
 pub mod eval;

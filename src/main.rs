@@ -1,13 +1,17 @@
+//! The `actyolo` command: argument parsing and progress display over the library.
+
+mod cli;
+
 use clap::{CommandFactory, FromArgMatches};
 
 fn main() -> std::process::ExitCode {
     actyolo::util::runtime::configure();
-    let matches = actyolo::cli::Cli::command().get_matches();
-    let cli = match actyolo::cli::Cli::from_arg_matches(&matches) {
+    let matches = cli::Cli::command().get_matches();
+    let cli = match cli::Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    match actyolo::cli::run(cli, &matches) {
+    match cli::run(cli, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");

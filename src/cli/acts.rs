@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::Subcommand;
 
-use crate::act::curves::{default_plot_specs, plot_activations, PlotOptions};
-use crate::act::{catalog::catalogue, evaluate::evaluate, spec::parse_list, ActSpec};
+use actyolo::act::curves::{default_plot_specs, plot_activations, PlotOptions};
+use actyolo::act::{catalog::catalogue, evaluate::evaluate, spec::parse_list, ActSpec};
 
 #[derive(Debug, Subcommand)]
 pub enum ActsCommand {
@@ -49,7 +49,7 @@ pub fn run(cmd: ActsCommand) -> anyhow::Result<()> {
             if json {
                 println!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
-                print!("{}", crate::act::catalog::render_table(&entries));
+                print!("{}", actyolo::act::catalog::render_table(&entries));
             }
         }
         ActsCommand::Eval { spec, json, points } => {

@@ -6,62 +6,39 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
+use super::flags::{RunPlace, TrainFlags};
 use super::values::positive;
-use crate::act::spec::split_list;
-use crate::data::synth::{generate, SynthConfig};
-use crate::experiment::record::RunStatus;
-use crate::experiment::report::verdict;
-use crate::experiment::runner::{compare, CompareEvent, CompareOptions};
-use crate::train::optim::OptimizerKind;
-use crate::train::trainer::{TrainEvent, TrainOptions};
+use actyolo::act::spec::split_list;
+use actyolo::data::synth::{generate, SynthConfig};
+use actyolo::experiment::record::RunStatus;
+use actyolo::experiment::report::verdict;
+use actyolo::experiment::runner::{compare, CompareEvent, CompareOptions};
+use actyolo::train::trainer::TrainEvent;
 
 /// The defaults make the README's demo: SiLU against three contrasting activations, two
 /// seeds each, on a small synthetic dataset at 128 px, sized (by measurement, see README)
 /// to finish within a quarter of an hour on a 2-core CPU.
 #[derive(Debug, Args)]
-#[command(allow_negative_numbers = true)]
+#[command(
+    allow_negative_numbers = true,
+    // The demo: small images, few epochs and Adam (train's default is SGD): from scratch,
+    // SGD needs thousands of iterations before mAP rises, far more than the demo's budget
+    // (YOLOv5's own SGD recipe on 512 synthetic images is at mAP50 0.007 after 10 epochs,
+    // 0.2 after 30).
+    mut_arg("epochs", |a| a.default_value(DEMO.epochs)),
+    mut_arg("imgsz", |a| a.default_value(DEMO.imgsz)),
+    mut_arg("optimizer", |a| a.default_value("Adam")),
+    mut_arg("data", |a| a.help("Dataset YAML; without it, a synthetic shapes dataset is made under runs/compare/shapes")),
+)]
 pub struct CompareArgs {
-    /// Model config: a shipped name (yolov5n.yaml) or a YAML path.
-    #[arg(long, default_value = "yolov5n.yaml")]
-    pub cfg: String,
-    /// Dataset YAML; without it, a synthetic shapes dataset is made under runs/compare/shapes.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: TrainFlags,
     /// Activations to compare, the baseline first: names or specs, e.g. "silu,relu,nn.Hardtanh(-2, 2)".
     #[arg(long, default_value = "silu,relu,hardswish,mish")]
     pub acts: String,
     /// One run per activation and seed.
     #[arg(long, value_delimiter = ',', default_value = "0,1")]
     pub seeds: Vec<u64>,
-    #[arg(long, default_value_t = DEMO.epochs, value_parser = positive)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 16, value_parser = positive)]
-    pub batch: usize,
-    #[arg(long, default_value_t = DEMO.imgsz, value_parser = positive)]
-    pub imgsz: usize,
-    /// Hyperparameters: a shipped name or a YAML path.
-    #[arg(long, default_value = "hyp.scratch-low.yaml")]
-    pub hyp: String,
-    /// Initial weights for every run (.pt or .safetensors).
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Adam by default here (train's default is SGD): from scratch, SGD needs thousands of
-    /// iterations before mAP rises, far more than the demo's budget (YOLOv5's own SGD recipe
-    /// on 512 synthetic images is at mAP50 0.007 after 10 epochs, 0.2 after 30).
-    #[arg(long, value_enum, default_value = "Adam")]
-    pub optimizer: OptimizerKind,
-    #[arg(long)]
-    pub cos_lr: bool,
-    /// Data-loading threads.
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
-    /// Stop a run after this many epochs without improvement (0: never).
-    #[arg(long, default_value_t = 100)]
-    pub patience: usize,
-    #[arg(long, num_args = 1..)]
-    pub freeze: Vec<usize>,
-    #[arg(long)]
-    pub noautoanchor: bool,
     /// The experiment folder; running the same command again continues the experiment in it.
     #[arg(long, default_value = "runs/compare/exp")]
     pub out: PathBuf,
@@ -72,46 +49,35 @@ pub struct CompareArgs {
 
 /// The built-in demo's size.
 struct Demo {
-    epochs: usize,
-    imgsz: usize,
+    epochs: &'static str,
+    imgsz: &'static str,
     n_train: usize,
     n_val: usize,
 }
 
 const DEMO: Demo = Demo {
-    epochs: 20,
-    imgsz: 128,
+    epochs: "20",
+    imgsz: "128",
     n_train: 500,
     n_val: 100,
 };
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
-    let data = match args.data {
+    let data = match args.flags.data.clone() {
         Some(d) => d,
-        None => demo_data(args.imgsz)?,
+        None => demo_data(args.flags.imgsz)?,
     };
     let options = CompareOptions {
-        train: TrainOptions {
-            cfg: args.cfg,
+        train: args.flags.into_options(
             data,
-            act: None,
-            hyp: args.hyp,
-            weights: args.weights,
-            epochs: args.epochs,
-            batch: args.batch,
-            imgsz: args.imgsz,
-            optimizer: args.optimizer,
-            cos_lr: args.cos_lr,
-            project: PathBuf::new(),
-            name: String::new(),
-            exist_ok: true,
-            workers: args.workers,
-            seed: 0,
-            patience: args.patience,
-            freeze: args.freeze,
-            noautoanchor: args.noautoanchor,
-            rect: false,
-        },
+            RunPlace {
+                act: None,
+                seed: 0,
+                project: PathBuf::new(),
+                name: String::new(),
+                exist_ok: true,
+            },
+        ),
         acts: split_list(&args.acts)
             .into_iter()
             .map(String::from)

@@ -7,11 +7,11 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::{Args, Subcommand};
 
-use crate::data::dataset::{CacheStatus, DataConfig, Dataset, DatasetReport, Split};
-use crate::data::loader::{Loader, LoaderConfig};
-use crate::data::synth::{generate, ShapeKind, SynthConfig};
-use crate::plot::batch::plot_batch;
-use crate::train::hyp::{Hyp, DEFAULT_NAME};
+use actyolo::data::dataset::{CacheStatus, DataConfig, Dataset, DatasetReport, Split};
+use actyolo::data::loader::{Loader, LoaderConfig};
+use actyolo::data::synth::{generate, ShapeKind, SynthConfig};
+use actyolo::plot::batch::plot_batch;
+use actyolo::train::hyp::{Hyp, DEFAULT_NAME};
 
 #[derive(Debug, Subcommand)]
 pub enum DataCommand {

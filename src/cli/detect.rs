@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::values::{fraction, positive};
-use crate::detect::{detect, DetectEvent, DetectOptions};
-use crate::eval::NmsOptions;
+use actyolo::detect::{detect, DetectEvent, DetectOptions};
+use actyolo::eval::NmsOptions;
 
 #[derive(Debug, Args)]
 #[command(

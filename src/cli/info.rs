@@ -4,11 +4,11 @@ use anyhow::Context;
 use clap::Args;
 
 use super::values::positive;
-use crate::act::ActSpec;
-use crate::model::build::Model;
-use crate::model::config::ModelConfig;
-use crate::model::summary::ModelSummary;
-use crate::model::yaml_args::MAX_NC;
+use actyolo::act::ActSpec;
+use actyolo::model::build::Model;
+use actyolo::model::config::ModelConfig;
+use actyolo::model::summary::ModelSummary;
+use actyolo::model::yaml_args::MAX_NC;
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]

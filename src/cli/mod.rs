@@ -4,6 +4,7 @@ pub mod acts;
 pub mod compare;
 pub mod data;
 pub mod detect;
+pub mod flags;
 pub mod info;
 pub mod train;
 pub mod val;

@@ -6,42 +6,18 @@ use clap::parser::ValueSource;
 use clap::{ArgMatches, Args};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::values::positive;
-use crate::eval::val::render_table;
-use crate::train::optim::OptimizerKind;
-use crate::train::trainer::{latest_run, train, TrainEvent, TrainOptions, TrainStart};
+use super::flags::{RunPlace, TrainFlags};
+use actyolo::eval::val::render_table;
+use actyolo::train::trainer::{latest_run, train, TrainEvent, TrainStart};
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
 pub struct TrainArgs {
-    /// Model config: a shipped name (yolov5n.yaml, yolov7-tiny.yaml, ...) or a YAML path.
-    #[arg(long, default_value = "yolov5n.yaml")]
-    pub cfg: String,
-    /// Dataset YAML (ultralytics format); `actyolo data synth` makes one.
-    #[arg(long)]
-    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub flags: TrainFlags,
     /// Activation for every Conv, overriding the YAML (e.g. "nn.LeakyReLU(0.1)").
     #[arg(long)]
     pub act: Option<String>,
-    /// Hyperparameters: a shipped name (hyp.scratch-low.yaml, yolov7's hyp.scratch.tiny.yaml and hyp.scratch.p5.yaml) or a YAML path.
-    #[arg(long, default_value = "hyp.scratch-low.yaml")]
-    pub hyp: String,
-    /// Initial weights to fine-tune from (.pt or .safetensors).
-    #[arg(long)]
-    pub weights: Option<PathBuf>,
-    /// Epochs to train; with --resume, a new total that extends the run.
-    #[arg(long, default_value_t = 100, value_parser = positive)]
-    pub epochs: usize,
-    #[arg(long, default_value_t = 16, value_parser = positive)]
-    pub batch: usize,
-    /// Train and validation image size (rounded up to a multiple of the model's stride).
-    #[arg(long, default_value_t = 640, value_parser = positive)]
-    pub imgsz: usize,
-    #[arg(long, value_enum, default_value = "SGD")]
-    pub optimizer: OptimizerKind,
-    /// Cosine (one-cycle) LR schedule instead of linear.
-    #[arg(long)]
-    pub cos_lr: bool,
     /// Continue a stopped run with its own settings: its folder or a file in its weights/;
     /// alone, the run under --project saved last.
     #[arg(long, num_args = 0..=1)]
@@ -53,25 +29,8 @@ pub struct TrainArgs {
     pub name: String,
     #[arg(long)]
     pub exist_ok: bool,
-    /// Data-loading threads.
-    #[arg(long, default_value_t = 2)]
-    pub workers: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Stop after this many epochs without improvement (0: never).
-    #[arg(long, default_value_t = 100)]
-    pub patience: usize,
-    /// Layers to freeze: N freezes layers 0 to N-1 (--freeze 10: YOLOv5's backbone);
-    /// several numbers freeze those layers (--freeze 0 1 2).
-    #[arg(long, num_args = 1..)]
-    pub freeze: Vec<usize>,
-    /// Keep the config's anchors without checking them.
-    #[arg(long)]
-    pub noautoanchor: bool,
-    /// Rectangular training: batches of similar aspect ratio letterboxed to the smallest
-    /// rectangle, in a fixed order, without mosaic (as train.py's --rect).
-    #[arg(long)]
-    pub rect: bool,
 }
 
 pub fn run(args: TrainArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
@@ -104,30 +63,22 @@ pub fn run(args: TrainArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> 
             };
             TrainStart::Resume {
                 path,
-                epochs: given("epochs").then_some(args.epochs),
+                epochs: given("epochs").then_some(args.flags.epochs),
             }
         }
-        None => TrainStart::New(TrainOptions {
-            cfg: args.cfg,
-            data: args.data.ok_or_else(|| anyhow::anyhow!("--data is required (e.g. `actyolo data synth --out runs/data/shapes` writes runs/data/shapes/data.yaml)"))?,
-            act: args.act,
-            hyp: args.hyp,
-            weights: args.weights,
-            epochs: args.epochs,
-            batch: args.batch,
-            imgsz: args.imgsz,
-            optimizer: args.optimizer,
-            cos_lr: args.cos_lr,
-            project: args.project,
-            name: args.name,
-            exist_ok: args.exist_ok,
-            workers: args.workers,
-            seed: args.seed,
-            patience: args.patience,
-            freeze: args.freeze,
-            noautoanchor: args.noautoanchor,
-            rect: args.rect,
-        }),
+        None => {
+            let data = args.flags.data.clone().ok_or_else(|| anyhow::anyhow!("--data is required (e.g. `actyolo data synth --out runs/data/shapes` writes runs/data/shapes/data.yaml)"))?;
+            TrainStart::New(args.flags.into_options(
+                data,
+                RunPlace {
+                    act: args.act,
+                    seed: args.seed,
+                    project: args.project,
+                    name: args.name,
+                    exist_ok: args.exist_ok,
+                },
+            ))
+        }
     };
     let mut display = Display::default();
     let outcome = train(&start, &mut |e| display.show(e))?;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::values::{fraction, positive};
-use crate::eval::val::{render_table, run_val, ValOptions, ValRun};
-use crate::util::fs::increment_path;
+use actyolo::eval::val::{render_table, run_val, ValOptions, ValRun};
+use actyolo::util::fs::increment_path;
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]

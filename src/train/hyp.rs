@@ -54,11 +54,10 @@ pub enum HypError {
     /// serde's message names the key (`unknown field `lr00`, expected one of ...`, `missing field `lr0``) and the line.
     #[error("{file}: {message}")]
     Parse { file: String, message: String },
-    #[error("{file}: unknown key `{key}` (did you mean `{closest}`?); a hyperparameter file has {}", known.join(", "))]
+    #[error("{file}: unknown field `{key}`, expected one of {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
     UnknownKey {
         file: String,
         key: String,
-        closest: String,
         known: Vec<String>,
     },
     #[error("{file}: `{key}: {value}` is out of range: {expected}")]
@@ -81,6 +80,20 @@ fn shipped_names() -> String {
         .map(|(name, _)| *name)
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Every key a hyperparameter file may have: the shipped default's, and the optional ones.
+fn known_keys() -> Vec<String> {
+    let (_, text) = SHIPPED[0];
+    let mut keys: Vec<String> = serde_yaml::from_str::<serde_yaml::Mapping>(text)
+        .map(|m| {
+            m.keys()
+                .filter_map(|k| k.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    keys.extend(["anchors", "label_smoothing", "paste_in", "loss_ota"].map(String::from));
+    keys
 }
 
 impl Default for Hyp {
@@ -126,36 +139,22 @@ impl Hyp {
             file: source.to_string(),
             message: e.to_string(),
         };
-        let hyp: Hyp = serde_yaml::from_str(text).map_err(parse_error)?;
-        // The three parts take the keys they know; any other key is a mistake.
+        // The three parts each take the keys they know, so a key none of them knows is
+        // looked for first: a typo, reported as the one mistake it is.
         let written: serde_yaml::Mapping = serde_yaml::from_str(text).map_err(parse_error)?;
-        let known: Vec<String> = serde_yaml::to_value(&hyp)
-            .map_err(parse_error)?
-            .as_mapping()
-            .map(|m| {
-                m.keys()
-                    .filter_map(|k| k.as_str().map(String::from))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let optional = ["anchors", "label_smoothing", "paste_in", "loss_ota"];
-        for key in written.keys().filter_map(|k| k.as_str()) {
-            if !known.iter().any(|k| k == key) && !optional.contains(&key) {
-                let closest = known
-                    .iter()
-                    .max_by(|a, b| {
-                        strsim::jaro_winkler(key, a).total_cmp(&strsim::jaro_winkler(key, b))
-                    })
-                    .cloned()
-                    .unwrap_or_default();
-                return Err(HypError::UnknownKey {
-                    file: source.to_string(),
-                    key: key.to_string(),
-                    closest,
-                    known,
-                });
-            }
+        let known = known_keys();
+        if let Some(key) = written
+            .keys()
+            .filter_map(|k| k.as_str())
+            .find(|key| !known.iter().any(|k| k == key))
+        {
+            return Err(HypError::UnknownKey {
+                file: source.to_string(),
+                key: key.to_string(),
+                known,
+            });
         }
+        let hyp: Hyp = serde_yaml::from_str(text).map_err(parse_error)?;
         hyp.validate(source)?;
         Ok(hyp)
     }

@@ -6,16 +6,43 @@ use std::collections::HashMap;
 use candle_core::{backprop::GradStore, Result, Tensor, Var};
 use candle_nn::VarMap;
 
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OptimizerKind {
-    #[value(name = "SGD")]
     Sgd,
-    #[value(name = "Adam")]
     Adam,
-    #[value(name = "AdamW")]
     AdamW,
+}
+
+impl OptimizerKind {
+    pub const ALL: [OptimizerKind; 3] = [
+        OptimizerKind::Sgd,
+        OptimizerKind::Adam,
+        OptimizerKind::AdamW,
+    ];
+
+    /// The name ultralytics' `--optimizer` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            OptimizerKind::Sgd => "SGD",
+            OptimizerKind::Adam => "Adam",
+            OptimizerKind::AdamW => "AdamW",
+        }
+    }
+}
+
+impl std::str::FromStr for OptimizerKind {
+    type Err = String;
+
+    /// One of SGD, Adam or AdamW, in any case.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        OptimizerKind::ALL
+            .into_iter()
+            .find(|kind| kind.name().eq_ignore_ascii_case(text.trim()))
+            .ok_or_else(|| {
+                let names: Vec<&str> = OptimizerKind::ALL.iter().map(|k| k.name()).collect();
+                format!("`{text}` is not an optimiser; choose {}", names.join(", "))
+            })
+    }
 }
 
 /// The optimiser's and the schedule's keys of `hyp.*.yaml`.
