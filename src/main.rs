@@ -14,7 +14,7 @@ fn main() -> std::process::ExitCode {
     match cli::run(cli, &matches) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", actyolo::util::error::chain(e.as_ref()));
             std::process::ExitCode::FAILURE
         }
     }

@@ -13,6 +13,9 @@ fn bad_argument(s: &str) -> (String, String) {
         Err(SpecError::BadArgument {
             argument, message, ..
         }) => (argument, message),
+        Err(SpecError::BadValue {
+            argument, reason, ..
+        }) => (argument.to_string(), reason.to_string()),
         other => panic!("{s}: expected a bad-argument error, got {other:?}"),
     }
 }

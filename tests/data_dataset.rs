@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use actyolo::data::dataset::{label_path, CacheStatus, DataConfig, Dataset, DatasetCounts, Split};
 use actyolo::data::labels::{parse_labels, Label, LabelError};
+use actyolo::util::error::chain;
 use data_support::{scratch_dir, small_synth};
 
 fn write(path: &Path, text: &str) {
@@ -75,7 +76,7 @@ fn parses_boxes_polygons_and_reports_the_line() {
             value: 1.5
         })
     );
-    assert_eq!(parse_labels("0 0.5 0.5 0.2 nan", 3).unwrap_err().to_string(), "line 1: height NaN is outside [0, 1]; coordinates must be normalised by the image width and height");
+    assert_eq!(parse_labels("0 0.5 0.5 0.2 nan", 3).map_err(|e| chain(&e)).unwrap_err(), "line 1: height NaN is outside [0, 1]; coordinates must be normalised by the image width and height");
 }
 
 #[test]
@@ -111,8 +112,8 @@ fn yaml_variants_list_files_folder_lists_and_name_maps() {
     assert_eq!(Dataset::from_config(&config, Split::Val).unwrap().len(), 9);
     assert_eq!(
         Dataset::from_config(&config, Split::Test)
-            .unwrap_err()
-            .to_string(),
+            .map_err(|e| chain(&e))
+            .unwrap_err(),
         format!(
             "{}: the `test:` split is empty or missing",
             sub.join("data.yaml").display()
@@ -126,7 +127,7 @@ fn yaml_mistakes_name_the_file_and_the_fix() {
     let check = |text: &str, expected: &str| {
         let file = dir.join("data.yaml");
         write(&file, text);
-        let message = DataConfig::load(&file).unwrap_err().to_string();
+        let message = DataConfig::load(&file).map_err(|e| chain(&e)).unwrap_err();
         assert_eq!(
             message,
             format!("{}: {expected}", file.display()),
@@ -159,8 +160,8 @@ fn yaml_mistakes_name_the_file_and_the_fix() {
     );
     let config = DataConfig::load(&dir.join("data.yaml")).unwrap();
     let message = Dataset::from_config(&config, Split::Train)
-        .unwrap_err()
-        .to_string();
+        .map_err(|e| chain(&e))
+        .unwrap_err();
     assert_eq!(message, format!("{} does not exist; a split names a folder of images, a .txt list of image paths, or a list of those", dir.join("nowhere").display()));
 }
 

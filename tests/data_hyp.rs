@@ -3,6 +3,7 @@
 mod data_support;
 
 use actyolo::train::hyp::Hyp;
+use actyolo::util::error::chain;
 use data_support::scratch_dir;
 
 #[test]
@@ -54,7 +55,7 @@ fn error_for(name: &str, edit: impl Fn(&str) -> String) -> (String, String) {
     let shipped = include_str!("../configs/hyps/hyp.scratch-low.yaml");
     std::fs::write(&file, edit(shipped)).unwrap();
     let path = file.display().to_string();
-    (Hyp::load(&path).unwrap_err().to_string(), path)
+    (Hyp::load(&path).map_err(|e| chain(&e)).unwrap_err(), path)
 }
 
 #[test]
@@ -98,7 +99,7 @@ fn optional_keys_and_unknown_names() {
         (Some(3.0), Some(0.1))
     );
     assert_eq!(
-        Hyp::load("hyp.scratch-lo").unwrap_err().to_string(),
+        Hyp::load("hyp.scratch-lo").map_err(|e| chain(&e)).unwrap_err(),
         "hyperparameters `hyp.scratch-lo` not found: it is neither a file nor a shipped set (hyp.scratch-low.yaml, hyp.scratch.tiny.yaml, hyp.scratch.p5.yaml)"
     );
 }
@@ -142,7 +143,9 @@ fn yolov7_sets_load_with_paste_in_ignored_and_ota_selected() {
         include_str!("../configs/hyps/hyp.scratch.tiny.yaml").replace("loss_ota: 1", "loss_ota: 2"),
     )
     .unwrap();
-    let message = Hyp::load(file.to_str().unwrap()).unwrap_err().to_string();
+    let message = Hyp::load(file.to_str().unwrap())
+        .map_err(|e| chain(&e))
+        .unwrap_err();
     assert!(
         message.starts_with(&file.display().to_string())
             && message.contains("`loss_ota: 2` is out of range"),

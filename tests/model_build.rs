@@ -4,6 +4,7 @@
 use actyolo::act::ActSpec;
 use actyolo::model::build::Model;
 use actyolo::model::config::ModelConfig;
+use actyolo::util::error::chain;
 
 fn build(name: &str, nc: Option<usize>, act: Option<&str>) -> Model {
     let mut cfg = ModelConfig::load(name).unwrap();
@@ -65,7 +66,7 @@ fn act_of(model: &Model, layer: usize) -> String {
 }
 
 fn tiny(text: &str) -> Result<ModelConfig, String> {
-    ModelConfig::from_str(text, "tiny.yaml").map_err(|e| e.to_string())
+    ModelConfig::from_str(text, "tiny.yaml").map_err(|e| chain(&e))
 }
 
 #[test]
@@ -181,7 +182,7 @@ fn yaml_mistakes_name_the_row_and_what_is_wrong() {
             Err(e) => e,
             Ok(cfg) => Model::new(&cfg, None, 0, None)
                 .err()
-                .map(|e| e.to_string())
+                .map(|e| chain(&e))
                 .unwrap_or_else(|| panic!("{to}: accepted")),
         };
         for part in expected {
@@ -192,11 +193,16 @@ fn yaml_mistakes_name_the_row_and_what_is_wrong() {
         "[-1, 1, SPPF, [128, 5]],\n  ]\nhead:",
         "[-1, 1, SPPF, [128, 5]],\n   [[3, 5], 1, Detect, [nc, anchors]],\n  ]\nhead:",
     ))
-    .map(|c| Model::new(&c, None, 0, None).err().unwrap().to_string());
+    .map(|c| {
+        Model::new(&c, None, 0, None)
+            .err()
+            .map(|e| chain(&e))
+            .unwrap()
+    });
     assert!(err.unwrap().contains("Detect must be the last layer"));
     assert!(ModelConfig::load("yolov9000.yaml")
+        .map_err(|e| chain(&e))
         .unwrap_err()
-        .to_string()
         .contains("yolov5n.yaml"));
     assert!(tiny("nc: 2\n").unwrap_err().contains("missing key"));
     assert!(tiny("nc: [oops").unwrap_err().contains("not valid YAML"));

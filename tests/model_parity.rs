@@ -7,7 +7,7 @@ mod model_support;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use actyolo::model::build::Model;
+use actyolo::model::build::{LoadError, Model};
 use actyolo::model::config::ModelConfig;
 use candle_core::{Device, Tensor};
 use model_support::check_outputs;
@@ -90,17 +90,24 @@ fn mismatched_weights_are_explained() {
     let err = model
         .load_state_dict(&load("frelu.safetensors"), true)
         .unwrap_err();
+    let message = err.to_string();
     assert!(
-        err.contains("do not belong") && err.contains("act."),
-        "{err}"
+        matches!(&err, LoadError::Unexpected(names) if names.iter().all(|n| n.contains(".act."))),
+        "{message}"
     );
+    assert!(message.contains("do not belong"), "{message}");
     // SiLU weights into an FReLU model: its FReLU tensors are missing.
     let cfg = ModelConfig::from_file(&fixture("frelu.yaml")).unwrap();
     let err = Model::new(&cfg, None, 0, None)
         .unwrap()
         .load_state_dict(&load("silu.safetensors"), true)
         .unwrap_err();
-    assert!(err.contains("missing") && err.contains("--act"), "{err}");
+    let message = err.to_string();
+    assert!(matches!(err, LoadError::Missing(_)), "{message}");
+    assert!(
+        message.contains("missing") && message.contains("--act"),
+        "{message}"
+    );
     // A safetensors file without a YAML needs --cfg.
     let err = actyolo::model::weights::load_model(&fixture("silu.safetensors"), None, None, None)
         .err()

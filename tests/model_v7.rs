@@ -14,6 +14,7 @@ use actyolo::model::config::ModelConfig;
 use actyolo::model::pt::{read_pt, WeightsSource};
 use actyolo::model::summary::ModelSummary;
 use actyolo::model::weights::load_model;
+use actyolo::util::error::chain;
 use candle_core::{DType, Device, Tensor};
 use model_support::check_outputs;
 
@@ -232,16 +233,16 @@ fn v7_yaml_mistakes_name_the_row_and_argument() {
     ];
     for (row, expected) in cases {
         let err = ModelConfig::from_str(&yaml(row), "v7.yaml")
-            .unwrap_err()
-            .to_string();
+            .map_err(|e| chain(&e))
+            .unwrap_err();
         for part in expected {
             assert!(err.contains(part), "{row}: `{err}` lacks `{part}`");
         }
     }
     let cfg = ModelConfig::from_str(&yaml("[-1, 1, RepConv, [16, 3, 1]]"), "v7.yaml").unwrap();
     let err = Model::new(&cfg, Some(&ActSpec::parse("nn.GLU()").unwrap()), 0, None)
-        .unwrap_err()
-        .to_string();
+        .map_err(|e| chain(&e))
+        .unwrap_err();
     assert!(
         err.contains("layer 1 RepConv") && err.contains("identity branch"),
         "{err}"

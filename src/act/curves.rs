@@ -16,7 +16,6 @@ pub struct PlotOptions {
     pub out: PathBuf,
 }
 
-/// Each message names what failed and why; causes are part of the message, not a chain.
 #[derive(Debug, thiserror::Error)]
 pub enum CurveError {
     #[error("nothing to plot: no activations given")]
@@ -28,9 +27,10 @@ pub enum CurveError {
          so it cannot be drawn as a curve"
     )]
     NotPointwise { spec: String },
-    #[error("evaluating {spec}: {error}")]
+    #[error("evaluating {spec}")]
     Eval {
         spec: String,
+        #[source]
         error: candle_core::Error,
     },
     #[error(transparent)]

@@ -25,8 +25,12 @@ pub enum ActArg {
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum SpecError {
-    #[error("cannot parse activation spec `{spec}`: {reason}")]
-    Syntax { spec: String, reason: String },
+    #[error("cannot parse activation spec `{spec}`")]
+    Syntax {
+        spec: String,
+        #[source]
+        reason: SyntaxError,
+    },
     #[error("unknown activation `{name}`; did you mean {}? (`actyolo acts list` shows them all)", .suggestions.join(", "))]
     UnknownName {
         name: String,
@@ -38,6 +42,53 @@ pub enum SpecError {
         argument: String,
         message: String,
     },
+    #[error("{activation}: argument `{argument}`")]
+    BadValue {
+        activation: &'static str,
+        argument: &'static str,
+        #[source]
+        reason: ValueError,
+    },
+}
+
+/// Why a spec is not written as `name(arguments)`.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SyntaxError {
+    #[error("it is empty; write e.g. `nn.SiLU()`")]
+    Empty,
+    #[error(
+        "`True` means the model's default activation and is only valid as a Conv `act` argument"
+    )]
+    DefaultOutsideConv,
+    #[error("the argument list must end with `)`")]
+    Unclosed,
+    #[error("`{0}` is not an activation name")]
+    Name(String),
+    #[error("a string argument is not closed")]
+    UnclosedString,
+    #[error("an argument is empty (two commas in a row?)")]
+    EmptyArgument,
+    #[error("`{0}` is not a keyword")]
+    Keyword(String),
+    #[error("`{0}` is not a literal (a number, True, False, None or a quoted string); expressions are never evaluated")]
+    Literal(String),
+}
+
+/// Why a value does not fit its parameter's type.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ValueError {
+    #[error("{0} is not a finite number (a literal beyond float range?)")]
+    NotFinite(Value),
+    #[error("expected {expected}, got {} ({value})", value.type_name())]
+    Type {
+        expected: &'static str,
+        value: Value,
+    },
+    #[error("{value} is not allowed; allowed: {}", allowed.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(", "))]
+    NotAllowed {
+        value: Value,
+        allowed: &'static [&'static str],
+    },
 }
 
 impl ActSpec {
@@ -47,7 +98,7 @@ impl ActSpec {
             ActArg::Spec(spec) => Ok(spec),
             ActArg::Default => Err(SpecError::Syntax {
                 spec: text.to_string(),
-                reason: "`True` means the model's default activation and is only valid as a Conv `act` argument".into(),
+                reason: SyntaxError::DefaultOutsideConv,
             }),
         }
     }
@@ -171,7 +222,7 @@ impl fmt::Display for ActSpec {
 impl ActArg {
     /// Parses a Conv `act` argument: `True`, `False` (identity) or any activation spec.
     pub fn parse(text: &str) -> Result<ActArg, SpecError> {
-        let syntax = |reason: String| SpecError::Syntax {
+        let syntax = |reason: SyntaxError| SpecError::Syntax {
             spec: text.to_string(),
             reason,
         };
@@ -179,13 +230,13 @@ impl ActArg {
         match trimmed {
             "True" | "true" => return Ok(ActArg::Default),
             "False" | "false" => return Ok(ActArg::Spec(ActSpec::identity())),
-            "" => return Err(syntax("it is empty; write e.g. `nn.SiLU()`".into())),
+            "" => return Err(syntax(SyntaxError::Empty)),
             _ => {}
         }
         let (head, args_text) = match trimmed.find('(') {
             Some(open) => {
                 let Some(inner) = trimmed[open + 1..].strip_suffix(')') else {
-                    return Err(syntax("the argument list must end with `)`".into()));
+                    return Err(syntax(SyntaxError::Unclosed));
                 };
                 (&trimmed[..open], Some(inner))
             }
@@ -193,10 +244,7 @@ impl ActArg {
         };
         let name = strip_prefix_ignore_case(strip_prefix_ignore_case(head.trim(), "torch."), "nn.");
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(syntax(format!(
-                "`{}` is not an activation name",
-                head.trim()
-            )));
+            return Err(syntax(SyntaxError::Name(head.trim().to_string())));
         }
         let def = lookup(name).ok_or_else(|| SpecError::UnknownName {
             name: name.to_string(),
@@ -224,7 +272,7 @@ struct WrittenArg {
 }
 
 /// Splits `0.1, inplace=True` into literals; strings may hold commas.
-fn split_args(inner: &str) -> Result<Vec<WrittenArg>, String> {
+fn split_args(inner: &str) -> Result<Vec<WrittenArg>, SyntaxError> {
     let mut parts = Vec::new();
     let mut current = String::new();
     let mut quote: Option<char> = None;
@@ -243,7 +291,7 @@ fn split_args(inner: &str) -> Result<Vec<WrittenArg>, String> {
         }
     }
     if quote.is_some() {
-        return Err("a string argument is not closed".into());
+        return Err(SyntaxError::UnclosedString);
     }
     parts.push(current);
     if parts.len() == 1 && parts[0].trim().is_empty() {
@@ -253,21 +301,20 @@ fn split_args(inner: &str) -> Result<Vec<WrittenArg>, String> {
     for part in parts {
         let part = part.trim();
         if part.is_empty() {
-            return Err("an argument is empty (two commas in a row?)".into());
+            return Err(SyntaxError::EmptyArgument);
         }
         let (keyword, literal) = match part.split_once('=') {
             Some((k, v)) if !k.contains(['\'', '"']) => {
                 let k = k.trim();
                 if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-                    return Err(format!("`{k}` is not a keyword"));
+                    return Err(SyntaxError::Keyword(k.to_string()));
                 }
                 (Some(k.to_string()), v.trim())
             }
             _ => (None, part),
         };
-        let value = parse_literal(literal).ok_or_else(|| {
-            format!("`{literal}` is not a literal (a number, True, False, None or a quoted string); expressions are never evaluated")
-        })?;
+        let value =
+            parse_literal(literal).ok_or_else(|| SyntaxError::Literal(literal.to_string()))?;
         args.push(WrittenArg { keyword, value });
     }
     Ok(args)
@@ -348,7 +395,12 @@ fn resolve_args(info: &'static ActDef, args: &[WrittenArg]) -> Result<Vec<Value>
         if slots[index].is_some() {
             return Err(bad(param.name, "given more than once".into()));
         }
-        slots[index] = Some(check_type(param, &arg.value).map_err(|m| bad(param.name, m))?);
+        let value = check_type(param, &arg.value).map_err(|reason| SpecError::BadValue {
+            activation: info.name,
+            argument: param.name,
+            reason,
+        })?;
+        slots[index] = Some(value);
     }
     Ok(params
         .iter()
@@ -369,14 +421,16 @@ fn describe_params(params: &[ParamDef]) -> String {
         .join(", ")
 }
 
-fn check_type(param: &ParamDef, value: &Value) -> Result<Value, String> {
-    let wrong =
-        |expected: &str| format!("expected {expected}, got {} ({value})", value.type_name());
+fn check_type(param: &ParamDef, value: &Value) -> Result<Value, ValueError> {
+    let wrong = |expected: &'static str| ValueError::Type {
+        expected,
+        value: value.clone(),
+    };
     match (param.ty, value) {
         // A literal such as 1e400 reads as infinity, which no activation argument can be.
-        (ParamType::Float, Value::Float(v)) if !v.is_finite() => Err(format!(
-            "{value} is not a finite number (a literal beyond float range?)"
-        )),
+        (ParamType::Float, Value::Float(v)) if !v.is_finite() => {
+            Err(ValueError::NotFinite(value.clone()))
+        }
         (ParamType::Float, Value::Float(_)) => Ok(value.clone()),
         (ParamType::Float, Value::Int(v)) => Ok(Value::Float(*v as f64)),
         (ParamType::Float, _) => Err(wrong("a number")),
@@ -391,13 +445,9 @@ fn check_type(param: &ParamDef, value: &Value) -> Result<Value, String> {
         (ParamType::Choice(allowed), Value::Str(s)) if allowed.contains(&s.as_str()) => {
             Ok(value.clone())
         }
-        (ParamType::Choice(allowed), _) => Err(format!(
-            "{value} is not allowed; allowed: {}",
-            allowed
-                .iter()
-                .map(|a| format!("'{a}'"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        )),
+        (ParamType::Choice(allowed), _) => Err(ValueError::NotAllowed {
+            value: value.clone(),
+            allowed,
+        }),
     }
 }

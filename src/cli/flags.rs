@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::values::positive;
-use actyolo::train::optim::OptimizerKind;
+use actyolo::train::optim::{OptimizerKind, UnknownOptimizer};
 use actyolo::train::trainer::TrainOptions;
 
 #[derive(Debug, Args)]
@@ -56,7 +56,7 @@ pub struct TrainFlags {
     pub rect: bool,
 }
 
-fn optimizer(text: &str) -> Result<OptimizerKind, String> {
+fn optimizer(text: &str) -> Result<OptimizerKind, UnknownOptimizer> {
     text.parse()
 }
 

@@ -19,7 +19,8 @@ use crate::data::image::{
     decode_image, has_image_extension, image_path_problem, IMG_FORMATS, TRUNCATED_JPEG,
 };
 use crate::data::labels::{parse_labels, Label};
-use crate::util::fs::read_text;
+use crate::util::error::chain;
+use crate::util::fs::{read_text, FileError};
 
 /// The parts of a dataset that `data.yaml` names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,13 +54,50 @@ pub struct DataConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataConfigError {
-    #[error("{file}: cannot read: {error}")]
+    #[error("{file}: cannot read")]
     Read {
         file: PathBuf,
+        #[source]
         error: std::io::Error,
+    },
+    #[error("{file}: not valid YAML")]
+    Yaml {
+        file: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{file}: `{key}`")]
+    Key {
+        file: PathBuf,
+        key: &'static str,
+        #[source]
+        source: KeyError,
     },
     #[error("{file}: {message}")]
     Invalid { file: PathBuf, message: String },
+}
+
+/// What is wrong with the value of a `data.yaml` key.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("list items must be paths")]
+    NotPathItems,
+    #[error("must be a path or a list of paths")]
+    NotPaths,
+    #[error("each name must be text")]
+    NameNotText,
+    #[error("key `{0}` is not a class index; use `0: name`")]
+    NotIndex(String),
+    #[error("the name of class {0} must be text")]
+    IndexedNameNotText(u64),
+    #[error(
+        "class indices must run 0, 1, 2, ... without gaps; expected {expected}, found {found}"
+    )]
+    Gap { expected: usize, found: u64 },
+    #[error("must be a list of names or a map {{0: name, ...}}")]
+    NotNames,
+    #[error("there must be at least one class")]
+    NoClasses,
 }
 
 impl DataConfig {
@@ -75,8 +113,17 @@ impl DataConfig {
             file: file.to_path_buf(),
             message,
         };
-        let yaml: Value =
-            serde_yaml::from_str(&text).map_err(|e| invalid(format!("not valid YAML: {e}")))?;
+        let yaml: Value = serde_yaml::from_str(&text).map_err(|source| DataConfigError::Yaml {
+            file: file.to_path_buf(),
+            source,
+        })?;
+        let key_error = |key: &'static str| {
+            move |source: KeyError| DataConfigError::Key {
+                file: file.to_path_buf(),
+                key,
+                source,
+            }
+        };
         let map = yaml
             .as_mapping()
             .ok_or_else(|| invalid("expected a mapping with train, val and names".into()))?;
@@ -94,9 +141,9 @@ impl DataConfig {
         };
         // Resolved like ultralytics' `.resolve()`, so that `..` does not reach the image paths.
         let root = std::fs::canonicalize(&root).unwrap_or(root);
-        let split = |key: &str, required: bool| {
+        let split = |key: &'static str, required: bool| {
             match get(key) {
-            Some(value) => sources(value, &root).map_err(|message| invalid(format!("`{key}`: {message}"))),
+            Some(value) => sources(value, &root).map_err(key_error(key)),
             None if required => Err(invalid(format!("the `{key}:` key is missing; it names a folder of images or a .txt list of image paths"))),
             None => Ok(Vec::new()),
         }
@@ -108,9 +155,7 @@ impl DataConfig {
         );
         let names =
             match get("names") {
-                Some(value) => {
-                    parse_names(value).map_err(|message| invalid(format!("`names`: {message}")))?
-                }
+                Some(value) => parse_names(value).map_err(key_error("names"))?,
                 None => return Err(invalid(
                     "the `names:` key is missing; list the class names, e.g. `names: [cat, dog]`"
                         .into(),
@@ -159,13 +204,13 @@ fn scalar_text(value: &Value) -> Option<String> {
 
 /// A split's sources resolved against the root; ultralytics also tries a `../x` without
 /// its `../` when the first does not exist.
-fn sources(value: &Value, root: &Path) -> Result<Vec<PathBuf>, String> {
+fn sources(value: &Value, root: &Path) -> Result<Vec<PathBuf>, KeyError> {
     let names: Vec<String> = match value {
         Value::Sequence(items) => items
             .iter()
-            .map(|item| scalar_text(item).ok_or("list items must be paths"))
+            .map(|item| scalar_text(item).ok_or(KeyError::NotPathItems))
             .collect::<Result<_, _>>()?,
-        other => vec![scalar_text(other).ok_or("must be a path or a list of paths")?],
+        other => vec![scalar_text(other).ok_or(KeyError::NotPaths)?],
     };
     let resolve = |name: &String| {
         let path = root.join(name);
@@ -177,40 +222,36 @@ fn sources(value: &Value, root: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(names.iter().map(resolve).collect())
 }
 
-fn parse_names(value: &Value) -> Result<Vec<String>, String> {
+fn parse_names(value: &Value) -> Result<Vec<String>, KeyError> {
     let names = match value {
         Value::Sequence(items) => items
             .iter()
-            .map(|item| scalar_text(item).ok_or("each name must be text".to_string()))
+            .map(|item| scalar_text(item).ok_or(KeyError::NameNotText))
             .collect::<Result<Vec<_>, _>>()?,
         Value::Mapping(map) => {
             let mut by_index = BTreeMap::new();
             for (key, name) in map {
-                let index = key.as_u64().ok_or_else(|| {
-                    format!(
-                        "key `{}` is not a class index; use `0: name`",
-                        scalar_text(key).unwrap_or_default()
-                    )
-                })?;
+                let index = key
+                    .as_u64()
+                    .ok_or_else(|| KeyError::NotIndex(scalar_text(key).unwrap_or_default()))?;
                 by_index.insert(
                     index,
-                    scalar_text(name)
-                        .ok_or_else(|| format!("the name of class {index} must be text"))?,
+                    scalar_text(name).ok_or(KeyError::IndexedNameNotText(index))?,
                 );
             }
-            if let Some((position, index)) = by_index
+            if let Some((expected, &found)) = by_index
                 .keys()
                 .enumerate()
                 .find(|&(position, &index)| position as u64 != index)
             {
-                return Err(format!("class indices must run 0, 1, 2, ... without gaps; expected {position}, found {index}"));
+                return Err(KeyError::Gap { expected, found });
             }
             by_index.into_values().collect()
         }
-        _ => return Err("must be a list of names or a map {0: name, ...}".into()),
+        _ => return Err(KeyError::NotNames),
     };
     if names.is_empty() {
-        return Err("there must be at least one class".into());
+        return Err(KeyError::NoClasses);
     }
     Ok(names)
 }
@@ -277,14 +318,16 @@ pub struct ImageRecord {
 pub enum DatasetError {
     #[error("{path} does not exist; a split names a folder of images, a .txt list of image paths, or a list of those")]
     MissingSource { path: PathBuf },
-    #[error("{path}: cannot read: {error}")]
+    #[error("{path}: cannot read")]
     Io {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
-    #[error("{path}: invalid path pattern: {error}")]
+    #[error("{path}: invalid path pattern")]
     Pattern {
         path: PathBuf,
+        #[source]
         error: glob::PatternError,
     },
     #[error("no images found in {sources}; image files end in {}", IMG_FORMATS.join(", "))]
@@ -347,9 +390,9 @@ impl Dataset {
                 };
                 let status = match write_cache(&cache_path, &cache) {
                     Ok(()) => CacheStatus::Created(cache_path),
-                    Err(reason) => CacheStatus::NotWritable {
+                    Err(e) => CacheStatus::NotWritable {
                         path: cache_path,
-                        reason,
+                        reason: chain(&e),
                     },
                 };
                 (cache, status)
@@ -544,11 +587,12 @@ fn read_cache(path: &Path, hash: &str) -> Option<LabelCache> {
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a cache.
-fn write_cache(path: &Path, cache: &LabelCache) -> Result<(), String> {
-    let json = serde_json::to_string(cache).map_err(|e| e.to_string())?;
+fn write_cache(path: &Path, cache: &LabelCache) -> Result<(), FileError> {
+    // The cache is plain data: serialising it cannot fail.
+    let json = serde_json::to_string(cache).unwrap_or_default();
     let temporary = path.with_extension("cache.tmp");
-    std::fs::write(&temporary, json).map_err(|e| e.to_string())?;
-    std::fs::rename(&temporary, path).map_err(|e| e.to_string())
+    std::fs::write(&temporary, json).map_err(FileError::new(&temporary, "cannot write"))?;
+    std::fs::rename(&temporary, path).map_err(FileError::new(path, "cannot rename into place"))
 }
 
 /// The outcome of checking one image and its label file.
@@ -610,7 +654,7 @@ fn verify_pair(image: &Path, label: &Path, nc: usize) -> Verified {
     };
     let decoded = match decode_image(image) {
         Ok(decoded) => decoded,
-        Err(e) => return skipped(image, e.to_string()),
+        Err(e) => return skipped(image, chain(&e)),
     };
     let (width, height) = decoded.image.dimensions();
     if width < MIN_IMAGE_SIDE || height < MIN_IMAGE_SIDE {

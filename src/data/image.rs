@@ -23,9 +23,9 @@ pub const MAX_PIXELS: u64 = 89_478_485;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadImageError {
-    #[error("cannot read: {0}")]
+    #[error("cannot read")]
     Io(#[from] std::io::Error),
-    #[error("cannot decode: {0}")]
+    #[error("cannot decode")]
     Decode(#[from] image::ImageError),
     #[error("the image is empty ({width}x{height} pixels)")]
     Empty { width: u32, height: u32 },

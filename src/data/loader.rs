@@ -104,14 +104,16 @@ pub struct Batch {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoaderError {
-    #[error("{path}: {error}")]
+    #[error("{path}")]
     Read {
         path: PathBuf,
+        #[source]
         error: ReadImageError,
     },
-    #[error("{path}: {error}")]
+    #[error("{path}")]
     Letterbox {
         path: PathBuf,
+        #[source]
         error: LetterboxError,
     },
     #[error("the dataset has no usable images (every one was skipped; see the warnings)")]
@@ -120,23 +122,16 @@ pub enum LoaderError {
     NoLabels,
     #[error("invalid loader settings: {0}")]
     Settings(String),
-    #[error("cannot start {workers} loader threads: {error}")]
+    #[error("cannot start {workers} loader threads")]
     Threads {
         workers: usize,
+        #[source]
         error: rayon::ThreadPoolBuildError,
     },
-    #[error("cannot start the batch producer thread: {0}")]
-    Producer(std::io::Error),
-    #[error("cannot build a batch tensor: {0}")]
-    Tensor(candle_core::Error),
-}
-
-// By hand rather than `#[from]`, which would also make the candle error the `source` and
-// print it twice in an error chain.
-impl From<candle_core::Error> for LoaderError {
-    fn from(error: candle_core::Error) -> Self {
-        LoaderError::Tensor(error)
-    }
+    #[error("cannot start the batch producer thread")]
+    Producer(#[source] std::io::Error),
+    #[error("cannot build a batch tensor")]
+    Tensor(#[from] candle_core::Error),
 }
 
 #[derive(Debug)]

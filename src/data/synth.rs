@@ -83,14 +83,16 @@ pub enum SynthError {
     Settings(String),
     #[error("{path} already exists; choose another --out or delete it first")]
     Exists { path: PathBuf },
-    #[error("{path}: {error}")]
+    #[error("{path}")]
     Io {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
-    #[error("{path}: cannot encode PNG: {error}")]
+    #[error("{path}: cannot encode PNG")]
     Encode {
         path: PathBuf,
+        #[source]
         error: image::ImageError,
     },
 }

@@ -51,7 +51,7 @@ pub enum DetectError {
     WeightsNotFound(PathBuf),
     #[error(transparent)]
     Weights(#[from] WeightsError),
-    #[error("--cfg: {0}")]
+    #[error("--cfg")]
     Config(#[from] ConfigError),
     #[error(transparent)]
     Source(#[from] SourceError),
@@ -63,18 +63,20 @@ pub enum DetectError {
     Nms(#[from] NmsError),
     #[error(transparent)]
     Letterbox(#[from] LetterboxError),
-    #[error("inference failed: {0}")]
+    #[error("inference failed")]
     Model(#[from] candle_core::Error),
-    #[error("the embedded DejaVu Sans font could not be loaded: {0}")]
+    #[error("the embedded DejaVu Sans font could not be loaded")]
     Font(#[from] ab_glyph::InvalidFont),
-    #[error("{}: {error}", path.display())]
+    #[error("{}", path.display())]
     Write {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
-    #[error("{}: cannot save the image: {error}", path.display())]
+    #[error("{}: cannot save the image", path.display())]
     SaveImage {
         path: PathBuf,
+        #[source]
         error: image::ImageError,
     },
 }
@@ -248,7 +250,7 @@ pub fn detect(
             Err(e) => {
                 observer(DetectEvent::Skipped {
                     path,
-                    reason: &e.to_string(),
+                    reason: &crate::util::error::chain(&e),
                 });
                 continue;
             }

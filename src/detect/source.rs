@@ -18,14 +18,16 @@ pub struct SourceFiles {
 pub enum SourceError {
     #[error("source {} does not exist", .0.display())]
     NotFound(PathBuf),
-    #[error("source {given}: cannot make it an absolute path: {error}")]
+    #[error("source {given}: cannot make it an absolute path")]
     Path {
         given: String,
+        #[source]
         error: std::io::Error,
     },
-    #[error("source {given}: invalid glob pattern: {error}")]
+    #[error("source {given}: invalid glob pattern")]
     Pattern {
         given: String,
+        #[source]
         error: glob::PatternError,
     },
 }

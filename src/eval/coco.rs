@@ -60,7 +60,7 @@ pub struct CocoDataset {
 pub enum CocoError {
     #[error(transparent)]
     Write(#[from] crate::util::fs::FileError),
-    #[error("cannot serialise COCO JSON: {0}")]
+    #[error("cannot serialise COCO JSON")]
     Json(#[from] serde_json::Error),
     /// pycocotools refuses such results ("Results do not correspond to current coco set").
     #[error("a detection is on image {0}, which the ground truth does not have")]
@@ -249,7 +249,9 @@ fn evaluate_image(gt: &[[f64; 4]], dt: &[ScoredBox], iou_thresholds: &[f64]) -> 
     })
 }
 
-/// pycocotools' `bbIou` for xywh boxes (no crowd): intersection over union in f64.
+/// pycocotools' `bbIou` for xywh boxes (no crowd): intersection over union in f64 on
+/// `[x, y, w, h]`, as its C code computes it; `ops::boxes::iou` (float32 corners, as
+/// torchvision) would round differently and shift the COCO mAP in the last digits.
 fn bbox_iou(d: &[f64; 4], g: &[f64; 4]) -> f64 {
     let w = (d[2] + d[0]).min(g[2] + g[0]) - d[0].max(g[0]);
     if w <= 0.0 {

@@ -8,6 +8,7 @@
 //! order here is stable and documented; with real scores exact ties are rare.
 
 use super::nms::Detection;
+use crate::ops::boxes::iou;
 
 /// IoU thresholds per detection: 0.5, 0.55, …, 0.95.
 pub const IOU_LEVELS: usize = 10;
@@ -57,18 +58,8 @@ pub(crate) fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
 /// `box_iou` (torchvision's formula with eps 1e-7), in f32.
 pub fn box_iou(a: &[[f32; 4]], b: &[[f32; 4]]) -> Vec<Vec<f32>> {
     const IOU_EPS: f32 = 1e-7;
-    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
     a.iter()
-        .map(|p| {
-            b.iter()
-                .map(|q| {
-                    let w = (p[2].min(q[2]) - p[0].max(q[0])).max(0.0);
-                    let h = (p[3].min(q[3]) - p[1].max(q[1])).max(0.0);
-                    let inter = w * h;
-                    inter / (area(p) + area(q) - inter + IOU_EPS)
-                })
-                .collect()
-        })
+        .map(|p| b.iter().map(|q| iou(p, q, IOU_EPS)).collect())
         .collect()
 }
 

@@ -9,6 +9,7 @@
 //!   choice. With real scores exact ties are rare.
 //! - There is no time limit (ultralytics stops after 0.5 s + 0.05 s per image).
 
+use crate::ops::boxes::{area, iou_with_areas, xywh_to_xyxy};
 use candle_core::{DType, Tensor};
 
 /// At most this many candidates (the best) go into NMS, as ultralytics' `max_nms`.
@@ -158,10 +159,6 @@ fn first_max(scores: impl Iterator<Item = f32>) -> Option<(usize, f32)> {
     best
 }
 
-fn xywh_to_xyxy([x, y, w, h]: [f32; 4]) -> [f32; 4] {
-    [x - w / 2.0, y - h / 2.0, x + w / 2.0, y + h / 2.0]
-}
-
 /// torchvision's CPU `nms` over boxes already sorted best first: the indices kept, in
 /// order. Boxes are offset by class unless `agnostic`, in float32 as ultralytics does.
 fn greedy_nms(sorted: &[Detection], agnostic: bool, iou_thres: f64) -> Vec<usize> {
@@ -176,10 +173,7 @@ fn greedy_nms(sorted: &[Detection], agnostic: bool, iou_thres: f64) -> Vec<usize
             d.bbox.map(|v| v + offset)
         })
         .collect();
-    let areas: Vec<f32> = boxes
-        .iter()
-        .map(|b| (b[2] - b[0]) * (b[3] - b[1]))
-        .collect();
+    let areas: Vec<f32> = boxes.iter().map(area).collect();
     let mut suppressed = vec![false; boxes.len()];
     let mut kept = Vec::new();
     for i in 0..boxes.len() {
@@ -190,20 +184,15 @@ fn greedy_nms(sorted: &[Detection], agnostic: bool, iou_thres: f64) -> Vec<usize
         for j in i + 1..boxes.len() {
             // The IoU is float32; torchvision compares it with the threshold as a double.
             if !suppressed[j]
-                && f64::from(iou(&boxes[i], areas[i], &boxes[j], areas[j])) > iou_thres
+                && f64::from(iou_with_areas(
+                    &boxes[i], areas[i], &boxes[j], areas[j], 0.0,
+                )) > iou_thres
             {
                 suppressed[j] = true;
             }
         }
     }
     kept
-}
-
-fn iou(a: &[f32; 4], area_a: f32, b: &[f32; 4], area_b: f32) -> f32 {
-    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
-    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    let inter = w * h;
-    inter / (area_a + area_b - inter)
 }
 
 /// Rescales xyxy boxes from the letterboxed `img1_shape` (height, width) to the original

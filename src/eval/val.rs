@@ -7,16 +7,18 @@ use std::time::Instant;
 
 use super::coco::{
     evaluate_bbox, write_predictions, xyxy_to_xywh, CocoAnnotation, CocoCategory, CocoDataset,
-    CocoDetection, CocoImage, CocoStats,
+    CocoDetection, CocoError, CocoImage, CocoStats,
 };
 use super::metrics::{DetectionStats, Label, ValMetrics};
-use super::nms::{non_max_suppression, scale_boxes, Detection, NmsOptions};
+use super::nms::{non_max_suppression, scale_boxes, Detection, NmsError, NmsOptions};
+use crate::ops::boxes::xywh_to_xyxy;
+use crate::util::fs::FileError;
 use std::sync::Arc;
 
-use crate::data::dataset::{DataConfig, Dataset, Split};
-use crate::data::loader::{Loader, LoaderConfig, RectBatches};
+use crate::data::dataset::{DataConfig, DataConfigError, Dataset, DatasetError, Split};
+use crate::data::loader::{Loader, LoaderConfig, LoaderError, RectBatches};
 use crate::model::build::Model;
-use crate::model::input::{check_img_size, check_memory, Workload};
+use crate::model::input::{check_img_size, check_memory, InputSizeError, Workload};
 use crate::model::weights::{load_model, WeightsError};
 
 #[derive(Debug, Clone)]
@@ -65,14 +67,33 @@ impl ValOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ValError {
-    #[error("validation: {0}")]
+    #[error("validation")]
     Tensor(#[from] candle_core::Error),
-    #[error("validation: {0}")]
-    Message(String),
-}
-
-fn message<E: std::fmt::Display>(e: E) -> ValError {
-    ValError::Message(e.to_string())
+    #[error(transparent)]
+    Data(#[from] DataConfigError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("{} has {nc} classes but {} has {names}", weights.display(), data.display())]
+    Classes {
+        weights: PathBuf,
+        data: PathBuf,
+        nc: usize,
+        names: usize,
+    },
+    #[error("val split")]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    InputSize(#[from] InputSizeError),
+    #[error(transparent)]
+    Nms(#[from] NmsError),
+    #[error(transparent)]
+    Coco(#[from] CocoError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("the validation loss")]
+    Loss(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// Labels of one image from the batch targets (image, class, cx, cy, w, h normalised),
@@ -90,7 +111,7 @@ fn image_labels(targets: &[f32], image: usize, (h, w): (usize, usize)) -> Vec<La
             );
             Label {
                 class: t[1] as usize,
-                bbox: [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0],
+                bbox: xywh_to_xyxy([cx, cy, bw, bh]),
             }
         })
         .collect()
@@ -137,21 +158,21 @@ pub fn validate(
     let (mut images, mut labels) = (0usize, 0usize);
     let mut class_labels = vec![0usize; model.detect.nc];
     let (mut gt, mut preds) = (CocoDataset::default(), Vec::<CocoDetection>::new());
-    let batches = loader.epoch(0).map_err(message)?;
+    let batches = loader.epoch(0)?;
     let total = batches.len();
     let mut clock = Instant::now();
     for (i, batch) in batches.enumerate() {
-        let batch = batch.map_err(message)?;
+        let batch = batch?;
         times[0] += clock.elapsed().as_secs_f64();
         clock = Instant::now();
         let (decoded, raw) = model.predict(&batch.images)?;
         if let Some(loss) = loss {
-            let parts = loss.parts(&raw, &batch.targets).map_err(message)?;
+            let parts = loss.parts(&raw, &batch.targets).map_err(ValError::Loss)?;
             loss_sum.iter_mut().zip(parts).for_each(|(a, b)| *a += b);
         }
         times[1] += clock.elapsed().as_secs_f64();
         clock = Instant::now();
-        let mut detections = non_max_suppression(&decoded, &nms).map_err(message)?;
+        let mut detections = non_max_suppression(&decoded, &nms)?;
         times[2] += clock.elapsed().as_secs_f64();
         let (_, _, h, w) = batch.images.dims4()?;
         let targets = batch.targets.flatten_all()?.to_vec1::<f32>()?;
@@ -219,16 +240,14 @@ pub fn validate(
         })
         .collect();
     if let Some(dir) = &options.save_json {
-        std::fs::create_dir_all(dir)
-            .map_err(crate::util::fs::FileError::new(
-                dir,
-                "cannot create the folder",
-            ))
-            .map_err(message)?;
-        gt.write(&dir.join("ground_truth.json")).map_err(message)?;
-        write_predictions(&dir.join("predictions.json"), &preds).map_err(message)?;
+        std::fs::create_dir_all(dir).map_err(crate::util::fs::FileError::new(
+            dir,
+            "cannot create the folder",
+        ))?;
+        gt.write(&dir.join("ground_truth.json"))?;
+        write_predictions(&dir.join("predictions.json"), &preds)?;
     }
-    let coco = evaluate_bbox(&gt, &preds).map_err(message)?;
+    let coco = evaluate_bbox(&gt, &preds)?;
     let per_image = |t: f64| 1e3 * t / images.max(1) as f64;
     Ok(ValOutcome {
         metrics: stats.summarize(),
@@ -301,24 +320,24 @@ pub struct ValReport {
 /// (rectangular batches, pad 0.5). Warnings (about the weights, the size, each skipped
 /// file) and the dataset summary go to `on_message` as they are found.
 pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValReport, ValError> {
-    let data = DataConfig::load(&run.data).map_err(message)?;
+    let data = DataConfig::load(&run.data)?;
     let (mut model, warnings) = match load_model(&run.weights, None, None, Some(&data.names)) {
-        Err(WeightsError::Classes { nc, .. }) => {
-            return Err(ValError::Message(format!(
-                "{} has {nc} classes but {} has {}",
-                run.weights.display(),
-                run.data.display(),
-                data.nc()
-            )))
+        Err(WeightsError::Classes { nc, names, .. }) => {
+            return Err(ValError::Classes {
+                weights: run.weights.clone(),
+                data: run.data.clone(),
+                nc,
+                names,
+            })
         }
-        other => other.map_err(message)?,
+        other => other?,
     };
     warnings.into_iter().for_each(&mut *on_message);
-    let size = check_img_size(run.imgsz, model.max_stride(), 0).map_err(message)?;
+    let size = check_img_size(run.imgsz, model.max_stride(), 0)?;
     size.warning().into_iter().for_each(&mut *on_message);
-    check_memory(&model, size.used, run.batch, Workload::Inference).map_err(message)?;
+    check_memory(&model, size.used, run.batch, Workload::Inference)?;
     model.fuse()?;
-    let dataset = Dataset::from_config(&data, Split::Val).map_err(message)?;
+    let dataset = Dataset::from_config(&data, Split::Val)?;
     for warning in &dataset.report.warnings {
         on_message(warning.to_string());
     }
@@ -333,7 +352,7 @@ pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValRe
         }),
         ..Default::default()
     };
-    let loader = Loader::val(Arc::new(dataset), config).map_err(message)?;
+    let loader = Loader::val(Arc::new(dataset), config)?;
     let outcome = validate(&model, &loader, &run.options, None, |_, _| {})?;
     Ok(ValReport {
         outcome,

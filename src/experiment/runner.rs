@@ -13,13 +13,15 @@ use serde::{Deserialize, Serialize};
 
 use super::record::{ActCost, EpochPoint, Experiment, RunRecord, RunStatus};
 use super::report::{write_report, ReportFiles};
-use crate::act::ActSpec;
-use crate::data::dataset::DataConfig;
+use crate::act::{ActSpec, SpecError};
+use crate::data::dataset::{DataConfig, DataConfigError};
 use crate::model::build::Model;
-use crate::model::config::ModelConfig;
+use crate::model::config::{ConfigError, ModelConfig};
 use crate::model::input::check_img_size;
 use crate::model::latency::inference_latency;
 use crate::train::trainer::{train, TrainError, TrainEvent, TrainOptions, TrainStart, STATE_FILE};
+use crate::util::error::chain;
+use crate::util::fs::{write_atomic, FileError};
 
 /// The experiment: what to compare and how each run trains.
 #[derive(Debug, Clone)]
@@ -63,21 +65,45 @@ pub enum CompareEvent<'a> {
 pub enum CompareError {
     #[error("--acts: {0}")]
     Acts(String),
+    #[error("--acts `{act}`")]
+    Spec {
+        act: String,
+        #[source]
+        source: SpecError,
+    },
     #[error("--seeds: give at least one seed")]
     NoSeeds,
     #[error("{} holds an experiment with other settings ({difference}); continue it with the same options, or choose another --out", path.display())]
     Mismatch { path: PathBuf, difference: String },
-    #[error("{}: {message}", path.display())]
-    File { path: PathBuf, message: String },
-    #[error("measuring {act}: {message}")]
-    Measure { act: String, message: String },
-    #[error("run {act} seed {seed}: {source}")]
+    #[error("{}: not an actyolo experiment file", path.display())]
+    NotExperiment {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: cannot serialise the experiment", path.display())]
+    Serialize {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("--data")]
+    Data(#[from] DataConfigError),
+    #[error("--cfg")]
+    Config(#[from] ConfigError),
+    #[error("measuring {act}")]
+    Measure {
+        act: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("run {act} seed {seed}")]
     Setup {
         act: String,
         seed: u64,
         source: TrainError,
     },
-    #[error("writing the report: {0}")]
+    #[error("writing the report")]
     Report(#[from] super::report::ReportError),
     #[error(transparent)]
     Write(#[from] crate::util::fs::FileError),
@@ -143,7 +169,10 @@ fn check_acts(acts: &[String]) -> Result<(), CompareError> {
         ));
     }
     for (i, act) in acts.iter().enumerate() {
-        ActSpec::parse(act).map_err(|e| CompareError::Acts(format!("`{act}`: {e}")))?;
+        ActSpec::parse(act).map_err(|source| CompareError::Spec {
+            act: act.clone(),
+            source,
+        })?;
         if acts[..i].contains(act) {
             return Err(CompareError::Acts(format!("`{act}` is listed twice")));
         }
@@ -190,9 +219,9 @@ fn load_or_plan(
     let mut experiment = match std::fs::read_to_string(&path) {
         Ok(text) => {
             let saved: SavedExperiment =
-                serde_json::from_str(&text).map_err(|e| CompareError::File {
+                serde_json::from_str(&text).map_err(|source| CompareError::NotExperiment {
                     path: path.clone(),
-                    message: format!("not an actyolo experiment file: {e}"),
+                    source,
                 })?;
             if let Some(difference) = first_difference(&saved.options, shared) {
                 return Err(CompareError::Mismatch {
@@ -245,24 +274,17 @@ fn first_difference(saved: &TrainOptions, requested: &TrainOptions) -> Option<St
 }
 
 fn save(out: &Path, shared: &TrainOptions, experiment: &Experiment) -> Result<(), CompareError> {
-    let file_err = |path: &Path| {
-        let path = path.to_path_buf();
-        move |e: std::io::Error| CompareError::File {
-            path,
-            message: e.to_string(),
-        }
-    };
-    std::fs::create_dir_all(out).map_err(file_err(out))?;
+    std::fs::create_dir_all(out).map_err(FileError::new(out, "cannot create the folder"))?;
     let saved = SavedExperiment {
         options: shared.clone(),
         experiment: experiment.clone(),
     };
-    let text = serde_json::to_string_pretty(&saved).map_err(|e| CompareError::File {
-        path: out.join(EXPERIMENT_FILE),
-        message: e.to_string(),
-    })?;
     let path = out.join(EXPERIMENT_FILE);
-    Ok(crate::util::fs::write_atomic(&path, text.as_bytes())?)
+    let text = serde_json::to_string_pretty(&saved).map_err(|source| CompareError::Serialize {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(write_atomic(&path, text.as_bytes())?)
 }
 
 /// Parameters, GFLOPs and fused batch-1 latency of each activation not yet measured,
@@ -272,19 +294,8 @@ fn measure_costs(
     options: &CompareOptions,
     on: &mut dyn FnMut(CompareEvent),
 ) -> Result<(), CompareError> {
-    let nc = DataConfig::load(&options.train.data)
-        .map_err(|e| CompareError::File {
-            path: options.train.data.clone(),
-            message: e.to_string(),
-        })?
-        .names
-        .len();
-    let config = ModelConfig::load(&options.train.cfg)
-        .and_then(|c| c.with_nc(nc))
-        .map_err(|e| CompareError::File {
-            path: PathBuf::from(&options.train.cfg),
-            message: e.to_string(),
-        })?;
+    let nc = DataConfig::load(&options.train.data)?.names.len();
+    let config = ModelConfig::load(&options.train.cfg).and_then(|c| c.with_nc(nc))?;
     let mut costs = Vec::new();
     for act in &options.acts {
         if let Some(known) = experiment.costs.iter().find(|c| &c.act == act) {
@@ -292,22 +303,23 @@ fn measure_costs(
             continue;
         }
         on(CompareEvent::Measuring { act });
-        let measure_err = |message: String| CompareError::Measure {
-            act: act.clone(),
-            message,
-        };
-        let spec = ActSpec::parse(act).map_err(|e| measure_err(e.to_string()))?;
+        let measure_err =
+            |source: Box<dyn std::error::Error + Send + Sync>| CompareError::Measure {
+                act: act.clone(),
+                source,
+            };
+        let spec = ActSpec::parse(act).map_err(|e| measure_err(e.into()))?;
         let mut model =
-            Model::new(&config, Some(&spec), 0, None).map_err(|e| measure_err(e.to_string()))?;
+            Model::new(&config, Some(&spec), 0, None).map_err(|e| measure_err(e.into()))?;
         // At the size the runs train at: --imgsz rounded as train rounds it.
         let stride = model.max_stride();
         let imgsz = check_img_size(options.train.imgsz, stride, 2 * stride)
-            .map_err(|e| measure_err(e.to_string()))?
+            .map_err(|e| measure_err(e.into()))?
             .used;
         let (params, gflops) = (model.num_params(), model.gflops(imgsz));
-        model.fuse().map_err(|e| measure_err(e.to_string()))?;
+        model.fuse().map_err(|e| measure_err(e.into()))?;
         let latency = inference_latency(&model, imgsz, options.latency_runs)
-            .map_err(|e| measure_err(e.to_string()))?;
+            .map_err(|e| measure_err(e.into()))?;
         costs.push(ActCost {
             act: act.clone(),
             label: spec.to_string(),
@@ -369,10 +381,7 @@ fn run_one(
     let resume = checkpoint.is_file();
     if !resume && dir.exists() {
         // Stopped before its first checkpoint: start it again from nothing.
-        std::fs::remove_dir_all(&dir).map_err(|e| CompareError::File {
-            path: dir.clone(),
-            message: e.to_string(),
-        })?;
+        std::fs::remove_dir_all(&dir).map_err(FileError::new(&dir, "cannot remove the folder"))?;
         experiment.runs[index].epoch_seconds.clear();
     }
     experiment.runs[index].status = RunStatus::Running;
@@ -409,12 +418,8 @@ fn run_one(
     }
     let status = match &outcome {
         Ok(_) => RunStatus::Finished,
-        Err(e @ TrainError::NonFinite { .. }) => RunStatus::Diverged {
-            message: e.to_string(),
-        },
-        Err(e) => RunStatus::Failed {
-            message: e.to_string(),
-        },
+        Err(e @ TrainError::NonFinite { .. }) => RunStatus::Diverged { message: chain(e) },
+        Err(e) => RunStatus::Failed { message: chain(e) },
     };
     let record = &mut experiment.runs[index];
     update_curve(record, &results);

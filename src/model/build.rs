@@ -10,6 +10,7 @@ use super::block::{scale_depth, Block, BlockContext};
 use super::config::{LayerRow, ModelConfig};
 use super::head::Detect;
 use super::layer::{Built, LayerInputs};
+use super::yaml_args::RowError;
 use crate::act::ActSpec;
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::vars::SeededVarMap;
@@ -37,15 +38,52 @@ pub struct LayerSummary {
 
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("{config}: layer {row} {module}: {message}")]
+    #[error("{config}: layer {row} {module}")]
     Layer {
         config: String,
         row: usize,
         module: String,
-        message: String,
+        #[source]
+        source: RowError,
     },
-    #[error("{config}: {message}")]
-    Model { config: String, message: String },
+    #[error("{config}: no layers")]
+    NoLayers { config: String },
+    #[error("{config}: the head has no Detect layer")]
+    NoHead { config: String },
+    #[error("{config}: {names} class names for a model of {nc} classes")]
+    Names {
+        config: String,
+        names: usize,
+        nc: usize,
+    },
+}
+
+/// Why a state_dict does not load into a model.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{} tensors the model needs are missing from the weights, e.g. {}; were they made with another config or activation (see --cfg, --act)?", .0.len(), examples(.0))]
+    Missing(Vec<String>),
+    #[error("{} tensors in the weights do not belong to this model, e.g. {}; were they made with another config or activation (see --cfg, --act)?", .0.len(), examples(.0))]
+    Unexpected(Vec<String>),
+    #[error("{name}: the weights have shape {weights:?}, the model {model:?}")]
+    Shape {
+        name: String,
+        weights: Vec<usize>,
+        model: Vec<usize>,
+    },
+    #[error("{name}")]
+    Tensor {
+        name: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("the variable store's lock is poisoned (a thread panicked while holding it)")]
+    Poisoned,
+}
+
+/// The first 8 names, for messages.
+fn examples(names: &[String]) -> String {
+    names.iter().take(8).cloned().collect::<Vec<_>>().join(", ")
 }
 
 #[derive(Debug)]
@@ -78,15 +116,11 @@ impl Model {
             seed,
         };
         let source = config.source.clone();
-        let model_err = |message: String| BuildError::Model {
-            config: source.clone(),
-            message,
-        };
-        let row_err = |row: usize, message: String| BuildError::Layer {
+        let row_err = |row: usize, error: RowError| BuildError::Layer {
             config: source.clone(),
             row,
             module: config.layers[row].def.name.to_string(),
-            message,
+            source: error,
         };
         let default_act = override_act
             .cloned()
@@ -96,12 +130,14 @@ impl Model {
             .layers
             .len()
             .checked_sub(1)
-            .ok_or_else(|| model_err("no layers".into()))?;
+            .ok_or_else(|| BuildError::NoLayers {
+                config: source.clone(),
+            })?;
         let mut layers: Vec<Layer> = Vec::new();
         let mut summary = Vec::new();
         let mut detect = None;
         for (i, row) in config.layers.iter().enumerate() {
-            let err = |message: String| row_err(i, message);
+            let err = |message: String| row_err(i, RowError::Invalid(message));
             let from: Vec<Option<usize>> = row
                 .from
                 .iter()
@@ -124,7 +160,7 @@ impl Model {
                     .map(|f| f.ok_or_else(|| err("the head cannot read the input image".into())))
                     .collect::<std::result::Result<_, _>>()?;
                 dry_run_strides(&config.layers, &layers, config.ch, &inputs)
-                    .map_err(|e| row_err(e.row, e.message))?
+                    .map_err(|(row, message)| row_err(row, RowError::Invalid(message)))?
             } else {
                 Vec::new()
             };
@@ -140,7 +176,7 @@ impl Model {
                 ctx: ctx.pp(i),
                 strides,
             };
-            let (blocks, c2, args) = match row.spec.build(&inputs).map_err(err)? {
+            let (blocks, c2, args) = match row.spec.build(&inputs).map_err(|e| row_err(i, e))? {
                 Built::Layer { blocks, c2, args } => (blocks, c2, args),
                 Built::Head { head, args } => {
                     summary.push(LayerSummary {
@@ -166,8 +202,9 @@ impl Model {
             });
             layers.push(Layer { from, blocks, c2 });
         }
-        let (detect, detect_from) =
-            detect.ok_or_else(|| model_err("the head has no Detect layer".into()))?;
+        let (detect, detect_from) = detect.ok_or_else(|| BuildError::NoHead {
+            config: source.clone(),
+        })?;
         let mut keep = vec![false; layers.len()];
         for (i, layer) in layers.iter().enumerate() {
             for f in layer.from.iter().flatten() {
@@ -182,11 +219,11 @@ impl Model {
         let names = match names {
             Some(names) if names.len() == detect.nc => names,
             Some(names) => {
-                return Err(model_err(format!(
-                    "{} class names for a model of {} classes",
-                    names.len(),
-                    detect.nc
-                )))
+                return Err(BuildError::Names {
+                    config: source,
+                    names: names.len(),
+                    nc: detect.nc,
+                })
             }
             None => (0..detect.nc).map(|c| c.to_string()).collect(),
         };
@@ -324,52 +361,55 @@ impl Model {
         &self,
         tensors: &HashMap<String, Tensor>,
         strict: bool,
-    ) -> std::result::Result<(), String> {
+    ) -> std::result::Result<(), LoadError> {
         let data = self
             .vars
             .var_map()
             .data()
             .lock()
-            .map_err(|_| "variable store lock poisoned".to_string())?;
-        let mut missing: Vec<&String> = data.keys().filter(|k| !tensors.contains_key(*k)).collect();
+            .map_err(|_| LoadError::Poisoned)?;
+        let mut missing: Vec<String> = data
+            .keys()
+            .filter(|k| !tensors.contains_key(*k))
+            .cloned()
+            .collect();
         missing.sort();
         if !missing.is_empty() {
-            let shown: Vec<&str> = missing.iter().take(8).map(|s| s.as_str()).collect();
-            return Err(format!(
-                "{} tensors the model needs are missing from the weights, e.g. {}; were they made with another config or activation (see --cfg, --act)?",
-                missing.len(),
-                shown.join(", ")
-            ));
+            return Err(LoadError::Missing(missing));
         }
         if strict {
             // yolov7's IDetect also stores `anchor_grid`: its anchors in pixels, which follow
             // from `anchors` and the strides.
             let derived =
                 |k: &str| k.ends_with("num_batches_tracked") || k.ends_with(".anchor_grid");
-            let mut unexpected: Vec<&String> = tensors
+            let mut unexpected: Vec<String> = tensors
                 .keys()
                 .filter(|k| !data.contains_key(*k) && !derived(k))
+                .cloned()
                 .collect();
             unexpected.sort();
             if !unexpected.is_empty() {
-                let shown: Vec<&str> = unexpected.iter().take(8).map(|s| s.as_str()).collect();
-                return Err(format!("{} tensors in the weights do not belong to this model, e.g. {}; were they made with another config or activation (see --cfg, --act)?", unexpected.len(), shown.join(", ")));
+                return Err(LoadError::Unexpected(unexpected));
             }
         }
         for (name, var) in data.iter() {
             let t = &tensors[name];
             if t.dims() != var.dims() {
-                return Err(format!(
-                    "{name}: the weights have shape {:?}, the model {:?}",
-                    t.dims(),
-                    var.dims()
-                ));
+                return Err(LoadError::Shape {
+                    name: name.clone(),
+                    weights: t.dims().to_vec(),
+                    model: var.dims().to_vec(),
+                });
             }
+            let tensor_error = |source| LoadError::Tensor {
+                name: name.clone(),
+                source,
+            };
             let value = t
                 .to_dtype(var.dtype())
                 .and_then(|t| t.to_device(var.device()))
-                .map_err(|e| format!("{name}: {e}"))?;
-            var.set(&value).map_err(|e| format!("{name}: {e}"))?;
+                .map_err(tensor_error)?;
+            var.set(&value).map_err(tensor_error)?;
         }
         Ok(())
     }
@@ -412,21 +452,16 @@ fn shape_pass(
     hws
 }
 
-/// The first layer whose shapes do not work, found by the dry run.
-struct ShapeError {
-    row: usize,
-    message: String,
-}
-
 /// Detect's strides from a dry run of the shapes at 256×256, as ultralytics measures them.
 /// The dry run also checks the whole graph: no layer's output may be empty (a window larger
-/// than its input, too many stride-2 layers), and a Concat must join maps of one size.
+/// than its input, too many stride-2 layers), and a Concat must join maps of one size. The
+/// error names the first layer whose shapes do not work.
 fn dry_run_strides(
     rows: &[LayerRow],
     layers: &[Layer],
     ch: usize,
     inputs: &[usize],
-) -> std::result::Result<Vec<f64>, ShapeError> {
+) -> std::result::Result<Vec<f64>, (usize, String)> {
     const SIZE: usize = 256;
     let hws = shape_pass(layers, ch, (SIZE, SIZE), &mut Cost::default());
     let describe = |f: &Option<usize>| match f {
@@ -437,13 +472,13 @@ fn dry_run_strides(
         let (h, w) = hws[i];
         if h == 0 || w == 0 {
             let inputs: Vec<String> = layer.from.iter().map(describe).collect();
-            return Err(ShapeError {
-                row: i,
-                message: format!(
+            return Err((
+                i,
+                format!(
                     "its output is empty at a {SIZE}x{SIZE} input ({}): a kernel larger than its input, or too many stride-2 layers",
                     inputs.join(", ")
                 ),
-            });
+            ));
         }
         // Blocks with several inputs (Concat) join maps of one size.
         if layer.from.len() > 1 {
@@ -454,14 +489,14 @@ fn dry_run_strides(
                 .collect();
             if sizes.windows(2).any(|pair| pair[0] != pair[1]) {
                 let inputs: Vec<String> = layer.from.iter().map(describe).collect();
-                return Err(ShapeError {
-                    row: i,
-                    message: format!(
+                return Err((
+                    i,
+                    format!(
                         "{} joins maps of different sizes at a {SIZE}x{SIZE} input ({}); check its `from` layers",
                         rows[i].def.name,
                         inputs.join(", ")
                     ),
-                });
+                ));
             }
         }
     }

@@ -10,8 +10,8 @@ use serde_yaml::Value;
 
 use super::blocks::{self, BLOCKS};
 use super::layer::{BlockDef, LayerSpec};
-use super::yaml_args::{parse_anchors, show, RowContext, MAX_NC};
-use crate::act::ActSpec;
+use super::yaml_args::{parse_anchors, show, AnchorError, RowContext, RowError, MAX_NC};
+use crate::act::{ActSpec, SpecError};
 
 /// A parsed model configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -81,14 +81,40 @@ const KEYS: &[&str] = &[
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
+    #[error("{file}: cannot read")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid YAML")]
+    Yaml {
+        file: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    /// A key of the file is missing or out of range (the message says which and why).
     #[error("{file}: {message}")]
     File { file: String, message: String },
-    #[error("{file}: layer {row} {module}: {message}")]
+    #[error("{file}: activation")]
+    Activation {
+        file: String,
+        #[source]
+        source: SpecError,
+    },
+    #[error("{file}: anchors")]
+    Anchors {
+        file: String,
+        #[source]
+        source: AnchorError,
+    },
+    #[error("{file}: layer {row} {module}")]
     Row {
         file: String,
         row: usize,
         module: String,
-        message: String,
+        #[source]
+        source: RowError,
     },
     #[error("model config `{name}` not found: it is neither a file nor a shipped config ({})", SHIPPED.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))]
     NotFound { name: String },
@@ -173,17 +199,17 @@ impl ModelConfig {
 
     pub fn from_file(path: &Path) -> Result<ModelConfig, ConfigError> {
         let source = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
             file: source.clone(),
-            message: format!("cannot read: {e}"),
+            source: e,
         })?;
         Self::from_str(&text, &source)
     }
 
     pub fn from_str(text: &str, source: &str) -> Result<ModelConfig, ConfigError> {
-        let yaml: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::File {
+        let yaml: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
             file: source.into(),
-            message: format!("not valid YAML: {e}"),
+            source: e,
         })?;
         Self::from_yaml(yaml, source)
     }
@@ -242,7 +268,10 @@ impl ModelConfig {
         let activation = match map.get("activation") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
-                Some(ActSpec::parse(s).map_err(|e| file_err(format!("activation: {e}")))?)
+                Some(ActSpec::parse(s).map_err(|e| ConfigError::Activation {
+                    file: source.into(),
+                    source: e,
+                })?)
             }
             Some(other) => {
                 return Err(file_err(format!(
@@ -251,8 +280,10 @@ impl ModelConfig {
                 )))
             }
         };
-        let anchors =
-            parse_anchors(get("anchors")?).map_err(|m| file_err(format!("anchors: {m}")))?;
+        let anchors = parse_anchors(get("anchors")?).map_err(|e| ConfigError::Anchors {
+            file: source.into(),
+            source: e,
+        })?;
         let ctx = RowContext {
             nc,
             anchors: &anchors,
@@ -266,12 +297,12 @@ impl ModelConfig {
             })?;
             for row in rows {
                 let index = layers.len();
-                layers.push(parse_row(row, index, &ctx).map_err(|(module, message)| {
+                layers.push(parse_row(row, index, &ctx).map_err(|(module, e)| {
                     ConfigError::Row {
                         file: source.into(),
                         row: index,
                         module,
-                        message,
+                        source: e,
                     }
                 })?);
             }
@@ -301,13 +332,12 @@ impl ModelConfig {
                 if let Some(first) = row.args.first_mut() {
                     *first = Value::from(nc as u64);
                 }
-                row.spec =
-                    (row.def.parse)(&row.args, &ctx).map_err(|message| ConfigError::Row {
-                        file: self.source.clone(),
-                        row: index,
-                        module: row.def.name.into(),
-                        message,
-                    })?;
+                row.spec = (row.def.parse)(&row.args, &ctx).map_err(|source| ConfigError::Row {
+                    file: self.source.clone(),
+                    row: index,
+                    module: row.def.name.into(),
+                    source,
+                })?;
             }
         }
         self.nc = nc;
@@ -319,8 +349,8 @@ impl ModelConfig {
 }
 
 /// Parses one row; errors carry the module name (or `?`) and the message.
-fn parse_row(row: &Value, index: usize, ctx: &RowContext) -> Result<LayerRow, (String, String)> {
-    let fail = |module: &str, message: String| (module.to_string(), message);
+fn parse_row(row: &Value, index: usize, ctx: &RowContext) -> Result<LayerRow, (String, RowError)> {
+    let fail = |module: &str, message: String| (module.to_string(), RowError::Invalid(message));
     let items = row
         .as_sequence()
         .filter(|s| s.len() == 4)
@@ -390,7 +420,7 @@ fn parse_row(row: &Value, index: usize, ctx: &RowContext) -> Result<LayerRow, (S
     let args = items[3]
         .as_sequence()
         .ok_or_else(|| fail(module_name, "args must be a list".into()))?;
-    let spec = (def.parse)(args, ctx).map_err(|m| fail(module_name, m))?;
+    let spec = (def.parse)(args, ctx).map_err(|e| (module_name.to_string(), e))?;
     Ok(LayerRow {
         from,
         from_list,

@@ -9,7 +9,7 @@ use serde_yaml::Value;
 
 use super::block::{scale_width, Block, BlockContext};
 use super::head::Detect;
-use super::yaml_args::RowContext;
+use super::yaml_args::{RowContext, RowError};
 use crate::act::{ActArg, ActSpec};
 
 /// A module of the YAML: its name and how its arguments are parsed.
@@ -17,14 +17,14 @@ use crate::act::{ActArg, ActSpec};
 pub struct BlockDef {
     pub name: &'static str,
     /// Parses a row's arguments (the model's `nc` and `anchors` resolve named ones).
-    pub parse: fn(&[Value], &RowContext) -> std::result::Result<Arc<dyn LayerSpec>, String>,
+    pub parse: fn(&[Value], &RowContext) -> std::result::Result<Arc<dyn LayerSpec>, RowError>,
     /// The detection head, which ends the model (its first argument is the class count).
     pub head: bool,
 }
 
 /// A parsed row: builds its layer.
 pub trait LayerSpec: std::fmt::Debug + Send + Sync {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String>;
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError>;
 }
 
 /// A built row.
@@ -84,7 +84,7 @@ impl LayerInputs<'_> {
     pub fn repeat(
         &self,
         make: impl Fn(&BlockContext) -> Result<Box<dyn Block>>,
-    ) -> std::result::Result<Vec<Box<dyn Block>>, String> {
+    ) -> std::result::Result<Vec<Box<dyn Block>>, RowError> {
         (0..self.n)
             .map(|j| {
                 let ctx = if self.n > 1 {
@@ -92,7 +92,7 @@ impl LayerInputs<'_> {
                 } else {
                     self.ctx.clone()
                 };
-                make(&ctx).map_err(|e| e.to_string())
+                Ok(make(&ctx)?)
             })
             .collect()
     }

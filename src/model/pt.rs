@@ -50,18 +50,20 @@ pub enum WeightsSource {
 
 #[derive(Debug, thiserror::Error)]
 pub enum PtError {
-    #[error("cannot open {}: {source}", .path.display())]
+    #[error("cannot open {}", .path.display())]
     Open {
         path: PathBuf,
         source: std::io::Error,
     },
+    // The zip and pickle errors sit mid-sentence, before the hint, so they are fields
+    // rather than `source`s (which the error chain would print a second time).
     #[error(
-        "{}: not a readable zip archive ({source}): a truncated download, an ONNX export, or a \
+        "{}: not a readable zip archive ({error}): a truncated download, an ONNX export, or a \
          checkpoint saved by torch < 1.6? actyolo reads train.py checkpoints (torch.save zip \
          archives) and state_dicts saved as safetensors",
         .path.display()
     )]
-    NotZip { path: PathBuf, source: ZipError },
+    NotZip { path: PathBuf, error: ZipError },
     #[error(
         "{}: a TorchScript export (torch.jit.save), which holds compiled code rather than the \
          model yaml: use the train.py checkpoint (best.pt or last.pt) instead",
@@ -71,14 +73,14 @@ pub enum PtError {
     #[error("{}: no data.pkl in the zip archive, so it is not a torch.save file", .path.display())]
     NoPickle { path: PathBuf },
     #[error(
-        "{}: cannot unpickle {entry}: {source} (actyolo reads pickle protocol 2, torch.save's \
+        "{}: cannot unpickle {entry}: {error} (actyolo reads pickle protocol 2, torch.save's \
          default)",
         .path.display()
     )]
     Pickle {
         path: PathBuf,
         entry: String,
-        source: Box<candle_core::Error>,
+        error: Box<candle_core::Error>,
     },
     #[error(
         "{}: no 'model' or 'ema' entry holding a model or a state_dict (the file holds {found}): \
@@ -115,8 +117,73 @@ pub enum PtError {
         .path.display()
     )]
     ByteOrder { path: PathBuf, order: String },
-    #[error("{}: {what}", .path.display())]
-    Malformed { path: PathBuf, what: String },
+    #[error("{}", .path.display())]
+    Malformed {
+        path: PathBuf,
+        #[source]
+        source: Malformation,
+    },
+}
+
+/// What is wrong inside a checkpoint that opens as a torch archive.
+#[derive(Debug, thiserror::Error)]
+pub enum Malformation {
+    #[error("cannot read entry {entry} (truncated or damaged file?)")]
+    Entry {
+        entry: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("module {module:?}: {dict} has a key that is not a string")]
+    Key { module: String, dict: &'static str },
+    #[error("{0} is not a plain tensor (quantized, or a tensor subclass?)")]
+    NotTensor(String),
+    #[error("tensor {name}")]
+    View {
+        name: String,
+        #[source]
+        source: ViewError,
+    },
+    #[error("tensor {name}")]
+    Tensor {
+        name: String,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("the model yaml holds {0}, which is not plain YAML data")]
+    Yaml(String),
+    #[error("the class names are neither a list of strings nor an {{index: name}} dict")]
+    Names,
+    #[error("the class names dict is not indexed 0, 1, ..., n-1")]
+    NamesIndex,
+}
+
+/// Why a pickled tensor's view into its storage cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("unexpected _rebuild_tensor_v2 arguments")]
+    Arguments,
+    #[error("unexpected storage id")]
+    StorageId,
+    #[error("offset, size or stride is not made of non-negative integers")]
+    NotIndices,
+    #[error("size {shape:?} and stride {strides:?} differ in length")]
+    Rank {
+        shape: Vec<usize>,
+        strides: Vec<usize>,
+    },
+    #[error("size overflows")]
+    SizeOverflow,
+    #[error("view overflows")]
+    ViewOverflow,
+    #[error("view reaches element {last} of a storage of {len}")]
+    OutsideStorage { last: usize, len: usize },
+    #[error("{bytes} bytes")]
+    Memory {
+        bytes: usize,
+        #[source]
+        source: std::collections::TryReserveError,
+    },
 }
 
 /// Reads a YOLOv5 or yolov7 checkpoint: train.py's {'model', 'ema', 'epoch', ...} dict, a
@@ -124,9 +191,9 @@ pub enum PtError {
 pub fn read_pt(path: &Path) -> Result<PtCheckpoint, PtError> {
     let mut archive = TorchArchive::open(path)?;
     let root = archive.unpickle()?;
-    let malformed = |what: String| PtError::Malformed {
+    let malformed = |source: Malformation| PtError::Malformed {
         path: path.to_owned(),
-        what,
+        source,
     };
     let (weights, source) = select_weights(&root).ok_or_else(|| PtError::NoWeights {
         path: path.to_owned(),
@@ -138,7 +205,7 @@ pub fn read_pt(path: &Path) -> Result<PtCheckpoint, PtError> {
         tensors.insert(name, tensor);
     }
     let (yaml, names, nc) = match weights {
-        Weights::Module(state) => {
+        WeightsAt::Module(state) => {
             let yaml = model_yaml(path, state)?;
             let names = class_names(state).map_err(malformed)?;
             let nc = dict_get(state, "nc")
@@ -146,7 +213,7 @@ pub fn read_pt(path: &Path) -> Result<PtCheckpoint, PtError> {
                 .or_else(|| yaml_nc(&yaml));
             (yaml, names, nc)
         }
-        Weights::StateDict(_) => (Value::Null, Vec::new(), None),
+        WeightsAt::StateDict(_) => (Value::Null, Vec::new(), None),
     };
     let epoch = as_dict(&root)
         .and_then(|entries| dict_get(entries, "epoch"))
@@ -178,7 +245,7 @@ impl TorchArchive {
         };
         let zip = match ZipArchive::new(BufReader::new(file)) {
             Ok(zip) => zip,
-            Err(source) => return Err(PtError::NotZip { path, source }),
+            Err(error) => return Err(PtError::NotZip { path, error }),
         };
         let dir = zip.file_names().filter_map(Result::ok).find_map(|name| {
             let dir = name.strip_suffix("data.pkl")?;
@@ -217,7 +284,7 @@ impl TorchArchive {
         parsed.map_err(|e| PtError::Pickle {
             path: self.path.clone(),
             entry: self.entry_name("data.pkl"),
-            source: Box::new(e),
+            error: Box::new(e),
         })
     }
 
@@ -239,15 +306,24 @@ impl TorchArchive {
                 entry: self.entry_name(&storage_entry),
             });
         };
-        let malformed = |what: String| PtError::Malformed {
+        let malformed = |source: Malformation| PtError::Malformed {
             path: self.path.clone(),
-            what: format!("tensor {name}: {what}"),
+            source,
         };
         let bytes = view
             .gather(&storage, dtype.size_in_bytes())
-            .map_err(malformed)?;
-        Tensor::from_raw_buffer(&bytes, dtype, &view.shape, &Device::Cpu)
-            .map_err(|e| malformed(e.to_string()))
+            .map_err(|source| {
+                malformed(Malformation::View {
+                    name: name.to_owned(),
+                    source,
+                })
+            })?;
+        Tensor::from_raw_buffer(&bytes, dtype, &view.shape, &Device::Cpu).map_err(|source| {
+            malformed(Malformation::Tensor {
+                name: name.to_owned(),
+                source,
+            })
+        })
     }
 
     fn entry_name(&self, name: &str) -> String {
@@ -257,47 +333,52 @@ impl TorchArchive {
     /// The whole entry `<dir><name>`, or None if the archive has no such entry.
     fn read_entry(&mut self, name: &str) -> Result<Option<Vec<u8>>, PtError> {
         let entry = self.entry_name(name);
-        let unreadable = |e: &dyn std::fmt::Display| PtError::Malformed {
-            path: self.path.clone(),
-            what: format!("cannot read entry {entry}: {e} (truncated or damaged file?)"),
+        let path = self.path.clone();
+        let unreadable = |source: Box<dyn std::error::Error + Send + Sync>| PtError::Malformed {
+            path,
+            source: Malformation::Entry {
+                entry: entry.clone(),
+                source,
+            },
         };
         let mut file = match self.zip.by_name(&entry) {
             Ok(file) => file,
             Err(ZipError::FileNotFound) => return Ok(None),
-            Err(e) => return Err(unreadable(&e)),
+            Err(e) => return Err(unreadable(Box::new(e))),
         };
         let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(|e| unreadable(&e))?;
+        file.read_to_end(&mut bytes)
+            .map_err(|e| unreadable(Box::new(e)))?;
         Ok(Some(bytes))
     }
 }
 
 /// Where in the unpickled object the weights are.
-enum Weights<'a> {
+enum WeightsAt<'a> {
     /// A whole `nn.Module`: its `__dict__`.
     Module(&'a [(Object, Object)]),
     /// A state_dict: name -> tensor, beside entries that are not tensors (`_metadata`).
     StateDict(&'a [(Object, Object)]),
 }
 
-impl<'a> Weights<'a> {
+impl<'a> WeightsAt<'a> {
     fn find(obj: &'a Object) -> Option<Self> {
         if let Some(state) = module_state(obj) {
-            return Some(Weights::Module(state));
+            return Some(WeightsAt::Module(state));
         }
         let entries = as_dict(obj)?;
         entries
             .iter()
             .any(|(_, value)| rebuild_tensor_args(value).is_some())
-            .then_some(Weights::StateDict(entries))
+            .then_some(WeightsAt::StateDict(entries))
     }
 
     /// The state_dict's tensors, by name, as views into their storages.
-    fn tensor_views(&self) -> Result<Vec<(String, TensorView)>, String> {
+    fn tensor_views(&self) -> Result<Vec<(String, TensorView)>, Malformation> {
         let mut views = Vec::new();
         match self {
-            Weights::Module(state) => module_tensor_views(state, "", &mut views)?,
-            Weights::StateDict(entries) => {
+            WeightsAt::Module(state) => module_tensor_views(state, "", &mut views)?,
+            WeightsAt::StateDict(entries) => {
                 for (key, value) in entries.iter() {
                     if let (Some(name), Some(args)) = (as_str(key), rebuild_tensor_args(value)) {
                         push_view(&mut views, name.to_owned(), args)?;
@@ -311,8 +392,8 @@ impl<'a> Weights<'a> {
 
 /// Where the weights are: the file itself when it is a model or a state_dict, else, as
 /// ultralytics chooses, `ema` when it is set, then `model`, then a `state_dict` entry.
-fn select_weights(root: &Object) -> Option<(Weights<'_>, WeightsSource)> {
-    if let Some(weights) = Weights::find(root) {
+fn select_weights(root: &Object) -> Option<(WeightsAt<'_>, WeightsSource)> {
+    if let Some(weights) = WeightsAt::find(root) {
         return Some((weights, WeightsSource::Model));
     }
     let entries = as_dict(root)?;
@@ -322,7 +403,7 @@ fn select_weights(root: &Object) -> Option<(Weights<'_>, WeightsSource)> {
         ("state_dict", WeightsSource::Model),
     ]
     .into_iter()
-    .find_map(|(key, source)| Some((Weights::find(dict_get(entries, key)?)?, source)))
+    .find_map(|(key, source)| Some((WeightsAt::find(dict_get(entries, key)?)?, source)))
 }
 
 /// Adds the tensors of the module with `__dict__` `state`, and of its submodules, with
@@ -331,20 +412,20 @@ fn module_tensor_views(
     state: &[(Object, Object)],
     prefix: &str,
     views: &mut Vec<(String, TensorView)>,
-) -> Result<(), String> {
+) -> Result<(), Malformation> {
     let non_persistent = non_persistent_buffers(state);
     for kind in ["_parameters", "_buffers"] {
         for (key, value) in dict_get(state, kind).and_then(as_dict).unwrap_or_default() {
-            let name = as_str(key).ok_or_else(|| {
-                format!("module {prefix:?}: {kind} has a key that is not a string")
+            let name = as_str(key).ok_or_else(|| Malformation::Key {
+                module: prefix.to_owned(),
+                dict: kind,
             })?;
             // None is an absent parameter, such as the bias of Conv2d(bias=False).
             if matches!(value, Object::None) || non_persistent.contains(&name) {
                 continue;
             }
-            let args = rebuild_tensor_args(value).ok_or_else(|| {
-                format!("{prefix}{name} is not a plain tensor (quantized, or a tensor subclass?)")
-            })?;
+            let args = rebuild_tensor_args(value)
+                .ok_or_else(|| Malformation::NotTensor(format!("{prefix}{name}")))?;
             push_view(views, format!("{prefix}{name}"), args)?;
         }
     }
@@ -352,8 +433,10 @@ fn module_tensor_views(
         .and_then(as_dict)
         .unwrap_or_default()
     {
-        let name = as_str(key)
-            .ok_or_else(|| format!("module {prefix:?}: _modules has a key that is not a string"))?;
+        let name = as_str(key).ok_or_else(|| Malformation::Key {
+            module: prefix.to_owned(),
+            dict: "_modules",
+        })?;
         // A module pickled a second time (yolov5's Convs all share the activation instance
         // Conv.default_act) is a memo reference, and candle's memo holds the object as it
         // was before BUILD gave it its state. Such a module is skipped: torch would list its
@@ -385,14 +468,15 @@ fn push_view(
     views: &mut Vec<(String, TensorView)>,
     name: String,
     rebuild_args: &[Object],
-) -> Result<(), String> {
+) -> Result<(), Malformation> {
     // BatchNorm's step counter: inference never reads it.
     if name.rsplit('.').next() == Some("num_batches_tracked") {
         return Ok(());
     }
-    let view = TensorView::from_rebuild_args(rebuild_args)
-        .map_err(|what| format!("tensor {name}: {what}"))?;
-    views.push((name, view));
+    match TensorView::from_rebuild_args(rebuild_args) {
+        Ok(view) => views.push((name, view)),
+        Err(source) => return Err(Malformation::View { name, source }),
+    }
     Ok(())
 }
 
@@ -436,26 +520,24 @@ impl TensorView {
     /// From `_rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks, ...)`,
     /// where storage is the persistent id ('storage', <type>Storage, key, device, numel).
     /// candle's `Object::into_tensor_info` decodes the same, but panics on short tuples.
-    fn from_rebuild_args(args: &[Object]) -> Result<Self, String> {
+    fn from_rebuild_args(args: &[Object]) -> Result<Self, ViewError> {
         let [Object::PersistentLoad(storage), offset, size, stride, ..] = args else {
-            return Err("unexpected _rebuild_tensor_v2 arguments".into());
+            return Err(ViewError::Arguments);
         };
         let Object::Tuple(storage) = storage.as_ref() else {
-            return Err("unexpected storage id".into());
+            return Err(ViewError::StorageId);
         };
         let [_, Object::Class { class_name, .. }, Object::Unicode(storage_key), ..] =
             storage.as_slice()
         else {
-            return Err("unexpected storage id".into());
+            return Err(ViewError::StorageId);
         };
         let (shape, strides) = (as_usizes(size), as_usizes(stride));
         let (Some(offset), Some(shape), Some(strides)) = (as_usize(offset), shape, strides) else {
-            return Err("offset, size or stride is not made of non-negative integers".into());
+            return Err(ViewError::NotIndices);
         };
         if shape.len() != strides.len() {
-            return Err(format!(
-                "size {shape:?} and stride {strides:?} differ in length"
-            ));
+            return Err(ViewError::Rank { shape, strides });
         }
         Ok(TensorView {
             storage_key: storage_key.clone(),
@@ -468,21 +550,19 @@ impl TensorView {
 
     /// The view's elements, in row-major order, as bytes of `elem_size` each, after
     /// checking that the view stays inside `storage`.
-    fn gather(&self, storage: &[u8], elem_size: usize) -> Result<Vec<u8>, String> {
+    fn gather(&self, storage: &[u8], elem_size: usize) -> Result<Vec<u8>, ViewError> {
         let numel = self
             .shape
             .iter()
             .try_fold(1usize, |n, &dim| n.checked_mul(dim))
-            .ok_or("size overflows")?;
+            .ok_or(ViewError::SizeOverflow)?;
         if numel == 0 {
             return Ok(Vec::new());
         }
-        let last = self.last_element().ok_or("view overflows")?;
-        let storage_len = storage.len() / elem_size;
-        if last >= storage_len {
-            return Err(format!(
-                "view reaches element {last} of a storage of {storage_len}"
-            ));
+        let last = self.last_element().ok_or(ViewError::ViewOverflow)?;
+        let len = storage.len() / elem_size;
+        if last >= len {
+            return Err(ViewError::OutsideStorage { last, len });
         }
         if self.strides == contiguous_strides(&self.shape) {
             return Ok(
@@ -491,10 +571,15 @@ impl TensorView {
         }
         // numel may far exceed the storage (stride 0 repeats elements), so no blind alloc.
         let mut bytes = Vec::new();
-        let byte_len = numel.checked_mul(elem_size).ok_or("size overflows")?;
+        let byte_len = numel
+            .checked_mul(elem_size)
+            .ok_or(ViewError::SizeOverflow)?;
         bytes
             .try_reserve_exact(byte_len)
-            .map_err(|e| format!("{byte_len} bytes: {e}"))?;
+            .map_err(|source| ViewError::Memory {
+                bytes: byte_len,
+                source,
+            })?;
         let mut index = vec![0; self.shape.len()];
         for _ in 0..numel {
             let at = self.offset
@@ -558,9 +643,9 @@ fn storage_dtype(storage_class: &str) -> Option<DType> {
 /// was built from.
 fn model_yaml(path: &Path, state: &[(Object, Object)]) -> Result<Value, PtError> {
     match dict_get(state, "yaml") {
-        Some(yaml @ Object::Dict(_)) => to_yaml(yaml).map_err(|what| PtError::Malformed {
+        Some(yaml @ Object::Dict(_)) => to_yaml(yaml).map_err(|source| PtError::Malformed {
             path: path.to_owned(),
-            what,
+            source,
         }),
         _ => Err(PtError::NoYaml {
             path: path.to_owned(),
@@ -569,7 +654,7 @@ fn model_yaml(path: &Path, state: &[(Object, Object)]) -> Result<Value, PtError>
 }
 
 /// Plain Python data (what yaml.safe_load makes) as a YAML value.
-fn to_yaml(obj: &Object) -> Result<Value, String> {
+fn to_yaml(obj: &Object) -> Result<Value, Malformation> {
     Ok(match obj {
         Object::None => Value::Null,
         Object::Bool(b) => Value::Bool(*b),
@@ -583,14 +668,9 @@ fn to_yaml(obj: &Object) -> Result<Value, String> {
         Object::Dict(entries) => Value::Mapping(
             in_insertion_order(entries)
                 .map(|(k, v)| Ok((to_yaml(k)?, to_yaml(v)?)))
-                .collect::<Result<_, String>>()?,
+                .collect::<Result<_, Malformation>>()?,
         ),
-        other => {
-            return Err(format!(
-                "the model yaml holds {}, which is not plain YAML data",
-                describe(other)
-            ))
-        }
+        other => return Err(Malformation::Yaml(describe(other))),
     })
 }
 
@@ -606,9 +686,8 @@ fn yaml_nc(yaml: &Value) -> Option<usize> {
 }
 
 /// Class names in index order, from `names` as a list or as an {index: name} dict.
-fn class_names(state: &[(Object, Object)]) -> Result<Vec<String>, String> {
-    let not_names =
-        || "the class names are neither a list of strings nor an {index: name} dict".to_string();
+fn class_names(state: &[(Object, Object)]) -> Result<Vec<String>, Malformation> {
+    let not_names = || Malformation::Names;
     match dict_get(state, "names") {
         None | Some(Object::None) => Ok(Vec::new()),
         Some(Object::List(names) | Object::Tuple(names)) => names
@@ -627,11 +706,11 @@ fn class_names(state: &[(Object, Object)]) -> Result<Vec<String>, String> {
                 .enumerate()
                 .any(|(position, (index, _))| position != *index)
             {
-                return Err("the class names dict is not indexed 0, 1, ..., n-1".into());
+                return Err(Malformation::NamesIndex);
             }
             Ok(indexed.into_iter().map(|(_, name)| name).collect())
         }
-        Some(_) => Err(not_names()),
+        Some(_) => Err(Malformation::Names),
     }
 }
 

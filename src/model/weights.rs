@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
 
-use super::build::Model;
-use super::config::ModelConfig;
+use super::build::{BuildError, LoadError, Model};
+use super::config::{ConfigError, ModelConfig};
 use super::pt::{read_pt, PtError};
 use crate::act::ActSpec;
 use crate::util::fs::{write_atomic, FileError};
@@ -32,8 +32,82 @@ pub const STATE_KEY: &str = "state";
 pub enum WeightsError {
     #[error(transparent)]
     Pt(#[from] PtError),
-    #[error("{}: {message}", path.display())]
-    File { path: PathBuf, message: String },
+    #[error("{}: unsupported weights format: expected .pt (ultralytics train.py checkpoint) or .safetensors", .0.display())]
+    Format(PathBuf),
+    #[error("{}: cannot read", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: not a safetensors file", path.display())]
+    NotSafetensors {
+        path: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
+    #[error("{}: metadata `yaml` is not valid YAML", path.display())]
+    MetadataYaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{}: metadata `names` is not a JSON list", path.display())]
+    MetadataNames {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}", path.display())]
+    Tensor {
+        path: PathBuf,
+        #[source]
+        source: candle_core::Error,
+    },
+    #[error("{}: tensor `{tensor}` holds {value}: the weights are broken (a diverged run?); use an earlier checkpoint", path.display())]
+    NonFinite {
+        path: PathBuf,
+        tensor: String,
+        value: f32,
+    },
+    #[error("{}: the file carries no model YAML: pass the config it was trained with (--cfg)", .0.display())]
+    NoYaml(PathBuf),
+    #[error("{}: its model YAML", path.display())]
+    Config {
+        path: PathBuf,
+        #[source]
+        source: ConfigError,
+    },
+    #[error("{}", path.display())]
+    Build {
+        path: PathBuf,
+        #[source]
+        source: BuildError,
+    },
+    #[error("{}", path.display())]
+    Load {
+        path: PathBuf,
+        #[source]
+        source: LoadError,
+    },
+    #[error("{}: cannot write the class names", path.display())]
+    Metadata {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{}: cannot write the model YAML", path.display())]
+    Yaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("{}: cannot serialise the tensors", path.display())]
+    Serialize {
+        path: PathBuf,
+        #[source]
+        source: safetensors::SafeTensorError,
+    },
     #[error(transparent)]
     Write(#[from] FileError),
     #[error("{} has {nc} classes but {names} class names were given", path.display())]
@@ -42,13 +116,8 @@ pub enum WeightsError {
         nc: usize,
         names: usize,
     },
-}
-
-fn file_error(path: &Path, message: impl Into<String>) -> WeightsError {
-    WeightsError::File {
-        path: path.to_owned(),
-        message: message.into(),
-    }
+    #[error("the variable store's lock is poisoned (a thread panicked while holding it)")]
+    Poisoned,
 }
 
 /// Reads `.pt`/`.pth` (YOLOv5 and yolov7 checkpoints) or `.safetensors`.
@@ -64,14 +133,14 @@ pub fn read_weights(path: &Path) -> Result<Weights, WeightsError> {
             })
         }
         Some("safetensors") => read_safetensors(path),
-        _ => Err(file_error(path, "unsupported weights format: expected .pt (ultralytics train.py checkpoint) or .safetensors")),
+        _ => Err(WeightsError::Format(path.to_path_buf())),
     }?;
-    check_finite(&weights.tensors).map_err(|message| file_error(path, message))?;
+    check_finite(path, &weights.tensors)?;
     Ok(weights)
 }
 
 /// Every value of every tensor is finite; else the first tensor that is not, by name.
-fn check_finite(tensors: &HashMap<String, Tensor>) -> Result<(), String> {
+fn check_finite(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(), WeightsError> {
     let mut names: Vec<&String> = tensors.keys().collect();
     names.sort();
     for name in names {
@@ -79,35 +148,65 @@ fn check_finite(tensors: &HashMap<String, Tensor>) -> Result<(), String> {
             .to_dtype(candle_core::DType::F32)
             .and_then(|t| t.flatten_all())
             .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| format!("{name}: {e}"))?;
-        if let Some(bad) = values.iter().find(|v| !v.is_finite()) {
-            return Err(format!(
-                "tensor `{name}` holds {bad}: the weights are broken (a diverged run?); use an earlier checkpoint"
-            ));
+            .map_err(tensor_error(path))?;
+        if let Some(&value) = values.iter().find(|v| !v.is_finite()) {
+            return Err(WeightsError::NonFinite {
+                path: path.to_path_buf(),
+                tensor: name.clone(),
+                value,
+            });
         }
     }
     Ok(())
 }
 
-fn read_safetensors(path: &Path) -> Result<Weights, WeightsError> {
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| file_error(path, format!("not a safetensors file: {e}")))?;
+fn tensor_error(path: &Path) -> impl Fn(candle_core::Error) -> WeightsError + '_ {
+    move |source| WeightsError::Tensor {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// A safetensors file's tensors and header metadata.
+fn read_safetensors_file(
+    path: &Path,
+) -> Result<(HashMap<String, Tensor>, HashMap<String, String>), WeightsError> {
+    let bytes = std::fs::read(path).map_err(|source| WeightsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes).map_err(|source| {
+        WeightsError::NotSafetensors {
+            path: path.to_path_buf(),
+            source,
+        }
+    })?;
     let meta = header.metadata().clone().unwrap_or_default();
+    let tensors =
+        candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).map_err(tensor_error(path))?;
+    Ok((tensors, meta))
+}
+
+fn read_safetensors(path: &Path) -> Result<Weights, WeightsError> {
+    let (mut tensors, meta) = read_safetensors_file(path)?;
     let yaml = match meta.get("yaml") {
-        Some(text) => Some(
-            serde_yaml::from_str(text)
-                .map_err(|e| file_error(path, format!("metadata `yaml` is not valid YAML: {e}")))?,
-        ),
+        Some(text) => {
+            Some(
+                serde_yaml::from_str(text).map_err(|source| WeightsError::MetadataYaml {
+                    path: path.to_path_buf(),
+                    source,
+                })?,
+            )
+        }
         None => None,
     };
     let names = match meta.get("names") {
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| file_error(path, format!("metadata `names` is not a JSON list: {e}")))?,
+        Some(text) => serde_json::from_str(text).map_err(|source| WeightsError::MetadataNames {
+            path: path.to_path_buf(),
+            source,
+        })?,
         None => vec![],
     };
-    let mut tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| file_error(path, e.to_string()))?;
     let mut notes = Vec::new();
     let is_resume_state = tensors.keys().any(|k| k.starts_with("raw/"))
         && tensors.keys().any(|k| k.starts_with("ema/"));
@@ -137,7 +236,7 @@ pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), WeightsError> 
         .var_map()
         .data()
         .lock()
-        .map_err(|_| file_error(path, "variable store lock poisoned"))?;
+        .map_err(|_| WeightsError::Poisoned)?;
     let tensors: HashMap<String, Tensor> = data
         .iter()
         .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
@@ -163,8 +262,14 @@ pub fn save_tensors(
 ) -> Result<(), WeightsError> {
     let mut sorted: Vec<(&String, &Tensor)> = tensors.iter().collect();
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let yaml = serde_yaml::to_string(yaml).map_err(|e| file_error(path, e.to_string()))?;
-    let names = serde_json::to_string(names).map_err(|e| file_error(path, e.to_string()))?;
+    let yaml = serde_yaml::to_string(yaml).map_err(|source| WeightsError::Yaml {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let names = serde_json::to_string(names).map_err(|source| WeightsError::Metadata {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let mut metadata = HashMap::from([
         ("yaml".to_string(), yaml),
         ("names".to_string(), names),
@@ -175,7 +280,10 @@ pub fn save_tensors(
         sorted.into_iter().map(|(k, t)| (k.as_str(), t)),
         Some(metadata),
     )
-    .map_err(|e| file_error(path, e.to_string()))?;
+    .map_err(|source| WeightsError::Serialize {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(write_atomic(path, &bytes)?)
 }
 
@@ -184,13 +292,8 @@ pub fn read_tensors_with(
     path: &Path,
     key: &str,
 ) -> Result<(HashMap<String, Tensor>, Option<String>), WeightsError> {
-    let bytes = std::fs::read(path).map_err(|e| file_error(path, format!("cannot read: {e}")))?;
-    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-        .map_err(|e| file_error(path, format!("not a safetensors file: {e}")))?;
-    let value = header.metadata().as_ref().and_then(|m| m.get(key).cloned());
-    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
-        .map_err(|e| file_error(path, e.to_string()))?;
-    Ok((tensors, value))
+    let (tensors, meta) = read_safetensors_file(path)?;
+    Ok((tensors, meta.get(key).cloned()))
 }
 
 /// Builds a model from a weights file: its own YAML (or `cfg` when given, which a
@@ -208,13 +311,11 @@ pub fn load_model(
     let config = match (cfg, &weights.yaml) {
         (Some(cfg), _) => cfg.clone(),
         (None, Some(yaml)) => ModelConfig::from_yaml(yaml.clone(), &path.display().to_string())
-            .map_err(|e| file_error(path, format!("its model YAML: {e}")))?,
-        (None, None) => {
-            return Err(file_error(
-                path,
-                "the file carries no model YAML: pass the config it was trained with (--cfg)",
-            ))
-        }
+            .map_err(|source| WeightsError::Config {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        (None, None) => return Err(WeightsError::NoYaml(path.to_path_buf())),
     };
     let mut notes = weights.notes;
     let names = match names {
@@ -239,9 +340,15 @@ pub fn load_model(
             None
         }
     };
-    let model = Model::new(&config, act, 0, names).map_err(|e| file_error(path, e.to_string()))?;
+    let model = Model::new(&config, act, 0, names).map_err(|source| WeightsError::Build {
+        path: path.to_path_buf(),
+        source,
+    })?;
     model
         .load_state_dict(&weights.tensors, true)
-        .map_err(|e| file_error(path, e))?;
+        .map_err(|source| WeightsError::Load {
+            path: path.to_path_buf(),
+            source,
+        })?;
     Ok((model, notes))
 }

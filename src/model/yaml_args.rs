@@ -4,11 +4,46 @@
 
 use serde_yaml::Value;
 
-use crate::act::{ActArg, ActSpec};
+use crate::act::{ActArg, ActSpec, SpecError};
 
 /// The largest class count a model may have (ultralytics has none; the largest public
 /// detection vocabularies have a few thousand classes).
 pub const MAX_NC: usize = 100_000;
+
+/// What is wrong with a row of the model YAML (the config names the file and the row).
+#[derive(Debug, thiserror::Error)]
+pub enum RowError {
+    #[error("takes {takes} argument{} ({}), got {got}", if names.len() == 1 { "" } else { "s" }, names.join(", "))]
+    Count {
+        takes: String,
+        names: &'static [&'static str],
+        got: usize,
+    },
+    #[error("argument {index} (`{name}`): expected {expected}, got {got}")]
+    Argument {
+        index: usize,
+        name: &'static str,
+        expected: String,
+        got: String,
+    },
+    #[error("argument {index} (`act`)")]
+    Activation {
+        index: usize,
+        #[source]
+        source: SpecError,
+    },
+    #[error("argument {index} (`anchors`)")]
+    Anchors {
+        index: usize,
+        #[source]
+        source: AnchorError,
+    },
+    /// A row that is well formed but does not fit the model (wording of its own).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+}
 
 /// What a row may refer to by name.
 pub struct RowContext<'a> {
@@ -28,19 +63,17 @@ impl<'a> RowArgs<'a> {
         values: &'a [Value],
         names: &'static [&'static str],
         required: usize,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, RowError> {
         if values.len() < required || values.len() > names.len() {
-            return Err(format!(
-                "takes {} argument{} ({}), got {}",
-                if required == names.len() {
+            return Err(RowError::Count {
+                takes: if required == names.len() {
                     format!("{required}")
                 } else {
                     format!("{required} to {}", names.len())
                 },
-                if names.len() == 1 { "" } else { "s" },
-                names.join(", "),
-                values.len()
-            ));
+                names,
+                got: values.len(),
+            });
         }
         Ok(RowArgs { values, names })
     }
@@ -49,16 +82,16 @@ impl<'a> RowArgs<'a> {
         self.values.get(i).filter(|v| !is_none(v))
     }
 
-    pub fn bad(&self, i: usize, expected: &str) -> String {
-        format!(
-            "argument {} (`{}`): expected {expected}, got {}",
-            i,
-            self.names[i],
-            show(&self.values[i])
-        )
+    pub fn bad(&self, i: usize, expected: &str) -> RowError {
+        RowError::Argument {
+            index: i,
+            name: self.names[i],
+            expected: expected.to_string(),
+            got: show(&self.values[i]),
+        }
     }
 
-    pub fn usize_or(&self, i: usize, default: usize) -> Result<usize, String> {
+    pub fn usize_or(&self, i: usize, default: usize) -> Result<usize, RowError> {
         match self.get(i) {
             None => Ok(default),
             Some(v) => v
@@ -69,7 +102,7 @@ impl<'a> RowArgs<'a> {
         }
     }
 
-    pub fn opt_usize(&self, i: usize) -> Result<Option<usize>, String> {
+    pub fn opt_usize(&self, i: usize) -> Result<Option<usize>, RowError> {
         match self.get(i) {
             None => Ok(None),
             Some(v) => v
@@ -79,21 +112,21 @@ impl<'a> RowArgs<'a> {
         }
     }
 
-    pub fn bool_or(&self, i: usize, default: bool) -> Result<bool, String> {
+    pub fn bool_or(&self, i: usize, default: bool) -> Result<bool, RowError> {
         match self.get(i) {
             None => Ok(default),
             Some(v) => v.as_bool().ok_or_else(|| self.bad(i, "True or False")),
         }
     }
 
-    pub fn f64_or(&self, i: usize, default: f64) -> Result<f64, String> {
+    pub fn f64_or(&self, i: usize, default: f64) -> Result<f64, RowError> {
         match self.get(i) {
             None => Ok(default),
             Some(v) => v.as_f64().ok_or_else(|| self.bad(i, "a number")),
         }
     }
 
-    pub fn usize_list_or(&self, i: usize, default: &[usize]) -> Result<Vec<usize>, String> {
+    pub fn usize_list_or(&self, i: usize, default: &[usize]) -> Result<Vec<usize>, RowError> {
         match self.get(i) {
             None => Ok(default.to_vec()),
             Some(v) => v
@@ -107,13 +140,13 @@ impl<'a> RowArgs<'a> {
         }
     }
 
-    pub fn act(&self, i: usize) -> Result<ActArg, String> {
+    pub fn act(&self, i: usize) -> Result<ActArg, RowError> {
         match self.values.get(i) {
             None => Ok(ActArg::Default),
             Some(Value::Bool(true)) => Ok(ActArg::Default),
             Some(Value::Bool(false)) => Ok(ActArg::Spec(ActSpec::identity())),
             Some(Value::String(s)) => {
-                ActArg::parse(s).map_err(|e| format!("argument {i} (`act`): {e}"))
+                ActArg::parse(s).map_err(|source| RowError::Activation { index: i, source })
             }
             Some(_) => Err(self.bad(
                 i,
@@ -122,7 +155,7 @@ impl<'a> RowArgs<'a> {
         }
     }
 
-    pub fn c2(&self) -> Result<usize, String> {
+    pub fn c2(&self) -> Result<usize, RowError> {
         self.usize_or(0, 0).and_then(|c| {
             if c == 0 {
                 Err(self.bad(0, "a positive channel count"))
@@ -142,12 +175,29 @@ pub fn is_none(v: &Value) -> bool {
     matches!(v, Value::Null) || v.as_str() == Some("None")
 }
 
+/// What is wrong with an `anchors:` value.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error("an anchor count must be at least 1")]
+    ZeroCount,
+    #[error("expected a list of [w, h, ...] lists per level, or an anchor count")]
+    NotLevels,
+    #[error("level {level}: expected a list of numbers")]
+    LevelNotList { level: usize },
+    #[error("level {level}: `{value}` is not a number")]
+    NotNumber { level: usize, value: String },
+    #[error("level {level}: expected w, h pairs, got {count} numbers")]
+    OddCount { level: usize, count: usize },
+    #[error("every level needs the same, non-zero number of anchors")]
+    Uneven,
+}
+
 /// `anchors:` is a list of per-level `[w, h, w, h, ...]` lists, or an anchor count per
 /// level (placeholders that AutoAnchor replaces; the level count then comes from Detect).
-pub fn parse_anchors(v: &Value) -> Result<Vec<Vec<(f64, f64)>>, String> {
+pub fn parse_anchors(v: &Value) -> Result<Vec<Vec<(f64, f64)>>, AnchorError> {
     if let Some(count) = v.as_u64() {
         if count == 0 {
-            return Err("an anchor count must be at least 1".into());
+            return Err(AnchorError::ZeroCount);
         }
         // As parse_model: [list(range(count * 2))] per level; three levels unless Detect says.
         let placeholder: Vec<(f64, f64)> = (0..count)
@@ -155,31 +205,31 @@ pub fn parse_anchors(v: &Value) -> Result<Vec<Vec<(f64, f64)>>, String> {
             .collect();
         return Ok(vec![placeholder; 3]);
     }
-    let levels = v
-        .as_sequence()
-        .ok_or("expected a list of [w, h, ...] lists per level, or an anchor count")?;
+    let levels = v.as_sequence().ok_or(AnchorError::NotLevels)?;
     let mut out = Vec::new();
-    for (i, level) in levels.iter().enumerate() {
-        let values: Vec<f64> = level
+    for (level, row) in levels.iter().enumerate() {
+        let values: Vec<f64> = row
             .as_sequence()
-            .ok_or(format!("level {i}: expected a list of numbers"))?
+            .ok_or(AnchorError::LevelNotList { level })?
             .iter()
             .map(|x| {
-                x.as_f64()
-                    .ok_or(format!("level {i}: `{}` is not a number", show(x)))
+                x.as_f64().ok_or_else(|| AnchorError::NotNumber {
+                    level,
+                    value: show(x),
+                })
             })
             .collect::<Result<_, _>>()?;
         if values.is_empty() || values.len() % 2 != 0 {
-            return Err(format!(
-                "level {i}: expected w, h pairs, got {} numbers",
-                values.len()
-            ));
+            return Err(AnchorError::OddCount {
+                level,
+                count: values.len(),
+            });
         }
         out.push(values.chunks(2).map(|p| (p[0], p[1])).collect());
     }
     let na = out.first().map_or(0, Vec::len);
     if na == 0 || out.iter().any(|l| l.len() != na) {
-        return Err("every level needs the same, non-zero number of anchors".into());
+        return Err(AnchorError::Uneven);
     }
     Ok(out)
 }

@@ -4,6 +4,7 @@
 
 pub mod acon;
 pub mod batchnorm;
+pub mod boxes;
 pub mod conv2d;
 pub mod conv2d_bn;
 pub mod conv_bn_layer;

@@ -9,19 +9,20 @@ use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::style::{
-    self, tick_label, to_pixels, DrawResult, Figure, FontError, Pen, PlotArea, TextSizes,
+    self, tick_label, to_pixels, DrawFailure, DrawResult, Figure, FontError, Pen, PlotArea,
+    TextSizes,
 };
 
-/// Each message names what failed and why; causes are part of the message, not a chain.
 #[derive(Debug, thiserror::Error)]
 pub enum PlotError {
-    #[error("creating the output folder {}: {error}", path.display())]
+    #[error("creating the output folder {}", path.display())]
     CreateDir {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
-    #[error("drawing {}: {message}", path.display())]
-    Draw { path: PathBuf, message: String },
+    #[error(transparent)]
+    Draw(#[from] DrawFailure),
     #[error(transparent)]
     Font(#[from] FontError),
 }
@@ -219,10 +220,7 @@ impl Figure for Overview<'_> {
 
 /// Draws `figure` to `<dir>/<stem>.png` and `<dir>/<stem>.svg`.
 fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<[PathBuf; 2], PlotError> {
-    style::save_png_and_svg(figure, dir, stem).map_err(|failure| PlotError::Draw {
-        path: failure.path,
-        message: failure.message,
-    })
+    Ok(style::save_png_and_svg(figure, dir, stem)?)
 }
 
 /// The shared chart: title, key (standalone only), grid, zero axes, f(x) and f'(x).

@@ -13,13 +13,14 @@ use super::palette::class_color;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlotBatchError {
-    #[error("cannot read the batch tensors: {0}")]
-    Tensor(candle_core::Error),
+    #[error("cannot read the batch tensors")]
+    Tensor(#[source] candle_core::Error),
     #[error("the embedded DejaVu Sans font could not be loaded")]
     Font,
-    #[error("{path}: cannot save: {error}")]
+    #[error("{path}: cannot save")]
     Save {
         path: PathBuf,
+        #[source]
         error: image::ImageError,
     },
 }

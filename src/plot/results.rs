@@ -16,9 +16,10 @@ use super::style::{self, padded, span, to_pixels, DrawResult, FontError, Pen, Te
 pub enum ResultsPlotError {
     #[error("nothing to plot: no runs given")]
     NoRuns,
-    #[error("reading {}: {error}", path.display())]
+    #[error("reading {}", path.display())]
     Read {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     #[error("{}: the file is empty; expected a header line of column names", path.display())]
@@ -43,9 +44,10 @@ pub enum ResultsPlotError {
         column: String,
         text: String,
     },
-    #[error("creating the output folder {}: {error}", path.display())]
+    #[error("creating the output folder {}", path.display())]
     CreateDir {
         path: PathBuf,
+        #[source]
         error: std::io::Error,
     },
     #[error("drawing {}: {message}", path.display())]

@@ -207,10 +207,11 @@ pub trait Figure {
 
 /// A file plotters could not draw, and its reason.
 #[derive(Debug, thiserror::Error)]
-#[error("drawing {}: {message}", path.display())]
+#[error("drawing {}", path.display())]
 pub struct DrawFailure {
     pub path: PathBuf,
-    pub message: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
 /// Draws `figure` to `<dir>/<stem>.png` and `<dir>/<stem>.svg` (the folder must exist);
@@ -221,26 +222,34 @@ pub fn save_png_and_svg(
     stem: &str,
 ) -> Result<[PathBuf; 2], DrawFailure> {
     let png = dir.join(format!("{stem}.png"));
-    render(figure, BitMapBackend::new(&png, figure.size()), Pen::Stamp).map_err(|message| {
+    render(figure, BitMapBackend::new(&png, figure.size()), Pen::Stamp).map_err(|source| {
         DrawFailure {
             path: png.clone(),
-            message,
+            source,
         }
     })?;
     let svg = dir.join(format!("{stem}.svg"));
-    render(figure, SVGBackend::new(&svg, figure.size()), Pen::Stroke).map_err(|message| {
+    render(figure, SVGBackend::new(&svg, figure.size()), Pen::Stroke).map_err(|source| {
         DrawFailure {
             path: svg.clone(),
-            message,
+            source,
         }
     })?;
     Ok([png, svg])
 }
 
-fn render<DB: DrawingBackend>(figure: &impl Figure, backend: DB, pen: Pen) -> Result<(), String> {
+fn render<DB>(
+    figure: &impl Figure,
+    backend: DB,
+    pen: Pen,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    DB: DrawingBackend,
+    DB::ErrorType: 'static,
+{
     let root = backend.into_drawing_area();
     root.fill(&BACKGROUND)
         .and_then(|()| figure.draw(&root, pen))
         .and_then(|()| root.present())
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.into())
 }

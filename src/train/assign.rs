@@ -87,7 +87,7 @@ pub enum TargetError {
         value: f32,
         limit: usize,
     },
-    #[error("targets: {0}")]
+    #[error("targets")]
     Read(#[from] candle_core::Error),
 }
 

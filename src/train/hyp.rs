@@ -46,14 +46,19 @@ pub struct Hyp {
 
 #[derive(Debug, thiserror::Error)]
 pub enum HypError {
-    #[error("{file}: cannot read: {error}")]
+    #[error("{file}: cannot read")]
     Read {
         file: PathBuf,
+        #[source]
         error: std::io::Error,
     },
-    /// serde's message names the key (`unknown field `lr00`, expected one of ...`, `missing field `lr0``) and the line.
-    #[error("{file}: {message}")]
-    Parse { file: String, message: String },
+    /// serde's message names the key (`missing field `lr0``) and the line.
+    #[error("{file}")]
+    Parse {
+        file: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
     #[error("{file}: unknown field `{key}`, expected one of {}", known.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
     UnknownKey {
         file: String,
@@ -137,7 +142,7 @@ impl Hyp {
     pub fn from_str(text: &str, source: &str) -> Result<Hyp, HypError> {
         let parse_error = |e: serde_yaml::Error| HypError::Parse {
             file: source.to_string(),
-            message: e.to_string(),
+            source: e,
         };
         // The three parts each take the keys they know, so a key none of them knows is
         // looked for first: a typo, reported as the one mistake it is.

@@ -119,9 +119,9 @@ pub enum LossError {
     },
     #[error("loss: OTA assignment needs one finite stride > 0 per level ({levels} levels), got {strides:?}")]
     Strides { levels: usize, strides: Vec<f32> },
-    #[error("loss: {0}")]
+    #[error("loss")]
     Targets(#[from] TargetError),
-    #[error("loss: {0}")]
+    #[error("loss")]
     Tensor(#[from] candle_core::Error),
 }
 

@@ -30,17 +30,23 @@ impl OptimizerKind {
     }
 }
 
+/// A name that is not an optimiser's.
+#[derive(Debug, thiserror::Error)]
+#[error("`{name}` is not an optimiser; choose {}", OptimizerKind::ALL.map(|k| k.name()).join(", "))]
+pub struct UnknownOptimizer {
+    pub name: String,
+}
+
 impl std::str::FromStr for OptimizerKind {
-    type Err = String;
+    type Err = UnknownOptimizer;
 
     /// One of SGD, Adam or AdamW, in any case.
-    fn from_str(text: &str) -> std::result::Result<Self, String> {
+    fn from_str(text: &str) -> std::result::Result<Self, UnknownOptimizer> {
         OptimizerKind::ALL
             .into_iter()
             .find(|kind| kind.name().eq_ignore_ascii_case(text.trim()))
-            .ok_or_else(|| {
-                let names: Vec<&str> = OptimizerKind::ALL.iter().map(|k| k.name()).collect();
-                format!("`{text}` is not an optimiser; choose {}", names.join(", "))
+            .ok_or_else(|| UnknownOptimizer {
+                name: text.to_string(),
             })
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! The decisions use detached predictions in f32, as torch makes them in training.
 
+use crate::ops::boxes::{iou, xywh_to_xyxy};
 use candle_core::{DType, Tensor};
 
 use super::assign::{build_targets, select_rows, Positive, Target};
@@ -57,7 +58,7 @@ impl Candidate {
             level,
             grid,
             proposal,
-            corners: corners([x, y, w, h]),
+            corners: xywh_to_xyxy([x, y, w, h]),
             scores,
         }
     }
@@ -131,7 +132,8 @@ pub fn assign(
                 let target = target_corners(t, image_size);
                 image_candidates
                     .iter()
-                    .map(|c| box_iou(&target, &c.corners))
+                    // yolov7 uses torchvision's box_iou: no epsilon.
+                    .map(|c| iou(&target, &c.corners, 0.0))
                     .collect()
             })
             .collect();
@@ -204,23 +206,10 @@ fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x).exp())
 }
 
-/// [x1, y1, x2, y2] of an [x, y, w, h] box.
-fn corners([x, y, w, h]: [f32; 4]) -> [f32; 4] {
-    [x - w / 2.0, y - h / 2.0, x + w / 2.0, y + h / 2.0]
-}
-
 /// The target's box in pixels of an image `[width, height]`. yolov7 scales x by the height
 /// too; that is the same for its square training images and wrong for others.
 fn target_corners(t: &Target, [width, height]: [f32; 2]) -> [f32; 4] {
-    corners([t.cx * width, t.cy * height, t.w * width, t.h * height])
-}
-
-/// Plain IoU of two corner boxes (torchvision's `box_iou`, without an epsilon).
-fn box_iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
-    let area = |r: &[f32; 4]| (r[2] - r[0]) * (r[3] - r[1]);
-    let inter =
-        (a[2].min(b[2]) - a[0].max(b[0])).max(0.0) * (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
-    inter / (area(a) + area(b) - inter)
+    xywh_to_xyxy([t.cx * width, t.cy * height, t.w * width, t.h * height])
 }
 
 #[cfg(test)]
@@ -252,14 +241,5 @@ mod tests {
             dynamic_k_matching(&iou, &cost),
             vec![Some(2), Some(2), None]
         );
-    }
-
-    #[test]
-    fn box_iou_of_overlapping_and_disjoint_boxes() {
-        assert_eq!(
-            box_iou(&[0.0, 0.0, 2.0, 2.0], &[1.0, 0.0, 3.0, 2.0]),
-            2.0 / 6.0
-        );
-        assert_eq!(box_iou(&[0.0, 0.0, 1.0, 1.0], &[2.0, 2.0, 3.0, 3.0]), 0.0);
     }
 }

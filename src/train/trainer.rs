@@ -10,24 +10,26 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::autoanchor::AutoAnchorError;
 use super::ema::ModelEma;
-use super::hyp::Hyp;
-use super::loss::{scale_loss_gains, Assignment, LossGains, YoloLoss};
+use super::hyp::{Hyp, HypError};
+use super::loss::{scale_loss_gains, Assignment, LossError, LossGains, YoloLoss};
 use super::optim::{Optimizer, OptimizerKind};
 use super::schedule::{LrSchedule, Warmup};
-use crate::act::ActSpec;
-use crate::data::dataset::{DataConfig, Dataset, Split};
-use crate::data::loader::{Loader, LoaderConfig, RectBatches};
-use crate::eval::val::{validate, ValLoss, ValOptions, ValOutcome};
-use crate::model::build::Model;
-use crate::model::config::ModelConfig;
-use crate::model::input::{check_img_size, check_memory, Workload};
-use crate::model::weights::{read_tensors_with, read_weights, save_tensors, STATE_KEY};
-use crate::plot::batch::plot_batch;
-use crate::plot::results::plot_results;
+use crate::act::{ActSpec, SpecError};
+use crate::data::dataset::{DataConfig, DataConfigError, Dataset, DatasetError, Split};
+use crate::data::loader::{Loader, LoaderConfig, LoaderError, RectBatches};
+use crate::eval::val::{validate, ValError, ValLoss, ValOptions, ValOutcome};
+use crate::model::build::{BuildError, Model};
+use crate::model::config::{ConfigError, ModelConfig};
+use crate::model::input::{check_img_size, check_memory, InputSizeError, Workload};
+use crate::model::weights::{
+    read_tensors_with, read_weights, save_tensors, WeightsError, STATE_KEY,
+};
+use crate::plot::batch::{plot_batch, PlotBatchError};
+use crate::plot::results::{plot_results, ResultsPlotError};
 use crate::util::format::format_general;
-use crate::util::fs::increment_path;
-use crate::util::fs::{write_atomic, FileError};
+use crate::util::fs::{increment_path, write_atomic, FileError};
 
 /// Everything a run is started with; saved in the run (opt.yaml) and in its checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,8 +111,9 @@ pub struct TrainOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    #[error("{0}")]
-    Setup(String),
+    /// Before the first step: the same for every run of an experiment.
+    #[error(transparent)]
+    Setup(#[from] SetupError),
     #[error("{}: nothing to resume: no checkpoint (weights/{STATE_FILE} or weights/{LAST_FILE}); a run stopped before its first epoch ended must be started again without --resume", dir.display())]
     NoCheckpoint { dir: PathBuf },
     #[error("--epochs {requested}: {} has already trained {done} epochs; to extend it, pass more than {done}", dir.display())]
@@ -119,8 +122,6 @@ pub enum TrainError {
         requested: usize,
         done: usize,
     },
-    #[error(transparent)]
-    File(#[from] FileError),
     #[error("the loss became {value} at epoch {epoch}, iteration {iteration}: training stopped; {}", match checkpoint { Some(p) => format!("the last good checkpoint is {}", p.display()), None => "no epoch had finished, so there is no checkpoint".to_string() })]
     NonFinite {
         value: f32,
@@ -128,16 +129,92 @@ pub enum TrainError {
         iteration: usize,
         checkpoint: Option<PathBuf>,
     },
-    #[error("training: {0}")]
-    Step(String),
+    #[error("training")]
+    Step(#[from] StepError),
 }
 
-fn setup<E: std::fmt::Display>(context: &str) -> impl Fn(E) -> TrainError + '_ {
-    move |e| TrainError::Setup(format!("{context}: {e}"))
+/// What stops a run before it trains: its inputs.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("--hyp")]
+    Hyp(#[from] HypError),
+    #[error("--data")]
+    Data(#[from] DataConfigError),
+    #[error("{split} split")]
+    Dataset {
+        split: &'static str,
+        #[source]
+        source: DatasetError,
+    },
+    #[error("{split} split")]
+    Loader {
+        split: &'static str,
+        #[source]
+        source: LoaderError,
+    },
+    #[error("--act")]
+    Act(#[from] SpecError),
+    #[error("--cfg")]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Model(#[from] BuildError),
+    #[error("--imgsz")]
+    InputSize(#[from] InputSizeError),
+    #[error("--weights")]
+    Weights(#[source] WeightsError),
+    #[error("--weights {}: none of its {tensors} tensors fits this model (names or shapes differ); was it made with another config, nc or activation?", path.display())]
+    NothingTransferred { path: PathBuf, tensors: usize },
+    #[error("--freeze: {n} would freeze layers 0 to {}, but the model's layers are 0 to {last}: nothing would be left to train; give at most {last}", n - 1)]
+    FreezeAll { n: usize, last: usize },
+    #[error("--freeze: layer {layer} does not exist; the model's layers are 0 to {last}")]
+    FreezeMissing { layer: usize, last: usize },
+    #[error("loss")]
+    Loss(#[from] LossError),
+    #[error("AutoAnchor")]
+    AutoAnchor(#[from] AutoAnchorError),
+    #[error("--resume {}: no such run folder or file", .0.display())]
+    NoRun(PathBuf),
+    #[error("--resume")]
+    Checkpoint(#[source] WeightsError),
+    #[error("{}: not an actyolo training checkpoint (no training state in it)", .0.display())]
+    NotACheckpoint(PathBuf),
+    #[error("{}: its training state", path.display())]
+    State {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
 }
 
-fn step_err<E: std::fmt::Display>(e: E) -> TrainError {
-    TrainError::Step(e.to_string())
+/// What stops a run while it trains.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Tensor(#[from] candle_core::Error),
+    #[error(transparent)]
+    Loader(#[from] LoaderError),
+    #[error(transparent)]
+    Loss(#[from] LossError),
+    #[error(transparent)]
+    Val(#[from] ValError),
+    #[error(transparent)]
+    Results(#[from] ResultsPlotError),
+    #[error(transparent)]
+    Batch(#[from] PlotBatchError),
+    #[error(transparent)]
+    Weights(#[from] WeightsError),
+    #[error("loading the EMA weights")]
+    Load(#[from] crate::model::build::LoadError),
+    #[error(transparent)]
+    File(#[from] FileError),
+    #[error("the training state")]
+    State(#[from] serde_json::Error),
+    #[error("the variable store's lock is poisoned (a thread panicked while holding it)")]
+    Poisoned,
 }
 
 /// Counters a checkpoint carries besides the tensors, so `--resume` continues exactly.
@@ -206,25 +283,20 @@ impl Checkpoint {
     /// last.safetensors carries (the optimiser then starts afresh).
     fn open(path: &Path, on: &mut dyn FnMut(TrainEvent)) -> Result<Checkpoint, TrainError> {
         if !path.exists() {
-            return Err(TrainError::Setup(format!(
-                "--resume {}: no such run folder or file",
-                path.display()
-            )));
+            return Err(SetupError::NoRun(path.to_path_buf()).into());
         }
         let dir = run_folder(path);
         let weights = dir.join("weights");
         let (state_file, last_file) = (weights.join(STATE_FILE), weights.join(LAST_FILE));
-        let read = |file: &Path| -> Result<_, TrainError> {
-            let (tensors, state) = read_tensors_with(file, STATE_KEY).map_err(setup("--resume"))?;
-            let state = state.ok_or_else(|| {
-                TrainError::Setup(format!(
-                    "{}: not an actyolo training checkpoint (no training state in it)",
-                    file.display()
-                ))
-            })?;
-            let state: TrainState = serde_json::from_str(&state).map_err(|e| {
-                TrainError::Setup(format!("{}: its training state: {e}", file.display()))
-            })?;
+        let read = |file: &Path| -> Result<_, SetupError> {
+            let (tensors, state) =
+                read_tensors_with(file, STATE_KEY).map_err(SetupError::Checkpoint)?;
+            let state = state.ok_or_else(|| SetupError::NotACheckpoint(file.to_path_buf()))?;
+            let state: TrainState =
+                serde_json::from_str(&state).map_err(|source| SetupError::State {
+                    path: file.to_path_buf(),
+                    source,
+                })?;
             Ok((tensors, state))
         };
         if state_file.is_file() {
@@ -259,11 +331,11 @@ impl Checkpoint {
 
 /// The options with every input path made absolute, so the run can be resumed from any
 /// folder. Shipped names (`yolov5n.yaml`, `hyp.scratch-low.yaml`) stay names.
-fn absolute_paths(options: &TrainOptions) -> Result<TrainOptions, TrainError> {
+fn absolute_paths(options: &TrainOptions) -> Result<TrainOptions, SetupError> {
     let absolute = |path: &Path| {
-        std::path::absolute(path).map_err(|e| TrainError::Setup(format!("{}: {e}", path.display())))
+        std::path::absolute(path).map_err(FileError::new(path, "cannot make the path absolute"))
     };
-    let file_or_name = |name: &str| -> Result<String, TrainError> {
+    let file_or_name = |name: &str| -> Result<String, SetupError> {
         let path = Path::new(name);
         Ok(if path.is_file() {
             absolute(path)?.display().to_string()
@@ -286,7 +358,7 @@ pub fn train(
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainOutcome, TrainError> {
     let (options, checkpoint) = match start {
-        TrainStart::New(options) => (absolute_paths(options)?, None),
+        TrainStart::New(options) => (absolute_paths(options).map_err(TrainError::Setup)?, None),
         TrainStart::Resume { path, epochs } => {
             let checkpoint = Checkpoint::open(path, on)?;
             let mut options = checkpoint.state.options.clone();
@@ -320,7 +392,8 @@ pub fn train(
             (options, Some(checkpoint))
         }
     };
-    let run = Run::prepare(&options, checkpoint.as_ref().map(|c| c.dir.as_path()), on)?;
+    let run = Run::prepare(&options, checkpoint.as_ref().map(|c| c.dir.as_path()), on)
+        .map_err(TrainError::Setup)?;
     run.execute(checkpoint, on)
 }
 
@@ -345,7 +418,7 @@ impl Run {
         options: &TrainOptions,
         resume_dir: Option<&Path>,
         on: &mut dyn FnMut(TrainEvent),
-    ) -> Result<Run, TrainError> {
+    ) -> Result<Run, SetupError> {
         let dir = match resume_dir {
             Some(dir) => dir.to_path_buf(),
             None => increment_path(&options.project.join(&options.name), options.exist_ok),
@@ -353,33 +426,22 @@ impl Run {
         let weights_dir = dir.join("weights");
         std::fs::create_dir_all(&weights_dir)
             .map_err(FileError::new(&weights_dir, "cannot create the folder"))?;
-        let hyp = Hyp::load(&options.hyp).map_err(setup("--hyp"))?;
+        let hyp = Hyp::load(&options.hyp)?;
         for note in hyp.ignored() {
             on(TrainEvent::Message(note));
         }
-        let data = DataConfig::load(&options.data).map_err(setup("--data"))?;
+        let data = DataConfig::load(&options.data)?;
         let names = data.names.clone();
-        let act = options
-            .act
-            .as_deref()
-            .map(ActSpec::parse)
-            .transpose()
-            .map_err(setup("--act"))?;
-        let config = ModelConfig::load(&options.cfg)
-            .and_then(|c| c.with_nc(names.len()))
-            .map_err(setup("--cfg"))?;
-        let build = || {
-            Model::new(&config, act.as_ref(), options.seed, Some(names.clone()))
-                .map_err(setup("model"))
-        };
+        let act = options.act.as_deref().map(ActSpec::parse).transpose()?;
+        let config = ModelConfig::load(&options.cfg).and_then(|c| c.with_nc(names.len()))?;
+        let build = || Model::new(&config, act.as_ref(), options.seed, Some(names.clone()));
         let (model, eval_model) = (build()?, build()?);
-        let size = check_img_size(options.imgsz, model.max_stride(), 2 * model.max_stride())
-            .map_err(setup("--imgsz"))?;
+        let size = check_img_size(options.imgsz, model.max_stride(), 2 * model.max_stride())?;
         if let Some(warning) = size.warning() {
             on(TrainEvent::Message(warning));
         }
         let imgsz = size.used;
-        check_memory(&model, imgsz, options.batch, Workload::Training).map_err(setup("--imgsz"))?;
+        check_memory(&model, imgsz, options.batch, Workload::Training)?;
         if let (Some(weights), None) = (&options.weights, resume_dir) {
             let (transferred, total) = transfer(&model, weights)?;
             on(TrainEvent::Message(format!(
@@ -387,9 +449,12 @@ impl Run {
                 weights.display()
             )));
         }
-        let mut loaders = Vec::new();
-        for split in [Split::Train, Split::Val] {
-            let dataset = Dataset::from_config(&data, split).map_err(setup(split.key()))?;
+        let mut load_split = |split: Split| -> Result<Loader, SetupError> {
+            let dataset =
+                Dataset::from_config(&data, split).map_err(|source| SetupError::Dataset {
+                    split: split.key(),
+                    source,
+                })?;
             for w in &dataset.report.warnings {
                 on(TrainEvent::Message(w.to_string()));
             }
@@ -428,22 +493,20 @@ impl Run {
                     },
                 ),
             };
-            loaders.push(loader.map_err(setup(split.key()))?);
-        }
-        let val_loader = loaders
-            .pop()
-            .ok_or_else(|| TrainError::Setup("no validation split".into()))?;
-        let train_loader = loaders
-            .pop()
-            .ok_or_else(|| TrainError::Setup("no training split".into()))?;
+            loader.map_err(|source| SetupError::Loader {
+                split: split.key(),
+                source,
+            })
+        };
+        let train_loader = load_split(Split::Train)?;
+        let val_loader = load_split(Split::Val)?;
         let gains = scale_loss_gains(
             &LossGains::from_hyp(&hyp.loss),
             model.detect.strides.len(),
             names.len(),
             imgsz,
         );
-        let loss =
-            YoloLoss::new(gains, names.len(), &model.detect.anchors).map_err(setup("loss"))?;
+        let loss = YoloLoss::new(gains, names.len(), &model.detect.anchors)?;
         let assignment = if hyp.uses_ota() {
             Assignment::Ota {
                 strides: model.detect.strides.iter().map(|&s| s as f32).collect(),
@@ -451,10 +514,7 @@ impl Run {
         } else {
             Assignment::Yolov5
         };
-        let train_loss = loss
-            .clone()
-            .with_assignment(assignment)
-            .map_err(setup("loss"))?;
+        let train_loss = loss.clone().with_assignment(assignment)?;
         write_atomic(
             &dir.join("hyp.yaml"),
             serde_yaml::to_string(&hyp).unwrap_or_default().as_bytes(),
@@ -502,9 +562,9 @@ impl Run {
             self.hyp.optim.momentum,
             weight_decay,
         )
-        .map_err(step_err)?;
+        .map_err(StepError::from)?;
         let layers =
-            frozen_layers(&o.freeze, self.config.layers.len()).map_err(setup("--freeze"))?;
+            frozen_layers(&o.freeze, self.config.layers.len()).map_err(TrainError::Setup)?;
         let frozen = freeze(&mut optimizer, &layers);
         if !layers.is_empty() {
             let shown: Vec<String> = layers.iter().map(usize::to_string).collect();
@@ -532,7 +592,7 @@ impl Run {
             self.hyp.optim.warmup_momentum,
             self.hyp.optim.momentum,
         );
-        let mut ema = ModelEma::new(&vars, 0).map_err(step_err)?;
+        let mut ema = ModelEma::new(&vars, 0).map_err(StepError::from)?;
         // A frozen tensor's average is the tensor itself: skipping it keeps it bit-exact.
         ema.frozen = frozen;
         let mut state = TrainState {
@@ -556,7 +616,8 @@ impl Run {
                 &saved,
             )?;
             start_epoch = saved.epoch + 1;
-            truncate_results(&self.dir.join("results.csv"), saved.epoch)?;
+            truncate_results(&self.dir.join("results.csv"), saved.epoch)
+                .map_err(StepError::from)?;
             on(TrainEvent::Message(format!(
                 "Resuming {} from epoch {start_epoch}",
                 self.dir.display()
@@ -589,7 +650,7 @@ impl Run {
             let lrs: Vec<f64> = optimizer.groups.iter().map(|g| g.lr).collect();
             self.eval_model
                 .load_state_dict(&ema.tensors, true)
-                .map_err(step_err)?;
+                .map_err(StepError::from)?;
             let val = validate(
                 &self.eval_model,
                 &self.val_loader,
@@ -597,7 +658,7 @@ impl Run {
                 Some(&self.loss as &dyn ValLoss),
                 |index, batches| on(TrainEvent::Validating { index, batches }),
             )
-            .map_err(step_err)?;
+            .map_err(StepError::from)?;
             let fitness = val.fitness();
             state.epoch = epoch;
             state.optimizer_steps = optimizer.steps;
@@ -608,8 +669,8 @@ impl Run {
                 state.best_epoch = epoch;
             }
             // results.csv first: a kill after it repeats the epoch, whose row is then dropped.
-            append_results(&results, epoch, &train_loss, &val, &lrs)?;
-            plot_results(&results, &self.dir.join("results.png")).map_err(step_err)?;
+            append_results(&results, epoch, &train_loss, &val, &lrs).map_err(StepError::from)?;
+            plot_results(&results, &self.dir.join("results.png")).map_err(StepError::from)?;
             self.save_state(&ema, &optimizer, &grads, &state)?;
             self.save_weights(&ema, &state, improved)?;
             seconds.push(started.elapsed().as_secs_f64());
@@ -651,7 +712,10 @@ impl Run {
         on: &mut dyn FnMut(TrainEvent),
     ) -> Result<[f32; 3], TrainError> {
         let o = &self.options;
-        let batches = self.train_loader.epoch(epoch as u64).map_err(step_err)?;
+        let batches = self
+            .train_loader
+            .epoch(epoch as u64)
+            .map_err(StepError::from)?;
         let n = batches.len();
         on(TrainEvent::EpochStart {
             epoch,
@@ -662,7 +726,7 @@ impl Run {
         let mut sums = [0f32; 3];
         let mut mean_loss = [0f32; 3];
         for (i, batch) in batches.enumerate() {
-            let batch = batch.map_err(step_err)?;
+            let batch = batch.map_err(StepError::from)?;
             let ni = i + n * epoch;
             if epoch == 0 && i == 0 {
                 plot_batch(
@@ -672,7 +736,7 @@ impl Run {
                     &self.names,
                     &self.dir.join("train_batch0.jpg"),
                 )
-                .map_err(step_err)?;
+                .map_err(StepError::from)?;
             }
             let accumulate = match warmup.at(ni, target_lr, false) {
                 Some(_) => warmup.accumulate(ni, NOMINAL_BATCH, o.batch),
@@ -687,12 +751,15 @@ impl Run {
                 group.momentum = momentum;
             }
             let parts = crate::util::runtime::on_pool(|| {
-                let preds = self.model.forward(&batch.images, true).map_err(step_err)?;
+                let preds = self
+                    .model
+                    .forward(&batch.images, true)
+                    .map_err(StepError::from)?;
                 let (total, parts) = self
                     .train_loss
                     .compute(&preds, &batch.targets)
-                    .map_err(step_err)?;
-                let value = total.to_scalar::<f32>().map_err(step_err)?;
+                    .map_err(StepError::from)?;
+                let value = total.to_scalar::<f32>().map_err(StepError::from)?;
                 if !value.is_finite() {
                     let last = self.dir.join("weights").join("last.safetensors");
                     return Err(TrainError::NonFinite {
@@ -702,12 +769,13 @@ impl Run {
                         checkpoint: last.is_file().then_some(last),
                     });
                 }
-                let g = total.backward().map_err(step_err)?;
-                optimizer.accumulate(grads, &g).map_err(step_err)?;
+                let g = total.backward().map_err(StepError::from)?;
+                optimizer.accumulate(grads, &g).map_err(StepError::from)?;
                 if ni as i64 - state.last_opt_step >= accumulate as i64 {
-                    optimizer.step(grads, 10.0).map_err(step_err)?;
+                    optimizer.step(grads, 10.0).map_err(StepError::from)?;
                     grads.clear();
-                    ema.update(self.model.vars().var_map()).map_err(step_err)?;
+                    ema.update(self.model.vars().var_map())
+                        .map_err(StepError::from)?;
                     state.last_opt_step = ni as i64;
                 }
                 Ok(parts)
@@ -734,7 +802,7 @@ impl Run {
         optimizer: &Optimizer,
         pending: &HashMap<String, candle_core::Tensor>,
         state: &TrainState,
-    ) -> Result<(), TrainError> {
+    ) -> Result<(), StepError> {
         let mut tensors: HashMap<String, candle_core::Tensor> = HashMap::new();
         let data = self
             .model
@@ -742,7 +810,7 @@ impl Run {
             .var_map()
             .data()
             .lock()
-            .map_err(|_| TrainError::Step("variable store lock poisoned".into()))?;
+            .map_err(|_| StepError::Poisoned)?;
         tensors.extend(
             data.iter()
                 .map(|(k, v)| (format!("raw/{k}"), v.as_tensor().clone())),
@@ -772,7 +840,7 @@ impl Run {
             state_meta(state)?,
             &path,
         )
-        .map_err(step_err)
+        .map_err(StepError::from)
     }
 
     /// last (every epoch) and best (when fitness improved): the EMA weights for val and
@@ -783,7 +851,7 @@ impl Run {
         ema: &ModelEma,
         state: &TrainState,
         best: bool,
-    ) -> Result<(), TrainError> {
+    ) -> Result<(), StepError> {
         let weights = self.dir.join("weights");
         let yaml = &self.config.yaml;
         save_tensors(
@@ -793,7 +861,7 @@ impl Run {
             state_meta(state)?,
             &weights.join(LAST_FILE),
         )
-        .map_err(step_err)?;
+        .map_err(StepError::from)?;
         if best {
             save_tensors(
                 &ema.tensors,
@@ -802,20 +870,20 @@ impl Run {
                 HashMap::new(),
                 &weights.join(BEST_FILE),
             )
-            .map_err(step_err)?;
+            .map_err(StepError::from)?;
         }
         Ok(())
     }
 
-    fn validate_best(&self) -> Result<Option<ValOutcome>, TrainError> {
+    fn validate_best(&self) -> Result<Option<ValOutcome>, StepError> {
         let best = self.dir.join("weights").join(BEST_FILE);
         if !best.is_file() {
             return Ok(None);
         }
-        let weights = read_weights(&best).map_err(step_err)?;
+        let weights = read_weights(&best).map_err(StepError::from)?;
         self.eval_model
             .load_state_dict(&weights.tensors, true)
-            .map_err(step_err)?;
+            .map_err(StepError::from)?;
         validate(
             &self.eval_model,
             &self.val_loader,
@@ -824,27 +892,26 @@ impl Run {
             |_, _| {},
         )
         .map(Some)
-        .map_err(step_err)
+        .map_err(StepError::from)
     }
 }
 
 /// The counters as metadata of a weights file.
-fn state_meta(state: &TrainState) -> Result<HashMap<String, String>, TrainError> {
-    let json = serde_json::to_string(state).map_err(step_err)?;
+fn state_meta(state: &TrainState) -> Result<HashMap<String, String>, StepError> {
+    let json = serde_json::to_string(state).map_err(StepError::from)?;
     Ok(HashMap::from([(STATE_KEY.to_string(), json)]))
 }
 
 /// Copies every tensor of `weights` whose name and shape match the model (ultralytics'
 /// `intersect_dicts`), except the anchors, which follow the config; returns how many of
 /// the model's tensors were set, and of how many. Weights that fit nothing are an error.
-fn transfer(model: &Model, weights: &Path) -> Result<(usize, usize), TrainError> {
-    let source = read_weights(weights).map_err(setup("--weights"))?;
-    let data = model
-        .vars()
-        .var_map()
-        .data()
-        .lock()
-        .map_err(|_| TrainError::Setup("variable store lock poisoned".into()))?;
+fn transfer(model: &Model, weights: &Path) -> Result<(usize, usize), SetupError> {
+    let source = read_weights(weights).map_err(SetupError::Weights)?;
+    let data = model.vars().var_map().data().lock().map_err(|_| {
+        SetupError::Tensor(candle_core::Error::Msg(
+            "the variable store's lock is poisoned".into(),
+        ))
+    })?;
     let mut count = 0;
     for (name, var) in data.iter() {
         if let Some(t) = source
@@ -852,17 +919,15 @@ fn transfer(model: &Model, weights: &Path) -> Result<(usize, usize), TrainError>
             .get(name)
             .filter(|t| t.dims() == var.dims() && !name.ends_with(".anchors"))
         {
-            let t = t.to_dtype(var.dtype()).map_err(setup("--weights"))?;
-            var.set(&t).map_err(setup("--weights"))?;
+            var.set(&t.to_dtype(var.dtype())?)?;
             count += 1;
         }
     }
     if count == 0 {
-        return Err(TrainError::Setup(format!(
-            "--weights {}: none of its {} tensors fits this model (names or shapes differ); was it made with another config, nc or activation?",
-            weights.display(),
-            source.tensors.len()
-        )));
+        return Err(SetupError::NothingTransferred {
+            path: weights.to_path_buf(),
+            tensors: source.tensors.len(),
+        });
     }
     Ok((count, data.len()))
 }
@@ -876,50 +941,41 @@ fn auto_anchor(
     seed: u64,
     anchor_t: f64,
     on: &mut dyn FnMut(TrainEvent),
-) -> Result<(), TrainError> {
+) -> Result<(), SetupError> {
     use super::autoanchor::{augment_scales, check_anchors, stride_units, ImageLabels, LabelSizes};
     use rand::SeedableRng;
     let images: Vec<ImageLabels> = dataset.records.iter().map(ImageLabels::from).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let scales = augment_scales(images.len(), &mut rng);
-    let labels = LabelSizes::gather(&images, imgsz, &scales).map_err(setup("AutoAnchor"))?;
+    let labels = LabelSizes::gather(&images, imgsz, &scales)?;
     let check = check_anchors(
         &labels,
         &model.config.anchors,
         &model.detect.strides,
         anchor_t,
         &mut rng,
-    )
-    .map_err(setup("AutoAnchor"))?;
+    )?;
     for m in check.messages {
         on(TrainEvent::Message(m));
     }
     if let Some(levels) = check.adopted {
-        let values = stride_units(&levels, &model.detect.strides).map_err(setup("AutoAnchor"))?;
+        let values = stride_units(&levels, &model.detect.strides)?;
         let anchors = &model.detect.anchors;
-        let fresh = candle_core::Tensor::from_vec(values, anchors.shape(), anchors.device())
-            .map_err(setup("AutoAnchor"))?;
-        candle_core::Var::from_tensor(anchors)
-            .and_then(|v| v.set(&fresh))
-            .map_err(setup("AutoAnchor"))?;
+        let fresh = candle_core::Tensor::from_vec(values, anchors.shape(), anchors.device())?;
+        candle_core::Var::from_tensor(anchors).and_then(|v| v.set(&fresh))?;
     }
     Ok(())
 }
 
 /// ultralytics' `--freeze`: one number N freezes layers 0 to N−1 (`--freeze 10`: the
 /// backbone of YOLOv5), several numbers freeze those layers (`--freeze 0 1 2`).
-fn frozen_layers(freeze: &[usize], layers: usize) -> Result<Vec<usize>, String> {
+fn frozen_layers(freeze: &[usize], layers: usize) -> Result<Vec<usize>, SetupError> {
     let last = layers - 1;
     match freeze {
-        [n] if *n > last => Err(format!(
-            "{n} would freeze layers 0 to {}, but the model's layers are 0 to {last}: nothing would be left to train; give at most {last}",
-            n - 1
-        )),
+        [n] if *n > last => Err(SetupError::FreezeAll { n: *n, last }),
         [n] => Ok((0..*n).collect()),
         list => match list.iter().find(|&&i| i > last) {
-            Some(outside) => Err(format!(
-                "layer {outside} does not exist; the model's layers are 0 to {last}"
-            )),
+            Some(&layer) => Err(SetupError::FreezeMissing { layer, last }),
             None => Ok(list.to_vec()),
         },
     }
@@ -957,7 +1013,11 @@ fn restore(
     };
     model
         .load_state_dict(&part("raw/"), true)
-        .map_err(setup("--resume"))?;
+        .map_err(|source| WeightsError::Load {
+            path: PathBuf::from(STATE_FILE),
+            source,
+        })
+        .map_err(SetupError::Checkpoint)?;
     ema.tensors = part("ema/");
     ema.updates = state.ema_updates;
     optimizer.load_state_tensors(&part("optim/"), state.optimizer_steps);

@@ -27,7 +27,7 @@ pub fn increment_path(path: &Path, exist_ok: bool) -> PathBuf {
 
 /// An I/O error with the path it happened on.
 #[derive(Debug, thiserror::Error)]
-#[error("{}: {action}: {source}", path.display())]
+#[error("{}: {action}", path.display())]
 pub struct FileError {
     pub path: PathBuf,
     pub action: &'static str,

@@ -94,10 +94,6 @@ pub fn set_enabled(on: bool) {
     ENABLED.store(on, Ordering::Relaxed);
 }
 
-pub fn is_enabled() -> bool {
-    ENABLED.load(Ordering::Relaxed)
-}
-
 /// Zeroes every stage's counters.
 pub fn reset() {
     for counter in NANOS.iter().chain(&CALLS) {

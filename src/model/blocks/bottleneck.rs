@@ -10,7 +10,7 @@ use super::conv::Conv;
 use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::RowArgs;
+use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 
 pub static BOTTLENECK: BlockDef = BlockDef {
@@ -41,7 +41,7 @@ struct BottleneckRow {
     e: f64,
 }
 
-fn parse_row(values: &[Value], kind: Kind) -> std::result::Result<Arc<dyn LayerSpec>, String> {
+fn parse_row(values: &[Value], kind: Kind) -> std::result::Result<Arc<dyn LayerSpec>, RowError> {
     let a = RowArgs::new(values, &["c2", "shortcut", "g", "e"], 1)?;
     Ok(Arc::new(BottleneckRow {
         kind,
@@ -61,7 +61,7 @@ fn py_bool(b: bool) -> &'static str {
 }
 
 impl LayerSpec for BottleneckRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         let (c1, c2) = (layer.c1(), layer.width(self.c2));
         let act = layer.default_act;
         let (shortcut, g, e) = (self.shortcut, self.g, self.e);
@@ -74,10 +74,9 @@ impl LayerSpec for BottleneckRow {
                 args: format!("[{c1}, {c2}, {}, {g}, {e}]", py_bool(shortcut)),
             },
             Kind::C3 => Built::Layer {
-                blocks: vec![Box::new(
-                    C3::new(c1, c2, layer.n, shortcut, g, e, act, &layer.ctx)
-                        .map_err(|e| e.to_string())?,
-                )],
+                blocks: vec![Box::new(C3::new(
+                    c1, c2, layer.n, shortcut, g, e, act, &layer.ctx,
+                )?)],
                 c2,
                 args: format!("[{c1}, {c2}, {}, {}]", layer.n, py_bool(shortcut)),
             },

@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 
 use crate::model::block::Block;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::RowArgs;
+use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::Cost;
 
 pub static CONCAT: BlockDef = BlockDef {
@@ -18,9 +18,9 @@ pub static CONCAT: BlockDef = BlockDef {
             Some(v) => v.as_i64().ok_or_else(|| a.bad(0, "an integer"))?,
         };
         if dim != 1 && dim != -3 {
-            return Err(format!(
+            return Err(RowError::Invalid(format!(
                 "argument 0 (`dimension`): only the channel dimension (1) is supported, got {dim}"
-            ));
+            )));
         }
         Ok(Arc::new(ConcatRow { dim }))
     },
@@ -33,7 +33,7 @@ struct ConcatRow {
 }
 
 impl LayerSpec for ConcatRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         Ok(Built::Layer {
             blocks: vec![Box::new(Concat)],
             c2: layer.channels.iter().sum(),

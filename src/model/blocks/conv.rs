@@ -10,7 +10,7 @@ use serde_yaml::Value;
 use crate::act::{ActArg, ActSpec, Activation};
 use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::{RowArgs, RowContext};
+use crate::model::yaml_args::{RowArgs, RowContext, RowError};
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
 
 pub static CONV: BlockDef = BlockDef {
@@ -30,7 +30,10 @@ struct ConvRow {
     act: ActArg,
 }
 
-fn parse_conv(values: &[Value], _: &RowContext) -> std::result::Result<Arc<dyn LayerSpec>, String> {
+fn parse_conv(
+    values: &[Value],
+    _: &RowContext,
+) -> std::result::Result<Arc<dyn LayerSpec>, RowError> {
     // yolov7's Conv has no dilation: True, False or a spec in the sixth place is its `act`.
     let yolov7 = matches!(values.get(5), Some(Value::Bool(_) | Value::String(_)));
     let names: &'static [&'static str] = if yolov7 {
@@ -51,7 +54,7 @@ fn parse_conv(values: &[Value], _: &RowContext) -> std::result::Result<Arc<dyn L
 }
 
 impl LayerSpec for ConvRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         let (c1, c2) = (layer.c1(), layer.width(self.c2));
         let act = layer.act(&self.act);
         let shape = ConvShape {

@@ -7,7 +7,7 @@ use serde_yaml::Value;
 
 use crate::model::head::{Detect, DetectKind};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::{parse_anchors, RowArgs, RowContext, MAX_NC};
+use crate::model::yaml_args::{parse_anchors, RowArgs, RowContext, RowError, MAX_NC};
 
 pub static DETECT: BlockDef = BlockDef {
     name: "Detect",
@@ -33,7 +33,7 @@ fn parse_head(
     values: &[Value],
     ctx: &RowContext,
     kind: DetectKind,
-) -> std::result::Result<Arc<dyn LayerSpec>, String> {
+) -> std::result::Result<Arc<dyn LayerSpec>, RowError> {
     let a = RowArgs::new(values, &["nc", "anchors"], 2)?;
     let nc = match &values[0] {
         Value::String(s) if s == "nc" => ctx.nc,
@@ -45,19 +45,19 @@ fn parse_head(
     };
     let anchors = match &values[1] {
         Value::String(s) if s == "anchors" => ctx.anchors.to_vec(),
-        v => parse_anchors(v).map_err(|m| format!("argument 1 (`anchors`): {m}"))?,
+        v => parse_anchors(v).map_err(|source| RowError::Anchors { index: 1, source })?,
     };
     Ok(Arc::new(HeadRow { kind, nc, anchors }))
 }
 
 impl LayerSpec for HeadRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         let levels = layer.channels.len();
         if levels != self.anchors.len() && !self.anchors.is_empty() {
-            return Err(format!(
+            return Err(RowError::Invalid(format!(
                 "{levels} inputs but {} anchor levels",
                 self.anchors.len()
-            ));
+            )));
         }
         let anchors: Vec<Vec<(f64, f64)>> = (0..levels)
             .map(|l| self.anchors[l.min(self.anchors.len() - 1)].clone())
@@ -69,8 +69,7 @@ impl LayerSpec for HeadRow {
             &layer.channels,
             layer.strides.clone(),
             &layer.ctx,
-        )
-        .map_err(|e| e.to_string())?;
+        )?;
         let flat: Vec<Vec<f64>> = anchors
             .iter()
             .map(|l| l.iter().flat_map(|(w, h)| [*w, *h]).collect())

@@ -9,7 +9,7 @@ use super::conv::Conv;
 use crate::act::{ActArg, ActSpec};
 use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::{RowArgs, RowContext};
+use crate::model::yaml_args::{RowArgs, RowContext, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 
 pub static FOCUS: BlockDef = BlockDef {
@@ -31,7 +31,7 @@ struct FocusRow {
 fn parse_focus(
     values: &[Value],
     _: &RowContext,
-) -> std::result::Result<Arc<dyn LayerSpec>, String> {
+) -> std::result::Result<Arc<dyn LayerSpec>, RowError> {
     let a = RowArgs::new(values, &["c2", "k", "s", "p", "g", "act"], 1)?;
     Ok(Arc::new(FocusRow {
         c2: a.c2()?,
@@ -44,7 +44,7 @@ fn parse_focus(
 }
 
 impl LayerSpec for FocusRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         let (c1, c2) = (layer.c1(), layer.width(self.c2));
         let act = layer.act(&self.act);
         let shape = ConvShape {

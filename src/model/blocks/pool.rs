@@ -7,7 +7,7 @@ use candle_core::{Result, Tensor};
 
 use crate::model::block::Block;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::RowArgs;
+use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{conv_out, Cost};
 use crate::ops::maxpool::{max_pool2d, MaxPool2d};
 
@@ -52,7 +52,7 @@ struct PoolRow {
 }
 
 impl LayerSpec for PoolRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         Ok(Built::Layer {
             blocks: vec![Box::new(Pool(self.pool))],
             c2: layer.c1(),

@@ -8,7 +8,7 @@ use candle_core::{Result, Tensor};
 use crate::act::{ActSpec, Activation};
 use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::RowArgs;
+use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
 use crate::ops::norm::{BatchNorm2d, BnConfig};
 
@@ -44,7 +44,7 @@ struct RepConvRow {
 }
 
 impl LayerSpec for RepConvRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         let (c1, c2, s, g) = (layer.c1(), layer.width(self.c2), self.s, self.g);
         let act = layer.act(&self.act);
         Ok(Built::Layer {

@@ -9,7 +9,7 @@ use super::conv::Conv;
 use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::RowArgs;
+use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::maxpool::max_pool2d;
 
@@ -44,7 +44,7 @@ struct SppfRow {
 }
 
 impl LayerSpec for SppfRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         let (c1, c2, k) = (layer.c1(), layer.width(self.c2), self.k);
         Ok(Built::Layer {
             blocks: layer
@@ -62,7 +62,7 @@ struct SppRow {
 }
 
 impl LayerSpec for SppRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         let (c1, c2, ks) = (layer.c1(), layer.width(self.c2), &self.ks);
         Ok(Built::Layer {
             blocks: layer

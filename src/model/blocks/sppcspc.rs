@@ -10,7 +10,7 @@ use super::spp::pyramid;
 use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::RowArgs;
+use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 
 pub static SPPCSPC: BlockDef = BlockDef {
@@ -37,10 +37,9 @@ struct SppcspcRow {
 }
 
 impl LayerSpec for SppcspcRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         let (c1, c2) = (layer.c1(), layer.width(self.c2));
-        let block = Sppcspc::new(c1, c2, self.e, &self.ks, layer.default_act, &layer.ctx)
-            .map_err(|e| e.to_string())?;
+        let block = Sppcspc::new(c1, c2, self.e, &self.ks, layer.default_act, &layer.ctx)?;
         Ok(Built::Layer {
             blocks: vec![Box::new(block)],
             c2,

@@ -6,7 +6,7 @@ use candle_core::{Result, Tensor};
 
 use crate::model::block::Block;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
-use crate::model::yaml_args::{show, RowArgs};
+use crate::model::yaml_args::{show, RowArgs, RowError};
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::upsample_nearest::upsample_nearest2d;
 
@@ -18,9 +18,9 @@ pub static UPSAMPLE: BlockDef = BlockDef {
     parse: |values, _| {
         let a = RowArgs::new(values, &["size", "scale_factor", "mode"], 0)?;
         if a.get(0).is_some() {
-            return Err(
+            return Err(RowError::Invalid(
                 "argument 0 (`size`): only None (scale by scale_factor) is supported".into(),
-            );
+            ));
         }
         let scale = a.usize_or(1, 2)?;
         if scale > MAX_SCALE {
@@ -29,10 +29,10 @@ pub static UPSAMPLE: BlockDef = BlockDef {
         match a.get(2).map(|v| v.as_str()) {
             None | Some(Some("nearest")) => {}
             Some(_) => {
-                return Err(format!(
+                return Err(RowError::Invalid(format!(
                     "argument 2 (`mode`): only 'nearest' is supported, got {}",
                     show(&values[2])
-                ))
+                )))
             }
         }
         Ok(Arc::new(UpsampleRow { scale }))
@@ -46,7 +46,7 @@ struct UpsampleRow {
 }
 
 impl LayerSpec for UpsampleRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, String> {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
         Ok(Built::Layer {
             blocks: vec![Box::new(Upsample { scale: self.scale })],
             c2: layer.c1(),
