@@ -62,10 +62,9 @@ fn worst(ours: &Tensor, torch: &Tensor, rtol: f32) -> Result<Option<(f32, f32, f
     let mut worst = None;
     for (&a, &b) in a.iter().zip(&b) {
         let excess = (a - b).abs() - (ATOL + rtol * b.abs());
-        if excess > 0.0 || a.is_nan() != b.is_nan() {
-            if worst.map_or(true, |(e, _, _)| excess > e) {
-                worst = Some((excess, a, b));
-            }
+        let failing = excess > 0.0 || a.is_nan() != b.is_nan();
+        if failing && worst.is_none_or(|(e, _, _)| excess > e) {
+            worst = Some((excess, a, b));
         }
     }
     Ok(worst)

@@ -55,10 +55,12 @@ fn assert_same_gradients(
     }
 }
 
+/// (input, weight, stride, padding, dilation, groups)
+type ConvCase = ([usize; 4], [usize; 4], usize, usize, usize, usize);
+
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
-    // (input, weight, stride, padding, dilation, groups)
-    let cases: [([usize; 4], [usize; 4], usize, usize, usize, usize); 16] = [
+    let cases: [ConvCase; 16] = [
         ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
         ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
         ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),

@@ -40,11 +40,17 @@ pub struct ActDef {
     pub pointwise: bool,
     /// The elementwise function it computes in inference, when it is one (RReLU: its mean
     /// slope). Kernels apply it fused into the preceding BatchNorm or convolution.
-    pub elementwise: Option<fn(&Args) -> Arc<dyn Elementwise>>,
+    pub elementwise: Option<ElementwiseFactory>,
     /// Its own module, when it is more than that function: learnable, channel-wise, or
     /// random in training.
-    pub module: Option<fn(ModuleInputs) -> Result<Box<dyn ActModule>>>,
+    pub module: Option<ModuleFactory>,
 }
+
+/// Makes an activation's elementwise function from its arguments.
+pub type ElementwiseFactory = fn(&Args) -> Arc<dyn Elementwise>;
+
+/// Builds an activation's own module.
+pub type ModuleFactory = fn(ModuleInputs) -> Result<Box<dyn ActModule>>;
 
 /// What a module is built from: the arguments, the channels of its input, where its
 /// parameters live (ultralytics' names under the layer's `act`), and its random stream.

@@ -91,7 +91,7 @@ fn parse_range(text: &str) -> anyhow::Result<(f64, f64)> {
     let hi: f64 = hi
         .parse()
         .with_context(|| format!("--range: `{hi}` is not a number"))?;
-    if !(lo < hi) || !lo.is_finite() || !hi.is_finite() {
+    if !lo.is_finite() || !hi.is_finite() || lo >= hi {
         bail!("--range {text}: MIN must be less than MAX, both finite");
     }
     Ok((lo, hi))

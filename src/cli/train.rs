@@ -68,7 +68,7 @@ pub fn run(args: TrainArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> 
         }
         None => {
             let data = args.flags.data.clone().ok_or_else(|| anyhow::anyhow!("--data is required (e.g. `actyolo data synth --out runs/data/shapes` writes runs/data/shapes/data.yaml)"))?;
-            TrainStart::New(args.flags.into_options(
+            TrainStart::New(Box::new(args.flags.into_options(
                 data,
                 RunPlace {
                     act: args.act,
@@ -77,7 +77,7 @@ pub fn run(args: TrainArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> 
                     name: args.name,
                     exist_ok: args.exist_ok,
                 },
-            ))
+            )))
         }
     };
     let mut display = Display::default();

@@ -399,7 +399,7 @@ fn run_one(
             epochs: None,
         }
     } else {
-        TrainStart::New(run_options)
+        TrainStart::New(Box::new(run_options))
     };
     let outcome = train(&start, &mut |event| {
         if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {

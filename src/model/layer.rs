@@ -12,12 +12,15 @@ use super::head::Detect;
 use super::yaml_args::{RowContext, RowError};
 use crate::act::{ActArg, ActSpec};
 
+/// Parses one YAML row's arguments into its layer.
+pub type ParseRow = fn(&[Value], &RowContext) -> std::result::Result<Arc<dyn LayerSpec>, RowError>;
+
 /// A module of the YAML: its name and how its arguments are parsed.
 #[derive(Debug)]
 pub struct BlockDef {
     pub name: &'static str,
     /// Parses a row's arguments (the model's `nc` and `anchors` resolve named ones).
-    pub parse: fn(&[Value], &RowContext) -> std::result::Result<Arc<dyn LayerSpec>, RowError>,
+    pub parse: ParseRow,
     /// The detection head, which ends the model (its first argument is the class count).
     pub head: bool,
 }

@@ -167,10 +167,13 @@ fn tensor_error(path: &Path) -> impl Fn(candle_core::Error) -> WeightsError + '_
     }
 }
 
+/// Tensors by name.
+type TensorMap = HashMap<String, Tensor>;
+/// A safetensors header's `__metadata__`.
+type HeaderMetadata = HashMap<String, String>;
+
 /// A safetensors file's tensors and header metadata.
-fn read_safetensors_file(
-    path: &Path,
-) -> Result<(HashMap<String, Tensor>, HashMap<String, String>), WeightsError> {
+fn read_safetensors_file(path: &Path) -> Result<(TensorMap, HeaderMetadata), WeightsError> {
     let bytes = std::fs::read(path).map_err(|source| WeightsError::Read {
         path: path.to_path_buf(),
         source,

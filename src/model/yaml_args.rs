@@ -219,7 +219,7 @@ pub fn parse_anchors(v: &Value) -> Result<Vec<Vec<(f64, f64)>>, AnchorError> {
                 })
             })
             .collect::<Result<_, _>>()?;
-        if values.is_empty() || values.len() % 2 != 0 {
+        if values.is_empty() || !values.len().is_multiple_of(2) {
             return Err(AnchorError::OddCount {
                 level,
                 count: values.len(),

@@ -368,6 +368,7 @@ impl Geometry {
         tasks
             .par_iter()
             .for_each_init(Vec::new, |scratch, &(i, rows)| {
+                #[allow(clippy::redundant_locals)]
                 let out = out; // the whole wrapper, not its raw-pointer field, moves in
                 let x = &x[i * self.image()..][..self.image()];
                 let width = rows.len() * self.ow;

@@ -30,7 +30,8 @@ pub fn conv_out(size: usize, k: usize, s: usize, p: usize, d: usize) -> usize {
 
 /// ultralytics `autopad`: 'same' padding unless given.
 pub fn autopad(k: usize, p: Option<usize>, d: usize) -> usize {
-    p.unwrap_or((d * (k - 1) + 1) / 2)
+    let dilated_kernel = d * (k - 1) + 1;
+    p.unwrap_or(dilated_kernel / 2)
 }
 
 /// Conv2d (no bias) + BatchNorm2d; after [`ConvBn::fuse`], Conv2d with bias. The part of a

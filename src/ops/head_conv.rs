@@ -47,6 +47,9 @@ fn image_t(x: &[f32], (c, plane): (usize, usize)) -> MatRef<'_> {
     MatRef::rows(x, c, plane).t()
 }
 
+/// One image's share of the backward: dW, db and, when x needs it, dX.
+type ImageGrads = (Vec<f32>, Vec<f64>, Option<Vec<f32>>);
+
 impl CustomOp3 for HeadConv {
     fn name(&self) -> &'static str {
         "detect-head-conv"
@@ -110,7 +113,7 @@ impl CustomOp3 for HeadConv {
         let (dx, dw, db) = with_f32_data("head conv backward", [x, w, dy], |[x, w, dy]| {
             // Per image: its share of dW and db (summed in image order below, so that the
             // result does not depend on the threads), and dX_i.
-            let per_image: Vec<(Vec<f32>, Vec<f64>, Option<Vec<f32>>)> = (0..n)
+            let per_image: Vec<ImageGrads> = (0..n)
                 .into_par_iter()
                 .map(|i| {
                     let x_t = image_t(&x[i * c * plane..][..c * plane], (c, plane));

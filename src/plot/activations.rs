@@ -100,7 +100,7 @@ impl Line {
         }
     }
 
-    fn points<'c>(self, curve: &'c Curve) -> &'c [(f64, f64)] {
+    fn points(self, curve: &Curve) -> &[(f64, f64)] {
         match self {
             Line::Value => &curve.value,
             Line::Derivative => &curve.derivative,

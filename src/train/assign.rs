@@ -231,6 +231,18 @@ fn positive(
     Positive::for_target(&m.target, m.anchor, anchor_wh, (gy, gx), (ny, nx))
 }
 
+/// The rows `rows` of a level's maps (batch, na, ny, nx, no) flattened to (·, no): the
+/// predictions of those cells and anchors, (rows.len(), no).
+pub fn select_rows(pred: &Tensor, rows: &[usize]) -> candle_core::Result<Tensor> {
+    let no = pred.dim(D::Minus1)?;
+    let index = Tensor::from_vec(
+        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
+        rows.len(),
+        pred.device(),
+    )?;
+    pred.reshape(((), no))?.index_select(&index, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,16 +287,4 @@ mod tests {
         ));
         assert!(matches!(targets_from_tensor(&t, 1, 4), Ok(ref v) if v.len() == 1));
     }
-}
-
-/// The rows `rows` of a level's maps (batch, na, ny, nx, no) flattened to (·, no): the
-/// predictions of those cells and anchors, (rows.len(), no).
-pub fn select_rows(pred: &Tensor, rows: &[usize]) -> candle_core::Result<Tensor> {
-    let no = pred.dim(D::Minus1)?;
-    let index = Tensor::from_vec(
-        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-        rows.len(),
-        pred.device(),
-    )?;
-    pred.reshape(((), no))?.index_select(&index, 0)
 }

@@ -61,7 +61,7 @@ pub struct TrainOptions {
 /// How a run starts: afresh, or continuing a stopped one.
 #[derive(Debug, Clone)]
 pub enum TrainStart {
-    New(TrainOptions),
+    New(Box<TrainOptions>),
     /// A run's folder, its `weights/` folder or a file in it. The run keeps its own
     /// options, except `epochs` when given: a finished run can be extended that way.
     Resume {
