@@ -9,6 +9,17 @@ use actyolo::ops::{acon, maximum, pointwise, prelu};
 use candle_core::{DType, Device, Tensor, Var};
 
 /// Deterministic values in [-6, 6] that avoid the kinks at exact points (0, ±0.5, ±3, 6).
+/// A tensor's elements in order, as f32.
+trait Values {
+    fn values(&self) -> Vec<f32>;
+}
+
+impl Values for Tensor {
+    fn values(&self) -> Vec<f32> {
+        self.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+}
+
 fn sample(shape: (usize, usize, usize, usize)) -> Tensor {
     let n = shape.0 * shape.1 * shape.2 * shape.3;
     let v: Vec<f32> = (0..n)
@@ -18,8 +29,8 @@ fn sample(shape: (usize, usize, usize, usize)) -> Tensor {
 }
 
 fn max_excess(a: &Tensor, b: &Tensor, tol: f32) -> f32 {
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let a = a.values();
+    let b = b.values();
     assert_eq!(a.len(), b.len());
     a.iter()
         .zip(&b)
@@ -202,13 +213,7 @@ fn relu_passes_nan_through_as_torch_does() {
         .unwrap()
         .reshape((1, 1, 1, 3))
         .unwrap();
-    let y = act
-        .forward(&x, false)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let y = act.forward(&x, false).unwrap().values();
     assert!(y[0].is_nan() && y[1] == 0.0 && y[2] == 2.0, "{y:?}");
 }
 
@@ -218,10 +223,7 @@ fn maximum_kernel_equals_candle_maximum_ties_included() {
     // Every fourth element ties, the rest differ either way.
     let b_values: Vec<f32> = a
         .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
+        .values()
         .iter()
         .enumerate()
         .map(|(i, &v)| {
@@ -275,17 +277,9 @@ fn rrelu_training_draws_slopes_in_range_and_backpropagates_them() {
         .unwrap()
         .get(x.as_tensor())
         .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let xs = x
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let ys = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        .values();
+    let xs = x.as_tensor().values();
+    let ys = y.values();
     let mut slopes = vec![];
     for ((&x, &y), &g) in xs.iter().zip(&ys).zip(&g) {
         if x > 0.0 {
@@ -303,25 +297,10 @@ fn rrelu_training_draws_slopes_in_range_and_backpropagates_them() {
         "slopes should be uniform on [0.1, 0.3], mean {mean}"
     );
     // A second call draws new slopes; a fresh module with the same seed repeats the first.
-    let again = act
-        .forward(x.as_tensor(), true)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let again = act.forward(x.as_tensor(), true).unwrap().values();
     assert_ne!(again, ys);
     let (fresh, _) = build("nn.RReLU(0.1, 0.3)", 4);
-    assert_eq!(
-        fresh
-            .forward(x.as_tensor(), true)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap(),
-        ys
-    );
+    assert_eq!(fresh.forward(x.as_tensor(), true).unwrap().values(), ys);
     // Eval mode: the mean slope.
     let eval = act
         .forward(&Tensor::new(&[-1f32, 2.0], &Device::Cpu).unwrap(), false)

@@ -9,6 +9,17 @@ use actyolo::ops::maxpool::max_pool2d;
 use actyolo::ops::upsample_nearest::upsample_nearest2d;
 use candle_core::{Device, Tensor, Var};
 
+/// A tensor's elements in order, as f32.
+trait Values {
+    fn values(&self) -> Vec<f32>;
+}
+
+impl Values for Tensor {
+    fn values(&self) -> Vec<f32> {
+        self.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+}
+
 fn rand(shape: &[usize], seed: u64) -> Tensor {
     let n: usize = shape.iter().product();
     let v: Vec<f32> = (0..n)
@@ -17,10 +28,19 @@ fn rand(shape: &[usize], seed: u64) -> Tensor {
     Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
+fn conv_params(stride: usize, padding: usize, dilation: usize, groups: usize) -> Conv2dParams {
+    Conv2dParams {
+        stride,
+        padding,
+        dilation,
+        groups,
+    }
+}
+
 fn assert_close(a: &Tensor, b: &Tensor, what: &str) {
     assert_eq!(a.dims(), b.dims(), "{what}");
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let a = a.values();
+    let b = b.values();
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         assert!(
             (x - y).abs() <= 1e-4 * (1.0 + y.abs()),
@@ -82,17 +102,7 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
     for (i, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&rand(&xs, i as u64)).unwrap();
         let w = Var::from_tensor(&rand(&ws, 100 + i as u64)).unwrap();
-        let ours = conv2d(
-            x.as_tensor(),
-            w.as_tensor(),
-            Conv2dParams {
-                stride: s,
-                padding: p,
-                dilation: d,
-                groups: g,
-            },
-        )
-        .unwrap();
+        let ours = conv2d(x.as_tensor(), w.as_tensor(), conv_params(s, p, d, g)).unwrap();
         let plain = x.as_tensor().conv2d(w.as_tensor(), p, s, d, g).unwrap();
         assert_close(&ours, &plain, &format!("case {i} forward"));
         assert_same_gradients(
@@ -109,26 +119,8 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
 fn conv_with_bias_equals_candle_conv_plus_broadcast_bias() {
     // Detect's 1×1 head, and a strided, grouped 3×3.
     let cases = [
-        (
-            [2, 8, 5, 6],
-            [21, 8, 1, 1],
-            Conv2dParams {
-                stride: 1,
-                padding: 0,
-                dilation: 1,
-                groups: 1,
-            },
-        ),
-        (
-            [2, 6, 7, 7],
-            [4, 3, 3, 3],
-            Conv2dParams {
-                stride: 2,
-                padding: 1,
-                dilation: 1,
-                groups: 2,
-            },
-        ),
+        ([2, 8, 5, 6], [21, 8, 1, 1], conv_params(1, 0, 1, 1)),
+        ([2, 6, 7, 7], [4, 3, 3, 3], conv_params(2, 1, 1, 2)),
     ];
     for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&rand(&xs, 40 + i as u64)).unwrap();
@@ -167,36 +159,9 @@ fn conv_with_bias_equals_candle_conv_plus_broadcast_bias() {
 fn fused_inference_conv_equals_conv_bias_then_activation() {
     // One image cut into several tiles, a batch of small ones, and a pointwise conv.
     let cases = [
-        (
-            [1, 8, 44, 40],
-            [16, 8, 3, 3],
-            Conv2dParams {
-                stride: 1,
-                padding: 1,
-                dilation: 1,
-                groups: 1,
-            },
-        ),
-        (
-            [3, 6, 9, 9],
-            [4, 3, 3, 3],
-            Conv2dParams {
-                stride: 2,
-                padding: 1,
-                dilation: 1,
-                groups: 2,
-            },
-        ),
-        (
-            [1, 16, 50, 30],
-            [8, 16, 1, 1],
-            Conv2dParams {
-                stride: 1,
-                padding: 0,
-                dilation: 1,
-                groups: 1,
-            },
-        ),
+        ([1, 8, 44, 40], [16, 8, 3, 3], conv_params(1, 1, 1, 1)),
+        ([3, 6, 9, 9], [4, 3, 3, 3], conv_params(2, 1, 1, 2)),
+        ([1, 16, 50, 30], [8, 16, 1, 1], conv_params(1, 0, 1, 1)),
     ];
     let acts = [None, Some("silu"), Some("relu")];
     for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
@@ -227,12 +192,7 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         rand(&[1, 3, 8, 8], 1),
         Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap(),
     );
-    let params = Conv2dParams {
-        stride: 1,
-        padding: 1,
-        dilation: 1,
-        groups: 1,
-    };
+    let params = conv_params(1, 1, 1, 1);
     let y = conv2d_bias_act(
         &x,
         w.as_tensor(),
@@ -260,12 +220,7 @@ fn detect_head_conv_equals_conv_reshape_permute() {
         let w = Var::from_tensor(&rand(&[na * no, xs[1], 1, 1], 310 + i as u64)).unwrap();
         let b = Var::from_tensor(&rand(&[na * no], 320 + i as u64)).unwrap();
         let ours = head_conv(x.as_tensor(), w.as_tensor(), b.as_tensor(), na).unwrap();
-        let params = Conv2dParams {
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-            groups: 1,
-        };
+        let params = conv_params(1, 0, 1, 1);
         let plain = conv2d_with_bias(x.as_tensor(), w.as_tensor(), b.as_tensor(), params).unwrap();
         let plain = plain
             .reshape((xs[0], na, no, xs[2], xs[3]))
@@ -293,17 +248,7 @@ fn detect_head_conv_equals_conv_reshape_permute() {
 fn no_input_gradient_for_a_constant_input() {
     let x = rand(&[1, 3, 8, 8], 1);
     let w = Var::from_tensor(&rand(&[4, 3, 3, 3], 2)).unwrap();
-    let y = conv2d(
-        &x,
-        w.as_tensor(),
-        Conv2dParams {
-            stride: 1,
-            padding: 1,
-            dilation: 1,
-            groups: 1,
-        },
-    )
-    .unwrap();
+    let y = conv2d(&x, w.as_tensor(), conv_params(1, 1, 1, 1)).unwrap();
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(&x).is_none());
     assert!(grads.get(w.as_tensor()).is_some());
@@ -354,30 +299,12 @@ fn padded_max_pool_equals_composition() {
         1,
     )
     .unwrap();
-    let nans = pooled
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-        .iter()
-        .filter(|v| v.is_nan())
-        .count();
+    let nans = pooled.values().iter().filter(|v| v.is_nan()).count();
     assert_eq!(nans, 9, "the 3×3 windows around the NaN");
     let ours = max_pool2d(x.as_tensor(), 5, 1, 2).unwrap();
     let grads = ours.sum_all().unwrap().backward().unwrap();
-    let dx = grads
-        .get(x.as_tensor())
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
-    let xs = x
-        .as_tensor()
-        .flatten_all()
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap();
+    let dx = grads.get(x.as_tensor()).unwrap().values();
+    let xs = x.as_tensor().values();
     let mut expected = vec![0f32; xs.len()];
     for plane in 0..6 {
         for oy in 0..7isize {
@@ -447,14 +374,7 @@ fn fused_batch_norm_activation_equals_composition_in_training() {
             None => bn,
         };
         assert_close(&ours, &plain, &format!("{spec:?} forward"));
-        let mean = x
-            .as_tensor()
-            .mean_keepdim((0, 2, 3))
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let mean = x.as_tensor().mean_keepdim((0, 2, 3)).unwrap().values();
         for (a, b) in stats.mean.iter().zip(&mean) {
             assert!((a - b).abs() < 1e-5, "{spec:?} batch mean");
         }
@@ -481,36 +401,16 @@ fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
         (
             [2, 4, 12, 11],
             [6, 4, 3, 3],
-            Conv2dParams {
-                stride: 1,
-                padding: 1,
-                dilation: 1,
-                groups: 1,
-            },
+            conv_params(1, 1, 1, 1),
             Some("silu"),
         ),
         (
             [3, 4, 9, 9],
             [8, 4, 3, 3],
-            Conv2dParams {
-                stride: 2,
-                padding: 1,
-                dilation: 1,
-                groups: 1,
-            },
+            conv_params(2, 1, 1, 1),
             Some("nn.LeakyReLU(0.1)"),
         ),
-        (
-            [2, 6, 7, 5],
-            [5, 6, 1, 1],
-            Conv2dParams {
-                stride: 1,
-                padding: 0,
-                dilation: 1,
-                groups: 1,
-            },
-            None,
-        ),
+        ([2, 6, 7, 5], [5, 6, 1, 1], conv_params(1, 0, 1, 1), None),
     ];
     for (i, (xs, ws, params, spec)) in cases.into_iter().enumerate() {
         let act = spec.map(|s| ActSpec::parse(s).unwrap().elementwise().unwrap());
@@ -538,13 +438,7 @@ fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
             actyolo::ops::pointwise::apply(p, &bn).unwrap()
         });
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        let mean = conv
-            .mean_keepdim((0, 2, 3))
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f32>()
-            .unwrap();
+        let mean = conv.mean_keepdim((0, 2, 3)).unwrap().values();
         let var = conv
             .broadcast_sub(&conv.mean_keepdim((0, 2, 3)).unwrap())
             .unwrap()
@@ -552,7 +446,7 @@ fn conv_batch_norm_activation_op_equals_the_composition_in_training() {
             .unwrap()
             .mean_keepdim((0, 2, 3))
             .unwrap();
-        let var = var.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let var = var.values();
         for c in 0..ws[0] {
             assert!(
                 (stats.mean[c] - mean[c]).abs() < 1e-5
@@ -588,8 +482,7 @@ fn nearest_upsample_equals_candle_forward_and_backward() {
             .upsample_nearest2d(dims[2] * scale, dims[3] * scale)
             .unwrap();
         assert_eq!(ours.dims(), plain.dims(), "case {i}");
-        let values = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-        assert_eq!(values(&ours), values(&plain), "case {i} forward");
+        assert_eq!(ours.values(), plain.values(), "case {i} forward");
         let up = rand(ours.dims(), 30 + i as u64);
         let g_ours = (&ours * &up)
             .unwrap()
@@ -604,8 +497,8 @@ fn nearest_upsample_equals_candle_forward_and_backward() {
             .backward()
             .unwrap();
         let (a, b) = (
-            values(g_ours.get(x.as_tensor()).unwrap()),
-            values(g_plain.get(x.as_tensor()).unwrap()),
+            g_ours.get(x.as_tensor()).unwrap().values(),
+            g_plain.get(x.as_tensor()).unwrap().values(),
         );
         for (j, (a, b)) in a.iter().zip(&b).enumerate() {
             // Relative to the value, or absolute below 1 (sums of s² terms in another order).

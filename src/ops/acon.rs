@@ -11,7 +11,7 @@ use rayon::prelude::*;
 
 use super::scalar::sigmoid;
 use super::simd::{lane_sums, widest_simd};
-use super::storage::{contiguous, with_f32_data};
+use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
 
 /// The op; β holds one value per channel (ACON-C) or per image and channel (Meta-ACON-C).
@@ -65,11 +65,7 @@ impl CustomOp3 for AconOp {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, pp, beta) = (
-            contiguous::<f32>("acon", xs, xl)?,
-            contiguous::<f32>("acon", ps, pl)?,
-            contiguous::<f32>("acon", bs, bl)?,
-        );
+        let [x, pp, beta] = contiguous_f32("acon", [(xs, xl), (ps, pl), (bs, bl)])?;
         let (_, c, hw) = sizes(xl.dims(), pp.len(), beta.len())?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(hw.max(1))

@@ -222,9 +222,8 @@ impl CustomOp3 for BatchNormAct {
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let dims = sizes(xl.dims())?;
-        let x = super::storage::contiguous::<f32>("batch_norm", xs, xl)?;
-        let w = super::storage::contiguous::<f32>("batch_norm", ws, wl)?;
-        let b = super::storage::contiguous::<f32>("batch_norm", bs, bl)?;
+        let [x, w, b] =
+            super::storage::contiguous_f32("batch_norm", [(xs, xl), (ws, wl), (bs, bl)])?;
         Ok((
             CpuStorage::F32(self.forward(x, w, b, dims)),
             xl.shape().clone(),

@@ -15,7 +15,7 @@ use super::gemm::{matmul, matmul_strided, MatRef};
 use super::pointwise;
 use super::scalar::Identity;
 use super::simd::{lane_sums, widest_simd};
-use super::storage::{contiguous, with_f32_data};
+use super::storage::{contiguous, contiguous_f32, with_f32_data};
 use super::window::valid_outputs;
 use crate::util::profile::{self, Stage};
 
@@ -617,8 +617,7 @@ impl Conv2dOp {
         bias: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(Vec<f32>, Shape)> {
         let geo = Geometry::new(xl.dims(), wl.dims(), self.params)?;
-        let x = contiguous::<f32>("conv2d", xs, xl)?;
-        let w = contiguous::<f32>("conv2d", ws, wl)?;
+        let [x, w] = contiguous_f32("conv2d", [(xs, xl), (ws, wl)])?;
         let bias = bias
             .map(|(bs, bl)| contiguous::<f32>("conv2d", bs, bl))
             .transpose()?;

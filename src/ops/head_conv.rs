@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::gemm::{matmul, MatRef};
-use super::storage::{contiguous, with_f32_data};
+use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
 
 /// Cells per parallel task of the forward pass.
@@ -64,11 +64,7 @@ impl CustomOp3 for HeadConv {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let (x, w, b) = (
-            contiguous::<f32>("head conv", xs, xl)?,
-            contiguous::<f32>("head conv", ws, wl)?,
-            contiguous::<f32>("head conv", bs, bl)?,
-        );
+        let [x, w, b] = contiguous_f32("head conv", [(xs, xl), (ws, wl), (bs, bl)])?;
         let (n, c, plane, no) = sizes(xl.dims(), wl.dims(), b.len(), self.anchors)?;
         let na = self.anchors;
         let mut y = vec![0f32; n * na * plane * no];

@@ -7,7 +7,7 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::simd::{widest_simd, CHUNK};
-use super::storage::{contiguous, with_f32_data};
+use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy)]
@@ -32,10 +32,7 @@ impl CustomOp2 for MaximumOp {
                 l2.shape()
             );
         }
-        let (a, b) = (
-            contiguous::<f32>("maximum", s1, l1)?,
-            contiguous::<f32>("maximum", s2, l2)?,
-        );
+        let [a, b] = contiguous_f32("maximum", [(s1, l1), (s2, l2)])?;
         let mut y = vec![0f32; a.len()];
         y.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))

@@ -5,7 +5,7 @@ use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::simd::{lane_sums, widest_simd, CHUNK};
-use super::storage::{contiguous, with_f32_data};
+use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
 
 #[derive(Debug, Clone, Copy)]
@@ -35,8 +35,7 @@ impl CustomOp2 for PreluOp {
         ws: &CpuStorage,
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let x = contiguous::<f32>("prelu", xs, xl)?;
-        let w = contiguous::<f32>("prelu", ws, wl)?;
+        let [x, w] = contiguous_f32("prelu", [(xs, xl), (ws, wl)])?;
         let (block, channels) = blocks(xl.shape(), w.len())?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(block)

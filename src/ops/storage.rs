@@ -15,6 +15,18 @@ pub fn contiguous<'a, T: candle_core::WithDType>(
     }
 }
 
+/// The f32 slices of an op's inputs, each contiguous (else an error naming the op).
+pub fn contiguous_f32<'a, const N: usize>(
+    op: &'static str,
+    inputs: [(&'a CpuStorage, &Layout); N],
+) -> Result<[&'a [f32]; N]> {
+    let mut data: [&[f32]; N] = [&[]; N];
+    for (slot, (storage, layout)) in data.iter_mut().zip(inputs) {
+        *slot = contiguous::<f32>(op, storage, layout)?;
+    }
+    Ok(data)
+}
+
 /// Runs `f` on the f32 elements of each tensor, borrowed from their storage: a backward
 /// pass reads its inputs this way, where `to_vec1` would copy each of them first.
 /// Non-contiguous tensors are made contiguous (a copy) before.
