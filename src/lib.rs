@@ -6,6 +6,7 @@ pub mod data;
 pub mod detect;
 pub mod eval;
 pub mod experiment;
+pub mod export;
 pub mod model;
 pub mod ops;
 pub mod plot;

@@ -3,7 +3,7 @@
 //! image's letterboxed shape, and the table (P, R, mAP50, mAP50-95, all and per class)
 //! to 0.002, the precision val.py prints.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use actyolo::data::dataset::{DataConfig, Dataset, Split};
@@ -11,30 +11,9 @@ use actyolo::data::loader::{Loader, LoaderConfig, RectBatches};
 use actyolo::eval::val::{run_val, ValOptions, ValRun};
 use serde_json::Value;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/val_rect");
+mod val_support;
 
-fn expected() -> Value {
-    let text = std::fs::read_to_string(format!("{FIXTURE}/expected.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
-}
-
-/// The fixture's dataset copied to a scratch folder, so the label cache is not written
-/// into the source tree.
-fn dataset_copy(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("actyolo-valrect-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    for sub in ["images/val", "labels/val"] {
-        std::fs::create_dir_all(dir.join(sub)).unwrap();
-        for entry in std::fs::read_dir(Path::new(FIXTURE).join(sub)).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_some_and(|e| e == "png" || e == "txt") {
-                std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
-            }
-        }
-    }
-    std::fs::copy(Path::new(FIXTURE).join("data.yaml"), dir.join("data.yaml")).unwrap();
-    dir
-}
+use val_support::{dataset_copy, expected, FIXTURE};
 
 #[test]
 fn rectangular_batches_give_val_py_shapes() {

@@ -11,6 +11,7 @@ use super::registry::{ActModule, ModuleInputs};
 use super::spec::ActSpec;
 use crate::ops::conv_bn_layer::ConvBn;
 use crate::ops::elementwise::Elementwise;
+use crate::ops::graph::{Graph, GraphError};
 use crate::ops::pointwise;
 use crate::util::profile::{self, Stage};
 
@@ -97,6 +98,18 @@ impl Activation {
         match self.fusable(train) {
             Some(f) => body.forward(x, train, Some(&f)),
             None => self.forward(&body.forward(x, train, None)?, train),
+        }
+    }
+
+    /// Adds the activation's inference form to an ONNX graph, applied to `x`.
+    pub fn export(&self, graph: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        match (&self.inner, self.spec.def().export) {
+            (Inner::Module(m), _) => m.export(graph, x),
+            (Inner::Elementwise(_), Some(export)) => export(self.spec.args(), graph, x),
+            (Inner::Elementwise(_), None) => Err(GraphError::Unsupported {
+                what: self.spec.to_string(),
+                reason: "it has no ONNX lowering".into(),
+            }),
         }
     }
 

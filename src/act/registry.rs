@@ -15,6 +15,7 @@ use serde::Serialize;
 use candle_core::Tensor;
 
 use crate::ops::elementwise::Elementwise;
+use crate::ops::graph::{Graph, GraphError};
 
 /// One activation.
 pub struct ActDef {
@@ -44,7 +45,14 @@ pub struct ActDef {
     /// Its own module, when it is more than that function: learnable, channel-wise, or
     /// random in training.
     pub module: Option<ModuleFactory>,
+    /// Its ONNX form in inference, when it is an elementwise function (modules export
+    /// themselves): the opset's operator, or an exact composition where the opset has none.
+    pub export: Option<ExportFn>,
 }
+
+/// Adds an activation to an ONNX graph: its arguments, the graph and the input's name in,
+/// the output's name out.
+pub type ExportFn = fn(&Args, &mut Graph, &str) -> std::result::Result<String, GraphError>;
 
 /// Makes an activation's elementwise function from its arguments.
 pub type ElementwiseFactory = fn(&Args) -> Arc<dyn Elementwise>;
@@ -171,6 +179,9 @@ pub trait ActModule: std::fmt::Debug + Send + Sync {
     fn fusable(&self, _train: bool) -> Option<Arc<dyn Elementwise>> {
         None
     }
+
+    /// Adds its inference form to an ONNX graph, applied to `x`; returns the output.
+    fn export(&self, graph: &mut Graph, x: &str) -> std::result::Result<String, GraphError>;
 }
 
 /// An argument that fails a declaration's check.
@@ -287,4 +298,5 @@ pub const ELEMENTWISE: ActDef = ActDef {
     pointwise: true,
     elementwise: None,
     module: None,
+    export: None,
 };

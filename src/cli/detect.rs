@@ -14,7 +14,7 @@ use actyolo::eval::NmsOptions;
 )]
 #[command(allow_negative_numbers = true)]
 pub struct DetectArgs {
-    /// Model weights: an ultralytics train.py checkpoint (.pt) or .safetensors.
+    /// Model weights: an ultralytics train.py checkpoint (.pt), .safetensors, or an ONNX export (.onnx).
     #[arg(long)]
     weights: PathBuf,
     /// An image, a folder of images, or a glob pattern (quote it).

@@ -4,6 +4,7 @@ pub mod acts;
 pub mod compare;
 pub mod data;
 pub mod detect;
+pub mod export;
 pub mod flags;
 pub mod info;
 pub mod train;
@@ -35,6 +36,8 @@ pub enum Command {
     Data(data::DataCommand),
     /// Detect objects in images and save annotated copies (as ultralytics' detect.py).
     Detect(detect::DetectArgs),
+    /// Export weights to ONNX, the Detect decode included (as export.py --include onnx).
+    Export(export::ExportArgs),
     /// Show a model's layers, parameters and GFLOPs.
     Info(info::InfoArgs),
     /// Train a detector (as ultralytics' train.py).
@@ -50,6 +53,7 @@ pub fn run(cli: Cli, matches: &clap::ArgMatches) -> anyhow::Result<()> {
         Command::Compare(args) => compare::run(args),
         Command::Data(cmd) => data::run(cmd),
         Command::Detect(args) => detect::run(args),
+        Command::Export(args) => export::run(args),
         Command::Info(args) => info::run(args),
         Command::Train(args) => train::run(args, matches.subcommand_matches("train")),
         Command::Val(args) => val::run(args),

@@ -11,7 +11,7 @@ use actyolo::util::fs::increment_path;
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
 pub struct ValArgs {
-    /// Weights (.pt or .safetensors).
+    /// Weights: .pt, .safetensors, or an ONNX export (.onnx).
     #[arg(long)]
     pub weights: PathBuf,
     /// Dataset YAML.

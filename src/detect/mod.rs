@@ -17,6 +17,7 @@ use crate::data::image::{decode_image, IMG_FORMATS, TRUNCATED_JPEG};
 use crate::data::LetterboxError;
 use crate::eval::nms::NmsError;
 use crate::eval::{Detection, NmsOptions};
+use crate::export::{OnnxError, OnnxModel, PredictError};
 use crate::model::build::Model;
 use crate::model::config::{ConfigError, ModelConfig};
 use crate::model::weights::{load_model, WeightsError};
@@ -53,6 +54,10 @@ pub enum DetectError {
     Weights(#[from] WeightsError),
     #[error("--cfg")]
     Config(#[from] ConfigError),
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    #[error(transparent)]
+    Predict(#[from] PredictError),
     #[error(transparent)]
     Source(#[from] SourceError),
     #[error("no images found in {given}; supported formats: {}", IMG_FORMATS.join(", "))]
@@ -222,12 +227,21 @@ pub fn detect(
             given: options.source.clone(),
         });
     }
-    let (model, notes) = load(options)?;
-    for note in &notes {
-        observer(DetectEvent::Note(note));
-    }
-    let predictor = Predictor::new(model, options.imgsz, nms)?;
-    if predictor.imgsz as usize != options.imgsz {
+    let predictor = if is_onnx(&options.weights) {
+        let predictor = Predictor::onnx(OnnxModel::load(&options.weights)?, options.imgsz, nms)?;
+        if let Some((h, w)) = predictor.fixed_shape() {
+            let note = format!("the ONNX graph's input size is fixed: every image is letterboxed to {h}x{w} (export with --dynamic for detect.py's minimal rectangles)");
+            observer(DetectEvent::Note(&note));
+        }
+        predictor
+    } else {
+        let (model, notes) = load(options)?;
+        for note in &notes {
+            observer(DetectEvent::Note(note));
+        }
+        Predictor::new(model, options.imgsz, nms)?
+    };
+    if predictor.imgsz as usize != options.imgsz && predictor.fixed_shape().is_none() {
         observer(DetectEvent::ImageSizeRounded {
             requested: options.imgsz,
             used: predictor.imgsz,
@@ -261,6 +275,12 @@ pub fn detect(
         observer(DetectEvent::Image(&report));
     }
     run.finish()
+}
+
+fn is_onnx(weights: &Path) -> bool {
+    weights
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 fn load(options: &DetectOptions) -> Result<(Model, Vec<String>), DetectError> {

@@ -8,6 +8,7 @@ use image::RgbImage;
 use super::DetectError;
 use crate::data::{image_to_tensor, letterbox};
 use crate::eval::{non_max_suppression, scale_boxes, Detection, NmsOptions};
+use crate::export::{OnnxModel, Predict};
 use crate::model::build::Model;
 use crate::model::input::{check_img_size, check_memory, Workload};
 
@@ -39,13 +40,18 @@ pub struct Prediction {
     pub times: StageTimes,
 }
 
-/// A fused model with the input size and NMS settings of a detect run.
+/// A detector (a fused model, or an ONNX file) with the input size and NMS settings of a
+/// detect run.
 pub struct Predictor {
-    model: Model,
+    model: Box<dyn Predict + Send>,
     /// The letterbox's stride: the model's largest, at least 32 (as DetectMultiBackend).
     pub stride: u32,
-    /// The input size, a multiple of `stride`.
+    /// The input size, a multiple of `stride` (the larger side of a fixed ONNX input).
     pub imgsz: u32,
+    /// The letterbox's target (height, width), and whether it pads only to the stride
+    /// (the minimum rectangle) or all the way (an ONNX graph with a fixed input size).
+    shape: (u32, u32),
+    auto: bool,
     nms: NmsOptions,
 }
 
@@ -56,21 +62,50 @@ impl Predictor {
         let size = check_img_size(imgsz, model.max_stride(), 0)?;
         check_memory(&model, size.used, 1, Workload::Inference)?;
         model.fuse()?;
+        let side = size.used as u32;
         Ok(Predictor {
-            model,
+            model: Box::new(model),
             stride: size.stride as u32,
-            imgsz: size.used as u32,
+            imgsz: side,
+            shape: (side, side),
+            auto: true,
+            nms,
+        })
+    }
+
+    /// An ONNX file: at its own input size when the graph fixes it (every image padded to
+    /// it, as DetectMultiBackend does), else as a model built here.
+    pub fn onnx(model: OnnxModel, imgsz: usize, nms: NmsOptions) -> Result<Predictor, DetectError> {
+        let stride = model.stride as u32;
+        let (imgsz, shape, auto) = match model.fixed_input() {
+            Some((_, h, w)) => (h.max(w) as u32, (h as u32, w as u32), false),
+            None => {
+                let side = check_img_size(imgsz, model.stride, 0)?.used as u32;
+                (side, (side, side), true)
+            }
+        };
+        Ok(Predictor {
+            model: Box::new(model),
+            stride,
+            imgsz,
+            shape,
+            auto,
             nms,
         })
     }
 
     pub fn names(&self) -> &[String] {
-        &self.model.names
+        self.model.names()
+    }
+
+    /// The (height, width) every image is padded to, when the detector fixes it.
+    pub fn fixed_shape(&self) -> Option<(u32, u32)> {
+        (!self.auto).then_some(self.shape)
     }
 
     pub fn predict(&self, image: &RgbImage) -> Result<Prediction, DetectError> {
         let start = Instant::now();
-        let boxed = letterbox(image, (self.imgsz, self.imgsz), self.stride, true, true)?;
+        let boxed = letterbox(image, self.shape, self.stride, self.auto, true)?;
         let input = image_to_tensor(&boxed.image, &Device::Cpu)?;
         let preprocessed = Instant::now();
         let (output, _) = self.model.predict(&input)?;

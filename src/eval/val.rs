@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use crate::data::dataset::{DataConfig, DataConfigError, Dataset, DatasetError, Split};
 use crate::data::loader::{Loader, LoaderConfig, LoaderError, RectBatches};
-use crate::model::build::Model;
-use crate::model::input::{check_img_size, check_memory, InputSizeError, Workload};
+use crate::export::{OnnxError, OnnxModel, Predict, PredictError};
+use crate::model::input::{check_img_size, check_memory, CheckedSize, InputSizeError, Workload};
 use crate::model::weights::{load_model, WeightsError};
 
 #[derive(Debug, Clone)]
@@ -92,6 +92,16 @@ pub enum ValError {
     Coco(#[from] CocoError),
     #[error(transparent)]
     File(#[from] FileError),
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    #[error("{}: the ONNX graph's input is {h}x{w}; validation needs a square size: export with one --imgsz, or with --dynamic", weights.display())]
+    OnnxNotSquare {
+        weights: PathBuf,
+        h: usize,
+        w: usize,
+    },
     #[error("the validation loss")]
     Loss(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -138,7 +148,7 @@ pub trait ValLoss {
 
 /// Runs `model` over `loader` (eval mode); `on_batch(i, n)` reports progress.
 pub fn validate(
-    model: &Model,
+    model: &dyn Predict,
     loader: &Loader,
     options: &ValOptions,
     loss: Option<&dyn ValLoss>,
@@ -156,7 +166,7 @@ pub fn validate(
     let mut loss_sum = [0f32; 3];
     let mut times = [0f64; 3];
     let (mut images, mut labels) = (0usize, 0usize);
-    let mut class_labels = vec![0usize; model.detect.nc];
+    let mut class_labels = vec![0usize; model.nc()];
     let (mut gt, mut preds) = (CocoDataset::default(), Vec::<CocoDetection>::new());
     let batches = loader.epoch(0)?;
     let total = batches.len();
@@ -166,8 +176,8 @@ pub fn validate(
         times[0] += clock.elapsed().as_secs_f64();
         clock = Instant::now();
         let (decoded, raw) = model.predict(&batch.images)?;
-        if let Some(loss) = loss {
-            let parts = loss.parts(&raw, &batch.targets).map_err(ValError::Loss)?;
+        if let (Some(loss), Some(raw)) = (loss, &raw) {
+            let parts = loss.parts(raw, &batch.targets).map_err(ValError::Loss)?;
             loss_sum.iter_mut().zip(parts).for_each(|(a, b)| *a += b);
         }
         times[1] += clock.elapsed().as_secs_f64();
@@ -231,7 +241,7 @@ pub fn validate(
         clock = Instant::now();
     }
     gt.categories = model
-        .names
+        .names()
         .iter()
         .enumerate()
         .map(|(id, name)| CocoCategory {
@@ -317,26 +327,62 @@ pub struct ValReport {
 }
 
 /// Loads the weights and the dataset's val split and validates as val.py does
-/// (rectangular batches, pad 0.5). Warnings (about the weights, the size, each skipped
-/// file) and the dataset summary go to `on_message` as they are found.
+/// (rectangular batches, pad 0.5). An ONNX file runs as yolov5's `DetectMultiBackend` runs
+/// it: one with fixed input size validates at that square size without rectangular
+/// batches; a dynamic one as the weights it was exported from. Warnings (about the
+/// weights, the size, each skipped file) and the dataset summary go to `on_message` as
+/// they are found.
 pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValReport, ValError> {
     let data = DataConfig::load(&run.data)?;
-    let (mut model, warnings) = match load_model(&run.weights, None, None, Some(&data.names)) {
-        Err(WeightsError::Classes { nc, names, .. }) => {
-            return Err(ValError::Classes {
-                weights: run.weights.clone(),
-                data: run.data.clone(),
-                nc,
-                names,
-            })
-        }
-        other => other?,
+    let classes_differ = |nc: usize, names: usize| ValError::Classes {
+        weights: run.weights.clone(),
+        data: run.data.clone(),
+        nc,
+        names,
     };
-    warnings.into_iter().for_each(&mut *on_message);
-    let size = check_img_size(run.imgsz, model.max_stride(), 0)?;
+    let onnx_file = run
+        .weights
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
+    let (predictor, size, rect): (Box<dyn Predict>, CheckedSize, bool) = if onnx_file {
+        let onnx = OnnxModel::load(&run.weights)?;
+        if onnx.nc() != data.names.len() {
+            return Err(classes_differ(onnx.nc(), data.names.len()));
+        }
+        let (size, rect) = match onnx.fixed_input() {
+            Some((batch, h, w)) => {
+                if h != w {
+                    return Err(ValError::OnnxNotSquare {
+                        weights: run.weights.clone(),
+                        h,
+                        w,
+                    });
+                }
+                on_message(format!(
+                    "Forcing square inference ({batch}, 3, {h}, {w}) without rectangular batches: the ONNX graph has a fixed input size (export with --dynamic to validate as the weights do)"
+                ));
+                let size = CheckedSize {
+                    requested: run.imgsz,
+                    used: h,
+                    stride: onnx.stride,
+                };
+                (size, false)
+            }
+            None => (check_img_size(run.imgsz, onnx.stride, 0)?, true),
+        };
+        (Box::new(onnx), size, rect)
+    } else {
+        let (mut model, warnings) = match load_model(&run.weights, None, None, Some(&data.names)) {
+            Err(WeightsError::Classes { nc, names, .. }) => return Err(classes_differ(nc, names)),
+            other => other?,
+        };
+        warnings.into_iter().for_each(&mut *on_message);
+        let size = check_img_size(run.imgsz, model.max_stride(), 0)?;
+        check_memory(&model, size.used, run.batch, Workload::Inference)?;
+        model.fuse()?;
+        (Box::new(model), size, true)
+    };
     size.warning().into_iter().for_each(&mut *on_message);
-    check_memory(&model, size.used, run.batch, Workload::Inference)?;
-    model.fuse()?;
     let dataset = Dataset::from_config(&data, Split::Val)?;
     for warning in &dataset.report.warnings {
         on_message(warning.to_string());
@@ -346,14 +392,14 @@ pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValRe
         imgsz: size.used as u32,
         batch_size: run.batch,
         workers: run.workers,
-        rect: Some(RectBatches {
+        rect: rect.then_some(RectBatches {
             stride: size.stride as u32,
             pad: 0.5,
         }),
         ..Default::default()
     };
     let loader = Loader::val(Arc::new(dataset), config)?;
-    let outcome = validate(&model, &loader, &run.options, None, |_, _| {})?;
+    let outcome = validate(predictor.as_ref(), &loader, &run.options, None, |_, _| {})?;
     Ok(ValReport {
         outcome,
         names: data.names,

@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::act::Activation;
 use crate::ops::conv_bn_layer::Cost;
+use crate::ops::graph::{Graph, GraphError};
 use crate::ops::vars::stable_hash;
 
 /// One layer (or one repeat of it).
@@ -43,6 +44,10 @@ pub trait Block: Debug + Send + Sync {
     fn fuse(&mut self) -> Result<()> {
         self.children_mut().into_iter().try_for_each(|b| b.fuse())
     }
+
+    /// Adds its inference form to an ONNX graph, applied to `xs` (one per `from` entry);
+    /// returns the output's name. The model is fused first.
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError>;
 
     /// The activations inside, for the summary.
     fn activations(&self) -> Vec<&Activation> {

@@ -13,6 +13,7 @@ use super::layer::{Built, LayerInputs};
 use super::yaml_args::RowError;
 use crate::act::ActSpec;
 use crate::ops::conv_bn_layer::Cost;
+use crate::ops::graph::{Graph, GraphError};
 use crate::ops::vars::SeededVarMap;
 
 /// One row of the built model.
@@ -288,6 +289,33 @@ impl Model {
             let raw = self.forward(x, false)?;
             Ok((self.detect.decode(&raw)?, raw))
         })
+    }
+
+    /// Adds the model, fused, and its decoded output to an ONNX graph whose input is
+    /// `images`; returns the output's name.
+    pub fn export(&self, g: &mut Graph, images: &str) -> std::result::Result<String, GraphError> {
+        let mut outputs: Vec<String> = Vec::with_capacity(self.layers.len());
+        for layer in &self.layers {
+            let inputs: Vec<String> = layer
+                .from
+                .iter()
+                .map(|f| match f {
+                    Some(j) => outputs[*j].clone(),
+                    None => images.to_string(),
+                })
+                .collect();
+            let mut out = layer.blocks[0].export(g, &inputs)?;
+            for block in &layer.blocks[1..] {
+                out = block.export(g, &[out])?;
+            }
+            outputs.push(out);
+        }
+        let feats: Vec<String> = self
+            .detect_from
+            .iter()
+            .map(|&j| outputs[j].clone())
+            .collect();
+        self.detect.export(g, &feats)
     }
 
     /// Folds every BatchNorm into its convolution, RepConv's branches into one convolution

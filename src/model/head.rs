@@ -8,6 +8,7 @@ use candle_nn::Init;
 use super::block::BlockContext;
 use crate::ops::conv2d::{conv2d_with_bias, Conv2dParams};
 use crate::ops::conv_bn_layer::Cost;
+use crate::ops::graph::{Attr, Graph, GraphError};
 use crate::ops::head_conv::head_conv;
 use rayon::prelude::*;
 
@@ -233,12 +234,97 @@ impl Detect {
         Tensor::from_vec(out, (bs, cells, no), self.anchors.device())
     }
 
+    /// Adds the head and the decode to an ONNX graph, as yolov5 exports them: the levels'
+    /// maps in, (bs, N, no) out, with the same arithmetic as [`Detect::decode`]. The grid
+    /// comes from each map's shape, so the graph takes any input size. IDetect must be
+    /// fused first.
+    pub fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        if !self.implicit.is_empty() {
+            return Err(GraphError::Unfused("IDetect"));
+        }
+        let anchors = self
+            .anchors
+            .to_dtype(DType::F32)?
+            .flatten_all()?
+            .to_vec1::<f32>()?;
+        let (na, no) = (self.na as i64, self.no as i64);
+        let pointwise = Conv2dParams {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+        };
+        let mut levels = Vec::with_capacity(xs.len());
+        for (level, (x, (w, b))) in xs.iter().zip(&self.convs).enumerate() {
+            let stride = self.strides[level] as f32;
+            let y = g.conv(x, w, Some(b), pointwise)?;
+            // (bs, na·no, ny, nx) → (bs, na, no, ny·nx) → (bs, na, ny·nx, no)
+            let cells_shape = g.ints(&[0, na, no, -1]);
+            let y = g.binary("Reshape", &y, &cells_shape);
+            let y = g.op(
+                "Transpose",
+                &[&y],
+                vec![("perm", Attr::Ints(vec![0, 1, 3, 2]))],
+            );
+            let y = g.unary("Sigmoid", &y);
+            let sizes = g.ints(&[2, 2, no - 4]);
+            let parts = g.op_outputs("Split", &[&y, &sizes], vec![("axis", Attr::Int(-1))], 3);
+            let two = g.scalar(2.0);
+            let grid = cell_offsets(g, x);
+            let xy = g.binary("Mul", &parts[0], &two);
+            let xy = g.binary("Add", &xy, &grid);
+            let s = g.scalar(stride as f64);
+            let xy = g.binary("Mul", &xy, &s);
+            let wh = g.binary("Mul", &parts[1], &two);
+            let wh = g.binary("Mul", &wh, &wh);
+            let anchor_px = anchors[level * self.na * 2..][..self.na * 2]
+                .iter()
+                .map(|a| a * stride)
+                .collect();
+            let anchor_px = g.floats(&[1, self.na, 1, 2], anchor_px);
+            let wh = g.binary("Mul", &wh, &anchor_px);
+            let cat = g.concat(&[&xy, &wh, &parts[2]], -1);
+            let rows = g.ints(&[0, -1, no]);
+            levels.push(g.binary("Reshape", &cat, &rows));
+        }
+        let levels: Vec<&str> = levels.iter().map(String::as_str).collect();
+        Ok(g.concat(&levels, 1))
+    }
+
     /// thop's count for the 1×1 convs at the levels' sizes.
     pub fn cost(&self, hws: &[(usize, usize)], cost: &mut Cost) {
         for ((w, _), hw) in self.convs.iter().zip(hws) {
             cost.macs += (hw.0 * hw.1 * w.dim(0).unwrap_or(0) * w.dim(1).unwrap_or(0)) as f64;
         }
     }
+}
+
+/// Each cell's (x − 0.5, y − 0.5), (ny·nx, 2) in row-major order, from the shape of the
+/// level's map `x` (bs, c, ny, nx).
+fn cell_offsets(g: &mut Graph, x: &str) -> String {
+    let shape = g.unary("Shape", x);
+    let dim = |g: &mut Graph, i: i64| {
+        let index = g.int_scalar(i);
+        g.op("Gather", &[&shape, &index], vec![("axis", Attr::Int(0))])
+    };
+    let (ny, nx) = (dim(g, 2), dim(g, 3));
+    let cells = g.binary("Mul", &ny, &nx);
+    let (zero, one) = (g.int_scalar(0), g.int_scalar(1));
+    let cell = g.op("Range", &[&zero, &cells, &one], vec![]);
+    let row = g.binary("Div", &cell, &nx);
+    let row_start = g.binary("Mul", &row, &nx);
+    let column = g.binary("Sub", &cell, &row_start);
+    let half = g.scalar(0.5);
+    let axes = g.ints(&[1]);
+    let offsets: Vec<String> = [column, row]
+        .iter()
+        .map(|v| {
+            let v = g.op("Cast", &[v], vec![("to", Attr::Int(1))]);
+            let v = g.binary("Sub", &v, &half);
+            g.binary("Unsqueeze", &v, &axes)
+        })
+        .collect();
+    g.concat(&[&offsets[0], &offsets[1]], 1)
 }
 
 /// yolov7's ImplicitA (`ia.{level}.implicit`, added to the conv's input) and ImplicitM

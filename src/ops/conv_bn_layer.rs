@@ -10,6 +10,7 @@ use candle_nn::{Init, VarBuilder};
 
 use super::conv2d::{conv2d, conv2d_bias_act, Conv2dParams};
 use super::elementwise::Elementwise;
+use super::graph::{Graph, GraphError};
 use super::norm::{BatchNorm2d, BnConfig};
 
 /// Input size and cost bookkeeping, as thop counts it for ultralytics' summary:
@@ -124,12 +125,7 @@ impl ConvBn {
         train: bool,
         act: Option<&Arc<dyn Elementwise>>,
     ) -> Result<Tensor> {
-        let params = Conv2dParams {
-            stride: self.stride,
-            padding: self.padding,
-            dilation: self.dilation,
-            groups: self.groups,
-        };
+        let params = self.conv_params();
         match &self.norm {
             Normalization::BatchNorm(bn) if train => {
                 bn.forward_conv_act(x, &self.weight, params, act.cloned())
@@ -138,6 +134,15 @@ impl ConvBn {
                 bn.forward_act(&conv2d(x, &self.weight, params)?, train, act.cloned())
             }
             Normalization::Bias(bias) => conv2d_bias_act(x, &self.weight, bias, params, act),
+        }
+    }
+
+    fn conv_params(&self) -> Conv2dParams {
+        Conv2dParams {
+            stride: self.stride,
+            padding: self.padding,
+            dilation: self.dilation,
+            groups: self.groups,
         }
     }
 
@@ -163,6 +168,12 @@ impl ConvBn {
             self.set_folded(weight, bias);
         }
         Ok(())
+    }
+
+    /// Adds the convolution, its BatchNorm folded in, to an ONNX graph.
+    pub fn export(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        let (weight, bias) = self.folded()?;
+        g.conv(x, &weight, Some(&bias), self.conv_params())
     }
 
     pub fn params(&self) -> Vec<Tensor> {

@@ -11,6 +11,7 @@ pub mod conv_bn_layer;
 pub mod elementwise;
 pub mod fastmath;
 pub mod gemm;
+pub mod graph;
 pub mod head_conv;
 pub mod maximum;
 pub mod maxpool;

@@ -11,6 +11,7 @@ use crate::act::registry::{
     channelwise, param, ActDef, ArgError, ParamDefault::I, ParamType::Dim, ParamType::Int,
     Properties, ELEMENTWISE,
 };
+use crate::ops::graph::{Attr, Graph, GraphError};
 use crate::ops::pointwise;
 
 use super::sigmoid::Sigmoid;
@@ -42,7 +43,10 @@ pub static GLU: ActDef = ActDef {
                 m.channels
             );
         }
-        Ok(Box::new(Glu { dim: m.args.i(0) }))
+        Ok(Box::new(Glu {
+            dim: m.args.i(0),
+            channels: m.channels,
+        }))
     }),
     ..ELEMENTWISE
 };
@@ -51,6 +55,8 @@ pub static GLU: ActDef = ActDef {
 #[derive(Debug)]
 struct Glu {
     dim: i64,
+    /// Of its input, along `dim` (the channels, which the declaration's check ensures).
+    channels: usize,
 }
 
 impl ActModule for Glu {
@@ -59,6 +65,19 @@ impl ActModule for Glu {
         let half = x.dim(dim)? / 2;
         let gate = pointwise::apply(&(Arc::new(Sigmoid) as _), &x.narrow(dim, half, half)?)?;
         x.narrow(dim, 0, half)?.mul(&gate)
+    }
+
+    fn export(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        let half = (self.channels / 2) as i64;
+        let sizes = g.ints(&[half, half]);
+        let halves = g.op_outputs(
+            "Split",
+            &[x, &sizes],
+            vec![("axis", Attr::Int(self.dim))],
+            2,
+        );
+        let gate = g.unary("Sigmoid", &halves[1]);
+        Ok(g.binary("Mul", &halves[0], &gate))
     }
 }
 
@@ -80,12 +99,7 @@ pub static SOFTMIN: ActDef = ActDef {
     properties: channelwise(true, true),
     check: nchw_dim,
     pointwise: false,
-    module: Some(|m| {
-        Ok(Box::new(Softmax {
-            dim: m.args.i(0),
-            kind: SoftmaxKind::Softmin,
-        }))
-    }),
+    module: Some(|m| softmax(m.args.i(0), SoftmaxKind::Softmin)),
     ..ELEMENTWISE
 };
 
@@ -96,12 +110,7 @@ pub static SOFTMAX: ActDef = ActDef {
     properties: channelwise(true, true),
     check: nchw_dim,
     pointwise: false,
-    module: Some(|m| {
-        Ok(Box::new(Softmax {
-            dim: m.args.i(0),
-            kind: SoftmaxKind::Softmax,
-        }))
-    }),
+    module: Some(|m| softmax(m.args.i(0), SoftmaxKind::Softmax)),
     ..ELEMENTWISE
 };
 
@@ -110,12 +119,7 @@ pub static SOFTMAX2D: ActDef = ActDef {
     formula: "softmax over the channels of each spatial location",
     properties: channelwise(true, true),
     pointwise: false,
-    module: Some(|_| {
-        Ok(Box::new(Softmax {
-            dim: -3,
-            kind: SoftmaxKind::Softmax,
-        }))
-    }),
+    module: Some(|_| softmax(-3, SoftmaxKind::Softmax)),
     ..ELEMENTWISE
 };
 
@@ -126,14 +130,14 @@ pub static LOG_SOFTMAX: ActDef = ActDef {
     properties: channelwise(false, true),
     check: nchw_dim,
     pointwise: false,
-    module: Some(|m| {
-        Ok(Box::new(Softmax {
-            dim: m.args.i(0),
-            kind: SoftmaxKind::LogSoftmax,
-        }))
-    }),
+    module: Some(|m| softmax(m.args.i(0), SoftmaxKind::LogSoftmax)),
     ..ELEMENTWISE
 };
+
+/// The module of a softmax-family activation over `dim`.
+fn softmax(dim: i64, kind: SoftmaxKind) -> Result<Box<dyn ActModule>> {
+    Ok(Box::new(Softmax { dim, kind }))
+}
 
 #[derive(Debug, Clone, Copy)]
 enum SoftmaxKind {
@@ -156,6 +160,18 @@ impl ActModule for Softmax {
             SoftmaxKind::Softmin => candle_nn::ops::softmax(&x.neg()?, dim),
             SoftmaxKind::LogSoftmax => candle_nn::ops::log_softmax(x, dim),
         }
+    }
+
+    fn export(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        let axis = vec![("axis", Attr::Int(self.dim))];
+        Ok(match self.kind {
+            SoftmaxKind::Softmax => g.op("Softmax", &[x], axis),
+            SoftmaxKind::Softmin => {
+                let negated = g.unary("Neg", x);
+                g.op("Softmax", &[&negated], axis)
+            }
+            SoftmaxKind::LogSoftmax => g.op("LogSoftmax", &[x], axis),
+        })
     }
 }
 

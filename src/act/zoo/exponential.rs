@@ -20,6 +20,7 @@ pub static ELU: ActDef = ActDef {
             input_scale: 1.0,
         })
     }),
+    export: Some(|a, g, x| Ok(g.unary_with("Elu", x, &[("alpha", a.f(0))]))),
     ..ELEMENTWISE
 };
 
@@ -42,6 +43,23 @@ pub static CELU: ActDef = ActDef {
             input_scale: 1.0 / a.f(0),
         })
     }),
+    export: Some(|a, g, x| {
+        let alpha = a.f(0);
+        if alpha == 1.0 {
+            return Ok(g.unary_with("Celu", x, &[("alpha", alpha)]));
+        }
+        // The formula itself: tract 0.23's Celu leaves out the factor alpha, and this file
+        // must run there (val/detect --weights model.onnx) as in onnxruntime.
+        // max(0, x) + min(0, alpha (exp(x / alpha) - 1))
+        let (zero, one, alpha) = (g.scalar(0.0), g.scalar(1.0), g.scalar(alpha));
+        let scaled = g.binary("Div", x, &alpha);
+        let exp = g.unary("Exp", &scaled);
+        let exp_m1 = g.binary("Sub", &exp, &one);
+        let negative = g.binary("Mul", &exp_m1, &alpha);
+        let negative = g.binary("Min", &negative, &zero);
+        let positive = g.binary("Max", x, &zero);
+        Ok(g.binary("Add", &positive, &negative))
+    }),
     ..ELEMENTWISE
 };
 
@@ -59,6 +77,9 @@ pub static SELU: ActDef = ActDef {
             scale: SELU_SCALE,
             input_scale: 1.0,
         })
+    }),
+    export: Some(|_, g, x| {
+        Ok(g.unary_with("Selu", x, &[("alpha", SELU_ALPHA), ("gamma", SELU_SCALE)]))
     }),
     ..ELEMENTWISE
 };
@@ -111,6 +132,17 @@ pub static SOFTPLUS: ActDef = ActDef {
             beta: a.f(0),
             threshold: a.f(1),
         })
+    }),
+    export: Some(|a, g, x| {
+        // log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (as torch).
+        let (beta, threshold) = (a.f(0), a.f(1));
+        let b = g.scalar(beta);
+        let scaled = g.binary("Mul", x, &b);
+        let softplus = g.unary("Softplus", &scaled);
+        let smooth = g.binary("Div", &softplus, &b);
+        let t = g.scalar(threshold);
+        let linear = g.binary("Greater", &scaled, &t);
+        Ok(g.op("Where", &[&linear, x, &smooth], vec![]))
     }),
     ..ELEMENTWISE
 };

@@ -7,6 +7,7 @@ use crate::act::registry::{
     param, props, ActDef, ArgError, ParamDefault::F, ParamDefault::S, ParamType::Choice,
     ParamType::Float, ELEMENTWISE, INPLACE,
 };
+use crate::ops::graph::{Attr, Graph};
 use crate::ops::scalar::{sigmoid, Real, ScalarFn};
 
 pub static SILU: ActDef = ActDef {
@@ -16,6 +17,7 @@ pub static SILU: ActDef = ActDef {
     formula: "x * sigmoid(x)",
     properties: props(false, true, false, true, true),
     elementwise: Some(|_| Arc::new(Silu)),
+    export: Some(|_, g, x| Ok(g.swish(x, None))),
     ..ELEMENTWISE
 };
 
@@ -46,6 +48,7 @@ pub static SWISH_BETA: ActDef = ActDef {
         beta => Err(ArgError::new("beta", format!("{beta}: must be > 0"))),
     },
     elementwise: Some(|a| Arc::new(SwishBeta { beta: a.f(0) })),
+    export: Some(|a, g, x| Ok(g.swish(x, Some(a.f(0))))),
     ..ELEMENTWISE
 };
 
@@ -72,6 +75,7 @@ pub static HARDSWISH: ActDef = ActDef {
     formula: "x * min(max(x + 3, 0), 6) / 6",
     properties: props(false, true, false, false, true),
     elementwise: Some(|_| Arc::new(Hardswish)),
+    export: Some(|_, g, x| Ok(g.unary("HardSwish", x))),
     ..ELEMENTWISE
 };
 
@@ -103,6 +107,14 @@ pub static MISH: ActDef = ActDef {
     formula: "x * tanh(softplus(x))",
     properties: props(false, true, false, true, true),
     elementwise: Some(|_| Arc::new(Mish)),
+    export: Some(|_, g, x| {
+        if g.opset() >= 18 {
+            return Ok(g.unary("Mish", x));
+        }
+        let softplus = g.unary("Softplus", x);
+        let tanh = g.unary("Tanh", &softplus);
+        Ok(g.binary("Mul", x, &tanh))
+    }),
     ..ELEMENTWISE
 };
 
@@ -142,8 +154,37 @@ pub static GELU: ActDef = ActDef {
         "tanh" => Arc::new(GeluTanh),
         _ => Arc::new(Gelu),
     }),
+    export: Some(|a, g, x| Ok(gelu_export(a.s(0) == "tanh", g, x))),
     ..ELEMENTWISE
 };
+
+/// GELU: the opset's `Gelu` from 20; before, x·Φ(x) through Erf, or the tanh formula.
+fn gelu_export(tanh: bool, g: &mut Graph, x: &str) -> String {
+    if g.opset() >= 20 {
+        let approximate = if tanh { "tanh" } else { "none" };
+        return g.op("Gelu", &[x], vec![("approximate", Attr::Str(approximate))]);
+    }
+    let inner = if tanh {
+        // sqrt(2/pi) (x + 0.044715 x^3)
+        let x2 = g.binary("Mul", x, x);
+        let x3 = g.binary("Mul", &x2, x);
+        let c = g.scalar(0.044715);
+        let cx3 = g.binary("Mul", &x3, &c);
+        let sum = g.binary("Add", x, &cx3);
+        let k = g.scalar((2.0 / std::f64::consts::PI).sqrt());
+        let arg = g.binary("Mul", &sum, &k);
+        g.unary("Tanh", &arg)
+    } else {
+        let k = g.scalar(std::f64::consts::FRAC_1_SQRT_2);
+        let arg = g.binary("Mul", x, &k);
+        g.unary("Erf", &arg)
+    };
+    let one = g.scalar(1.0);
+    let sum = g.binary("Add", &inner, &one);
+    let half = g.scalar(0.5);
+    let half_x = g.binary("Mul", x, &half);
+    g.binary("Mul", &half_x, &sum)
+}
 
 #[derive(Debug, Clone, Copy)]
 struct Gelu;

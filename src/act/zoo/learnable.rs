@@ -10,7 +10,9 @@ use crate::act::registry::ActModule;
 use crate::act::registry::{
     no_check, param, ActDef, ArgError, ParamDefault::I, ParamType::Int, Properties, ELEMENTWISE,
 };
+use crate::ops::conv2d::Conv2dParams;
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
+use crate::ops::graph::{Graph, GraphError};
 use crate::ops::{acon, maximum, pointwise};
 
 use super::sigmoid::Sigmoid;
@@ -79,6 +81,11 @@ impl ActModule for Frelu {
 
     fn fuse(&mut self) -> Result<()> {
         self.funnel.fuse()
+    }
+
+    fn export(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        let funnel = self.funnel.export(g, x)?;
+        Ok(g.binary("Max", x, &funnel))
     }
 }
 
@@ -233,6 +240,39 @@ impl ActModule for Acon {
             } => params.extend([fc1_weight, fc1_bias, fc2_weight, fc2_bias].map(Tensor::clone)),
         }
         params
+    }
+
+    /// dpx·σ(β·dpx) + p2·x with dpx = (p1 − p2)·x; Meta-ACON's β from the pooled input
+    /// through its two 1×1 convolutions.
+    fn export(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        let beta = match &self.beta {
+            AconBeta::Learned(b) => g.tensor(b)?,
+            AconBeta::Meta {
+                fc1_weight,
+                fc1_bias,
+                fc2_weight,
+                fc2_bias,
+            } => {
+                let pointwise = Conv2dParams {
+                    stride: 1,
+                    padding: 0,
+                    dilation: 1,
+                    groups: 1,
+                };
+                let pooled = g.unary("GlobalAveragePool", x);
+                let hidden = g.conv(&pooled, fc1_weight, Some(fc1_bias), pointwise)?;
+                let logits = g.conv(&hidden, fc2_weight, Some(fc2_bias), pointwise)?;
+                g.unary("Sigmoid", &logits)
+            }
+        };
+        let dp = g.tensor(&(&self.p1 - &self.p2)?)?;
+        let dpx = g.binary("Mul", x, &dp);
+        let scaled = g.binary("Mul", &dpx, &beta);
+        let gate = g.unary("Sigmoid", &scaled);
+        let gated = g.binary("Mul", &dpx, &gate);
+        let p2 = g.tensor(&self.p2)?;
+        let linear = g.binary("Mul", x, &p2);
+        Ok(g.binary("Add", &gated, &linear))
     }
 
     fn macs(&self, _hw: (usize, usize)) -> f64 {

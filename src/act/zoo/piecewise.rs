@@ -16,6 +16,7 @@ use crate::act::registry::{
     ParamType::Int, ELEMENTWISE, INPLACE,
 };
 use crate::ops::elementwise::Elementwise;
+use crate::ops::graph::{Graph, GraphError};
 use crate::ops::scalar::{Identity, Real, ScalarFn};
 use crate::ops::{pointwise, prelu};
 
@@ -25,6 +26,7 @@ pub static IDENTITY: ActDef = ActDef {
     formula: "x",
     properties: props(true, false, false, true, true),
     elementwise: Some(|_| Arc::new(Identity)),
+    export: Some(|_, _, x| Ok(x.to_string())),
     ..ELEMENTWISE
 };
 
@@ -34,6 +36,7 @@ pub static RELU: ActDef = ActDef {
     formula: "max(0, x)",
     properties: props(true, true, false, false, true),
     elementwise: Some(|_| Arc::new(Relu)),
+    export: Some(|_, g, x| Ok(g.unary("Relu", x))),
     ..ELEMENTWISE
 };
 
@@ -85,6 +88,7 @@ pub static HARDTANH: ActDef = ActDef {
             max: a.f(1),
         })
     }),
+    export: Some(|a, g, x| Ok(g.clip(x, a.f(0), a.f(1)))),
     ..ELEMENTWISE
 };
 
@@ -95,6 +99,7 @@ pub static RELU6: ActDef = ActDef {
     properties: props(true, true, true, false, true),
     // ReLU6 is Hardtanh(0, 6) in torch too.
     elementwise: Some(|_| Arc::new(Hardtanh { min: 0.0, max: 6.0 })),
+    export: Some(|_, g, x| Ok(g.clip(x, 0.0, 6.0))),
     ..ELEMENTWISE
 };
 
@@ -133,6 +138,7 @@ pub static LEAKY_RELU: ActDef = ActDef {
     formula: "x if x > 0 else negative_slope * x",
     properties: props(true, false, false, false, true),
     elementwise: Some(|a| Arc::new(LeakyRelu { slope: a.f(0) })),
+    export: Some(|a, g, x| Ok(g.unary_with("LeakyRelu", x, &[("alpha", a.f(0))]))),
     ..ELEMENTWISE
 };
 
@@ -189,8 +195,14 @@ pub static RRELU: ActDef = ActDef {
             eval: rrelu_eval(m.args),
         }))
     }),
+    export: Some(|a, g, x| Ok(rrelu_export(a.f(0), a.f(1), g, x))),
     ..ELEMENTWISE
 };
+
+/// RReLU in inference: LeakyRelu with the mean slope.
+fn rrelu_export(lower: f64, upper: f64, g: &mut Graph, x: &str) -> String {
+    g.unary_with("LeakyRelu", x, &[("alpha", (lower + upper) / 2.0)])
+}
 
 /// RReLU in eval mode: LeakyReLU with the mean slope.
 fn rrelu_eval(a: &Args) -> Arc<dyn Elementwise> {
@@ -236,6 +248,10 @@ impl ActModule for Rrelu {
     fn fusable(&self, train: bool) -> Option<Arc<dyn Elementwise>> {
         (!train).then(|| self.eval.clone())
     }
+
+    fn export(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        Ok(rrelu_export(self.lower, self.upper, g, x))
+    }
 }
 
 pub static PRELU: ActDef = ActDef {
@@ -279,6 +295,17 @@ struct Prelu {
 impl ActModule for Prelu {
     fn forward(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
         prelu::apply(x, &self.weight)
+    }
+
+    /// ONNX PRelu broadcasts its slope from the right: one per channel is (C, 1, 1).
+    fn export(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        let n = self.weight.elem_count();
+        let slope = match n {
+            1 => self.weight.clone(),
+            _ => self.weight.reshape((n, 1, 1))?,
+        };
+        let slope = g.tensor(&slope)?;
+        Ok(g.binary("PRelu", x, &slope))
     }
 
     fn params(&self) -> Vec<Tensor> {

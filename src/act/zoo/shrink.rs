@@ -14,6 +14,7 @@ pub static HARDSHRINK: ActDef = ActDef {
     formula: "x if |x| > lambd else 0",
     properties: props(true, false, false, false, true),
     elementwise: Some(|a| Arc::new(Hardshrink { lambd: a.f(0) })),
+    export: Some(|a, g, x| Ok(g.unary_with("Shrink", x, &[("lambd", a.f(0)), ("bias", 0.0)]))),
     ..ELEMENTWISE
 };
 
@@ -52,6 +53,7 @@ pub static SOFTSHRINK: ActDef = ActDef {
         _ => Ok(()),
     },
     elementwise: Some(|a| Arc::new(Softshrink { lambd: a.f(0) })),
+    export: Some(|a, g, x| Ok(g.unary_with("Shrink", x, &[("lambd", a.f(0)), ("bias", a.f(0))]))),
     ..ELEMENTWISE
 };
 
@@ -82,6 +84,10 @@ pub static TANHSHRINK: ActDef = ActDef {
     formula: "x - tanh(x)",
     properties: props(true, false, false, true, true),
     elementwise: Some(|_| Arc::new(Tanhshrink)),
+    export: Some(|_, g, x| {
+        let tanh = g.unary("Tanh", x);
+        Ok(g.binary("Sub", x, &tanh))
+    }),
     ..ELEMENTWISE
 };
 

@@ -10,6 +10,7 @@ pub static SIGMOID: ActDef = ActDef {
     formula: "1 / (1 + exp(-x))",
     properties: props(true, true, true, true, false),
     elementwise: Some(|_| Arc::new(Sigmoid)),
+    export: Some(|_, g, x| Ok(g.unary("Sigmoid", x))),
     ..ELEMENTWISE
 };
 
@@ -33,6 +34,9 @@ pub static HARDSIGMOID: ActDef = ActDef {
     formula: "min(max(x + 3, 0), 6) / 6",
     properties: props(true, true, true, false, false),
     elementwise: Some(|_| Arc::new(Hardsigmoid)),
+    export: Some(|_, g, x| {
+        Ok(g.unary_with("HardSigmoid", x, &[("alpha", 1.0 / 6.0), ("beta", 0.5)]))
+    }),
     ..ELEMENTWISE
 };
 
@@ -59,6 +63,18 @@ pub static LOG_SIGMOID: ActDef = ActDef {
     formula: "log(1 / (1 + exp(-x)))",
     properties: props(true, false, true, true, false),
     elementwise: Some(|_| Arc::new(LogSigmoid)),
+    export: Some(|_, g, x| {
+        // torch's form: min(x, 0) - log1p(exp(-|x|)), which no exp overflows.
+        let zero = g.scalar(0.0);
+        let lower = g.binary("Min", x, &zero);
+        let abs = g.unary("Abs", x);
+        let neg = g.unary("Neg", &abs);
+        let exp = g.unary("Exp", &neg);
+        let one = g.scalar(1.0);
+        let sum = g.binary("Add", &exp, &one);
+        let log = g.unary("Log", &sum);
+        Ok(g.binary("Sub", &lower, &log))
+    }),
     ..ELEMENTWISE
 };
 
@@ -87,6 +103,7 @@ pub static TANH: ActDef = ActDef {
     formula: "tanh(x)",
     properties: props(true, true, true, true, true),
     elementwise: Some(|_| Arc::new(Tanh)),
+    export: Some(|_, g, x| Ok(g.unary("Tanh", x))),
     ..ELEMENTWISE
 };
 
@@ -109,6 +126,7 @@ pub static SOFTSIGN: ActDef = ActDef {
     formula: "x / (1 + |x|)",
     properties: props(true, true, true, true, true),
     elementwise: Some(|_| Arc::new(Softsign)),
+    export: Some(|_, g, x| Ok(g.unary("Softsign", x))),
     ..ELEMENTWISE
 };
 

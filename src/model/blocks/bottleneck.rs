@@ -12,6 +12,7 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
+use crate::ops::graph::{Graph, GraphError};
 
 pub static BOTTLENECK: BlockDef = BlockDef {
     name: "Bottleneck",
@@ -117,6 +118,12 @@ impl Bottleneck {
         })
     }
 
+    fn export_on(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        let hidden = self.cv1.export_on(g, x)?;
+        let y = self.cv2.export_on(g, &hidden)?;
+        Ok(if self.add { g.binary("Add", x, &y) } else { y })
+    }
+
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.cv2.forward(&self.cv1.forward(x, train)?, train)?;
         if self.add {
@@ -138,6 +145,10 @@ impl Block for Bottleneck {
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
         self.bottleneck_cost(hws[0], cost)
+    }
+
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        self.export_on(g, &xs[0])
     }
 
     fn children(&self) -> Vec<&dyn Block> {
@@ -200,6 +211,17 @@ impl Block for C3 {
             b.bottleneck_cost(hw, cost)
         });
         self.cv3.conv_cost(inner, cost)
+    }
+
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let x = &xs[0];
+        let mut y = self.cv1.export_on(g, x)?;
+        for b in &self.m {
+            y = b.export_on(g, &y)?;
+        }
+        let y2 = self.cv2.export_on(g, x)?;
+        let cat = g.concat(&[&y, &y2], 1);
+        self.cv3.export_on(g, &cat)
     }
 
     fn children(&self) -> Vec<&dyn Block> {

@@ -8,6 +8,7 @@ use crate::model::block::Block;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::Cost;
+use crate::ops::graph::{Graph, GraphError};
 
 pub static CONCAT: BlockDef = BlockDef {
     name: "Concat",
@@ -52,5 +53,10 @@ impl Block for Concat {
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, _cost: &mut Cost) -> (usize, usize) {
         hws[0]
+    }
+
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let inputs: Vec<&str> = xs.iter().map(String::as_str).collect();
+        Ok(g.concat(&inputs, 1))
     }
 }

@@ -12,6 +12,7 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowContext, RowError};
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
+use crate::ops::graph::{Graph, GraphError};
 
 pub static CONV: BlockDef = BlockDef {
     name: "Conv",
@@ -19,8 +20,9 @@ pub static CONV: BlockDef = BlockDef {
     head: false,
 };
 
+/// A Conv's row arguments (Focus takes the same, without dilation).
 #[derive(Debug)]
-struct ConvRow {
+pub(super) struct ConvRow {
     c2: usize,
     k: usize,
     s: usize,
@@ -41,31 +43,45 @@ fn parse_conv(
     } else {
         &["c2", "k", "s", "p", "g", "d", "act"]
     };
-    let a = RowArgs::new(values, names, 1)?;
-    Ok(Arc::new(ConvRow {
-        c2: a.c2()?,
-        k: a.usize_or(1, 1)?,
-        s: a.usize_or(2, 1)?,
-        p: a.opt_usize(3)?,
-        g: a.usize_or(4, 1)?,
-        d: if yolov7 { 1 } else { a.usize_or(5, 1)? },
-        act: a.act(names.len() - 1)?,
-    }))
+    Ok(Arc::new(ConvRow::read(
+        &RowArgs::new(values, names, 1)?,
+        !yolov7,
+    )?))
 }
 
-impl LayerSpec for ConvRow {
-    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
-        let (c1, c2) = (layer.c1(), layer.width(self.c2));
-        let act = layer.act(&self.act);
+impl ConvRow {
+    /// `c2, k, s, p, g`, then `d` when the row has it, then `act`.
+    pub(super) fn read(a: &RowArgs, has_dilation: bool) -> std::result::Result<Self, RowError> {
+        Ok(ConvRow {
+            c2: a.c2()?,
+            k: a.usize_or(1, 1)?,
+            s: a.usize_or(2, 1)?,
+            p: a.opt_usize(3)?,
+            g: a.usize_or(4, 1)?,
+            d: if has_dilation { a.usize_or(5, 1)? } else { 1 },
+            act: a.act(if has_dilation { 6 } else { 5 })?,
+        })
+    }
+
+    /// The convolution on this layer's input, and its activation.
+    pub(super) fn shape(&self, layer: &LayerInputs) -> (ConvShape, ActSpec) {
         let shape = ConvShape {
-            c1,
-            c2,
+            c1: layer.c1(),
+            c2: layer.width(self.c2),
             k: self.k,
             s: self.s,
             p: self.p,
             g: self.g,
             d: self.d,
         };
+        (shape, layer.act(&self.act))
+    }
+}
+
+impl LayerSpec for ConvRow {
+    fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
+        let (shape, act) = self.shape(layer);
+        let ConvShape { c1, c2, .. } = shape;
         Ok(Built::Layer {
             blocks: layer.repeat(|ctx| Ok(Box::new(Conv::new(shape, &act, ctx)?)))?,
             c2,
@@ -108,6 +124,12 @@ impl Conv {
         self.act.forward_after(&self.body, x, train)
     }
 
+    /// Adds the convolution (BatchNorm folded) and its activation to an ONNX graph.
+    pub fn export_on(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+        let y = self.body.export(g, x)?;
+        self.act.export(g, &y)
+    }
+
     /// Output size and thop's count for an input of `hw`.
     pub fn conv_cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
         let out = self.body.cost(hw, cost);
@@ -129,6 +151,10 @@ impl Block for Conv {
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
         self.conv_cost(hws[0], cost)
+    }
+
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        self.export_on(g, &xs[0])
     }
 
     /// Folds the BatchNorm into the convolution for inference (and the activation's own,

@@ -5,12 +5,13 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor};
 use serde_yaml::Value;
 
-use super::conv::Conv;
-use crate::act::{ActArg, ActSpec};
+use super::conv::{Conv, ConvRow};
+use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowContext, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
+use crate::ops::graph::{Graph, GraphError};
 
 pub static FOCUS: BlockDef = BlockDef {
     name: "Focus",
@@ -19,47 +20,24 @@ pub static FOCUS: BlockDef = BlockDef {
 };
 
 #[derive(Debug)]
-struct FocusRow {
-    c2: usize,
-    k: usize,
-    s: usize,
-    p: Option<usize>,
-    g: usize,
-    act: ActArg,
-}
+struct FocusRow(ConvRow);
 
 fn parse_focus(
     values: &[Value],
     _: &RowContext,
 ) -> std::result::Result<Arc<dyn LayerSpec>, RowError> {
     let a = RowArgs::new(values, &["c2", "k", "s", "p", "g", "act"], 1)?;
-    Ok(Arc::new(FocusRow {
-        c2: a.c2()?,
-        k: a.usize_or(1, 1)?,
-        s: a.usize_or(2, 1)?,
-        p: a.opt_usize(3)?,
-        g: a.usize_or(4, 1)?,
-        act: a.act(5)?,
-    }))
+    Ok(Arc::new(FocusRow(ConvRow::read(&a, false)?)))
 }
 
 impl LayerSpec for FocusRow {
     fn build(&self, layer: &LayerInputs) -> std::result::Result<Built, RowError> {
-        let (c1, c2) = (layer.c1(), layer.width(self.c2));
-        let act = layer.act(&self.act);
-        let shape = ConvShape {
-            c1,
-            c2,
-            k: self.k,
-            s: self.s,
-            p: self.p,
-            g: self.g,
-            d: 1,
-        };
+        let (shape, act) = self.0.shape(layer);
+        let ConvShape { c1, c2, .. } = shape;
         Ok(Built::Layer {
             blocks: layer.repeat(|ctx| Ok(Box::new(Focus::new(shape, &act, ctx)?)))?,
             c2,
-            args: format!("[{c1}, {c2}, {}, {}, {act}]", self.k, self.s),
+            args: format!("[{c1}, {c2}, {}, {}, {act}]", shape.k, shape.s),
         })
     }
 }
@@ -103,6 +81,25 @@ impl Block for Focus {
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
         let hw = hws[0];
         self.conv.conv_cost((hw.0 / 2, hw.1 / 2), cost)
+    }
+
+    /// The four strided slices, in the forward's order, then the conv.
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let (axes, steps, ends) = (
+            g.ints(&[2, 3]),
+            g.ints(&[2, 2]),
+            g.ints(&[i64::MAX, i64::MAX]),
+        );
+        let patches: Vec<String> = [(0, 0), (1, 0), (0, 1), (1, 1)]
+            .into_iter()
+            .map(|(dy, dx)| {
+                let starts = g.ints(&[dy, dx]);
+                g.op("Slice", &[&xs[0], &starts, &ends, &axes, &steps], vec![])
+            })
+            .collect();
+        let patches: Vec<&str> = patches.iter().map(String::as_str).collect();
+        let y = g.concat(&patches, 1);
+        self.conv.export_on(g, &y)
     }
 
     fn children(&self) -> Vec<&dyn Block> {

@@ -9,6 +9,7 @@ use crate::model::block::Block;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{conv_out, Cost};
+use crate::ops::graph::{Graph, GraphError};
 use crate::ops::maxpool::{max_pool2d, MaxPool2d};
 
 pub static MP: BlockDef = BlockDef {
@@ -77,5 +78,10 @@ impl Block for Pool {
             conv_out(hw.0, p.kernel, p.stride, p.padding, 1),
             conv_out(hw.1, p.kernel, p.stride, p.padding, 1),
         )
+    }
+
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let p = &self.0;
+        Ok(g.max_pool(&xs[0], p.kernel, p.stride, p.padding))
     }
 }

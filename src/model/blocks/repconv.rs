@@ -10,6 +10,7 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
+use crate::ops::graph::{Graph, GraphError};
 use crate::ops::norm::{BatchNorm2d, BnConfig};
 
 pub static REPCONV: BlockDef = BlockDef {
@@ -162,6 +163,15 @@ impl Block for RepConv {
 
     fn activations(&self) -> Vec<&Activation> {
         vec![&self.act]
+    }
+
+    /// The fused form only: one convolution and the activation.
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        if self.pointwise.is_some() {
+            return Err(GraphError::Unfused("RepConv"));
+        }
+        let y = self.dense.export(g, &xs[0])?;
+        self.act.export(g, &y)
     }
 
     /// Output size and thop's count for an input of `hw`: every branch's convolution and

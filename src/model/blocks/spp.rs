@@ -11,6 +11,7 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
+use crate::ops::graph::{Graph, GraphError};
 use crate::ops::maxpool::max_pool2d;
 
 pub static SPPF: BlockDef = BlockDef {
@@ -105,6 +106,15 @@ impl Block for Sppf {
         self.cv2.conv_cost(self.cv1.conv_cost(hws[0], cost), cost)
     }
 
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let x = self.cv1.export_on(g, &xs[0])?;
+        let y1 = g.max_pool(&x, self.k, 1, self.k / 2);
+        let y2 = g.max_pool(&y1, self.k, 1, self.k / 2);
+        let y3 = g.max_pool(&y2, self.k, 1, self.k / 2);
+        let cat = g.concat(&[&x, &y1, &y2, &y3], 1);
+        self.cv2.export_on(g, &cat)
+    }
+
     fn children(&self) -> Vec<&dyn Block> {
         vec![&self.cv1, &self.cv2]
     }
@@ -147,6 +157,12 @@ impl Block for Spp {
         self.cv2.conv_cost(self.cv1.conv_cost(hws[0], cost), cost)
     }
 
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let x = self.cv1.export_on(g, &xs[0])?;
+        let pooled = export_pyramid(g, &x, &self.ks);
+        self.cv2.export_on(g, &pooled)
+    }
+
     fn children(&self) -> Vec<&dyn Block> {
         vec![&self.cv1, &self.cv2]
     }
@@ -164,4 +180,14 @@ pub fn pyramid(x: &Tensor, ks: &[usize]) -> Result<Tensor> {
         parts.push(max_pool2d(x, k, 1, k / 2)?);
     }
     Tensor::cat(&parts, 1)
+}
+
+/// [`pyramid`] in an ONNX graph.
+pub fn export_pyramid(g: &mut Graph, x: &str, ks: &[usize]) -> String {
+    let mut parts = vec![x.to_string()];
+    for &k in ks {
+        parts.push(g.max_pool(x, k, 1, k / 2));
+    }
+    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+    g.concat(&parts, 1)
 }

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor};
 
 use super::conv::Conv;
-use super::spp::pyramid;
+use super::spp::{export_pyramid, pyramid};
 use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
+use crate::ops::graph::{Graph, GraphError};
 
 pub static SPPCSPC: BlockDef = BlockDef {
     name: "SPPCSPC",
@@ -110,6 +111,19 @@ impl Block for Sppcspc {
         ]
         .into_iter()
         .fold(hws[0], |hw, conv| conv.conv_cost(hw, cost))
+    }
+
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let x = &xs[0];
+        let x1 = self.cv1.export_on(g, x)?;
+        let x1 = self.cv3.export_on(g, &x1)?;
+        let x1 = self.cv4.export_on(g, &x1)?;
+        let pooled = export_pyramid(g, &x1, &self.ks);
+        let y1 = self.cv5.export_on(g, &pooled)?;
+        let y1 = self.cv6.export_on(g, &y1)?;
+        let y2 = self.cv2.export_on(g, x)?;
+        let cat = g.concat(&[&y1, &y2], 1);
+        self.cv7.export_on(g, &cat)
     }
 
     fn children(&self) -> Vec<&dyn Block> {

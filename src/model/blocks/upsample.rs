@@ -8,6 +8,7 @@ use crate::model::block::Block;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{show, RowArgs, RowError};
 use crate::ops::conv_bn_layer::Cost;
+use crate::ops::graph::{Attr, Graph, GraphError};
 use crate::ops::upsample_nearest::upsample_nearest2d;
 
 /// The largest scale factor (YOLO models use 2).
@@ -70,5 +71,20 @@ impl Block for Upsample {
         let out = (hws[0].0 * self.scale, hws[0].1 * self.scale);
         cost.macs += c_in as f64 * (out.0 * out.1) as f64;
         out
+    }
+
+    /// `Resize` by whole scales, nearest, as torch exports `nn.Upsample(mode='nearest')`.
+    fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let s = self.scale as f32;
+        let scales = g.floats(&[4], vec![1.0, 1.0, s, s]);
+        Ok(g.op(
+            "Resize",
+            &[&xs[0], "", &scales],
+            vec![
+                ("coordinate_transformation_mode", Attr::Str("asymmetric")),
+                ("mode", Attr::Str("nearest")),
+                ("nearest_mode", Attr::Str("floor")),
+            ],
+        ))
     }
 }

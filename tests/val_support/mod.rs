@@ -1,0 +1,31 @@
+//! The val_rect fixture (tools/gen_val_rect_fixtures.py): a yolov5n `.pt` trained here,
+//! a val split of mixed aspect ratios, and val.py's results on them.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/val_rect");
+
+pub fn expected() -> Value {
+    let text = std::fs::read_to_string(format!("{FIXTURE}/expected.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// The fixture's dataset copied to a scratch folder, so the label cache is not written
+/// into the source tree.
+pub fn dataset_copy(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("actyolo-valrect-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    for sub in ["images/val", "labels/val"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for entry in std::fs::read_dir(Path::new(FIXTURE).join(sub)).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "png" || e == "txt") {
+                std::fs::copy(&path, dir.join(sub).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    std::fs::copy(Path::new(FIXTURE).join("data.yaml"), dir.join("data.yaml")).unwrap();
+    dir
+}
