@@ -647,6 +647,11 @@ fn trained_run() -> &'static Path {
     })
 }
 
+/// The synthetic dataset [`trained_run`] trained on.
+fn trained_data() -> PathBuf {
+    trained_run().parent().unwrap().parent().unwrap().join("data")
+}
+
 /// `source`'s tensors rewritten by `change`, saved with `names` as the class names.
 fn rewrite_weights(
     source: &Path,
@@ -676,12 +681,7 @@ fn rewrite_weights(
 fn weights_files_are_recognised_or_refused_by_name() {
     let run = trained_run();
     let dir = scratch("weights");
-    let data = run
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("data/data.yaml");
+    let data = trained_data().join("data.yaml");
     let last = run.join("weights/last.safetensors");
     let state = run.join("weights/last.state.safetensors");
     let nan = dir.join("nan.safetensors");
@@ -852,12 +852,7 @@ fn weights_files_are_recognised_or_refused_by_name() {
 fn command_line_values_are_range_checked() {
     let run = trained_run();
     let dir = scratch("cli");
-    let data = run
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("data/data.yaml");
+    let data = trained_data().join("data.yaml");
     let weights = format!("{MODELS}/silu.pt");
     let image = dir.join("one.png");
     picture(64, 64).save(&image).unwrap();
@@ -1165,4 +1160,190 @@ fn command_line_values_are_range_checked() {
     ]);
     run_cases(cases);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// A valid ONNX file that is no detector: `y = Relu(x)` on (1, 4).
+fn relu_onnx(path: &Path) {
+    use prost::Message;
+    use tract_onnx::pb;
+    let tensor = |name: &str| pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            denotation: String::new(),
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Float as i32,
+                shape: Some(pb::TensorShapeProto {
+                    dim: [1, 4]
+                        .into_iter()
+                        .map(|d| pb::tensor_shape_proto::Dimension {
+                            denotation: String::new(),
+                            value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+                        })
+                        .collect(),
+                }),
+            })),
+        }),
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto {
+            domain: String::new(),
+            version: 17,
+        }],
+        graph: Some(pb::GraphProto {
+            node: vec![pb::NodeProto {
+                input: vec!["x".into()],
+                output: vec!["y".into()],
+                op_type: "Relu".into(),
+                ..Default::default()
+            }],
+            input: vec![tensor("x")],
+            output: vec![tensor("y")],
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    std::fs::write(path, model.encode_to_vec()).unwrap();
+}
+
+#[test]
+fn export_options_and_onnx_weights_are_checked() {
+    let run = trained_run();
+    let dir = scratch("onnx");
+    let data = trained_data().join("data.yaml");
+    let best = run.join("weights/best.safetensors");
+    let exported = dir.join("best.onnx");
+    let garbage = dir.join("garbage.onnx");
+    std::fs::write(&garbage, b"not a protobuf \xff\xff\xff").unwrap();
+    let relu = dir.join("relu.onnx");
+    relu_onnx(&relu);
+    let images = run
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("data/images/val");
+    let (best, exported, garbage, relu, data, images) = (
+        s(&best),
+        s(&exported),
+        s(&garbage),
+        s(&relu),
+        s(&data),
+        s(&images),
+    );
+    let cases = vec![
+        case(
+            "export missing weights",
+            &["export", "--weights", "nowhere.safetensors"],
+            Exit::Fails,
+            &["nowhere.safetensors", "does not exist"],
+        ),
+        case(
+            "export --half",
+            &["export", "--weights", &best, "--half"],
+            Exit::Fails,
+            &["--half", "GPU"],
+        ),
+        case(
+            "export --opset 12",
+            &["export", "--weights", &best, "--opset", "12"],
+            Exit::Fails,
+            &["--opset 12", "14..=21"],
+        ),
+        case(
+            "export three sizes",
+            &["export", "--weights", &best, "--imgsz", "64", "64", "64"],
+            Exit::Fails,
+            &["--imgsz takes one size (square) or two (height width)"],
+        ),
+        case(
+            "export --batch 0",
+            &["export", "--weights", &best, "--batch", "0"],
+            Exit::Usage,
+            &["--batch"],
+        ),
+        case(
+            "export --format tflite",
+            &["export", "--weights", &best, "--format", "tflite"],
+            Exit::Usage,
+            &["tflite"],
+        ),
+        case(
+            "export into a missing folder",
+            &[
+                "export",
+                "--weights",
+                &best,
+                "--out",
+                "/nonexistent/dir/m.onnx",
+            ],
+            Exit::Fails,
+            &["/nonexistent/dir"],
+        ),
+        case(
+            "export --imgsz 33",
+            &[
+                "export",
+                "--weights",
+                &best,
+                "--imgsz",
+                "33",
+                "--out",
+                &exported,
+            ],
+            Exit::Warns,
+            &[
+                "must be multiple of max stride 32, updating to 64",
+                "export success",
+            ],
+        ),
+        case(
+            "val of the export",
+            &[
+                "val",
+                "--weights",
+                &exported,
+                "--data",
+                &data,
+                "--imgsz",
+                "64",
+            ],
+            Exit::Warns,
+            &["Forcing square inference (1, 3, 64, 64)", "all"],
+        ),
+        case(
+            "detect with the export",
+            &[
+                "detect",
+                "--weights",
+                &exported,
+                "--source",
+                &images,
+                "--project",
+                &s(&dir.join("detect")),
+            ],
+            Exit::Warns,
+            &["letterboxed to 64x64", "Results saved to"],
+        ),
+        case(
+            "val of a garbage .onnx",
+            &["val", "--weights", &garbage, "--data", &data],
+            Exit::Fails,
+            &["garbage.onnx", "not an ONNX model"],
+        ),
+        case(
+            "detect with a garbage .onnx",
+            &["detect", "--weights", &garbage, "--source", &images],
+            Exit::Fails,
+            &["garbage.onnx", "not an ONNX model"],
+        ),
+        case(
+            "val of an ONNX file that is no detector",
+            &["val", "--weights", &relu, "--data", &data],
+            Exit::Fails,
+            &["relu.onnx", "input `x` is (1, 4)", "a YOLO export has"],
+        ),
+    ];
+    run_cases(cases);
 }

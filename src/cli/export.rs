@@ -27,7 +27,7 @@ pub struct ExportArgs {
     #[arg(long, value_enum, default_value_t = Format::Onnx)]
     format: Format,
     /// Input size: one value (square) or height width; rounded up to a multiple of the stride.
-    #[arg(long, num_args = 1..=2, default_values_t = [640], value_parser = positive)]
+    #[arg(long, num_args = 1.., default_values_t = [640], value_parser = positive)]
     imgsz: Vec<usize>,
     /// Batch size declared in the graph.
     #[arg(long, default_value_t = 1, value_parser = positive)]

@@ -118,7 +118,11 @@ impl BatchNorm2d {
         let mut shape = vec![1; conv_weight.rank()];
         shape[0] = scale.elem_count();
         let weight = conv_weight.detach().broadcast_mul(&scale.reshape(shape)?)?;
-        let bias = (self.bias.detach() - (self.running_mean.as_tensor() * &scale)?)?;
+        // In yolov5's order (`fuse_conv_and_bn`): bias − weight·mean / std, so that a fused
+        // model and its ONNX export round as ultralytics' do.
+        let std = (self.running_var.as_tensor() + self.config.eps)?.sqrt()?;
+        let shift = ((self.weight.detach() * self.running_mean.as_tensor())? / std)?;
+        let bias = (self.bias.detach() - shift)?;
         Ok((weight, bias))
     }
 
