@@ -649,7 +649,12 @@ fn trained_run() -> &'static Path {
 
 /// The synthetic dataset [`trained_run`] trained on.
 fn trained_data() -> PathBuf {
-    trained_run().parent().unwrap().parent().unwrap().join("data")
+    trained_run()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("data")
 }
 
 /// `source`'s tensors rewritten by `change`, saved with `names` as the class names.
@@ -702,6 +707,7 @@ fn weights_files_are_recognised_or_refused_by_name() {
     let bytes = std::fs::read(&last).unwrap();
     std::fs::write(dir.join("cut.safetensors"), &bytes[..bytes.len() / 3]).unwrap();
     std::fs::write(dir.join("text.pt"), "not a checkpoint").unwrap();
+    std::fs::write(dir.join("model.engine"), "engine").unwrap();
     std::fs::write(dir.join("model.onnx"), "onnx").unwrap();
     let image = dir.join("one.png");
     picture(64, 64).save(&image).unwrap();
@@ -779,9 +785,19 @@ fn weights_files_are_recognised_or_refused_by_name() {
         },
         Case {
             name: "an unsupported weights format",
-            args: val(&dir.join("model.onnx")),
+            args: val(&dir.join("model.engine")),
             exit: Exit::Fails,
-            expect: vec!["model.onnx: unsupported weights format".into()],
+            expect: vec!["model.engine: unsupported weights format".into()],
+        },
+        Case {
+            name: "exporting an ONNX file",
+            args: vec![
+                "export".into(),
+                "--weights".into(),
+                s(&dir.join("model.onnx")),
+            ],
+            exit: Exit::Fails,
+            expect: vec!["model.onnx: an ONNX export runs in val and detect only".into()],
         },
         Case {
             name: "missing weights",

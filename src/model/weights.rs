@@ -32,8 +32,10 @@ pub const STATE_KEY: &str = "state";
 pub enum WeightsError {
     #[error(transparent)]
     Pt(#[from] PtError),
-    #[error("{}: unsupported weights format: expected .pt (ultralytics train.py checkpoint) or .safetensors", .0.display())]
+    #[error("{}: unsupported weights format: expected .pt (ultralytics train.py checkpoint) or .safetensors (val and detect also run .onnx exports)", .0.display())]
     Format(PathBuf),
+    #[error("{}: an ONNX export runs in val and detect only; give the .pt or .safetensors it was exported from", .0.display())]
+    Onnx(PathBuf),
     #[error("{}: cannot read", path.display())]
     Read {
         path: PathBuf,
@@ -133,6 +135,7 @@ pub fn read_weights(path: &Path) -> Result<Weights, WeightsError> {
             })
         }
         Some("safetensors") => read_safetensors(path),
+        Some("onnx") => Err(WeightsError::Onnx(path.to_path_buf())),
         _ => Err(WeightsError::Format(path.to_path_buf())),
     }?;
     check_finite(path, &weights.tensors)?;
