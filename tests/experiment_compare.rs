@@ -288,3 +288,160 @@ fn a_diverging_run_is_recorded_and_the_experiment_goes_on() {
     assert!(report.contains("diverged"), "{report}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// summary.csv without its timing columns (latency, seconds per epoch): what must not
+/// depend on which process, shard or thread count trained the runs.
+fn summary_metrics(out: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let timing = ["latency_ms", "latency_vs_baseline_pct", "seconds_per_epoch"];
+    lines
+        .map(|line| {
+            line.split(',')
+                .zip(&header)
+                .filter(|(_, h)| !timing.contains(h))
+                .map(|(v, _)| v.to_string())
+                .collect()
+        })
+        .collect()
+}
+
+/// Each run's results.csv lists epochs 0 and 1 once.
+fn assert_each_epoch_once(out: &Path) {
+    for entry in std::fs::read_dir(out.join("runs")).unwrap() {
+        let rows = std::fs::read_to_string(entry.unwrap().path().join("results.csv")).unwrap();
+        let epochs: Vec<&str> = rows
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').next().unwrap().trim())
+            .collect();
+        assert_eq!(epochs, ["0", "1"], "{rows}");
+    }
+}
+
+/// The single-process experiment the parallel ones must reproduce.
+fn single_process(dir: &Path, data: &Path) -> PathBuf {
+    let out = dir.join("single");
+    let run = compare_command(data, &out, 2).output().unwrap();
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    out
+}
+
+#[test]
+fn processes_sharing_an_experiment_train_each_run_once_and_survive_a_kill() {
+    let dir = scratch("queue");
+    let data = tiny_dataset(&dir);
+    let single = single_process(&dir, &data);
+    let out = dir.join("shared");
+    let start = || {
+        compare_command(&data, &out, 2)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut children: Vec<_> = (0..3).map(|_| start()).collect();
+    // Kill (SIGKILL) the holder of the first run to save a checkpoint, mid-run.
+    let started = Instant::now();
+    let victim = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "no run checkpointed"
+        );
+        let held: Vec<u32> = std::fs::read_dir(out.join("runs"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| {
+                let run = e.ok()?.path();
+                let name = run.file_name()?.to_string_lossy().into_owned();
+                run.join("weights/last.state.safetensors")
+                    .is_file()
+                    .then_some(())?;
+                let lock = std::fs::read_to_string(out.join(format!("locks/{name}.lock"))).ok()?;
+                let lock: serde_json::Value = serde_json::from_str(&lock).ok()?;
+                Some(lock["pid"].as_u64()? as u32)
+            })
+            .collect();
+        if let Some(child) = children.iter_mut().find(|c| held.contains(&c.id())) {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            break child.id();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    children.retain(|c| c.id() != victim);
+    children.push(start());
+    let mut stderr = String::new();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&output.stderr).into_owned();
+        assert!(output.status.success(), "{text}");
+        stderr += &text;
+    }
+    assert_eq!(states(&out), ["finished"; 4]);
+    assert!(
+        stderr.contains("Resuming"),
+        "the killed run was not resumed:\n{stderr}"
+    );
+    assert_each_epoch_once(&out);
+    assert_eq!(summary_metrics(&out), summary_metrics(&single));
+    let status = actyolo()
+        .args(["compare", "--status"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(
+        listing.matches("finished (2/2 epochs)").count(),
+        4,
+        "{listing}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn shards_run_concurrently_and_report_only_merges_them() {
+    let dir = scratch("shards");
+    let data = tiny_dataset(&dir);
+    let single = single_process(&dir, &data);
+    let out = dir.join("sharded");
+    // Shard 1 trains its runs two at a time, on one core each.
+    let shards: Vec<_> = [("1/2", "2"), ("2/2", "1")]
+        .into_iter()
+        .map(|(shard, jobs)| {
+            compare_command(&data, &out, 2)
+                .args(["--shard", shard, "--jobs", jobs])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for shard in shards {
+        let output = shard.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    std::fs::remove_file(out.join("summary.csv")).unwrap();
+    let report = compare_command(&data, &out, 2)
+        .arg("--report-only")
+        .output()
+        .unwrap();
+    assert!(
+        report.status.success(),
+        "{}",
+        String::from_utf8_lossy(&report.stderr)
+    );
+    assert_eq!(states(&out), ["finished"; 4]);
+    assert_each_epoch_once(&out);
+    assert_eq!(summary_metrics(&out), summary_metrics(&single));
+    std::fs::remove_dir_all(&dir).ok();
+}

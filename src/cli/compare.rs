@@ -2,6 +2,7 @@
 //! training and the report are the library's.
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use clap::Args;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -10,9 +11,10 @@ use super::flags::{RunPlace, TrainFlags};
 use super::values::positive;
 use actyolo::act::spec::split_list;
 use actyolo::data::synth::{generate, SynthConfig};
+use actyolo::experiment::claim::Shard;
 use actyolo::experiment::record::RunStatus;
 use actyolo::experiment::report::verdict;
-use actyolo::experiment::runner::{compare, CompareEvent, CompareOptions};
+use actyolo::experiment::runner::{compare, status, CompareEvent, CompareOptions};
 use actyolo::train::trainer::TrainEvent;
 
 /// The defaults make the README's demo: SiLU against three contrasting activations, two
@@ -45,6 +47,23 @@ pub struct CompareArgs {
     /// Timed batch-1 inferences per activation (the latency is their median).
     #[arg(long, default_value_t = 20, value_parser = positive)]
     pub latency_runs: usize,
+    /// Train only shard M of N (from 1), e.g. --shard 2/4. Without it, a Slurm array's or
+    /// an Indexed Job's index is used when set, else any run no other process holds.
+    #[arg(long)]
+    pub shard: Option<Shard>,
+    /// Runs trained at once, each with its share of the cores.
+    #[arg(long, default_value_t = 1, value_parser = positive)]
+    pub jobs: usize,
+    /// Write the report from the finished runs, training nothing.
+    #[arg(long)]
+    pub report_only: bool,
+    /// List every run of an experiment folder (--out when none is given) and exit.
+    #[arg(long, num_args = 0..=1, value_name = "OUT")]
+    pub status: Option<Option<PathBuf>>,
+    /// Seconds without a heartbeat after which another host's claim on a run is stale and
+    /// the run is taken over (a dead process of this host is noticed at once).
+    #[arg(long, default_value_t = 600, value_parser = positive)]
+    pub claim_timeout: usize,
 }
 
 /// The built-in demo's size.
@@ -63,6 +82,21 @@ const DEMO: Demo = Demo {
 };
 
 pub fn run(args: CompareArgs) -> anyhow::Result<()> {
+    let claim_timeout = Duration::from_secs(args.claim_timeout as u64);
+    if let Some(out) = &args.status {
+        let out = out.as_ref().unwrap_or(&args.out);
+        for line in status(out, claim_timeout)? {
+            println!("{line}");
+        }
+        return Ok(());
+    }
+    let shard = match args.shard {
+        Some(shard) => Some(shard),
+        None => Shard::from_env(|name| std::env::var(name).ok())?.map(|(shard, source)| {
+            eprintln!("Shard {}/{} from {source}", shard.index, shard.count);
+            shard
+        }),
+    };
     let data = match args.flags.data.clone() {
         Some(d) => d,
         None => demo_data(args.flags.imgsz)?,
@@ -85,6 +119,10 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         seeds: args.seeds,
         out: args.out,
         latency_runs: args.latency_runs.max(1),
+        shard,
+        jobs: args.jobs,
+        report_only: args.report_only,
+        claim_timeout,
     };
     let mut display = Display::new(options.train.epochs);
     let experiment = compare(&options, &mut |e| display.show(e))?;
@@ -126,6 +164,9 @@ struct Display {
     epochs_per_run: usize,
     current: String,
     quiet: bool,
+    /// Runs trained to their end by this process, and since when: its throughput.
+    trained: usize,
+    started: Instant,
 }
 
 impl Display {
@@ -145,6 +186,8 @@ impl Display {
             epochs_per_run,
             current: String::new(),
             quiet: false,
+            trained: 0,
+            started: Instant::now(),
         }
     }
 
@@ -178,7 +221,18 @@ impl Display {
                 ));
             }
             CompareEvent::Train(event) => self.show_train(event),
+            CompareEvent::EpochDone {
+                act,
+                seed,
+                epoch,
+                epochs,
+            } => {
+                self.overall.inc(1);
+                self.overall
+                    .set_message(format!("{act} seed {seed}: epoch {epoch}/{}", epochs - 1));
+            }
             CompareEvent::RunEnd { record } => {
+                self.trained += 1;
                 self.finish_epoch();
                 self.quiet = true;
                 // Epochs a run did not need (early stop, divergence) count as done.
@@ -261,5 +315,14 @@ impl Display {
     fn finish(&mut self) {
         self.finish_epoch();
         self.overall.finish();
+        if self.trained > 0 {
+            let hours = self.started.elapsed().as_secs_f64() / 3600.0;
+            self.println(format!(
+                "This process trained {} runs in {:.1} min: {:.1} runs per hour",
+                self.trained,
+                hours * 60.0,
+                self.trained as f64 / hours
+            ));
+        }
     }
 }

@@ -8,9 +8,13 @@
 //! checkpoint, and a diverged run stays recorded as diverged.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::claim::{read_lock, Lock, Shard};
 use super::record::{ActCost, EpochPoint, Experiment, RunRecord, RunStatus};
 use super::report::{write_report, ReportFiles};
 use crate::act::{ActSpec, SpecError};
@@ -36,6 +40,15 @@ pub struct CompareOptions {
     pub out: PathBuf,
     /// Timed inferences per activation for the latency median.
     pub latency_runs: usize,
+    /// Train only this shard's runs (with `None`, any run no other process holds).
+    pub shard: Option<Shard>,
+    /// Runs trained at once in this process, each on its own share of the cores.
+    pub jobs: usize,
+    /// Write the report from the finished runs, training nothing.
+    pub report_only: bool,
+    /// A run lock whose heartbeat is older than this (its holder on another host) is
+    /// stale: the run is taken over and resumed.
+    pub claim_timeout: Duration,
 }
 
 /// What happens, for the CLI to show.
@@ -54,7 +67,15 @@ pub enum CompareEvent<'a> {
         seed: u64,
         resume: bool,
     },
+    /// A training event of the run in progress (one run at a time).
     Train(TrainEvent<'a>),
+    /// With several runs at once: an epoch of one of them finished.
+    EpochDone {
+        act: &'a str,
+        seed: u64,
+        epoch: usize,
+        epochs: usize,
+    },
     RunEnd {
         record: &'a RunRecord,
     },
@@ -107,6 +128,14 @@ pub enum CompareError {
     Report(#[from] super::report::ReportError),
     #[error(transparent)]
     Write(#[from] crate::util::fs::FileError),
+    #[error("{} holds no experiment yet: run compare with this --out first", .0.display())]
+    NoExperiment(PathBuf),
+    #[error("--jobs {jobs}: starting a thread pool")]
+    Pool {
+        jobs: usize,
+        #[source]
+        source: rayon::ThreadPoolBuildError,
+    },
 }
 
 /// `experiment.json`: the shared settings beside the records, so a re-run can check that
@@ -118,19 +147,38 @@ struct SavedExperiment {
 }
 
 const EXPERIMENT_FILE: &str = "experiment.json";
+/// Held while `experiment.json` is read and rewritten.
+const EXPERIMENT_LOCK: &str = "locks/experiment.lock";
+/// Held while the report is written.
+const REPORT_LOCK: &str = "locks/report.lock";
+
+const LOCKS: &str = "locks";
+
+/// The events of a run, from whichever thread trains it.
+type Observer<'o> = Mutex<&'o mut (dyn FnMut(CompareEvent) + Send)>;
 
 /// Runs (or continues) the experiment and returns it with every record; the report in
-/// `options.out` is rewritten after each run.
+/// `options.out` is rewritten after each run. Several processes (shards, or identical
+/// commands sharing the work) may run on one `out`: each run is trained by one of them at
+/// a time, and the settings, records and report are written under locks.
 pub fn compare(
     options: &CompareOptions,
-    on: &mut dyn FnMut(CompareEvent),
+    on: &mut (dyn FnMut(CompareEvent) + Send),
 ) -> Result<Experiment, CompareError> {
     check_acts(&options.acts)?;
     if options.seeds.is_empty() {
         return Err(CompareError::NoSeeds);
     }
     let shared = shared_options(&options.train);
-    let mut experiment = load_or_plan(options, &shared)?;
+    let experiment = {
+        let _lock = Lock::take(&options.out.join(EXPERIMENT_LOCK), options.claim_timeout)?;
+        let mut experiment = load_or_plan(options, &shared)?;
+        if !options.report_only {
+            measure_costs(&mut experiment, options, on)?;
+        }
+        save(&options.out, &shared, &experiment)?;
+        experiment
+    };
     let total = experiment.runs.len();
     let done = experiment
         .runs
@@ -138,27 +186,113 @@ pub fn compare(
         .filter(|r| is_settled(&r.status))
         .count();
     on(CompareEvent::Planned { total, done });
-    measure_costs(&mut experiment, options, on)?;
-    save(&options.out, &shared, &experiment)?;
-    // Seed-major order: every activation has a first result before any has a second.
-    for seed in options.seeds.clone() {
-        for act in options.acts.clone() {
-            let index = run_index(&experiment, &act, seed)
-                .ok_or_else(|| CompareError::Acts(format!("{act} seed {seed} is not planned")))?;
-            if is_settled(&experiment.runs[index].status) {
-                continue;
-            }
-            run_one(&mut experiment, index, options, &shared, on)?;
-            on(CompareEvent::RunEnd {
-                record: &experiment.runs[index],
-            });
-            let files = write_report(&experiment, &options.out)?;
-            on(CompareEvent::Report(&files));
-        }
+    if !options.report_only {
+        // Seed-major order: every activation has a first result before any has a second.
+        let order: Vec<(String, u64)> = options
+            .seeds
+            .iter()
+            .flat_map(|&seed| options.acts.iter().map(move |act| (act.clone(), seed)))
+            .filter(|(act, seed)| options.shard.is_none_or(|s| s.owns(act, *seed)))
+            .collect();
+        train_runs(&order, options, &shared, on)?;
     }
-    let files = write_report(&experiment, &options.out)?;
+    let experiment = load_saved(&options.out)?.experiment;
+    let files = write_report_locked(&experiment, options)?;
     on(CompareEvent::Report(&files));
     Ok(experiment)
+}
+
+/// Trains every run of `order` that is neither settled nor held by another process,
+/// `options.jobs` at a time.
+fn train_runs(
+    order: &[(String, u64)],
+    options: &CompareOptions,
+    shared: &TrainOptions,
+    on: &mut (dyn FnMut(CompareEvent) + Send),
+) -> Result<(), CompareError> {
+    let jobs = options.jobs.clamp(1, order.len().max(1));
+    let observer: Observer = Mutex::new(on);
+    if jobs == 1 {
+        for (act, seed) in order {
+            claim_and_train(act, *seed, options, shared, &observer, false)?;
+        }
+        return Ok(());
+    }
+    let threads = (rayon::current_num_threads() / jobs).max(1);
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| -> Result<(), CompareError> {
+                    let pool = rayon::ThreadPoolBuilder::new()
+                        .num_threads(threads)
+                        .build()
+                        .map_err(|source| CompareError::Pool { jobs, source })?;
+                    while let Some((act, seed)) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
+                        pool.install(|| {
+                            claim_and_train(act, *seed, options, shared, &observer, true)
+                        })?;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .try_for_each(|w| w.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+    })
+}
+
+/// Trains the run if it needs training and no other process holds it; then rewrites the
+/// report.
+fn claim_and_train(
+    act: &str,
+    seed: u64,
+    options: &CompareOptions,
+    shared: &TrainOptions,
+    on: &Observer,
+    parallel: bool,
+) -> Result<(), CompareError> {
+    let settled = |out: &Path| -> Result<bool, CompareError> {
+        let saved = load_saved(out)?;
+        Ok(run_index(&saved.experiment, act, seed)
+            .is_some_and(|i| is_settled(&saved.experiment.runs[i].status)))
+    };
+    if settled(&options.out)? {
+        return Ok(());
+    }
+    let lock_path = options
+        .out
+        .join(LOCKS)
+        .join(format!("{}.lock", run_name(act, seed)));
+    let Some(lock) = Lock::try_take(&lock_path, options.claim_timeout)? else {
+        return Ok(());
+    };
+    // Finished by its holder between our look and our claim.
+    if settled(&options.out)? {
+        return Ok(());
+    }
+    let record = run_one(act, seed, options, shared, on, &lock, parallel)?;
+    drop(lock);
+    emit(on, CompareEvent::RunEnd { record: &record });
+    let experiment = load_saved(&options.out)?.experiment;
+    let files = write_report_locked(&experiment, options)?;
+    emit(on, CompareEvent::Report(&files));
+    Ok(())
+}
+
+fn emit(on: &Observer, event: CompareEvent) {
+    let mut on = on.lock().unwrap_or_else(|e| e.into_inner());
+    on(event);
+}
+
+/// The report, written by one process at a time.
+fn write_report_locked(
+    experiment: &Experiment,
+    options: &CompareOptions,
+) -> Result<ReportFiles, CompareError> {
+    let _lock = Lock::take(&options.out.join(REPORT_LOCK), options.claim_timeout)?;
+    Ok(write_report(experiment, &options.out)?)
 }
 
 /// Every spec parses, and no activation appears twice.
@@ -292,7 +426,7 @@ fn save(out: &Path, shared: &TrainOptions, experiment: &Experiment) -> Result<()
 fn measure_costs(
     experiment: &mut Experiment,
     options: &CompareOptions,
-    on: &mut dyn FnMut(CompareEvent),
+    on: &mut (dyn FnMut(CompareEvent) + Send),
 ) -> Result<(), CompareError> {
     let nc = DataConfig::load(&options.train.data)?.names.len();
     let config = ModelConfig::load(&options.train.cfg).and_then(|c| c.with_nc(nc))?;
@@ -354,23 +488,25 @@ pub fn run_name(act: &str, seed: u64) -> String {
     format!("{safe}-seed{seed}")
 }
 
-/// Trains (or resumes) one run, keeping its record current after every epoch.
+/// Trains (or resumes) one run, keeping its record current after every epoch and the
+/// lock's heartbeat fresh; returns the final record.
 fn run_one(
-    experiment: &mut Experiment,
-    index: usize,
+    act: &str,
+    seed: u64,
     options: &CompareOptions,
     shared: &TrainOptions,
-    on: &mut dyn FnMut(CompareEvent),
-) -> Result<(), CompareError> {
-    let (act, seed) = (
-        experiment.runs[index].act.clone(),
-        experiment.runs[index].seed,
-    );
+    on: &Observer,
+    lock: &Lock,
+    parallel: bool,
+) -> Result<RunRecord, CompareError> {
+    let saved = load_saved(&options.out)?.experiment;
+    let mut record = run_index(&saved, act, seed)
+        .map_or_else(|| RunRecord::new(act, seed), |i| saved.runs[i].clone());
     let runs_dir = options.out.join("runs");
-    let name = run_name(&act, seed);
+    let name = run_name(act, seed);
     let dir = runs_dir.join(&name);
     let run_options = TrainOptions {
-        act: Some(act.clone()),
+        act: Some(act.to_string()),
         seed,
         project: runs_dir,
         name,
@@ -382,15 +518,11 @@ fn run_one(
     if !resume && dir.exists() {
         // Stopped before its first checkpoint: start it again from nothing.
         std::fs::remove_dir_all(&dir).map_err(FileError::new(&dir, "cannot remove the folder"))?;
-        experiment.runs[index].epoch_seconds.clear();
+        record.epoch_seconds.clear();
     }
-    experiment.runs[index].status = RunStatus::Running;
-    save(&options.out, shared, experiment)?;
-    on(CompareEvent::RunStart {
-        act: &act,
-        seed,
-        resume,
-    });
+    record.status = RunStatus::Running;
+    update_record(&options.out, &record, options.claim_timeout)?;
+    emit(on, CompareEvent::RunStart { act, seed, resume });
     let results = dir.join("results.csv");
     let mut save_error = None;
     let start = if resume {
@@ -403,15 +535,29 @@ fn run_one(
     };
     let outcome = train(&start, &mut |event| {
         if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {
-            let record = &mut experiment.runs[index];
             record.epoch_seconds.truncate(*epoch);
             record.epoch_seconds.push(*seconds);
-            update_curve(record, &results);
-            if let Err(e) = save(&options.out, shared, experiment) {
+            update_curve(&mut record, &results);
+            let saved = update_record(&options.out, &record, options.claim_timeout)
+                .and_then(|()| Ok(lock.beat(Some(*epoch))?));
+            if let Err(e) = saved {
                 save_error.get_or_insert(e);
             }
+            if parallel {
+                emit(
+                    on,
+                    CompareEvent::EpochDone {
+                        act,
+                        seed,
+                        epoch: *epoch,
+                        epochs: shared.epochs,
+                    },
+                );
+            }
         }
-        on(CompareEvent::Train(event));
+        if !parallel {
+            emit(on, CompareEvent::Train(event));
+        }
     });
     if let Some(e) = save_error {
         return Err(e);
@@ -421,15 +567,75 @@ fn run_one(
         Err(e @ TrainError::NonFinite { .. }) => RunStatus::Diverged { message: chain(e) },
         Err(e) => RunStatus::Failed { message: chain(e) },
     };
-    let record = &mut experiment.runs[index];
-    update_curve(record, &results);
+    update_curve(&mut record, &results);
     record.status = status;
-    save(&options.out, shared, experiment)?;
+    update_record(&options.out, &record, options.claim_timeout)?;
     match outcome {
         // The same for every run (bad data, a config error): stop the experiment.
-        Err(source @ TrainError::Setup(_)) => Err(CompareError::Setup { act, seed, source }),
-        _ => Ok(()),
+        Err(source @ TrainError::Setup(_)) => Err(CompareError::Setup {
+            act: act.to_string(),
+            seed,
+            source,
+        }),
+        _ => Ok(record),
     }
+}
+
+/// Replaces the run's record in `experiment.json`, under the experiment's lock (other
+/// processes write theirs into the same file).
+fn update_record(out: &Path, record: &RunRecord, timeout: Duration) -> Result<(), CompareError> {
+    let _lock = Lock::take(&out.join(EXPERIMENT_LOCK), timeout)?;
+    let mut saved = load_saved(out)?;
+    if let Some(i) = run_index(&saved.experiment, &record.act, record.seed) {
+        saved.experiment.runs[i] = record.clone();
+    }
+    save(out, &saved.options, &saved.experiment)
+}
+
+/// `experiment.json` as saved.
+fn load_saved(out: &Path) -> Result<SavedExperiment, CompareError> {
+    let path = out.join(EXPERIMENT_FILE);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|_| CompareError::NoExperiment(out.to_path_buf()))?;
+    serde_json::from_str(&text).map_err(|source| CompareError::NotExperiment { path, source })
+}
+
+/// One line per run: pending, running (host, pid, epoch, heartbeat age), stopped (held by
+/// no one, resumable), finished, diverged or failed.
+pub fn status(out: &Path, timeout: Duration) -> Result<Vec<String>, CompareError> {
+    let experiment = load_saved(out)?.experiment;
+    let lines = experiment
+        .runs
+        .iter()
+        .map(|r| {
+            let name = run_name(&r.act, r.seed);
+            let held = read_lock(&out.join(LOCKS).join(format!("{name}.lock")));
+            let epochs = format!("{}/{} epochs", r.curve.len(), experiment.epochs);
+            let state = match (&r.status, held) {
+                (RunStatus::Finished, _) => format!("finished ({epochs})"),
+                (RunStatus::Diverged { message }, _) => format!("diverged: {message}"),
+                (RunStatus::Failed { message }, None) => format!("failed: {message}"),
+                (_, Some(lock)) => format!(
+                    "running on {} pid {}, epoch {}, heartbeat {} s ago{}",
+                    lock.host,
+                    lock.pid,
+                    lock.epoch.map_or("-".to_string(), |e| e.to_string()),
+                    lock.age(),
+                    if lock.is_stale(timeout) {
+                        " (stale: the next compare takes it over)"
+                    } else {
+                        ""
+                    }
+                ),
+                (RunStatus::Running, None) => {
+                    format!("stopped ({epochs}; resumes on the next compare)")
+                }
+                (RunStatus::Pending, None) => "pending".to_string(),
+            };
+            format!("{} seed {}: {state}", r.act, r.seed)
+        })
+        .collect();
+    Ok(lines)
 }
 
 /// The record's curve and best epoch from the run's results.csv, the run's own account
