@@ -169,3 +169,86 @@ fn one_constant_sample() {
     assert!((result.df - 2.0).abs() < 1e-12, "df = {}", result.df);
     assert!(result.p > 0.0 && result.p < 1.0);
 }
+
+/// tests/fixtures/paired.json, made by tools/gen_paired_fixtures.py (scipy's ttest_rel and
+/// exact wilcoxon, statsmodels' Holm). Tolerances: t and df 1e-9 relative, p and the CI
+/// 1e-7 absolute (as for Welch); the exact Wilcoxon p and Holm's adjusted p 1e-12 (counts
+/// and products).
+#[derive(Deserialize)]
+struct PairedFixture {
+    paired: std::collections::BTreeMap<String, PairedCase>,
+    holm: std::collections::BTreeMap<String, HolmCase>,
+}
+
+#[derive(Deserialize)]
+struct PairedCase {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    diff: f64,
+    ci95: (f64, f64),
+    t: f64,
+    df: f64,
+    p: f64,
+    wilcoxon_p: f64,
+}
+
+#[derive(Deserialize)]
+struct HolmCase {
+    p: Vec<f64>,
+    adjusted: Vec<f64>,
+}
+
+fn paired_fixture() -> PairedFixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/paired.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+#[test]
+fn paired_t_test_and_exact_wilcoxon_equal_scipy() {
+    use actyolo::experiment::stats::{paired, wilcoxon_exact};
+    for (name, case) in paired_fixture().paired {
+        let ours = paired(&case.a, &case.b).unwrap();
+        assert_relative(&format!("{name} t"), ours.t, case.t, 1e-9);
+        assert_relative(&format!("{name} df"), ours.df, case.df, 1e-9);
+        assert_relative(&format!("{name} diff"), ours.diff, case.diff, 1e-12);
+        assert!(
+            (ours.p - case.p).abs() <= 1e-7,
+            "{name} p: {} vs {}",
+            ours.p,
+            case.p
+        );
+        assert!((ours.ci95.0 - case.ci95.0).abs() <= 1e-7, "{name} ci low");
+        assert!((ours.ci95.1 - case.ci95.1).abs() <= 1e-7, "{name} ci high");
+        let w = wilcoxon_exact(&case.a, &case.b).unwrap();
+        assert!(
+            (w - case.wilcoxon_p).abs() <= 1e-12,
+            "{name} wilcoxon: {w} vs {}",
+            case.wilcoxon_p
+        );
+    }
+    // Zero and tied differences have no exact null distribution; unequal lengths no pairs.
+    assert!(wilcoxon_exact(&[1.0, 2.0], &[1.0, 1.0]).is_none());
+    assert!(wilcoxon_exact(&[2.0, 3.0], &[1.0, 2.0]).is_none());
+    assert!(paired(&[1.0, 2.0], &[1.0]).is_none());
+}
+
+#[test]
+fn holm_adjustment_equals_statsmodels() {
+    use actyolo::experiment::stats::holm;
+    for (name, case) in paired_fixture().holm {
+        let ours = holm(&case.p.iter().map(|&p| Some(p)).collect::<Vec<_>>());
+        for (o, t) in ours.iter().zip(&case.adjusted) {
+            assert!(
+                (o.unwrap() - t).abs() <= 1e-12,
+                "{name}: {ours:?} vs {:?}",
+                case.adjusted
+            );
+        }
+    }
+    // An activation without a test is left out of the family.
+    assert_eq!(
+        holm(&[Some(0.01), None, Some(0.04)]),
+        [Some(0.02), None, Some(0.04)]
+    );
+}
