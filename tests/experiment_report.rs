@@ -257,18 +257,33 @@ fn two_activations_two_seeds_and_a_diverged_run() {
     assert_close(silu, "map50_mean", 0.605, 1e-12);
     assert_close(mish, "map50_std", 0.02 / 2f64.sqrt(), 1e-12);
     assert_close(mish, "delta_map50_95_pts", 3.0, 1e-9);
+    // Paired over seeds 0 and 1: both differences are 3.0 points, so the interval is a
+    // point and p is 0 (the degenerate test, as for constant samples).
+    assert_eq!(mish["delta_map50_95_test"], "paired");
+    assert_close(mish, "delta_map50_95_ci_low", 3.0, 1e-6);
+    assert_close(mish, "delta_map50_95_ci_high", 3.0, 1e-6);
+    assert_close(mish, "delta_map50_95_p", 0.0, 1e-9);
+    assert_close(mish, "delta_map50_95_p_holm", 0.0, 1e-9);
+    // Welch's test of the four runs as the secondary columns: SE = sqrt(0.02), df = 2.
     let half_width = 4.302_652_729_911_275 * 0.02f64.sqrt();
-    assert_close(mish, "delta_map50_95_ci_low", 3.0 - half_width, 1e-6);
-    assert_close(mish, "delta_map50_95_ci_high", 3.0 + half_width, 1e-6);
+    assert_close(mish, "delta_map50_95_welch_ci_low", 3.0 - half_width, 1e-6);
+    assert_close(mish, "delta_map50_95_welch_ci_high", 3.0 + half_width, 1e-6);
     let t = 3.0 / 0.02f64.sqrt();
     assert_close(
         mish,
-        "delta_map50_95_p",
+        "delta_map50_95_welch_p",
         1.0 - t / (2.0 + t * t).sqrt(),
         1e-7,
     );
+    // mAP50: differences 3 and 4 points, mean 3.5, SE 0.5, t = 7 with one degree of
+    // freedom (Cauchy): p = 1 − (2/π)·atan(7).
     assert_close(mish, "delta_map50_pts", 3.5, 1e-9);
-    assert_close(mish, "delta_map50_p", 0.129_047_835_548_283_28, 1e-7);
+    assert_close(
+        mish,
+        "delta_map50_p",
+        1.0 - 2.0 / std::f64::consts::PI * 7f64.atan(),
+        1e-7,
+    );
     assert_close(mish, "latency_vs_baseline_pct", 18.0, 1e-9);
     assert_close(
         mish,
@@ -294,8 +309,9 @@ fn two_activations_two_seeds_and_a_diverged_run() {
         .find(|line| line.starts_with("Mish:"))
         .unwrap_or_else(|| panic!("{lines:#?}"));
     for expected in [
-        "+3.00 ± 0.61 mAP50-95 points vs SiLU",
-        "p=0.002",
+        "+3.00 ± 0.00 mAP50-95 points vs SiLU",
+        "paired t-test over 2 seeds",
+        "Holm-adjusted p<0.001",
         "significant at 5%",
         "2 seeds each",
         "18% slower",

@@ -3,7 +3,7 @@
 use super::table::{ActRow, Delta, Table};
 use crate::experiment::stats::Summary;
 
-pub(super) const CSV_HEADER: [&str; 23] = [
+pub(super) const CSV_HEADER: [&str; 29] = [
     "act",
     "label",
     "runs_finished",
@@ -27,6 +27,15 @@ pub(super) const CSV_HEADER: [&str; 23] = [
     "latency_vs_baseline_pct",
     "seconds_per_epoch",
     "best_epochs",
+    // The mAP50-95 comparison's details: which test the delta columns and the verdict
+    // use (paired or welch), its Holm-adjusted p, the exact Wilcoxon p of the paired
+    // differences, and Welch's test of all finished runs.
+    "delta_map50_95_test",
+    "delta_map50_95_p_holm",
+    "delta_map50_95_wilcoxon_p",
+    "delta_map50_95_welch_ci_low",
+    "delta_map50_95_welch_ci_high",
+    "delta_map50_95_welch_p",
 ];
 
 /// One row per activation. mAPs are fractions as in results.csv, differences are in mAP
@@ -69,6 +78,20 @@ pub(super) fn csv_cells(row: &ActRow) -> Vec<String> {
     ];
     cells.extend(numbers.map(number_cell));
     cells.push(row.best_epochs(" "));
+    let map = vs.and_then(|vs| vs.map.as_ref());
+    let test = map.and_then(|delta| delta.test);
+    let welch = map.and_then(|delta| delta.welch);
+    cells.push(test.map(|t| t.kind.id().to_string()).unwrap_or_default());
+    cells.extend(
+        [
+            test.map(|t| t.adjusted_p),
+            map.and_then(|delta| delta.wilcoxon_p),
+            welch.map(|w| w.ci95.0),
+            welch.map(|w| w.ci95.1),
+            welch.map(|w| w.p),
+        ]
+        .map(number_cell),
+    );
     cells
 }
 

@@ -110,7 +110,8 @@ pub(super) fn results_row(row: &ActRow) -> Vec<String> {
 pub(super) fn results_note(table: &Table) -> String {
     format!(
         "mAP in % (mean ± std over finished seeds); Δ in mAP points against the baseline {} with the 95% \
-         confidence interval and the p-value of Welch's t-test; empty where not known yet.",
+         confidence interval and the p-value of the paired t-test over the seeds both finished (Welch's t-test \
+         where fewer than two are shared), Holm-adjusted across the activations; empty where not known yet.",
         table.baseline().name
     )
 }
@@ -146,7 +147,7 @@ pub(super) fn delta_texts(delta: Option<&Delta>) -> [String; 2] {
                 "{:+.2} [{:+.2}, {:+.2}]",
                 delta.points, test.ci95.0, test.ci95.1
             ),
-            p_value(test.p),
+            p_value(test.adjusted_p),
         ],
         None => [format!("{:+.2}", delta.points), String::new()],
     }
@@ -189,10 +190,14 @@ pub(super) fn method(exp: &Experiment, table: &Table) -> Vec<String> {
         "Metric: mAP50 and mAP50-95 in ultralytics' convention (val.py, 101-point interpolated AP, as results.csv) \
          of each run's best-fitness epoch, fitness = 0.1·mAP50 + 0.9·mAP50-95, the epoch ultralytics keeps as best.pt."
             .into(),
-        "Statistics: mean and sample standard deviation over the finished seeds. Each activation is compared with the \
-         baseline by Welch's unequal-variance t-test, two-sided, with the 95% confidence interval of the difference \
-         (± is its half-width; Welch–Satterthwaite degrees of freedom). Significant means p < 0.05, with no correction \
-         for the several comparisons. Diverged and failed runs are left out; runs still going are not counted yet."
+        "Statistics: mean and sample standard deviation over the finished seeds. Runs of one seed share initial \
+         weights, data order and augmentation, so each activation is compared with the baseline by the paired t-test \
+         of the per-seed differences (two-sided, with the 95% confidence interval of the mean difference; ± is its \
+         half-width), over the seeds both finished; with fewer than two shared seeds, by Welch's unequal-variance \
+         t-test of all finished runs. The p-values are Holm-adjusted across the activations compared with the \
+         baseline; significant means adjusted p < 0.05. summary.csv adds the exact Wilcoxon signed-rank p of the \
+         paired differences and Welch's test as secondary columns. Diverged and failed runs are left out; runs \
+         still going are not counted yet."
             .into(),
         latency,
     ]

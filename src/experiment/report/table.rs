@@ -1,10 +1,14 @@
 //! The statistics table: per activation its runs, best epochs, cost, and its difference
-//! from the baseline (Welch's t-test).
+//! from the baseline: the paired t-test over the seeds both finished (Holm-adjusted across
+//! the activations), with the exact Wilcoxon p beside it, and Welch's t-test of all
+//! finished runs as the secondary test.
 
 use crate::act::curves::short_name;
 use crate::act::ActSpec;
 use crate::experiment::record::{ActCost, EpochPoint, Experiment, RunRecord, RunStatus};
-use crate::experiment::stats::{summarize, welch, Summary, Welch};
+use crate::experiment::stats::{
+    holm, paired, summarize, welch, wilcoxon_exact, Paired, Summary, Welch,
+};
 
 /// A difference is significant when p is below this.
 pub(super) const ALPHA: f64 = 0.05;
@@ -62,6 +66,15 @@ impl<'a> ActRow<'a> {
 
     pub(super) fn map_values(&self) -> Vec<f64> {
         self.best.iter().map(|point| point.map).collect()
+    }
+
+    /// (seed, best epoch) of each finished run.
+    pub(super) fn seeded_best(&self) -> Vec<(u64, EpochPoint)> {
+        self.runs
+            .iter()
+            .filter(|run| run.status == RunStatus::Finished)
+            .filter_map(|run| Some((run.seed, run.best?)))
+            .collect()
     }
 
     pub(super) fn map50(&self) -> Summary {
@@ -126,35 +139,116 @@ pub(super) struct VsBaseline {
     pub(super) latency_pct: Option<f64>,
 }
 
-/// The difference of a metric's means in mAP points, and its test when both sides have at
-/// least two finished runs.
+/// The difference of a metric's means in mAP points, and its tests.
 pub(super) struct Delta {
     pub(super) points: f64,
-    pub(super) test: Option<Welch>,
+    /// The test the verdict uses: paired when at least two seeds finished on both sides,
+    /// else Welch's.
+    pub(super) test: Option<Test>,
+    /// Welch's t-test of all finished runs (the secondary column).
+    pub(super) welch: Option<Welch>,
+    /// The exact Wilcoxon signed-rank p of the paired differences (none with ties).
+    pub(super) wilcoxon_p: Option<f64>,
+}
+
+/// The test behind a verdict.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Test {
+    pub(super) kind: TestKind,
+    /// The difference's 95% confidence interval, in mAP points.
+    pub(super) ci95: (f64, f64),
+    pub(super) p: f64,
+    /// `p` adjusted by Holm across the activations compared with the baseline.
+    pub(super) adjusted_p: f64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum TestKind {
+    /// Over this many seeds both sides finished.
+    Paired(usize),
+    Welch,
+}
+
+impl TestKind {
+    pub(super) fn name(self) -> String {
+        match self {
+            TestKind::Paired(n) => format!("paired t-test over {n} seeds"),
+            TestKind::Welch => "Welch's t-test".into(),
+        }
+    }
+
+    /// For summary.csv.
+    pub(super) fn id(self) -> &'static str {
+        match self {
+            TestKind::Paired(_) => "paired",
+            TestKind::Welch => "welch",
+        }
+    }
 }
 
 impl Delta {
-    /// `None` unless both sides have a finished run.
-    pub(super) fn new(values: &[f64], baseline: &[f64]) -> Option<Self> {
-        if values.is_empty() || baseline.is_empty() {
+    /// `None` unless both sides have a finished run; `metric` picks mAP50 or mAP50-95.
+    pub(super) fn new(
+        row: &ActRow,
+        baseline: &ActRow,
+        metric: fn(&EpochPoint) -> f64,
+    ) -> Option<Self> {
+        let (ours, theirs) = (row.seeded_best(), baseline.seeded_best());
+        if ours.is_empty() || theirs.is_empty() {
             return None;
         }
-        let in_points = |values: &[f64]| {
-            values
+        let points = |points: &[(u64, EpochPoint)]| {
+            points
                 .iter()
-                .map(|value| value * POINTS)
+                .map(|(_, point)| metric(point) * POINTS)
                 .collect::<Vec<_>>()
         };
-        let (values, baseline) = (in_points(values), in_points(baseline));
-        let points = summarize(&values).mean - summarize(&baseline).mean;
+        let (values, base) = (points(&ours), points(&theirs));
+        let (pairs_a, pairs_b): (Vec<f64>, Vec<f64>) = ours
+            .iter()
+            .filter_map(|(seed, point)| {
+                let (_, base) = theirs.iter().find(|(s, _)| s == seed)?;
+                Some((metric(point) * POINTS, metric(base) * POINTS))
+            })
+            .unzip();
+        let welch = welch(&values, &base);
+        let test = match paired(&pairs_a, &pairs_b) {
+            Some(Paired { ci95, p, n, .. }) => Some(Test {
+                kind: TestKind::Paired(n),
+                ci95,
+                p,
+                adjusted_p: p,
+            }),
+            None => welch.map(|w| Test {
+                kind: TestKind::Welch,
+                ci95: w.ci95,
+                p: w.p,
+                adjusted_p: w.p,
+            }),
+        };
         Some(Delta {
-            points,
-            test: welch(&values, &baseline),
+            points: summarize(&values).mean - summarize(&base).mean,
+            test,
+            welch,
+            wilcoxon_p: wilcoxon_exact(&pairs_a, &pairs_b),
         })
     }
 
     pub(super) fn significant(&self) -> bool {
-        self.test.is_some_and(|test| test.p < ALPHA)
+        self.test.is_some_and(|test| test.adjusted_p < ALPHA)
+    }
+}
+
+/// Holm's adjustment of the tests of one metric across the activations.
+fn adjust(deltas: Vec<Option<&mut Delta>>) {
+    let mut tests: Vec<&mut Test> = deltas
+        .into_iter()
+        .flatten()
+        .filter_map(|delta| delta.test.as_mut())
+        .collect();
+    let adjusted = holm(&tests.iter().map(|t| Some(t.p)).collect::<Vec<_>>());
+    for (test, p) in tests.iter_mut().zip(adjusted) {
+        test.adjusted_p = p.unwrap_or(test.p);
     }
 }
 
@@ -170,14 +264,24 @@ impl<'a> Table<'a> {
         let (baseline, others) = rows.split_at_mut(1);
         for row in others {
             row.vs_baseline = Some(VsBaseline {
-                map: Delta::new(&row.map_values(), &baseline[0].map_values()),
-                map50: Delta::new(&row.map50_values(), &baseline[0].map50_values()),
+                map: Delta::new(row, &baseline[0], |p| p.map),
+                map50: Delta::new(row, &baseline[0], |p| p.map50),
                 latency_pct: row
                     .latency_ms()
                     .zip(baseline[0].latency_ms())
                     .map(|(ms, base)| (ms / base - 1.0) * 100.0),
             });
         }
+        adjust(
+            rows.iter_mut()
+                .map(|r| r.vs_baseline.as_mut().and_then(|v| v.map.as_mut()))
+                .collect(),
+        );
+        adjust(
+            rows.iter_mut()
+                .map(|r| r.vs_baseline.as_mut().and_then(|v| v.map50.as_mut()))
+                .collect(),
+        );
         Table { rows }
     }
 

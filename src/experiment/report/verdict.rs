@@ -149,10 +149,11 @@ pub(super) fn delta_text(delta: &Delta, row: &ActRow, baseline: &ActRow) -> Stri
         "not significant"
     };
     format!(
-        "{:+.2} ± {half_width:.2} mAP50-95 points vs {} ({}, {verdict}, {seeds})",
+        "{:+.2} ± {half_width:.2} mAP50-95 points vs {} ({}, Holm-adjusted {}, {verdict}, {seeds})",
         delta.points,
         baseline.name,
-        p_statement(test.p)
+        test.kind.name(),
+        p_statement(test.adjusted_p)
     )
 }
 
