@@ -448,3 +448,72 @@ fn an_experiment_without_activations_is_an_error() {
     let error = write_report(&exp, &out.path).expect_err("an error");
     assert!(error.to_string().contains("no activations"), "{error}");
 }
+
+/// Three activations against SiLU over three seeds: each is tested by the paired t-test
+/// over the shared seeds, and the three p-values are Holm-adjusted together: sorted
+/// ascending, multiplied by 3, 2 and 1, then made non-decreasing.
+#[test]
+fn several_activations_are_holm_adjusted_together() {
+    let out = OutDir::new("holm");
+    let silu = [0.400, 0.410, 0.395];
+    let others = [
+        ("relu", [0.380, 0.392, 0.371]),
+        ("mish", [0.404, 0.409, 0.401]),
+        ("hardswish", [0.390, 0.405, 0.389]),
+    ];
+    let mut runs: Vec<RunRecord> = silu
+        .iter()
+        .enumerate()
+        .map(|(seed, &map)| {
+            run(
+                "silu",
+                seed as u64,
+                RunStatus::Finished,
+                10,
+                best(9, map + 0.2, map),
+            )
+        })
+        .collect();
+    for (act, maps) in &others {
+        runs.extend(maps.iter().enumerate().map(|(seed, &map)| {
+            run(
+                act,
+                seed as u64,
+                RunStatus::Finished,
+                10,
+                best(9, map + 0.2, map),
+            )
+        }));
+    }
+    let exp = experiment(
+        &["silu", "relu", "mish", "hardswish"],
+        &[0, 1, 2],
+        runs,
+        Vec::new(),
+    );
+    let files = write_report(&exp, &out.path).unwrap();
+    let rows = read_csv(&files.csv);
+    let raw: Vec<f64> = rows[1..]
+        .iter()
+        .map(|r| number(r, "delta_map50_95_p"))
+        .collect();
+    let mut order: Vec<usize> = (0..3).collect();
+    order.sort_by(|&a, &b| raw[a].total_cmp(&raw[b]));
+    let mut expected = [0.0; 3];
+    let mut running = 0f64;
+    for (rank, &i) in order.iter().enumerate() {
+        running = running.max(((3 - rank) as f64 * raw[i]).min(1.0));
+        expected[i] = running;
+    }
+    for (row, want) in rows[1..].iter().zip(expected) {
+        assert_eq!(row["delta_map50_95_test"], "paired");
+        assert_close(row, "delta_map50_95_p_holm", want, 1e-12);
+    }
+    // ReLU is about 2 points worse on every seed: its paired differences are -2.0, -1.8
+    // and -2.4, mean -2.0667, sd 0.3055, t = -11.72 with 2 degrees of freedom.
+    let t = -2.0667 / (0.305_505 / 3f64.sqrt());
+    assert!((number(&rows[1], "delta_map50_95_pts") + 2.0667).abs() < 1e-3);
+    assert!(
+        (1.0 - t.abs() / (2.0 + t * t).sqrt() - number(&rows[1], "delta_map50_95_p")).abs() < 1e-4
+    );
+}
