@@ -46,12 +46,17 @@ fn tiny_dataset(dir: &Path) -> PathBuf {
 }
 
 fn compare_command(data: &Path, out: &Path, epochs: usize) -> Command {
+    compare_acts(data, out, epochs, "silu,nn.LeakyReLU(0.2)")
+}
+
+/// `compare` of `acts` over seeds 0 and 1 on the tiny dataset.
+fn compare_acts(data: &Path, out: &Path, epochs: usize, acts: &str) -> Command {
     let mut command = actyolo();
     command
         .args([
             "compare",
             "--acts",
-            "silu,nn.LeakyReLU(0.2)",
+            acts,
             "--seeds",
             "0,1",
             "--imgsz",
@@ -443,5 +448,77 @@ fn shards_run_concurrently_and_report_only_merges_them() {
     assert_eq!(states(&out), ["finished"; 4]);
     assert_each_epoch_once(&out);
     assert_eq!(summary_metrics(&out), summary_metrics(&single));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[test]
+fn screening_prunes_at_its_rungs_and_the_survivor_trains_as_without_it() {
+    let dir = scratch("screen");
+    let data = tiny_dataset(&dir);
+    let screen = |out: &Path, acts: &str, extra: &[&str]| {
+        let output = compare_acts(&data, out, 9, acts)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let out = dir.join("screened");
+    let log = screen(&out, "silu,relu,nn.LeakyReLU(0.2),mish", &["--screen"]);
+    // Rungs at 1, 3 and 9 epochs. Of 4 activations the best 2 go on (and the baseline,
+    // if not among them), so at most 3 pass rung 1 and at most 2 pass rung 3.
+    assert!(log.contains("Screening after 1 epochs"), "{log}");
+    let exp = experiment(&out);
+    let runs = exp["experiment"]["runs"].as_array().unwrap();
+    let mut reached: HashMap<String, Vec<usize>> = HashMap::new();
+    for run in runs {
+        let act = run["act"].as_str().unwrap().to_string();
+        let rows = run["curve"].as_array().unwrap().len();
+        let epochs = match run["status"]["state"].as_str().unwrap() {
+            "finished" => 9,
+            "screened" => run["status"]["epochs"].as_u64().unwrap() as usize,
+            state => panic!("{act}: {state}"),
+        };
+        assert_eq!(rows, epochs, "{act} trained past where it stopped");
+        assert!(
+            [1, 3, 9].contains(&epochs),
+            "{act} stopped off a rung: {epochs}"
+        );
+        reached.entry(act).or_default().push(epochs);
+    }
+    assert_eq!(
+        reached["silu"],
+        [9, 9],
+        "the baseline is never screened out"
+    );
+    for (act, epochs) in &reached {
+        assert_eq!(epochs[0], epochs[1], "{act}: both seeds stop together");
+    }
+    let past = |rung: usize| reached.values().filter(|e| e[0] > rung).count();
+    assert!(past(1) <= 3 && past(3) <= 2, "{reached:?}");
+    // The survivor's runs equal an unscreened experiment's: pausing at the rungs keeps
+    // the full schedule.
+    let plain = dir.join("plain");
+    screen(&plain, "silu", &[]);
+    for seed in [0, 1] {
+        let results = |root: &Path| {
+            std::fs::read_to_string(root.join(format!("runs/silu-seed{seed}/results.csv"))).unwrap()
+        };
+        assert_eq!(results(&out), results(&plain));
+    }
+    // Run again: nothing trains, the screened runs stay screened and are reported so.
+    let weights = out.join("runs/silu-seed1/weights/last.safetensors");
+    let before = std::fs::metadata(&weights).unwrap().modified().unwrap();
+    screen(&out, "silu,relu,nn.LeakyReLU(0.2),mish", &["--screen"]);
+    assert_eq!(
+        std::fs::metadata(&weights).unwrap().modified().unwrap(),
+        before
+    );
+    let report = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(report.contains("screened out after 1 epochs"), "{report}");
     std::fs::remove_dir_all(&dir).ok();
 }

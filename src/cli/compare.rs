@@ -10,6 +10,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use super::flags::{RunPlace, TrainFlags};
 use super::values::positive;
 use actyolo::act::spec::split_list;
+use actyolo::act::zoo::ACTIVATIONS;
+use actyolo::act::ActSpec;
 use actyolo::data::synth::{generate, SynthConfig};
 use actyolo::experiment::claim::Shard;
 use actyolo::experiment::record::RunStatus;
@@ -64,6 +66,11 @@ pub struct CompareArgs {
     /// the run is taken over (a dead process of this host is noticed at once).
     #[arg(long, default_value_t = 600, value_parser = positive)]
     pub claim_timeout: usize,
+    /// Screen the activations by successive halving: rungs at about 1/9, 1/3 and all of
+    /// --epochs; after each, only the best third by mean fitness (and the baseline, the
+    /// first) train on. With --acts all, every catalogued activation, SiLU first.
+    #[arg(long)]
+    pub screen: bool,
 }
 
 /// The built-in demo's size.
@@ -112,10 +119,14 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
                 exist_ok: true,
             },
         ),
-        acts: split_list(&args.acts)
-            .into_iter()
-            .map(String::from)
-            .collect(),
+        acts: if args.acts.trim().eq_ignore_ascii_case("all") {
+            every_activation()
+        } else {
+            split_list(&args.acts)
+                .into_iter()
+                .map(String::from)
+                .collect()
+        },
         seeds: args.seeds,
         out: args.out,
         latency_runs: args.latency_runs.max(1),
@@ -123,6 +134,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         jobs: args.jobs,
         report_only: args.report_only,
         claim_timeout,
+        screen: args.screen,
     };
     let mut display = Display::new(options.train.epochs);
     let experiment = compare(&options, &mut |e| display.show(e))?;
@@ -133,6 +145,19 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
 }
 
 /// The synthetic dataset of the demo, made once under runs/compare/shapes.
+/// `--acts all`: every catalogued activation at its defaults, SiLU (the baseline) first.
+fn every_activation() -> Vec<String> {
+    let silu = ActSpec::silu().to_string();
+    std::iter::once(silu.clone())
+        .chain(
+            ACTIVATIONS
+                .iter()
+                .map(|&def| ActSpec::of(def).to_string())
+                .filter(|spec| *spec != silu),
+        )
+        .collect()
+}
+
 fn demo_data(imgsz: usize) -> anyhow::Result<PathBuf> {
     let out = PathBuf::from("runs/compare/shapes");
     let yaml = out.join("data.yaml");
@@ -244,11 +269,26 @@ impl Display {
                         b.map50, b.map, b.epoch
                     ),
                     (RunStatus::Diverged { message }, _) => format!("diverged: {message}"),
+                    (RunStatus::Pending, _) => {
+                        format!(
+                            "paused after {} epochs for the screening",
+                            record.curve.len()
+                        )
+                    }
                     (RunStatus::Failed { message }, _) => format!("failed: {message}"),
                     (status, _) => format!("{status:?}"),
                 };
                 self.println(format!("{} seed {}: {result}", record.act, record.seed));
             }
+            CompareEvent::Screened {
+                epochs,
+                kept,
+                dropped,
+            } => self.println(format!(
+                "Screening after {epochs} epochs: kept {}; screened out {}",
+                kept.join(", "),
+                dropped.join(", ")
+            )),
             CompareEvent::Report(files) => self
                 .overall
                 .set_message(format!("report: {}", files.html.display())),

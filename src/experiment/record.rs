@@ -18,6 +18,11 @@ pub enum RunStatus {
     Failed {
         message: String,
     },
+    /// Stopped by `--screen` after `epochs` epochs: its activation's mean fitness over the
+    /// seeds was not in the best third at that rung. Not a result of any test.
+    Screened {
+        epochs: usize,
+    },
 }
 
 /// Validation metrics of one epoch.

@@ -23,7 +23,9 @@ use crate::model::build::Model;
 use crate::model::config::{ConfigError, ModelConfig};
 use crate::model::input::check_img_size;
 use crate::model::latency::inference_latency;
-use crate::train::trainer::{train, TrainError, TrainEvent, TrainOptions, TrainStart, STATE_FILE};
+use crate::train::trainer::{
+    train_until, TrainError, TrainEvent, TrainOptions, TrainStart, STATE_FILE,
+};
 use crate::util::error::chain;
 use crate::util::fs::{write_atomic, FileError};
 
@@ -49,6 +51,9 @@ pub struct CompareOptions {
     /// A run lock whose heartbeat is older than this (its holder on another host) is
     /// stale: the run is taken over and resumed.
     pub claim_timeout: Duration,
+    /// Successive halving: rungs at about 1/9, 1/3 and all of the epochs; after each,
+    /// only the best third of the activations by mean fitness (and the baseline) go on.
+    pub screen: bool,
 }
 
 /// What happens, for the CLI to show.
@@ -78,6 +83,12 @@ pub enum CompareEvent<'a> {
     },
     RunEnd {
         record: &'a RunRecord,
+    },
+    /// `--screen` after a rung: the activations that go on and those screened out.
+    Screened {
+        epochs: usize,
+        kept: &'a [String],
+        dropped: &'a [String],
     },
     Report(&'a ReportFiles),
 }
@@ -188,13 +199,17 @@ pub fn compare(
     on(CompareEvent::Planned { total, done });
     if !options.report_only {
         // Seed-major order: every activation has a first result before any has a second.
-        let order: Vec<(String, u64)> = options
-            .seeds
-            .iter()
-            .flat_map(|&seed| options.acts.iter().map(move |act| (act.clone(), seed)))
-            .filter(|(act, seed)| options.shard.is_none_or(|s| s.owns(act, *seed)))
-            .collect();
-        train_runs(&order, options, &shared, on)?;
+        if options.screen {
+            screen(options, &shared, on)?;
+        } else {
+            train_runs(
+                &run_order(options, &options.acts),
+                options,
+                &shared,
+                None,
+                on,
+            )?;
+        }
     }
     let experiment = load_saved(&options.out)?.experiment;
     let files = write_report_locked(&experiment, options)?;
@@ -202,19 +217,155 @@ pub fn compare(
     Ok(experiment)
 }
 
+/// This process's runs of `acts`, seed-major (every activation has a first result before
+/// any has a second), the shard's only when sharded.
+fn run_order(options: &CompareOptions, acts: &[String]) -> Vec<(String, u64)> {
+    options
+        .seeds
+        .iter()
+        .flat_map(|&seed| acts.iter().map(move |act| (act.clone(), seed)))
+        .filter(|(act, seed)| options.shard.is_none_or(|s| s.owns(act, *seed)))
+        .collect()
+}
+
+/// The rungs of `--screen` for a budget of `epochs`: about 1/9, 1/3 and all of it.
+pub fn rungs(epochs: usize) -> Vec<usize> {
+    let mut rungs: Vec<usize> = [epochs.div_ceil(9), epochs.div_ceil(3), epochs]
+        .into_iter()
+        .filter(|&r| r >= 1)
+        .collect();
+    rungs.dedup();
+    rungs
+}
+
+/// Successive halving: each rung trains the surviving runs to its epochs (pausing them
+/// with their full schedule), waits for the runs other processes hold, then keeps the
+/// best third of the activations by mean fitness over the seeds, and the baseline. Any
+/// process computes the same cut from the records, so shards and resumes agree.
+fn screen(
+    options: &CompareOptions,
+    shared: &TrainOptions,
+    on: &mut (dyn FnMut(CompareEvent) + Send),
+) -> Result<(), CompareError> {
+    let all = rungs(shared.epochs);
+    for (i, &rung) in all.iter().enumerate() {
+        let last = i + 1 == all.len();
+        loop {
+            let survivors = surviving_acts(&load_saved(&options.out)?.experiment);
+            let order = run_order(options, &survivors);
+            train_runs(&order, options, shared, (!last).then_some(rung), on)?;
+            let experiment = load_saved(&options.out)?.experiment;
+            let waiting = experiment.runs.iter().any(|r| {
+                survivors.contains(&r.act) && !is_settled(&r.status) && r.curve.len() < rung
+            });
+            if !waiting {
+                break;
+            }
+            // Runs of this rung that other processes hold: wait (or take them over).
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        if !last {
+            let (kept, dropped) = cut(options, rung)?;
+            if !dropped.is_empty() {
+                on(CompareEvent::Screened {
+                    epochs: rung,
+                    kept: &kept,
+                    dropped: &dropped,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The activations with a run not screened out, in `--acts` order.
+fn surviving_acts(experiment: &Experiment) -> Vec<String> {
+    experiment
+        .acts
+        .iter()
+        .filter(|act| {
+            experiment
+                .runs
+                .iter()
+                .any(|r| &r.act == *act && !matches!(r.status, RunStatus::Screened { .. }))
+        })
+        .cloned()
+        .collect()
+}
+
+/// After a rung of `epochs`: keeps the baseline and the best third of the surviving
+/// activations by mean best fitness over their seeds within those epochs, and marks the
+/// other activations' runs screened out. Returns (kept, dropped).
+fn cut(
+    options: &CompareOptions,
+    epochs: usize,
+) -> Result<(Vec<String>, Vec<String>), CompareError> {
+    let _lock = Lock::take(&options.out.join(EXPERIMENT_LOCK), options.claim_timeout)?;
+    let mut saved = load_saved(&options.out)?;
+    let experiment = &mut saved.experiment;
+    let survivors = surviving_acts(experiment);
+    let fitness = |p: &EpochPoint| 0.1 * p.map50 + 0.9 * p.map;
+    let score = |act: &str| -> f64 {
+        let bests: Vec<f64> = experiment
+            .runs
+            .iter()
+            .filter(|r| r.act == act && r.curve.len() >= epochs)
+            .filter_map(|r| {
+                r.curve[..epochs]
+                    .iter()
+                    .map(fitness)
+                    .filter(|f| f.is_finite())
+                    .reduce(f64::max)
+            })
+            .collect();
+        if bests.is_empty() {
+            f64::NEG_INFINITY
+        } else {
+            bests.iter().sum::<f64>() / bests.len() as f64
+        }
+    };
+    let mut ranked: Vec<(f64, usize, &String)> = survivors
+        .iter()
+        .enumerate()
+        .map(|(i, act)| (score(act), i, act))
+        .collect();
+    // Best first; ties in --acts order.
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let keep = survivors.len().div_ceil(3);
+    let baseline = experiment.acts.first().cloned().unwrap_or_default();
+    let kept: Vec<String> = survivors
+        .iter()
+        .filter(|act| **act == baseline || ranked[..keep].iter().any(|(_, _, a)| a == act))
+        .cloned()
+        .collect();
+    let dropped: Vec<String> = survivors
+        .iter()
+        .filter(|act| !kept.contains(act))
+        .cloned()
+        .collect();
+    for run in experiment.runs.iter_mut() {
+        if dropped.contains(&run.act) && !is_settled(&run.status) {
+            run.status = RunStatus::Screened { epochs };
+        }
+    }
+    save(&options.out, &saved.options, &saved.experiment)?;
+    Ok((kept, dropped))
+}
+
 /// Trains every run of `order` that is neither settled nor held by another process,
-/// `options.jobs` at a time.
+/// `options.jobs` at a time; with `pause`, only up to that many epochs.
 fn train_runs(
     order: &[(String, u64)],
     options: &CompareOptions,
     shared: &TrainOptions,
+    pause: Option<usize>,
     on: &mut (dyn FnMut(CompareEvent) + Send),
 ) -> Result<(), CompareError> {
     let jobs = options.jobs.clamp(1, order.len().max(1));
     let observer: Observer = Mutex::new(on);
     if jobs == 1 {
         for (act, seed) in order {
-            claim_and_train(act, *seed, options, shared, &observer, false)?;
+            claim_and_train(act, *seed, options, shared, &observer, pause, false)?;
         }
         return Ok(());
     }
@@ -230,7 +381,7 @@ fn train_runs(
                         .map_err(|source| CompareError::Pool { jobs, source })?;
                     while let Some((act, seed)) = order.get(next.fetch_add(1, Ordering::SeqCst)) {
                         pool.install(|| {
-                            claim_and_train(act, *seed, options, shared, &observer, true)
+                            claim_and_train(act, *seed, options, shared, &observer, pause, true)
                         })?;
                     }
                     Ok(())
@@ -245,18 +396,23 @@ fn train_runs(
 
 /// Trains the run if it needs training and no other process holds it; then rewrites the
 /// report.
+#[allow(clippy::too_many_arguments)]
 fn claim_and_train(
     act: &str,
     seed: u64,
     options: &CompareOptions,
     shared: &TrainOptions,
     on: &Observer,
+    pause: Option<usize>,
     parallel: bool,
 ) -> Result<(), CompareError> {
+    // Settled, or already as far as this rung goes.
     let settled = |out: &Path| -> Result<bool, CompareError> {
         let saved = load_saved(out)?;
-        Ok(run_index(&saved.experiment, act, seed)
-            .is_some_and(|i| is_settled(&saved.experiment.runs[i].status)))
+        Ok(run_index(&saved.experiment, act, seed).is_some_and(|i| {
+            let run = &saved.experiment.runs[i];
+            is_settled(&run.status) || pause.is_some_and(|p| run.curve.len() >= p)
+        }))
     };
     if settled(&options.out)? {
         return Ok(());
@@ -272,7 +428,7 @@ fn claim_and_train(
     if settled(&options.out)? {
         return Ok(());
     }
-    let record = run_one(act, seed, options, shared, on, &lock, parallel)?;
+    let record = run_one(act, seed, options, shared, on, &lock, pause, parallel)?;
     drop(lock);
     emit(on, CompareEvent::RunEnd { record: &record });
     let experiment = load_saved(&options.out)?.experiment;
@@ -329,7 +485,10 @@ fn shared_options(train: &TrainOptions) -> TrainOptions {
 /// A run that needs no more training: finished or diverged (a diverged run would diverge
 /// again; a failed one is retried).
 fn is_settled(status: &RunStatus) -> bool {
-    matches!(status, RunStatus::Finished | RunStatus::Diverged { .. })
+    matches!(
+        status,
+        RunStatus::Finished | RunStatus::Diverged { .. } | RunStatus::Screened { .. }
+    )
 }
 
 fn run_index(experiment: &Experiment, act: &str, seed: u64) -> Option<usize> {
@@ -489,7 +648,9 @@ pub fn run_name(act: &str, seed: u64) -> String {
 }
 
 /// Trains (or resumes) one run, keeping its record current after every epoch and the
-/// lock's heartbeat fresh; returns the final record.
+/// lock's heartbeat fresh; returns the final record. With `pause`, it stops after that
+/// many epochs and stays pending.
+#[allow(clippy::too_many_arguments)]
 fn run_one(
     act: &str,
     seed: u64,
@@ -497,6 +658,7 @@ fn run_one(
     shared: &TrainOptions,
     on: &Observer,
     lock: &Lock,
+    pause: Option<usize>,
     parallel: bool,
 ) -> Result<RunRecord, CompareError> {
     let saved = load_saved(&options.out)?.experiment;
@@ -533,7 +695,7 @@ fn run_one(
     } else {
         TrainStart::New(Box::new(run_options))
     };
-    let outcome = train(&start, &mut |event| {
+    let outcome = train_until(&start, pause, &mut |event| {
         if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {
             record.epoch_seconds.truncate(*epoch);
             record.epoch_seconds.push(*seconds);
@@ -563,6 +725,7 @@ fn run_one(
         return Err(e);
     }
     let status = match &outcome {
+        Ok(outcome) if outcome.paused => RunStatus::Pending,
         Ok(_) => RunStatus::Finished,
         Err(e @ TrainError::NonFinite { .. }) => RunStatus::Diverged { message: chain(e) },
         Err(e) => RunStatus::Failed { message: chain(e) },
@@ -613,6 +776,9 @@ pub fn status(out: &Path, timeout: Duration) -> Result<Vec<String>, CompareError
             let epochs = format!("{}/{} epochs", r.curve.len(), experiment.epochs);
             let state = match (&r.status, held) {
                 (RunStatus::Finished, _) => format!("finished ({epochs})"),
+                (RunStatus::Screened { epochs }, _) => {
+                    format!("screened out after {epochs} epochs")
+                }
                 (RunStatus::Diverged { message }, _) => format!("diverged: {message}"),
                 (RunStatus::Failed { message }, None) => format!("failed: {message}"),
                 (_, Some(lock)) => format!(

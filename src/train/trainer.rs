@@ -105,8 +105,10 @@ pub struct TrainOutcome {
     pub best_fitness: f64,
     pub epochs_run: usize,
     pub seconds_per_epoch: f64,
-    /// The final validation of the best weights.
+    /// The final validation of the best weights (none when paused).
     pub final_val: Option<ValOutcome>,
+    /// Stopped at the epoch `train_until` was given, resumable with the same schedule.
+    pub paused: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -357,6 +359,17 @@ pub fn train(
     start: &TrainStart,
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainOutcome, TrainError> {
+    train_until(start, None, on)
+}
+
+/// [`train`], pausing once `pause_after` epochs are done (with their checkpoint): the
+/// schedule stays that of the run's full `epochs`, so resuming it later gives the run an
+/// uninterrupted one would (`compare --screen` trains its rungs this way).
+pub fn train_until(
+    start: &TrainStart,
+    pause_after: Option<usize>,
+    on: &mut dyn FnMut(TrainEvent),
+) -> Result<TrainOutcome, TrainError> {
     let (options, checkpoint) = match start {
         TrainStart::New(options) => (absolute_paths(options).map_err(TrainError::Setup)?, None),
         TrainStart::Resume { path, epochs } => {
@@ -394,7 +407,7 @@ pub fn train(
     };
     let run = Run::prepare(&options, checkpoint.as_ref().map(|c| c.dir.as_path()), on)
         .map_err(TrainError::Setup)?;
-    run.execute(checkpoint, on)
+    run.execute(checkpoint, pause_after, on)
 }
 
 /// A prepared run: folders, data, model, loss and hyperparameters.
@@ -547,6 +560,7 @@ impl Run {
     fn execute(
         self,
         checkpoint: Option<Checkpoint>,
+        pause_after: Option<usize>,
         on: &mut dyn FnMut(TrainEvent),
     ) -> Result<TrainOutcome, TrainError> {
         let o = &self.options;
@@ -634,7 +648,11 @@ impl Run {
         let mut seconds = Vec::new();
         // Gradients accumulated since the last optimiser step carry over epoch ends.
         let mut grads = pending;
+        let mut stopped_early = false;
         for epoch in start_epoch..o.epochs {
+            if pause_after.is_some_and(|p| epoch >= p) {
+                break;
+            }
             let started = Instant::now();
             let train_loss = self.train_epoch(
                 epoch,
@@ -684,10 +702,13 @@ impl Run {
                     "Stopping early: no improvement for {} epochs (best at epoch {})",
                     o.patience, state.best_epoch
                 )));
+                stopped_early = true;
                 break;
             }
         }
-        let final_val = self.validate_best()?;
+        let done = state.epoch + 1;
+        let paused = pause_after.is_some_and(|p| done >= p) && done < o.epochs && !stopped_early;
+        let final_val = if paused { None } else { self.validate_best()? };
         Ok(TrainOutcome {
             dir: self.dir.clone(),
             names: self.names.clone(),
@@ -695,6 +716,7 @@ impl Run {
             epochs_run: seconds.len(),
             seconds_per_epoch: seconds.iter().sum::<f64>() / seconds.len().max(1) as f64,
             final_val,
+            paused,
         })
     }
 

@@ -247,6 +247,7 @@ pub(super) fn status_text(status: &RunStatus) -> &'static str {
         RunStatus::Finished => "finished",
         RunStatus::Diverged { .. } => "diverged",
         RunStatus::Failed { .. } => "failed",
+        RunStatus::Screened { .. } => "screened out",
     }
 }
 

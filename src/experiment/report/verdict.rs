@@ -81,6 +81,7 @@ pub(super) fn progress_line(exp: &Experiment) -> Option<String> {
     let open = count(|status| matches!(status, RunStatus::Pending | RunStatus::Running));
     let diverged = count(|status| matches!(status, RunStatus::Diverged { .. }));
     let failed = count(|status| matches!(status, RunStatus::Failed { .. }));
+    let screened = count(|status| matches!(status, RunStatus::Screened { .. }));
     let mut parts = Vec::new();
     if open > 0 {
         parts.push(format!(
@@ -88,11 +89,15 @@ pub(super) fn progress_line(exp: &Experiment) -> Option<String> {
             exp.runs.len()
         ));
     }
-    let stopped: Vec<String> = [(diverged, "diverged"), (failed, "failed")]
-        .into_iter()
-        .filter(|&(count, _)| count > 0)
-        .map(|(count, what)| format!("{} {what}", runs_count(count)))
-        .collect();
+    let stopped: Vec<String> = [
+        (diverged, "diverged"),
+        (failed, "failed"),
+        (screened, "screened out early by --screen"),
+    ]
+    .into_iter()
+    .filter(|&(count, _)| count > 0)
+    .map(|(count, what)| format!("{} {what}", runs_count(count)))
+    .collect();
     if !stopped.is_empty() {
         parts.push(format!(
             "Left out of the statistics: {} (see Runs).",
@@ -113,7 +118,16 @@ pub(super) fn runs_count(count: usize) -> String {
 
 pub(super) fn comparison_line(row: &ActRow, vs: &VsBaseline, baseline: &ActRow) -> String {
     let speed = speed_text(vs.latency_pct);
+    let screened_at = row.runs.iter().find_map(|run| match run.status {
+        RunStatus::Screened { epochs } => Some(epochs),
+        _ => None,
+    });
     match &vs.map {
+        None if row.finished() == 0 && screened_at.is_some() => format!(
+            "{}: screened out after {} epochs (its mean fitness was not in the best third then; not tested); {speed}.",
+            row.name,
+            screened_at.unwrap_or(0)
+        ),
         None if row.finished() == 0 && row.stopped() > 0 && row.stopped() == row.runs.len() => {
             format!(
                 "{}: every run diverged or failed (see Runs); {speed}.",
