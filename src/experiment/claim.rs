@@ -115,11 +115,13 @@ impl Lock {
                     }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let Some(info) = read_lock(path) else {
-                        // Being written by its creator this instant: it is live.
-                        return Ok(None);
+                    let taken = match read_lock(path) {
+                        Some(info) => info.is_stale(timeout) && take_over(path, Some(&info)),
+                        // Empty or unreadable: being written by its creator this instant,
+                        // or left so by a process killed right after creating it.
+                        None => modified_before(path, UNWRITTEN_LOCK) && take_over(path, None),
                     };
-                    if !info.is_stale(timeout) || !take_over(path, &info) {
+                    if !taken {
                         return Ok(None);
                     }
                 }
@@ -157,16 +159,27 @@ impl Drop for Lock {
     }
 }
 
-/// Moves a stale lock aside. Only the process whose rename moved exactly the stale lock it
-/// read takes over; one that moved a fresh lock (another process's takeover, between its
-/// read and its rename) puts it back.
-fn take_over(path: &Path, stale: &LockInfo) -> bool {
+/// A lock file still without its contents this long after it was created is abandoned.
+const UNWRITTEN_LOCK: Duration = Duration::from_secs(10);
+
+fn modified_before(path: &Path, age: Duration) -> bool {
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|elapsed| elapsed > age)
+}
+
+/// Moves a stale lock (`None`: one without contents) aside. Only the process whose rename
+/// moved exactly the stale lock it read takes over; one that moved a fresh lock (another
+/// process's takeover, between its read and its rename) puts it back.
+fn take_over(path: &Path, stale: Option<&LockInfo>) -> bool {
     let aside = path.with_extension(format!("stale-{}", std::process::id()));
     if std::fs::rename(path, &aside).is_err() {
         return false;
     }
     let moved = read_lock(&aside);
-    if moved.as_ref() == Some(stale) {
+    if moved.as_ref() == stale {
         let _ = std::fs::remove_file(&aside);
         true
     } else {
@@ -359,6 +372,19 @@ mod tests {
         };
         std::fs::write(&path, serde_json::to_string(&dead).unwrap()).unwrap();
         assert!(dead.is_stale(timeout));
+        let lock = Lock::try_take(&path, timeout).unwrap().unwrap();
+        drop(lock);
+        // An empty lock file (its creator killed before writing it) is live while new and
+        // abandoned once older than UNWRITTEN_LOCK.
+        std::fs::write(&path, "").unwrap();
+        assert!(Lock::try_take(&path, timeout).unwrap().is_none());
+        let old = SystemTime::now() - UNWRITTEN_LOCK - Duration::from_secs(5);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         assert!(Lock::try_take(&path, timeout).unwrap().is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
