@@ -351,7 +351,7 @@ fn processes_sharing_an_experiment_train_each_run_once_and_survive_a_kill() {
             .unwrap()
     };
     let mut children: Vec<_> = (0..3).map(|_| start()).collect();
-    // Kill (SIGKILL) the holder of the first run to save a checkpoint, mid-run.
+    // Kill (SIGKILL) the holder of a run that is mid-way: checkpointed after epoch 0.
     let started = Instant::now();
     let victim = loop {
         assert!(
@@ -364,9 +364,12 @@ fn processes_sharing_an_experiment_train_each_run_once_and_survive_a_kill() {
             .filter_map(|e| {
                 let run = e.ok()?.path();
                 let name = run.file_name()?.to_string_lossy().into_owned();
+                // Mid-run: its first epoch saved, its second (of 2) not yet.
                 run.join("weights/last.state.safetensors")
                     .is_file()
                     .then_some(())?;
+                let rows = std::fs::read_to_string(run.join("results.csv")).ok()?;
+                (rows.lines().count() == 2).then_some(())?;
                 let lock = std::fs::read_to_string(out.join(format!("locks/{name}.lock"))).ok()?;
                 let lock: serde_json::Value = serde_json::from_str(&lock).ok()?;
                 Some(lock["pid"].as_u64()? as u32)
