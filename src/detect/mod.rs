@@ -17,7 +17,7 @@ use crate::data::image::{decode_image, IMG_FORMATS, TRUNCATED_JPEG};
 use crate::data::LetterboxError;
 use crate::eval::nms::NmsError;
 use crate::eval::{Detection, NmsOptions};
-use crate::export::{OnnxError, OnnxModel, PredictError};
+use crate::export::{is_onnx, OnnxError, OnnxModel, PredictError};
 use crate::model::build::Model;
 use crate::model::config::{ConfigError, ModelConfig};
 use crate::model::weights::{load_model, WeightsError};
@@ -275,12 +275,6 @@ pub fn detect(
         observer(DetectEvent::Image(&report));
     }
     run.finish()
-}
-
-fn is_onnx(weights: &Path) -> bool {
-    weights
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
 }
 
 fn load(options: &DetectOptions) -> Result<(Model, Vec<String>), DetectError> {

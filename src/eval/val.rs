@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::data::dataset::{DataConfig, DataConfigError, Dataset, DatasetError, Split};
 use crate::data::loader::{Loader, LoaderConfig, LoaderError, RectBatches};
-use crate::export::{OnnxError, OnnxModel, Predict, PredictError};
+use crate::export::{is_onnx, OnnxError, OnnxModel, Predict, PredictError};
 use crate::model::input::{check_img_size, check_memory, CheckedSize, InputSizeError, Workload};
 use crate::model::weights::{load_model, WeightsError};
 
@@ -340,11 +340,7 @@ pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValRe
         nc,
         names,
     };
-    let onnx_file = run
-        .weights
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"));
-    let (predictor, size, rect): (Box<dyn Predict>, CheckedSize, bool) = if onnx_file {
+    let (predictor, size, rect): (Box<dyn Predict>, CheckedSize, bool) = if is_onnx(&run.weights) {
         let onnx = OnnxModel::load(&run.weights)?;
         if onnx.nc() != data.names.len() {
             return Err(classes_differ(onnx.nc(), data.names.len()));

@@ -34,6 +34,13 @@ pub struct EpochPoint {
     pub map: f64,
 }
 
+impl EpochPoint {
+    /// ultralytics' fitness, by which best.pt is chosen: 0.1·mAP50 + 0.9·mAP50-95.
+    pub fn fitness(&self) -> f64 {
+        0.1 * self.map50 + 0.9 * self.map
+    }
+}
+
 /// One (activation, seed) run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {

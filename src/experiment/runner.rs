@@ -304,7 +304,6 @@ fn cut(
     let mut saved = load_saved(&options.out)?;
     let experiment = &mut saved.experiment;
     let survivors = surviving_acts(experiment);
-    let fitness = |p: &EpochPoint| 0.1 * p.map50 + 0.9 * p.map;
     let score = |act: &str| -> f64 {
         let bests: Vec<f64> = experiment
             .runs
@@ -313,7 +312,7 @@ fn cut(
             .filter_map(|r| {
                 r.curve[..epochs]
                     .iter()
-                    .map(fitness)
+                    .map(EpochPoint::fitness)
                     .filter(|f| f.is_finite())
                     .reduce(f64::max)
             })
@@ -808,7 +807,6 @@ pub fn status(out: &Path, timeout: Duration) -> Result<Vec<String>, CompareError
 /// (truncated on resume to the checkpoint's epoch).
 fn update_curve(record: &mut RunRecord, results: &Path) {
     record.curve = read_curve(results);
-    let fitness = |p: &EpochPoint| 0.1 * p.map50 + 0.9 * p.map;
     // `>=` as the trainer: a later epoch of equal fitness is the best.
     record.best =
         record
@@ -816,7 +814,7 @@ fn update_curve(record: &mut RunRecord, results: &Path) {
             .iter()
             .copied()
             .fold(None, |best: Option<EpochPoint>, p| match best {
-                Some(b) if fitness(&p) < fitness(&b) => Some(b),
+                Some(b) if p.fitness() < b.fitness() => Some(b),
                 _ => Some(p),
             });
 }

@@ -106,6 +106,13 @@ pub fn show_dims(dims: &[Dim]) -> String {
     format!("({})", parts.join(", "))
 }
 
+/// Whether a weights path names an ONNX file (by its extension, as yolov5 tells backends).
+pub fn is_onnx(weights: &Path) -> bool {
+    weights
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+}
+
 /// The default file: the weights' name with `.onnx`, beside them (as export.py).
 pub fn default_output(weights: &Path) -> PathBuf {
     weights.with_extension("onnx")
@@ -191,12 +198,11 @@ pub struct OnnxFile {
 /// The ONNX file of a fused model.
 pub fn to_onnx(model: &Model, settings: &OnnxSettings) -> Result<OnnxFile, GraphError> {
     let (h, w) = settings.imgsz;
-    let options = settings;
-    let mut graph = Graph::new(options.opset);
+    let mut graph = Graph::new(settings.opset);
     let out = model.export(&mut graph, "images")?;
     let out = graph.rename_output(&out, "output0");
     let no = model.detect.nc + 5;
-    let (input_shape, output_shape) = if options.dynamic {
+    let (input_shape, output_shape) = if settings.dynamic {
         (
             vec![
                 Dim::Named("batch"),
@@ -215,13 +221,13 @@ pub fn to_onnx(model: &Model, settings: &OnnxSettings) -> Result<OnnxFile, Graph
             .sum();
         (
             vec![
-                Dim::Fixed(options.batch),
+                Dim::Fixed(settings.batch),
                 Dim::Fixed(3),
                 Dim::Fixed(h),
                 Dim::Fixed(w),
             ],
             vec![
-                Dim::Fixed(options.batch),
+                Dim::Fixed(settings.batch),
                 Dim::Fixed(cells * model.detect.na),
                 Dim::Fixed(no),
             ],

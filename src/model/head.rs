@@ -287,7 +287,6 @@ impl Detect {
             let rows = g.ints(&[0, -1, no]);
             levels.push(g.binary("Reshape", &cat, &rows));
         }
-        let levels: Vec<&str> = levels.iter().map(String::as_str).collect();
         Ok(g.concat(&levels, 1))
     }
 

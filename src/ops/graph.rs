@@ -245,8 +245,9 @@ impl Graph {
     }
 
     /// `Concat` along `axis`.
-    pub fn concat(&mut self, xs: &[&str], axis: i64) -> String {
-        self.op("Concat", xs, vec![("axis", Attr::Int(axis))])
+    pub fn concat<S: AsRef<str>>(&mut self, xs: &[S], axis: i64) -> String {
+        let inputs: Vec<&str> = xs.iter().map(AsRef::as_ref).collect();
+        self.op("Concat", &inputs, vec![("axis", Attr::Int(axis))])
     }
 
     /// `x · sigmoid(scale · x)`, or `x · sigmoid(x)` without a scale: SiLU and Swish.

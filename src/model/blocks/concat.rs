@@ -56,7 +56,6 @@ impl Block for Concat {
     }
 
     fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
-        let inputs: Vec<&str> = xs.iter().map(String::as_str).collect();
-        Ok(g.concat(&inputs, 1))
+        Ok(g.concat(xs, 1))
     }
 }

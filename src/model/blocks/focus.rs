@@ -97,7 +97,6 @@ impl Block for Focus {
                 g.op("Slice", &[&xs[0], &starts, &ends, &axes, &steps], vec![])
             })
             .collect();
-        let patches: Vec<&str> = patches.iter().map(String::as_str).collect();
         let y = g.concat(&patches, 1);
         self.conv.export_on(g, &y)
     }

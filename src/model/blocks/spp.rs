@@ -188,6 +188,5 @@ pub fn export_pyramid(g: &mut Graph, x: &str, ks: &[usize]) -> String {
     for &k in ks {
         parts.push(g.max_pool(x, k, 1, k / 2));
     }
-    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     g.concat(&parts, 1)
 }
