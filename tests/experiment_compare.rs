@@ -142,6 +142,23 @@ fn an_experiment_writes_its_report_and_continues_after_a_kill() {
     );
     let html = std::fs::read_to_string(out.join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("LeakyReLU"));
+    // The diagnostics section: its cost, a heatmap per activation, the gradient plot.
+    let markdown = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(markdown.contains("## Diagnostics") && markdown.contains("Recording them took"));
+    for plot in [
+        "dead_silu.png",
+        "dead_nn.leakyrelu-0.2.png",
+        "gradient_norms.png",
+    ] {
+        assert!(
+            out.join("diagnostics").join(plot).is_file(),
+            "{plot} missing"
+        );
+        assert!(
+            markdown.contains(&format!("diagnostics/{plot}")),
+            "{plot} not in the report"
+        );
+    }
     let costs = experiment(&out)["experiment"]["costs"]
         .as_array()
         .unwrap()

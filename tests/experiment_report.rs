@@ -517,3 +517,123 @@ fn several_activations_are_holm_adjusted_together() {
         (1.0 - t.abs() / (2.0 + t * t).sqrt() - number(&rows[1], "delta_map50_95_p")).abs() < 1e-4
     );
 }
+
+/// Writes a run's diagnostics.csv by hand: two Convs, epochs 0 to 2, with `dead` the dead
+/// fraction of model.8.cv1 at each epoch, `grad` every Conv's gradient norm, and `slope`
+/// PReLU slopes when given.
+fn write_diagnostics(
+    dir: &Path,
+    run: &str,
+    act: &str,
+    dead: [f64; 3],
+    grad: f64,
+    slope: Option<[f64; 3]>,
+) {
+    let mut text = String::from("epoch,layer,module,quantity,value,activation\n");
+    for epoch in 0..3 {
+        for (layer, module, dead) in [(0, "model.0", 0.0), (8, "model.8.cv1", dead[epoch])] {
+            for (quantity, value) in [
+                ("dead_fraction", dead),
+                ("saturated_fraction", 0.0),
+                ("preact_mean", 0.1),
+                ("preact_std", 1.0),
+                ("weight_grad_norm", grad * (1.0 + layer as f64)),
+            ] {
+                text += &format!("{epoch},{layer},{module},{quantity},{value},{act}\n");
+            }
+            if let Some(slope) = slope {
+                for stat in ["mean", "min", "max"] {
+                    let v = slope[epoch]
+                        + if stat == "min" {
+                            -0.1
+                        } else if stat == "max" {
+                            0.1
+                        } else {
+                            0.0
+                        };
+                    text += &format!("{epoch},{layer},{module},slope_{stat},{v},{act}\n");
+                }
+            }
+        }
+        text += &format!("{epoch},,run,seconds,0.02,\n{epoch},,run,epoch_seconds,2,\n");
+    }
+    let folder = dir.join("runs").join(run);
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("diagnostics.csv"), text).unwrap();
+}
+
+/// SiLU, ReLU and PReLU, two seeds each, best at epoch 2. ReLU's model.8.cv1 has 30% and
+/// 32% of its channels dead there (31% on average), and its gradients are a quarter of
+/// SiLU's; PReLU's slopes go from 0.25 to 0.12. Each diagnostic costs 1% of its epoch.
+#[test]
+fn the_diagnostics_section_names_what_stands_out() {
+    let out = OutDir::new("diagnostics");
+    let acts = ["silu", "relu", "nn.PReLU()"];
+    let mut runs = Vec::new();
+    for act in acts {
+        for seed in [0, 1] {
+            runs.push(run(act, seed, RunStatus::Finished, 3, best(2, 0.5, 0.3)));
+        }
+    }
+    let exp = experiment(&acts, &[0, 1], runs, Vec::new());
+    std::fs::create_dir_all(&out.path).unwrap();
+    write_diagnostics(&out.path, "silu-seed0", "nn.SiLU()", [0.0; 3], 1.0, None);
+    write_diagnostics(&out.path, "silu-seed1", "nn.SiLU()", [0.0; 3], 1.0, None);
+    write_diagnostics(
+        &out.path,
+        "relu-seed0",
+        "nn.ReLU()",
+        [0.1, 0.2, 0.30],
+        0.25,
+        None,
+    );
+    write_diagnostics(
+        &out.path,
+        "relu-seed1",
+        "nn.ReLU()",
+        [0.1, 0.2, 0.32],
+        0.25,
+        None,
+    );
+    for seed in [0, 1] {
+        write_diagnostics(
+            &out.path,
+            &format!("nn.prelu-seed{seed}"),
+            "nn.PReLU()",
+            [0.0; 3],
+            1.0,
+            Some([0.25, 0.2, 0.12]),
+        );
+    }
+    let files = write_report(&exp, &out.path).unwrap();
+    let markdown = std::fs::read_to_string(&files.markdown).unwrap();
+    for expected in [
+        "- ReLU: 31% of channels in model.8.cv1 dead at the best epoch; 1 of 2 Convs have dead channels.",
+        "- ReLU: the median Conv's weight-gradient norm in the last epoch is 0.25× SiLU's (smaller gradients).",
+        "- PReLU: slope averaged 0.250 over the Convs after the first epoch and 0.120 after the last (elements from 0.020 to 0.220).",
+        "Recording them took 1.0% of an epoch's time (median over every recorded epoch; at most 1.0%).",
+        "diagnostics/dead_relu.png",
+        "diagnostics/gradient_norms.png",
+        "diagnostics/learned_nn.prelu.png",
+    ] {
+        assert!(markdown.contains(expected), "`{expected}` not in report.md:\n{markdown}");
+    }
+    // SiLU has no dead channel and PReLU's gradients are SiLU's: no sentence for them.
+    assert!(!markdown.contains("- SiLU:"));
+    assert!(!markdown.contains("- PReLU: the median"));
+    for plot in [
+        "dead_silu",
+        "dead_relu",
+        "dead_nn.prelu",
+        "gradient_norms",
+        "learned_nn.prelu",
+    ] {
+        assert!(
+            out.path
+                .join("diagnostics")
+                .join(format!("{plot}.svg"))
+                .is_file(),
+            "{plot}"
+        );
+    }
+}

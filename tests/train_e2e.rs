@@ -71,6 +71,16 @@ fn weights(path: &Path) -> Vec<(String, Vec<f32>)> {
     out
 }
 
+/// diagnostics.csv without the rows of its own cost (timings differ between runs).
+fn diagnostics(run: &Path) -> Vec<String> {
+    std::fs::read_to_string(run.join("diagnostics.csv"))
+        .unwrap()
+        .lines()
+        .filter(|line| !line.contains(",run,"))
+        .map(String::from)
+        .collect()
+}
+
 fn results_rows(run: &Path) -> usize {
     std::fs::read_to_string(run.join("results.csv"))
         .map(|s| s.lines().count().saturating_sub(1))
@@ -102,9 +112,34 @@ fn a_run_writes_its_files_and_resumes_after_a_kill_to_the_same_weights() {
         "weights/last.safetensors",
         "weights/best.safetensors",
         "weights/last.state.safetensors",
+        "diagnostics.csv",
     ] {
         assert!(full.join(file).is_file(), "{file} missing");
     }
+    // Every epoch has every Conv's diagnostics (yolov5n has 57 Convs, each with 5
+    // quantities), and each epoch states its cost.
+    let rows = diagnostics(&full);
+    assert_eq!(rows[0], "epoch,layer,module,quantity,value,activation");
+    for epoch in 0..3 {
+        let of_epoch: Vec<&String> = rows[1..]
+            .iter()
+            .filter(|r| r.starts_with(&format!("{epoch},")))
+            .collect();
+        assert_eq!(of_epoch.len(), 57 * 5, "epoch {epoch}");
+        for quantity in [
+            "dead_fraction",
+            "saturated_fraction",
+            "preact_mean",
+            "preact_std",
+            "weight_grad_norm",
+        ] {
+            assert!(of_epoch
+                .iter()
+                .any(|r| r.contains(&format!(",model.0,{quantity},"))));
+        }
+    }
+    let text = std::fs::read_to_string(full.join("diagnostics.csv")).unwrap();
+    assert_eq!(text.matches(",run,seconds,").count(), 3);
     assert_eq!(results_rows(&full), 3);
     let header = std::fs::read_to_string(full.join("results.csv")).unwrap();
     assert!(header
@@ -138,6 +173,8 @@ fn a_run_writes_its_files_and_resumes_after_a_kill_to_the_same_weights() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(results_rows(&killed), 3);
+    // The resumed run's diagnostics: each epoch once, the same numbers.
+    assert_eq!(diagnostics(&killed), diagnostics(&full));
     // Data order and augmentation are seeded per (seed, epoch, image), the kernels sum
     // in a fixed order, and the checkpoint holds the optimiser, EMA and pending gradients:
     // the resumed run ends on the same weights, bit for bit.

@@ -110,12 +110,13 @@ fn a_run_killed_mid_write_resumes_to_the_same_weights() {
         values(&reference().join("weights/best.safetensors")),
     );
     let project = scratch("points");
-    // In epoch order: results.csv, then the resume state, then last, then best (when
-    // fitness improved) are written at the end of each epoch.
+    // In epoch order: results.csv, diagnostics.csv, then the resume state, then last, then
+    // best (when fitness improved) are written at the end of each epoch.
     let points = [
         "last.safetensors#1",
         "best.safetensors#1",
         "results.csv#2",
+        "diagnostics.csv#2",
         "last.state.safetensors#2",
         "best.safetensors#2",
         "last.safetensors#3",
@@ -146,6 +147,16 @@ fn a_run_killed_mid_write_resumes_to_the_same_weights() {
         );
         let rows = std::fs::read_to_string(run.join("results.csv")).unwrap();
         assert_eq!(rows.lines().count(), 4, "{point}: {rows}");
+        // Each epoch's diagnostics once: a repeated epoch replaces its rows.
+        let diagnostics = std::fs::read_to_string(run.join("diagnostics.csv")).unwrap();
+        for epoch in 0..3 {
+            let costs = format!("\n{epoch},,run,seconds,");
+            assert_eq!(
+                diagnostics.matches(&costs).count(),
+                1,
+                "{point}: epoch {epoch}"
+            );
+        }
     }
     std::fs::remove_dir_all(&project).ok();
 }

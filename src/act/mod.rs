@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod curves;
 pub mod evaluate;
 pub mod module;
+pub mod probe;
 pub mod registry;
 pub mod spec;
 pub mod zoo;

@@ -7,6 +7,7 @@ use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
 use rand_chacha::ChaCha8Rng;
 
+use super::probe;
 use super::registry::{ActModule, ModuleInputs};
 use super::spec::ActSpec;
 use crate::ops::conv_bn_layer::ConvBn;
@@ -20,6 +21,8 @@ use crate::util::profile::{self, Stage};
 pub struct Activation {
     spec: ActSpec,
     inner: Inner,
+    /// The layer it belongs to (its parameter path without `.act`), for the diagnostics.
+    module: String,
 }
 
 #[derive(Debug)]
@@ -35,6 +38,8 @@ impl Activation {
     /// `p1`/`p2`/`beta` and `fc1.*`/`fc2.*` for ACON). `rng` seeds RReLU's noise.
     pub fn new(spec: &ActSpec, channels: usize, vb: VarBuilder, rng: ChaCha8Rng) -> Result<Self> {
         let def = spec.def();
+        let prefix = vb.prefix();
+        let module = prefix.strip_suffix(".act").unwrap_or(&prefix).to_string();
         let inner = match (def.module, spec.elementwise()) {
             (Some(build), _) => Inner::Module(build(ModuleInputs {
                 args: spec.args(),
@@ -50,6 +55,7 @@ impl Activation {
         Ok(Activation {
             spec: spec.clone(),
             inner,
+            module,
         })
     }
 
@@ -94,7 +100,11 @@ impl Activation {
 
     /// `body` (a Conv's convolution and BatchNorm), then this activation: inside the
     /// BatchNorm's kernel when the activation is elementwise.
+    /// Inside [`probe::capture`], inference runs unfused and records its diagnostics.
     pub fn forward_after(&self, body: &ConvBn, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train && probe::is_capturing() {
+            return self.probe(&body.forward(x, false, None)?);
+        }
         match self.fusable(train) {
             Some(f) => body.forward(x, train, Some(&f)),
             None => self.forward(&body.forward(x, train, None)?, train),
@@ -111,6 +121,25 @@ impl Activation {
                 reason: "it has no ONNX lowering".into(),
             }),
         }
+    }
+
+    /// Applies the activation in inference to the pre-activation `z` and records it.
+    fn probe(&self, z: &Tensor) -> Result<Tensor> {
+        let y = self.forward(z, false)?;
+        let learned = match &self.inner {
+            Inner::Elementwise(_) => Vec::new(),
+            Inner::Module(m) => m.learned(z)?,
+        };
+        let f = self.fusable(false);
+        probe::record(probe::measure(
+            &self.module,
+            &self.spec.to_string(),
+            f.as_deref(),
+            z,
+            &y,
+            learned,
+        )?);
+        Ok(y)
     }
 
     /// Applies the activation; `train` selects RReLU's random slopes and FReLU's batch statistics.

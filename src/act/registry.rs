@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use candle_core::Tensor;
 
+use super::probe::LearnedSummary;
 use crate::ops::elementwise::Elementwise;
 use crate::ops::graph::{Graph, GraphError};
 
@@ -178,6 +179,12 @@ pub trait ActModule: std::fmt::Debug + Send + Sync {
     /// The elementwise function it is in this mode, if it is one then.
     fn fusable(&self, _train: bool) -> Option<Arc<dyn Elementwise>> {
         None
+    }
+
+    /// What it has learned, summarised for the diagnostics, on the input `x` (Meta-ACON's β
+    /// depends on it).
+    fn learned(&self, _x: &Tensor) -> Result<Vec<LearnedSummary>> {
+        Ok(Vec::new())
     }
 
     /// Adds its inference form to an ONNX graph, applied to `x`; returns the output.

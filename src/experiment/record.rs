@@ -41,6 +41,27 @@ impl EpochPoint {
     }
 }
 
+/// The run's folder name: the activation as written, made safe for a path, and the seed.
+pub fn run_name(act: &str, seed: u64) -> String {
+    let safe: String = act
+        .to_lowercase()
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let safe = safe
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-");
+    format!("{safe}-seed{seed}")
+}
+
 /// One (activation, seed) run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {

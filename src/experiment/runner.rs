@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::claim::{read_lock, Lock, Shard};
-use super::record::{ActCost, EpochPoint, Experiment, RunRecord, RunStatus};
+use super::record::{run_name, ActCost, EpochPoint, Experiment, RunRecord, RunStatus};
 use super::report::{write_report, ReportFiles};
 use crate::act::{ActSpec, SpecError};
 use crate::data::dataset::{DataConfig, DataConfigError};
@@ -623,27 +623,6 @@ fn measure_costs(
     }
     experiment.costs = costs;
     Ok(())
-}
-
-/// The run's folder name: the activation as written, made safe for a path, and the seed.
-pub fn run_name(act: &str, seed: u64) -> String {
-    let safe: String = act
-        .to_lowercase()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' {
-                c
-            } else {
-                '-'
-            }
-        })
-        .collect();
-    let safe = safe
-        .split('-')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("-");
-    format!("{safe}-seed{seed}")
 }
 
 /// Trains (or resumes) one run, keeping its record current after every epoch and the

@@ -40,8 +40,8 @@ pub struct ActResults {
 
 /// The plots show mAP in percent.
 const PERCENT: f64 = 100.0;
-const TEXT: style::TextSizes = style::LARGE;
-const CHART_SIZE: (u32, u32) = (900, 600);
+pub(super) const TEXT: style::TextSizes = style::LARGE;
+pub(super) const CHART_SIZE: (u32, u32) = (900, 600);
 const MAX_EPOCH_TICKS: usize = 10;
 /// Half the length of an error bar's end caps, in pixels.
 const CAP: i32 = 5;
@@ -50,7 +50,7 @@ const SEED_DOT_RADIUS: u32 = 3;
 /// How opaque a min–max band is.
 const BAND_ALPHA: f64 = 0.2;
 
-type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+pub(super) type Chart<'a, DB> = ChartContext<'a, DB, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
 type AreaResult<T, DB> = Result<T, DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
 
 /// mAP50-95 against epoch: per activation the mean over its runs as a line and their
@@ -100,7 +100,11 @@ pub fn map_vs_latency(
     save(&LatencyFigure { points }, dir, "map_vs_latency").map(Some)
 }
 
-fn save(figure: &impl Figure, dir: &Path, stem: &str) -> Result<[PathBuf; 2], ComparePlotError> {
+pub(super) fn save(
+    figure: &impl Figure,
+    dir: &Path,
+    stem: &str,
+) -> Result<[PathBuf; 2], ComparePlotError> {
     style::register_fonts()?;
     Ok(style::save_png_and_svg(figure, dir, stem)?)
 }
@@ -478,7 +482,7 @@ impl Figure for LatencyFigure {
 
 /// A chart with `title` above it, a margin all round and `y_label_width` pixels for the
 /// y axis's labels.
-fn build_chart<'a, DB: DrawingBackend>(
+pub(super) fn build_chart<'a, DB: DrawingBackend>(
     area: &'a DrawingArea<DB, Shift>,
     title: &str,
     x: Range<f64>,
@@ -496,7 +500,7 @@ fn build_chart<'a, DB: DrawingBackend>(
 }
 
 /// The mesh in the shared style, for the caller to name the axes and draw.
-fn styled_mesh<'a, 'b, DB: DrawingBackend>(
+pub(super) fn styled_mesh<'a, 'b, DB: DrawingBackend>(
     chart: &'b mut Chart<'a, DB>,
 ) -> MeshStyle<'a, 'b, RangedCoordf64, RangedCoordf64, DB> {
     let mut mesh = chart.configure_mesh();
@@ -513,7 +517,7 @@ fn styled_mesh<'a, 'b, DB: DrawingBackend>(
 
 /// Adds `name` with a swatch of `color` to the chart's key; the lines themselves are drawn
 /// with the pen, outside plotters' series.
-fn add_key_entry<'a, DB: DrawingBackend + 'a>(
+pub(super) fn add_key_entry<'a, DB: DrawingBackend + 'a>(
     chart: &mut Chart<'a, DB>,
     name: &str,
     color: RGBColor,
@@ -526,7 +530,7 @@ fn add_key_entry<'a, DB: DrawingBackend + 'a>(
 }
 
 /// The key in the lower right, where rising mAP curves leave room.
-fn draw_key<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> DrawResult<DB> {
+pub(super) fn draw_key<'a, DB: DrawingBackend + 'a>(chart: &mut Chart<'a, DB>) -> DrawResult<DB> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::LowerRight)

@@ -4,6 +4,7 @@
 pub mod activations;
 pub mod batch;
 pub mod comparison;
+pub mod diagnostics;
 pub mod palette;
 pub mod results;
 pub mod style;

@@ -2,6 +2,7 @@
 
 pub mod assign;
 pub mod autoanchor;
+pub mod diagnostics;
 pub mod ema;
 pub mod hyp;
 pub mod loss;

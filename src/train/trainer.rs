@@ -6,11 +6,16 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use candle_core::Tensor;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
 use super::autoanchor::AutoAnchorError;
+use super::diagnostics::{
+    self, probe, probe_images, EpochDiagnostics, GradNorms, DIAGNOSTICS_FILE,
+};
 use super::ema::ModelEma;
 use super::hyp::{Hyp, HypError};
 use super::loss::{scale_loss_gains, Assignment, LossError, LossGains, YoloLoss};
@@ -421,6 +426,8 @@ struct Run {
     val_loader: Loader,
     model: Model,
     eval_model: Model,
+    /// The validation images the diagnostics probe each epoch.
+    probe_images: Option<Tensor>,
     /// The training loss (OTA with `loss_ota: 1`) and the validation loss (always YOLOv5's).
     train_loss: YoloLoss,
     loss: YoloLoss,
@@ -513,6 +520,7 @@ impl Run {
         };
         let train_loader = load_split(Split::Train)?;
         let val_loader = load_split(Split::Val)?;
+        let probe_images = first_val_images(&val_loader)?;
         let gains = scale_loss_gains(
             &LossGains::from_hyp(&hyp.loss),
             model.detect.strides.len(),
@@ -552,6 +560,7 @@ impl Run {
             val_loader,
             model,
             eval_model,
+            probe_images,
             train_loss,
             loss,
         })
@@ -630,8 +639,9 @@ impl Run {
                 &saved,
             )?;
             start_epoch = saved.epoch + 1;
-            truncate_results(&self.dir.join("results.csv"), saved.epoch)
-                .map_err(StepError::from)?;
+            for file in ["results.csv", DIAGNOSTICS_FILE] {
+                truncate_epochs(&self.dir.join(file), saved.epoch).map_err(StepError::from)?;
+            }
             on(TrainEvent::Message(format!(
                 "Resuming {} from epoch {start_epoch}",
                 self.dir.display()
@@ -645,6 +655,8 @@ impl Run {
             self.save_weights(&ema, &state, state.best_epoch == state.epoch)?;
         }
         let results = self.dir.join("results.csv");
+        let diagnostics_csv = self.dir.join(DIAGNOSTICS_FILE);
+        let mut grad_norms = GradNorms::new(optimizer.params());
         let mut seconds = Vec::new();
         // Gradients accumulated since the last optimiser step carry over epoch ends.
         let mut grads = pending;
@@ -659,6 +671,7 @@ impl Run {
                 &mut optimizer,
                 &mut ema,
                 &mut grads,
+                &mut grad_norms,
                 &mut state,
                 schedule,
                 warmup,
@@ -677,10 +690,16 @@ impl Run {
                 |index, batches| on(TrainEvent::Validating { index, batches }),
             )
             .map_err(StepError::from)?;
-            let fitness = val.fitness();
+            let probed = Instant::now();
+            let probes = match &self.probe_images {
+                Some(images) => probe(&self.eval_model, images).map_err(StepError::from)?,
+                None => Vec::new(),
+            };
+            let (norms, norms_time) = grad_norms.take();
             state.epoch = epoch;
             state.optimizer_steps = optimizer.steps;
             state.ema_updates = ema.updates;
+            let fitness = val.fitness();
             let improved = fitness >= state.best_fitness;
             if improved {
                 state.best_fitness = fitness;
@@ -688,6 +707,17 @@ impl Run {
             }
             // results.csv first: a kill after it repeats the epoch, whose row is then dropped.
             append_results(&results, epoch, &train_loss, &val, &lrs).map_err(StepError::from)?;
+            diagnostics::append(
+                &diagnostics_csv,
+                &EpochDiagnostics {
+                    epoch,
+                    probes: &probes,
+                    grad_norms: &norms,
+                    cost: probed.elapsed() + norms_time,
+                    epoch_time: started.elapsed(),
+                },
+            )
+            .map_err(StepError::from)?;
             plot_results(&results, &self.dir.join("results.png")).map_err(StepError::from)?;
             self.save_state(&ema, &optimizer, &grads, &state)?;
             self.save_weights(&ema, &state, improved)?;
@@ -727,6 +757,7 @@ impl Run {
         optimizer: &mut Optimizer,
         ema: &mut ModelEma,
         grads: &mut HashMap<String, candle_core::Tensor>,
+        grad_norms: &mut GradNorms,
         state: &mut TrainState,
         schedule: LrSchedule,
         warmup: Warmup,
@@ -793,6 +824,7 @@ impl Run {
                 }
                 let g = total.backward().map_err(StepError::from)?;
                 optimizer.accumulate(grads, &g).map_err(StepError::from)?;
+                grad_norms.add(&g).map_err(StepError::from)?;
                 if ni as i64 - state.last_opt_step >= accumulate as i64 {
                     optimizer.step(grads, 10.0).map_err(StepError::from)?;
                     grads.clear();
@@ -919,6 +951,19 @@ impl Run {
 }
 
 /// The counters as metadata of a weights file.
+/// The diagnostics' probe batch, from the validation loader's first batch (none when the
+/// split is empty).
+fn first_val_images(loader: &Loader) -> Result<Option<Tensor>, SetupError> {
+    let batch = loader
+        .epoch(0)
+        .and_then(|mut batches| batches.next().transpose())
+        .map_err(|source| SetupError::Loader {
+            split: Split::Val.key(),
+            source,
+        })?;
+    Ok(batch.map(|b| probe_images(&b.images)).transpose()?)
+}
+
 fn state_meta(state: &TrainState) -> Result<HashMap<String, String>, StepError> {
     let json = serde_json::to_string(state).map_err(StepError::from)?;
     Ok(HashMap::from([(STATE_KEY.to_string(), json)]))
@@ -1063,9 +1108,10 @@ const RESULT_COLUMNS: [&str; 14] = [
     "x/lr2",
 ];
 
-/// Drops rows after `last_epoch`: a run killed after writing a row but before saving its
+/// Drops rows after `last_epoch` from a CSV file whose first field is the epoch (results,
+/// diagnostics): a run killed after writing a row but before saving its
 /// checkpoint repeats that epoch on resume.
-fn truncate_results(path: &Path, last_epoch: usize) -> Result<(), FileError> {
+fn truncate_epochs(path: &Path, last_epoch: usize) -> Result<(), FileError> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
+use crate::act::probe::{self, LearnedSummary};
 use crate::act::registry::ActModule;
 use crate::act::registry::{
     no_check, param, ActDef, ArgError, ParamDefault::I, ParamType::Int, Properties, ELEMENTWISE,
@@ -208,18 +209,25 @@ enum AconBeta {
     },
 }
 
-impl ActModule for Acon {
-    fn forward(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
-        let (p1, p2) = (&self.p1, &self.p2);
-        let beta = match &self.beta {
-            AconBeta::Learned(b) => b.clone(),
+impl Acon {
+    /// β: learned, or Meta-ACON's from the input `x`.
+    fn beta_on(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.beta {
+            AconBeta::Learned(b) => Ok(b.clone()),
             AconBeta::Meta {
                 fc1_weight,
                 fc1_bias,
                 fc2_weight,
                 fc2_bias,
-            } => meta_acon_beta(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias)?,
-        };
+            } => meta_acon_beta(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias),
+        }
+    }
+}
+
+impl ActModule for Acon {
+    fn forward(&self, x: &Tensor, _train: bool) -> Result<Tensor> {
+        let (p1, p2) = (&self.p1, &self.p2);
+        let beta = self.beta_on(x)?;
         if x.dtype() == DType::F32 && x.rank() >= 2 {
             return acon::apply(x, p1, p2, &beta);
         }
@@ -240,6 +248,15 @@ impl ActModule for Acon {
             } => params.extend([fc1_weight, fc1_bias, fc2_weight, fc2_bias].map(Tensor::clone)),
         }
         params
+    }
+
+    fn learned(&self, x: &Tensor) -> Result<Vec<LearnedSummary>> {
+        let beta = self.beta_on(x)?;
+        Ok(vec![
+            probe::summarize("p1", &self.p1)?,
+            probe::summarize("p2", &self.p2)?,
+            probe::summarize("beta", &beta)?,
+        ])
     }
 
     /// dpx·σ(β·dpx) + p2·x with dpx = (p1 − p2)·x; Meta-ACON's β from the pooled input

@@ -9,6 +9,7 @@ use candle_nn::Init;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::act::probe::{self, LearnedSummary};
 use crate::act::registry::ActModule;
 use crate::act::registry::Args;
 use crate::act::registry::{
@@ -310,5 +311,9 @@ impl ActModule for Prelu {
 
     fn params(&self) -> Vec<Tensor> {
         vec![self.weight.clone()]
+    }
+
+    fn learned(&self, _x: &Tensor) -> Result<Vec<LearnedSummary>> {
+        Ok(vec![probe::summarize("slope", &self.weight)?])
     }
 }

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::diagnostics::Section;
 use super::figures::{FigureRef, Plots};
 use super::table::{ActRow, Delta, Table, POINTS, SAME_SPEED_PCT};
 use super::verdict::{p_value, verdict_lines};
@@ -20,6 +21,13 @@ pub(super) struct Document {
 
 pub(super) const TEXT_COLUMNS: usize = 2;
 
+const DIAGNOSTICS_METHOD: &str = "Each run records, after every epoch, how each Conv's activation behaves on a fixed probe batch \
+of validation images (the EMA model in inference): the fraction of channels that are dead (output ≤ 0, or at the \
+function's lower limit, for every probe pixel), the fraction of outputs saturated (within 1% of a finite limit of the \
+function where its slope is below 0.01), the pre-activation's mean and std, and the mean norm of the Conv weights' \
+gradient over the epoch's steps; learnable activations add their parameters. Every run's numbers are in its \
+diagnostics.csv.";
+
 pub(super) enum Block {
     Heading(String),
     Paragraph(String),
@@ -32,7 +40,14 @@ pub(super) enum Block {
     Figure(FigureRef),
 }
 
-pub(super) fn document(exp: &Experiment, table: &Table, plots: &Plots, dir: &Path) -> Document {
+pub(super) fn document(
+    exp: &Experiment,
+    table: &Table,
+    plots: &Plots,
+    diagnostics: &Plots,
+    section: &Section,
+    dir: &Path,
+) -> Document {
     let mut blocks = vec![
         Block::Heading("Verdict".into()),
         Block::List(verdict_lines(exp, table)),
@@ -47,6 +62,22 @@ pub(super) fn document(exp: &Experiment, table: &Table, plots: &Plots, dir: &Pat
     blocks.push(Block::Heading("Plots".into()));
     blocks.extend(plots.figures.iter().cloned().map(Block::Figure));
     blocks.extend(plots.notes.iter().cloned().map(Block::Paragraph));
+    blocks.push(Block::Heading("Diagnostics".into()));
+    blocks.push(Block::Paragraph(DIAGNOSTICS_METHOD.into()));
+    if let Some(cost) = &section.cost {
+        blocks.push(Block::Paragraph(cost.clone()));
+    }
+    if section.sentences.is_empty() {
+        blocks.push(Block::Paragraph(if section.cost.is_some() {
+            "No diagnostic stands out.".into()
+        } else {
+            "No run has recorded diagnostics yet.".into()
+        }));
+    } else {
+        blocks.push(Block::List(section.sentences.clone()));
+    }
+    blocks.extend(diagnostics.figures.iter().cloned().map(Block::Figure));
+    blocks.extend(diagnostics.notes.iter().cloned().map(Block::Paragraph));
     blocks.push(Block::Heading("Runs".into()));
     blocks.push(runs_table(table));
     let problems = run_problems(table);

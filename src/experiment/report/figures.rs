@@ -13,6 +13,7 @@ use crate::plot::comparison::{map_bars, map_curves, map_vs_latency, ActResults};
 pub(super) const ACT_PLOT_RANGE: (f64, f64) = (-6.0, 6.0);
 
 /// The plots drawn (for the document) and why the others were not.
+#[derive(Default)]
 pub(super) struct Plots {
     pub(super) figures: Vec<FigureRef>,
     pub(super) notes: Vec<String>,
@@ -28,11 +29,7 @@ pub(super) struct FigureRef {
 
 pub(super) fn draw_plots(table: &Table, dir: &Path) -> Result<Plots, ReportError> {
     let results: Vec<ActResults> = table.rows.iter().map(act_results).collect();
-    let mut plots = Plots {
-        figures: Vec::new(),
-        notes: Vec::new(),
-        files: Vec::new(),
-    };
+    let mut plots = Plots::default();
     let curves = "mAP50-95 against epoch: the mean over each activation's seeds, the band from their minimum to maximum (finished and running runs).";
     plots.add(
         curves,
@@ -68,6 +65,7 @@ impl Plots {
                     svg,
                 });
             }
+            None if missing.is_empty() => {}
             None => self.notes.push(missing.into()),
         }
     }

@@ -9,6 +9,7 @@
 use std::path::{Path, PathBuf};
 
 mod csv;
+mod diagnostics;
 mod document;
 mod figures;
 mod table;
@@ -20,8 +21,9 @@ use super::record::Experiment;
 use crate::act::curves::CurveError;
 use crate::plot::comparison::ComparePlotError;
 use csv::summary_csv;
+use diagnostics::diagnostics_section;
 use document::document;
-use figures::draw_plots;
+use figures::{draw_plots, Plots};
 use table::Table;
 
 #[derive(Debug, Clone)]
@@ -74,9 +76,12 @@ pub fn write_report(exp: &Experiment, dir: &Path) -> Result<ReportFiles, ReportE
         error,
     })?;
     let table = Table::new(exp);
-    let plots = draw_plots(&table, dir)?;
+    let mut plots = draw_plots(&table, dir)?;
+    let mut diagnostics = Plots::default();
+    let section = diagnostics_section(&table, dir, &mut diagnostics)?;
+    plots.files.extend(diagnostics.files.iter().cloned());
     let csv = write_file(dir.join("summary.csv"), &summary_csv(&table))?;
-    let document = document(exp, &table, &plots, dir);
+    let document = document(exp, &table, &plots, &diagnostics, &section, dir);
     let markdown = write_file(dir.join("report.md"), &document.to_markdown())?;
     let html = write_file(dir.join("report.html"), &document.to_html()?)?;
     Ok(ReportFiles {
