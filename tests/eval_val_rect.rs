@@ -69,6 +69,7 @@ fn val_table_equals_val_py_on_a_yolov5_pt() {
         batch: 32,
         workers: 2,
         options: ValOptions::default(),
+        int8: None,
     };
     let report = run_val(&run, &mut |_| {}).unwrap();
     let got = &report.outcome;

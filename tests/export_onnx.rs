@@ -268,6 +268,7 @@ fn val(weights: PathBuf, data: &Path) -> ValReport {
         batch: 32,
         workers: 2,
         options: ValOptions::default(),
+        int8: None,
     };
     run_val(&run, &mut |_| {}).unwrap()
 }

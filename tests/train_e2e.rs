@@ -226,3 +226,75 @@ fn bad_training_input_is_a_clear_error() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("--data is required"));
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// A run trained with `--act` says so in its weights, so that val, detect and export build
+/// the model it trained (its YAML alone names SiLU): val's mAP of best.safetensors is the
+/// training's.
+#[test]
+fn weights_trained_with_act_are_validated_with_that_activation() {
+    let dir = scratch("act");
+    let data = tiny_dataset(&dir);
+    let project = dir.join("runs");
+    let mut args = train_args(&data, &project, "hardswish", 2);
+    args.extend(["--act".into(), "hardswish".into()]);
+    let out = actyolo().args(&args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let best = project.join("hardswish/weights/best.safetensors");
+    let weights = actyolo::model::weights::read_weights(&best).unwrap();
+    assert_eq!(
+        weights.act.map(|a| a.to_string()).as_deref(),
+        Some("nn.Hardswish()")
+    );
+    let rows = std::fs::read_to_string(project.join("hardswish/results.csv")).unwrap();
+    let header: Vec<&str> = rows
+        .lines()
+        .next()
+        .unwrap()
+        .split(',')
+        .map(str::trim)
+        .collect();
+    let column = header
+        .iter()
+        .position(|c| *c == "metrics/mAP_0.5:0.95")
+        .unwrap();
+    let trained: Vec<f64> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(column).unwrap().trim().parse().unwrap())
+        .collect();
+    let best_map = trained.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let val = actyolo()
+        .args(["val", "--weights"])
+        .arg(&best)
+        .args(["--data"])
+        .arg(&data)
+        .args(["--imgsz", "64", "--batch", "16", "--project"])
+        .arg(dir.join("val"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&val.stdout);
+    assert!(
+        val.status.success(),
+        "{}",
+        String::from_utf8_lossy(&val.stderr)
+    );
+    let all: Vec<f64> = stdout
+        .lines()
+        .find(|l| l.trim_start().starts_with("all"))
+        .unwrap()
+        .split_whitespace()
+        .skip(3)
+        .map(|v| v.parse().unwrap())
+        .collect();
+    // results.csv keeps 5 significant digits; the fused model agrees to rounding.
+    assert!(
+        (all[3] - best_map).abs() < 2e-3,
+        "val {} vs training {best_map}",
+        all[3]
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -2,10 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
-use super::values::{fraction, positive};
+use super::values::{fraction, positive, upper_percentile};
 use actyolo::eval::val::{render_table, run_val, ValOptions, ValRun};
+use actyolo::export::int8::Int8Options;
+use actyolo::ops::fake_quant::Calibration;
 use actyolo::util::fs::increment_path;
 
 #[derive(Debug, Args)]
@@ -40,6 +42,28 @@ pub struct ValArgs {
     pub project: PathBuf,
     #[arg(long, default_value = "exp")]
     pub name: String,
+    /// Validate under simulated INT8 post-training quantization: weights int8 per output
+    /// channel, every convolution's input uint8 per tensor, calibrated on training images
+    /// (as onnxruntime's quantize_static in QDQ format).
+    #[arg(long)]
+    pub int8: bool,
+    /// Training images to calibrate on (the first, in the dataset's order).
+    #[arg(long, default_value_t = 128, value_parser = positive)]
+    pub calib_images: usize,
+    /// How each input's range is calibrated: the extremes seen, or percentiles.
+    #[arg(long, value_enum, default_value_t = CalibMethod::Minmax)]
+    pub calib: CalibMethod,
+    /// With --calib percentile: the upper percentile (the lower is 100 minus it).
+    #[arg(long, default_value_t = 99.99, value_parser = upper_percentile)]
+    pub calib_percentile: f64,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CalibMethod {
+    /// The smallest and largest value seen (onnxruntime's default).
+    Minmax,
+    /// --calib-percentile and its complement.
+    Percentile,
 }
 
 pub fn run(args: ValArgs) -> anyhow::Result<()> {
@@ -57,6 +81,13 @@ pub fn run(args: ValArgs) -> anyhow::Result<()> {
         batch: args.batch,
         workers: args.workers,
         options,
+        int8: args.int8.then_some(Int8Options {
+            calib_images: args.calib_images,
+            calibration: match args.calib {
+                CalibMethod::Minmax => Calibration::MinMax,
+                CalibMethod::Percentile => Calibration::Percentile(args.calib_percentile),
+            },
+        }),
     };
     let report = run_val(&run, &mut |message| eprintln!("{message}"))?;
     let outcome = &report.outcome;

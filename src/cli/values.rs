@@ -20,3 +20,14 @@ pub fn fraction(text: &str) -> Result<f64, String> {
         Err(_) => Err(format!("`{text}` is not a number")),
     }
 }
+
+/// A percentile above 50 and at most 100 (calibration ranges).
+pub fn upper_percentile(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v > 50.0 && v <= 100.0 => Ok(v),
+        Ok(v) => Err(format!(
+            "{v} is out of range: give a percentile above 50 and at most 100, such as 99.99"
+        )),
+        Err(_) => Err(format!("`{text}` is not a number")),
+    }
+}

@@ -17,6 +17,7 @@ use std::sync::Arc;
 
 use crate::data::dataset::{DataConfig, DataConfigError, Dataset, DatasetError, Split};
 use crate::data::loader::{Loader, LoaderConfig, LoaderError, RectBatches};
+use crate::export::int8::{Int8Error, Int8Model, Int8Options};
 use crate::export::{is_onnx, OnnxError, OnnxModel, Predict, PredictError};
 use crate::model::input::{check_img_size, check_memory, CheckedSize, InputSizeError, Workload};
 use crate::model::weights::{load_model, WeightsError};
@@ -102,6 +103,10 @@ pub enum ValError {
         h: usize,
         w: usize,
     },
+    #[error(transparent)]
+    Int8(#[from] Int8Error),
+    #[error("--int8 simulates quantizing a model built from weights; {} is an ONNX graph already: pass the .safetensors or .pt it was exported from", .0.display())]
+    Int8OfOnnx(PathBuf),
     #[error("the validation loss")]
     Loss(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -315,6 +320,8 @@ pub struct ValRun {
     pub batch: usize,
     pub workers: usize,
     pub options: ValOptions,
+    /// Validate under simulated INT8 post-training quantization, calibrated so.
+    pub int8: Option<Int8Options>,
 }
 
 /// The result of `actyolo val`.
@@ -341,6 +348,9 @@ pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValRe
         names,
     };
     let (predictor, size, rect): (Box<dyn Predict>, CheckedSize, bool) = if is_onnx(&run.weights) {
+        if run.int8.is_some() {
+            return Err(ValError::Int8OfOnnx(run.weights.clone()));
+        }
         let onnx = OnnxModel::load(&run.weights)?;
         if onnx.nc() != data.names.len() {
             return Err(classes_differ(onnx.nc(), data.names.len()));
@@ -376,7 +386,21 @@ pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValRe
         let size = check_img_size(run.imgsz, model.max_stride(), 0)?;
         check_memory(&model, size.used, run.batch, Workload::Inference)?;
         model.fuse()?;
-        (Box::new(model), size, true)
+        match &run.int8 {
+            Some(int8) => {
+                let quantized = Int8Model::calibrate(model, &data, size.used, int8)?;
+                on_message(format!(
+                    "INT8 simulation: {} convolutions, calibrated ({:?}) on {} training images at {}x{}: weights int8 per output channel, inputs uint8 per tensor",
+                    quantized.inputs().len(),
+                    int8.calibration,
+                    quantized.calibration_images(),
+                    size.used,
+                    size.used
+                ));
+                (Box::new(quantized), size, true)
+            }
+            None => (Box::new(model), size, true),
+        }
     };
     size.warning().into_iter().for_each(&mut *on_message);
     let dataset = Dataset::from_config(&data, Split::Val)?;

@@ -2,6 +2,7 @@
 //! writes it (fused graph, Detect decode included, `stride` and `names` metadata), and
 //! ONNX files run as weights ([`runtime`], behind [`Predict`] with the models built here).
 
+pub mod int8;
 pub mod metadata;
 pub mod onnx;
 pub mod predict;

@@ -98,6 +98,8 @@ pub struct Model {
     pub summary: Vec<LayerSummary>,
     pub names: Vec<String>,
     default_act: ActSpec,
+    /// `--act`, which replaced every Conv's activation, when given.
+    override_act: Option<ActSpec>,
     vars: SeededVarMap,
 }
 
@@ -237,6 +239,7 @@ impl Model {
             summary,
             names,
             default_act,
+            override_act: override_act.cloned(),
             vars,
         })
     }
@@ -244,6 +247,11 @@ impl Model {
     /// The activation of every Conv that does not name its own.
     pub fn default_activation(&self) -> &ActSpec {
         &self.default_act
+    }
+
+    /// The activation that replaced every Conv's (`--act`), when one did.
+    pub fn override_act(&self) -> Option<&ActSpec> {
+        self.override_act.as_ref()
     }
 
     /// The raw Detect maps per level, (bs, na, ny, nx, no).

@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use super::build::{BuildError, LoadError, Model};
 use super::config::{ConfigError, ModelConfig};
 use super::pt::{read_pt, PtError};
-use crate::act::ActSpec;
+use crate::act::{ActSpec, SpecError};
 use crate::util::fs::{write_atomic, FileError};
 
 /// A state_dict with what is known of the model it belongs to.
@@ -19,9 +19,14 @@ pub struct Weights {
     /// The model YAML, when the file carries one.
     pub yaml: Option<serde_yaml::Value>,
     pub names: Vec<String>,
+    /// The activation the model was built with over its YAML's (`--act`), when it was.
+    pub act: Option<ActSpec>,
     /// What the reader noticed about the file that the user should know.
     pub notes: Vec<String>,
 }
+
+/// The metadata key of the activation that overrides the YAML's (`train --act`).
+pub const ACT_KEY: &str = "act";
 
 /// The metadata key of a training run's counters, in its resume state
 /// (`last.state.safetensors`, whose tensors are the raw weights under `raw/`, the EMA under
@@ -118,6 +123,12 @@ pub enum WeightsError {
         nc: usize,
         names: usize,
     },
+    #[error("{}: metadata `act`", path.display())]
+    MetadataAct {
+        path: PathBuf,
+        #[source]
+        source: SpecError,
+    },
     #[error("the variable store's lock is poisoned (a thread panicked while holding it)")]
     Poisoned,
 }
@@ -131,6 +142,7 @@ pub fn read_weights(path: &Path) -> Result<Weights, WeightsError> {
                 tensors: ckpt.tensors,
                 yaml: Some(ckpt.yaml).filter(|y| !y.is_null()),
                 names: ckpt.names,
+                act: None,
                 notes: Vec::new(),
             })
         }
@@ -213,6 +225,15 @@ fn read_safetensors(path: &Path) -> Result<Weights, WeightsError> {
         })?,
         None => vec![],
     };
+    let act = match meta.get(ACT_KEY) {
+        Some(text) => Some(
+            ActSpec::parse(text).map_err(|source| WeightsError::MetadataAct {
+                path: path.to_path_buf(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
     let mut notes = Vec::new();
     let is_resume_state = tensors.keys().any(|k| k.starts_with("raw/"))
         && tensors.keys().any(|k| k.starts_with("ema/"));
@@ -231,6 +252,7 @@ fn read_safetensors(path: &Path) -> Result<Weights, WeightsError> {
         tensors,
         yaml,
         names,
+        act,
         notes,
     })
 }
@@ -251,17 +273,20 @@ pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), WeightsError> 
     save_tensors(
         &tensors,
         &model.config.yaml,
+        model.override_act(),
         &model.names,
         HashMap::new(),
         path,
     )
 }
 
-/// Writes named tensors with the model YAML, class names and any `extra` metadata;
-/// atomically, so an interrupted save never leaves a truncated file.
+/// Writes named tensors with the model YAML, the activation that overrides it (`--act`),
+/// class names and any `extra` metadata; atomically, so an interrupted save never leaves a
+/// truncated file.
 pub fn save_tensors(
     tensors: &HashMap<String, Tensor>,
     yaml: &serde_yaml::Value,
+    act: Option<&ActSpec>,
     names: &[String],
     extra: HashMap<String, String>,
     path: &Path,
@@ -281,6 +306,9 @@ pub fn save_tensors(
         ("names".to_string(), names),
         ("format".to_string(), "actyolo".to_string()),
     ]);
+    if let Some(act) = act {
+        metadata.insert(ACT_KEY.to_string(), act.to_string());
+    }
     metadata.extend(extra);
     let bytes = safetensors::serialize(
         sorted.into_iter().map(|(k, t)| (k.as_str(), t)),
@@ -346,6 +374,8 @@ pub fn load_model(
             None
         }
     };
+    // A file trained with --act says so; the YAML alone would build another model.
+    let act = act.or(weights.act.as_ref());
     let model = Model::new(&config, act, 0, names).map_err(|source| WeightsError::Build {
         path: path.to_path_buf(),
         source,

@@ -11,6 +11,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use super::elementwise::Elementwise;
+use super::fake_quant;
 use super::gemm::{matmul, matmul_strided, MatRef};
 use super::pointwise;
 use super::scalar::Identity;
@@ -722,6 +723,7 @@ impl CustomOp3 for Conv2dOp {
 /// `conv2d` of f32 NCHW `x` with `weight` (out, in / groups, kh, kw); differentiable in both.
 pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
+    let (x, weight) = fake_quant::conv_operands(x, weight)?;
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, Conv2dOp { params, act: None })
 }
@@ -736,6 +738,7 @@ pub fn conv2d_with_bias(
     params: Conv2dParams,
 ) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
+    let (x, weight, bias) = fake_quant::conv_operands_with_bias(x, weight, bias)?;
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
@@ -758,6 +761,7 @@ pub fn conv2d_bias_act(
         return act.map_or(Ok(y.clone()), |act| pointwise::apply(act, &y));
     }
     let _t = profile::span(Stage::ConvForward);
+    let (x, weight, bias) = fake_quant::conv_operands_with_bias(x, weight, bias)?;
     x.contiguous()?.apply_op3_no_bwd(
         &weight.contiguous()?,
         &bias.contiguous()?,

@@ -10,6 +10,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::fake_quant;
 use super::gemm::{matmul, MatRef};
 use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
@@ -166,6 +167,7 @@ impl CustomOp3 for HeadConv {
 /// `bias`, as (N, anchors, H, W, outputs); differentiable in all three.
 pub fn head_conv(x: &Tensor, weight: &Tensor, bias: &Tensor, anchors: usize) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
+    let (x, weight, bias) = fake_quant::conv_operands_with_bias(x, weight, bias)?;
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,

@@ -9,6 +9,7 @@ pub mod conv2d;
 pub mod conv2d_bn;
 pub mod conv_bn_layer;
 pub mod elementwise;
+pub mod fake_quant;
 pub mod fastmath;
 pub mod gemm;
 pub mod graph;

@@ -890,6 +890,7 @@ impl Run {
         save_tensors(
             &tensors,
             &self.config.yaml,
+            self.model.override_act(),
             &self.names,
             state_meta(state)?,
             &path,
@@ -911,6 +912,7 @@ impl Run {
         save_tensors(
             &ema.tensors,
             yaml,
+            self.model.override_act(),
             &self.names,
             state_meta(state)?,
             &weights.join(LAST_FILE),
@@ -920,6 +922,7 @@ impl Run {
             save_tensors(
                 &ema.tensors,
                 yaml,
+                self.model.override_act(),
                 &self.names,
                 HashMap::new(),
                 &weights.join(BEST_FILE),
