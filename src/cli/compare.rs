@@ -246,6 +246,9 @@ impl Display {
                 ));
             }
             CompareEvent::Train(event) => self.show_train(event),
+            CompareEvent::Quantizing { act, seed } => self.overall.set_message(format!(
+                "{act} seed {seed}: INT8 calibration and validation"
+            )),
             CompareEvent::EpochDone {
                 act,
                 seed,
@@ -265,8 +268,13 @@ impl Display {
                     .inc(self.epochs_per_run.saturating_sub(record.curve.len()) as u64);
                 let result = match (&record.status, record.best) {
                     (RunStatus::Finished, Some(b)) => format!(
-                        "mAP50 {:.3}, mAP50-95 {:.3} (best epoch {})",
-                        b.map50, b.map, b.epoch
+                        "mAP50 {:.3}, mAP50-95 {:.3} (best epoch {}){}",
+                        b.map50,
+                        b.map,
+                        b.epoch,
+                        record
+                            .int8
+                            .map_or(String::new(), |q| format!("; INT8 mAP50-95 {:.3}", q.map))
                     ),
                     (RunStatus::Diverged { message }, _) => format!("diverged: {message}"),
                     (RunStatus::Pending, _) => {

@@ -76,6 +76,10 @@ pub struct RunRecord {
     /// The epoch of best fitness (0.1·mAP50 + 0.9·mAP50-95) and its metrics: the numbers
     /// the report compares, as ultralytics reports best.pt.
     pub best: Option<EpochPoint>,
+    /// The best weights under simulated INT8 post-training quantization (`val --int8`'s
+    /// defaults); `epoch` is the best epoch.
+    #[serde(default)]
+    pub int8: Option<EpochPoint>,
 }
 
 impl RunRecord {
@@ -87,6 +91,7 @@ impl RunRecord {
             epoch_seconds: Vec::new(),
             curve: Vec::new(),
             best: None,
+            int8: None,
         }
     }
 

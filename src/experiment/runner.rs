@@ -19,12 +19,14 @@ use super::record::{run_name, ActCost, EpochPoint, Experiment, RunRecord, RunSta
 use super::report::{write_report, ReportFiles};
 use crate::act::{ActSpec, SpecError};
 use crate::data::dataset::{DataConfig, DataConfigError};
+use crate::eval::val::{run_val, ValOptions, ValRun};
+use crate::export::int8::Int8Options;
 use crate::model::build::Model;
 use crate::model::config::{ConfigError, ModelConfig};
 use crate::model::input::check_img_size;
 use crate::model::latency::inference_latency;
 use crate::train::trainer::{
-    train_until, TrainError, TrainEvent, TrainOptions, TrainStart, STATE_FILE,
+    train_until, TrainError, TrainEvent, TrainOptions, TrainStart, BEST_FILE, STATE_FILE,
 };
 use crate::util::error::chain;
 use crate::util::fs::{write_atomic, FileError};
@@ -80,6 +82,11 @@ pub enum CompareEvent<'a> {
         seed: u64,
         epoch: usize,
         epochs: usize,
+    },
+    /// A finished run's best weights are scored under simulated INT8 quantization.
+    Quantizing {
+        act: &'a str,
+        seed: u64,
     },
     RunEnd {
         record: &'a RunRecord,
@@ -709,6 +716,10 @@ fn run_one(
         Err(e) => RunStatus::Failed { message: chain(e) },
     };
     update_curve(&mut record, &results);
+    if status == RunStatus::Finished {
+        emit(on, CompareEvent::Quantizing { act, seed });
+        record.int8 = int8_score(&dir, shared, record.best);
+    }
     record.status = status;
     update_record(&options.out, &record, options.claim_timeout)?;
     match outcome {
@@ -720,6 +731,27 @@ fn run_one(
         }),
         _ => Ok(record),
     }
+}
+
+/// A finished run's best weights under simulated INT8 quantization, as `val --int8` with
+/// its defaults scores them; `None` when that fails (the report then has no INT8 figure
+/// for the run, and the float results stand).
+fn int8_score(dir: &Path, shared: &TrainOptions, best: Option<EpochPoint>) -> Option<EpochPoint> {
+    let run = ValRun {
+        weights: dir.join("weights").join(BEST_FILE),
+        data: shared.data.clone(),
+        imgsz: shared.imgsz,
+        batch: shared.batch * 2,
+        workers: shared.workers,
+        options: ValOptions::default(),
+        int8: Some(Int8Options::default()),
+    };
+    let metrics = run_val(&run, &mut |_| {}).ok()?.outcome.metrics;
+    Some(EpochPoint {
+        epoch: best?.epoch,
+        map50: metrics.map50,
+        map: metrics.map,
+    })
 }
 
 /// Replaces the run's record in `experiment.json`, under the experiment's lock (other

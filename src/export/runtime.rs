@@ -113,7 +113,7 @@ impl OnnxModel {
             path: path.to_path_buf(),
             source,
         })?;
-        let proto =
+        let mut proto =
             <pb::ModelProto as prost::Message>::decode(bytes.as_slice()).map_err(|source| {
                 OnnxError::Decode {
                     path: path.to_path_buf(),
@@ -195,6 +195,11 @@ impl OnnxModel {
                 })?,
             None => 32,
         };
+        // Shapes recorded for inner values are hints (onnxruntime's quantizer writes them with
+        // the symbolic batch of one run); the plan infers them from the input instead.
+        if let Some(graph) = proto.graph.as_mut() {
+            graph.value_info.clear();
+        }
         let model = tract_onnx::onnx()
             .model_for_proto_model(&proto)
             .map_err(|e| OnnxError::Runtime {

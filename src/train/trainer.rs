@@ -243,7 +243,7 @@ const NOMINAL_BATCH: usize = 64;
 pub const STATE_FILE: &str = "last.state.safetensors";
 /// The EMA weights of the last epoch (what val and detect use), with the counters too.
 pub const LAST_FILE: &str = "last.safetensors";
-const BEST_FILE: &str = "best.safetensors";
+pub const BEST_FILE: &str = "best.safetensors";
 
 /// The run under `project` whose checkpoint was written last, for a bare `--resume` (as
 /// ultralytics' `get_latest_run`).

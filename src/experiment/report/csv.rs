@@ -3,7 +3,7 @@
 use super::table::{ActRow, Delta, Table};
 use crate::experiment::stats::Summary;
 
-pub(super) const CSV_HEADER: [&str; 29] = [
+pub(super) const CSV_HEADER: [&str; 43] = [
     "act",
     "label",
     "runs_finished",
@@ -36,6 +36,22 @@ pub(super) const CSV_HEADER: [&str; 29] = [
     "delta_map50_95_welch_ci_low",
     "delta_map50_95_welch_ci_high",
     "delta_map50_95_welch_p",
+    // Under simulated INT8 quantization of the best weights: mAP50-95 and its drop from
+    // float (fractions), each compared with the baseline's (points, the same tests).
+    "int8_map50_95_mean",
+    "int8_map50_95_std",
+    "delta_int8_map50_95_pts",
+    "delta_int8_map50_95_ci_low",
+    "delta_int8_map50_95_ci_high",
+    "delta_int8_map50_95_p",
+    "delta_int8_map50_95_p_holm",
+    "int8_drop_mean",
+    "int8_drop_std",
+    "delta_int8_drop_pts",
+    "delta_int8_drop_ci_low",
+    "delta_int8_drop_ci_high",
+    "delta_int8_drop_p",
+    "delta_int8_drop_p_holm",
 ];
 
 /// One row per activation. mAPs are fractions as in results.csv, differences are in mAP
@@ -92,6 +108,16 @@ pub(super) fn csv_cells(row: &ActRow) -> Vec<String> {
         ]
         .map(number_cell),
     );
+    for (summary, delta) in [
+        (row.int8_map(), vs.and_then(|vs| vs.int8_map.as_ref())),
+        (row.int8_drop(), vs.and_then(|vs| vs.int8_drop.as_ref())),
+    ] {
+        cells.extend(summary_cells(&summary));
+        cells.extend(delta_cells(delta));
+        cells.push(number_cell(
+            delta.and_then(|d| d.test).map(|t| t.adjusted_p),
+        ));
+    }
     cells
 }
 

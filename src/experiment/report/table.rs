@@ -68,13 +68,28 @@ impl<'a> ActRow<'a> {
         self.best.iter().map(|point| point.map).collect()
     }
 
-    /// (seed, best epoch) of each finished run.
-    pub(super) fn seeded_best(&self) -> Vec<(u64, EpochPoint)> {
+    /// (seed, value) of each finished run that has the value.
+    pub(super) fn seeded(&self, value: RunValue) -> Vec<(u64, f64)> {
         self.runs
             .iter()
             .filter(|run| run.status == RunStatus::Finished)
-            .filter_map(|run| Some((run.seed, run.best?)))
+            .filter_map(|run| Some((run.seed, value(run)?)))
             .collect()
+    }
+
+    /// A value of every finished run that has it.
+    pub(super) fn values(&self, value: RunValue) -> Vec<f64> {
+        self.seeded(value).into_iter().map(|(_, v)| v).collect()
+    }
+
+    /// INT8 mAP50-95 of the finished runs' best weights.
+    pub(super) fn int8_map(&self) -> Summary {
+        summarize(&self.values(int8_map))
+    }
+
+    /// How much mAP50-95 INT8 quantization lost, per finished run.
+    pub(super) fn int8_drop(&self) -> Summary {
+        summarize(&self.values(int8_drop))
     }
 
     pub(super) fn map50(&self) -> Summary {
@@ -131,10 +146,34 @@ impl<'a> ActRow<'a> {
     }
 }
 
+/// A number of one run, when it has it.
+pub(super) type RunValue = fn(&RunRecord) -> Option<f64>;
+
+pub(super) fn best_map(run: &RunRecord) -> Option<f64> {
+    run.best.map(|p| p.map)
+}
+
+pub(super) fn best_map50(run: &RunRecord) -> Option<f64> {
+    run.best.map(|p| p.map50)
+}
+
+/// mAP50-95 of the best weights under simulated INT8 quantization.
+pub(super) fn int8_map(run: &RunRecord) -> Option<f64> {
+    run.int8.map(|p| p.map)
+}
+
+/// Float mAP50-95 minus INT8 mAP50-95 of the best weights.
+pub(super) fn int8_drop(run: &RunRecord) -> Option<f64> {
+    Some(run.best?.map - run.int8?.map)
+}
+
 /// One activation against the baseline.
 pub(super) struct VsBaseline {
     pub(super) map: Option<Delta>,
     pub(super) map50: Option<Delta>,
+    /// INT8 mAP50-95, and its drop from float.
+    pub(super) int8_map: Option<Delta>,
+    pub(super) int8_drop: Option<Delta>,
     /// Latency relative to the baseline's, in percent (+18 is 18% slower).
     pub(super) latency_pct: Option<f64>,
 }
@@ -187,28 +226,24 @@ impl TestKind {
 }
 
 impl Delta {
-    /// `None` unless both sides have a finished run; `metric` picks mAP50 or mAP50-95.
-    pub(super) fn new(
-        row: &ActRow,
-        baseline: &ActRow,
-        metric: fn(&EpochPoint) -> f64,
-    ) -> Option<Self> {
-        let (ours, theirs) = (row.seeded_best(), baseline.seeded_best());
+    /// `None` unless both sides have a finished run with the value `metric` reads.
+    pub(super) fn new(row: &ActRow, baseline: &ActRow, metric: RunValue) -> Option<Self> {
+        let (ours, theirs) = (row.seeded(metric), baseline.seeded(metric));
         if ours.is_empty() || theirs.is_empty() {
             return None;
         }
-        let points = |points: &[(u64, EpochPoint)]| {
-            points
+        let points = |values: &[(u64, f64)]| {
+            values
                 .iter()
-                .map(|(_, point)| metric(point) * POINTS)
+                .map(|(_, value)| value * POINTS)
                 .collect::<Vec<_>>()
         };
         let (values, base) = (points(&ours), points(&theirs));
         let (pairs_a, pairs_b): (Vec<f64>, Vec<f64>) = ours
             .iter()
-            .filter_map(|(seed, point)| {
+            .filter_map(|(seed, value)| {
                 let (_, base) = theirs.iter().find(|(s, _)| s == seed)?;
-                Some((metric(point) * POINTS, metric(base) * POINTS))
+                Some((value * POINTS, base * POINTS))
             })
             .unzip();
         let welch = welch(&values, &base);
@@ -264,8 +299,10 @@ impl<'a> Table<'a> {
         let (baseline, others) = rows.split_at_mut(1);
         for row in others {
             row.vs_baseline = Some(VsBaseline {
-                map: Delta::new(row, &baseline[0], |p| p.map),
-                map50: Delta::new(row, &baseline[0], |p| p.map50),
+                map: Delta::new(row, &baseline[0], best_map),
+                map50: Delta::new(row, &baseline[0], best_map50),
+                int8_map: Delta::new(row, &baseline[0], int8_map),
+                int8_drop: Delta::new(row, &baseline[0], int8_drop),
                 latency_pct: row
                     .latency_ms()
                     .zip(baseline[0].latency_ms())
@@ -280,6 +317,16 @@ impl<'a> Table<'a> {
         adjust(
             rows.iter_mut()
                 .map(|r| r.vs_baseline.as_mut().and_then(|v| v.map50.as_mut()))
+                .collect(),
+        );
+        adjust(
+            rows.iter_mut()
+                .map(|r| r.vs_baseline.as_mut().and_then(|v| v.int8_map.as_mut()))
+                .collect(),
+        );
+        adjust(
+            rows.iter_mut()
+                .map(|r| r.vs_baseline.as_mut().and_then(|v| v.int8_drop.as_mut()))
                 .collect(),
         );
         Table { rows }

@@ -23,6 +23,45 @@ pub(super) fn verdict_lines(exp: &Experiment, table: &Table) -> Vec<String> {
             .iter()
             .filter_map(|row| Some(comparison_line(row, row.vs_baseline.as_ref()?, baseline))),
     );
+    lines.extend(int8_lines(table));
+    lines
+}
+
+/// Under simulated INT8 quantization, once any finished run has been scored so: the best
+/// activation, then each against the baseline with what quantization cost it.
+pub(super) fn int8_lines(table: &Table) -> Vec<String> {
+    let scored = table.rows.iter().filter(|row| row.int8_map().n > 0);
+    let Some(best) = scored.max_by(|a, b| a.int8_map().mean.total_cmp(&b.int8_map().mean)) else {
+        return Vec::new();
+    };
+    let baseline = table.baseline();
+    let loses = |row: &ActRow| {
+        let drop = row.int8_drop();
+        (drop.n > 0).then(|| {
+            format!(
+                "{} loses {:.2} points to quantization",
+                row.name,
+                drop.mean * POINTS
+            )
+        })
+    };
+    let mut lines = vec![format!(
+        "Under simulated INT8 post-training quantization (per-channel int8 weights, uint8 inputs, MinMax calibration): best by mean mAP50-95 {} ({:.2}%){}.",
+        best.name,
+        best.int8_map().mean * POINTS,
+        loses(baseline).map_or(String::new(), |text| format!("; {text}"))
+    )];
+    for row in &table.rows[1..] {
+        let Some(delta) = row.vs_baseline.as_ref().and_then(|vs| vs.int8_map.as_ref()) else {
+            continue;
+        };
+        lines.push(format!(
+            "{} in INT8: {}{}.",
+            row.name,
+            delta_text(delta, row, baseline, "INT8 mAP50-95 points"),
+            loses(row).map_or(String::new(), |text| format!("; {text}"))
+        ));
+    }
     lines
 }
 
@@ -142,17 +181,18 @@ pub(super) fn comparison_line(row: &ActRow, vs: &VsBaseline, baseline: &ActRow) 
         Some(delta) => format!(
             "{}: {}, {speed}.",
             row.name,
-            delta_text(delta, row, baseline)
+            delta_text(delta, row, baseline, "mAP50-95 points")
         ),
     }
 }
 
-/// "+1.20 ± 0.41 mAP50-95 points vs SiLU (p=0.03, significant at 5%, 3 seeds each)".
-pub(super) fn delta_text(delta: &Delta, row: &ActRow, baseline: &ActRow) -> String {
+/// "+1.20 ± 0.41 mAP50-95 points vs SiLU (p=0.03, significant at 5%, 3 seeds each)", the
+/// unit named by `points`.
+pub(super) fn delta_text(delta: &Delta, row: &ActRow, baseline: &ActRow, points: &str) -> String {
     let seeds = seeds_text(row.finished(), baseline.finished());
     let Some(test) = delta.test else {
         return format!(
-            "{:+.2} mAP50-95 points vs {} ({seeds}: no significance test; run more --seeds)",
+            "{:+.2} {points} vs {} ({seeds}: no significance test; run more --seeds)",
             delta.points, baseline.name
         );
     };
@@ -163,7 +203,7 @@ pub(super) fn delta_text(delta: &Delta, row: &ActRow, baseline: &ActRow) -> Stri
         "not significant"
     };
     format!(
-        "{:+.2} ± {half_width:.2} mAP50-95 points vs {} ({}, Holm-adjusted {}, {verdict}, {seeds})",
+        "{:+.2} ± {half_width:.2} {points} vs {} ({}, Holm-adjusted {}, {verdict}, {seeds})",
         delta.points,
         baseline.name,
         test.kind.name(),
