@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from ort_int8 import quantize_like_val_int8
 
 os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
 
@@ -71,37 +72,6 @@ def calibration_images(data, imgsz, count):
     return images
 
 
-def quantize(float_onnx, int8_onnx, images):
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter(images)
-
-        def get_next(self):
-            x = next(self.batches, None)
-            return None if x is None else {"images": x}
-
-    quantize_static(
-        str(float_onnx),
-        str(int8_onnx),
-        Reader(),
-        quant_format=QuantFormat.QDQ,
-        per_channel=True,
-        activation_type=QuantType.QUInt8,
-        weight_type=QuantType.QInt8,
-        op_types_to_quantize=["Conv"],
-        calibrate_method=CalibrationMethod.MinMax,
-        extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]},
-    )
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("weights", nargs="+", type=Path)
@@ -118,7 +88,7 @@ def main():
             float_onnx = Path(tmp) / "float.onnx"
             int8_onnx = Path(tmp) / "int8.onnx"
             actyolo("export", "--weights", weights, "--imgsz", args.imgsz, "--dynamic", "--out", float_onnx)
-            quantize(float_onnx, int8_onnx, images)
+            quantize_like_val_int8(float_onnx, int8_onnx, "images", images)
             ort_int8 = val_map(int8_onnx, args.data, args.imgsz)
         fp = val_map(weights, args.data, args.imgsz)
         ours = val_map(weights, args.data, args.imgsz, "--int8", "--calib-images", args.calib_images)

@@ -28,24 +28,10 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
-from onnxruntime.quantization import (
-    CalibrationDataReader,
-    CalibrationMethod,
-    QuantFormat,
-    QuantType,
-    quantize_static,
-)
+
+from ort_int8 import quantize_like_val_int8
 
 OUT = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "int8.json")
-
-
-class Reader(CalibrationDataReader):
-    def __init__(self, inputs):
-        self.inputs = iter(inputs)
-
-    def get_next(self):
-        x = next(self.inputs, None)
-        return None if x is None else {"x": x}
 
 
 def main():
@@ -68,18 +54,7 @@ def main():
         float_path = os.path.join(tmp, "conv.onnx")
         int8_path = os.path.join(tmp, "conv.int8.onnx")
         onnx.save(model, float_path)
-        quantize_static(
-            float_path,
-            int8_path,
-            Reader(calib),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            op_types_to_quantize=["Conv"],
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"OpTypesToExcludeOutputQuantization": ["Conv"]},
-        )
+        quantize_like_val_int8(float_path, int8_path, "x", calib)
         quantized = onnx.load(int8_path)
         inits = {t.name: numpy_helper.to_array(t) for t in quantized.graph.initializer}
         q_node = next(n for n in quantized.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "x")

@@ -309,26 +309,20 @@ impl<'a> Table<'a> {
                     .map(|(ms, base)| (ms / base - 1.0) * 100.0),
             });
         }
-        adjust(
-            rows.iter_mut()
-                .map(|r| r.vs_baseline.as_mut().and_then(|v| v.map.as_mut()))
-                .collect(),
-        );
-        adjust(
-            rows.iter_mut()
-                .map(|r| r.vs_baseline.as_mut().and_then(|v| v.map50.as_mut()))
-                .collect(),
-        );
-        adjust(
-            rows.iter_mut()
-                .map(|r| r.vs_baseline.as_mut().and_then(|v| v.int8_map.as_mut()))
-                .collect(),
-        );
-        adjust(
-            rows.iter_mut()
-                .map(|r| r.vs_baseline.as_mut().and_then(|v| v.int8_drop.as_mut()))
-                .collect(),
-        );
+        // Each metric's tests are adjusted together, across the activations.
+        let metrics: [fn(&mut VsBaseline) -> &mut Option<Delta>; 4] = [
+            |v| &mut v.map,
+            |v| &mut v.map50,
+            |v| &mut v.int8_map,
+            |v| &mut v.int8_drop,
+        ];
+        for metric in metrics {
+            adjust(
+                rows.iter_mut()
+                    .map(|r| r.vs_baseline.as_mut().and_then(|v| metric(v).as_mut()))
+                    .collect(),
+            );
+        }
         Table { rows }
     }
 
