@@ -37,12 +37,14 @@ pub(super) fn int8_lines(table: &Table) -> Vec<String> {
     let baseline = table.baseline();
     let loses = |row: &ActRow| {
         let drop = row.int8_drop();
-        (drop.n > 0).then(|| {
-            format!(
-                "{} loses {:.2} points to quantization",
-                row.name,
-                drop.mean * POINTS
-            )
+        (drop.n > 0).then(|| match drop.mean * POINTS {
+            points if points >= 0.0 => {
+                format!("{} loses {points:.2} points to quantization", row.name)
+            }
+            points => format!(
+                "{} gains {:.2} points under quantization",
+                row.name, -points
+            ),
         })
     };
     let mut lines = vec![format!(
