@@ -64,7 +64,8 @@ fn diagnostics_match_pytorch() {
         }
         let y = pointwise::apply(&function, &z).unwrap();
         let probe = measure("model.0", &case.act, Some(&*function), &z, &y, Vec::new()).unwrap();
-        // Counts are exact (fractions of 6 channels and 300 outputs); moments to 1e-9.
+        // Counts are exact (fractions of 6 channels and 300 outputs); moments to 1e-6 (the
+        // probe sums in f32 lanes, then f64).
         assert!(
             close(probe.dead_fraction, case.dead, 1e-6),
             "{}: dead {} vs {}",
@@ -79,8 +80,8 @@ fn diagnostics_match_pytorch() {
             probe.saturated_fraction,
             case.saturated
         );
-        assert!(close(probe.preact_mean, case.mean, 1e-9));
-        assert!(close(probe.preact_std, case.std, 1e-9));
+        assert!(close(probe.preact_mean, case.mean, 1e-6));
+        assert!(close(probe.preact_std, case.std, 1e-6));
         assert_eq!(probe.channels, 6);
     }
 }

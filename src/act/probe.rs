@@ -11,6 +11,9 @@ use std::cell::RefCell;
 use candle_core::{DType, Result, Tensor};
 
 use crate::ops::elementwise::Elementwise;
+use crate::ops::pointwise::backward_f32;
+use crate::ops::simd::lane_sums;
+use crate::ops::storage::with_f32_data;
 
 /// One Conv's activation on the probe batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -97,45 +100,58 @@ pub fn measure(
     learned: Vec<LearnedSummary>,
 ) -> Result<ConvProbe> {
     let (n, channels) = (y.dim(0)?, y.dim(1)?);
-    let ys = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    let zs = z.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
     let (lower, upper) = f.map_or((None, None), limits);
-    let plane = ys.len() / (n * channels).max(1);
-    let dead_level = lower.map_or(0.0, |l| l.max(0.0)) as f32;
-    let dead = (0..channels)
-        .filter(|&c| {
-            (0..n).all(|i| {
-                let start = (i * channels + c) * plane;
-                ys[start..start + plane].iter().all(|&v| v <= dead_level)
-            })
-        })
-        .count();
-    let saturated = match f {
-        Some(f) if lower.is_some() || upper.is_some() => {
-            let near = |v: f64, limit: Option<f64>| {
-                limit.is_some_and(|l| (v - l).abs() <= SATURATION_MARGIN * l.abs().max(1.0))
-            };
-            // Same element order: a pointwise activation keeps its input's shape.
-            zs.iter()
-                .zip(&ys)
-                .filter(|&(&z, &y)| {
-                    let y = y as f64;
-                    (near(y, lower) || near(y, upper))
-                        && f.derivative(z as f64).abs() < SATURATION_SLOPE
+    // Borrowed, not copied: the probe runs every epoch and must stay cheap.
+    let counts = with_f32_data("activation probe", [z, y], |[zs, ys]| {
+        let plane = ys.len() / (n * channels).max(1);
+        let dead_level = lower.map_or(0.0, |l| l.max(0.0)) as f32;
+        let dead = (0..channels)
+            .filter(|&c| {
+                (0..n).all(|i| {
+                    let start = (i * channels + c) * plane;
+                    ys[start..start + plane].iter().all(|&v| v <= dead_level)
                 })
-                .count()
-        }
-        _ => 0,
-    };
-    let count = zs.len().max(1) as f64;
-    let mean = zs.iter().map(|&v| v as f64).sum::<f64>() / count;
-    let var = zs.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / count;
+            })
+            .count();
+        let saturated = match f {
+            Some(f) if lower.is_some() || upper.is_some() => {
+                // The bands around each limit, in f32 to compare with the outputs.
+                let bands: Vec<(f32, f32)> = [lower, upper]
+                    .into_iter()
+                    .flatten()
+                    .map(|l| {
+                        let margin = SATURATION_MARGIN * l.abs().max(1.0);
+                        ((l - margin) as f32, (l + margin) as f32)
+                    })
+                    .collect();
+                // Same element order: a pointwise activation keeps its input's shape. The
+                // slope is taken only where the output is near a limit, in the kernels' SIMD.
+                let near: Vec<f32> = zs
+                    .iter()
+                    .zip(ys)
+                    .filter(|&(_, y)| bands.iter().any(|&(lo, hi)| (lo..=hi).contains(y)))
+                    .map(|(&z, _)| z)
+                    .collect();
+                backward_f32(f, &near, &vec![1f32; near.len()])
+                    .iter()
+                    .filter(|s| (s.abs() as f64) < SATURATION_SLOPE)
+                    .count()
+            }
+            _ => 0,
+        };
+        let [sum, squares] = lane_sums(zs, zs, |v, _| [v, v * v]);
+        (dead, saturated, sum, squares, zs.len(), ys.len())
+    })?;
+    let (dead, saturated, sum, squares, inputs, outputs) = counts;
+    let count = inputs.max(1) as f64;
+    let mean = sum / count;
+    let var = (squares / count - mean * mean).max(0.0);
     Ok(ConvProbe {
         module: module.to_string(),
         act: act.to_string(),
         channels,
         dead_fraction: dead as f64 / channels.max(1) as f64,
-        saturated_fraction: saturated as f64 / ys.len().max(1) as f64,
+        saturated_fraction: saturated as f64 / outputs.max(1) as f64,
         preact_mean: mean,
         preact_std: var.sqrt(),
         learned,

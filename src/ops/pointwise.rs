@@ -69,7 +69,8 @@ fn forward_f64(f: &dyn Elementwise, xs: &[f64]) -> Vec<f64> {
     unsafe { filled_vec(xs.len(), |ys| map_into(|x, y| f.map_f64(x, y), xs, ys)) }
 }
 
-fn backward_f32(f: &dyn Elementwise, xs: &[f32], dys: &[f32]) -> Vec<f32> {
+/// `dys · f'(xs)`, elementwise, in the kernels' SIMD.
+pub fn backward_f32(f: &dyn Elementwise, xs: &[f32], dys: &[f32]) -> Vec<f32> {
     // SAFETY: map_grad_f32 writes every element of an output as long as its inputs.
     unsafe {
         filled_vec(xs.len(), |dxs| {

@@ -16,6 +16,7 @@ use candle_core::{Result, Tensor, Var};
 
 use crate::act::probe::{self, ConvProbe};
 use crate::model::build::Model;
+use crate::ops::simd::lane_sums;
 use crate::ops::storage::with_f32_data;
 use crate::util::format::format_general;
 use crate::util::fs::{write_atomic, FileError};
@@ -60,8 +61,8 @@ impl GradNorms {
         let started = Instant::now();
         for ((_, var), sum) in self.weights.iter().zip(&mut self.sums) {
             if let Some(g) = grads.get(var.as_tensor()) {
-                let squares = with_f32_data("gradient norm", [g], |[data]| {
-                    data.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>()
+                let [squares] = with_f32_data("gradient norm", [g], |[data]| {
+                    lane_sums(data, data, |v, _| [v * v])
                 })?;
                 *sum += squares.sqrt();
             }

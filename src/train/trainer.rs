@@ -695,6 +695,7 @@ impl Run {
                 Some(images) => probe(&self.eval_model, images).map_err(StepError::from)?,
                 None => Vec::new(),
             };
+            let probe_time = probed.elapsed();
             let (norms, norms_time) = grad_norms.take();
             state.epoch = epoch;
             state.optimizer_steps = optimizer.steps;
@@ -713,7 +714,7 @@ impl Run {
                     epoch,
                     probes: &probes,
                     grad_norms: &norms,
-                    cost: probed.elapsed() + norms_time,
+                    cost: probe_time + norms_time,
                     epoch_time: started.elapsed(),
                 },
             )
