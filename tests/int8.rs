@@ -54,7 +54,9 @@ fn a_quantized_convolution_matches_onnxruntime() {
         f.input_scale
     );
     assert_eq!(input.zero_point, f.input_zero_point);
-    let y = quantized(&[input], || conv(&tensor(&f.input, &[1, 3, 6, 6])));
+    let y = quantized(&[input], &mut Vec::new(), || {
+        conv(&tensor(&f.input, &[1, 3, 6, 6]))
+    });
     let y = y.flatten_all().unwrap().to_vec1::<f32>().unwrap();
     // The same dequantized operands in f32: the sums differ only in their order.
     let worst = y

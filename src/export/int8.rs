@@ -3,7 +3,7 @@
 //! inference size, then run with every convolution's operands quantized. It predicts
 //! through [`Predict`], so `val` scores it as it scores any model.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use candle_core::Tensor;
 
@@ -11,7 +11,7 @@ use super::predict::{Predict, PredictError};
 use crate::data::dataset::{DataConfig, Dataset, DatasetError, Split};
 use crate::data::loader::{Loader, LoaderConfig, LoaderError};
 use crate::model::build::Model;
-use crate::ops::fake_quant::{self, Calibration, Observed, Uint8};
+use crate::ops::fake_quant::{self, Calibration, Observed, Uint8, WeightCache};
 use crate::util::runtime::on_pool;
 
 /// Calibration images per batch.
@@ -52,6 +52,7 @@ pub struct Int8Model {
     inputs: Arc<Vec<Uint8>>,
     /// The images calibrated on (fewer than asked when the split is smaller).
     images: usize,
+    weights: Mutex<WeightCache>,
 }
 
 impl Int8Model {
@@ -100,6 +101,7 @@ impl Int8Model {
             model,
             inputs: Arc::new(inputs),
             images,
+            weights: Mutex::new(Vec::new()),
         })
     }
 
@@ -120,8 +122,10 @@ impl Int8Model {
 impl Predict for Int8Model {
     fn predict(&self, images: &Tensor) -> Result<(Tensor, Option<Vec<Tensor>>), PredictError> {
         // The mode is per thread: set where the forward pass runs.
-        let (decoded, raw) =
-            on_pool(|| fake_quant::quantized(&self.inputs, || self.model.predict(images)))?;
+        let (decoded, raw) = on_pool(|| {
+            let mut weights = self.weights.lock().unwrap_or_else(|e| e.into_inner());
+            fake_quant::quantized(&self.inputs, &mut weights, || self.model.predict(images))
+        })?;
         Ok((decoded, Some(raw)))
     }
 

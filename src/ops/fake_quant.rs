@@ -16,6 +16,8 @@ use std::cell::RefCell;
 
 use candle_core::{DType, Result, Tensor};
 
+use super::storage::with_f32_data;
+
 /// How an input's range is read from the calibration images.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Calibration {
@@ -119,6 +121,7 @@ enum Mode {
     },
     Quantize {
         inputs: Vec<Uint8>,
+        weights: WeightCache,
         next: usize,
     },
 }
@@ -144,16 +147,23 @@ pub fn observe<T>(seen: &mut Vec<Observed>, keep_sample: bool, forward: impl FnO
     value
 }
 
+/// Each convolution's quantized weights and their per-channel scales, made on first use:
+/// a model's weights stay the same from batch to batch.
+pub type WeightCache = Vec<Option<(Tensor, Vec<f32>)>>;
+
 /// Runs `forward` with every convolution's operands quantized, the inputs with `inputs`
-/// (one per convolution, in forward order).
-pub fn quantized<T>(inputs: &[Uint8], forward: impl FnOnce() -> T) -> T {
+/// (one per convolution, in forward order), the weights through `weights`.
+pub fn quantized<T>(inputs: &[Uint8], weights: &mut WeightCache, forward: impl FnOnce() -> T) -> T {
     let mode = Mode::Quantize {
         inputs: inputs.to_vec(),
+        weights: std::mem::take(weights),
         next: 0,
     };
     let outer = MODE.with(|m| m.replace(Some(mode)));
     let value = forward();
-    MODE.with(|m| m.replace(outer));
+    if let Some(Mode::Quantize { weights: back, .. }) = MODE.with(|m| m.replace(outer)) {
+        *weights = back;
+    }
     value
 }
 
@@ -194,11 +204,17 @@ fn operands(x: &Tensor, weight: &Tensor) -> Result<(Tensor, Tensor, Option<(f32,
                 if seen.len() <= *next {
                     seen.resize_with(*next + 1, Observed::default);
                 }
-                seen[*next].add(&f32_values(x)?, *keep_sample);
+                with_f32_data("INT8 calibration", [x], |[xs]| {
+                    seen[*next].add(xs, *keep_sample)
+                })?;
                 *next += 1;
                 unchanged()
             }
-            Some(Mode::Quantize { inputs, next }) => {
+            Some(Mode::Quantize {
+                inputs,
+                weights,
+                next,
+            }) => {
                 let Some(&input) = inputs.get(*next) else {
                     candle_core::bail!(
                         "INT8 simulation: convolution {} was not seen in calibration ({} were)",
@@ -206,10 +222,20 @@ fn operands(x: &Tensor, weight: &Tensor) -> Result<(Tensor, Tensor, Option<(f32,
                         inputs.len()
                     );
                 };
+                if weights.len() <= *next {
+                    weights.resize(*next + 1, None);
+                }
+                let (weight, scales) = match &weights[*next] {
+                    Some(cached) => cached.clone(),
+                    None => weights[*next]
+                        .insert(fake_int8_per_channel(weight)?)
+                        .clone(),
+                };
                 *next += 1;
-                let xs: Vec<f32> = f32_values(x)?.iter().map(|&v| input.fake(v)).collect();
+                let xs = with_f32_data("INT8 simulation", [x], |[xs]| {
+                    xs.iter().map(|&v| input.fake(v)).collect::<Vec<f32>>()
+                })?;
                 let x = Tensor::from_vec(xs, x.shape(), x.device())?;
-                let (weight, scales) = fake_int8_per_channel(weight)?;
                 Ok((x, weight, Some((input.scale, scales))))
             }
         }
