@@ -951,6 +951,76 @@ fn command_line_values_are_range_checked() {
             Exit::Usage,
             &["invalid value '-3' for '--epochs"],
         ),
+        // A GPU in a build without CUDA says how to build one; each command takes --device.
+        case(
+            "--device 0 without CUDA (train)",
+            &["train", "--data", &data, "--device", "0"],
+            Exit::Usage,
+            &["invalid value '0' for '--device", "--features cuda"],
+        ),
+        case(
+            "--device cuda:0 without CUDA (val)",
+            &[
+                "val",
+                "--weights",
+                &weights,
+                "--data",
+                &data,
+                "--device",
+                "cuda:0",
+            ],
+            Exit::Usage,
+            &["invalid value 'cuda:0' for '--device", "--features cuda"],
+        ),
+        case(
+            "--device 0 without CUDA (detect)",
+            &[
+                "detect",
+                "--weights",
+                &weights,
+                "--source",
+                &s(&image),
+                "--device",
+                "0",
+            ],
+            Exit::Usage,
+            &["--features cuda"],
+        ),
+        case(
+            "--device 0 without CUDA (export)",
+            &["export", "--weights", &weights, "--device", "0"],
+            Exit::Usage,
+            &["--features cuda"],
+        ),
+        case(
+            "--device 0 without CUDA (compare)",
+            &["compare", "--data", &data, "--device", "0"],
+            Exit::Usage,
+            &["--features cuda"],
+        ),
+        case(
+            "--device 0,1",
+            &["train", "--data", &data, "--device", "0,1"],
+            Exit::Usage,
+            &["several GPUs at once are not supported"],
+        ),
+        case(
+            "--device gpu",
+            &[
+                "val",
+                "--weights",
+                &weights,
+                "--data",
+                &data,
+                "--device",
+                "gpu",
+            ],
+            Exit::Usage,
+            &[
+                "\"gpu\" is unknown",
+                "give cpu, a GPU index such as 0, or cuda:0",
+            ],
+        ),
         case(
             "--imgsz abc",
             &[

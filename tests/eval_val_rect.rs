@@ -9,6 +9,7 @@ use std::sync::Arc;
 use actyolo::data::dataset::{DataConfig, Dataset, Split};
 use actyolo::data::loader::{Loader, LoaderConfig, RectBatches};
 use actyolo::eval::val::{run_val, ValOptions, ValRun};
+use candle_core::Device;
 use serde_json::Value;
 
 mod val_support;
@@ -70,6 +71,7 @@ fn val_table_equals_val_py_on_a_yolov5_pt() {
         workers: 2,
         options: ValOptions::default(),
         int8: None,
+        device: Device::Cpu,
     };
     let report = run_val(&run, &mut |_| {}).unwrap();
     let got = &report.outcome;

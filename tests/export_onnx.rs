@@ -254,6 +254,7 @@ fn export_fixture(dir: &Path, dynamic: bool) -> PathBuf {
         opset: 17,
         half: false,
         out: Some(out.clone()),
+        device: Device::Cpu,
     })
     .unwrap();
     assert_eq!(summary.path, out);
@@ -269,6 +270,7 @@ fn val(weights: PathBuf, data: &Path) -> ValReport {
         workers: 2,
         options: ValOptions::default(),
         int8: None,
+        device: Device::Cpu,
     };
     run_val(&run, &mut |_| {}).unwrap()
 }
@@ -324,6 +326,7 @@ fn detect_labels(weights: PathBuf, source: &Path, project: &Path) -> Vec<(String
         project: project.to_path_buf(),
         name: "exp".into(),
         exist_ok: false,
+        device: Device::Cpu,
     };
     let summary = detect(&options, &mut |_| {}).unwrap();
     let mut labels: Vec<(String, String)> = std::fs::read_dir(summary.save_dir.join("labels"))

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::values::positive;
+use super::values::{device, positive};
 use actyolo::train::optim::{OptimizerKind, UnknownOptimizer};
 use actyolo::train::trainer::TrainOptions;
+use candle_core::Device;
 
 #[derive(Debug, Args)]
 pub struct TrainFlags {
@@ -54,6 +55,9 @@ pub struct TrainFlags {
     /// rectangle, in a fixed order, without mosaic (as train.py's --rect).
     #[arg(long)]
     pub rect: bool,
+    /// Where to compute: cpu, or a CUDA GPU as 0 or cuda:0 (a build with the `cuda` feature).
+    #[arg(long, default_value = "cpu", value_parser = device)]
+    pub device: Device,
 }
 
 fn optimizer(text: &str) -> Result<OptimizerKind, UnknownOptimizer> {

@@ -36,15 +36,17 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     let given =
         |id: &str| matches.is_some_and(|m| m.value_source(id) == Some(ValueSource::CommandLine));
+    let device = args.flags.device.clone();
     let start = match &args.resume {
         Some(path) => {
             // A resumed run keeps the settings it was started with; only --epochs may
-            // extend it, and --project says where to look for the latest run.
+            // extend it, --project says where to look for the latest run, and --device
+            // where to go on (a run started on a GPU can finish on the CPU).
             let command = TrainArgs::augment_args(clap::Command::new("train"));
             let ignored: Vec<String> = command
                 .get_arguments()
                 .map(|arg| arg.get_id().as_str())
-                .filter(|id| !["resume", "epochs", "project"].contains(id) && given(id))
+                .filter(|id| !["resume", "epochs", "project", "device"].contains(id) && given(id))
                 .map(|id| format!("--{}", id.replace('_', "-")))
                 .collect();
             anyhow::ensure!(
@@ -81,7 +83,7 @@ pub fn run(args: TrainArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> 
         }
     };
     let mut display = Display::default();
-    let outcome = train(&start, &mut |e| display.show(e))?;
+    let outcome = train(&start, &device, &mut |e| display.show(e))?;
     display.finish();
     if let Some(val) = &outcome.final_val {
         println!(

@@ -7,6 +7,7 @@ pub mod output;
 pub mod predictor;
 pub mod source;
 
+use candle_core::Device;
 use std::fmt;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,8 @@ pub struct DetectOptions {
     pub project: PathBuf,
     pub name: String,
     pub exist_ok: bool,
+    /// Where the model computes (ONNX files always run on the CPU).
+    pub device: Device,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -282,7 +285,8 @@ fn load(options: &DetectOptions) -> Result<(Model, Vec<String>), DetectError> {
         return Err(DetectError::WeightsNotFound(options.weights.clone()));
     }
     let cfg = options.cfg.as_deref().map(ModelConfig::load).transpose()?;
-    Ok(load_model(&options.weights, cfg.as_ref(), None, None)?)
+    let (model, notes) = load_model(&options.weights, cfg.as_ref(), None, None)?;
+    Ok((model.to_device(&options.device)?, notes))
 }
 
 /// The run folder and what is gathered over the images.

@@ -2,6 +2,7 @@
 //! (conf 0.001, IoU 0.6, max_det 300), matching at IoU 0.5:0.95, ultralytics' mAP, the
 //! validation losses, and optionally COCO JSON with pycocotools-convention mAP.
 
+use candle_core::Device;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -12,6 +13,7 @@ use super::coco::{
 use super::metrics::{DetectionStats, Label, ValMetrics};
 use super::nms::{non_max_suppression, scale_boxes, Detection, NmsError, NmsOptions};
 use crate::ops::boxes::xywh_to_xyxy;
+use crate::ops::device;
 use crate::util::fs::FileError;
 use std::sync::Arc;
 
@@ -322,6 +324,8 @@ pub struct ValRun {
     pub options: ValOptions,
     /// Validate under simulated INT8 post-training quantization, calibrated so.
     pub int8: Option<Int8Options>,
+    /// Where the model computes (ONNX files always run on the CPU).
+    pub device: Device,
 }
 
 /// The result of `actyolo val`.
@@ -352,6 +356,12 @@ pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValRe
             return Err(ValError::Int8OfOnnx(run.weights.clone()));
         }
         let onnx = OnnxModel::load(&run.weights)?;
+        if !run.device.is_cpu() {
+            on_message(format!(
+                "--device {}: ONNX files run on the CPU",
+                device::name(&run.device)
+            ));
+        }
         if onnx.nc() != data.names.len() {
             return Err(classes_differ(onnx.nc(), data.names.len()));
         }
@@ -378,13 +388,14 @@ pub fn run_val(run: &ValRun, on_message: &mut dyn FnMut(String)) -> Result<ValRe
         };
         (Box::new(onnx), size, rect)
     } else {
-        let (mut model, warnings) = match load_model(&run.weights, None, None, Some(&data.names)) {
+        let (model, warnings) = match load_model(&run.weights, None, None, Some(&data.names)) {
             Err(WeightsError::Classes { nc, names, .. }) => return Err(classes_differ(nc, names)),
             other => other?,
         };
         warnings.into_iter().for_each(&mut *on_message);
         let size = check_img_size(run.imgsz, model.max_stride(), 0)?;
         check_memory(&model, size.used, run.batch, Workload::Inference)?;
+        let mut model = model.to_device(&run.device)?;
         model.fuse()?;
         match &run.int8 {
             Some(int8) => {

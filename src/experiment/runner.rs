@@ -7,6 +7,7 @@
 //! command again continues: finished runs are kept, a stopped run resumes from its
 //! checkpoint, and a diverged run stays recorded as diverged.
 
+use candle_core::Device;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -56,6 +57,8 @@ pub struct CompareOptions {
     /// Successive halving: rungs at about 1/9, 1/3 and all of the epochs; after each,
     /// only the best third of the activations by mean fitness (and the baseline) go on.
     pub screen: bool,
+    /// Where the runs train and the latencies are measured.
+    pub device: Device,
 }
 
 /// What happens, for the CLI to show.
@@ -608,8 +611,8 @@ fn measure_costs(
                 source,
             };
         let spec = ActSpec::parse(act).map_err(|e| measure_err(e.into()))?;
-        let mut model =
-            Model::new(&config, Some(&spec), 0, None).map_err(|e| measure_err(e.into()))?;
+        let mut model = Model::new_on(&config, Some(&spec), 0, None, &options.device)
+            .map_err(|e| measure_err(e.into()))?;
         // At the size the runs train at: --imgsz rounded as train rounds it.
         let stride = model.max_stride();
         let imgsz = check_img_size(options.train.imgsz, stride, 2 * stride)
@@ -680,7 +683,7 @@ fn run_one(
     } else {
         TrainStart::New(Box::new(run_options))
     };
-    let outcome = train_until(&start, pause, &mut |event| {
+    let outcome = train_until(&start, pause, &options.device, &mut |event| {
         if let TrainEvent::EpochEnd { epoch, seconds, .. } = &event {
             record.epoch_seconds.truncate(*epoch);
             record.epoch_seconds.push(*seconds);
@@ -745,6 +748,8 @@ fn int8_score(dir: &Path, shared: &TrainOptions, best: Option<EpochPoint>) -> Op
         workers: shared.workers,
         options: ValOptions::default(),
         int8: Some(Int8Options::default()),
+        // The simulation rounds on the host: a GPU would only add copies.
+        device: Device::Cpu,
     };
     let metrics = run_val(&run, &mut |_| {}).ok()?.outcome.metrics;
     Some(EpochPoint {

@@ -8,6 +8,7 @@ pub mod onnx;
 pub mod predict;
 pub mod runtime;
 
+use candle_core::Device;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 
@@ -49,6 +50,8 @@ pub struct ExportOptions {
     pub half: bool,
     /// The file; by default the weights' name with `.onnx`, beside them.
     pub out: Option<PathBuf>,
+    /// Where the model is loaded and fused before it is written.
+    pub device: Device,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -139,12 +142,15 @@ pub fn export(options: &ExportOptions) -> Result<ExportSummary, ExportError> {
         return Err(ExportError::WeightsNotFound(options.weights.clone()));
     }
     let cfg = options.cfg.as_deref().map(ModelConfig::load).transpose()?;
-    let (mut model, mut notes) = load_model(&options.weights, cfg.as_ref(), None, None)?;
+    let (model, mut notes) = load_model(&options.weights, cfg.as_ref(), None, None)?;
     let stride = model.max_stride();
     let (h, w) = (check_img_size(h, stride, 0)?, check_img_size(w, stride, 0)?);
     notes.extend(h.warning());
     notes.extend(w.warning());
     let (h, w) = (h.used, w.used);
+    let mut model = model
+        .to_device(&options.device)
+        .map_err(ExportError::Fuse)?;
     model.fuse().map_err(ExportError::Fuse)?;
     let path = options
         .out

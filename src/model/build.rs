@@ -101,6 +101,7 @@ pub struct Model {
     /// `--act`, which replaced every Conv's activation, when given.
     override_act: Option<ActSpec>,
     vars: SeededVarMap,
+    device: Device,
 }
 
 impl Model {
@@ -113,9 +114,21 @@ impl Model {
         seed: u64,
         names: Option<Vec<String>>,
     ) -> std::result::Result<Model, BuildError> {
+        Model::new_on(config, override_act, seed, names, &Device::Cpu)
+    }
+
+    /// [`Model::new`] with its parameters on `device`: the same initial values (they are
+    /// drawn on the host), computed there.
+    pub fn new_on(
+        config: &ModelConfig,
+        override_act: Option<&ActSpec>,
+        seed: u64,
+        names: Option<Vec<String>>,
+        device: &Device,
+    ) -> std::result::Result<Model, BuildError> {
         let vars = SeededVarMap::new(seed);
         let ctx = BlockContext {
-            vb: vars.builder(DType::F32, &Device::Cpu).pp("model"),
+            vb: vars.builder(DType::F32, device).pp("model"),
             seed,
         };
         let source = config.source.clone();
@@ -241,7 +254,43 @@ impl Model {
             default_act,
             override_act: override_act.cloned(),
             vars,
+            device: device.clone(),
         })
+    }
+
+    /// Where the parameters live and the forward pass computes.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The same model with every variable (parameters, running statistics) copied to
+    /// `device`. Unfused models only: fusing replaces convolutions' weights outside the
+    /// variables.
+    pub fn to_device(self, device: &Device) -> Result<Model> {
+        if self.device.same_device(device) {
+            return Ok(self);
+        }
+        let model = Model::new_on(
+            &self.config,
+            self.override_act.as_ref(),
+            self.vars.seed(),
+            Some(self.names.clone()),
+            device,
+        )
+        .map_err(candle_core::Error::wrap)?;
+        let tensors = self
+            .vars
+            .var_map()
+            .data()
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("the variable store's lock is poisoned".into()))?
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+            .collect::<HashMap<_, _>>();
+        model
+            .load_state_dict(&tensors, true)
+            .map_err(candle_core::Error::wrap)?;
+        Ok(model)
     }
 
     /// The activation of every Conv that does not name its own.
@@ -256,6 +305,8 @@ impl Model {
 
     /// The raw Detect maps per level, (bs, na, ny, nx, no).
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
+        // Images come from the loaders on the CPU; a model on a GPU takes them there.
+        let x = &x.to_device(&self.device)?;
         let mut saved: Vec<Option<Tensor>> = Vec::with_capacity(self.layers.len());
         let mut previous = x.clone();
         for (i, layer) in self.layers.iter().enumerate() {

@@ -1,9 +1,9 @@
-//! CPU inference latency of a model: what `compare` reports per activation and the
+//! Inference latency of a model: what `compare` reports per activation and the
 //! benchmarks print beside PyTorch's.
 
 use std::time::Instant;
 
-use candle_core::{Device, Result, Tensor};
+use candle_core::{Result, Tensor};
 
 use super::build::Model;
 
@@ -35,8 +35,12 @@ pub fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Laten
 }
 
 /// Eval-mode inference (decode included, NMS not) of a batch-1 square image of `imgsz`,
-/// on whatever the model is: fuse it first to measure a deployed model.
+/// on whatever the model is and wherever it is: fuse it first to measure a deployed model.
+/// Each time ends when the device has finished.
 pub fn inference_latency(model: &Model, imgsz: usize, runs: usize) -> Result<Latency> {
-    let x = Tensor::rand(0f32, 1f32, (1, 3, imgsz, imgsz), &Device::Cpu)?;
-    time_runs(runs, || model.predict(&x).map(|_| ()))
+    let x = Tensor::rand(0f32, 1f32, (1, 3, imgsz, imgsz), model.device())?;
+    time_runs(runs, || {
+        model.predict(&x)?;
+        model.device().synchronize()
+    })
 }

@@ -9,6 +9,7 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::portable;
 use super::scalar::sigmoid;
 use super::simd::{lane_sums, widest_simd};
 use super::storage::{contiguous_f32, with_f32_data};
@@ -150,6 +151,9 @@ impl CustomOp3 for AconOp {
 /// ACON on f32 `x` (N, C, ...), with `p1` and `p2` of C values and `beta` of C values
 /// (ACON-C) or N·C (Meta-ACON-C, image-major); differentiable in all four.
 pub fn apply(x: &Tensor, p1: &Tensor, p2: &Tensor, beta: &Tensor) -> Result<Tensor> {
+    if portable::wanted(x.device()) {
+        return portable::acon(x, p1, p2, beta);
+    }
     let pp = Tensor::cat(&[p1.flatten_all()?, p2.flatten_all()?], 0)?;
     x.contiguous()?
         .apply_op3(&pp, &beta.flatten_all()?.contiguous()?, AconOp)

@@ -14,6 +14,7 @@ use super::elementwise::Elementwise;
 use super::fake_quant;
 use super::gemm::{matmul, matmul_strided, MatRef};
 use super::pointwise;
+use super::portable;
 use super::scalar::Identity;
 use super::simd::{lane_sums, widest_simd};
 use super::storage::{contiguous, contiguous_f32, with_f32_data};
@@ -724,6 +725,9 @@ impl CustomOp3 for Conv2dOp {
 pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
     let (x, weight) = fake_quant::conv_operands(x, weight)?;
+    if portable::wanted(x.device()) {
+        return portable::conv2d(&x, &weight, params);
+    }
     x.contiguous()?
         .apply_op2(&weight.contiguous()?, Conv2dOp { params, act: None })
 }
@@ -739,6 +743,9 @@ pub fn conv2d_with_bias(
 ) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
     let (x, weight, bias) = fake_quant::conv_operands_with_bias(x, weight, bias)?;
+    if portable::wanted(x.device()) {
+        return portable::conv2d_with_bias(&x, &weight, &bias, params);
+    }
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
@@ -747,8 +754,8 @@ pub fn conv2d_with_bias(
 }
 
 /// `act(conv2d(x, weight) + bias)` in one pass for inference: the bias and activation run
-/// on each output tile while it is in cache. When any input needs a gradient it is the
-/// differentiable composition instead.
+/// on each output tile while it is in cache. When any input needs a gradient, or off the
+/// CPU, it is the differentiable composition instead.
 pub fn conv2d_bias_act(
     x: &Tensor,
     weight: &Tensor,
@@ -756,7 +763,7 @@ pub fn conv2d_bias_act(
     params: Conv2dParams,
     act: Option<&Arc<dyn Elementwise>>,
 ) -> Result<Tensor> {
-    if x.track_op() || weight.track_op() || bias.track_op() {
+    if x.track_op() || weight.track_op() || bias.track_op() || portable::wanted(x.device()) {
         let y = conv2d_with_bias(x, weight, bias, params)?;
         return act.map_or(Ok(y.clone()), |act| pointwise::apply(act, &y));
     }

@@ -4,6 +4,8 @@
 //! hand kernels an `Arc<dyn Elementwise>`; no kernel lists the functions it can apply.
 
 use std::fmt::Debug;
+
+use candle_core::Tensor;
 use std::mem::MaybeUninit;
 
 use super::scalar::{Real, ScalarFn};
@@ -15,6 +17,8 @@ pub trait Elementwise: Debug + Send + Sync {
     fn value(&self, x: f64) -> f64;
     /// f'(x) in f64.
     fn derivative(&self, x: f64) -> f64;
+    /// f of a tensor on any device, as candle ops (see [`ScalarFn::tensor`]).
+    fn tensor(&self, x: &Tensor) -> candle_core::Result<Tensor>;
     /// `ys = f(xs)`, writing every element of `ys` (as long as `xs`).
     fn map_f32(&self, xs: &[f32], ys: &mut [MaybeUninit<f32>]);
     fn map_f64(&self, xs: &[f64], ys: &mut [MaybeUninit<f64>]);
@@ -83,6 +87,10 @@ impl<F: ScalarFn + Debug> Elementwise for F {
 
     fn derivative(&self, x: f64) -> f64 {
         self.df(x)
+    }
+
+    fn tensor(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        ScalarFn::tensor(self, x)
     }
 
     fn map_f32(&self, xs: &[f32], ys: &mut [MaybeUninit<f32>]) {

@@ -12,6 +12,7 @@ use rayon::prelude::*;
 
 use super::fake_quant;
 use super::gemm::{matmul, MatRef};
+use super::portable;
 use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
 
@@ -168,6 +169,9 @@ impl CustomOp3 for HeadConv {
 pub fn head_conv(x: &Tensor, weight: &Tensor, bias: &Tensor, anchors: usize) -> Result<Tensor> {
     let _t = profile::span(Stage::ConvForward);
     let (x, weight, bias) = fake_quant::conv_operands_with_bias(x, weight, bias)?;
+    if portable::wanted(x.device()) {
+        return portable::head_conv(&x, &weight, &bias, anchors);
+    }
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,

@@ -6,6 +6,7 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::portable;
 use super::simd::{widest_simd, CHUNK};
 use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
@@ -93,5 +94,8 @@ impl CustomOp2 for MaximumOp {
 
 /// `maximum(a, b)` of two f32 tensors of one shape; differentiable in both.
 pub fn apply(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if portable::wanted(a.device()) {
+        return portable::maximum(a, b);
+    }
     a.contiguous()?.apply_op2(&b.contiguous()?, MaximumOp)
 }

@@ -5,6 +5,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::portable;
 use super::storage::with_f32_data;
 use super::window::valid_outputs;
 use crate::util::profile::{self, Stage};
@@ -161,6 +162,9 @@ impl CustomOp1 for MaxPool2d {
 /// Max pooling of an f32 NCHW tensor; differentiable.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> Result<Tensor> {
     let _t = profile::span(Stage::PoolUpsampleForward);
+    if portable::wanted(x.device()) {
+        return portable::max_pool2d(x, kernel, stride, padding);
+    }
     x.contiguous()?.apply_op1(MaxPool2d {
         kernel,
         stride,

@@ -9,6 +9,7 @@ use super::batchnorm::{batch_norm_act, ChannelStats};
 use super::conv2d::Conv2dParams;
 use super::conv2d_bn::conv_batch_norm_act;
 use super::elementwise::Elementwise;
+use super::portable;
 use crate::util::profile::{self, Stage};
 use candle_nn::{Init, VarBuilder};
 
@@ -71,6 +72,9 @@ impl BatchNorm2d {
         act: Option<Arc<dyn Elementwise>>,
     ) -> Result<Tensor> {
         let _t = profile::span(Stage::BatchNormForward);
+        if portable::wanted(x.device()) {
+            return self.forward_act_portable(x, train, act);
+        }
         let fixed = if train {
             None
         } else {
@@ -85,6 +89,24 @@ impl BatchNorm2d {
             self.update_batch_stats(&stats, x.elem_count())?;
         }
         Ok(y)
+    }
+
+    /// [`Self::forward_act`] off the CPU: candle's composition, with the batch statistics
+    /// kept on the device.
+    fn forward_act_portable(
+        &self,
+        x: &Tensor,
+        train: bool,
+        act: Option<Arc<dyn Elementwise>>,
+    ) -> Result<Tensor> {
+        let running =
+            (!train).then(|| (self.running_mean.as_tensor(), self.running_var.as_tensor()));
+        let (y, mean, var) =
+            portable::batch_norm(x, &self.weight, &self.bias, self.config.eps, running)?;
+        if train {
+            self.update_running(&mean, &var, x.elem_count() / mean.elem_count().max(1))?;
+        }
+        act.map_or(Ok(y.clone()), |f| f.tensor(&y))
     }
 
     /// Moves the running statistics towards a batch's, of `elements` values in all.
@@ -103,6 +125,9 @@ impl BatchNorm2d {
         params: Conv2dParams,
         act: Option<Arc<dyn Elementwise>>,
     ) -> Result<Tensor> {
+        if portable::wanted(x.device()) {
+            return self.forward_act(&portable::conv2d(x, conv_weight, params)?, true, act);
+        }
         let bn_params = Tensor::cat(&[&self.weight, &self.bias], 0)?;
         let (y, stats) =
             conv_batch_norm_act(x, conv_weight, params, &bn_params, self.config.eps, act)?;

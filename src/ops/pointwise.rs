@@ -10,6 +10,7 @@ use rayon::prelude::*;
 use std::sync::Arc;
 
 use super::elementwise::Elementwise;
+use super::portable;
 use super::scalar::Real;
 use super::simd::CHUNK;
 use super::storage::contiguous;
@@ -162,5 +163,8 @@ impl CustomOp2 for PointwiseGrad {
 
 /// Applies an elementwise function with the fused kernel; differentiable.
 pub fn apply(f: &Arc<dyn Elementwise>, x: &Tensor) -> Result<Tensor> {
+    if portable::wanted(x.device()) {
+        return f.tensor(x);
+    }
     x.contiguous()?.apply_op1(PointwiseOp(f.clone()))
 }

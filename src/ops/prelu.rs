@@ -4,6 +4,7 @@
 use candle_core::{CpuStorage, CustomOp2, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::portable;
 use super::simd::{lane_sums, widest_simd, CHUNK};
 use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
@@ -107,6 +108,9 @@ impl CustomOp2 for PreluOp {
 pub fn apply(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
     if x.dtype() != DType::F32 {
         candle_core::bail!("prelu: only f32 is supported, got {:?}", x.dtype());
+    }
+    if portable::wanted(x.device()) {
+        return portable::prelu(x, weight);
     }
     x.contiguous()?.apply_op2(&weight.contiguous()?, PreluOp)
 }

@@ -2,6 +2,7 @@
 //! generic over f32 (the kernels) and f64 (plots, property checks), so that each kernel is
 //! compiled per function and its inner loop inlines the formula.
 
+use candle_core::{Result, Tensor};
 use num_traits::{Float, FloatConst};
 
 use super::fastmath;
@@ -77,6 +78,9 @@ impl Real for f64 {
 pub trait ScalarFn: Copy + Send + Sync + 'static {
     fn f<R: Real>(&self, x: R) -> R;
     fn df<R: Real>(&self, x: R) -> R;
+    /// f of a whole tensor as a candle composition, differentiable by candle: how the
+    /// function runs off the CPU (see [`super::portable`]).
+    fn tensor(&self, x: &Tensor) -> Result<Tensor>;
 }
 
 /// f(x) = x: what a kernel applies when there is no activation.
@@ -88,6 +92,9 @@ impl ScalarFn for Identity {
     }
     fn df<R: Real>(&self, _x: R) -> R {
         R::one()
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.clone())
     }
 }
 

@@ -1,6 +1,6 @@
 //! The CPU data of tensors, borrowed where the kernels read it.
 
-use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
+use candle_core::{CpuStorage, Device, Layout, Result, Storage, Tensor};
 
 /// The contiguous slice a layout addresses, or an error naming the op.
 pub fn contiguous<'a, T: candle_core::WithDType>(
@@ -29,7 +29,8 @@ pub fn contiguous_f32<'a, const N: usize>(
 
 /// Runs `f` on the f32 elements of each tensor, borrowed from their storage: a backward
 /// pass reads its inputs this way, where `to_vec1` would copy each of them first.
-/// Non-contiguous tensors are made contiguous (a copy) before.
+/// Non-contiguous tensors are made contiguous (a copy) before, and tensors on another
+/// device are copied to the CPU.
 pub fn with_f32_data<R, const N: usize>(
     op: &'static str,
     tensors: [&Tensor; N],
@@ -37,7 +38,7 @@ pub fn with_f32_data<R, const N: usize>(
 ) -> Result<R> {
     let contiguous_tensors = tensors
         .into_iter()
-        .map(Tensor::contiguous)
+        .map(|t| t.to_device(&Device::Cpu)?.contiguous())
         .collect::<Result<Vec<_>>>()?;
     let guards: Vec<_> = contiguous_tensors
         .iter()

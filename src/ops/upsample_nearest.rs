@@ -7,6 +7,7 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::portable;
 use super::storage::{contiguous, with_f32_data};
 use crate::util::profile::{self, Stage};
 
@@ -88,6 +89,9 @@ pub fn upsample_nearest2d(x: &Tensor, scale: usize) -> Result<Tensor> {
             "upsample_nearest2d: needs an NCHW tensor and a scale ≥ 1, got {:?} and {scale}",
             x.dims()
         );
+    }
+    if portable::wanted(x.device()) {
+        return portable::upsample_nearest2d(x, scale);
     }
     x.contiguous()?.apply_op1(UpsampleNearest2d { scale })
 }

@@ -43,6 +43,11 @@ impl SeededVarMap {
         }
     }
 
+    /// The seed every initial value is drawn from.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
     /// The underlying map: every variable created so far, by name.
     pub fn var_map(&self) -> &VarMap {
         &self.vars

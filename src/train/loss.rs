@@ -452,6 +452,9 @@ fn focal_factor(logits: &Tensor, targets: &Tensor, gamma: f64) -> candle_core::R
 
 /// Elementwise arctangent with its gradient 1 / (1 + x²); candle has no atan.
 fn atan(x: &Tensor) -> candle_core::Result<Tensor> {
+    if crate::ops::portable::wanted(x.device()) {
+        return crate::ops::portable::atan(x);
+    }
     x.contiguous()?.apply_op1(Atan)
 }
 

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -359,12 +359,13 @@ fn absolute_paths(options: &TrainOptions) -> Result<TrainOptions, SetupError> {
     })
 }
 
-/// Trains from scratch or from `--weights`, or continues a stopped run.
+/// Trains from scratch or from `--weights`, or continues a stopped run, on `device`.
 pub fn train(
     start: &TrainStart,
+    device: &Device,
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainOutcome, TrainError> {
-    train_until(start, None, on)
+    train_until(start, None, device, on)
 }
 
 /// [`train`], pausing once `pause_after` epochs are done (with their checkpoint): the
@@ -373,6 +374,7 @@ pub fn train(
 pub fn train_until(
     start: &TrainStart,
     pause_after: Option<usize>,
+    device: &Device,
     on: &mut dyn FnMut(TrainEvent),
 ) -> Result<TrainOutcome, TrainError> {
     let (options, checkpoint) = match start {
@@ -410,8 +412,13 @@ pub fn train_until(
             (options, Some(checkpoint))
         }
     };
-    let run = Run::prepare(&options, checkpoint.as_ref().map(|c| c.dir.as_path()), on)
-        .map_err(TrainError::Setup)?;
+    let run = Run::prepare(
+        &options,
+        checkpoint.as_ref().map(|c| c.dir.as_path()),
+        device,
+        on,
+    )
+    .map_err(TrainError::Setup)?;
     run.execute(checkpoint, pause_after, on)
 }
 
@@ -437,6 +444,7 @@ impl Run {
     fn prepare(
         options: &TrainOptions,
         resume_dir: Option<&Path>,
+        device: &Device,
         on: &mut dyn FnMut(TrainEvent),
     ) -> Result<Run, SetupError> {
         let dir = match resume_dir {
@@ -454,7 +462,15 @@ impl Run {
         let names = data.names.clone();
         let act = options.act.as_deref().map(ActSpec::parse).transpose()?;
         let config = ModelConfig::load(&options.cfg).and_then(|c| c.with_nc(names.len()))?;
-        let build = || Model::new(&config, act.as_ref(), options.seed, Some(names.clone()));
+        let build = || {
+            Model::new_on(
+                &config,
+                act.as_ref(),
+                options.seed,
+                Some(names.clone()),
+                device,
+            )
+        };
         let (model, eval_model) = (build()?, build()?);
         let size = check_img_size(options.imgsz, model.max_stride(), 2 * model.max_stride())?;
         if let Some(warning) = size.warning() {

@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use candle_core::{Result, Tensor};
+
 use crate::act::registry::{
     param, props, ActDef, ArgError, ParamDefault::F, ParamType::Float, ELEMENTWISE, INPLACE,
 };
@@ -110,6 +112,14 @@ impl ScalarFn for Elu {
             R::c(self.scale)
         }
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        // exp of x where x ≤ 0, else of 0: the branch not taken must not overflow to inf
+        // (its gradient would be inf · 0). Branches by mask, so that 0 takes torch's side.
+        let positive = x.gt(0f64)?;
+        let below = positive.where_cond(&x.zeros_like()?, x)?;
+        let negative = ((below * self.input_scale)?.exp()? - 1.0)?;
+        positive.where_cond(&(x * self.scale)?, &(negative * (self.alpha * self.scale))?)
+    }
 }
 
 pub static SOFTPLUS: ActDef = ActDef {
@@ -171,5 +181,14 @@ impl ScalarFn for Softplus {
             let z = bx.fast_exp();
             z / (z + R::one())
         }
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        // torch's: x where beta·x > threshold, else log(1 + exp(beta·x)) / beta, with the
+        // exponent kept below the threshold in the branch not taken.
+        let bx = (x * self.beta)?;
+        let linear = bx.gt(self.threshold)?;
+        let capped = linear.where_cond(&bx.ones_like()?.affine(0.0, self.threshold)?, &bx)?;
+        let soft = ((capped.exp()? + 1.0)?.log()? / self.beta)?;
+        linear.where_cond(x, &soft)
     }
 }

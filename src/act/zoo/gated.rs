@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use candle_core::{Result, Tensor};
+
 use crate::act::registry::{
     param, props, ActDef, ArgError, ParamDefault::F, ParamDefault::S, ParamType::Choice,
     ParamType::Float, ELEMENTWISE, INPLACE,
@@ -32,6 +34,9 @@ impl ScalarFn for Silu {
     fn df<R: Real>(&self, x: R) -> R {
         let s = sigmoid(x);
         s * (R::one() + x * (R::one() - s))
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x.silu()
     }
 }
 
@@ -67,6 +72,9 @@ impl ScalarFn for SwishBeta {
         let s = sigmoid(bx);
         s * (R::one() + bx * (R::one() - s))
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x.mul(&candle_nn::ops::sigmoid(&(x * self.beta)?)?)
+    }
 }
 
 pub static HARDSWISH: ActDef = ActDef {
@@ -98,6 +106,12 @@ impl ScalarFn for Hardswish {
         } else {
             R::one()
         }
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        // Branches by mask, so that ±3 take torch's outer gradients (0 and 1).
+        let inner = x.gt(-3f64)?.mul(&x.lt(3f64)?)?;
+        let outer = x.ge(3f64)?.where_cond(x, &x.zeros_like()?)?;
+        inner.where_cond(&(x.mul(&(x + 3.0)?)? / 6.0)?, &outer)
     }
 }
 
@@ -142,6 +156,15 @@ impl ScalarFn for Mish {
         let (t, e) = Mish::tanh_softplus(x);
         let sigmoid = e / (R::one() + e);
         t + x * sigmoid * (R::one() - t * t)
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        // tanh(softplus(x)) as the kernel writes it: n / (n + 2), n = e·(e + 2), e = exp(x).
+        let e = x
+            .gt(20f64)?
+            .where_cond(&x.ones_like()?.affine(0.0, 20.0)?, x)?
+            .exp()?;
+        let n = e.mul(&(&e + 2.0)?)?;
+        x.mul(&n.div(&(&n + 2.0)?)?)
     }
 }
 
@@ -200,6 +223,9 @@ impl ScalarFn for Gelu {
             * R::c(std::f64::consts::FRAC_2_SQRT_PI * std::f64::consts::FRAC_1_SQRT_2 * 0.5);
         cdf + x * pdf
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x.gelu_erf()
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -223,5 +249,8 @@ impl ScalarFn for GeluTanh {
         let inner_derivative = R::c(GELU_BETA) * (R::one() + R::c(3.0 * GELU_KAPPA) * x_sq);
         let right_derivative = left * (R::one() - t * t) * inner_derivative;
         left_derivative + right_derivative
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x.gelu()
     }
 }

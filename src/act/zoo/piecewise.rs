@@ -62,6 +62,10 @@ impl ScalarFn for Relu {
             R::zero()
         }
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        // A mask, not candle's relu: torch's gradient at 0 is 0.
+        x.gt(0f64)?.where_cond(x, &x.zeros_like()?)
+    }
 }
 
 pub static HARDTANH: ActDef = ActDef {
@@ -131,6 +135,11 @@ impl ScalarFn for Hardtanh {
             R::one()
         }
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        // The bounds themselves take the flat (zero-gradient) side, as in torch.
+        let inside = x.gt(self.min)?.mul(&x.lt(self.max)?)?;
+        inside.where_cond(x, &x.clamp(self.min, self.max)?.detach())
+    }
 }
 
 pub static LEAKY_RELU: ActDef = ActDef {
@@ -164,6 +173,9 @@ impl ScalarFn for LeakyRelu {
         } else {
             R::c(self.slope)
         }
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x.gt(0f64)?.where_cond(x, &(x * self.slope)?)
     }
 }
 

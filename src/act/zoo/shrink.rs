@@ -3,6 +3,8 @@
 
 use std::sync::Arc;
 
+use candle_core::{Result, Tensor};
+
 use crate::act::registry::{
     param, props, ActDef, ArgError, ParamDefault::F, ParamType::Float, ELEMENTWISE,
 };
@@ -41,6 +43,9 @@ impl ScalarFn for Hardshrink {
             R::one()
         }
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x.abs()?.gt(self.lambd)?.where_cond(x, &x.zeros_like()?)
+    }
 }
 
 pub static SOFTSHRINK: ActDef = ActDef {
@@ -77,6 +82,12 @@ impl ScalarFn for Softshrink {
     fn df<R: Real>(&self, x: R) -> R {
         Hardshrink { lambd: self.lambd }.df(x)
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        let shrunk = (x - x.clamp(-self.lambd, self.lambd)?.detach())?;
+        x.abs()?
+            .gt(self.lambd)?
+            .where_cond(&shrunk, &x.zeros_like()?)
+    }
 }
 
 pub static TANHSHRINK: ActDef = ActDef {
@@ -102,5 +113,8 @@ impl ScalarFn for Tanhshrink {
     fn df<R: Real>(&self, x: R) -> R {
         let t = x.fast_tanh();
         t * t
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x - x.tanh()?
     }
 }

@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use candle_core::{Result, Tensor};
+
 use crate::act::registry::{props, ActDef, ELEMENTWISE, INPLACE};
 use crate::ops::scalar::{sigmoid, Real, ScalarFn};
 
@@ -25,6 +27,9 @@ impl ScalarFn for Sigmoid {
     fn df<R: Real>(&self, x: R) -> R {
         let y = sigmoid(x);
         (R::one() - y) * y
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::sigmoid(x)
     }
 }
 
@@ -55,6 +60,11 @@ impl ScalarFn for Hardsigmoid {
         } else {
             R::zero()
         }
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        let inner = x.gt(-3f64)?.mul(&x.lt(3f64)?)?;
+        let y = ((x + 3.0)? / 6.0)?;
+        inner.where_cond(&y, &y.clamp(0f64, 1f64)?.detach())
     }
 }
 
@@ -96,6 +106,14 @@ impl ScalarFn for LogSigmoid {
         };
         max_deriv - sign * (z / (R::one() + z))
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        // min(x, 0) − log(1 + exp(−|x|)), with |x| and min as a branch on x < 0 so that
+        // x = 0 takes torch's gradient (½).
+        let negative = x.lt(0f64)?;
+        let abs = negative.where_cond(&x.neg()?, x)?;
+        let min = negative.where_cond(x, &x.zeros_like()?)?;
+        min - (abs.neg()?.exp()? + 1.0)?.log()?
+    }
 }
 
 pub static TANH: ActDef = ActDef {
@@ -119,6 +137,9 @@ impl ScalarFn for Tanh {
         let y = x.fast_tanh();
         R::one() - y * y
     }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x.tanh()
+    }
 }
 
 pub static SOFTSIGN: ActDef = ActDef {
@@ -141,5 +162,8 @@ impl ScalarFn for Softsign {
     fn df<R: Real>(&self, x: R) -> R {
         let d = R::one() + x.abs();
         R::one() / (d * d)
+    }
+    fn tensor(&self, x: &Tensor) -> Result<Tensor> {
+        x.div(&(x.abs()? + 1.0)?)
     }
 }
