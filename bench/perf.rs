@@ -20,6 +20,8 @@
 //! (`ACTYOLO_PYTHON`, default /tmp/ref/bin/python) through `bench/torch_perf.py`, one
 //! long-lived process that measures on request. Without it the table has actyolo's rows only.
 
+mod train_step;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -31,9 +33,6 @@ use actyolo::model::build::Model;
 use actyolo::model::config::ModelConfig;
 use actyolo::model::latency::{inference_latency, time_runs, Latency};
 use actyolo::ops::gemm::{matmul, MatRef};
-use actyolo::train::hyp::Hyp;
-use actyolo::train::loss::{scale_loss_gains, LossGains, YoloLoss};
-use actyolo::train::optim::{Optimizer, OptimizerKind};
 use actyolo::util::profile::{self, Stage};
 use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
@@ -41,6 +40,7 @@ use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
+use train_step::{synthetic_targets, TrainStep};
 
 const MODEL: &str = "yolov5n.yaml";
 const HYP: &str = "hyp.scratch-low.yaml";
@@ -48,9 +48,6 @@ const NC: usize = 80;
 const TRAIN_BATCH: usize = 8;
 const TRAIN_IMGSZ: usize = 320;
 const INFER_SIZES: [usize; 2] = [640, 320];
-const BOXES_PER_IMAGE: usize = 10;
-/// train.py clips the gradient norm to 10 before each step.
-const MAX_GRAD_NORM: f64 = 10.0;
 /// Training steps each peak-RSS process runs.
 const RSS_STEPS: usize = 3;
 /// The sgemm that measures the FP32 peak: n × n × n.
@@ -120,126 +117,8 @@ impl BenchSetup {
             rounds: args.rounds.max(1),
             train_runs: args.train_runs,
             infer_runs: args.infer_runs,
-            targets: synthetic_targets(),
+            targets: synthetic_targets(TRAIN_BATCH, NC),
         }
-    }
-}
-
-/// `BOXES_PER_IMAGE` seeded boxes per image, each inside the image.
-fn synthetic_targets() -> Vec<[f32; 6]> {
-    let mut rng = ChaCha8Rng::seed_from_u64(0);
-    let mut rows = Vec::with_capacity(TRAIN_BATCH * BOXES_PER_IMAGE);
-    for image in 0..TRAIN_BATCH {
-        for _ in 0..BOXES_PER_IMAGE {
-            let (w, h) = (
-                rng.random_range(0.05..0.5f32),
-                rng.random_range(0.05..0.5f32),
-            );
-            let (x, y) = (
-                rng.random_range(w / 2.0..1.0 - w / 2.0),
-                rng.random_range(h / 2.0..1.0 - h / 2.0),
-            );
-            rows.push([image as f32, rng.random_range(0..NC) as f32, x, y, w, h]);
-        }
-    }
-    rows
-}
-
-/// One training step on a fixed synthetic batch: what `Run::train_epoch` does per batch
-/// (forward, loss, backward, gradient accumulation, SGD step with clipping), minus the
-/// data loading, the warmup schedule and the EMA.
-struct TrainStep {
-    model: Model,
-    loss: YoloLoss,
-    optimizer: Optimizer,
-    images: Tensor,
-    targets: Tensor,
-}
-
-impl TrainStep {
-    fn new(act: Option<&ActSpec>, targets: &[[f32; 6]]) -> Result<TrainStep> {
-        let model = Model::new(&ModelConfig::load(MODEL)?.with_nc(NC)?, act, 0, None)?;
-        let hyp = Hyp::load(HYP)?;
-        let gains = scale_loss_gains(
-            &LossGains::from_hyp(&hyp.loss),
-            model.detect.strides.len(),
-            NC,
-            TRAIN_IMGSZ,
-        );
-        let loss = YoloLoss::new(gains, NC, &model.detect.anchors)?;
-        // Batch 8 accumulates to the nominal 64, where train.py's decay scaling is 1.
-        let optimizer = Optimizer::new(
-            OptimizerKind::Sgd,
-            model.vars().var_map(),
-            hyp.optim.lr0,
-            hyp.optim.momentum,
-            hyp.optim.weight_decay,
-        )?;
-        let mut rng = ChaCha8Rng::seed_from_u64(0);
-        let pixels: Vec<f32> = (0..TRAIN_BATCH * 3 * TRAIN_IMGSZ * TRAIN_IMGSZ)
-            .map(|_| rng.random())
-            .collect();
-        let images = Tensor::from_vec(
-            pixels,
-            (TRAIN_BATCH, 3, TRAIN_IMGSZ, TRAIN_IMGSZ),
-            &Device::Cpu,
-        )?;
-        let targets = Tensor::from_vec(targets.concat(), (targets.len(), 6), &Device::Cpu)?;
-        Ok(TrainStep {
-            model,
-            loss,
-            optimizer,
-            images,
-            targets,
-        })
-    }
-
-    /// Every part of the step sits in a profile span, freeing included, so that a profile
-    /// accounts for the whole step. It runs on a rayon worker, as the trainer's does.
-    fn run(&mut self) -> candle_core::Result<()> {
-        actyolo::util::runtime::on_pool(|| self.step())
-    }
-
-    fn step(&mut self) -> candle_core::Result<()> {
-        let preds = {
-            let _t = profile::span(Stage::OtherForward);
-            self.model.forward(&self.images, true)?
-        };
-        let total = {
-            let _t = profile::span(Stage::Loss);
-            let (total, _) = self
-                .loss
-                .compute(&preds, &self.targets)
-                .map_err(candle_core::Error::wrap)?;
-            let value = total.to_scalar::<f32>()?;
-            if !value.is_finite() {
-                candle_core::bail!("the loss became {value}");
-            }
-            total
-        };
-        let grads = {
-            let _t = profile::span(Stage::OtherBackward);
-            let grads = total.backward()?;
-            // Freeing the forward graph is part of the backward pass's cost.
-            drop((total, preds));
-            grads
-        };
-        let _t = profile::span(Stage::Optimizer);
-        let mut accumulated = HashMap::new();
-        self.optimizer.accumulate(&mut accumulated, &grads)?;
-        // The gradient store holds a gradient per graph node: freeing it is the step's too.
-        drop(grads);
-        self.optimizer.step(&accumulated, MAX_GRAD_NORM)
-    }
-
-    /// Forward GFLOP of one step: ultralytics' count at the training size, times the batch.
-    fn forward_gflop(&self) -> f64 {
-        self.model.gflops(TRAIN_IMGSZ) * TRAIN_BATCH as f64
-    }
-
-    /// Whether the model's activation runs inside the BatchNorm kernel in training.
-    fn fused_bn_act(&self) -> bool {
-        first_conv_activation(&self.model).is_some_and(|act| act.fusable(true).is_some())
     }
 }
 
@@ -295,7 +174,14 @@ fn compare(setup: &BenchSetup) -> Result<()> {
             None
         }
     };
-    let mut train = TrainStep::new(None, &setup.targets)?;
+    let mut train = TrainStep::new(
+        MODEL,
+        NC,
+        None,
+        (TRAIN_BATCH, TRAIN_IMGSZ),
+        &setup.targets,
+        &Device::Cpu,
+    )?;
     let infer = inference_model(None)?;
     let engines: Vec<String> = std::iter::once("actyolo".to_string())
         .chain(peer.iter().flat_map(|p| p.engines.clone()))
@@ -568,7 +454,14 @@ fn print_peak_rss(setup: &BenchSetup) -> Result<()> {
 
 /// `--rss-child`: the training step alone; prints VmHWM in KiB.
 fn train_step_peak_rss() -> Result<()> {
-    let mut train = TrainStep::new(None, &synthetic_targets())?;
+    let mut train = TrainStep::new(
+        MODEL,
+        NC,
+        None,
+        (TRAIN_BATCH, TRAIN_IMGSZ),
+        &synthetic_targets(TRAIN_BATCH, NC),
+        &Device::Cpu,
+    )?;
     for _ in 0..RSS_STEPS {
         train.run()?;
     }
@@ -584,7 +477,14 @@ fn train_step_peak_rss() -> Result<()> {
 
 /// `--profile`: actyolo's training step, then its fused inference, stage by stage.
 fn step_profile(setup: &BenchSetup, act: Option<&ActSpec>) -> Result<()> {
-    let mut train = TrainStep::new(act, &setup.targets)?;
+    let mut train = TrainStep::new(
+        MODEL,
+        NC,
+        act,
+        (TRAIN_BATCH, TRAIN_IMGSZ),
+        &setup.targets,
+        &Device::Cpu,
+    )?;
     train.run()?; // the first step allocates the optimizer's state
     let act_label = act.map_or(String::new(), |a| format!(" with {a}"));
     let title = format!("actyolo training step, yolov5n{act_label} b{TRAIN_BATCH}@{TRAIN_IMGSZ}");
@@ -660,7 +560,14 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
     let mut rows = Vec::new();
     for spec in &specs {
         rows.push((
-            TrainStep::new(Some(spec), &setup.targets)?,
+            TrainStep::new(
+                MODEL,
+                NC,
+                Some(spec),
+                (TRAIN_BATCH, TRAIN_IMGSZ),
+                &setup.targets,
+                &Device::Cpu,
+            )?,
             inference_model(Some(spec))?,
             Rounds::default(),
             Rounds::default(),
@@ -697,11 +604,12 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
         let relative = |ours: f64, silu: Option<f64>| {
             silu.map_or("—".to_string(), |s| format!("{:.2}×", ours / s))
         };
-        let train_path = if train.fused_bn_act() {
-            "fused BN+act"
-        } else {
-            "generic (BN, then act)"
-        };
+        let train_path =
+            if first_conv_activation(&train.model).is_some_and(|act| act.fusable(true).is_some()) {
+                "fused BN+act"
+            } else {
+                "generic (BN, then act)"
+            };
         let infer_path = if first_conv_activation(infer).is_some_and(|a| a.fusable(false).is_some())
         {
             "pointwise kernel"

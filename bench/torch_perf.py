@@ -48,10 +48,8 @@ CHANNEL = os.fdopen(os.dup(1), "w")
 os.dup2(2, 1)
 
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from yolov5.models.yolo import DetectionModel  # noqa: E402
-from yolov5.utils.loss import ComputeLoss  # noqa: E402
-from yolov5.utils.torch_utils import smart_optimizer  # noqa: E402
+from yolov5_setup import loss_and_optimizer  # noqa: E402
 
 torch.set_num_threads(2)  # after yolov5's import, which sets OMP_NUM_THREADS to cores - 1
 
@@ -67,18 +65,9 @@ def training_step(setup):
     """A closure running one training step on fixed synthetic data."""
     with quiet():
         model = DetectionModel(setup["cfg"], nc=80).train()
-    with open(setup["hyp"]) as f:
-        hyp = yaml.safe_load(f)
-    nl, imgsz = model.model[-1].nl, setup["imgsz"]
-    # train.py's scaling of the loss gains (nc = 80), and label_smoothing's default.
-    hyp["box"] *= 3 / nl
-    hyp["cls"] *= 80 / 80 * 3 / nl
-    hyp["obj"] *= (imgsz / 640) ** 2 * 3 / nl
-    hyp["label_smoothing"] = 0.0
-    model.hyp = hyp
-    compute_loss = ComputeLoss(model)
+    imgsz = setup["imgsz"]
     with quiet():
-        optimizer = smart_optimizer(model, "SGD", hyp["lr0"], hyp["momentum"], hyp["weight_decay"])
+        compute_loss, optimizer = loss_and_optimizer(model, setup["hyp"], imgsz, 80)
     images = torch.rand(setup["batch"], 3, imgsz, imgsz, generator=torch.Generator().manual_seed(0))
     targets = torch.tensor(setup["targets"], dtype=torch.float32)
 

@@ -390,3 +390,40 @@ fn batch_norm_matches_the_kernel_in_training() {
         assert_close(a, b, path.tolerance(), &format!("batch norm {i}"));
     }
 }
+
+#[test]
+fn gradient_norms_read_on_the_device_equal_the_kernels() {
+    use actyolo::train::diagnostics::GradNorms;
+    let config = ModelConfig::load("yolov5n.yaml")
+        .unwrap()
+        .with_nc(3)
+        .unwrap();
+    let model = Model::new(&config, None, 0, None).unwrap();
+    let x = rand(&[2, 3, 64, 64], 16).affine(0.5, 0.5).unwrap();
+    let raw = model.forward(&x, true).unwrap();
+    let root = raw
+        .iter()
+        .map(|r| r.sqr().unwrap().sum_all().unwrap())
+        .reduce(|a, b| (a + b).unwrap())
+        .unwrap();
+    let grads = root.backward().unwrap();
+    let params = model.vars().var_map().data().lock().unwrap().clone();
+    let params: Vec<(String, Var)> = params.into_iter().collect();
+    let norms = || {
+        let mut norms = GradNorms::new(params.iter());
+        norms.add(&grads).unwrap();
+        norms.take().0
+    };
+    let path = PathDevice::new();
+    let kernel = norms();
+    let ours = path.run(|_| norms());
+    assert_eq!(ours.len(), kernel.len());
+    assert!(kernel.len() > 50, "too few Convs");
+    for (module, norm) in &kernel {
+        let theirs = ours[module];
+        assert!(
+            (theirs - norm).abs() <= 1e-6 * norm,
+            "{module}: {theirs} vs {norm}"
+        );
+    }
+}

@@ -21,13 +21,7 @@ use super::storage::{contiguous, contiguous_f32, with_f32_data};
 use super::window::valid_outputs;
 use crate::util::profile::{self, Stage};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv2dParams {
-    pub stride: usize,
-    pub padding: usize,
-    pub dilation: usize,
-    pub groups: usize,
-}
+pub use super::window::Conv2dParams;
 
 /// Sizes of one convolution.
 #[derive(Debug, Clone, Copy)]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
-use super::conv2d::Conv2dParams;
+use super::window::Conv2dParams;
 
 static ON_THE_CPU: AtomicBool = AtomicBool::new(false);
 

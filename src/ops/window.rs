@@ -1,4 +1,15 @@
-//! Sliding windows along a row, shared by the convolution and pooling kernels.
+//! Sliding windows: a convolution's, and their range along a row, shared by the
+//! convolution and pooling kernels.
+
+/// Where a convolution's window goes: its step, the zeros around the input, the spacing of
+/// its taps and the channel groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conv2dParams {
+    pub stride: usize,
+    pub padding: usize,
+    pub dilation: usize,
+    pub groups: usize,
+}
 
 /// For a window tap at `offset` (kernel index × dilation) along a row of `len` inputs,
 /// with `stride` and `padding`: the outputs `lo..hi` (of `outputs`) whose input

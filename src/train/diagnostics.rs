@@ -12,10 +12,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use candle_core::backprop::GradStore;
-use candle_core::{Result, Tensor, Var};
+use candle_core::{DType, Result, Tensor, Var};
 
 use crate::act::probe::{self, ConvProbe};
 use crate::model::build::Model;
+use crate::ops::portable;
 use crate::ops::simd::lane_sums;
 use crate::ops::storage::with_f32_data;
 use crate::util::format::format_general;
@@ -59,12 +60,34 @@ impl GradNorms {
     /// Adds one backward pass's norms (a frozen weight has no gradient and adds nothing).
     pub fn add(&mut self, grads: &GradStore) -> Result<()> {
         let started = Instant::now();
-        for ((_, var), sum) in self.weights.iter().zip(&mut self.sums) {
-            if let Some(g) = grads.get(var.as_tensor()) {
-                let [squares] = with_f32_data("gradient norm", [g], |[data]| {
-                    lane_sums(data, data, |v, _| [v * v])
-                })?;
-                *sum += squares.sqrt();
+        let on_gpu = self
+            .weights
+            .first()
+            .is_some_and(|(_, v)| portable::wanted(v.device()));
+        if !on_gpu {
+            for ((_, var), sum) in self.weights.iter().zip(&mut self.sums) {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    let [squares] = with_f32_data("gradient norm", [g], |[data]| {
+                        lane_sums(data, data, |v, _| [v * v])
+                    })?;
+                    *sum += squares.sqrt();
+                }
+            }
+        } else {
+            // On a GPU: the sums of squares there, read back in one copy.
+            let mut parts = Vec::new();
+            let mut slots = Vec::new();
+            for (i, (_, var)) in self.weights.iter().enumerate() {
+                if let Some(g) = grads.get(var.as_tensor()) {
+                    parts.push(g.to_dtype(DType::F64)?.sqr()?.sum_all()?);
+                    slots.push(i);
+                }
+            }
+            if !parts.is_empty() {
+                let squares = Tensor::stack(&parts, 0)?.to_vec1::<f64>()?;
+                for (i, squares) in slots.into_iter().zip(squares) {
+                    self.sums[i] += squares.sqrt();
+                }
             }
         }
         self.steps += 1;

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Builds, on a machine with no GPU, what tools/gpu_check.sh runs on a GPU machine that has
+# the NVIDIA driver and CUDA 13 libraries but no Rust: the `cuda` builds of the actyolo
+# binary, the device-path test (tests/device_path.rs) and the GPU benchmark (bench/gpu.rs),
+# copied into dist/gpu/ without their debug information.
+#
+#   tools/build_cuda.sh            # about 25 minutes on 2 cores the first time
+#
+# The binaries link against libcuda.so.1, which only a GPU driver installs. The linker is
+# given a stub of it instead: a library of empty functions named as the driver's, made
+# from the names the link reports missing. At run time the driver's own library is loaded
+# in its place (the stub is never copied). Kernels are PTX for compute capability 9.0
+# (H100, H200): CUDA_COMPUTE_CAP=80 tools/build_cuda.sh builds for an A100.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+compute_cap="${CUDA_COMPUTE_CAP:-}"
+eval "$(tools/cuda_toolchain.sh --libs)"
+export CUDA_COMPUTE_CAP="${compute_cap:-$CUDA_COMPUTE_CAP}"
+export CARGO_TARGET_DIR="$root/target/cuda"
+stubs="$CUDA_ROOT/lib/stubs"
+mkdir -p "$stubs" dist/gpu
+
+# libcuda.so.1's stub: the driver API functions the link asks for.
+make_stub() {
+    local symbols=$1
+    {
+        echo "/* Link-time stand-in for the NVIDIA driver's libcuda.so.1 (tools/build_cuda.sh). */"
+        while read -r name; do echo "void $name(void) {}"; done <"$symbols"
+    } >"$stubs/libcuda_stub.c"
+    gcc -shared -fPIC -Wl,-soname,libcuda.so.1 -o "$stubs/libcuda.so" "$stubs/libcuda_stub.c"
+}
+
+build() {
+    cargo build --release --locked --features cuda --message-format=json-render-diagnostics "$@"
+}
+
+# The first link with an empty stub names every driver function used; the second links.
+: >"$stubs/symbols.txt"
+[ -f "$stubs/libcuda.so" ] || make_stub "$stubs/symbols.txt"
+targets=(--bin actyolo --test device_path --bench gpu)
+if ! build "${targets[@]}" >target/cuda-build.json 2>target/cuda-build.log; then
+    grep -oE "undefined reference to \`cu[A-Za-z0-9_]+'" target/cuda-build.log |
+        sed -E "s/.*\`(cu[A-Za-z0-9_]+)'/\1/" | sort -u >"$stubs/symbols.txt"
+    if [ ! -s "$stubs/symbols.txt" ]; then
+        tail -40 target/cuda-build.log >&2
+        exit 1
+    fi
+    echo "libcuda stub: $(wc -l <"$stubs/symbols.txt") driver functions" >&2
+    make_stub "$stubs/symbols.txt"
+    build "${targets[@]}" >target/cuda-build.json 2>target/cuda-build.log || {
+        tail -40 target/cuda-build.log >&2
+        exit 1
+    }
+fi
+
+# The executables cargo reports, under plain names.
+python3 - target/cuda-build.json dist/gpu <<'EOF'
+import json, shutil, subprocess, sys
+log, dist = sys.argv[1], sys.argv[2]
+names = {("bin", "actyolo"): "actyolo", ("test", "device_path"): "device_path", ("bench", "gpu"): "gpu_bench"}
+for line in open(log):
+    msg = json.loads(line)
+    if msg.get("reason") != "compiler-artifact" or not msg.get("executable"):
+        continue
+    key = (msg["target"]["kind"][0], msg["target"]["name"])
+    if key in names:
+        out = f"{dist}/{names[key]}"
+        shutil.copy(msg["executable"], out)
+        subprocess.run(["objcopy", "--strip-debug", out], check=True)
+        print(out)
+EOF
+ls -la dist/gpu
