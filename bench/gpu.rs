@@ -6,7 +6,7 @@
 //! cargo bench --features cuda --bench gpu -- --device 0 --models yolov5n,yolov5s
 //! ```
 //!
-//! Each line: {"engine": "actyolo", "model", "what": "train" | "infer", "batch", "imgsz",
+//! Each line: {"engine": "actyolo" (or "actyolo-amp" with --amp), "model", "what": "train" | "infer", "batch", "imgsz",
 //! "median_ms", "min_ms", "max_ms", "runs", "tflops"} over `--runs` timed runs after one warm-up,
 //! each ended by a device synchronisation; or {"error"} when a measurement fails (out of
 //! memory, say), the others going on. The training step is perf's (bench/train_step.rs).
@@ -17,7 +17,7 @@ use actyolo::model::build::Model;
 use actyolo::model::config::ModelConfig;
 use actyolo::model::latency::{time_runs, Latency};
 use anyhow::Result;
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use clap::Parser;
 use serde_json::json;
 use train_step::{synthetic_targets, TrainStep};
@@ -43,6 +43,10 @@ struct Args {
     /// Timed runs per measurement, after one warm-up.
     #[arg(long, default_value_t = 10)]
     runs: usize,
+    /// Mixed precision, as `train --amp` runs: convolutions in bfloat16 (engine
+    /// "actyolo-amp").
+    #[arg(long)]
+    amp: bool,
     /// Passed by `cargo bench`.
     #[arg(long, hide = true)]
     bench: bool,
@@ -52,6 +56,10 @@ fn main() -> Result<()> {
     actyolo::util::runtime::configure();
     let args = Args::parse();
     let device = actyolo::ops::device::select(&args.device)?;
+    if args.amp {
+        actyolo::ops::portable::set_mixed_precision(Some(DType::BF16));
+    }
+    let engine = if args.amp { "actyolo-amp" } else { "actyolo" };
     let batches: Vec<usize> = args
         .infer_batches
         .split(',')
@@ -62,11 +70,11 @@ fn main() -> Result<()> {
         // `gflop`: the work measured, for the rate.
         let report = |what: &str, batch: usize, measured: Result<(Latency, f64)>| {
             let line = match measured {
-                Ok((l, gflop)) => json!({"engine": "actyolo", "model": model, "what": what,
+                Ok((l, gflop)) => json!({"engine": engine, "model": model, "what": what,
                     "batch": batch, "imgsz": args.imgsz, "median_ms": l.median_ms,
                     "min_ms": l.min_ms, "max_ms": l.max_ms, "runs": l.runs,
                     "tflops": gflop / l.median_ms}),
-                Err(e) => json!({"engine": "actyolo", "model": model, "what": what,
+                Err(e) => json!({"engine": engine, "model": model, "what": what,
                     "batch": batch, "imgsz": args.imgsz, "error": format!("{e:#}")}),
             };
             println!("{line}");

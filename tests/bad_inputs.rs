@@ -1199,6 +1199,16 @@ fn command_line_values_are_range_checked() {
         exit: Exit::Fails,
         expect: vec!["--freeze: layer 40 does not exist".into()],
     });
+    // --amp on the CPU: said, then the run goes on in FP32 (here to the freeze error).
+    cases.push(Case {
+        name: "--amp on the CPU",
+        args: train(&["--imgsz", "64", "--amp", "--freeze", "3", "40"]),
+        exit: Exit::Fails,
+        expect: vec![
+            "--amp: mixed precision runs on a GPU; on the CPU this run trains in FP32".into(),
+            "--freeze: layer 40 does not exist".into(),
+        ],
+    });
     let missing = dir.join("missing-run");
     let run_text = s(run);
     cases.extend([

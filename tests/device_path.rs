@@ -28,7 +28,7 @@ use actyolo::ops::upsample_nearest::upsample_nearest2d;
 use actyolo::ops::{acon, maximum, portable, prelu};
 use actyolo::train::hyp::Hyp;
 use actyolo::train::loss::{scale_loss_gains, LossGains, YoloLoss};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{DType, Device, Tensor, Var};
 
 /// The switch is process-wide: one check at a time.
 static SWITCH: Mutex<()> = Mutex::new(());
@@ -53,6 +53,15 @@ impl PathDevice {
         }
     }
 
+    /// The half precision mixed precision runs in on this device.
+    fn half(&self) -> DType {
+        if self.device.is_cpu() {
+            DType::F16
+        } else {
+            DType::BF16
+        }
+    }
+
     fn tolerance(&self) -> f32 {
         if self.device.is_cpu() {
             1e-4
@@ -73,6 +82,7 @@ impl PathDevice {
 impl Drop for PathDevice {
     fn drop(&mut self) {
         portable::use_on_the_cpu(false);
+        portable::set_mixed_precision(None);
     }
 }
 
@@ -426,4 +436,48 @@ fn gradient_norms_read_on_the_device_equal_the_kernels() {
             "{module}: {theirs} vs {norm}"
         );
     }
+}
+
+#[test]
+fn mixed_precision_stays_within_bfloat16_of_fp32() {
+    // Convolutions in half precision (bfloat16 on a GPU, as --amp trains; float16 on the
+    // CPU, whose matmul has no bfloat16): within 1e-2 of FP32 in norm (bfloat16 keeps 8
+    // significant bits), and visibly not FP32 (else --amp would be doing nothing).
+    let p = Conv2dParams {
+        stride: 1,
+        padding: 1,
+        dilation: 1,
+        groups: 1,
+    };
+    let inputs = [rand(&[2, 16, 12, 12], 1), rand(&[32, 16, 3, 3], 2)];
+    let op = |t: &[Tensor]| conv2d(&t[0], &t[1], p);
+    let path = PathDevice::new();
+    let fp32 = output_and_gradients(&Device::Cpu, &inputs, &op);
+    let mixed = path.run(|device| {
+        portable::set_mixed_precision(Some(path.half()));
+        output_and_gradients(device, &inputs, &op)
+    });
+    for (i, (a, b)) in mixed.iter().zip(&fp32).enumerate() {
+        assert_close_in_norm(a, b, 1e-2, &format!("half-precision conv {i}"));
+        let off = a
+            .iter()
+            .zip(b)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            off > 1e-4,
+            "half-precision conv {i}: equal to FP32 (largest difference {off:e})"
+        );
+    }
+    // A whole training step's loss.
+    let loss = |device: &Device| model_step("yolov5n.yaml", None, device)[0].1[0];
+    let fp32 = loss(&Device::Cpu);
+    let mixed = path.run(|device| {
+        portable::set_mixed_precision(Some(path.half()));
+        loss(device)
+    });
+    assert!(
+        (mixed - fp32).abs() <= 1e-2 * fp32.abs() && mixed != fp32,
+        "loss: half precision {mixed} vs FP32 {fp32}"
+    );
 }

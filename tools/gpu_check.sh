@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, in one go (about 10 minutes), on a machine with an NVIDIA GPU, its driver,
 # the CUDA 13 libraries and PyTorch, but no Rust and no network. It runs the binaries
-# tools/build_cuda.sh made on a machine without a GPU (dist/gpu/), from the repository's
-# root:
+# tools/build_cuda.sh made on a machine without a GPU (dist/gpu/, unpacked from
+# dist/gpu.tar.xz when only that came), from the repository's root:
 #
 #   tools/gpu_check.sh [OUT]       # reports into OUT (default runs/gpu_check)
 #
@@ -11,8 +11,9 @@
 #    activations (forward, loss, gradients, BatchNorm statistics, fused inference)
 #    against the CPU kernels, raw outputs within 1e-3;
 # 2. speed: yolov5n and yolov5s training step (batch 64, 640) and fused inference (batch
-#    1 and 32, 640), actyolo (bench/gpu.rs) beside PyTorch's eager yolov5
-#    (bench/torch_gpu.py), each engine in its own process, one after the other;
+#    1 and 32, 640), actyolo (bench/gpu.rs; FP32, and --amp's bfloat16 convolutions)
+#    beside PyTorch's eager yolov5 (bench/torch_gpu.py; FP32 and AMP), each engine in its
+#    own process, one after the other;
 # 3. a short training on the GPU: the synthetic shapes set, its mAP curve and epoch time.
 #
 # The `yolov5` package, if PyTorch's Python lacks it, is installed from wheels in .whl/
@@ -30,6 +31,10 @@ exec > >(tee "$log") 2>&1
 failed=0
 stage() { echo; echo "=== $1 ($(date -u +%H:%M:%S))"; }
 fail() { echo "FAILED: $1"; failed=$((failed + 1)); }
+
+if [ ! -x "$dist/actyolo" ] && [ -f dist/gpu.tar.xz ]; then
+    python3 -c "import tarfile; tarfile.open('dist/gpu.tar.xz').extractall('dist')"
+fi
 
 stage "machine"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || fail "nvidia-smi"
@@ -62,21 +67,23 @@ fi
 speed="$out/speed.jsonl"
 : >"$speed"
 timeout 200 python3 bench/torch_gpu.py --runs 5 >>"$speed" || fail "PyTorch's speed"
-timeout 200 "$dist/gpu_bench" --device 0 --runs 5 >>"$speed" || fail "actyolo's speed"
+timeout 150 "$dist/gpu_bench" --device 0 --runs 5 >>"$speed" || fail "actyolo's speed"
+timeout 100 "$dist/gpu_bench" --device 0 --runs 5 --amp --infer-batches 32 >>"$speed" ||
+    fail "actyolo's speed with --amp"
 python3 - "$speed" <<'EOF' | tee "$out/speed.md"
 import json, sys
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
 def key(r): return (r["model"], r["what"], r["batch"], r["imgsz"])
-ours = {key(r): r for r in rows if r["engine"] == "actyolo"}
-print("| model | measurement | engine | median ms | min–max ms | TFLOP/s | actyolo / engine |")
+ours = {e: {key(r): r for r in rows if r["engine"] == e} for e in ("actyolo", "actyolo-amp")}
+print("| model | measurement | engine | median ms | min–max ms | TFLOP/s | actyolo / engine (AMP / AMP) |")
 print("|---|---|---|---|---|---|---|")
 for r in rows:
     what = f"{'train step' if r['what'] == 'train' else 'inference fused'} b{r['batch']}@{r['imgsz']}"
     if "error" in r:
         print(f"| {r['model']} | {what} | {r['engine']} | {r['error'][:80]} | | | |")
         continue
-    mine = ours.get(key(r))
-    ratio = "—" if r["engine"] == "actyolo" or not mine or "error" in mine else f"{mine['median_ms'] / r['median_ms']:.2f}×"
+    mine = ours["actyolo-amp" if r["engine"] == "torch-amp" else "actyolo"].get(key(r))
+    ratio = "—" if r["engine"].startswith("actyolo") or not mine or "error" in mine else f"{mine['median_ms'] / r['median_ms']:.2f}×"
     rate = f"{r['tflops']:.1f}" if "tflops" in r else ""
     print(f"| {r['model']} | {what} | {r['engine']} | {r['median_ms']:.1f} | {r['min_ms']:.1f}–{r['max_ms']:.1f} | {rate} | {ratio} |")
 EOF

@@ -55,6 +55,10 @@ pub struct TrainFlags {
     /// rectangle, in a fixed order, without mosaic (as train.py's --rect).
     #[arg(long)]
     pub rect: bool,
+    /// Mixed precision on a GPU: convolutions in bfloat16, the rest in FP32 (ignored on
+    /// the CPU, with a note).
+    #[arg(long)]
+    pub amp: bool,
     /// Where to compute: cpu, or a CUDA GPU as 0 or cuda:0 (a build with the `cuda` feature).
     #[arg(long, default_value = "cpu", value_parser = device)]
     pub device: Device,
@@ -96,6 +100,7 @@ impl TrainFlags {
             freeze: self.freeze,
             noautoanchor: self.noautoanchor,
             rect: self.rect,
+            amp: self.amp,
         }
     }
 }

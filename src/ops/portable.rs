@@ -4,13 +4,17 @@
 //! runs the same code as on the CPU. On the CPU these are slower than the kernels, and
 //! the tests hold each kernel and its composition to the same values and gradients.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use candle_core::{DType, Device, Result, Tensor, D};
 
 use super::window::Conv2dParams;
 
 static ON_THE_CPU: AtomicBool = AtomicBool::new(false);
+static HALF_CONVOLUTIONS: AtomicU8 = AtomicU8::new(FULL);
+const FULL: u8 = 0;
+const BF16: u8 = 1;
+const F16: u8 = 2;
 
 /// Whether an op on `device` takes these compositions: off the CPU, and on the CPU too
 /// after [`use_on_the_cpu`].
@@ -24,9 +28,35 @@ pub fn use_on_the_cpu(on: bool) {
     ON_THE_CPU.store(on, Ordering::Relaxed);
 }
 
-/// `conv2d` of NCHW `x` with `weight` (out, in / groups, kh, kw).
+/// Mixed precision (`--amp`), process-wide: with `Some(half)`, convolutions here compute
+/// in `half` (inputs and weights rounded to it, products summed in f32 by cuBLAS, the
+/// result widened back), everything else in f32, as PyTorch's autocast leaves BatchNorm
+/// and the loss in f32. Training uses bfloat16, whose f32 exponent range needs no loss
+/// scale; float16 is accepted too (candle's CPU matmul has no bfloat16, so the tests run
+/// this path on the CPU in float16). The CPU kernels ignore it.
+pub fn set_mixed_precision(half: Option<DType>) {
+    let code = match half {
+        Some(DType::BF16) => BF16,
+        Some(DType::F16) => F16,
+        _ => FULL,
+    };
+    HALF_CONVOLUTIONS.store(code, Ordering::Relaxed);
+}
+
+/// `conv2d` of NCHW `x` with `weight` (out, in / groups, kh, kw); in bfloat16 under
+/// [`set_mixed_precision`].
 pub fn conv2d(x: &Tensor, weight: &Tensor, p: Conv2dParams) -> Result<Tensor> {
-    x.conv2d(weight, p.padding, p.stride, p.dilation, p.groups)
+    let conv = |x: &Tensor, w: &Tensor| x.conv2d(w, p.padding, p.stride, p.dilation, p.groups);
+    let half = match HALF_CONVOLUTIONS.load(Ordering::Relaxed) {
+        BF16 => DType::BF16,
+        F16 => DType::F16,
+        _ => return conv(x, weight),
+    };
+    if x.dtype() == DType::F32 {
+        let round = |t: &Tensor| t.to_dtype(half);
+        return conv(&round(x)?, &round(weight)?)?.to_dtype(DType::F32);
+    }
+    conv(x, weight)
 }
 
 /// `conv2d` plus one bias per output channel.

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
@@ -31,6 +31,7 @@ use crate::model::input::{check_img_size, check_memory, InputSizeError, Workload
 use crate::model::weights::{
     read_tensors_with, read_weights, save_tensors, WeightsError, STATE_KEY,
 };
+use crate::ops::portable;
 use crate::plot::batch::{plot_batch, PlotBatchError};
 use crate::plot::results::{plot_results, ResultsPlotError};
 use crate::util::format::format_general;
@@ -61,6 +62,10 @@ pub struct TrainOptions {
     /// shuffling, no mosaic.
     #[serde(default)]
     pub rect: bool,
+    /// Mixed precision on a GPU: convolutions in bfloat16 (train.py's `amp`, which it
+    /// also turns off on the CPU).
+    #[serde(default)]
+    pub amp: bool,
 }
 
 /// How a run starts: afresh, or continuing a stopped one.
@@ -412,6 +417,13 @@ pub fn train_until(
             (options, Some(checkpoint))
         }
     };
+    if options.amp && device.is_cpu() {
+        on(TrainEvent::Message(
+            "--amp: mixed precision runs on a GPU; on the CPU this run trains in FP32".into(),
+        ));
+    }
+    let amp = options.amp && !device.is_cpu();
+    portable::set_mixed_precision(amp.then_some(DType::BF16));
     let run = Run::prepare(
         &options,
         checkpoint.as_ref().map(|c| c.dir.as_path()),
