@@ -4,25 +4,13 @@
 
 mod act_support;
 
-use act_support::{check_case, fixtures};
+use act_support::fixtures;
 use actyolo::act::ActSpec;
 use candle_core::Device;
 
 #[test]
 fn every_activation_matches_pytorch_forward_and_backward() {
-    let (manifest, tensors) = fixtures();
-    assert!(manifest.cases.len() > 100, "fixture lists too few cases");
-    let failures: Vec<String> = manifest
-        .cases
-        .iter()
-        .flat_map(|c| check_case(c, &tensors, &Device::Cpu))
-        .collect();
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    act_support::assert_every_case_matches(&Device::Cpu);
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! yolov5n's first convolutions).
 
 mod act_support;
+mod tensor_support;
 
 use std::sync::{Mutex, MutexGuard};
 
@@ -29,6 +30,8 @@ use actyolo::ops::{acon, maximum, portable, prelu};
 use actyolo::train::hyp::Hyp;
 use actyolo::train::loss::{scale_loss_gains, LossGains, YoloLoss};
 use candle_core::{DType, Device, Tensor, Var};
+use tensor_support::pattern as rand;
+use tensor_support::three_boxes;
 
 /// The switch is process-wide: one check at a time.
 static SWITCH: Mutex<()> = Mutex::new(());
@@ -118,14 +121,6 @@ fn assert_close_in_norm(path: &[f32], kernel: &[f32], tol: f32, what: &str) {
     );
 }
 
-fn rand(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| (((i as u64 + 1) * 2654435761 + seed * 40503) % 10007) as f32 / 5003.5 - 1.0)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
-}
-
 /// An op's output and the gradients of `Σ out · r` with respect to its inputs, computed
 /// by `op` on `device` from the CPU tensors `inputs`.
 fn output_and_gradients(
@@ -168,20 +163,7 @@ fn check_op(name: &str, inputs: &[Tensor], op: &dyn Fn(&[Tensor]) -> candle_core
 #[test]
 fn every_activation_matches_pytorch_on_the_path() {
     let path = PathDevice::new();
-    let (manifest, tensors) = act_support::fixtures();
-    let failures: Vec<String> = path.run(|device| {
-        manifest
-            .cases
-            .iter()
-            .flat_map(|c| act_support::check_case(c, &tensors, device))
-            .collect()
-    });
-    assert!(
-        failures.is_empty(),
-        "{} mismatches:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    path.run(act_support::assert_every_case_matches);
 }
 
 #[test]
@@ -306,15 +288,7 @@ fn model_step(cfg: &str, act: Option<&str>, device: &Device) -> Vec<(String, Vec
     );
     let loss = YoloLoss::new(gains, 3, &model.detect.anchors).unwrap();
     let x = rand(&[2, 3, 64, 64], 16).affine(0.5, 0.5).unwrap();
-    // (image, class, x, y, w, h), normalised.
-    let targets = Tensor::from_vec(
-        vec![
-            0f32, 1., 0.5, 0.5, 0.3, 0.4, 1., 2., 0.3, 0.6, 0.2, 0.2, 0., 0., 0.7, 0.3, 0.5, 0.5,
-        ],
-        (3, 6),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let targets = three_boxes();
     let (total, _) = loss
         .compute(&model.forward(&x, true).unwrap(), &targets)
         .unwrap();

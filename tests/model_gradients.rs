@@ -11,11 +11,14 @@
 //! (measured: within 1.6% on these parameters; the first layers are left out because
 //! there float32 finite differences scatter by 30%).
 
+mod tensor_support;
+
 use actyolo::model::build::Model;
 use actyolo::model::config::ModelConfig;
 use actyolo::train::hyp::Hyp;
 use actyolo::train::loss::{scale_loss_gains, LossGains, YoloLoss};
 use candle_core::{Device, Tensor};
+use tensor_support::three_boxes;
 
 #[test]
 fn model_backward_matches_finite_differences() {
@@ -42,15 +45,7 @@ fn model_backward_matches_finite_differences() {
         &Device::Cpu,
     )
     .unwrap();
-    // (image, class, x, y, w, h), normalised.
-    let targets = Tensor::from_vec(
-        vec![
-            0f32, 1., 0.5, 0.5, 0.3, 0.4, 1., 2., 0.3, 0.6, 0.2, 0.2, 0., 0., 0.7, 0.3, 0.5, 0.5,
-        ],
-        (3, 6),
-        &Device::Cpu,
-    )
-    .unwrap();
+    let targets = three_boxes();
     let value = |m: &Model| {
         loss.compute(&m.forward(&x, true).unwrap(), &targets)
             .unwrap()

@@ -3,11 +3,14 @@
 //! upsampling. Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
 //! terms in a different order) unless a test says otherwise.
 
+mod tensor_support;
+
 use actyolo::act::ActSpec;
 use actyolo::ops::conv2d::{conv2d, conv2d_bias_act, conv2d_with_bias, Conv2dParams};
 use actyolo::ops::maxpool::max_pool2d;
 use actyolo::ops::upsample_nearest::upsample_nearest2d;
 use candle_core::{Device, Tensor, Var};
+use tensor_support::pattern as rand;
 
 /// A tensor's elements in order, as f32.
 trait Values {
@@ -18,14 +21,6 @@ impl Values for Tensor {
     fn values(&self) -> Vec<f32> {
         self.flatten_all().unwrap().to_vec1::<f32>().unwrap()
     }
-}
-
-fn rand(shape: &[usize], seed: u64) -> Tensor {
-    let n: usize = shape.iter().product();
-    let v: Vec<f32> = (0..n)
-        .map(|i| (((i as u64 + 1) * 2654435761 + seed * 40503) % 10007) as f32 / 5003.5 - 1.0)
-        .collect();
-    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
 }
 
 fn conv_params(stride: usize, padding: usize, dilation: usize, groups: usize) -> Conv2dParams {

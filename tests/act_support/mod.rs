@@ -78,6 +78,23 @@ fn worst(ours: &Tensor, torch: &Tensor, rtol: f32) -> Result<Option<(f32, f32, f
     Ok(worst)
 }
 
+/// Every golden case computed on `device`; panics listing all mismatches.
+pub fn assert_every_case_matches(device: &Device) {
+    let (manifest, tensors) = fixtures();
+    assert!(manifest.cases.len() > 100, "fixture lists too few cases");
+    let failures: Vec<String> = manifest
+        .cases
+        .iter()
+        .flat_map(|c| check_case(c, &tensors, device))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
 /// The mismatches of one case, computed on `device`.
 pub fn check_case(case: &Case, t: &HashMap<String, Tensor>, device: &Device) -> Vec<String> {
     let get = |k: &str| {
