@@ -108,7 +108,7 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         Some(d) => d,
         None => demo_data(args.flags.imgsz)?,
     };
-    let device = args.flags.device.clone();
+    let device = args.flags.device.device.clone();
     let options = CompareOptions {
         device,
         train: args.flags.into_options(

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::values::{device, fraction, positive};
+use super::flags::DeviceFlag;
+use super::values::{fraction, positive};
 use actyolo::detect::{detect, DetectEvent, DetectOptions};
 use actyolo::eval::NmsOptions;
-use candle_core::Device;
 
 #[derive(Debug, Args)]
 #[command(
@@ -59,9 +59,8 @@ pub struct DetectArgs {
     /// Reuse PROJECT/NAME when it exists instead of numbering a new one.
     #[arg(long)]
     exist_ok: bool,
-    /// Where to compute: cpu, or a CUDA GPU as 0 or cuda:0 (a build with the `cuda` feature).
-    #[arg(long, default_value = "cpu", value_parser = device)]
-    device: Device,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 pub fn run(args: DetectArgs) -> anyhow::Result<()> {
@@ -84,7 +83,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         project: args.project,
         name: args.name,
         exist_ok: args.exist_ok,
-        device: args.device,
+        device: args.device.device,
     };
     let summary = detect(&options, &mut render)?;
     println!("{summary}");

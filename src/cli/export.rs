@@ -4,9 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::values::{device, positive};
+use super::flags::DeviceFlag;
+use super::values::positive;
 use actyolo::export::{export, show_dims, ExportOptions};
-use candle_core::Device;
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum Format {
@@ -45,9 +45,8 @@ pub struct ExportArgs {
     /// The .onnx file to write; by default the weights' name with .onnx, beside them.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Where to compute: cpu, or a CUDA GPU as 0 or cuda:0 (a build with the `cuda` feature).
-    #[arg(long, default_value = "cpu", value_parser = device)]
-    device: Device,
+    #[command(flatten)]
+    device: DeviceFlag,
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
@@ -61,7 +60,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         opset: args.opset,
         half: args.half,
         out: args.out,
-        device: args.device,
+        device: args.device.device,
     };
     let summary = export(&options)?;
     for note in &summary.notes {

@@ -59,6 +59,13 @@ pub struct TrainFlags {
     /// the CPU, with a note).
     #[arg(long)]
     pub amp: bool,
+    #[command(flatten)]
+    pub device: DeviceFlag,
+}
+
+/// `--device`, which every command that computes takes.
+#[derive(Debug, Args)]
+pub struct DeviceFlag {
     /// Where to compute: cpu, or a CUDA GPU as 0 or cuda:0 (a build with the `cuda` feature).
     #[arg(long, default_value = "cpu", value_parser = device)]
     pub device: Device,

@@ -36,7 +36,7 @@ pub struct TrainArgs {
 pub fn run(args: TrainArgs, matches: Option<&ArgMatches>) -> anyhow::Result<()> {
     let given =
         |id: &str| matches.is_some_and(|m| m.value_source(id) == Some(ValueSource::CommandLine));
-    let device = args.flags.device.clone();
+    let device = args.flags.device.device.clone();
     let start = match &args.resume {
         Some(path) => {
             // A resumed run keeps the settings it was started with; only --epochs may

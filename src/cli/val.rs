@@ -4,12 +4,12 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-use super::values::{device, fraction, positive, upper_percentile};
+use super::flags::DeviceFlag;
+use super::values::{fraction, positive, upper_percentile};
 use actyolo::eval::val::{render_table, run_val, ValOptions, ValRun};
 use actyolo::export::int8::Int8Options;
 use actyolo::ops::fake_quant::Calibration;
 use actyolo::util::fs::increment_path;
-use candle_core::Device;
 
 #[derive(Debug, Args)]
 #[command(allow_negative_numbers = true)]
@@ -57,9 +57,8 @@ pub struct ValArgs {
     /// With --calib percentile: the upper percentile (the lower is 100 minus it).
     #[arg(long, default_value_t = 99.99, value_parser = upper_percentile)]
     pub calib_percentile: f64,
-    /// Where to compute: cpu, or a CUDA GPU as 0 or cuda:0 (a build with the `cuda` feature).
-    #[arg(long, default_value = "cpu", value_parser = device)]
-    pub device: Device,
+    #[command(flatten)]
+    pub device: DeviceFlag,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -85,7 +84,7 @@ pub fn run(args: ValArgs) -> anyhow::Result<()> {
         batch: args.batch,
         workers: args.workers,
         options,
-        device: args.device,
+        device: args.device.device,
         int8: args.int8.then_some(Int8Options {
             calib_images: args.calib_images,
             calibration: match args.calib {

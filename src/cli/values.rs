@@ -1,22 +1,13 @@
 //! Value parsers: numbers on the command line (negative numbers are read as values, never
 //! as unknown options, and refused with the allowed range) and the device.
 
-use std::error::Error;
-
+use actyolo::util::error::chain;
 use candle_core::Device;
 
 /// `--device`: `cpu`, a GPU index or `cuda:N`, opened here so that a GPU a build cannot
 /// use is refused before any work starts.
 pub fn device(text: &str) -> Result<Device, String> {
-    actyolo::ops::device::select(text).map_err(|e| {
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            message.push_str(&format!(": {cause}"));
-            source = cause.source();
-        }
-        message
-    })
+    actyolo::ops::device::select(text).map_err(|e| chain(&e))
 }
 
 /// A whole number of at least 1 (sizes and counts).

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use candle_core::{DType, Device, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor, Var};
 
 use super::block::{scale_depth, Block, BlockContext};
 use super::config::{LayerRow, ModelConfig};
@@ -278,19 +278,20 @@ impl Model {
             device,
         )
         .map_err(candle_core::Error::wrap)?;
-        let tensors = self
-            .vars
-            .var_map()
-            .data()
-            .lock()
-            .map_err(|_| candle_core::Error::Msg("the variable store's lock is poisoned".into()))?
-            .iter()
-            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
-            .collect::<HashMap<_, _>>();
+        let tensors = self.state_dict().map_err(candle_core::Error::wrap)?;
         model
             .load_state_dict(&tensors, true)
             .map_err(candle_core::Error::wrap)?;
         Ok(model)
+    }
+
+    /// Every variable by its ultralytics name: the parameters and running statistics.
+    pub fn state_dict(&self) -> std::result::Result<HashMap<String, Tensor>, LoadError> {
+        Ok(self
+            .variables()?
+            .iter()
+            .map(|(name, var)| (name.clone(), var.as_tensor().clone()))
+            .collect())
     }
 
     /// The activation of every Conv that does not name its own.
@@ -442,6 +443,17 @@ impl Model {
         &self.vars
     }
 
+    /// The variables by name, locked.
+    fn variables(
+        &self,
+    ) -> std::result::Result<std::sync::MutexGuard<'_, HashMap<String, Var>>, LoadError> {
+        self.vars
+            .var_map()
+            .data()
+            .lock()
+            .map_err(|_| LoadError::Poisoned)
+    }
+
     /// Loads a state_dict into the model, converting dtypes. `strict` also rejects tensors
     /// the model does not have; a missing or mis-shaped tensor is always an error.
     pub fn load_state_dict(
@@ -449,12 +461,7 @@ impl Model {
         tensors: &HashMap<String, Tensor>,
         strict: bool,
     ) -> std::result::Result<(), LoadError> {
-        let data = self
-            .vars
-            .var_map()
-            .data()
-            .lock()
-            .map_err(|_| LoadError::Poisoned)?;
+        let data = self.variables()?;
         let mut missing: Vec<String> = data
             .keys()
             .filter(|k| !tensors.contains_key(*k))

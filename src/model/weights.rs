@@ -259,17 +259,7 @@ fn read_safetensors(path: &Path) -> Result<Weights, WeightsError> {
 
 /// Writes the model's state_dict, YAML and class names (see [`save_tensors`]).
 pub fn save_safetensors(model: &Model, path: &Path) -> Result<(), WeightsError> {
-    let data = model
-        .vars()
-        .var_map()
-        .data()
-        .lock()
-        .map_err(|_| WeightsError::Poisoned)?;
-    let tensors: HashMap<String, Tensor> = data
-        .iter()
-        .map(|(k, v)| (k.clone(), v.as_tensor().clone()))
-        .collect();
-    drop(data);
+    let tensors = model.state_dict().map_err(|_| WeightsError::Poisoned)?;
     save_tensors(
         &tensors,
         &model.config.yaml,

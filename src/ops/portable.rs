@@ -48,15 +48,16 @@ pub fn set_mixed_precision(half: Option<DType>) {
 pub fn conv2d(x: &Tensor, weight: &Tensor, p: Conv2dParams) -> Result<Tensor> {
     let conv = |x: &Tensor, w: &Tensor| x.conv2d(w, p.padding, p.stride, p.dilation, p.groups);
     let half = match HALF_CONVOLUTIONS.load(Ordering::Relaxed) {
-        BF16 => DType::BF16,
-        F16 => DType::F16,
-        _ => return conv(x, weight),
+        BF16 => Some(DType::BF16),
+        F16 => Some(DType::F16),
+        _ => None,
     };
-    if x.dtype() == DType::F32 {
-        let round = |t: &Tensor| t.to_dtype(half);
-        return conv(&round(x)?, &round(weight)?)?.to_dtype(DType::F32);
+    match half {
+        Some(half) if x.dtype() == DType::F32 => {
+            conv(&x.to_dtype(half)?, &weight.to_dtype(half)?)?.to_dtype(DType::F32)
+        }
+        _ => conv(x, weight),
     }
-    conv(x, weight)
 }
 
 /// `conv2d` plus one bias per output channel.
