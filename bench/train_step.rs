@@ -67,13 +67,17 @@ impl TrainStep {
         let config = ModelConfig::load(cfg)?.with_nc(nc)?;
         let model = Model::new_on(&config, act, 0, None, device)?;
         let hyp = Hyp::load(HYP)?;
+        let detect = model
+            .head
+            .anchored()
+            .ok_or_else(|| anyhow::anyhow!("the training step is anchor-based (YOLOv5, YOLOv7)"))?;
         let gains = scale_loss_gains(
             &LossGains::from_hyp(&hyp.loss),
-            model.detect.strides.len(),
+            detect.strides.len(),
             nc,
             imgsz,
         );
-        let loss = YoloLoss::new(gains, nc, &model.detect.anchors)?;
+        let loss = YoloLoss::new(gains, nc, &detect.anchors)?;
         // Decay as train.py scales it at the nominal batch 64 (accumulation makes it 1).
         let optimizer = Optimizer::new(
             OptimizerKind::Sgd,

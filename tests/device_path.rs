@@ -282,11 +282,11 @@ fn model_step(cfg: &str, act: Option<&str>, device: &Device) -> Vec<(String, Vec
     let model = Model::new_on(&config, act.as_ref(), 0, None, device).unwrap();
     let gains = scale_loss_gains(
         &LossGains::from_hyp(&Hyp::load("hyp.scratch-low.yaml").unwrap().loss),
-        model.detect.strides.len(),
+        model.head.strides().len(),
         3,
         64,
     );
-    let loss = YoloLoss::new(gains, 3, &model.detect.anchors).unwrap();
+    let loss = YoloLoss::new(gains, 3, &model.head.anchored().unwrap().anchors).unwrap();
     let x = rand(&[2, 3, 64, 64], 16).affine(0.5, 0.5).unwrap();
     let targets = three_boxes();
     let (total, _) = loss

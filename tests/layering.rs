@@ -278,7 +278,7 @@ fn the_reader_finds_imports() {
     let graph = graph();
     let conv = &graph["model::blocks::conv"];
     assert!(
-        conv.contains("model::block") && conv.contains("ops::conv_bn_layer"),
+        conv.contains("model::layer") && conv.contains("ops::conv_bn_layer"),
         "{conv:?}"
     );
     assert!(graph["model::build"].contains("util::runtime"));

@@ -36,7 +36,7 @@ fn model_backward_matches_finite_differences() {
     );
     gains.obj_gain = 0.0;
     gains.box_gain = 0.0;
-    let loss = YoloLoss::new(gains, 3, &model.detect.anchors).unwrap();
+    let loss = YoloLoss::new(gains, 3, &model.head.anchored().unwrap().anchors).unwrap();
     let x = Tensor::from_vec(
         (0..2 * 3 * 64 * 64)
             .map(|i| ((i as f32) * 0.37).sin() * 0.5 + 0.5)

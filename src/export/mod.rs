@@ -208,7 +208,8 @@ pub fn to_onnx(model: &Model, settings: &OnnxSettings) -> Result<OnnxFile, Graph
     let mut graph = Graph::new(settings.opset);
     let out = model.export(&mut graph, "images")?;
     let out = graph.rename_output(&out, "output0");
-    let no = model.detect.nc + 5;
+    let no = model.head.nc() + 5;
+    let anchors_per_cell = model.head.anchored().map_or(1, |d| d.na);
     let (input_shape, output_shape) = if settings.dynamic {
         (
             vec![
@@ -221,8 +222,8 @@ pub fn to_onnx(model: &Model, settings: &OnnxSettings) -> Result<OnnxFile, Graph
         )
     } else {
         let cells: usize = model
-            .detect
-            .strides
+            .head
+            .strides()
             .iter()
             .map(|&s| h.div_ceil(s as usize) * w.div_ceil(s as usize))
             .sum();
@@ -235,7 +236,7 @@ pub fn to_onnx(model: &Model, settings: &OnnxSettings) -> Result<OnnxFile, Graph
             ],
             vec![
                 Dim::Fixed(settings.batch),
-                Dim::Fixed(cells * model.detect.na),
+                Dim::Fixed(cells * anchors_per_cell),
                 Dim::Fixed(no),
             ],
         )

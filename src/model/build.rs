@@ -8,7 +8,7 @@ use candle_core::{DType, Device, Result, Tensor, Var};
 
 use super::block::{scale_depth, Block, BlockContext};
 use super::config::{LayerRow, ModelConfig};
-use super::head::Detect;
+use super::head::Head;
 use super::layer::{Built, LayerInputs};
 use super::yaml_args::RowError;
 use crate::act::ActSpec;
@@ -91,7 +91,7 @@ fn examples(names: &[String]) -> String {
 pub struct Model {
     pub config: ModelConfig,
     pub layers: Vec<Layer>,
-    pub detect: Detect,
+    pub head: Head,
     detect_from: Vec<usize>,
     /// Which outputs later layers read, so the forward pass keeps only those.
     keep: Vec<bool>,
@@ -152,6 +152,7 @@ impl Model {
         let mut layers: Vec<Layer> = Vec::new();
         let mut summary = Vec::new();
         let mut detect = None;
+        let mut legacy_head = true;
         for (i, row) in config.layers.iter().enumerate() {
             let err = |message: String| row_err(i, RowError::Invalid(message));
             let from: Vec<Option<usize>> = row
@@ -187,6 +188,10 @@ impl Model {
                     .collect(),
                 n: scale_depth(row.number, config.depth_multiple),
                 width_multiple: config.width_multiple,
+                max_channels: config.max_channels,
+                scale: config.scale.as_deref(),
+                reg_max: config.reg_max,
+                legacy_head,
                 default_act: &default_act,
                 override_act,
                 ctx: ctx.pp(i),
@@ -207,6 +212,7 @@ impl Model {
                     continue;
                 }
             };
+            legacy_head &= !super::blocks::is_yolo11_block(row.def);
             let params = blocks.iter().map(|b| count(&b.params())).sum();
             summary.push(LayerSummary {
                 index: i,
@@ -233,20 +239,20 @@ impl Model {
             keep[f] = true;
         }
         let names = match names {
-            Some(names) if names.len() == detect.nc => names,
+            Some(names) if names.len() == detect.nc() => names,
             Some(names) => {
                 return Err(BuildError::Names {
                     config: source,
                     names: names.len(),
-                    nc: detect.nc,
+                    nc: detect.nc(),
                 })
             }
-            None => (0..detect.nc).map(|c| c.to_string()).collect(),
+            None => (0..detect.nc()).map(|c| c.to_string()).collect(),
         };
         Ok(Model {
             config: config.clone(),
             layers,
-            detect,
+            head: detect,
             detect_from,
             keep,
             summary,
@@ -304,7 +310,7 @@ impl Model {
         self.override_act.as_ref()
     }
 
-    /// The raw Detect maps per level, (bs, na, ny, nx, no).
+    /// The raw head maps per level, (bs, na, ny, nx, no) (one anchor for anchor-free heads).
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Vec<Tensor>> {
         // Images come from the loaders on the CPU; a model on a GPU takes them there.
         let x = &x.to_device(&self.device)?;
@@ -340,14 +346,14 @@ impl Model {
                 })
             })
             .collect::<Result<_>>()?;
-        self.detect.forward(&feats)
+        self.head.forward(&feats, train)
     }
 
     /// Eval-mode inference: decoded predictions (bs, N, nc + 5) and the raw maps.
     pub fn predict(&self, x: &Tensor) -> Result<(Tensor, Vec<Tensor>)> {
         crate::util::runtime::on_pool(|| {
             let raw = self.forward(x, false)?;
-            Ok((self.detect.decode(&raw)?, raw))
+            Ok((self.head.decode(&raw)?, raw))
         })
     }
 
@@ -375,7 +381,7 @@ impl Model {
             .iter()
             .map(|&j| outputs[j].clone())
             .collect();
-        self.detect.export(g, &feats)
+        self.head.export(g, &feats)
     }
 
     /// Folds every BatchNorm into its convolution, RepConv's branches into one convolution
@@ -384,7 +390,7 @@ impl Model {
         for block in self.layers.iter_mut().flat_map(|l| &mut l.blocks) {
             block.fuse()?;
         }
-        self.detect.fuse()
+        self.head.fuse()
     }
 
     /// Every learnable parameter (BatchNorm running statistics and anchors excluded).
@@ -395,7 +401,7 @@ impl Model {
             .flat_map(|l| &l.blocks)
             .flat_map(|b| b.params())
             .collect();
-        params.extend(self.detect.params());
+        params.extend(self.head.params());
         params
     }
 
@@ -408,14 +414,14 @@ impl Model {
         let mut cost = Cost::default();
         let hws = shape_pass(&self.layers, self.config.ch, (imgsz, imgsz), &mut cost);
         let detect_hws: Vec<(usize, usize)> = self.detect_from.iter().map(|&j| hws[j]).collect();
-        self.detect.cost(&detect_hws, &mut cost);
+        self.head.cost(&detect_hws, &mut cost);
         2.0 * cost.macs / 1e9
     }
 
     /// The stride input sizes must be a multiple of: the largest Detect stride, at least
     /// 32 (as ultralytics' `DetectMultiBackend` and train.py take it).
     pub fn max_stride(&self) -> usize {
-        let largest = self.detect.strides.iter().copied().fold(0.0, f64::max);
+        let largest = self.head.strides().iter().copied().fold(0.0, f64::max);
         (largest as usize).max(32)
     }
 
@@ -429,7 +435,7 @@ impl Model {
             .zip(&hws)
             .map(|(layer, (h, w))| (layer.c2 * h * w) as f64)
             .sum();
-        let outputs = self.detect.na * (self.detect.nc + 5);
+        let outputs = self.head.outputs_per_cell();
         let head: f64 = self
             .detect_from
             .iter()

@@ -1,6 +1,8 @@
-//! The model YAML, exactly as YOLOv5 v7.0's and yolov7's `parse_model` read it, parsed into
-//! typed rows. Nothing is evaluated: the few names they `eval` (`nc`, `anchors`, `None`,
-//! activation specs) are resolved here by name.
+//! The model YAML, exactly as YOLOv5 v7.0's, yolov7's and ultralytics 8's `parse_model`
+//! read it, parsed into typed rows. Nothing is evaluated: the few names they `eval` (`nc`,
+//! `anchors`, `None`, activation specs) are resolved here by name. YOLOv8 and YOLO11 files
+//! carry `scales` instead of the two multiples; the scale comes from the name asked for
+//! (`yolov8n.yaml` is `yolov8.yaml` at scale n), as ultralytics reads it.
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +23,15 @@ pub struct ModelConfig {
     pub nc: usize,
     pub depth_multiple: f64,
     pub width_multiple: f64,
-    /// Anchors per detection level, as (w, h) pairs in pixels.
+    /// The widest a layer may be before the width multiple (a scale's third number;
+    /// unbounded for files without `scales`).
+    pub max_channels: usize,
+    /// The scale chosen from `scales` (`n`, `s`, ...), when the file has them.
+    pub scale: Option<String>,
+    /// Anchors per detection level, as (w, h) pairs in pixels (none for anchor-free heads).
     pub anchors: Vec<Vec<(f64, f64)>>,
+    /// Bins per box side of an anchor-free head's distribution (`reg_max`, default 16).
+    pub reg_max: usize,
     /// The YAML's global `activation:`, if any.
     pub activation: Option<ActSpec>,
     /// Input channels (`ch`, default 3).
@@ -72,12 +81,20 @@ const KEYS: &[&str] = &[
     "nc",
     "depth_multiple",
     "width_multiple",
+    "scales",
+    "scale",
     "anchors",
+    "reg_max",
     "backbone",
     "head",
     "activation",
     "ch",
+    "channels",
+    "yaml_file",
 ];
+
+/// The largest `reg_max` (ultralytics uses 16; 1 means plain box regression).
+const MAX_REG_MAX: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -174,11 +191,43 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "yolov7-tiny.yaml",
         include_str!("../../configs/models/yolov7-tiny.yaml"),
     ),
+    (
+        "yolov8.yaml",
+        include_str!("../../configs/models/yolov8.yaml"),
+    ),
+    (
+        "yolo11.yaml",
+        include_str!("../../configs/models/yolo11.yaml"),
+    ),
 ];
+
+/// The scale letter in a model name, as ultralytics' `guess_model_scale` finds it:
+/// `yolov8n.yaml` → n, `yolo11s` → s.
+fn scale_in_name(name: &str) -> Option<String> {
+    let stem = Path::new(name).file_stem()?.to_str()?;
+    let rest = stem.strip_prefix("yolo")?;
+    let rest = rest.strip_prefix("e-").unwrap_or(rest);
+    let rest = rest.strip_prefix('v').unwrap_or(rest);
+    let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let letter = rest[digits..].chars().next()?;
+    (digits > 0 && "nslmx".contains(letter)).then(|| letter.to_string())
+}
+
+/// The file a scaled name reads, as ultralytics' `yaml_model_load` unifies it:
+/// `yolov8n.yaml` → `yolov8.yaml`, `yolo11x-custom.yaml` → `yolo11-custom.yaml`.
+fn unified_name(name: &str) -> Option<String> {
+    let bytes = name.as_bytes();
+    // The last digit followed by a scale letter and then anything that is not empty.
+    (1..bytes.len().saturating_sub(1))
+        .rev()
+        .find(|&i| bytes[i - 1].is_ascii_digit() && b"nslmx".contains(&bytes[i]))
+        .map(|i| format!("{}{}", &name[..i], &name[i + 1..]))
+}
 
 impl ModelConfig {
     /// Loads `name`: a path to a YAML file, or the name of a shipped config
-    /// (`yolov5n.yaml` or `yolov5n`). A file on disk wins over a shipped name.
+    /// (`yolov5n.yaml` or `yolov5n`; `yolov8n.yaml` is `yolov8.yaml` at scale n). A file on
+    /// disk wins over a shipped name.
     pub fn load(name: &str) -> Result<ModelConfig, ConfigError> {
         let path = PathBuf::from(name);
         if path.is_file() {
@@ -189,8 +238,11 @@ impl ModelConfig {
         } else {
             format!("{name}.yaml")
         };
-        match SHIPPED.iter().find(|(n, _)| *n == wanted) {
-            Some((n, text)) => Self::from_str(text, n),
+        let shipped = |file: &str| SHIPPED.iter().find(|(n, _)| *n == file);
+        let found = shipped(&wanted).or_else(|| unified_name(&wanted).and_then(|u| shipped(&u)));
+        match found {
+            // Read under the name asked for, which carries the scale.
+            Some((_, text)) => Self::from_str(text, &wanted),
             None => Err(ConfigError::NotFound {
                 name: name.to_string(),
             }),
@@ -206,21 +258,29 @@ impl ModelConfig {
         Self::from_str(&text, &source)
     }
 
+    /// From YAML text read from `source`, whose name gives the scale when it has one
+    /// (`yolov8n.yaml`), over the file's own `scale` key, as ultralytics reads files.
     pub fn from_str(text: &str, source: &str) -> Result<ModelConfig, ConfigError> {
-        let yaml: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
+        let mut yaml: Value = serde_yaml::from_str(text).map_err(|e| ConfigError::Yaml {
             file: source.into(),
             source: e,
         })?;
+        if let (Some(scale), Some(map)) = (scale_in_name(source), yaml.as_mapping_mut()) {
+            if map.contains_key("scales") {
+                map.insert("scale".into(), scale.into());
+            }
+        }
         Self::from_yaml(yaml, source)
     }
 
-    /// From an already parsed YAML value (e.g. the `yaml` a checkpoint carries).
+    /// From an already parsed YAML value (e.g. the `yaml` a checkpoint carries, whose
+    /// `scale` key says which scale it was built at).
     pub fn from_yaml(yaml: Value, source: &str) -> Result<ModelConfig, ConfigError> {
         let file_err = |message: String| ConfigError::File {
             file: source.into(),
             message,
         };
-        let map = yaml.as_mapping().ok_or_else(|| file_err("expected a mapping with nc, depth_multiple, width_multiple, anchors, backbone, head".into()))?;
+        let map = yaml.as_mapping().ok_or_else(|| file_err("expected a mapping with nc, depth_multiple, width_multiple (or scales), anchors, backbone, head".into()))?;
         for key in map.keys() {
             let key = key.as_str().unwrap_or("");
             if !KEYS.contains(&key) {
@@ -257,13 +317,38 @@ impl ModelConfig {
             .filter(|n| (1..=MAX_NC as u64).contains(n))
             .ok_or_else(|| file_err(format!("`nc` must be a whole number from 1 to {MAX_NC}")))?
             as usize;
-        let ch = match map.get("ch") {
+        let ch = match map.get("ch").or_else(|| map.get("channels")) {
             Some(v) => v
                 .as_u64()
                 .filter(|n| *n > 0)
                 .ok_or_else(|| file_err("`ch` must be a positive integer".into()))?
                 as usize,
             None => 3,
+        };
+        let reg_max = match map.get("reg_max") {
+            Some(v) => v
+                .as_u64()
+                .filter(|n| (1..=MAX_REG_MAX).contains(n))
+                .ok_or_else(|| {
+                    file_err(format!(
+                        "`reg_max` must be a whole number from 1 to {MAX_REG_MAX}, got {}",
+                        show(v)
+                    ))
+                })? as usize,
+            None => 16,
+        };
+        let (depth_multiple, width_multiple, max_channels, scale) = match map.get("scales") {
+            Some(scales) => {
+                let (scale, [depth, width, max_channels]) = pick_scale(scales, map, source)
+                    .map_err(|message| file_err(format!("scales: {message}")))?;
+                (depth, width, max_channels as usize, Some(scale))
+            }
+            None => (
+                number("depth_multiple")?,
+                number("width_multiple")?,
+                usize::MAX,
+                None,
+            ),
         };
         let activation = match map.get("activation") {
             None | Some(Value::Null) => None,
@@ -280,10 +365,14 @@ impl ModelConfig {
                 )))
             }
         };
-        let anchors = parse_anchors(get("anchors")?).map_err(|e| ConfigError::Anchors {
-            file: source.into(),
-            source: e,
-        })?;
+        // Anchor-free heads (YOLOv8, YOLO11) have none; a row that names them says so.
+        let anchors = match map.get("anchors") {
+            Some(v) => parse_anchors(v).map_err(|e| ConfigError::Anchors {
+                file: source.into(),
+                source: e,
+            })?,
+            None => Vec::new(),
+        };
         let ctx = RowContext {
             nc,
             anchors: &anchors,
@@ -307,12 +396,20 @@ impl ModelConfig {
                 })?);
             }
         }
+        let mut yaml = yaml;
+        if let (Some(scale), Some(map)) = (&scale, yaml.as_mapping_mut()) {
+            // Kept with the weights, so a checkpoint rebuilds the same scale.
+            map.insert("scale".into(), scale.as_str().into());
+        }
         Ok(ModelConfig {
             source: source.to_string(),
             nc,
-            depth_multiple: number("depth_multiple")?,
-            width_multiple: number("width_multiple")?,
+            depth_multiple,
+            width_multiple,
+            max_channels,
+            scale,
             anchors,
+            reg_max,
             activation,
             ch,
             layers,
@@ -345,6 +442,51 @@ impl ModelConfig {
             map.insert("nc".into(), (nc as u64).into());
         }
         Ok(self)
+    }
+}
+
+/// The scale a file with `scales` is read at, and its `[depth, width, max_channels]`: its
+/// `scale` key, else the one the source's name gives, else the first (as ultralytics).
+fn pick_scale(
+    scales: &Value,
+    map: &serde_yaml::Mapping,
+    source: &str,
+) -> Result<(String, [f64; 3]), String> {
+    let scales = scales
+        .as_mapping()
+        .filter(|m| !m.is_empty())
+        .ok_or("expected a mapping such as `n: [0.33, 0.25, 1024]`")?;
+    let names: Vec<&str> = scales.keys().filter_map(Value::as_str).collect();
+    let scale = map
+        .get("scale")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .or_else(|| scale_in_name(source))
+        .or_else(|| names.first().map(|s| s.to_string()))
+        .ok_or("scale names must be letters such as n, s, m, l, x")?;
+    let row = scales.get(scale.as_str()).ok_or_else(|| {
+        format!(
+            "no scale `{scale}`: the file has {} (the scale comes from the name, such as \
+             yolov8n.yaml for n, or the `scale` key)",
+            names.join(", ")
+        )
+    })?;
+    let numbers: Vec<f64> = row
+        .as_sequence()
+        .map(|s| s.iter().filter_map(Value::as_f64).collect())
+        .unwrap_or_default();
+    match numbers[..] {
+        [depth, width, max_channels]
+            if [depth, width].iter().all(|v| *v > 0.0 && *v <= MAX_MULTIPLE)
+                && max_channels >= 1.0
+                && max_channels <= u32::MAX as f64 =>
+        {
+            Ok((scale, [depth, width, max_channels.floor()]))
+        }
+        _ => Err(format!(
+            "`{scale}` must be [depth, width, max_channels]: depth and width above 0 and at most {MAX_MULTIPLE}, max_channels a positive number; got {}",
+            show(row)
+        )),
     }
 }
 

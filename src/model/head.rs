@@ -1,11 +1,14 @@
-//! YOLOv5's Detect head: one 1×1 conv per level, anchors and strides, and the decode
-//! xy = (2σ − 0.5 + grid)·stride, wh = (2σ)²·anchor; and yolov7's IDetect, the same head
-//! with implicit knowledge around each conv: conv(x + ia)·im.
+//! The model's detection [`Head`]: YOLOv5's Detect head (one 1×1 conv per level, anchors
+//! and strides, and the decode xy = (2σ − 0.5 + grid)·stride, wh = (2σ)²·anchor), yolov7's
+//! IDetect (the same head with implicit knowledge around each conv: conv(x + ia)·im), or
+//! ultralytics 8's anchor-free head ([`AnchorFreeDetect`]).
 
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::Init;
 
+use super::anchor_free::AnchorFreeDetect;
 use super::block::BlockContext;
+use crate::act::Activation;
 use crate::ops::conv2d::{conv2d_with_bias, Conv2dParams};
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::graph::{Attr, Graph, GraphError};
@@ -16,7 +19,101 @@ use crate::ops::scalar::sigmoid;
 use crate::ops::simd::widest_simd;
 use crate::ops::storage::with_f32_data;
 
-/// Which head a row is.
+/// The head that ends a model.
+#[derive(Debug)]
+pub enum Head {
+    /// YOLOv5's Detect and yolov7's IDetect.
+    Anchors(Detect),
+    /// ultralytics 8's Detect (YOLOv8, YOLO11).
+    AnchorFree(AnchorFreeDetect),
+}
+
+impl Head {
+    pub fn nc(&self) -> usize {
+        match self {
+            Head::Anchors(d) => d.nc,
+            Head::AnchorFree(d) => d.nc,
+        }
+    }
+
+    /// Each level's stride in input pixels.
+    pub fn strides(&self) -> &[f64] {
+        match self {
+            Head::Anchors(d) => &d.strides,
+            Head::AnchorFree(d) => &d.strides,
+        }
+    }
+
+    /// The anchor-based head, which YOLOv5's loss, AutoAnchor and the anchors need.
+    pub fn anchored(&self) -> Option<&Detect> {
+        match self {
+            Head::Anchors(d) => Some(d),
+            Head::AnchorFree(_) => None,
+        }
+    }
+
+    /// Values per cell of each level's raw map (all anchors).
+    pub fn outputs_per_cell(&self) -> usize {
+        match self {
+            Head::Anchors(d) => d.na * d.no,
+            Head::AnchorFree(d) => d.no(),
+        }
+    }
+
+    /// Raw maps per level, (bs, anchors, ny, nx, outputs).
+    pub fn forward(&self, xs: &[Tensor], train: bool) -> Result<Vec<Tensor>> {
+        match self {
+            Head::Anchors(d) => d.forward(xs),
+            Head::AnchorFree(d) => d.forward(xs, train),
+        }
+    }
+
+    /// Boxes (cx, cy, w, h in input pixels), objectness and class scores: (bs, N, 5 + nc).
+    pub fn decode(&self, raw: &[Tensor]) -> Result<Tensor> {
+        match self {
+            Head::Anchors(d) => d.decode(raw),
+            Head::AnchorFree(d) => d.decode(raw),
+        }
+    }
+
+    pub fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        match self {
+            Head::Anchors(d) => d.export(g, xs),
+            Head::AnchorFree(d) => d.export(g, xs),
+        }
+    }
+
+    pub fn fuse(&mut self) -> Result<()> {
+        match self {
+            Head::Anchors(d) => d.fuse(),
+            Head::AnchorFree(d) => d.fuse(),
+        }
+    }
+
+    pub fn params(&self) -> Vec<Tensor> {
+        match self {
+            Head::Anchors(d) => d.params(),
+            Head::AnchorFree(d) => d.params(),
+        }
+    }
+
+    /// The activations of the head's Convs (the anchor-free head has some).
+    pub fn activations(&self) -> Vec<&Activation> {
+        match self {
+            Head::Anchors(_) => Vec::new(),
+            Head::AnchorFree(d) => d.activations(),
+        }
+    }
+
+    pub fn cost(&self, hws: &[(usize, usize)], cost: &mut Cost) {
+        match self {
+            Head::Anchors(d) => d.cost(hws, cost),
+            Head::AnchorFree(d) => d.cost(hws, cost),
+        }
+    }
+}
+
+/// Which anchor-based head a row is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DetectKind {
     /// YOLOv5's Detect.

@@ -8,7 +8,7 @@ use candle_core::Result;
 use serde_yaml::Value;
 
 use super::block::{scale_width, Block, BlockContext};
-use super::head::Detect;
+use super::head::Head;
 use super::yaml_args::{RowContext, RowError};
 use crate::act::{ActArg, ActSpec};
 
@@ -40,7 +40,7 @@ pub enum Built {
         args: String,
     },
     /// The detection head.
-    Head { head: Detect, args: String },
+    Head { head: Head, args: String },
 }
 
 /// What a row is built with.
@@ -50,6 +50,15 @@ pub struct LayerInputs<'a> {
     /// Repeats after the depth multiple.
     pub n: usize,
     pub width_multiple: f64,
+    /// The widest a layer may be before the width multiple (ultralytics' `max_channels`).
+    pub max_channels: usize,
+    /// The scale of a file with `scales` (C3k2 uses C3k blocks at m, l and x).
+    pub scale: Option<&'a str>,
+    /// Bins per box side of the anchor-free head.
+    pub reg_max: usize,
+    /// ultralytics' `legacy`: false once a YOLO11 block (C3k2) came before the head,
+    /// whose class branch then starts with depthwise convolutions.
+    pub legacy_head: bool,
     /// The activation of every Conv that does not name its own.
     pub default_act: &'a ActSpec,
     /// `--act`: replaces every Conv's activation.
@@ -66,9 +75,9 @@ impl LayerInputs<'_> {
         self.channels[0]
     }
 
-    /// YOLOv5's width rule: `make_divisible(c · width_multiple, 8)`.
+    /// The width rule: `make_divisible(min(c, max_channels) · width_multiple, 8)`.
     pub fn width(&self, c: usize) -> usize {
-        scale_width(c, self.width_multiple)
+        scale_width(c.min(self.max_channels), self.width_multiple)
     }
 
     /// The activation a Conv runs: the override, else the row's own, else the YAML's, else

@@ -62,6 +62,7 @@ fn most_common_activation(model: &Model) -> String {
         .iter()
         .flat_map(|l| &l.blocks)
         .flat_map(|b| b.activations())
+        .chain(model.head.activations())
     {
         let spec = act.spec().to_string();
         match counts.iter_mut().find(|(s, _)| *s == spec) {

@@ -364,8 +364,17 @@ fn target_boxes(positives: &[Positive], like: &Tensor) -> candle_core::Result<Te
 /// (n, 4) xywh boxes: IoU − (centre distance² / enclosing diagonal² + v·α), with the
 /// aspect-ratio weight α detached, as ultralytics computes it under `no_grad`.
 fn complete_iou(pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+    complete_iou_of(Corners::from_xywh(pred)?, Corners::from_xywh(target)?)
+}
+
+/// The same for (n, 4) corner boxes, as ultralytics 8's loss calls it (`xywh=False`: each
+/// height is `y2 − y1 + eps`).
+pub(super) fn complete_iou_xyxy(pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
+    complete_iou_of(Corners::from_xyxy(pred)?, Corners::from_xyxy(target)?)
+}
+
+fn complete_iou_of(p: Corners, t: Corners) -> candle_core::Result<Tensor> {
     const EPS: f64 = 1e-7;
-    let (p, t) = (Corners::from_xywh(pred)?, Corners::from_xywh(target)?);
     let overlap = |lo1: &Tensor, hi1: &Tensor, lo2: &Tensor, hi2: &Tensor| {
         (hi1.minimum(hi2)? - lo1.maximum(lo2)?)?.relu()
     };
@@ -380,7 +389,8 @@ fn complete_iou(pred: &Tensor, target: &Tensor) -> candle_core::Result<Tensor> {
     let centre_distance2 = ((dx.sqr()? + dy.sqr()?)? / 4.0)?;
     // w / (h + eps), not w / h: a predicted h can underflow towards 0 (σ of a very negative
     // logit), and the backward pass of w / h then multiplies 0 by ∞ (NaN); the eps moves the
-    // ratio by parts in 1e7 for boxes of normal size.
+    // ratio by parts in 1e7 for boxes of normal size (corner boxes' heights have it once
+    // already).
     let ratio = |c: &Corners| c.w.div(&(&c.h + EPS)?);
     let aspect = (atan(&ratio(&t)?)? - atan(&ratio(&p)?)?)?;
     let v = (aspect.sqr()? * (4.0 / std::f64::consts::PI.powi(2)))?;
@@ -401,6 +411,19 @@ struct Corners {
 }
 
 impl Corners {
+    fn from_xyxy(boxes: &Tensor) -> candle_core::Result<Corners> {
+        let column = |i: usize| boxes.narrow(1, i, 1)?.squeeze(1);
+        let (x1, y1, x2, y2) = (column(0)?, column(1)?, column(2)?, column(3)?);
+        Ok(Corners {
+            w: (&x2 - &x1)?,
+            h: ((&y2 - &y1)? + 1e-7)?,
+            x1,
+            y1,
+            x2,
+            y2,
+        })
+    }
+
     fn from_xywh(boxes: &Tensor) -> candle_core::Result<Corners> {
         let column = |i: usize| boxes.narrow(1, i, 1)?.squeeze(1);
         let (x, y, w, h) = (column(0)?, column(1)?, column(2)?, column(3)?);

@@ -1,4 +1,5 @@
-//! Training: hyperparameters, loss, optimiser, schedule, EMA, checkpoints and the loop.
+//! Training: hyperparameters, the losses (YOLOv5's and yolov7's; ultralytics 8's with its
+//! task-aligned assigner), optimiser, schedule, EMA, checkpoints and the loop.
 
 pub mod assign;
 pub mod autoanchor;
@@ -6,7 +7,9 @@ pub mod diagnostics;
 pub mod ema;
 pub mod hyp;
 pub mod loss;
+pub mod loss_v8;
 pub mod optim;
 pub mod ota;
 pub mod schedule;
+pub mod tal;
 pub mod trainer;

@@ -83,7 +83,9 @@ pub fn group_of(name: &str) -> Option<GroupKind> {
     let buffer = name.ends_with("running_mean")
         || name.ends_with("running_var")
         || name.ends_with("num_batches_tracked")
-        || name.ends_with(".anchors");
+        || name.ends_with(".anchors")
+        // The anchor-free head's DFL weight is the fixed bin index 0..reg_max.
+        || name.ends_with(".dfl.conv.weight");
     if buffer {
         None
     } else if name.ends_with(".bias") {

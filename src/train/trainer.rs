@@ -176,6 +176,8 @@ pub enum SetupError {
     Weights(#[source] WeightsError),
     #[error("--weights {}: none of its {tensors} tensors fits this model (names or shapes differ); was it made with another config, nc or activation?", path.display())]
     NothingTransferred { path: PathBuf, tensors: usize },
+    #[error("{config}: training an anchor-free model (YOLOv8, YOLO11) needs ultralytics 8's loss, which is not built yet; val, detect and info run it, and YOLOv5/YOLOv7 configs train")]
+    AnchorFree { config: String },
     #[error("--freeze: {n} would freeze layers 0 to {}, but the model's layers are 0 to {last}: nothing would be left to train; give at most {last}", n - 1)]
     FreezeAll { n: usize, last: usize },
     #[error("--freeze: layer {layer} does not exist; the model's layers are 0 to {last}")]
@@ -549,16 +551,22 @@ impl Run {
         let train_loader = load_split(Split::Train)?;
         let val_loader = load_split(Split::Val)?;
         let probe_images = first_val_images(&val_loader)?;
+        let detect = model
+            .head
+            .anchored()
+            .ok_or_else(|| SetupError::AnchorFree {
+                config: model.config.source.clone(),
+            })?;
         let gains = scale_loss_gains(
             &LossGains::from_hyp(&hyp.loss),
-            model.detect.strides.len(),
+            detect.strides.len(),
             names.len(),
             imgsz,
         );
-        let loss = YoloLoss::new(gains, names.len(), &model.detect.anchors)?;
+        let loss = YoloLoss::new(gains, names.len(), &detect.anchors)?;
         let assignment = if hyp.uses_ota() {
             Assignment::Ota {
-                strides: model.detect.strides.iter().map(|&s| s as f32).collect(),
+                strides: detect.strides.iter().map(|&s| s as f32).collect(),
             }
         } else {
             Assignment::Yolov5
@@ -1046,11 +1054,14 @@ fn auto_anchor(
     let images: Vec<ImageLabels> = dataset.records.iter().map(ImageLabels::from).collect();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     let scales = augment_scales(images.len(), &mut rng);
+    let Some(detect) = model.head.anchored() else {
+        return Ok(()); // nothing to fit: the head has no anchors
+    };
     let labels = LabelSizes::gather(&images, imgsz, &scales)?;
     let check = check_anchors(
         &labels,
         &model.config.anchors,
-        &model.detect.strides,
+        &detect.strides,
         anchor_t,
         &mut rng,
     )?;
@@ -1058,8 +1069,8 @@ fn auto_anchor(
         on(TrainEvent::Message(m));
     }
     if let Some(levels) = check.adopted {
-        let values = stride_units(&levels, &model.detect.strides)?;
-        let anchors = &model.detect.anchors;
+        let values = stride_units(&levels, &detect.strides)?;
+        let anchors = &detect.anchors;
         let fresh = candle_core::Tensor::from_vec(values, anchors.shape(), anchors.device())?;
         candle_core::Var::from_tensor(anchors).and_then(|v| v.set(&fresh))?;
     }

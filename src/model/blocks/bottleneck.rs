@@ -1,14 +1,15 @@
-//! YOLOv5's Bottleneck (Conv 1×1, Conv 3×3, residual when shapes allow) and C3, the CSP
-//! bottleneck with three Convs that repeats Bottlenecks inside itself.
+//! The Bottleneck (Conv k₁×k₁, Conv k₂×k₂, residual when shapes allow; YOLOv5's is 1×1
+//! then 3×3, ultralytics 8's 3×3 twice) and C3, the CSP bottleneck with three Convs that
+//! repeats Bottlenecks inside itself (YOLO11's C3k is C3 with 3×3 Bottlenecks).
 
 use std::sync::Arc;
 
 use candle_core::{Result, Tensor};
 use serde_yaml::Value;
 
-use super::conv::Conv;
 use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
+use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
@@ -53,7 +54,7 @@ fn parse_row(values: &[Value], kind: Kind) -> std::result::Result<Arc<dyn LayerS
     }))
 }
 
-fn py_bool(b: bool) -> &'static str {
+pub(super) fn py_bool(b: bool) -> &'static str {
     if b {
         "True"
     } else {
@@ -69,14 +70,31 @@ impl LayerSpec for BottleneckRow {
         Ok(match self.kind {
             Kind::Bottleneck => Built::Layer {
                 blocks: layer.repeat(|ctx| {
-                    Ok(Box::new(Bottleneck::new(c1, c2, shortcut, g, e, act, ctx)?))
+                    Ok(Box::new(Bottleneck::new(
+                        c1,
+                        c2,
+                        shortcut,
+                        g,
+                        [1, 3],
+                        e,
+                        act,
+                        ctx,
+                    )?))
                 })?,
                 c2,
                 args: format!("[{c1}, {c2}, {}, {g}, {e}]", py_bool(shortcut)),
             },
             Kind::C3 => Built::Layer {
                 blocks: vec![Box::new(C3::new(
-                    c1, c2, layer.n, shortcut, g, e, act, &layer.ctx,
+                    c1,
+                    c2,
+                    layer.n,
+                    shortcut,
+                    g,
+                    e,
+                    [1, 3],
+                    act,
+                    &layer.ctx,
                 )?)],
                 c2,
                 args: format!("[{c1}, {c2}, {}, {}]", layer.n, py_bool(shortcut)),
@@ -85,7 +103,8 @@ impl LayerSpec for BottleneckRow {
     }
 }
 
-/// Standard bottleneck: Conv 1×1 then Conv 3×3, with a residual when shapes allow.
+/// Standard bottleneck: Conv k₁×k₁ then Conv k₂×k₂ (grouped), with a residual when
+/// shapes allow.
 #[derive(Debug)]
 pub struct Bottleneck {
     cv1: Conv,
@@ -94,22 +113,25 @@ pub struct Bottleneck {
 }
 
 impl Bottleneck {
+    /// `k`: the two kernel sizes; `e`: the hidden width as a fraction of `c2`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         c1: usize,
         c2: usize,
         shortcut: bool,
         g: usize,
+        k: [usize; 2],
         e: f64,
         act: &ActSpec,
         ctx: &BlockContext,
     ) -> Result<Self> {
         let hidden = (c2 as f64 * e) as usize;
         Ok(Bottleneck {
-            cv1: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv1"))?,
+            cv1: Conv::new(ConvShape::new(c1, hidden, k[0], 1), act, &ctx.pp("cv1"))?,
             cv2: Conv::new(
                 ConvShape {
                     g,
-                    ..ConvShape::new(hidden, c2, 3, 1)
+                    ..ConvShape::new(hidden, c2, k[1], 1)
                 },
                 act,
                 &ctx.pp("cv2"),
@@ -118,13 +140,17 @@ impl Bottleneck {
         })
     }
 
-    fn export_on(&self, g: &mut Graph, x: &str) -> std::result::Result<String, GraphError> {
+    pub(super) fn export_on(
+        &self,
+        g: &mut Graph,
+        x: &str,
+    ) -> std::result::Result<String, GraphError> {
         let hidden = self.cv1.export_on(g, x)?;
         let y = self.cv2.export_on(g, &hidden)?;
         Ok(if self.add { g.binary("Add", x, &y) } else { y })
     }
 
-    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub(super) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let y = self.cv2.forward(&self.cv1.forward(x, train)?, train)?;
         if self.add {
             x + y
@@ -133,7 +159,7 @@ impl Bottleneck {
         }
     }
 
-    fn bottleneck_cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
+    pub(super) fn bottleneck_cost(&self, hw: (usize, usize), cost: &mut Cost) -> (usize, usize) {
         self.cv2.conv_cost(self.cv1.conv_cost(hw, cost), cost)
     }
 }
@@ -170,6 +196,7 @@ pub struct C3 {
 }
 
 impl C3 {
+    /// `k`: the kernel sizes of the Bottlenecks inside.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         c1: usize,
@@ -178,6 +205,7 @@ impl C3 {
         shortcut: bool,
         g: usize,
         e: f64,
+        k: [usize; 2],
         act: &ActSpec,
         ctx: &BlockContext,
     ) -> Result<Self> {
@@ -187,7 +215,9 @@ impl C3 {
             cv2: Conv::new(ConvShape::new(c1, hidden, 1, 1), act, &ctx.pp("cv2"))?,
             cv3: Conv::new(ConvShape::new(2 * hidden, c2, 1, 1), act, &ctx.pp("cv3"))?,
             m: (0..n)
-                .map(|j| Bottleneck::new(hidden, hidden, shortcut, g, 1.0, act, &ctx.pp("m").pp(j)))
+                .map(|j| {
+                    Bottleneck::new(hidden, hidden, shortcut, g, k, 1.0, act, &ctx.pp("m").pp(j))
+                })
                 .collect::<Result<_>>()?,
         })
     }

@@ -5,9 +5,10 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor};
 use serde_yaml::Value;
 
-use super::conv::{Conv, ConvRow};
+use super::conv::ConvRow;
 use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
+use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowContext, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};

@@ -4,11 +4,13 @@
 //! `VarBuilder` each block is given.
 
 pub mod bottleneck;
+pub mod c2f;
 pub mod concat;
 pub mod conv;
 pub mod detect;
 pub mod focus;
 pub mod pool;
+pub mod psa;
 pub mod repconv;
 pub mod spp;
 pub mod sppcspc;
@@ -16,7 +18,7 @@ pub mod upsample;
 
 use super::layer::BlockDef;
 
-/// Every module a YOLOv5 or YOLOv7 YAML may name.
+/// Every module a YOLOv5, YOLOv7, YOLOv8 or YOLO11 YAML may name.
 pub static BLOCKS: &[&BlockDef] = &[
     &conv::CONV,
     &bottleneck::BOTTLENECK,
@@ -32,7 +34,16 @@ pub static BLOCKS: &[&BlockDef] = &[
     &sppcspc::SPPCSPC,
     &repconv::REPCONV,
     &detect::IDETECT,
+    &c2f::C2F,
+    &c2f::C3K2,
+    &psa::C2PSA,
 ];
+
+/// Whether a row's module makes ultralytics leave its `legacy` mode (C3k2, YOLO11's), which
+/// gives the anchor-free head's class branch depthwise convolutions.
+pub fn is_yolo11_block(def: &BlockDef) -> bool {
+    std::ptr::eq(def, &c2f::C3K2)
+}
 
 /// The module registered as `name`.
 pub fn lookup(name: &str) -> Option<&'static BlockDef> {

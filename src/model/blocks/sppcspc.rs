@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use candle_core::{Result, Tensor};
 
-use super::conv::Conv;
 use super::spp::{export_pyramid, pyramid};
 use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
+use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
