@@ -72,7 +72,7 @@ impl TrainStep {
             .anchored()
             .ok_or_else(|| anyhow::anyhow!("the training step is anchor-based (YOLOv5, YOLOv7)"))?;
         let gains = scale_loss_gains(
-            &LossGains::from_hyp(&hyp.loss),
+            &LossGains::from_hyp(&hyp.loss)?,
             detect.strides.len(),
             nc,
             imgsz,

@@ -19,12 +19,12 @@ fn the_default_is_yolov5_scratch_low() {
         hyp.optim.warmup_bias_lr,
         hyp.loss.box_gain,
         hyp.loss.cls_gain,
-        hyp.loss.cls_pw,
-        hyp.loss.obj_gain,
-        hyp.loss.obj_pw,
-        hyp.loss.iou_t,
-        hyp.loss.anchor_t,
-        hyp.loss.fl_gamma,
+        hyp.loss.cls_pw.unwrap(),
+        hyp.loss.obj_gain.unwrap(),
+        hyp.loss.obj_pw.unwrap(),
+        hyp.loss.iou_t.unwrap(),
+        hyp.loss.anchor_t.unwrap(),
+        hyp.loss.fl_gamma.unwrap(),
         hyp.augment.hsv_h,
         hyp.augment.hsv_s,
         hyp.augment.hsv_v,
@@ -100,7 +100,7 @@ fn optional_keys_and_unknown_names() {
     );
     assert_eq!(
         Hyp::load("hyp.scratch-lo").map_err(|e| chain(&e)).unwrap_err(),
-        "hyperparameters `hyp.scratch-lo` not found: it is neither a file nor a shipped set (hyp.scratch-low.yaml, hyp.scratch.tiny.yaml, hyp.scratch.p5.yaml)"
+        "hyperparameters `hyp.scratch-lo` not found: it is neither a file nor a shipped set (hyp.scratch-low.yaml, hyp.scratch.tiny.yaml, hyp.scratch.p5.yaml, hyp.v8-default.yaml)"
     );
 }
 
@@ -133,9 +133,24 @@ fn yolov7_sets_load_with_paste_in_ignored_and_ota_selected() {
             p5.augment.mixup,
             p5.augment.paste_in
         ),
-        (0.1, 0.3, 0.7, 0.9, 0.15, Some(0.15))
+        (0.1, 0.3, Some(0.7), 0.9, 0.15, Some(0.15))
     );
     assert!(Hyp::default().ignored().is_empty());
+    // ultralytics 8's defaults: its gains, no objectness keys.
+    let v8 = Hyp::load("hyp.v8-default.yaml").unwrap();
+    assert_eq!(
+        (
+            v8.loss.box_gain,
+            v8.loss.cls_gain,
+            v8.loss.dfl,
+            v8.loss.obj_gain
+        ),
+        (7.5, 0.5, Some(1.5), None)
+    );
+    let missing = actyolo::train::loss::LossGains::from_hyp(&v8.loss).unwrap_err();
+    assert!(missing.to_string().contains("`obj`"), "{missing}");
+    let missing = Hyp::default().loss.v8_gains().unwrap_err();
+    assert!(missing.to_string().contains("`dfl`"), "{missing}");
     let dir = scratch_dir("hyp-ota");
     let file = dir.join("hyp.yaml");
     std::fs::write(

@@ -281,7 +281,7 @@ fn model_step(cfg: &str, act: Option<&str>, device: &Device) -> Vec<(String, Vec
     let act = act.map(|a| ActSpec::parse(a).unwrap());
     let model = Model::new_on(&config, act.as_ref(), 0, None, device).unwrap();
     let gains = scale_loss_gains(
-        &LossGains::from_hyp(&Hyp::load("hyp.scratch-low.yaml").unwrap().loss),
+        &LossGains::from_hyp(&Hyp::load("hyp.scratch-low.yaml").unwrap().loss).unwrap(),
         model.head.strides().len(),
         3,
         64,

@@ -29,7 +29,7 @@ fn model_backward_matches_finite_differences() {
         .unwrap();
     let model = Model::new(&config, None, 0, None).unwrap();
     let mut gains = scale_loss_gains(
-        &LossGains::from_hyp(&Hyp::load("hyp.scratch-low.yaml").unwrap().loss),
+        &LossGains::from_hyp(&Hyp::load("hyp.scratch-low.yaml").unwrap().loss).unwrap(),
         3,
         3,
         64,

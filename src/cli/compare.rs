@@ -314,6 +314,7 @@ impl Display {
                 epoch,
                 epochs,
                 batches,
+                ..
             } => {
                 self.finish_epoch();
                 let bar = self.bars.add(ProgressBar::new(batches as u64));

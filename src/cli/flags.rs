@@ -32,9 +32,14 @@ pub struct TrainFlags {
     /// Train and validation image size (rounded up to a multiple of the model's stride).
     #[arg(long, default_value_t = 640, value_parser = positive)]
     pub imgsz: usize,
-    /// SGD, Adam or AdamW.
-    #[arg(long, default_value = "SGD", value_parser = optimizer)]
+    /// SGD, Adam, AdamW, or auto: the model family's default (SGD for YOLOv5 and YOLOv7;
+    /// for YOLOv8 and YOLO11 ultralytics 8's rule, AdamW with a fitted lr for short runs).
+    #[arg(long, default_value = "auto", value_parser = optimizer)]
     pub optimizer: OptimizerKind,
+    /// Train the last N epochs without mosaic (default: 10 for YOLOv8 and YOLO11, as
+    /// ultralytics 8; 0 for YOLOv5 and YOLOv7).
+    #[arg(long)]
+    pub close_mosaic: Option<usize>,
     /// Cosine (one-cycle) LR schedule instead of linear.
     #[arg(long)]
     pub cos_lr: bool,
@@ -108,6 +113,7 @@ impl TrainFlags {
             noautoanchor: self.noautoanchor,
             rect: self.rect,
             amp: self.amp,
+            close_mosaic: self.close_mosaic,
         }
     }
 }

@@ -129,12 +129,13 @@ impl Display {
                 epoch,
                 epochs,
                 batches,
+                parts,
             } => {
                 self.finish();
                 if epoch == 0 || self.bar.is_none() {
                     eprintln!(
                         "{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}",
-                        "Epoch", "RAM", "box_loss", "obj_loss", "cls_loss", "Instances", "Size"
+                        "Epoch", "RAM", parts[0], parts[1], parts[2], "Instances", "Size"
                     );
                 }
                 let bar = ProgressBar::new(batches as u64);

@@ -229,6 +229,27 @@ impl Loader {
         )
     }
 
+    /// The same training loader without mosaic, mixup and copy-paste: ultralytics 8's
+    /// `close_mosaic` for the last epochs (the other augmentations stay).
+    pub fn without_mosaic(&self) -> Result<Loader, LoaderError> {
+        let Mode::Train { hyp, .. } = &self.shared.mode else {
+            return Ok(Loader {
+                shared: Arc::clone(&self.shared),
+            });
+        };
+        let hyp = Augmentation {
+            mosaic: 0.0,
+            mixup: 0.0,
+            copy_paste: 0.0,
+            ..(**hyp).clone()
+        };
+        Self::train(
+            Arc::clone(&self.shared.dataset),
+            &hyp,
+            self.shared.config.clone(),
+        )
+    }
+
     /// A validation loader: letterboxed, not augmented, in order.
     pub fn val(dataset: Arc<Dataset>, config: LoaderConfig) -> Result<Loader, LoaderError> {
         Self::new(dataset, Mode::Val, config)

@@ -835,7 +835,8 @@ fn update_curve(record: &mut RunRecord, results: &Path) {
             });
 }
 
-/// (epoch, mAP50, mAP50-95) rows of an ultralytics results.csv; missing file: none.
+/// (epoch from 0, mAP50, mAP50-95) rows of a results.csv in YOLOv5's or ultralytics 8's
+/// layout; missing file: none.
 pub fn read_curve(results: &Path) -> Vec<EpochPoint> {
     let Ok(text) = std::fs::read_to_string(results) else {
         return Vec::new();
@@ -847,19 +848,21 @@ pub fn read_curve(results: &Path) -> Vec<EpochPoint> {
         .split(',')
         .map(|c| c.trim().to_string())
         .collect();
-    let column = |name: &str| header.iter().position(|c| c == name);
+    let column = |names: [&str; 2]| header.iter().position(|c| names.contains(&c.as_str()));
     let (Some(e), Some(m50), Some(m)) = (
-        column("epoch"),
-        column("metrics/mAP_0.5"),
-        column("metrics/mAP_0.5:0.95"),
+        column(["epoch", "epoch"]),
+        column(["metrics/mAP_0.5", "metrics/mAP50(B)"]),
+        column(["metrics/mAP_0.5:0.95", "metrics/mAP50-95(B)"]),
     ) else {
         return Vec::new();
     };
+    // ultralytics 8 numbers epochs from 1 (its columns say `(B)`); YOLOv5 from 0.
+    let first = usize::from(header.iter().any(|c| c == "metrics/mAP50(B)"));
     lines
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(',').map(str::trim).collect();
             Some(EpochPoint {
-                epoch: fields.get(e)?.parse().ok()?,
+                epoch: fields.get(e)?.parse::<usize>().ok()?.checked_sub(first)?,
                 map50: fields.get(m50)?.parse().ok()?,
                 map: fields.get(m)?.parse().ok()?,
             })

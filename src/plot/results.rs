@@ -57,7 +57,7 @@ pub enum ResultsPlotError {
 }
 
 /// The panels in grid order, as ultralytics: train losses, precision and recall on top,
-/// val losses and the mAPs below.
+/// val losses and the mAPs below. YOLOv5's columns, then ultralytics 8's.
 const PANELS: [&str; 10] = [
     "train/box_loss",
     "train/obj_loss",
@@ -69,6 +69,18 @@ const PANELS: [&str; 10] = [
     "val/cls_loss",
     "metrics/mAP_0.5",
     "metrics/mAP_0.5:0.95",
+];
+const PANELS_V8: [&str; 10] = [
+    "train/box_loss",
+    "train/cls_loss",
+    "train/dfl_loss",
+    "metrics/precision(B)",
+    "metrics/recall(B)",
+    "val/box_loss",
+    "val/cls_loss",
+    "val/dfl_loss",
+    "metrics/mAP50(B)",
+    "metrics/mAP50-95(B)",
 ];
 const GRID: (usize, usize) = (2, 5);
 const FIGURE_SIZE: (u32, u32) = (1600, 800);
@@ -268,9 +280,11 @@ fn reflect(index: isize, len: isize) -> usize {
     }) as usize
 }
 
-/// One run's curves, in [`PANELS`] order; `None` where its csv lacks the column.
+/// One run's curves, in its panels' order; `None` where its csv lacks the column.
 struct Run {
     label: String,
+    /// [`PANELS`], or [`PANELS_V8`] for a results.csv of ultralytics 8's layout.
+    titles: &'static [&'static str; 10],
     panels: Vec<Option<Curve>>,
 }
 
@@ -280,10 +294,14 @@ impl Run {
         let epochs = table
             .column("epoch")
             .ok_or_else(|| ResultsPlotError::NoEpochColumn { path: csv.into() })?;
-        if PANELS.iter().all(|name| table.column(name).is_none()) {
+        let titles = match table.column("train/dfl_loss") {
+            Some(_) => &PANELS_V8,
+            None => &PANELS,
+        };
+        if titles.iter().all(|name| table.column(name).is_none()) {
             return Err(ResultsPlotError::NoPlottedColumns { path: csv.into() });
         }
-        let panels = PANELS
+        let panels = titles
             .iter()
             .map(|name| {
                 table
@@ -291,7 +309,11 @@ impl Run {
                     .and_then(|values| Curve::new(epochs, values))
             })
             .collect();
-        Ok(Run { label, panels })
+        Ok(Run {
+            label,
+            titles,
+            panels,
+        })
     }
 }
 
@@ -391,7 +413,8 @@ fn draw_figure<DB: DrawingBackend>(
     let key = KeyLayout::new(root, key_entries(runs, &colors))?;
     let (header, grid) = root.split_vertically(key.height());
     key.draw(&header, pen)?;
-    for (index, (panel, title)) in grid.split_evenly(GRID).iter().zip(PANELS).enumerate() {
+    let titles = runs.first().map_or(&PANELS, |run| run.titles);
+    for (index, (panel, title)) in grid.split_evenly(GRID).iter().zip(titles).enumerate() {
         let lines: Vec<(&Curve, RunColors)> = runs
             .iter()
             .zip(&colors)

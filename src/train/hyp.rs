@@ -25,15 +25,23 @@ pub const SHIPPED: &[(&str, &str)] = &[
         "hyp.scratch.p5.yaml",
         include_str!("../../configs/hyps/hyp.scratch.p5.yaml"),
     ),
+    (
+        "hyp.v8-default.yaml",
+        include_str!("../../configs/hyps/hyp.v8-default.yaml"),
+    ),
 ];
 
 /// The default hyperparameters (YOLOv5's from-scratch, low-augmentation set).
 pub const DEFAULT_NAME: &str = "hyp.scratch-low.yaml";
 
-/// YOLOv5's hyperparameters, named as in its `hyp.*.yaml` files, parsed once into the part
-/// each reader takes: the optimiser's, the loss's and augmentation's. Every key is
-/// required (ultralytics indexes them all), and an unknown key is an error, so that a typo
-/// cannot silently leave a default in place.
+/// The default for anchor-free models (YOLOv8, YOLO11): ultralytics 8's.
+pub const DEFAULT_V8_NAME: &str = "hyp.v8-default.yaml";
+
+/// YOLOv5's hyperparameters, named as in its `hyp.*.yaml` files (or ultralytics 8's subset
+/// of its default.yaml), parsed once into the part each reader takes: the optimiser's, the
+/// loss's and augmentation's. Every key a loss reads is required for the models it trains
+/// (ultralytics indexes them all), and an unknown key is an error, so that a typo cannot
+/// silently leave a default in place.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hyp {
     #[serde(flatten)]
@@ -97,7 +105,7 @@ fn known_keys() -> Vec<String> {
                 .collect()
         })
         .unwrap_or_default();
-    keys.extend(["anchors", "label_smoothing", "paste_in", "loss_ota"].map(String::from));
+    keys.extend(["anchors", "label_smoothing", "paste_in", "loss_ota", "dfl"].map(String::from));
     keys
 }
 
@@ -202,7 +210,8 @@ impl Hyp {
             ("warmup_epochs", o.warmup_epochs),
             ("box", l.box_gain),
             ("cls", l.cls_gain),
-            ("obj", l.obj_gain),
+            ("obj", l.obj_gain.unwrap_or(0.0)),
+            ("dfl", l.dfl.unwrap_or(0.0)),
             ("hsv_h", a.hsv_h),
             ("hsv_s", a.hsv_s),
             ("hsv_v", a.hsv_v),

@@ -25,7 +25,9 @@ use crate::act::zoo::{LogSigmoid, Sigmoid};
 use crate::ops::pointwise::apply;
 use crate::ops::storage::contiguous;
 
-/// The loss's keys of `hyp.*.yaml` (`box`, `cls`, `obj` are the gains).
+/// The loss's keys of `hyp.*.yaml` (`box`, `cls`, `obj`, `dfl` are the gains). `box` and
+/// `cls` serve both losses; YOLOv5's needs `cls_pw`, `obj`, `obj_pw`, `iou_t`, `anchor_t`
+/// and `fl_gamma`, ultralytics 8's `dfl`, which the trainer checks for the model it trains.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LossHyp {
     /// Box loss gain.
@@ -35,19 +37,24 @@ pub struct LossHyp {
     #[serde(rename = "cls")]
     pub cls_gain: f64,
     /// Class BCE positive weight.
-    pub cls_pw: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cls_pw: Option<f64>,
     /// Objectness loss gain.
-    #[serde(rename = "obj")]
-    pub obj_gain: f64,
+    #[serde(rename = "obj", default, skip_serializing_if = "Option::is_none")]
+    pub obj_gain: Option<f64>,
     /// Objectness BCE positive weight.
-    pub obj_pw: f64,
-    pub iou_t: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub obj_pw: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iou_t: Option<f64>,
     /// Largest anchor-to-label size ratio that still matches.
-    pub anchor_t: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anchor_t: Option<f64>,
     /// Anchors per output layer; when set, the model's anchors are re-initialised (ultralytics' `hyp['anchors']`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub anchors: Option<f64>,
-    pub fl_gamma: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fl_gamma: Option<f64>,
     /// Label smoothing epsilon (ultralytics fills it from `--label-smoothing`; 0 when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_smoothing: Option<f64>,
@@ -55,6 +62,42 @@ pub struct LossHyp {
     /// means 0 here, although yolov7 itself takes an absent key as 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss_ota: Option<u8>,
+    /// ultralytics 8's distribution focal loss gain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dfl: Option<f64>,
+}
+
+/// Keys a loss needs that the hyperparameter file does not set.
+#[derive(Debug, thiserror::Error)]
+#[error("{loss} needs the hyperparameter{} {}, which the file does not set; start from {example}", if .missing.len() == 1 { "" } else { "s" }, .missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
+pub struct MissingHyp {
+    pub loss: &'static str,
+    pub missing: Vec<&'static str>,
+    pub example: &'static str,
+}
+
+impl LossHyp {
+    /// YOLOv5's `anchor_t`, which AutoAnchor reads too.
+    pub fn anchor_t(&self) -> Result<f64, MissingHyp> {
+        self.anchor_t.ok_or_else(|| MissingHyp {
+            loss: "YOLOv5's loss",
+            missing: vec!["anchor_t"],
+            example: "hyp.scratch-low.yaml",
+        })
+    }
+
+    /// ultralytics 8's gains.
+    pub fn v8_gains(&self) -> Result<crate::train::loss_v8::V8Gains, MissingHyp> {
+        Ok(crate::train::loss_v8::V8Gains {
+            box_gain: self.box_gain,
+            cls_gain: self.cls_gain,
+            dfl_gain: self.dfl.ok_or_else(|| MissingHyp {
+                loss: "ultralytics 8's loss (YOLOv8, YOLO11)",
+                missing: vec!["dfl"],
+                example: "hyp.v8-default.yaml",
+            })?,
+        })
+    }
 }
 
 /// The loss's gains and weights, as the loss computes with them.
@@ -76,17 +119,38 @@ pub struct LossGains {
 
 impl LossGains {
     /// The loss part of a hyperparameter file, unscaled.
-    pub fn from_hyp(hyp: &LossHyp) -> LossGains {
-        LossGains {
+    pub fn from_hyp(hyp: &LossHyp) -> Result<LossGains, MissingHyp> {
+        let keys = [
+            ("cls_pw", hyp.cls_pw),
+            ("obj", hyp.obj_gain),
+            ("obj_pw", hyp.obj_pw),
+            ("anchor_t", hyp.anchor_t),
+            ("fl_gamma", hyp.fl_gamma),
+            ("iou_t", hyp.iou_t),
+        ];
+        let missing: Vec<&'static str> = keys
+            .iter()
+            .filter(|(_, v)| v.is_none())
+            .map(|(k, _)| *k)
+            .collect();
+        let value = |i: usize| keys[i].1.unwrap_or_default();
+        if !missing.is_empty() {
+            return Err(MissingHyp {
+                loss: "YOLOv5's loss",
+                missing,
+                example: "hyp.scratch-low.yaml",
+            });
+        }
+        Ok(LossGains {
             box_gain: hyp.box_gain,
             cls_gain: hyp.cls_gain,
-            obj_gain: hyp.obj_gain,
-            cls_pw: hyp.cls_pw,
-            obj_pw: hyp.obj_pw,
-            anchor_t: hyp.anchor_t,
-            fl_gamma: hyp.fl_gamma,
+            obj_gain: value(1),
+            cls_pw: value(0),
+            obj_pw: value(2),
+            anchor_t: value(3),
+            fl_gamma: value(4),
             label_smoothing: hyp.label_smoothing.unwrap_or(0.0),
-        }
+        })
     }
 }
 
@@ -518,15 +582,5 @@ impl CustomOp1 for Atan {
         grad_res: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
         Ok(Some(grad_res.div(&(arg.sqr()? + 1.0)?)?))
-    }
-}
-
-impl crate::eval::val::ValLoss for YoloLoss {
-    fn parts(
-        &self,
-        raw: &[Tensor],
-        targets: &Tensor,
-    ) -> Result<[f32; 3], Box<dyn std::error::Error + Send + Sync>> {
-        Ok(self.compute(raw, targets)?.1)
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod assign;
 pub mod autoanchor;
+pub mod criterion;
 pub mod diagnostics;
 pub mod ema;
 pub mod hyp;

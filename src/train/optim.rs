@@ -11,13 +11,16 @@ pub enum OptimizerKind {
     Sgd,
     Adam,
     AdamW,
+    /// The model family's own choice, made when training starts ([`auto_optimizer`]).
+    Auto,
 }
 
 impl OptimizerKind {
-    pub const ALL: [OptimizerKind; 3] = [
+    pub const ALL: [OptimizerKind; 4] = [
         OptimizerKind::Sgd,
         OptimizerKind::Adam,
         OptimizerKind::AdamW,
+        OptimizerKind::Auto,
     ];
 
     /// The name ultralytics' `--optimizer` takes.
@@ -26,7 +29,38 @@ impl OptimizerKind {
             OptimizerKind::Sgd => "SGD",
             OptimizerKind::Adam => "Adam",
             OptimizerKind::AdamW => "AdamW",
+            OptimizerKind::Auto => "auto",
         }
+    }
+}
+
+/// What `auto` resolves to: the optimiser, its learning rate and momentum (Adam's β₁), and
+/// the bias learning rate warmup starts from.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AutoChoice {
+    pub kind: OptimizerKind,
+    pub lr0: f64,
+    pub momentum: f64,
+    pub warmup_bias_lr: f64,
+}
+
+/// ultralytics 8's `optimizer: auto` for a run of `iterations` optimiser-sized batches
+/// (`ceil(images / max(batch, 64)) · epochs`) over `nc` classes: AdamW at
+/// lr `round(0.002 · 5 / (4 + nc), 6)`, momentum 0.9, for up to 10,000 iterations. Longer
+/// runs get SGD at 0.01 and 0.9 (ultralytics 8.4 picks its MuSGD there, which is not
+/// built here; 8.3 picked SGD). Warmup starts biases at 0.
+pub fn auto_optimizer(iterations: usize, nc: usize) -> AutoChoice {
+    let (kind, lr0) = if iterations > 10_000 {
+        (OptimizerKind::Sgd, 0.01)
+    } else {
+        let fit = 0.002 * 5.0 / (4 + nc) as f64;
+        (OptimizerKind::AdamW, (fit * 1e6).round() / 1e6)
+    };
+    AutoChoice {
+        kind,
+        lr0,
+        momentum: 0.9,
+        warmup_bias_lr: 0.0,
     }
 }
 
@@ -146,6 +180,9 @@ impl Optimizer {
         momentum: f64,
         weight_decay: f64,
     ) -> Result<Optimizer> {
+        if kind == OptimizerKind::Auto {
+            candle_core::bail!("optimizer `auto` is resolved before training starts");
+        }
         let data = vars
             .data()
             .lock()
@@ -243,6 +280,9 @@ impl Optimizer {
         let p = var.as_tensor().detach();
         let (lr, wd, mom) = (group.lr, group.weight_decay, group.momentum);
         let new = match self.kind {
+            OptimizerKind::Auto => {
+                candle_core::bail!("optimizer `auto` is resolved before training starts")
+            }
             OptimizerKind::Sgd => {
                 // torch.optim.SGD(nesterov=True, dampening=0): d = g + wd·p; b = μ·b + d
                 // (b = d on the first step); p -= lr·(d + μ·b).

@@ -13,13 +13,15 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::autoanchor::AutoAnchorError;
+use super::criterion::Criterion;
 use super::diagnostics::{
     self, probe, probe_images, EpochDiagnostics, GradNorms, DIAGNOSTICS_FILE,
 };
 use super::ema::ModelEma;
-use super::hyp::{Hyp, HypError};
-use super::loss::{scale_loss_gains, Assignment, LossError, LossGains, YoloLoss};
-use super::optim::{Optimizer, OptimizerKind};
+use super::hyp::{Hyp, HypError, DEFAULT_NAME as DEFAULT_HYP, DEFAULT_V8_NAME as DEFAULT_V8_HYP};
+use super::loss::{scale_loss_gains, Assignment, LossError, LossGains, MissingHyp, YoloLoss};
+use super::loss_v8::V8Loss;
+use super::optim::{auto_optimizer, Optimizer, OptimizerKind};
 use super::schedule::{LrSchedule, Warmup};
 use crate::act::{ActSpec, SpecError};
 use crate::data::dataset::{DataConfig, DataConfigError, Dataset, DatasetError, Split};
@@ -66,6 +68,10 @@ pub struct TrainOptions {
     /// also turns off on the CPU).
     #[serde(default)]
     pub amp: bool,
+    /// Epochs at the end trained without mosaic; None: the model family's default
+    /// (ultralytics 8's 10 for anchor-free models, none for YOLOv5 and YOLOv7).
+    #[serde(default)]
+    pub close_mosaic: Option<usize>,
 }
 
 /// How a run starts: afresh, or continuing a stopped one.
@@ -88,6 +94,8 @@ pub enum TrainEvent<'a> {
         epoch: usize,
         epochs: usize,
         batches: usize,
+        /// The loss parts' names (box, obj, cls; or box, cls, dfl).
+        parts: [&'static str; 3],
     },
     Batch {
         epoch: usize,
@@ -176,8 +184,12 @@ pub enum SetupError {
     Weights(#[source] WeightsError),
     #[error("--weights {}: none of its {tensors} tensors fits this model (names or shapes differ); was it made with another config, nc or activation?", path.display())]
     NothingTransferred { path: PathBuf, tensors: usize },
-    #[error("{config}: training an anchor-free model (YOLOv8, YOLO11) needs ultralytics 8's loss, which is not built yet; val, detect and info run it, and YOLOv5/YOLOv7 configs train")]
-    AnchorFree { config: String },
+    #[error("--hyp {hyp}")]
+    HypKeys {
+        hyp: String,
+        #[source]
+        source: MissingHyp,
+    },
     #[error("--freeze: {n} would freeze layers 0 to {}, but the model's layers are 0 to {last}: nothing would be left to train; give at most {last}", n - 1)]
     FreezeAll { n: usize, last: usize },
     #[error("--freeze: layer {layer} does not exist; the model's layers are 0 to {last}")]
@@ -449,9 +461,16 @@ struct Run {
     eval_model: Model,
     /// The validation images the diagnostics probe each epoch.
     probe_images: Option<Tensor>,
-    /// The training loss (OTA with `loss_ota: 1`) and the validation loss (always YOLOv5's).
-    train_loss: YoloLoss,
-    loss: YoloLoss,
+    /// The training loss (OTA with `loss_ota: 1`) and the validation loss (YOLOv5's for
+    /// anchor-based models, ultralytics 8's for anchor-free ones).
+    train_loss: Criterion,
+    loss: Criterion,
+    /// The optimiser and its momentum (Adam's β₁), `auto` resolved.
+    optimizer: (OptimizerKind, f64),
+    /// Epochs at the end trained without mosaic (ultralytics 8's `close_mosaic`).
+    close_mosaic: usize,
+    /// results.csv's layout: YOLOv5's, or ultralytics 8's for anchor-free models.
+    layout: ResultsLayout,
 }
 
 impl Run {
@@ -468,10 +487,6 @@ impl Run {
         let weights_dir = dir.join("weights");
         std::fs::create_dir_all(&weights_dir)
             .map_err(FileError::new(&weights_dir, "cannot create the folder"))?;
-        let hyp = Hyp::load(&options.hyp)?;
-        for note in hyp.ignored() {
-            on(TrainEvent::Message(note));
-        }
         let data = DataConfig::load(&options.data)?;
         let names = data.names.clone();
         let act = options.act.as_deref().map(ActSpec::parse).transpose()?;
@@ -486,6 +501,24 @@ impl Run {
             )
         };
         let (model, eval_model) = (build()?, build()?);
+        let anchor_free = model.head.anchored().is_none();
+        // Anchor-free models train with ultralytics 8's defaults unless a file is named.
+        let hyp_name = match options.hyp.as_str() {
+            DEFAULT_HYP if anchor_free => DEFAULT_V8_HYP,
+            name => name,
+        };
+        let mut hyp = Hyp::load(hyp_name)?;
+        for note in hyp.ignored() {
+            on(TrainEvent::Message(note));
+        }
+        let hyp_keys = |source| SetupError::HypKeys {
+            hyp: hyp_name.to_string(),
+            source,
+        };
+        let anchor_t = match model.head.anchored() {
+            Some(_) => Some(hyp.loss.anchor_t().map_err(hyp_keys)?),
+            None => None,
+        };
         let size = check_img_size(options.imgsz, model.max_stride(), 2 * model.max_stride())?;
         if let Some(warning) = size.warning() {
             on(TrainEvent::Message(warning));
@@ -524,8 +557,10 @@ impl Run {
                 }),
                 ..LoaderConfig::default()
             };
-            if split == Split::Train && !options.noautoanchor && resume_dir.is_none() {
-                auto_anchor(&model, &dataset, imgsz, options.seed, hyp.loss.anchor_t, on)?;
+            if let (Split::Train, false, None, Some(anchor_t)) =
+                (split, options.noautoanchor, resume_dir, anchor_t)
+            {
+                auto_anchor(&model, &dataset, imgsz, options.seed, anchor_t, on)?;
             }
             let dataset = Arc::new(dataset);
             let loader = match split {
@@ -551,27 +586,62 @@ impl Run {
         let train_loader = load_split(Split::Train)?;
         let val_loader = load_split(Split::Val)?;
         let probe_images = first_val_images(&val_loader)?;
-        let detect = model
-            .head
-            .anchored()
-            .ok_or_else(|| SetupError::AnchorFree {
-                config: model.config.source.clone(),
-            })?;
-        let gains = scale_loss_gains(
-            &LossGains::from_hyp(&hyp.loss),
-            detect.strides.len(),
-            names.len(),
-            imgsz,
-        );
-        let loss = YoloLoss::new(gains, names.len(), &detect.anchors)?;
-        let assignment = if hyp.uses_ota() {
-            Assignment::Ota {
-                strides: detect.strides.iter().map(|&s| s as f32).collect(),
+        let (train_loss, loss) = match model.head.anchored() {
+            Some(detect) => {
+                let base = LossGains::from_hyp(&hyp.loss).map_err(hyp_keys)?;
+                let gains = scale_loss_gains(&base, detect.strides.len(), names.len(), imgsz);
+                let loss = YoloLoss::new(gains, names.len(), &detect.anchors)?;
+                let assignment = if hyp.uses_ota() {
+                    Assignment::Ota {
+                        strides: detect.strides.iter().map(|&s| s as f32).collect(),
+                    }
+                } else {
+                    Assignment::Yolov5
+                };
+                let train_loss = loss.clone().with_assignment(assignment)?;
+                (Criterion::Anchors(train_loss), Criterion::Anchors(loss))
             }
-        } else {
-            Assignment::Yolov5
+            None => {
+                // ultralytics 8 uses its gains as they are (no scaling by levels or size).
+                let gains = hyp.loss.v8_gains().map_err(hyp_keys)?;
+                let reg_max = model.config.reg_max;
+                let loss = V8Loss::new(names.len(), reg_max, model.head.strides(), gains);
+                (
+                    Criterion::AnchorFree(loss.clone()),
+                    Criterion::AnchorFree(loss),
+                )
+            }
         };
-        let train_loss = loss.clone().with_assignment(assignment)?;
+        let optimizer = match (options.optimizer, anchor_free) {
+            (OptimizerKind::Auto, false) => (OptimizerKind::Sgd, hyp.optim.momentum),
+            (OptimizerKind::Auto, true) => {
+                let images = train_loader.dataset().len();
+                let iterations = images.div_ceil(options.batch.max(NOMINAL_BATCH)) * options.epochs;
+                let choice = auto_optimizer(iterations, names.len());
+                on(TrainEvent::Message(format!(
+                    "optimizer: 'optimizer=auto' found, ignoring 'lr0={}' and 'momentum={}' and determining best 'optimizer', 'lr0' and 'momentum' automatically... {}(lr={}, momentum={})",
+                    hyp.optim.lr0,
+                    hyp.optim.momentum,
+                    choice.kind.name(),
+                    choice.lr0,
+                    choice.momentum
+                )));
+                hyp.optim.lr0 = choice.lr0;
+                hyp.optim.warmup_bias_lr = choice.warmup_bias_lr;
+                (choice.kind, choice.momentum)
+            }
+            (kind, _) => (kind, hyp.optim.momentum),
+        };
+        let close_mosaic = match options.close_mosaic {
+            Some(n) => n,
+            None if anchor_free => 10,
+            None => 0,
+        };
+        let layout = if anchor_free {
+            ResultsLayout::Ultralytics8
+        } else {
+            ResultsLayout::Yolov5
+        };
         write_atomic(
             &dir.join("hyp.yaml"),
             serde_yaml::to_string(&hyp).unwrap_or_default().as_bytes(),
@@ -599,11 +669,14 @@ impl Run {
             probe_images,
             train_loss,
             loss,
+            optimizer,
+            close_mosaic,
+            layout,
         })
     }
 
     fn execute(
-        self,
+        mut self,
         checkpoint: Option<Checkpoint>,
         pause_after: Option<usize>,
         on: &mut dyn FnMut(TrainEvent),
@@ -614,14 +687,9 @@ impl Run {
         let weight_decay = self.hyp.optim.weight_decay * (o.batch * accumulate_nominal) as f64
             / NOMINAL_BATCH as f64;
         let vars = self.model.vars().var_map().clone();
-        let mut optimizer = Optimizer::new(
-            o.optimizer,
-            &vars,
-            self.hyp.optim.lr0,
-            self.hyp.optim.momentum,
-            weight_decay,
-        )
-        .map_err(StepError::from)?;
+        let (kind, momentum) = self.optimizer;
+        let mut optimizer = Optimizer::new(kind, &vars, self.hyp.optim.lr0, momentum, weight_decay)
+            .map_err(StepError::from)?;
         let layers =
             frozen_layers(&o.freeze, self.config.layers.len()).map_err(TrainError::Setup)?;
         let frozen = freeze(&mut optimizer, &layers);
@@ -675,9 +743,13 @@ impl Run {
                 &saved,
             )?;
             start_epoch = saved.epoch + 1;
-            for file in ["results.csv", DIAGNOSTICS_FILE] {
-                truncate_epochs(&self.dir.join(file), saved.epoch).map_err(StepError::from)?;
-            }
+            truncate_epochs(
+                &self.dir.join("results.csv"),
+                saved.epoch + self.layout.first_epoch(),
+            )
+            .map_err(StepError::from)?;
+            truncate_epochs(&self.dir.join(DIAGNOSTICS_FILE), saved.epoch)
+                .map_err(StepError::from)?;
             on(TrainEvent::Message(format!(
                 "Resuming {} from epoch {start_epoch}",
                 self.dir.display()
@@ -697,10 +769,22 @@ impl Run {
         // Gradients accumulated since the last optimiser step carry over epoch ends.
         let mut grads = pending;
         let mut stopped_early = false;
+        let close_at = o.epochs.saturating_sub(self.close_mosaic);
+        let mut mosaic_closed = false;
+        let started_training = Instant::now();
         for epoch in start_epoch..o.epochs {
             if pause_after.is_some_and(|p| epoch >= p) {
                 break;
             }
+            if self.close_mosaic > 0 && epoch >= close_at && !mosaic_closed {
+                on(TrainEvent::Message("Closing dataloader mosaic".into()));
+                self.train_loader = self
+                    .train_loader
+                    .without_mosaic()
+                    .map_err(StepError::from)?;
+                mosaic_closed = true;
+            }
+            let o = &self.options;
             let started = Instant::now();
             let train_loss = self.train_epoch(
                 epoch,
@@ -718,10 +802,14 @@ impl Run {
             self.eval_model
                 .load_state_dict(&ema.tensors, true)
                 .map_err(StepError::from)?;
+            let val_options = ValOptions {
+                iou_thres: self.layout.val_iou(),
+                ..ValOptions::default()
+            };
             let val = validate(
                 &self.eval_model,
                 &self.val_loader,
-                &ValOptions::default(),
+                &val_options,
                 Some(&self.loss as &dyn ValLoss),
                 |index, batches| on(TrainEvent::Validating { index, batches }),
             )
@@ -743,7 +831,15 @@ impl Run {
                 state.best_epoch = epoch;
             }
             // results.csv first: a kill after it repeats the epoch, whose row is then dropped.
-            append_results(&results, epoch, &train_loss, &val, &lrs).map_err(StepError::from)?;
+            let row = ResultsRow {
+                epoch,
+                seconds: started_training.elapsed().as_secs_f64(),
+                train_loss: &train_loss,
+                val: &val,
+                lrs: &lrs,
+            };
+            append_results(&results, self.layout, &self.train_loss, &row)
+                .map_err(StepError::from)?;
             diagnostics::append(
                 &diagnostics_csv,
                 &EpochDiagnostics {
@@ -811,6 +907,7 @@ impl Run {
             epoch,
             epochs: o.epochs,
             batches: n,
+            parts: self.train_loss.part_names(),
         });
         let target_lr = self.hyp.optim.lr0 * schedule.factor(epoch as f64);
         let mut sums = [0f32; 3];
@@ -832,13 +929,17 @@ impl Run {
                 Some(_) => warmup.accumulate(ni, NOMINAL_BATCH, o.batch),
                 None => accumulate_nominal,
             };
+            // torch's Adam groups have no `momentum` (β₁ stays), so warmup leaves it.
+            let warms_momentum = optimizer.kind == OptimizerKind::Sgd;
             for group in optimizer.groups.iter_mut() {
                 let is_bias = group.kind == super::optim::GroupKind::Bias;
                 let (lr, momentum) = warmup
                     .at(ni, target_lr, is_bias)
                     .unwrap_or((target_lr, self.hyp.optim.momentum));
                 group.lr = lr;
-                group.momentum = momentum;
+                if warms_momentum {
+                    group.momentum = momentum;
+                }
             }
             let parts = crate::util::runtime::on_pool(|| {
                 let preds = self
@@ -1134,22 +1235,75 @@ fn restore(
     Ok(part("grad/"))
 }
 
-const RESULT_COLUMNS: [&str; 14] = [
-    "epoch",
-    "train/box_loss",
-    "train/obj_loss",
-    "train/cls_loss",
-    "metrics/precision",
-    "metrics/recall",
-    "metrics/mAP_0.5",
-    "metrics/mAP_0.5:0.95",
-    "val/box_loss",
-    "val/obj_loss",
-    "val/cls_loss",
-    "x/lr0",
-    "x/lr1",
-    "x/lr2",
-];
+/// results.csv as the model family's own trainer writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ResultsLayout {
+    /// YOLOv5's train.py: 0-based epochs, 20-wide `%20.5g` fields.
+    Yolov5,
+    /// ultralytics 8: 1-based epochs, a `time` column, `%.6g` fields, `(B)` metric names.
+    Ultralytics8,
+}
+
+impl ResultsLayout {
+    /// The number the first epoch has in the `epoch` column.
+    fn first_epoch(self) -> usize {
+        match self {
+            ResultsLayout::Yolov5 => 0,
+            ResultsLayout::Ultralytics8 => 1,
+        }
+    }
+
+    /// The NMS IoU threshold of validation during training (val.py's 0.6, ultralytics 8's 0.7).
+    fn val_iou(self) -> f64 {
+        match self {
+            ResultsLayout::Yolov5 => 0.6,
+            ResultsLayout::Ultralytics8 => 0.7,
+        }
+    }
+
+    /// The header's names, with the loss parts `parts`.
+    fn columns(self, parts: [&str; 3]) -> Vec<String> {
+        let losses = |split: &str| parts.map(|p| format!("{split}/{p}"));
+        let (metrics, lr, lead): ([&str; 4], &str, &[&str]) = match self {
+            ResultsLayout::Yolov5 => (
+                [
+                    "metrics/precision",
+                    "metrics/recall",
+                    "metrics/mAP_0.5",
+                    "metrics/mAP_0.5:0.95",
+                ],
+                "x/lr",
+                &["epoch"],
+            ),
+            ResultsLayout::Ultralytics8 => (
+                [
+                    "metrics/precision(B)",
+                    "metrics/recall(B)",
+                    "metrics/mAP50(B)",
+                    "metrics/mAP50-95(B)",
+                ],
+                "lr/pg",
+                &["epoch", "time"],
+            ),
+        };
+        let mut columns: Vec<String> = lead.iter().map(|c| c.to_string()).collect();
+        columns.extend(losses("train"));
+        columns.extend(metrics.map(String::from));
+        columns.extend(losses("val"));
+        columns.extend((0..3).map(|i| format!("{lr}{i}")));
+        columns
+    }
+}
+
+/// One epoch's results.
+struct ResultsRow<'a> {
+    epoch: usize,
+    /// Seconds since training started (this process's part of it).
+    seconds: f64,
+    train_loss: &'a [f32; 3],
+    val: &'a ValOutcome,
+    lrs: &'a [f64],
+}
 
 /// Drops rows after `last_epoch` from a CSV file whose first field is the epoch (results,
 /// diagnostics): a run killed after writing a row but before saving its
@@ -1176,34 +1330,42 @@ fn truncate_epochs(path: &Path, last_epoch: usize) -> Result<(), FileError> {
     write_atomic(path, (kept.join("\n") + "\n").as_bytes())
 }
 
-/// Adds one results.csv row in ultralytics' layout (20-wide fields, `%20.5g`), rewriting
-/// the file atomically.
+/// Adds one results.csv row in the layout's format, rewriting the file atomically.
 fn append_results(
     path: &Path,
-    epoch: usize,
-    train_loss: &[f32; 3],
-    val: &ValOutcome,
-    lrs: &[f64],
+    layout: ResultsLayout,
+    loss: &Criterion,
+    row: &ResultsRow,
 ) -> Result<(), FileError> {
+    let columns = layout.columns(loss.part_names());
     let mut text = match std::fs::read_to_string(path) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let header: Vec<String> = RESULT_COLUMNS.iter().map(|c| format!("{c:>20}")).collect();
-            header.join(",") + "\n"
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match layout {
+            ResultsLayout::Yolov5 => {
+                let header: Vec<String> = columns.iter().map(|c| format!("{c:>20}")).collect();
+                header.join(",") + "\n"
+            }
+            ResultsLayout::Ultralytics8 => columns.join(",") + "\n",
+        },
         Err(e) => return Err(FileError::new(path, "cannot read")(e)),
     };
-    let m = &val.metrics;
-    let vl = val.loss.unwrap_or_default();
-    let mut values = vec![epoch as f64];
-    values.extend(train_loss.iter().map(|&v| v as f64));
+    let m = &row.val.metrics;
+    let vl = row.val.loss.unwrap_or_default();
+    let mut values = vec![(row.epoch + layout.first_epoch()) as f64];
+    if layout == ResultsLayout::Ultralytics8 {
+        values.push(row.seconds);
+    }
+    values.extend(row.train_loss.iter().map(|&v| v as f64));
     values.extend([m.mp, m.mr, m.map50, m.map]);
     values.extend(vl.iter().map(|&v| v as f64));
-    values.extend(lrs.iter().take(3));
-    let row: Vec<String> = values
+    values.extend(row.lrs.iter().take(3));
+    let fields: Vec<String> = values
         .iter()
-        .map(|&v| format!("{:>20}", format_general(v, 5)))
+        .map(|&v| match layout {
+            ResultsLayout::Yolov5 => format!("{:>20}", format_general(v, 5)),
+            ResultsLayout::Ultralytics8 => format_general(v, 6),
+        })
         .collect();
-    text += &(row.join(",") + "\n");
+    text += &(fields.join(",") + "\n");
     write_atomic(path, text.as_bytes())
 }
