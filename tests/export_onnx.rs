@@ -201,6 +201,29 @@ fn yolov5_and_yolov7_models_export_with_every_block() {
 }
 
 #[test]
+fn yolov8_and_yolo11_export_in_ultralytics_layout() {
+    let x = images((2, 3, 128, 96), 5);
+    // The ultralytics checkpoint (yolo11 at width 1/16: C3k2, C2PSA, the depthwise head)
+    // and yolov8n afresh (C2f), both anchor-free: the file gives (B, 4 + nc, N).
+    let (mut v11, _) = load_model(&fixture("models_v8", "tiny.pt"), None, None, None).unwrap();
+    check(&mut v11, sized((128, 96)), &[&x], "yolo11 tiny.pt");
+    let file = to_onnx(&v11, &sized((128, 96))).unwrap();
+    let dims: Vec<String> = file.output.shape.iter().map(|d| format!("{d:?}")).collect();
+    assert_eq!(
+        dims,
+        ["Fixed(2)", "Fixed(7)", "Fixed(252)"],
+        "(B, 4 + nc, N)"
+    );
+    let config = ModelConfig::load("yolov8n.yaml")
+        .unwrap()
+        .with_nc(3)
+        .unwrap();
+    let mut v8n = Model::new(&config, None, 1, None).unwrap();
+    settle_batch_norms(&v8n);
+    check(&mut v8n, sized((128, 96)), &[&x], "yolov8n");
+}
+
+#[test]
 fn a_dynamic_export_runs_at_other_sizes_and_batches() {
     let config = ModelConfig::load("yolov5n.yaml").unwrap();
     let mut model = Model::new(&config, None, 2, None).unwrap();

@@ -208,17 +208,20 @@ pub fn to_onnx(model: &Model, settings: &OnnxSettings) -> Result<OnnxFile, Graph
     let mut graph = Graph::new(settings.opset);
     let out = model.export(&mut graph, "images")?;
     let out = graph.rename_output(&out, "output0");
-    let no = model.head.nc() + 5;
+    // YOLOv5's layout (bs, anchors, 5 + nc), or ultralytics 8's (bs, 4 + nc, anchors).
+    let anchor_free = model.head.anchored().is_none();
     let anchors_per_cell = model.head.anchored().map_or(1, |d| d.na);
-    let (input_shape, output_shape) = if settings.dynamic {
+    let per_box = Dim::Fixed(model.head.nc() + if anchor_free { 4 } else { 5 });
+    let (batch, anchors, input_shape) = if settings.dynamic {
         (
+            Dim::Named("batch"),
+            Dim::Named("anchors"),
             vec![
                 Dim::Named("batch"),
                 Dim::Fixed(3),
                 Dim::Named("height"),
                 Dim::Named("width"),
             ],
-            vec![Dim::Named("batch"), Dim::Named("anchors"), Dim::Fixed(no)],
         )
     } else {
         let cells: usize = model
@@ -228,18 +231,20 @@ pub fn to_onnx(model: &Model, settings: &OnnxSettings) -> Result<OnnxFile, Graph
             .map(|&s| h.div_ceil(s as usize) * w.div_ceil(s as usize))
             .sum();
         (
+            Dim::Fixed(settings.batch),
+            Dim::Fixed(cells * anchors_per_cell),
             vec![
                 Dim::Fixed(settings.batch),
                 Dim::Fixed(3),
                 Dim::Fixed(h),
                 Dim::Fixed(w),
             ],
-            vec![
-                Dim::Fixed(settings.batch),
-                Dim::Fixed(cells * anchors_per_cell),
-                Dim::Fixed(no),
-            ],
         )
+    };
+    let output_shape = if anchor_free {
+        vec![batch, per_box, anchors]
+    } else {
+        vec![batch, anchors, per_box]
     };
     let input = Io {
         name: "images".into(),

@@ -1,6 +1,7 @@
 //! ONNX models run as weights, with tract (pure Rust): the file's graph, checked to be a
-//! YOLO detector (images (B, 3, H, W) in, (B, N, 5 + nc) out), and its `stride` and
-//! `names` metadata, as yolov5's `DetectMultiBackend` reads them.
+//! YOLO detector (images (B, 3, H, W) in; (B, N, 5 + nc) out as YOLOv5 exports, or
+//! (B, 4 + nc, N) as ultralytics 8 does), and its `stride` and `names` metadata, as
+//! yolov5's `DetectMultiBackend` reads them.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -32,7 +33,7 @@ pub enum OnnxError {
         #[source]
         source: prost::DecodeError,
     },
-    #[error("{}: {what}; a YOLO export has one input `images` (B, 3, H, W) and one output (B, N, 5 + classes)", path.display())]
+    #[error("{}: {what}; a YOLO export has one input `images` (B, 3, H, W) and one output (B, N, 5 + classes) or (B, 4 + classes, N)", path.display())]
     NotYolo { path: PathBuf, what: String },
     #[error("{}: metadata `{key}`: {reason}", path.display())]
     Metadata {
@@ -151,8 +152,26 @@ impl OnnxModel {
         }
         let output_dims = dims(output)
             .ok_or_else(|| not_yolo(format!("output `{}` is not a tensor", output.name)))?;
-        let outputs_per_box = match output_dims.as_slice() {
-            [_, _, Some(no)] if *no > 5 => *no,
+        let meta: HashMap<&str, &str> = proto
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.as_str(), p.value.as_str()))
+            .collect();
+        let names = match meta.get("names") {
+            Some(text) => Some(parse_names(text).map_err(|reason| OnnxError::Metadata {
+                path: path.to_path_buf(),
+                key: "names",
+                reason,
+            })?),
+            None => None,
+        };
+        // YOLOv5's (B, N, 5 + nc) or ultralytics 8's (B, 4 + nc, N); the names decide
+        // when both dimensions are fixed.
+        let named = |nc: usize| names.as_ref().is_none_or(|n| n.len() == nc);
+        let nc = match output_dims.as_slice() {
+            [_, _, Some(no)] if *no > 5 && named(no - 5) => no - 5,
+            [_, Some(per_box), _] if *per_box > 4 && named(per_box - 4) => per_box - 4,
+            [_, _, Some(no)] if *no > 5 => no - 5,
             _ => {
                 return Err(not_yolo(format!(
                     "output `{}` is {}",
@@ -161,20 +180,7 @@ impl OnnxModel {
                 )))
             }
         };
-        let meta: HashMap<&str, &str> = proto
-            .metadata_props
-            .iter()
-            .map(|p| (p.key.as_str(), p.value.as_str()))
-            .collect();
-        let nc = outputs_per_box - 5;
-        let names = match meta.get("names") {
-            Some(text) => parse_names(text).map_err(|reason| OnnxError::Metadata {
-                path: path.to_path_buf(),
-                key: "names",
-                reason,
-            })?,
-            None => (0..nc).map(|i| format!("class{i}")).collect(),
-        };
+        let names = names.unwrap_or_else(|| (0..nc).map(|i| format!("class{i}")).collect());
         if names.len() != nc {
             return Err(OnnxError::Metadata {
                 path: path.to_path_buf(),
@@ -270,7 +276,8 @@ impl OnnxModel {
         Ok(plan)
     }
 
-    /// Runs the graph on `images` (B, 3, H, W), f32 in [0, 1]: (B, N, 5 + nc). A graph
+    /// Runs the graph on `images` (B, 3, H, W), f32 in [0, 1]: (B, N, 5 + nc) (an
+    /// anchor-free model's boxes with an objectness of 1). A graph
     /// with a fixed batch runs them in its batches, the last one padded with zeros.
     pub fn predict(&self, images: &candle_core::Tensor) -> Result<candle_core::Tensor, OnnxError> {
         let n = images.dims().first().copied().unwrap_or(0);
@@ -317,14 +324,38 @@ impl OnnxModel {
             .to_plain_array_view::<f32>()
             .map_err(|e| runtime(e.into()))?;
         let out_shape = output.shape().to_vec();
-        if out_shape.len() != 3 || out_shape[0] != shape[0] || out_shape[2] != self.nc() + 5 {
-            return Err(OnnxError::NotYolo {
-                path: self.path.clone(),
-                what: format!("its output for input {shape:?} is {out_shape:?}"),
-            });
-        }
+        let nc = self.nc();
+        let fits = out_shape.len() == 3 && out_shape[0] == shape[0];
         let values: Vec<f32> = output.iter().copied().collect();
-        candle_core::Tensor::from_vec(values, out_shape, &candle_core::Device::Cpu)
-            .map_err(|e| runtime(e.into()))
+        match out_shape[..] {
+            // YOLOv5's layout: (bs, N, 5 + nc).
+            [_, _, per_box] if fits && per_box == nc + 5 => {
+                candle_core::Tensor::from_vec(values, out_shape, &candle_core::Device::Cpu)
+                    .map_err(|e| runtime(e.into()))
+            }
+            // ultralytics 8's: (bs, 4 + nc, N), no objectness: read as YOLOv5's with an
+            // objectness of 1, which its NMS multiplies by the class scores.
+            [bs, per_box, n] if fits && per_box == nc + 4 => {
+                let mut rows = vec![0f32; bs * n * (nc + 5)];
+                for b in 0..bs {
+                    let src = &values[b * per_box * n..][..per_box * n];
+                    for i in 0..n {
+                        let row = &mut rows[(b * n + i) * (nc + 5)..][..nc + 5];
+                        row[4] = 1.0;
+                        for (k, v) in src.iter().skip(i).step_by(n).enumerate() {
+                            row[if k < 4 { k } else { k + 1 }] = *v;
+                        }
+                    }
+                }
+                candle_core::Tensor::from_vec(rows, (bs, n, nc + 5), &candle_core::Device::Cpu)
+                    .map_err(|e| runtime(e.into()))
+            }
+            _ => Err(OnnxError::NotYolo {
+                path: self.path.clone(),
+                what: format!(
+                    "its output for input {shape:?} is {out_shape:?}, neither (batch, boxes, 5 + {nc}) nor (batch, 4 + {nc}, boxes)"
+                ),
+            }),
+        }
     }
 }

@@ -11,8 +11,9 @@ use rayon::prelude::*;
 use super::block::{Block, BlockContext};
 use super::conv::Conv;
 use crate::act::ActSpec;
+use crate::ops::conv2d::Conv2dParams;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
-use crate::ops::graph::{Graph, GraphError};
+use crate::ops::graph::{Attr, Graph, GraphError};
 use crate::ops::head_conv::head_conv;
 use crate::ops::scalar::sigmoid;
 use crate::ops::storage::with_f32_data;
@@ -252,16 +253,72 @@ impl AnchorFreeDetect {
         Tensor::from_vec(out, (bs, cells, out_no), self.dfl.device())
     }
 
-    /// The ONNX form of the head and its decode.
-    pub fn export(
-        &self,
-        _g: &mut Graph,
-        _xs: &[String],
-    ) -> std::result::Result<String, GraphError> {
-        Err(GraphError::Unsupported {
-            what: "the anchor-free Detect head (YOLOv8, YOLO11)".into(),
-            reason: "its ONNX export is not written yet".into(),
-        })
+    /// Adds the head and its decode to an ONNX graph in ultralytics 8's export layout: the
+    /// levels' maps in, (bs, 4 + nc, N) out: boxes (cx, cy, w, h in pixels) then class
+    /// probabilities, with the arithmetic of [`AnchorFreeDetect::decode`]. The grid comes
+    /// from each map's shape, so the graph takes any input size.
+    pub fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
+        let (r, nc) = (self.reg_max as i64, self.nc as i64);
+        let pointwise = Conv2dParams {
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            groups: 1,
+        };
+        let bins = g.floats(
+            &[1, 1, self.reg_max, 1],
+            (0..self.reg_max).map(|i| i as f32).collect(),
+        );
+        let mut levels = Vec::with_capacity(xs.len());
+        for ((x, (b, c)), &stride) in xs
+            .iter()
+            .zip(self.boxes.iter().zip(&self.classes))
+            .zip(&self.strides)
+        {
+            let branch = |g: &mut Graph, branch: &Branch| {
+                let mut y = x.clone();
+                for conv in &branch.convs {
+                    y = conv.export_on(g, &y)?;
+                }
+                g.conv(&y, &branch.weight, Some(&branch.bias), pointwise)
+            };
+            let dist = branch(g, b)?;
+            let cls = branch(g, c)?;
+            // (bs, 4·R, ny, nx) → (bs, 4, R, cells): each side's expected bin.
+            let sides_shape = g.ints(&[0, 4, r, -1]);
+            let dist = g.binary("Reshape", &dist, &sides_shape);
+            let dist = g.op("Softmax", &[&dist], vec![("axis", Attr::Int(2))]);
+            let dist = g.binary("Mul", &dist, &bins);
+            let axes = g.ints(&[2]);
+            let dist = g.op(
+                "ReduceSum",
+                &[&dist, &axes],
+                vec![("keepdims", Attr::Int(0))],
+            );
+            let halves = g.ints(&[2, 2]);
+            let parts = g.op_outputs("Split", &[&dist, &halves], vec![("axis", Attr::Int(1))], 2);
+            // Cell centres (2, cells), against (bs, 2, cells) distances.
+            let centres = g.grid_cells(x, 0.5);
+            let centres = g.op(
+                "Transpose",
+                &[&centres],
+                vec![("perm", Attr::Ints(vec![1, 0]))],
+            );
+            let top_left = g.binary("Sub", &centres, &parts[0]);
+            let bottom_right = g.binary("Add", &centres, &parts[1]);
+            let sum = g.binary("Add", &top_left, &bottom_right);
+            let two = g.scalar(2.0);
+            let centre = g.binary("Div", &sum, &two);
+            let size = g.binary("Sub", &bottom_right, &top_left);
+            let xywh = g.concat(&[&centre, &size], 1);
+            let s = g.scalar(stride);
+            let xywh = g.binary("Mul", &xywh, &s);
+            let cls_shape = g.ints(&[0, nc, -1]);
+            let cls = g.binary("Reshape", &cls, &cls_shape);
+            let cls = g.unary("Sigmoid", &cls);
+            levels.push(g.concat(&[&xywh, &cls], 1));
+        }
+        Ok(g.concat(&levels, 2))
     }
 
     /// thop's count: the branches' Convs and final convs, and the DFL conv (reg_max

@@ -367,7 +367,7 @@ impl Detect {
             let sizes = g.ints(&[2, 2, no - 4]);
             let parts = g.op_outputs("Split", &[&y, &sizes], vec![("axis", Attr::Int(-1))], 3);
             let two = g.scalar(2.0);
-            let grid = cell_offsets(g, x);
+            let grid = g.grid_cells(x, -0.5);
             let xy = g.binary("Mul", &parts[0], &two);
             let xy = g.binary("Add", &xy, &grid);
             let s = g.scalar(stride as f64);
@@ -393,34 +393,6 @@ impl Detect {
             cost.macs += (hw.0 * hw.1 * w.dim(0).unwrap_or(0) * w.dim(1).unwrap_or(0)) as f64;
         }
     }
-}
-
-/// Each cell's (x − 0.5, y − 0.5), (ny·nx, 2) in row-major order, from the shape of the
-/// level's map `x` (bs, c, ny, nx).
-fn cell_offsets(g: &mut Graph, x: &str) -> String {
-    let shape = g.unary("Shape", x);
-    let dim = |g: &mut Graph, i: i64| {
-        let index = g.int_scalar(i);
-        g.op("Gather", &[&shape, &index], vec![("axis", Attr::Int(0))])
-    };
-    let (ny, nx) = (dim(g, 2), dim(g, 3));
-    let cells = g.binary("Mul", &ny, &nx);
-    let (zero, one) = (g.int_scalar(0), g.int_scalar(1));
-    let cell = g.op("Range", &[&zero, &cells, &one], vec![]);
-    let row = g.binary("Div", &cell, &nx);
-    let row_start = g.binary("Mul", &row, &nx);
-    let column = g.binary("Sub", &cell, &row_start);
-    let half = g.scalar(0.5);
-    let axes = g.ints(&[1]);
-    let offsets: Vec<String> = [column, row]
-        .iter()
-        .map(|v| {
-            let v = g.op("Cast", &[v], vec![("to", Attr::Int(1))]);
-            let v = g.binary("Sub", &v, &half);
-            g.binary("Unsqueeze", &v, &axes)
-        })
-        .collect();
-    g.concat(&[&offsets[0], &offsets[1]], 1)
 }
 
 /// yolov7's ImplicitA (`ia.{level}.implicit`, added to the conv's input) and ImplicitM

@@ -231,6 +231,34 @@ impl Graph {
 
     /// `MaxPool` with a square window, stride and symmetric padding (padding counts as
     /// −∞, as in torch).
+    /// Each cell's (column + `offset`, row + `offset`), (ny·nx, 2) in row-major order, from
+    /// the shape of the map `x` (bs, c, ny, nx): a detection head's grid, at any input size.
+    pub fn grid_cells(&mut self, x: &str, offset: f64) -> String {
+        let shape = self.unary("Shape", x);
+        let dim = |g: &mut Graph, i: i64| {
+            let index = g.int_scalar(i);
+            g.op("Gather", &[&shape, &index], vec![("axis", Attr::Int(0))])
+        };
+        let (ny, nx) = (dim(self, 2), dim(self, 3));
+        let cells = self.binary("Mul", &ny, &nx);
+        let (zero, one) = (self.int_scalar(0), self.int_scalar(1));
+        let cell = self.op("Range", &[&zero, &cells, &one], vec![]);
+        let row = self.binary("Div", &cell, &nx);
+        let row_start = self.binary("Mul", &row, &nx);
+        let column = self.binary("Sub", &cell, &row_start);
+        let shift = self.scalar(offset);
+        let axes = self.ints(&[1]);
+        let offsets: Vec<String> = [column, row]
+            .iter()
+            .map(|v| {
+                let v = self.op("Cast", &[v], vec![("to", Attr::Int(1))]);
+                let v = self.binary("Add", &v, &shift);
+                self.binary("Unsqueeze", &v, &axes)
+            })
+            .collect();
+        self.concat(&[&offsets[0], &offsets[1]], 1)
+    }
+
     pub fn max_pool(&mut self, x: &str, kernel: usize, stride: usize, padding: usize) -> String {
         let (k, s, p) = (kernel as i64, stride as i64, padding as i64);
         self.op(
