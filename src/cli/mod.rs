@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "actyolo",
     version,
-    about = "YOLOv5/YOLOv7 with a zoo of PyTorch-exact activation functions"
+    about = "YOLOv5, YOLOv7, YOLOv8 and YOLO11 with a zoo of PyTorch-exact activation functions"
 )]
 pub struct Cli {
     #[command(subcommand)]
