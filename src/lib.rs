@@ -1,4 +1,4 @@
-//! actyolo: YOLOv5/YOLOv7 object detection whose Conv blocks can use any of 32
+//! actyolo: YOLOv5, YOLOv7, YOLOv8 and YOLO11 object detection whose Conv blocks can use any of 32
 //! activations with PyTorch-exact semantics.
 
 pub mod act;
