@@ -17,6 +17,8 @@ use actyolo::experiment::claim::Shard;
 use actyolo::experiment::record::RunStatus;
 use actyolo::experiment::report::verdict;
 use actyolo::experiment::runner::{compare, status, CompareEvent, CompareOptions};
+use actyolo::model::config::ModelConfig;
+use actyolo::train::optim::OptimizerKind;
 use actyolo::train::trainer::TrainEvent;
 
 /// The defaults make the README's demo: SiLU against Hardswish, five seeds each, on a small
@@ -25,13 +27,13 @@ use actyolo::train::trainer::TrainEvent;
 #[derive(Debug, Args)]
 #[command(
     allow_negative_numbers = true,
-    // The demo: small images, few epochs and Adam (train's default is SGD): from scratch,
-    // SGD needs thousands of iterations before mAP rises, far more than the demo's budget
-    // (YOLOv5's own SGD recipe on 512 synthetic images is at mAP50 0.007 after 10 epochs,
-    // 0.2 after 30).
+    // The demo: small images, few epochs and Adam for YOLOv5 and YOLOv7 (train's auto is
+    // their SGD): from scratch, SGD needs thousands of iterations before mAP rises, far more
+    // than the demo's budget (YOLOv5's own SGD recipe on 512 synthetic images is at mAP50
+    // 0.007 after 10 epochs, 0.2 after 30). YOLOv8 and YOLO11 keep ultralytics 8's auto.
     mut_arg("epochs", |a| a.default_value(DEMO.epochs)),
     mut_arg("imgsz", |a| a.default_value(DEMO.imgsz)),
-    mut_arg("optimizer", |a| a.default_value("Adam")),
+    mut_arg("optimizer", |a| a.help("SGD, Adam, AdamW, or auto: Adam for YOLOv5 and YOLOv7 (their SGD recipe needs far more iterations than a short experiment), ultralytics 8's rule for YOLOv8 and YOLO11 (AdamW with a fitted lr for short runs)")),
     mut_arg("data", |a| a.help("Dataset YAML; without it, a synthetic shapes dataset is made under runs/compare/shapes")),
 )]
 pub struct CompareArgs {
@@ -109,6 +111,11 @@ pub fn run(args: CompareArgs) -> anyhow::Result<()> {
         None => demo_data(args.flags.imgsz)?,
     };
     let device = args.flags.device.device.clone();
+    let mut args = args;
+    let anchor_based = ModelConfig::load(&args.flags.cfg).is_ok_and(|c| !c.anchors.is_empty());
+    if args.flags.optimizer == OptimizerKind::Auto && anchor_based {
+        args.flags.optimizer = OptimizerKind::Adam;
+    }
     let options = CompareOptions {
         device,
         train: args.flags.into_options(

@@ -18,7 +18,7 @@ pub struct TrainFlags {
     /// Dataset YAML (ultralytics format); `actyolo data synth` makes one.
     #[arg(long)]
     pub data: Option<PathBuf>,
-    /// Hyperparameters: a shipped name (hyp.scratch-low.yaml, yolov7's hyp.scratch.tiny.yaml and hyp.scratch.p5.yaml) or a YAML path.
+    /// Hyperparameters: a shipped name (hyp.scratch-low.yaml, yolov7's hyp.scratch.tiny.yaml and hyp.scratch.p5.yaml, ultralytics 8's hyp.v8-default.yaml, which YOLOv8 and YOLO11 take by default) or a YAML path.
     #[arg(long, default_value = "hyp.scratch-low.yaml")]
     pub hyp: String,
     /// Initial weights to fine-tune from (.pt or .safetensors).
