@@ -180,3 +180,19 @@ fn yolov7_parameters_join_yolov7s_groups() {
         assert_eq!(group_of(name), group, "{name}");
     }
 }
+
+#[test]
+fn auto_follows_ultralytics_8() {
+    use actyolo::train::optim::auto_optimizer;
+    // ultralytics 8.4's build_optimizer: lr_fit = round(0.002 * 5 / (4 + nc), 6), AdamW up to
+    // 10,000 iterations (its log for nc=3: "AdamW(lr=0.001429, momentum=0.9)").
+    let short = auto_optimizer(1_280, 3);
+    assert_eq!(
+        (short.kind, short.lr0, short.momentum, short.warmup_bias_lr),
+        (OptimizerKind::AdamW, 0.001429, 0.9, 0.0)
+    );
+    assert_eq!(auto_optimizer(10_000, 80).lr0, 0.000119);
+    let long = auto_optimizer(10_001, 80);
+    assert_eq!((long.kind, long.lr0), (OptimizerKind::Sgd, 0.01));
+    assert!(Optimizer::new(OptimizerKind::Auto, &VarMap::new(), 0.01, 0.9, 0.0).is_err());
+}
