@@ -11,6 +11,7 @@ pub mod loss;
 pub mod loss_v8;
 pub mod optim;
 pub mod ota;
+pub mod results;
 pub mod schedule;
 pub mod tal;
 pub mod trainer;
