@@ -259,12 +259,7 @@ impl AnchorFreeDetect {
     /// from each map's shape, so the graph takes any input size.
     pub fn export(&self, g: &mut Graph, xs: &[String]) -> std::result::Result<String, GraphError> {
         let (r, nc) = (self.reg_max as i64, self.nc as i64);
-        let pointwise = Conv2dParams {
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-            groups: 1,
-        };
+        let pointwise = Conv2dParams::POINTWISE;
         let bins = g.floats(
             &[1, 1, self.reg_max, 1],
             (0..self.reg_max).map(|i| i as f32).collect(),

@@ -250,17 +250,7 @@ impl Detect {
                     Some(k) => x.broadcast_add(&k.add)?,
                     None => x.clone(),
                 };
-                let y = conv2d_with_bias(
-                    &x,
-                    w,
-                    b,
-                    Conv2dParams {
-                        stride: 1,
-                        padding: 0,
-                        dilation: 1,
-                        groups: 1,
-                    },
-                )?;
+                let y = conv2d_with_bias(&x, w, b, Conv2dParams::POINTWISE)?;
                 let y = match implicit {
                     Some(k) => y.broadcast_mul(&k.mul)?,
                     None => y,
@@ -345,12 +335,7 @@ impl Detect {
             .flatten_all()?
             .to_vec1::<f32>()?;
         let (na, no) = (self.na as i64, self.no as i64);
-        let pointwise = Conv2dParams {
-            stride: 1,
-            padding: 0,
-            dilation: 1,
-            groups: 1,
-        };
+        let pointwise = Conv2dParams::POINTWISE;
         let mut levels = Vec::with_capacity(xs.len());
         for (level, (x, (w, b))) in xs.iter().zip(&self.convs).enumerate() {
             let stride = self.strides[level] as f32;

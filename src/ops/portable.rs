@@ -72,12 +72,7 @@ pub fn conv2d_with_bias(
 
 /// The Detect head's 1×1 conv as (N, anchors, H, W, outputs).
 pub fn head_conv(x: &Tensor, weight: &Tensor, bias: &Tensor, anchors: usize) -> Result<Tensor> {
-    let p = Conv2dParams {
-        stride: 1,
-        padding: 0,
-        dilation: 1,
-        groups: 1,
-    };
+    let p = Conv2dParams::POINTWISE;
     let y = conv2d_with_bias(x, weight, bias, p)?;
     let (n, c, h, w) = y.dims4()?;
     y.reshape((n, anchors, c / anchors.max(1), h, w))?

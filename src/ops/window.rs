@@ -11,6 +11,16 @@ pub struct Conv2dParams {
     pub groups: usize,
 }
 
+impl Conv2dParams {
+    /// A 1×1 convolution's: stride 1, no padding, one group.
+    pub const POINTWISE: Conv2dParams = Conv2dParams {
+        stride: 1,
+        padding: 0,
+        dilation: 1,
+        groups: 1,
+    };
+}
+
 /// For a window tap at `offset` (kernel index × dilation) along a row of `len` inputs,
 /// with `stride` and `padding`: the outputs `lo..hi` (of `outputs`) whose input
 /// `o · stride − padding + offset` lies inside the row, and the input of `lo` (clamped into

@@ -270,12 +270,7 @@ impl ActModule for Acon {
                 fc2_weight,
                 fc2_bias,
             } => {
-                let pointwise = Conv2dParams {
-                    stride: 1,
-                    padding: 0,
-                    dilation: 1,
-                    groups: 1,
-                };
+                let pointwise = Conv2dParams::POINTWISE;
                 let pooled = g.unary("GlobalAveragePool", x);
                 let hidden = g.conv(&pooled, fc1_weight, Some(fc1_bias), pointwise)?;
                 let logits = g.conv(&hidden, fc2_weight, Some(fc2_bias), pointwise)?;
