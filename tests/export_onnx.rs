@@ -343,6 +343,7 @@ fn detect_labels(weights: PathBuf, source: &Path, project: &Path) -> Vec<(String
         cfg: None,
         imgsz: 256,
         nms: NmsOptions::default(),
+        family_iou: false,
         save_txt: true,
         save_conf: true,
         save_json: false,

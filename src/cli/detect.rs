@@ -30,9 +30,10 @@ pub struct DetectArgs {
     /// Confidence threshold, 0 to 1.
     #[arg(long, default_value_t = 0.25, value_parser = fraction)]
     conf: f64,
-    /// NMS IoU threshold, 0 to 1.
-    #[arg(long, default_value_t = 0.45, value_parser = fraction)]
-    iou: f64,
+    /// NMS IoU threshold, 0 to 1 [default: 0.45 as detect.py; 0.7 for YOLOv8 and YOLO11, as
+    /// ultralytics 8].
+    #[arg(long, value_parser = fraction)]
+    iou: Option<f64>,
     /// Maximum detections per image.
     #[arg(long, default_value_t = 300, value_parser = positive)]
     max_det: usize,
@@ -71,7 +72,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         imgsz: args.imgsz,
         nms: NmsOptions {
             conf_thres: args.conf,
-            iou_thres: args.iou,
+            iou_thres: args.iou.unwrap_or(0.45),
             classes: args.classes,
             agnostic: args.agnostic_nms,
             multi_label: false,
@@ -80,6 +81,7 @@ pub fn run(args: DetectArgs) -> anyhow::Result<()> {
         save_txt: args.save_txt,
         save_conf: args.save_conf,
         save_json: args.save_json,
+        family_iou: args.iou.is_none(),
         project: args.project,
         name: args.name,
         exist_ok: args.exist_ok,

@@ -29,9 +29,10 @@ pub struct ValArgs {
     /// Confidence threshold, 0 to 1.
     #[arg(long, default_value_t = 0.001, value_parser = fraction)]
     pub conf: f64,
-    /// NMS IoU threshold, 0 to 1.
-    #[arg(long, default_value_t = 0.6, value_parser = fraction)]
-    pub iou: f64,
+    /// NMS IoU threshold, 0 to 1 [default: 0.6 as val.py; 0.7 for YOLOv8 and YOLO11, as
+    /// ultralytics 8].
+    #[arg(long, value_parser = fraction)]
+    pub iou: Option<f64>,
     #[arg(long, default_value_t = 300, value_parser = positive)]
     pub max_det: usize,
     /// Write COCO predictions and ground truth JSON, and print pycocotools-convention mAP.

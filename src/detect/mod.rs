@@ -39,6 +39,9 @@ pub struct DetectOptions {
     /// Square input size, rounded up to a multiple of the stride.
     pub imgsz: usize,
     pub nms: NmsOptions,
+    /// Replace `nms.iou_thres` with the model family's: detect.py's 0.45, or ultralytics 8's
+    /// 0.7 for anchor-free models (the command line's `--iou` not given).
+    pub family_iou: bool,
     pub save_txt: bool,
     pub save_conf: bool,
     pub save_json: bool,
@@ -219,7 +222,7 @@ pub fn detect(
     options: &DetectOptions,
     observer: &mut dyn FnMut(DetectEvent<'_>),
 ) -> Result<DetectSummary, DetectError> {
-    let nms = options.nms.clone();
+    let mut nms = options.nms.clone();
     nms.validate()?;
     let files = list_source(&options.source)?;
     for (path, reason) in &files.skipped {
@@ -230,8 +233,16 @@ pub fn detect(
             given: options.source.clone(),
         });
     }
+    let family_iou = |anchor_free: bool, mut nms: NmsOptions| {
+        if options.family_iou {
+            nms.iou_thres = if anchor_free { 0.7 } else { 0.45 };
+        }
+        nms
+    };
     let predictor = if is_onnx(&options.weights) {
-        let predictor = Predictor::onnx(OnnxModel::load(&options.weights)?, options.imgsz, nms)?;
+        let onnx = OnnxModel::load(&options.weights)?;
+        nms = family_iou(onnx.anchor_free, nms);
+        let predictor = Predictor::onnx(onnx, options.imgsz, nms)?;
         if let Some((h, w)) = predictor.fixed_shape() {
             let note = format!("the ONNX graph's input size is fixed: every image is letterboxed to {h}x{w} (export with --dynamic for detect.py's minimal rectangles)");
             observer(DetectEvent::Note(&note));
@@ -242,6 +253,7 @@ pub fn detect(
         for note in &notes {
             observer(DetectEvent::Note(note));
         }
+        nms = family_iou(model.head.anchored().is_none(), nms);
         Predictor::new(model, options.imgsz, nms)?
     };
     if predictor.imgsz as usize != options.imgsz && predictor.fixed_shape().is_none() {

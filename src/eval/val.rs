@@ -27,7 +27,9 @@ use crate::model::weights::{load_model, WeightsError};
 #[derive(Debug, Clone)]
 pub struct ValOptions {
     pub conf_thres: f64,
-    pub iou_thres: f64,
+    /// NMS IoU threshold; None: the model family's (val.py's 0.6, or ultralytics 8's 0.7
+    /// for anchor-free models).
+    pub iou_thres: Option<f64>,
     pub max_det: usize,
     /// Where to write `predictions.json` and `ground_truth.json` (COCO format), if anywhere.
     pub save_json: Option<PathBuf>,
@@ -37,7 +39,7 @@ impl Default for ValOptions {
     fn default() -> Self {
         ValOptions {
             conf_thres: 0.001,
-            iou_thres: 0.6,
+            iou_thres: None,
             max_det: 300,
             save_json: None,
         }
@@ -163,7 +165,9 @@ pub fn validate(
 ) -> Result<ValOutcome, ValError> {
     let nms = NmsOptions {
         conf_thres: options.conf_thres,
-        iou_thres: options.iou_thres,
+        iou_thres: options
+            .iou_thres
+            .unwrap_or(if model.anchor_free() { 0.7 } else { 0.6 }),
         classes: None,
         agnostic: false,
         multi_label: true,

@@ -132,4 +132,8 @@ impl Predict for Int8Model {
     fn names(&self) -> &[String] {
         &self.model.names
     }
+
+    fn anchor_free(&self) -> bool {
+        self.model.head.anchored().is_none()
+    }
 }

@@ -26,6 +26,10 @@ pub trait Predict: Sync {
     fn nc(&self) -> usize {
         self.names().len()
     }
+
+    /// Whether the model is anchor-free (YOLOv8, YOLO11), whose family validates and
+    /// detects with ultralytics 8's NMS IoU.
+    fn anchor_free(&self) -> bool;
 }
 
 impl Predict for Model {
@@ -37,6 +41,10 @@ impl Predict for Model {
     fn names(&self) -> &[String] {
         &self.names
     }
+
+    fn anchor_free(&self) -> bool {
+        self.head.anchored().is_none()
+    }
 }
 
 impl Predict for OnnxModel {
@@ -46,5 +54,9 @@ impl Predict for OnnxModel {
 
     fn names(&self) -> &[String] {
         &self.names
+    }
+
+    fn anchor_free(&self) -> bool {
+        self.anchor_free
     }
 }

@@ -67,6 +67,8 @@ pub struct OnnxModel {
     pub names: Vec<String>,
     /// The model's largest stride (metadata `stride`; 32 without it, as yolov5).
     pub stride: usize,
+    /// Whether the output is ultralytics 8's (B, 4 + nc, N), an anchor-free head's.
+    pub anchor_free: bool,
     plans: Mutex<HashMap<Vec<usize>, Arc<TypedRunnableModel>>>,
 }
 
@@ -168,10 +170,10 @@ impl OnnxModel {
         // YOLOv5's (B, N, 5 + nc) or ultralytics 8's (B, 4 + nc, N); the names decide
         // when both dimensions are fixed.
         let named = |nc: usize| names.as_ref().is_none_or(|n| n.len() == nc);
-        let nc = match output_dims.as_slice() {
-            [_, _, Some(no)] if *no > 5 && named(no - 5) => no - 5,
-            [_, Some(per_box), _] if *per_box > 4 && named(per_box - 4) => per_box - 4,
-            [_, _, Some(no)] if *no > 5 => no - 5,
+        let (nc, anchor_free) = match output_dims.as_slice() {
+            [_, _, Some(no)] if *no > 5 && named(no - 5) => (no - 5, false),
+            [_, Some(per_box), _] if *per_box > 4 && named(per_box - 4) => (per_box - 4, true),
+            [_, _, Some(no)] if *no > 5 => (no - 5, false),
             _ => {
                 return Err(not_yolo(format!(
                     "output `{}` is {}",
@@ -218,6 +220,7 @@ impl OnnxModel {
             input: input_dims,
             names,
             stride,
+            anchor_free,
             plans: Mutex::new(HashMap::new()),
         })
     }

@@ -26,14 +26,6 @@ impl ResultsLayout {
         }
     }
 
-    /// The NMS IoU threshold of validation during training (val.py's 0.6, ultralytics 8's 0.7).
-    pub fn val_iou(self) -> f64 {
-        match self {
-            ResultsLayout::Yolov5 => 0.6,
-            ResultsLayout::Ultralytics8 => 0.7,
-        }
-    }
-
     /// The header's names, with the loss parts `parts`.
     fn columns(self, parts: [&str; 3]) -> Vec<String> {
         let losses = |split: &str| parts.map(|p| format!("{split}/{p}"));

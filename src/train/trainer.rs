@@ -802,14 +802,10 @@ impl Run {
             self.eval_model
                 .load_state_dict(&ema.tensors, true)
                 .map_err(StepError::from)?;
-            let val_options = ValOptions {
-                iou_thres: self.layout.val_iou(),
-                ..ValOptions::default()
-            };
             let val = validate(
                 &self.eval_model,
                 &self.val_loader,
-                &val_options,
+                &ValOptions::default(),
                 Some(&self.loss as &dyn ValLoss),
                 |index, batches| on(TrainEvent::Validating { index, batches }),
             )
