@@ -170,9 +170,10 @@ fn yaml_mistakes_name_the_row_and_what_is_wrong() {
             &["unknown key `activaton`", "activation"],
         ),
         (
+            // Detect with [nc] alone is the anchor-free head; IDetect needs its anchors.
             "[[[3, 5], 1, Detect, [nc, anchors]]]",
-            "[[[3, 5], 1, Detect, [nc]]]",
-            &["layer 6 Detect", "takes 2 arguments"],
+            "[[[3, 5], 1, IDetect, [nc]]]",
+            &["layer 6 IDetect", "takes 2 arguments"],
         ),
     ];
     for (from, to, expected) in cases {

@@ -4,7 +4,8 @@
 //! Tolerances: items and total within 1e-4 relative; gradients within 1e-5 + 1e-3·|torch|
 //! elementwise (the assigner's CIoU, softmax and sums round differently in the last bits).
 
-use actyolo::train::loss_v8::{V8Gains, V8Loss};
+use actyolo::train::loss::V8Gains;
+use actyolo::train::loss_v8::V8Loss;
 use candle_core::{Device, Tensor, Var};
 
 const SIZES: [(usize, usize); 3] = [(8, 12), (4, 6), (2, 3)];

@@ -67,6 +67,14 @@ pub struct LossHyp {
     pub dfl: Option<f64>,
 }
 
+/// ultralytics 8's loss gains: its `box`, `cls` and `dfl` hyperparameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct V8Gains {
+    pub box_gain: f64,
+    pub cls_gain: f64,
+    pub dfl_gain: f64,
+}
+
 /// Keys a loss needs that the hyperparameter file does not set.
 #[derive(Debug, thiserror::Error)]
 #[error("{loss} needs the hyperparameter{} {}, which the file does not set; start from {example}", if .missing.len() == 1 { "" } else { "s" }, .missing.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "))]
@@ -87,8 +95,8 @@ impl LossHyp {
     }
 
     /// ultralytics 8's gains.
-    pub fn v8_gains(&self) -> Result<crate::train::loss_v8::V8Gains, MissingHyp> {
-        Ok(crate::train::loss_v8::V8Gains {
+    pub fn v8_gains(&self) -> Result<V8Gains, MissingHyp> {
+        Ok(V8Gains {
             box_gain: self.box_gain,
             cls_gain: self.cls_gain,
             dfl_gain: self.dfl.ok_or_else(|| MissingHyp {

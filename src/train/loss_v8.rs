@@ -17,18 +17,10 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor, D};
 
 use super::assign::targets_from_tensor;
-use super::loss::{complete_iou_xyxy, LossError};
+use super::loss::{complete_iou_xyxy, LossError, V8Gains};
 use super::tal::{assign, GroundTruth, TalSettings};
 use crate::act::zoo::LogSigmoid;
 use crate::ops::pointwise::apply;
-
-/// The loss's gains: ultralytics' `box`, `cls` and `dfl` hyperparameters.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct V8Gains {
-    pub box_gain: f64,
-    pub cls_gain: f64,
-    pub dfl_gain: f64,
-}
 
 /// ultralytics 8's loss for a head of `nc` classes, `reg_max` bins and these strides.
 #[derive(Debug, Clone)]
