@@ -410,7 +410,7 @@ struct LevelTerms {
     lcls: Tensor,
 }
 
-fn scalar(t: &Tensor) -> candle_core::Result<f32> {
+pub(super) fn scalar(t: &Tensor) -> candle_core::Result<f32> {
     t.to_dtype(DType::F32)?.to_scalar::<f32>()
 }
 

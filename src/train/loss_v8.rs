@@ -17,7 +17,7 @@ use std::sync::Arc;
 use candle_core::{DType, Device, Tensor, D};
 
 use super::assign::targets_from_tensor;
-use super::loss::{complete_iou_xyxy, LossError, V8Gains};
+use super::loss::{complete_iou_xyxy, scalar, LossError, V8Gains};
 use super::tal::{assign, GroundTruth, TalSettings};
 use crate::act::zoo::LogSigmoid;
 use crate::ops::pointwise::apply;
@@ -273,8 +273,4 @@ fn softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
 fn log_softmax_last(x: &Tensor) -> candle_core::Result<Tensor> {
     let shifted = x.broadcast_sub(&x.max_keepdim(D::Minus1)?.detach())?;
     shifted.broadcast_sub(&shifted.exp()?.sum_keepdim(D::Minus1)?.log()?)
-}
-
-fn scalar(t: &Tensor) -> candle_core::Result<f32> {
-    t.to_dtype(DType::F32)?.to_scalar::<f32>()
 }
