@@ -1,37 +1,53 @@
-//! Issue 6's performance harness: yolov5n (nc=80) on this machine's CPU, actyolo against
-//! PyTorch and onnxruntime, interleaved in one invocation.
+//! The CPU performance harness: actyolo against PyTorch and onnxruntime on this machine,
+//! interleaved in one invocation (models at nc=80).
 //!
 //! ```text
-//! cargo bench --bench perf                        # the comparison table and peak RSS
-//! cargo bench --bench perf -- --profile           # where actyolo's training step spends its time
-//! cargo bench --bench perf -- --acts              # per-activation cost, a representative list
-//! cargo bench --bench perf -- --acts silu,relu,mish
-//! cargo bench --bench perf -- --help              # rounds and runs per round
+//! cargo bench --bench perf                                  # yolov5n: every row below
+//! cargo bench --bench perf -- --model yolov5n,yolov5s       # the issue's full table
+//! cargo bench --bench perf -- --model yolov5s --batch 1 --imgsz 640
+//! cargo bench --bench perf -- --profile                     # where actyolo's time goes
+//! cargo bench --bench perf -- --acts silu,relu,mish         # per-activation cost
+//! cargo bench --bench perf -- --help
 //! ```
 //!
-//! Measured: a) the training step at batch 8, 320 px (forward in train mode, the YOLOv5
-//! loss on fixed synthetic targets, backward, SGD step, as the trainer runs it but with a
-//! step every batch); b) fused inference at batch 1, 640 and 320 px (decode included, NMS
-//! not). Each round measures every engine once, the order alternating between rounds so
-//! that drift hits both sides alike; a row reports the median of the round medians and
-//! the fastest and slowest single run.
+//! Rows: a) the training step (forward in train mode, the YOLOv5 loss on fixed synthetic
+//! targets, backward, gradient clipping, SGD step; data prefetched), at batch 8, 320 px and
+//! batch 16, 640 px; b) fused inference (decode included, NMS not) at batch 1, 640 and
+//! 320 px, and batch 32, 640 px, for actyolo, PyTorch, and onnxruntime on yolov5's own
+//! export and on actyolo's export of the same weights; c) a whole `detect` per image (model
+//! loading, image decoding, letterbox, inference, NMS, saving the annotated image) over
+//! 16 images, against yolov5's detect.py running yolov5's ONNX export in onnxruntime.
+//!
+//! Fairness: every engine's block of a round (one row, one engine: a warm-up, then the timed
+//! runs) runs in a process of its own that exits before the next block starts, so no
+//! engine's threads are alive, spinning or not, while another engine is timed. Each engine
+//! runs with its defaults: PyTorch with as many threads as cores and OpenMP's default wait
+//! policy (`--torch-omp-wait-policy` to change it), onnxruntime with default session
+//! options, actyolo as its CLI runs. The order of the engines alternates between rounds so
+//! that drift hits all alike; a row reports the median of the round medians.
 //!
 //! The peers run in the reference Python environment of ../shared/REFERENCE.md
-//! (`ACTYOLO_PYTHON`, default /tmp/ref/bin/python) through `bench/torch_perf.py`, one
-//! long-lived process that measures on request. Without it the table has actyolo's rows only.
+//! (`ACTYOLO_PYTHON`, default /tmp/ref/bin/python) through `bench/torch_perf.py`, which
+//! also makes the shared weights (a seeded yolov5 checkpoint) and yolov5's exports. Without
+//! it the table has actyolo's rows only, on seeded weights of its own.
 
 mod train_step;
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use actyolo::act::spec::parse_list;
 use actyolo::act::ActSpec;
+use actyolo::detect::{detect, DetectOptions};
+use actyolo::eval::nms::NmsOptions;
+use actyolo::export::{export, ExportOptions};
 use actyolo::model::build::Model;
 use actyolo::model::config::ModelConfig;
 use actyolo::model::latency::{inference_latency, time_runs, Latency};
+use actyolo::model::weights::load_model;
 use actyolo::ops::gemm::{matmul, MatRef};
 use actyolo::util::profile::{self, Stage};
 use anyhow::{bail, Context, Result};
@@ -39,41 +55,70 @@ use candle_core::{Device, Tensor};
 use clap::Parser;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use train_step::{synthetic_targets, TrainStep};
 
-const MODEL: &str = "yolov5n.yaml";
 const HYP: &str = "hyp.scratch-low.yaml";
 const NC: usize = 80;
-const TRAIN_BATCH: usize = 8;
-const TRAIN_IMGSZ: usize = 320;
-const INFER_SIZES: [usize; 2] = [640, 320];
+const MODELS: [&str; 3] = ["yolov5n", "yolov5s", "yolov7-tiny"];
 /// Training steps each peak-RSS process runs.
 const RSS_STEPS: usize = 3;
 /// The sgemm that measures the FP32 peak: n × n × n.
 const PEAK_GEMM_N: usize = 2048;
+/// Images of the whole-detect row, and their size (square, so that detect.py's fixed-shape
+/// ONNX input and actyolo's minimal letterbox are the same 640 × 640).
+const DETECT_IMAGES: usize = 16;
+const DETECT_IMGSZ: usize = 640;
+/// Timed whole-detect runs per round (each over all the images), after one warm-up.
+const DETECT_RUNS: usize = 3;
 const DEFAULT_ACTS: &str = "silu,relu,nn.LeakyReLU(0.1),hardswish,mish,gelu,prelu,AconC,FReLU";
 
 #[derive(Parser)]
 #[command(
-    about = "yolov5n training-step and inference speed: actyolo against PyTorch and onnxruntime"
+    about = "Training-step, inference and detect speed: actyolo against PyTorch and onnxruntime"
 )]
 struct Args {
-    /// Print the per-stage profile of actyolo's training step and inference instead of
-    /// the comparison (with `--acts`: for each of those activations).
+    /// Models, comma-separated: yolov5n, yolov5s, yolov7-tiny.
+    #[arg(long, value_delimiter = ',', default_value = "yolov5n")]
+    model: Vec<String>,
+    /// Training rows, BATCH@SIZE, comma-separated ("none" for none).
+    #[arg(long, default_value = "8@320,16@640")]
+    train: String,
+    /// Inference rows, BATCH@SIZE, comma-separated ("none" for none).
+    #[arg(long, default_value = "1@640,1@320,32@640")]
+    infer: String,
+    /// One inference row (batch 1 unless --batch) and one training row (batch 8 unless
+    /// --batch) at this size, instead of --infer and --train.
+    #[arg(long)]
+    imgsz: Option<usize>,
+    /// One inference row and one training row at this batch (640 px for inference and
+    /// 320 px for training unless --imgsz), instead of --infer and --train.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Leave out the whole-detect row.
+    #[arg(long)]
+    no_detect: bool,
+    /// PyTorch's OMP_WAIT_POLICY (unset, OpenMP's default, unless given).
+    #[arg(long)]
+    torch_omp_wait_policy: Option<String>,
+    /// Print the per-stage profile of actyolo's training step and inference (first model,
+    /// first rows) instead of the comparison (with `--acts`: for each of those activations).
     #[arg(long)]
     profile: bool,
-    /// Print the per-activation cost table instead of the comparison, for these
-    /// comma-separated specs (a representative list when none are given).
+    /// Print the per-activation cost table (first model, first rows) instead of the
+    /// comparison, for these comma-separated specs (a representative list when none given).
     #[arg(long, num_args = 0..=1, default_missing_value = DEFAULT_ACTS)]
     acts: Option<String>,
     /// Interleaved rounds.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
-    /// Timed training steps per engine and round, after one warm-up step.
+    /// Timed training steps per engine and round at batch 8, 320 px, after one warm-up
+    /// step; larger rows run fewer (at least 3).
     #[arg(long, default_value_t = 5)]
     train_runs: usize,
-    /// Timed inferences per engine, size and round, after one warm-up.
+    /// Timed inferences per engine and round at batch 1, 640 px, after one warm-up; larger
+    /// rows run fewer (at least 3), smaller ones as many.
     #[arg(long, default_value_t = 15)]
     infer_runs: usize,
     /// Passed by `cargo bench`.
@@ -82,16 +127,145 @@ struct Args {
     /// Internal: run only the training step and print this process's peak RSS.
     #[arg(long, hide = true)]
     rss_child: bool,
+    /// Internal: run one actyolo block (a JSON request) and print its timings as JSON.
+    #[arg(long, hide = true)]
+    block: Option<String>,
+}
+
+/// A batch and a square image size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+struct Shape {
+    batch: usize,
+    imgsz: usize,
+}
+
+impl Shape {
+    fn parse_list(list: &str) -> Result<Vec<Shape>> {
+        if list == "none" {
+            return Ok(vec![]);
+        }
+        list.split(',')
+            .map(|item| {
+                let (b, s) = item
+                    .split_once('@')
+                    .with_context(|| format!("{item:?}: expected BATCH@SIZE, e.g. 1@640"))?;
+                let shape = Shape {
+                    batch: b
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("{item:?}: batch"))?,
+                    imgsz: s
+                        .trim()
+                        .parse()
+                        .with_context(|| format!("{item:?}: size"))?,
+                };
+                if shape.batch == 0 || shape.imgsz == 0 || shape.imgsz % 32 != 0 {
+                    bail!("{item:?}: the batch must be positive and the size a multiple of 32");
+                }
+                Ok(shape)
+            })
+            .collect()
+    }
+
+    fn pixels(self) -> usize {
+        self.batch * self.imgsz * self.imgsz
+    }
+
+    /// `base` runs at `reference`, fewer for more pixels (at least 3), never more.
+    fn runs(self, base: usize, reference: Shape) -> usize {
+        (base * reference.pixels() / self.pixels()).clamp(3.min(base), base.max(1))
+    }
+}
+
+impl std::fmt::Display for Shape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "b{}@{}", self.batch, self.imgsz)
+    }
+}
+
+const TRAIN_REFERENCE: Shape = Shape {
+    batch: 8,
+    imgsz: 320,
+};
+const INFER_REFERENCE: Shape = Shape {
+    batch: 1,
+    imgsz: 640,
+};
+
+/// What the comparison measures.
+struct BenchSetup {
+    models: Vec<String>,
+    train: Vec<Shape>,
+    infer: Vec<Shape>,
+    detect: bool,
+    rounds: usize,
+    train_runs: usize,
+    infer_runs: usize,
+    torch_omp_wait_policy: Option<String>,
+}
+
+impl BenchSetup {
+    fn new(args: &Args) -> Result<BenchSetup> {
+        for model in &args.model {
+            if !MODELS.contains(&model.as_str()) {
+                bail!("--model {model}: one of {}", MODELS.join(", "));
+            }
+        }
+        let (train, infer) = if args.imgsz.is_some() || args.batch.is_some() {
+            let one = |batch: usize, imgsz: usize| Shape::parse_list(&format!("{batch}@{imgsz}"));
+            (
+                one(args.batch.unwrap_or(8), args.imgsz.unwrap_or(320))?,
+                one(args.batch.unwrap_or(1), args.imgsz.unwrap_or(640))?,
+            )
+        } else {
+            (
+                Shape::parse_list(&args.train)?,
+                Shape::parse_list(&args.infer)?,
+            )
+        };
+        Ok(BenchSetup {
+            models: args.model.clone(),
+            train,
+            infer,
+            detect: !args.no_detect,
+            rounds: args.rounds.max(1),
+            train_runs: args.train_runs,
+            infer_runs: args.infer_runs,
+            torch_omp_wait_policy: args.torch_omp_wait_policy.clone(),
+        })
+    }
+
+    /// The model of `--profile` and `--acts`, and their rows.
+    fn first(&self) -> Result<(String, Shape, Shape)> {
+        Ok((
+            self.models.first().context("--model is empty")?.clone(),
+            *self.train.first().unwrap_or(&TRAIN_REFERENCE),
+            *self.infer.first().unwrap_or(&Shape {
+                batch: 1,
+                imgsz: 320,
+            }),
+        ))
+    }
 }
 
 fn main() -> Result<()> {
     // One candle thread, and freed memory kept for reuse, as the CLI runs.
     actyolo::util::runtime::configure();
     let args = Args::parse();
-    if args.rss_child {
-        return train_step_peak_rss();
+    if let Some(request) = &args.block {
+        let request: BlockRequest = serde_json::from_str(request).context("--block")?;
+        let answer = match run_block(&request) {
+            Ok(latency) => latency_json(&latency),
+            Err(e) => json!({ "error": format!("{e:#}") }),
+        };
+        println!("{answer}");
+        return Ok(());
     }
-    let setup = BenchSetup::new(&args);
+    let setup = BenchSetup::new(&args)?;
+    if args.rss_child {
+        let (model, train, _) = setup.first()?;
+        return train_step_peak_rss(&model, train);
+    }
     match &args.acts {
         Some(list) if args.profile => parse_list(list)?
             .iter()
@@ -102,24 +276,12 @@ fn main() -> Result<()> {
     }
 }
 
-/// Repetitions, and the synthetic targets every engine trains on.
-struct BenchSetup {
-    rounds: usize,
-    train_runs: usize,
-    infer_runs: usize,
-    /// (image, class, x, y, w, h) rows, normalised, as the loss reads them.
-    targets: Vec<[f32; 6]>,
+fn cfg_name(model: &str) -> String {
+    format!("{model}.yaml")
 }
 
-impl BenchSetup {
-    fn new(args: &Args) -> BenchSetup {
-        BenchSetup {
-            rounds: args.rounds.max(1),
-            train_runs: args.train_runs,
-            infer_runs: args.infer_runs,
-            targets: synthetic_targets(TRAIN_BATCH, NC),
-        }
-    }
+fn cfg_path(model: &str) -> String {
+    format!("{}/configs/models/{model}.yaml", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn first_conv_activation(model: &Model) -> Option<&actyolo::act::Activation> {
@@ -131,9 +293,14 @@ fn first_conv_activation(model: &Model) -> Option<&actyolo::act::Activation> {
         .next()
 }
 
-/// A fused (Conv+BN folded) batch-1 inference model.
-fn inference_model(act: Option<&ActSpec>) -> Result<Model> {
-    let mut model = Model::new(&ModelConfig::load(MODEL)?.with_nc(NC)?, act, 0, None)?;
+/// A fused (Conv+BN folded) inference model on seeded weights.
+fn inference_model(model: &str, act: Option<&ActSpec>) -> Result<Model> {
+    let mut model = Model::new(
+        &ModelConfig::load(&cfg_name(model))?.with_nc(NC)?,
+        act,
+        0,
+        None,
+    )?;
     model.fuse()?;
     Ok(model)
 }
@@ -165,124 +332,504 @@ impl Rounds {
     }
 }
 
-/// The comparison: training step and inference, every engine, interleaved; then peak RSS.
-fn compare(setup: &BenchSetup) -> Result<()> {
-    let mut peer = match Peer::start(setup) {
-        Ok(peer) => Some(peer),
-        Err(e) => {
-            println!("(no PyTorch/onnxruntime peers: {e:#}; actyolo numbers only)\n");
-            None
+/// Who runs a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Engine {
+    Actyolo,
+    Torch,
+    /// onnxruntime on yolov5's own export.
+    OrtYolov5,
+    /// onnxruntime on actyolo's export of the same weights.
+    OrtActyolo,
+    /// yolov5's detect.py with yolov5's ONNX export in onnxruntime.
+    DetectPy,
+}
+
+impl Engine {
+    const ALL: [Engine; 5] = [
+        Engine::Actyolo,
+        Engine::Torch,
+        Engine::OrtYolov5,
+        Engine::OrtActyolo,
+        Engine::DetectPy,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Engine::Actyolo => "actyolo",
+            Engine::Torch => "PyTorch",
+            Engine::OrtYolov5 => "onnxruntime, yolov5's export",
+            Engine::OrtActyolo => "onnxruntime, actyolo's export",
+            Engine::DetectPy => "detect.py, onnxruntime",
         }
+    }
+
+    /// The name torch_perf.py's block mode knows it by.
+    fn peer_name(self) -> &'static str {
+        match self {
+            Engine::Actyolo => "actyolo",
+            Engine::Torch => "torch",
+            Engine::OrtYolov5 | Engine::OrtActyolo => "onnxruntime",
+            Engine::DetectPy => "detect.py",
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Measurement {
+    Train(String, Shape),
+    Infer(String, Shape),
+    Detect(String),
+}
+
+impl Measurement {
+    fn model(&self) -> &str {
+        match self {
+            Measurement::Train(m, _) | Measurement::Infer(m, _) | Measurement::Detect(m) => m,
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Measurement::Train(m, s) => format!("{m} train step {s}"),
+            Measurement::Infer(m, s) => format!("{m} inference {s} fused"),
+            Measurement::Detect(m) => format!("{m} whole detect, per image @{DETECT_IMGSZ}"),
+        }
+    }
+
+    fn runs_on(&self, engine: Engine) -> bool {
+        match self {
+            Measurement::Train(..) => matches!(engine, Engine::Actyolo | Engine::Torch),
+            Measurement::Infer(..) => engine != Engine::DetectPy,
+            Measurement::Detect(_) => matches!(engine, Engine::Actyolo | Engine::DetectPy),
+        }
+    }
+}
+
+/// One block, as the actyolo child and torch_perf.py's block mode read it.
+#[derive(Debug, Serialize, Deserialize)]
+struct BlockRequest {
+    engine: String,
+    /// "train", "infer" or "detect".
+    kind: String,
+    model: String,
+    cfg: String,
+    hyp: String,
+    /// The shared checkpoint, when the peers made one.
+    weights: Option<PathBuf>,
+    onnx: Option<PathBuf>,
+    batch: usize,
+    imgsz: usize,
+    runs: usize,
+    targets: Vec<[f32; 6]>,
+    /// The whole-detect row's images and its output folder.
+    source: Option<PathBuf>,
+    project: Option<PathBuf>,
+}
+
+/// The files every engine shares: a scratch folder, removed at the end.
+struct Workspace {
+    dir: PathBuf,
+    /// The seeded yolov5 checkpoint per model, when the peers made it.
+    weights: HashMap<String, PathBuf>,
+    /// The engines that can run (actyolo always).
+    engines: Vec<Engine>,
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn onnx_path(dir: &Path, model: &str, shape: Shape, exporter: Engine) -> PathBuf {
+    let tool = if exporter == Engine::OrtYolov5 {
+        ""
+    } else {
+        ".actyolo"
     };
-    let mut train = TrainStep::new(
-        MODEL,
-        NC,
-        None,
-        (TRAIN_BATCH, TRAIN_IMGSZ),
-        &setup.targets,
-        &Device::Cpu,
-    )?;
-    let infer = inference_model(None)?;
-    let engines: Vec<String> = std::iter::once("actyolo".to_string())
-        .chain(peer.iter().flat_map(|p| p.engines.clone()))
-        .collect();
-    let omp_wait_policy = peer.as_ref().map(|p| p.omp_wait_policy.clone());
-    // Per (measurement, engine): the rounds so far.
-    let mut results: HashMap<(Measurement, &str), Rounds> = HashMap::new();
-    let measurements: Vec<Measurement> = std::iter::once(Measurement::Train)
-        .chain(INFER_SIZES.map(Measurement::Infer))
-        .collect();
+    dir.join(format!(
+        "{model}_b{}_{}{tool}.onnx",
+        shape.batch, shape.imgsz
+    ))
+}
+
+impl Workspace {
+    /// Makes the scratch folder, the detect images, and (through torch_perf.py's prepare
+    /// mode) the checkpoints and yolov5's exports; actyolo exports the same checkpoints.
+    fn prepare(setup: &BenchSetup) -> Result<Workspace> {
+        let dir = std::env::temp_dir().join(format!("actyolo-perf-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("images"))?;
+        let mut workspace = Workspace {
+            dir,
+            weights: HashMap::new(),
+            engines: vec![Engine::Actyolo],
+        };
+        write_detect_images(&workspace.dir.join("images"))?;
+        let request = json!({
+            "dir": workspace.dir,
+            "models": setup.models.iter().map(|m| json!({"name": m, "cfg": cfg_path(m)})).collect::<Vec<_>>(),
+            "infer": setup.infer,
+            "detect_shape": INFER_REFERENCE,
+        });
+        let answer = match python_script("prepare", &request, None) {
+            Ok(answer) => answer,
+            Err(e) => {
+                println!("(no PyTorch/onnxruntime peers: {e:#}; actyolo numbers only)\n");
+                return Ok(workspace);
+            }
+        };
+        workspace.engines.push(Engine::Torch);
+        for model in &setup.models {
+            workspace
+                .weights
+                .insert(model.clone(), workspace.dir.join(format!("{model}.pt")));
+        }
+        if answer["onnxruntime"].as_bool() == Some(true) {
+            workspace.engines.push(Engine::OrtYolov5);
+            workspace.engines.push(Engine::OrtActyolo);
+            for (model, shape) in setup
+                .models
+                .iter()
+                .flat_map(|m| setup.infer.iter().map(move |s| (m, *s)))
+            {
+                export(&ExportOptions {
+                    weights: workspace.weights[model].clone(),
+                    cfg: None,
+                    imgsz: vec![shape.imgsz],
+                    batch: shape.batch,
+                    dynamic: false,
+                    opset: 17,
+                    half: false,
+                    out: Some(onnx_path(&workspace.dir, model, shape, Engine::OrtActyolo)),
+                    device: Device::Cpu,
+                })
+                .with_context(|| format!("actyolo's export of {model} at {shape}"))?;
+            }
+            if answer["detect"].as_bool() == Some(true) {
+                workspace.engines.push(Engine::DetectPy);
+            }
+        }
+        Ok(workspace)
+    }
+
+    fn request(&self, setup: &BenchSetup, m: &Measurement, engine: Engine) -> BlockRequest {
+        let model = m.model().to_string();
+        let (kind, shape, runs) = match m {
+            Measurement::Train(_, s) => ("train", *s, s.runs(setup.train_runs, TRAIN_REFERENCE)),
+            Measurement::Infer(_, s) => ("infer", *s, s.runs(setup.infer_runs, INFER_REFERENCE)),
+            Measurement::Detect(_) => ("detect", INFER_REFERENCE, DETECT_RUNS),
+        };
+        let onnx = match engine {
+            Engine::OrtActyolo => Some(onnx_path(&self.dir, &model, shape, Engine::OrtActyolo)),
+            Engine::OrtYolov5 | Engine::DetectPy => {
+                Some(onnx_path(&self.dir, &model, shape, Engine::OrtYolov5))
+            }
+            Engine::Actyolo | Engine::Torch => None,
+        };
+        BlockRequest {
+            engine: engine.peer_name().to_string(),
+            kind: kind.to_string(),
+            cfg: cfg_path(&model),
+            hyp: format!("{}/configs/hyps/{HYP}", env!("CARGO_MANIFEST_DIR")),
+            weights: self.weights.get(&model).cloned(),
+            onnx,
+            batch: shape.batch,
+            imgsz: shape.imgsz,
+            runs,
+            targets: synthetic_targets(shape.batch, NC),
+            source: Some(self.dir.join("images")),
+            project: Some(self.dir.join("detect")),
+            model,
+        }
+    }
+}
+
+/// Seeded noise images with a few flat rectangles, square, as JPEG files.
+fn write_detect_images(dir: &Path) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(0);
+    for i in 0..DETECT_IMAGES {
+        let size = DETECT_IMGSZ as u32;
+        let mut image = image::RgbImage::from_fn(size, size, |_, _| {
+            image::Rgb([rng.random(), rng.random(), rng.random()])
+        });
+        for _ in 0..4 {
+            let (x0, y0) = (rng.random_range(0..size / 2), rng.random_range(0..size / 2));
+            let (w, h) = (
+                rng.random_range(32..size / 2),
+                rng.random_range(32..size / 2),
+            );
+            let colour = image::Rgb([rng.random(), rng.random(), rng.random()]);
+            for y in y0..y0 + h {
+                for x in x0..x0 + w {
+                    image.put_pixel(x, y, colour);
+                }
+            }
+        }
+        image.save(dir.join(format!("{i:02}.jpg")))?;
+    }
+    Ok(())
+}
+
+fn latency_json(l: &Latency) -> Value {
+    json!({ "median_ms": l.median_ms, "min_ms": l.min_ms, "max_ms": l.max_ms, "runs": l.runs })
+}
+
+/// `--block`: one actyolo block, in this (child) process.
+fn run_block(request: &BlockRequest) -> Result<Latency> {
+    let shape = Shape {
+        batch: request.batch,
+        imgsz: request.imgsz,
+    };
+    match request.kind.as_str() {
+        "train" => {
+            let mut train = TrainStep::new(
+                &cfg_name(&request.model),
+                NC,
+                None,
+                (shape.batch, shape.imgsz),
+                &request.targets,
+                &Device::Cpu,
+            )?;
+            Ok(time_runs(request.runs, || train.run())?)
+        }
+        "infer" => {
+            let mut model = match &request.weights {
+                Some(weights) => load_model(weights, None, None, None)?.0,
+                None => Model::new(
+                    &ModelConfig::load(&cfg_name(&request.model))?.with_nc(NC)?,
+                    None,
+                    0,
+                    None,
+                )?,
+            };
+            model.fuse()?;
+            Ok(inference_latency(
+                &model,
+                shape.batch,
+                shape.imgsz,
+                request.runs,
+            )?)
+        }
+        "detect" => {
+            let (Some(weights), Some(source), Some(project)) =
+                (&request.weights, &request.source, &request.project)
+            else {
+                bail!("the detect block needs the shared checkpoint and the images");
+            };
+            let options = DetectOptions {
+                weights: weights.clone(),
+                source: source.display().to_string(),
+                cfg: None,
+                imgsz: shape.imgsz,
+                nms: NmsOptions {
+                    max_det: 1000,
+                    ..NmsOptions::default()
+                },
+                family_iou: true,
+                save_txt: false,
+                save_conf: false,
+                save_json: false,
+                project: project.clone(),
+                name: "actyolo".into(),
+                exist_ok: true,
+                device: Device::Cpu,
+            };
+            let latency = time_runs(request.runs, || {
+                detect(&options, &mut |_| {}).map_err(candle_core::Error::wrap)?;
+                Ok(())
+            })?;
+            let per_image = |ms: f64| ms / DETECT_IMAGES as f64;
+            Ok(Latency {
+                median_ms: per_image(latency.median_ms),
+                min_ms: per_image(latency.min_ms),
+                max_ms: per_image(latency.max_ms),
+                runs: latency.runs,
+            })
+        }
+        other => bail!("unknown block kind {other:?}"),
+    }
+}
+
+/// Runs one block in a fresh process (this binary for actyolo, torch_perf.py for the
+/// peers), which exits before this returns.
+fn run_engine_block(request: &BlockRequest, engine: Engine, setup: &BenchSetup) -> Result<Latency> {
+    let answer = if engine == Engine::Actyolo {
+        let out = Command::new(std::env::current_exe()?)
+            .arg("--block")
+            .arg(serde_json::to_string(request)?)
+            .stderr(Stdio::inherit())
+            .output()?;
+        serde_json::from_slice::<Value>(&out.stdout).with_context(|| {
+            format!(
+                "actyolo's block answered {:?}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })?
+    } else {
+        python_script(
+            "block",
+            &serde_json::to_value(request)?,
+            setup.torch_omp_wait_policy.as_deref(),
+        )?
+    };
+    if let Some(e) = answer.get("error") {
+        bail!("{} {}: {e}", engine.label(), request.kind);
+    }
+    let ms = |key: &str| {
+        answer[key]
+            .as_f64()
+            .with_context(|| format!("block answer {answer} lacks {key}"))
+    };
+    Ok(Latency {
+        median_ms: ms("median_ms")?,
+        min_ms: ms("min_ms")?,
+        max_ms: ms("max_ms")?,
+        runs: request.runs,
+    })
+}
+
+/// The machine, for the table's heading: CPU model, cores, date.
+fn machine_line() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|info| {
+            info.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let date = Command::new("date")
+        .arg("+%Y-%m-%d")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{cpu}, {} cores, {date}",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    )
+}
+
+/// The comparison: every row, every engine, interleaved; then peak RSS.
+fn compare(setup: &BenchSetup) -> Result<()> {
+    let workspace = Workspace::prepare(setup)?;
+    let mut measurements: Vec<Measurement> = Vec::new();
+    for model in &setup.models {
+        measurements.extend(
+            setup
+                .train
+                .iter()
+                .map(|s| Measurement::Train(model.clone(), *s)),
+        );
+        measurements.extend(
+            setup
+                .infer
+                .iter()
+                .map(|s| Measurement::Infer(model.clone(), *s)),
+        );
+        if setup.detect && workspace.engines.contains(&Engine::DetectPy) {
+            measurements.push(Measurement::Detect(model.clone()));
+        }
+    }
+    let mut results: HashMap<(Measurement, Engine), Rounds> = HashMap::new();
     // The peak is measured in every round, so that it sees the same load as the rest.
     let mut peak = 0f64;
+    let started = Instant::now();
     for round in 0..setup.rounds {
         peak = peak.max(sgemm_peak_gflops()?);
-        for &m in &measurements {
-            let mut order: Vec<&str> = engines
+        for m in &measurements {
+            let mut order: Vec<Engine> = workspace
+                .engines
                 .iter()
-                .map(String::as_str)
-                .filter(|e| m.runs_on(e))
+                .copied()
+                .filter(|e| m.runs_on(*e))
                 .collect();
             if round % 2 == 1 {
                 order.reverse();
             }
             for engine in order {
-                let latency = match (engine, m, peer.as_mut()) {
-                    ("actyolo", Measurement::Train, _) => {
-                        time_runs(setup.train_runs, || train.run())?
-                    }
-                    ("actyolo", Measurement::Infer(size), _) => {
-                        inference_latency(&infer, size, setup.infer_runs)?
-                    }
-                    (_, _, Some(peer)) => peer.measure(engine, m, setup)?,
-                    (_, _, None) => continue,
-                };
-                results.entry((m, engine)).or_default().0.push(latency);
+                let request = workspace.request(setup, m, engine);
+                match run_engine_block(&request, engine, setup) {
+                    Ok(latency) => results
+                        .entry((m.clone(), engine))
+                        .or_default()
+                        .0
+                        .push(latency),
+                    Err(e) => eprintln!("{}: {}: {e:#}", m.label(), engine.label()),
+                }
             }
         }
-        eprintln!("round {}/{} done", round + 1, setup.rounds);
+        eprintln!(
+            "round {}/{} done ({:.0} s)",
+            round + 1,
+            setup.rounds,
+            started.elapsed().as_secs_f64()
+        );
     }
-    drop(peer);
 
-    println!("yolov5n (nc={NC}) on {} threads; FP32 peak {peak:.0} GFLOP/s (sgemm {PEAK_GEMM_N}³, best of 3 per round).", rayon::current_num_threads());
-    println!("GFLOP per inference: ultralytics' count (2 × MACs, BatchNorm folded); a training step counts 3 × forward × batch (forward, input and weight gradients).");
+    println!("Machine: {}. FP32 peak {peak:.0} GFLOP/s (sgemm {PEAK_GEMM_N}³ on {} threads, best of 3 per round).", machine_line(), rayon::current_num_threads());
+    println!("GFLOP per inference: ultralytics' count (2 × MACs, BatchNorm folded) × batch; a training step counts 3 × forward (forward, input and weight gradients).");
     println!(
-        "Rounds: {}, interleaved; median of the round medians (min–max over all runs).",
+        "Rounds: {}, interleaved, the engine order alternating; median of the round medians (min–max over all runs).",
         setup.rounds
     );
-    if let Some(policy) = omp_wait_policy {
-        println!("PyTorch: 2 threads, OMP_WAIT_POLICY={policy}; onnxruntime: 2 intra-op threads.");
+    println!("Every engine's block of a round runs in its own process, which exits before the next block starts: no engine's threads are alive while another is timed.");
+    if workspace.engines.contains(&Engine::Torch) {
+        println!(
+            "PyTorch: {} threads (one per core), OMP_WAIT_POLICY {}; onnxruntime: default session options; the same seeded weights everywhere.",
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
+            setup.torch_omp_wait_policy.as_deref().unwrap_or("unset (OpenMP's default)")
+        );
     }
+    println!("Whole detect: wall time of one run over {DETECT_IMAGES} images of {DETECT_IMGSZ}×{DETECT_IMGSZ}, per image (model loading, decoding, letterbox, inference, NMS, saving), after one warm-up run.");
     println!();
     println!("| measurement | engine | median ms | min–max ms | actyolo / engine | GFLOP/s | % of peak |");
     println!("|---|---|---|---|---|---|---|");
-    for &m in &measurements {
-        let gflop = match m {
-            Measurement::Train => 3.0 * train.forward_gflop(),
-            Measurement::Infer(size) => infer.gflops(size),
+    let mut gflops: HashMap<String, Model> = HashMap::new();
+    for m in &measurements {
+        let model = match gflops.entry(m.model().to_string()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                e.insert(inference_model(m.model(), None)?)
+            }
         };
-        let ours = results.get(&(m, "actyolo")).map(Rounds::median_ms);
-        for engine in &engines {
-            let Some(r) = results.get(&(m, engine.as_str())) else {
+        let gflop = match m {
+            Measurement::Train(_, s) => Some(3.0 * model.gflops(s.imgsz) * s.batch as f64),
+            Measurement::Infer(_, s) => Some(model.gflops(s.imgsz) * s.batch as f64),
+            Measurement::Detect(_) => None,
+        };
+        let ours = results
+            .get(&(m.clone(), Engine::Actyolo))
+            .map(Rounds::median_ms);
+        for engine in Engine::ALL {
+            let Some(r) = results.get(&(m.clone(), engine)) else {
                 continue;
             };
-            let ratio = match (engine.as_str(), ours) {
-                ("actyolo", _) | (_, None) => "—".to_string(),
+            let ratio = match (engine, ours) {
+                (Engine::Actyolo, _) | (_, None) => "—".to_string(),
                 (_, Some(ours)) => format!("{:.2}×", ours / r.median_ms()),
             };
-            let rate = gflop / (r.median_ms() * 1e-3);
+            let (rate, share) = match gflop {
+                Some(g) => {
+                    let rate = g / (r.median_ms() * 1e-3);
+                    (format!("{rate:.1}"), format!("{:.1}%", 100.0 * rate / peak))
+                }
+                None => ("—".into(), "—".into()),
+            };
             println!(
-                "| {} | {engine} | {:.1} | {:.1}–{:.1} | {ratio} | {rate:.1} | {:.1}% |",
+                "| {} | {} | {:.1} | {:.1}–{:.1} | {ratio} | {rate} | {share} |",
                 m.label(),
+                engine.label(),
                 r.median_ms(),
                 r.min_ms(),
                 r.max_ms(),
-                100.0 * rate / peak
             );
         }
     }
-    drop(train);
     println!();
     print_peak_rss(setup)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-enum Measurement {
-    Train,
-    Infer(usize),
-}
-
-impl Measurement {
-    fn label(self) -> String {
-        match self {
-            Measurement::Train => format!("train step b{TRAIN_BATCH}@{TRAIN_IMGSZ}"),
-            Measurement::Infer(size) => format!("inference b1@{size} fused"),
-        }
-    }
-
-    /// onnxruntime only infers.
-    fn runs_on(self, engine: &str) -> bool {
-        !(self == Measurement::Train && engine == "onnxruntime")
-    }
 }
 
 /// The best GFLOP/s of a large f32 GEMM on all rayon threads: what the machine can reach.
@@ -305,126 +852,52 @@ fn sgemm_peak_gflops() -> Result<f64> {
     Ok(2.0 * (n as f64).powi(3) / (best.min_ms * 1e-3) / 1e9)
 }
 
-/// bench/torch_perf.py in serve mode: PyTorch's and onnxruntime's side, one request at a time.
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    /// The engines it offers: "torch", and "onnxruntime" when that is installed.
-    engines: Vec<String>,
-    /// How torch's OpenMP threads wait (the script makes them passive unless told).
-    omp_wait_policy: String,
-}
-
-impl Peer {
-    fn start(setup: &BenchSetup) -> Result<Peer> {
-        let mut child = python_script("serve")?;
-        let stdin = child.stdin.take().context("peer stdin")?;
-        let stdout = BufReader::new(child.stdout.take().context("peer stdout")?);
-        let mut peer = Peer {
-            child,
-            stdin,
-            stdout,
-            engines: vec![],
-            omp_wait_policy: String::new(),
-        };
-        let ready = peer.send(&peer_setup(setup))?;
-        peer.engines =
-            serde_json::from_value(ready["ready"].clone()).context("peer's ready line")?;
-        peer.omp_wait_policy = ready["omp_wait_policy"]
-            .as_str()
-            .unwrap_or("unknown")
-            .to_string();
-        Ok(peer)
-    }
-
-    /// Sends one JSON line and reads the answer; an answer with "error" is an error.
-    fn send(&mut self, message: &Value) -> Result<Value> {
-        writeln!(self.stdin, "{message}")?;
-        self.stdin.flush()?;
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the peer process exited (run bench/torch_perf.py by hand to see why)");
-        }
-        let answer: Value =
-            serde_json::from_str(&line).with_context(|| format!("peer answered {line:?}"))?;
-        match answer.get("error") {
-            Some(e) => bail!("peer: {e}"),
-            None => Ok(answer),
-        }
-    }
-
-    fn measure(&mut self, engine: &str, m: Measurement, setup: &BenchSetup) -> Result<Latency> {
-        let request = match m {
-            Measurement::Train => json!({ "train": setup.train_runs }),
-            Measurement::Infer(size) => {
-                json!({ "infer": engine, "imgsz": size, "runs": setup.infer_runs })
-            }
-        };
-        let answer = self.send(&request)?;
-        let ms = |key: &str| {
-            answer[key]
-                .as_f64()
-                .with_context(|| format!("peer answer {answer} lacks {key}"))
-        };
-        let runs = match m {
-            Measurement::Train => setup.train_runs,
-            Measurement::Infer(_) => setup.infer_runs,
-        };
-        Ok(Latency {
-            median_ms: ms("median_ms")?,
-            min_ms: ms("min_ms")?,
-            max_ms: ms("max_ms")?,
-            runs,
-        })
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        // The script ends at the end of its input; kill it only if it does not.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts bench/torch_perf.py in `mode` with piped stdin and stdout.
-fn python_script(mode: &str) -> Result<Child> {
+/// Runs bench/torch_perf.py in `mode` with `request` as its one input line and returns
+/// its one JSON answer; an answer with "error" is an error.
+fn python_script(mode: &str, request: &Value, omp_wait_policy: Option<&str>) -> Result<Value> {
     let python = std::env::var("ACTYOLO_PYTHON").unwrap_or_else(|_| "/tmp/ref/bin/python".into());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/torch_perf.py");
-    Command::new(&python)
+    let mut command = Command::new(&python);
+    command
         .arg(script)
         .arg(mode)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::null());
+    if let Some(policy) = omp_wait_policy {
+        command.env("OMP_WAIT_POLICY", policy);
+    }
+    let mut child = command
         .spawn()
-        .with_context(|| format!("cannot start {python} (set ACTYOLO_PYTHON)"))
+        .with_context(|| format!("cannot start {python} (set ACTYOLO_PYTHON)"))?;
+    writeln!(child.stdin.take().context("peer stdin")?, "{request}")?;
+    let out = child.wait_with_output()?;
+    let answer: Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "torch_perf.py {mode} answered {:?} (run it by hand to see why)",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })?;
+    match answer.get("error") {
+        Some(e) => bail!("torch_perf.py {mode}: {e}"),
+        None => Ok(answer),
+    }
 }
 
-/// The setup line torch_perf.py reads first.
-fn peer_setup(setup: &BenchSetup) -> Value {
-    let dir = env!("CARGO_MANIFEST_DIR");
-    json!({
-        "cfg": format!("{dir}/configs/models/{MODEL}"),
-        "hyp": format!("{dir}/configs/hyps/{HYP}"),
-        "batch": TRAIN_BATCH,
-        "imgsz": TRAIN_IMGSZ,
-        "infer_sizes": INFER_SIZES,
-        "targets": setup.targets,
-        "rss_steps": RSS_STEPS,
-    })
-}
-
-/// Peak RSS of a process that only builds the model and runs training steps: actyolo in
-/// a child of this binary (this process holds other models and the peer's pipes), PyTorch
-/// in its own process (its baseline includes the Python interpreter and torch's libraries).
+/// Peak RSS of a process that only builds the model and runs training steps (first model,
+/// first training row): actyolo in a child of this binary, PyTorch in its own process (its
+/// baseline includes the Python interpreter and torch's libraries).
 fn print_peak_rss(setup: &BenchSetup) -> Result<()> {
-    let exe = std::env::current_exe()?;
-    let out = Command::new(exe)
-        .arg("--rss-child")
-        .stderr(Stdio::inherit())
-        .output()?;
+    let (model, shape, _) = setup.first()?;
+    let mut command = Command::new(std::env::current_exe()?);
+    command.args([
+        "--rss-child",
+        "--model",
+        &model,
+        "--train",
+        &format!("{}@{}", shape.batch, shape.imgsz),
+    ]);
+    let out = command.stderr(Stdio::inherit()).output()?;
     if !out.status.success() {
         bail!("the peak-RSS child failed");
     }
@@ -432,19 +905,21 @@ fn print_peak_rss(setup: &BenchSetup) -> Result<()> {
         .trim()
         .parse()
         .context("the peak-RSS child's answer")?;
-    let torch = python_script("rss").and_then(|mut child| {
-        let mut stdin = child.stdin.take().context("peer stdin")?;
-        writeln!(stdin, "{}", peer_setup(setup))?;
-        drop(stdin);
-        let out = child.wait_with_output()?;
-        let answer: Value =
-            serde_json::from_slice(&out.stdout).context("the PyTorch peak-RSS answer")?;
+    let request = json!({
+        "cfg": cfg_path(&model),
+        "hyp": format!("{}/configs/hyps/{HYP}", env!("CARGO_MANIFEST_DIR")),
+        "batch": shape.batch,
+        "imgsz": shape.imgsz,
+        "targets": synthetic_targets(shape.batch, NC),
+        "rss_steps": RSS_STEPS,
+    });
+    let torch = python_script("rss", &request, None).and_then(|answer| {
         answer["peak_rss_kib"]
             .as_f64()
             .with_context(|| format!("PyTorch peak RSS: {answer}"))
     });
     let mib = |kib: f64| kib / 1024.0;
-    print!("Peak RSS of a process running {RSS_STEPS} training steps (b{TRAIN_BATCH}@{TRAIN_IMGSZ}): actyolo {:.0} MiB", mib(ours));
+    print!("Peak RSS of a process running {RSS_STEPS} {model} training steps ({shape}): actyolo {:.0} MiB", mib(ours));
     match torch {
         Ok(torch) => println!("; PyTorch {:.0} MiB (ru_maxrss, interpreter and libraries included); actyolo / PyTorch {:.2}×", mib(torch), ours / torch),
         Err(e) => println!("; PyTorch: not measured ({e:#})"),
@@ -453,13 +928,13 @@ fn print_peak_rss(setup: &BenchSetup) -> Result<()> {
 }
 
 /// `--rss-child`: the training step alone; prints VmHWM in KiB.
-fn train_step_peak_rss() -> Result<()> {
+fn train_step_peak_rss(model: &str, shape: Shape) -> Result<()> {
     let mut train = TrainStep::new(
-        MODEL,
+        &cfg_name(model),
         NC,
         None,
-        (TRAIN_BATCH, TRAIN_IMGSZ),
-        &synthetic_targets(TRAIN_BATCH, NC),
+        (shape.batch, shape.imgsz),
+        &synthetic_targets(shape.batch, NC),
         &Device::Cpu,
     )?;
     for _ in 0..RSS_STEPS {
@@ -477,30 +952,31 @@ fn train_step_peak_rss() -> Result<()> {
 
 /// `--profile`: actyolo's training step, then its fused inference, stage by stage.
 fn step_profile(setup: &BenchSetup, act: Option<&ActSpec>) -> Result<()> {
+    let (name, train_shape, infer_shape) = setup.first()?;
     let mut train = TrainStep::new(
-        MODEL,
+        &cfg_name(&name),
         NC,
         act,
-        (TRAIN_BATCH, TRAIN_IMGSZ),
-        &setup.targets,
+        (train_shape.batch, train_shape.imgsz),
+        &synthetic_targets(train_shape.batch, NC),
         &Device::Cpu,
     )?;
     train.run()?; // the first step allocates the optimizer's state
     let act_label = act.map_or(String::new(), |a| format!(" with {a}"));
-    let title = format!("actyolo training step, yolov5n{act_label} b{TRAIN_BATCH}@{TRAIN_IMGSZ}");
+    let title = format!(
+        "actyolo training step, {name}{act_label} {train_shape} ({:.1} GFLOP)",
+        3.0 * train.forward_gflop()
+    );
     print_profile(&title, setup.train_runs, || train.run())?;
-    let model = inference_model(act)?;
+    let model = inference_model(&name, act)?;
     let x = Tensor::rand(
         0f32,
         1f32,
-        (1, 3, INFER_SIZES[0], INFER_SIZES[0]),
+        (infer_shape.batch, 3, infer_shape.imgsz, infer_shape.imgsz),
         &Device::Cpu,
     )?;
     println!();
-    let title = format!(
-        "actyolo fused inference, yolov5n{act_label} b1@{}",
-        INFER_SIZES[0]
-    );
+    let title = format!("actyolo fused inference, {name}{act_label} {infer_shape}");
     println!();
     print_profile(&title, setup.infer_runs, || {
         // Unspanned model code (candle's own ops) lands in "other forward"; the span opens
@@ -557,18 +1033,20 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
     if !specs.contains(&ActSpec::silu()) {
         specs.insert(0, ActSpec::silu());
     }
+    let (name, train_shape, infer_shape) = setup.first()?;
+    let targets = synthetic_targets(train_shape.batch, NC);
     let mut rows = Vec::new();
     for spec in &specs {
         rows.push((
             TrainStep::new(
-                MODEL,
+                &cfg_name(&name),
                 NC,
                 Some(spec),
-                (TRAIN_BATCH, TRAIN_IMGSZ),
-                &setup.targets,
+                (train_shape.batch, train_shape.imgsz),
+                &targets,
                 &Device::Cpu,
             )?,
-            inference_model(Some(spec))?,
+            inference_model(&name, Some(spec))?,
             Rounds::default(),
             Rounds::default(),
         ));
@@ -579,9 +1057,12 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
             train_rounds
                 .0
                 .push(time_runs(setup.train_runs, || train.run())?);
-            infer_rounds
-                .0
-                .push(inference_latency(infer, TRAIN_IMGSZ, setup.infer_runs)?);
+            infer_rounds.0.push(inference_latency(
+                infer,
+                infer_shape.batch,
+                infer_shape.imgsz,
+                setup.infer_runs,
+            )?);
         }
         eprintln!(
             "round {}/{} done ({:.0} s)",
@@ -594,10 +1075,10 @@ fn activation_costs(setup: &BenchSetup, list: &str) -> Result<()> {
         .iter()
         .position(|s| *s == ActSpec::silu())
         .map(|i| (rows[i].2.median_ms(), rows[i].3.median_ms()));
-    println!("yolov5n (nc={NC}), {} threads; rounds: {}, interleaved over the activations; median of the round medians.", rayon::current_num_threads(), setup.rounds);
+    println!("{name} (nc={NC}), {} threads; rounds: {}, interleaved over the activations; median of the round medians.", rayon::current_num_threads(), setup.rounds);
     println!("Train path: whether BatchNorm and the activation run as one fused kernel, or the activation module runs after BatchNorm.");
     println!("Inference path (BatchNorm folded into the conv): whether the activation is one pointwise kernel, or its module (own kernel or composed candle ops).\n");
-    println!("| activation | train path | train step b{TRAIN_BATCH}@{TRAIN_IMGSZ} ms | × SiLU | inference path | inference b1@{TRAIN_IMGSZ} ms | × SiLU |");
+    println!("| activation | train path | train step {train_shape} ms | × SiLU | inference path | inference {infer_shape} ms | × SiLU |");
     println!("|---|---|---|---|---|---|---|");
     for (spec, (train, infer, train_rounds, infer_rounds)) in specs.iter().zip(&rows) {
         let (t, i) = (train_rounds.median_ms(), infer_rounds.median_ms());

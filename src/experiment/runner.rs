@@ -620,7 +620,7 @@ fn measure_costs(
             .used;
         let (params, gflops) = (model.num_params(), model.gflops(imgsz));
         model.fuse().map_err(|e| measure_err(e.into()))?;
-        let latency = inference_latency(&model, imgsz, options.latency_runs)
+        let latency = inference_latency(&model, 1, imgsz, options.latency_runs)
             .map_err(|e| measure_err(e.into()))?;
         costs.push(ActCost {
             act: act.clone(),

@@ -34,11 +34,16 @@ pub fn time_runs(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<Laten
     })
 }
 
-/// Eval-mode inference (decode included, NMS not) of a batch-1 square image of `imgsz`,
-/// on whatever the model is and wherever it is: fuse it first to measure a deployed model.
-/// Each time ends when the device has finished.
-pub fn inference_latency(model: &Model, imgsz: usize, runs: usize) -> Result<Latency> {
-    let x = Tensor::rand(0f32, 1f32, (1, 3, imgsz, imgsz), model.device())?;
+/// Eval-mode inference (decode included, NMS not) of a batch of `batch` square images of
+/// `imgsz`, on whatever the model is and wherever it is: fuse it first to measure a deployed
+/// model. Each time ends when the device has finished.
+pub fn inference_latency(
+    model: &Model,
+    batch: usize,
+    imgsz: usize,
+    runs: usize,
+) -> Result<Latency> {
+    let x = Tensor::rand(0f32, 1f32, (batch, 3, imgsz, imgsz), model.device())?;
     time_runs(runs, || {
         model.predict(&x)?;
         model.device().synchronize()
