@@ -6,7 +6,9 @@
 mod tensor_support;
 
 use actyolo::act::ActSpec;
-use actyolo::ops::conv2d::{conv2d, conv2d_bias_act, conv2d_with_bias, Conv2dParams};
+use actyolo::ops::conv2d::{
+    conv2d, conv2d_bias_act, conv2d_bias_max_input, conv2d_with_bias, Conv2dParams,
+};
 use actyolo::ops::maxpool::max_pool2d;
 use actyolo::ops::upsample_nearest::upsample_nearest2d;
 use candle_core::{Device, Tensor, Var};
@@ -75,7 +77,7 @@ type ConvCase = ([usize; 4], [usize; 4], usize, usize, usize, usize);
 
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
-    let cases: [ConvCase; 16] = [
+    let cases: [ConvCase; 19] = [
         ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
         ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
         ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),
@@ -85,6 +87,10 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         ([2, 4, 9, 10], [4, 1, 5, 5], 1, 2, 1, 4),
         ([1, 2, 3, 1], [2, 1, 5, 5], 1, 2, 1, 2), // a window wider than the plane
         ([2, 4, 9, 9], [4, 1, 3, 3], 2, 1, 1, 4), // strided depthwise: the GEMM route
+        // Depthwise rows wide enough for the 16-column blocks, with borders and remainders.
+        ([2, 3, 21, 53], [3, 1, 3, 3], 1, 1, 1, 3),
+        ([1, 4, 19, 40], [4, 1, 5, 5], 1, 2, 1, 4),
+        ([1, 2, 10, 37], [2, 1, 3, 3], 1, 0, 1, 2), // unpadded: the output is narrower
         ([2, 8, 8, 8], [12, 4, 3, 3], 1, 1, 1, 2),
         ([1, 4, 11, 11], [4, 4, 3, 3], 1, 2, 2, 1), // dilated
         ([2, 4, 6, 6], [5, 4, 1, 1], 2, 0, 1, 1),   // strided 1×1
@@ -203,6 +209,67 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         .unwrap()
         .get(w.as_tensor())
         .is_some());
+}
+
+#[test]
+fn fused_frelu_equals_depthwise_conv_bias_then_maximum() {
+    // FReLU's funnels: 3×3 and 5×5 depthwise, same size; rows with 16-column blocks,
+    // borders and remainders.
+    let cases = [
+        ([2, 5, 23, 41], [5, 1, 3, 3], conv_params(1, 1, 1, 5)),
+        ([1, 3, 9, 70], [3, 1, 5, 5], conv_params(1, 2, 1, 3)),
+        ([1, 2, 4, 5], [2, 1, 3, 3], conv_params(1, 1, 1, 2)),
+    ];
+    for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
+        let (x, w, b) = (
+            rand(&xs, 70 + i as u64),
+            rand(&ws, 75 + i as u64),
+            rand(&[ws[0]], 78 + i as u64),
+        );
+        let funnel = x
+            .conv2d(&w, params.padding, params.stride, 1, params.groups)
+            .unwrap()
+            .broadcast_add(&b.reshape((1, ws[0], 1, 1)).unwrap())
+            .unwrap();
+        let plain = x.maximum(&funnel).unwrap();
+        let fused = conv2d_bias_max_input(&x, &w, &b, params)
+            .unwrap()
+            .expect("a depthwise same-size conv is fused");
+        assert_close(&fused, &plain, &format!("case {i}"));
+    }
+    // torch's max: a NaN input stays NaN (candle's maximum would pick the other side).
+    let mut values = rand(&[1, 2, 6, 20], 5).values();
+    values[37] = f32::NAN;
+    let x = Tensor::from_vec(values, (1, 2, 6, 20), &Device::Cpu).unwrap();
+    let (w, b) = (rand(&[2, 1, 3, 3], 6), rand(&[2], 7));
+    let fused = conv2d_bias_max_input(&x, &w, &b, conv_params(1, 1, 1, 2))
+        .unwrap()
+        .unwrap();
+    assert!(fused.values()[37].is_nan());
+    // Not fused: a strided or dense conv, or a weight that needs a gradient.
+    let x = rand(&[1, 4, 8, 8], 8);
+    let strided = conv2d_bias_max_input(
+        &x,
+        &rand(&[4, 1, 3, 3], 9),
+        &b.repeat(2).unwrap(),
+        conv_params(2, 1, 1, 4),
+    );
+    assert!(strided.unwrap().is_none());
+    let dense = conv2d_bias_max_input(
+        &x,
+        &rand(&[4, 4, 3, 3], 9),
+        &b.repeat(2).unwrap(),
+        conv_params(1, 1, 1, 1),
+    );
+    assert!(dense.unwrap().is_none());
+    let w = Var::from_tensor(&rand(&[4, 1, 3, 3], 9)).unwrap();
+    let tracked = conv2d_bias_max_input(
+        &x,
+        w.as_tensor(),
+        &b.repeat(2).unwrap(),
+        conv_params(1, 1, 1, 4),
+    );
+    assert!(tracked.unwrap().is_none());
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! unfolded columns, and the input gradient is skipped when nothing upstream needs it.
 //! Depthwise convolutions at stride 1 (FReLU's) run as direct per-plane loops instead.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use std::ops::Range;
@@ -104,35 +104,135 @@ impl Geometry {
     /// `(oy, ki, iy)`.
     #[inline(always)]
     fn valid_rows(&self) -> impl Iterator<Item = (usize, usize, usize)> + '_ {
+        (0..self.oh).flat_map(move |oy| self.valid_rows_of(oy).map(move |(ki, iy)| (oy, ki, iy)))
+    }
+
+    /// Depthwise forward of one channel plane: each output is the bias plus its taps inside
+    /// the image, summed in kernel order (row, then column). Columns whose taps all lie
+    /// inside the row run BLOCK at a time with the sums in registers; where the
+    /// composition of one pass per tap wrote and re-read the output row nine times, each
+    /// output is written once. With `max_with`, FReLU's `max(x, ·)` against that plane
+    /// (of the output's size) follows, with torch's NaN rule.
+    #[inline(always)]
+    fn depthwise_plane(
+        &self,
+        x: &[f32],
+        k: &[f32],
+        bias: f32,
+        max_with: Option<&[f32]>,
+        out: &mut [f32],
+    ) {
+        // Columns per block: one AVX-512 register of sums (wider blocks spilled, measured).
+        const BLOCK: usize = 16;
+        let (pad, kw) = (self.p.padding, self.kw);
+        // Every tap of output column ox is inside the row when pad <= ox < w + pad + 1 - kw.
+        let inner_start = pad.min(self.ow);
+        let inner_end = (self.w + pad + 1)
+            .saturating_sub(kw)
+            .min(self.ow)
+            .max(inner_start);
+        // The (kernel row, input row) pairs of one output row inside the image, and its taps
+        // in kernel order as (offset in x of the tap under output column 0 + pad, weight).
+        let mut rows: Vec<(usize, usize)> = Vec::with_capacity(self.kh);
+        let mut taps: Vec<(usize, f32)> = Vec::with_capacity(self.kh * kw);
+        for oy in 0..self.oh {
+            rows.clear();
+            rows.extend(self.valid_rows_of(oy));
+            taps.clear();
+            for &(ki, iy) in &rows {
+                for kj in 0..kw {
+                    taps.push((iy * self.w + kj, k[ki * kw + kj]));
+                }
+            }
+            let row_out = &mut out[oy * self.ow..][..self.ow];
+            let block = |ox: usize, row_out: &mut [f32]| {
+                let mut acc = [bias; BLOCK];
+                for &(offset, wk) in &taps {
+                    let start = offset + ox - pad;
+                    let src: &[f32; BLOCK] = x[start..start + BLOCK].try_into().unwrap();
+                    for l in 0..BLOCK {
+                        acc[l] += wk * src[l];
+                    }
+                }
+                row_out[ox..ox + BLOCK].copy_from_slice(&acc);
+            };
+            let one = |ox: usize| {
+                let mut acc = bias;
+                for &(ki, iy) in &rows {
+                    for kj in 0..kw {
+                        let ix = (ox + kj).wrapping_sub(pad);
+                        if ix < self.w {
+                            acc += k[ki * kw + kj] * x[iy * self.w + ix];
+                        }
+                    }
+                }
+                acc
+            };
+            if inner_end - inner_start >= BLOCK {
+                // The last block overlaps the one before it rather than leave a scalar tail.
+                for ox in (inner_start..inner_end - BLOCK).step_by(BLOCK) {
+                    block(ox, row_out);
+                }
+                block(inner_end - BLOCK, row_out);
+                for ox in (0..inner_start).chain(inner_end..self.ow) {
+                    row_out[ox] = one(ox);
+                }
+            } else {
+                for (ox, o) in row_out.iter_mut().enumerate() {
+                    *o = one(ox);
+                }
+            }
+            if let Some(m) = max_with {
+                let row_m = &m[oy * self.ow..][..self.ow];
+                row_out
+                    .iter_mut()
+                    .zip(row_m)
+                    .for_each(|(o, &v)| *o = if v.is_nan() || v > *o { v } else { *o });
+            }
+        }
+    }
+
+    /// The (kernel row, input row) pairs of output row `oy` whose input row is inside the
+    /// image, kernel rows in order.
+    #[inline(always)]
+    fn valid_rows_of(&self, oy: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
         let pad = self.p.padding as isize;
-        (0..self.oh).flat_map(move |oy| {
-            (0..self.kh).filter_map(move |ki| {
-                let iy = oy as isize - pad + ki as isize;
-                (0..self.h as isize)
-                    .contains(&iy)
-                    .then_some((oy, ki, iy as usize))
-            })
+        (0..self.kh).filter_map(move |ki| {
+            let iy = oy as isize - pad + ki as isize;
+            (0..self.h as isize)
+                .contains(&iy)
+                .then_some((ki, iy as usize))
         })
     }
 
-    /// Depthwise forward of one channel plane: `out` starts at the bias.
-    #[inline(always)]
-    fn depthwise_plane(&self, x: &[f32], k: &[f32], bias: f32, out: &mut [f32]) {
-        out.fill(bias);
-        for (oy, ki, iy) in self.valid_rows() {
-            let (row_in, row_out) = (
-                &x[iy * self.w..][..self.w],
-                &mut out[oy * self.ow..][..self.ow],
-            );
-            for kj in 0..self.kw {
-                let (lo, hi, ix0) = self.valid_columns(kj);
-                let wk = k[ki * self.kw + kj];
-                row_out[lo..hi]
-                    .iter_mut()
-                    .zip(&row_in[ix0..])
-                    .for_each(|(o, &v)| *o += wk * v);
-            }
-        }
+    /// The depthwise forward of every plane, then `act`; with `max_with` (the input planes
+    /// again, for FReLU), `max(x, ·)` before it.
+    fn depthwise_forward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<&dyn Elementwise>,
+        max_with: Option<&[f32]>,
+    ) -> Vec<f32> {
+        let (plane, taps) = (self.plane(), self.kh * self.kw);
+        let mut y = vec![0f32; self.n * self.co * plane];
+        y.par_chunks_mut(plane)
+            .zip(x.par_chunks(self.h * self.w))
+            .enumerate()
+            .for_each(|(at, (out, x))| {
+                let ch = at % self.c;
+                let (k, b) = (&w[ch * taps..][..taps], bias.map_or(0.0, |b| b[ch]));
+                let m = max_with.map(|m| &m[at * plane..][..plane]);
+                widest_simd(
+                    #[inline(always)]
+                    || self.depthwise_plane(x, k, b, m, out),
+                );
+                if let Some(act) = act {
+                    act.bias_in_place(0.0, out);
+                }
+            });
+        y
     }
 
     /// Depthwise input gradient of one channel plane, added onto `dx`.
@@ -334,23 +434,7 @@ impl Geometry {
         act: Option<&dyn Elementwise>,
     ) -> Vec<f32> {
         if self.is_depthwise() {
-            let (plane, taps) = (self.plane(), self.kh * self.kw);
-            let mut y = vec![0f32; self.n * self.co * plane];
-            y.par_chunks_mut(plane)
-                .zip(x.par_chunks(self.h * self.w))
-                .enumerate()
-                .for_each(|(at, (out, x))| {
-                    let ch = at % self.c;
-                    let (k, b) = (&w[ch * taps..][..taps], bias.map_or(0.0, |b| b[ch]));
-                    widest_simd(
-                        #[inline(always)]
-                        || self.depthwise_plane(x, k, b, out),
-                    );
-                    if let Some(act) = act {
-                        act.bias_in_place(0.0, out);
-                    }
-                });
-            return y;
+            return self.depthwise_forward(x, w, bias, act, None);
         }
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let tiles: Vec<Range<usize>> = self.tiles().collect();
@@ -745,6 +829,35 @@ pub fn conv2d_with_bias(
         &bias.contiguous()?,
         Conv2dOp { params, act: None },
     )
+}
+
+/// FReLU at inference, `max(x, conv2d(x, weight) + bias)`, in one pass per plane where
+/// the composition wrote the funnel out and read it back for the max. `None` (use the
+/// composition) unless the conv is depthwise at stride 1 and keeps the size, as FReLU's
+/// is, the tensors are f32 on the CPU, and nothing needs a gradient.
+pub fn conv2d_bias_max_input(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: &Tensor,
+    params: Conv2dParams,
+) -> Result<Option<Tensor>> {
+    let geo = Geometry::new(x.dims(), weight.dims(), params)?;
+    if !geo.is_depthwise()
+        || (geo.oh, geo.ow) != (geo.h, geo.w)
+        || [x, weight, bias]
+            .iter()
+            .any(|t| t.dtype() != DType::F32 || t.track_op())
+        || portable::wanted(x.device())
+    {
+        return Ok(None);
+    }
+    let _t = profile::span(Stage::ConvForward);
+    // The funnel sees the (simulated INT8) conv input; the max, as in the composition, x.
+    let (conv_x, weight, bias) = fake_quant::conv_operands_with_bias(x, weight, bias)?;
+    let y = with_f32_data("frelu", [&conv_x, &weight, &bias, x], |[cx, w, b, x]| {
+        geo.depthwise_forward(cx, w, Some(b), None, Some(x))
+    })?;
+    Tensor::from_vec(y, x.shape(), x.device()).map(Some)
 }
 
 /// `act(conv2d(x, weight) + bias)` in one pass for inference: the bias and activation run

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::conv2d::{conv2d, conv2d_bias_act, Conv2dParams};
+use super::conv2d::{conv2d, conv2d_bias_act, conv2d_bias_max_input, Conv2dParams};
 use super::elementwise::Elementwise;
 use super::graph::{Graph, GraphError};
 use super::norm::{BatchNorm2d, BnConfig};
@@ -134,6 +134,17 @@ impl ConvBn {
                 bn.forward_act(&conv2d(x, &self.weight, params)?, train, act.cloned())
             }
             Normalization::Bias(bias) => conv2d_bias_act(x, &self.weight, bias, params, act),
+        }
+    }
+
+    /// FReLU's `max(x, self(x))` in one pass, once fused into a conv with bias (inference);
+    /// `None` where the composition must run (see [`conv2d_bias_max_input`]).
+    pub fn forward_max_input(&self, x: &Tensor) -> Result<Option<Tensor>> {
+        match &self.norm {
+            Normalization::Bias(bias) => {
+                conv2d_bias_max_input(x, &self.weight, bias, self.conv_params())
+            }
+            Normalization::BatchNorm(_) => Ok(None),
         }
     }
 

@@ -63,6 +63,11 @@ struct Frelu {
 
 impl ActModule for Frelu {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if !train {
+            if let Some(y) = self.funnel.forward_max_input(x)? {
+                return Ok(y);
+            }
+        }
         let funnel = self.funnel.forward(x, train, None)?;
         match x.dtype() {
             DType::F32 => maximum::apply(x, &funnel),
