@@ -159,7 +159,7 @@ impl Shape {
                         .parse()
                         .with_context(|| format!("{item:?}: size"))?,
                 };
-                if shape.batch == 0 || shape.imgsz == 0 || shape.imgsz % 32 != 0 {
+                if shape.batch == 0 || shape.imgsz == 0 || !shape.imgsz.is_multiple_of(32) {
                     bail!("{item:?}: the batch must be positive and the size a multiple of 32");
                 }
                 Ok(shape)
