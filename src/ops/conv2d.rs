@@ -132,7 +132,7 @@ impl Geometry {
             .min(self.ow)
             .max(inner_start);
         // The (kernel row, input row) pairs of one output row inside the image, and its taps
-        // in kernel order as (offset in x of the tap under output column 0 + pad, weight).
+        // in kernel order as (index in x of the tap's input for output column `pad`, weight).
         let mut rows: Vec<(usize, usize)> = Vec::with_capacity(self.kh);
         let mut taps: Vec<(usize, f32)> = Vec::with_capacity(self.kh * kw);
         for oy in 0..self.oh {
