@@ -538,9 +538,13 @@ impl Workspace {
             batch: shape.batch,
             imgsz: shape.imgsz,
             runs,
-            targets: synthetic_targets(shape.batch, NC),
-            source: Some(self.dir.join("images")),
-            project: Some(self.dir.join("detect")),
+            // Only the training step reads targets, only detect the images and output folder.
+            targets: match m {
+                Measurement::Train(..) => synthetic_targets(shape.batch, NC),
+                _ => vec![],
+            },
+            source: matches!(m, Measurement::Detect(_)).then(|| self.dir.join("images")),
+            project: matches!(m, Measurement::Detect(_)).then(|| self.dir.join("detect")),
             model,
         }
     }
