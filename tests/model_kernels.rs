@@ -163,6 +163,17 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         ([1, 8, 44, 40], [16, 8, 3, 3], conv_params(1, 1, 1, 1)),
         ([3, 6, 9, 9], [4, 3, 3, 3], conv_params(2, 1, 1, 2)),
         ([1, 16, 50, 30], [8, 16, 1, 1], conv_params(1, 0, 1, 1)),
+        // The unfolding-free kernel's cases: bands of rows (several per image here), the
+        // last one short; a channel count that leaves a partial block of 8; odd sizes at
+        // stride 2; YOLOv5's 6×6 stem; a strided 1×1; an input read in place whose
+        // positions are no multiple of the 48 per tile; output rows narrower than a vector.
+        ([2, 16, 70, 66], [24, 16, 3, 3], conv_params(1, 1, 1, 1)),
+        ([1, 8, 67, 45], [21, 8, 3, 3], conv_params(2, 1, 1, 1)),
+        ([1, 3, 130, 98], [16, 3, 6, 6], conv_params(2, 2, 1, 1)),
+        ([2, 12, 15, 17], [10, 12, 1, 1], conv_params(2, 0, 1, 1)),
+        ([3, 24, 13, 11], [19, 24, 1, 1], conv_params(1, 0, 1, 1)),
+        ([1, 128, 5, 7], [40, 128, 3, 3], conv_params(1, 1, 1, 1)),
+        ([1, 5, 9, 9], [8, 5, 5, 5], conv_params(1, 0, 1, 1)),
     ];
     let acts = [None, Some("silu"), Some("relu")];
     for (i, (xs, ws, params)) in cases.into_iter().enumerate() {

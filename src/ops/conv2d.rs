@@ -1,5 +1,6 @@
-//! 2-D convolution as im2col + GEMM, forward and backward, as one candle custom op.
-//! candle's own backward runs the input gradient through a direct conv_transpose2d loop
+//! 2-D convolution as im2col + GEMM, forward and backward, as one candle custom op. On
+//! CPUs with AVX-512, the forward of ungrouped convolutions runs without unfolding
+//! ([`direct`]). candle's own backward runs the input gradient through a direct conv_transpose2d loop
 //! and computes it even for the input image; here both gradients are GEMMs over the same
 //! unfolded columns, and the input gradient is skipped when nothing upstream needs it.
 //! Depthwise convolutions at stride 1 (FReLU's) run as direct per-plane loops instead.
@@ -22,6 +23,9 @@ use super::window::valid_outputs;
 use crate::util::profile::{self, Stage};
 
 pub use super::window::Conv2dParams;
+
+#[cfg(target_arch = "x86_64")]
+mod direct;
 
 /// Sizes of one convolution.
 #[derive(Debug, Clone, Copy)]
@@ -435,6 +439,10 @@ impl Geometry {
     ) -> Vec<f32> {
         if self.is_depthwise() {
             return self.depthwise_forward(x, w, bias, act, None);
+        }
+        #[cfg(target_arch = "x86_64")]
+        if direct::applies(self) {
+            return direct::forward(self, x, w, bias, act);
         }
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let tiles: Vec<Range<usize>> = self.tiles().collect();

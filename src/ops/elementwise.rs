@@ -29,6 +29,9 @@ pub trait Elementwise: Debug + Send + Sync {
     fn affine_into(&self, xs: &[f32], scale: f32, shift: f32, ys: &mut [f32]);
     /// `ys = f(ys + bias)` in place: the epilogue of a convolution tile.
     fn bias_in_place(&self, bias: f32, ys: &mut [f32]);
+    /// `ys = f(ys)` in place for inference outputs: by the function's faster kernel where
+    /// it has one (see [`ScalarFn::fast_inference_in_place`]).
+    fn inference_in_place(&self, ys: &mut [f32]);
     /// BatchNorm's backward sums over a plane: Σg and Σg·(x − mean)·invstd, where
     /// g = dy · f'(x · scale + shift).
     fn affine_grad_sums(&self, xs: &[f32], dys: &[f32], affine: Affine) -> [f64; 2];
@@ -127,6 +130,12 @@ impl<F: ScalarFn + Debug> Elementwise for F {
             #[inline(always)]
             move || ys.iter_mut().for_each(|y| *y = f.f(*y + bias)),
         )
+    }
+
+    fn inference_in_place(&self, ys: &mut [f32]) {
+        if !self.fast_inference_in_place(ys) {
+            self.bias_in_place(0.0, ys);
+        }
     }
 
     fn affine_grad_sums(&self, xs: &[f32], dys: &[f32], a: Affine) -> [f64; 2] {

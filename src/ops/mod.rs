@@ -22,6 +22,8 @@ pub mod pointwise;
 pub mod portable;
 pub mod prelu;
 pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod silu_avx512;
 pub mod simd;
 pub mod storage;
 pub mod upsample_nearest;

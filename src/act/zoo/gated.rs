@@ -38,6 +38,10 @@ impl ScalarFn for Silu {
     fn tensor(&self, x: &Tensor) -> Result<Tensor> {
         x.silu()
     }
+    #[cfg(target_arch = "x86_64")]
+    fn fast_inference_in_place(&self, ys: &mut [f32]) -> bool {
+        crate::ops::silu_avx512::silu_in_place(ys)
+    }
 }
 
 /// Swish with a fixed β (Ramachandran et al., 2017), which torch lacks: β = 1 is SiLU,

@@ -1,0 +1,374 @@
+//! Convolution without unfolding, on CPUs with AVX-512: each tile of 8 output channels ×
+//! 48 output positions sums its products in registers, reading the input where it lies.
+//!
+//! The output is cut into bands of rows. Each task copies the input its band reads into
+//! zero-padded *phase planes* (sized for L2): for stride s, plane (c, a, b) holds the
+//! padded input's rows ≡ a and columns ≡ b (mod s). Output position (oy, ox), numbered
+//! q = oy · wq + ox over rows of `wq` (the phase planes' width), then reads tap (ki, kj) of
+//! channel c at q plus a constant offset, so every one of the K = c · kh · kw rows of the
+//! product is a contiguous run: the GEMM's columns, without im2col's nine copies of the
+//! input. The `wq − ow` positions past each output row are computed and dropped. A 1×1
+//! stride-1 unpadded conv reads its input as it is.
+//!
+//! The bias seeds the sums, the activation runs on each finished tile while it is in L1,
+//! and each output is the sum of its K products in order, whatever the threads: runs
+//! repeat bit for bit.
+
+use std::arch::x86_64::{
+    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
+    _mm512_set1_ps, _mm512_storeu_ps,
+};
+
+use std::ops::Range;
+
+use rayon::prelude::*;
+
+use super::{Geometry, SharedOut};
+use crate::ops::elementwise::Elementwise;
+
+/// Output channels per register tile.
+const MR: usize = 8;
+/// 16-float vectors per row of a register tile: 8 × 3 sums, 3 input vectors and one
+/// broadcast weight fill 28 of the 32 registers.
+const VECS: usize = 3;
+/// Output positions per register tile.
+const NR: usize = 16 * VECS;
+
+/// Whether this CPU runs the kernel and it applies to the geometry (ungrouped, undilated).
+pub(super) fn applies(geo: &Geometry) -> bool {
+    geo.groups() == 1 && geo.p.dilation == 1 && is_x86_feature_detected!("avx512f")
+}
+
+/// Floats of one band's phase planes: an eighth of L2, so that a band stays there
+/// while every channel block reads it.
+const BAND_FLOATS: usize = 1 << 16;
+
+/// How the output is cut into bands of rows, the phase planes of one band, and each
+/// product row's offset in them.
+struct Layout {
+    /// Width of the phase planes, and of the rows the positions are numbered over.
+    wq: usize,
+    /// Output rows per band (the last band may have fewer).
+    band_rows: usize,
+    /// Tasks per band, each with its share of the channel blocks.
+    groups: usize,
+    /// Rows per phase plane of a band.
+    hq: usize,
+    /// Whether the input is read as it is (1×1, stride 1, unpadded): its bands are views.
+    in_place: bool,
+    /// For product row k = (c · kh + ki) · kw + kj: where its run starts in a band's
+    /// phase planes (or in the image, read in place), for the band's first position.
+    offsets: Vec<usize>,
+    /// The largest offset: position q's furthest read.
+    furthest: usize,
+}
+
+impl Layout {
+    fn new(geo: &Geometry) -> Layout {
+        let (s, pad) = (geo.p.stride, geo.p.padding);
+        let in_place = geo.kh == 1 && geo.kw == 1 && s == 1 && pad == 0;
+        let wq = (geo.w + 2 * pad).div_ceil(s);
+        // A position's taps reach (kh - 1) / s rows and (kw - 1) / s columns further; one
+        // more row holds the column overrun of the band's last output row.
+        let reach = (geo.kh - 1) / s + 1;
+        // Bands small enough for L2 but at least a few register tiles long; then enough
+        // tasks for every thread several times over: channel blocks split first (each
+        // such task fills its band again), bands cut shorter only when blocks run out.
+        let wanted = 4 * rayon::current_num_threads();
+        let cache_rows = if in_place {
+            geo.oh
+        } else {
+            (BAND_FLOATS / (geo.c * s * s * wq)).saturating_sub(reach)
+        };
+        let mut band_rows = cache_rows.max((2 * NR).div_ceil(wq)).clamp(1, geo.oh);
+        let groups = wanted
+            .div_ceil(geo.n * geo.oh.div_ceil(band_rows))
+            .clamp(1, geo.co.div_ceil(MR));
+        let bands_wanted = wanted.div_ceil(geo.n * groups);
+        if geo.oh.div_ceil(band_rows) < bands_wanted {
+            band_rows = geo.oh.div_ceil(bands_wanted).max(1);
+        }
+        let hq = if in_place { geo.h } else { band_rows + reach };
+        let plane = hq * wq;
+        let mut offsets = Vec::with_capacity(geo.kdim());
+        for c in 0..geo.c {
+            for ki in 0..geo.kh {
+                for kj in 0..geo.kw {
+                    let phase = (c * s + ki % s) * s + kj % s;
+                    offsets.push(phase * plane + (ki / s) * wq + kj / s);
+                }
+            }
+        }
+        Layout {
+            wq,
+            band_rows,
+            groups,
+            hq,
+            in_place,
+            furthest: offsets.iter().copied().max().unwrap_or(0),
+            offsets,
+        }
+    }
+
+    fn bands(&self, geo: &Geometry) -> usize {
+        geo.oh.div_ceil(self.band_rows)
+    }
+
+    /// Floats of one band's phase planes.
+    fn band_floats(&self, geo: &Geometry) -> usize {
+        let s = geo.p.stride;
+        geo.c * s * s * self.hq * self.wq
+    }
+
+    /// The phase planes of the band that starts at output row `oy0`, written into `out`
+    /// (`band_floats`) from one image `x`.
+    fn fill(&self, geo: &Geometry, x: &[f32], oy0: usize, out: &mut [f32]) {
+        let (s, pad) = (geo.p.stride, geo.p.padding);
+        // Columns col with 0 <= col · s + b - pad < w come from the input row.
+        let columns = |b: usize| {
+            let lo = pad.saturating_sub(b).div_ceil(s).min(self.wq);
+            let hi = (geo.w + pad)
+                .saturating_sub(b)
+                .div_ceil(s)
+                .clamp(lo, self.wq);
+            (lo, hi)
+        };
+        for (at, dst) in out.chunks_exact_mut(self.hq * self.wq).enumerate() {
+            let (c, a, b) = (at / (s * s), at / s % s, at % s);
+            let src = &x[c * geo.h * geo.w..][..geo.h * geo.w];
+            let (lo, hi) = columns(b);
+            for (r, row) in dst.chunks_exact_mut(self.wq).enumerate() {
+                // Phase row oy0 + r is padded row (oy0 + r) · s + a.
+                let iy = ((oy0 + r) * s + a).wrapping_sub(pad);
+                if iy >= geo.h || hi == lo {
+                    row.fill(0.0);
+                    continue;
+                }
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                super::gather(&mut row[lo..hi], &src[iy * geo.w + lo * s + b - pad..], s);
+            }
+        }
+    }
+}
+
+/// The weight rows (K floats each) and biases of channel block `block`; past the last
+/// channel, the last one's again (computed, never stored).
+fn block_rows<'a>(
+    geo: &Geometry,
+    w: &'a [f32],
+    bias: Option<&[f32]>,
+    block: usize,
+) -> ([&'a [f32]; MR], [f32; MR]) {
+    let k = geo.kdim();
+    let channel = |r: usize| (block * MR + r).min(geo.co - 1);
+    (
+        std::array::from_fn(|r| &w[channel(r) * k..][..k]),
+        std::array::from_fn(|r| bias.map_or(0.0, |b| b[channel(r)])),
+    )
+}
+
+thread_local! {
+    /// Each thread's band of phase planes, kept between tasks and calls: a fresh one per
+    /// task cost an allocation and a clear of every float.
+    static BAND: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// The convolution plus `bias`, then `act`, of every image in `x`.
+pub(super) fn forward(
+    geo: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    act: Option<&dyn Elementwise>,
+) -> Vec<f32> {
+    let layout = Layout::new(geo);
+    let (blocks, bands) = (geo.co.div_ceil(MR), layout.bands(geo));
+    let groups = layout.groups;
+    let blocks_per_group = blocks.div_ceil(groups);
+
+    let len = geo.n * geo.co * geo.plane();
+    let mut y = Vec::<f32>::with_capacity(len);
+    let out = SharedOut(y.as_mut_ptr());
+    (0..geo.n * bands * groups)
+        .into_par_iter()
+        .for_each(|task| {
+            #[allow(clippy::redundant_locals)]
+            let out = out; // the whole wrapper, not its raw-pointer field, moves in
+            let (i, band, group) = (
+                task / (bands * groups),
+                task / groups % bands,
+                task % groups,
+            );
+            let image = &x[i * geo.image()..][..geo.image()];
+            let oy0 = band * layout.band_rows;
+            let positions = layout.band_rows.min(geo.oh - oy0) * layout.wq;
+            BAND.with_borrow_mut(|band| {
+                let src: &[f32] = if layout.in_place {
+                    &image[oy0 * geo.w..]
+                } else {
+                    // Every float is written: what a previous band left needs no clearing.
+                    band.resize(band.len().max(layout.band_floats(geo)), 0.0);
+                    let band = &mut band[..layout.band_floats(geo)];
+                    layout.fill(geo, image, oy0, band);
+                    band
+                };
+                // What makes `tile_sums`' unchecked reads safe: a band's phase planes end
+                // (kw - 1) / s + 1 floats or more past its last position's furthest tap,
+                // and an image read in place past its last band's.
+                assert!(layout.furthest + positions <= src.len());
+                let task_blocks =
+                    group * blocks_per_group..((group + 1) * blocks_per_group).min(blocks);
+                let mut sums = [[0f32; NR]; MR];
+                // Tile by tile, every block: a tile's input runs stay in L1 while the blocks'
+                // weights stream past (an eighth of the floats per product).
+                for q0 in (0..positions).step_by(NR) {
+                    for block in task_blocks.clone() {
+                        let (weights, block_bias) = block_rows(geo, w, bias, block);
+                        // SAFETY: the CPU has AVX-512F (`applies`); `tile_sums` reads only
+                        // inside `src` (asserted above).
+                        unsafe {
+                            tile_sums(
+                                src,
+                                &layout,
+                                &weights,
+                                &block_bias,
+                                q0,
+                                positions,
+                                &mut sums,
+                            )
+                        };
+                        if let Some(act) = act {
+                            act.inference_in_place(sums.as_flattened_mut());
+                        }
+                        let channels = block * MR..(block * MR + MR).min(geo.co);
+                        // SAFETY: as above for AVX-512F; only this task writes these channels
+                        // of this band of image i, and `store` writes inside `y`'s `len` floats.
+                        unsafe {
+                            store(
+                                geo,
+                                &layout,
+                                &sums,
+                                out,
+                                (i, oy0),
+                                channels,
+                                q0..(q0 + NR).min(positions),
+                            )
+                        };
+                    }
+                }
+            });
+        });
+    // SAFETY: the tasks wrote every output: every image, band and channel block.
+    unsafe { y.set_len(len) };
+    y
+}
+
+/// The sums of one register tile: output channels of `weights`' block at positions
+/// `q0..q0 + NR` of a band, seeded with the biases. Positions past `positions` (the
+/// band's) are not read.
+///
+/// # Safety
+/// The CPU must have AVX-512F, and `layout.furthest + positions <= src.len()`.
+#[target_feature(enable = "avx512f")]
+unsafe fn tile_sums(
+    src: &[f32],
+    layout: &Layout,
+    weights: &[&[f32]; MR],
+    bias: &[f32; MR],
+    q0: usize,
+    positions: usize,
+    out: &mut [[f32; NR]; MR],
+) {
+    // Lanes at positions < `positions` read inside `src` (the caller's condition).
+    let valid = positions.saturating_sub(q0).min(NR);
+    let masks: [u16; VECS] = std::array::from_fn(|v| {
+        let lanes = valid.saturating_sub(16 * v).min(16);
+        ((1u32 << lanes) - 1) as u16
+    });
+    let full = valid == NR;
+    let mut acc: [[__m512; VECS]; MR] = [[_mm512_set1_ps(0.0); VECS]; MR];
+    for (row, &b) in acc.iter_mut().zip(bias) {
+        *row = [_mm512_set1_ps(b); VECS];
+    }
+    let base = src.as_ptr().wrapping_add(q0);
+    let rows: [*const f32; MR] = std::array::from_fn(|r| weights[r].as_ptr());
+    for (k, &offset) in layout.offsets.iter().enumerate() {
+        let run = base.wrapping_add(offset);
+        // SAFETY: full tiles read NR floats inside `src`; the last tile's masked loads
+        // touch only its valid lanes.
+        let b: [__m512; VECS] = std::array::from_fn(|v| unsafe {
+            if full {
+                _mm512_loadu_ps(run.wrapping_add(16 * v))
+            } else {
+                _mm512_maskz_loadu_ps(masks[v], run.wrapping_add(16 * v))
+            }
+        });
+        for (sums, &row) in acc.iter_mut().zip(&rows) {
+            // SAFETY: every row holds K = `offsets.len()` floats.
+            let weight = _mm512_set1_ps(unsafe { *row.add(k) });
+            for (sum, &b) in sums.iter_mut().zip(&b) {
+                *sum = _mm512_fmadd_ps(weight, b, *sum);
+            }
+        }
+    }
+    for (row, sums) in out.iter_mut().zip(&acc) {
+        for (chunk, &sum) in row.chunks_exact_mut(16).zip(sums) {
+            // SAFETY: `chunk` holds 16 floats.
+            unsafe { _mm512_storeu_ps(chunk.as_mut_ptr(), sum) };
+        }
+    }
+}
+
+/// Writes a finished tile's outputs (positions `q0..end`, at most NR, of the band that
+/// starts at output row `oy0`, where they lie inside an output row) of `channels` of image `i`, as
+/// masked vector stores: position q of the band's row oy goes to (oy0 + oy) · ow +
+/// (q − oy · wq).
+///
+/// # Safety
+/// The CPU must have AVX-512F. No other thread may write these outputs; `out` holds
+/// `n · co · plane` floats.
+#[target_feature(enable = "avx512f")]
+unsafe fn store(
+    geo: &Geometry,
+    layout: &Layout,
+    sums: &[[f32; NR]; MR],
+    out: SharedOut,
+    (i, oy0): (usize, usize),
+    channels: Range<usize>,
+    Range { start: q0, end }: Range<usize>,
+) {
+    let (wq, ow) = (layout.wq, geo.ow);
+    // (vector, lanes, output index of its lane 0) for each output row a vector touches.
+    let mut pieces = [(0usize, 0u16, 0isize); VECS * 17];
+    let mut count = 0;
+    for v in 0..VECS {
+        let (first, last) = (q0 + 16 * v, (q0 + 16 * v + 16).min(end));
+        let mut oy = first / wq;
+        while oy * wq < last {
+            let (lo, hi) = (first.max(oy * wq), last.min(oy * wq + ow));
+            if lo < hi {
+                let lanes = ((1u32 << (hi - first)) - (1u32 << (lo - first))) as u16;
+                let lane0 = ((oy0 + oy) * ow) as isize + first as isize - (oy * wq) as isize;
+                pieces[count] = (v, lanes, lane0);
+                count += 1;
+            }
+            oy += 1;
+        }
+    }
+    for (r, co) in channels.enumerate() {
+        let base = out.0.wrapping_add((i * geo.co + co) * geo.plane());
+        for &(v, lanes, lane0) in &pieces[..count] {
+            // SAFETY: the set lanes are outputs of row oy of this channel, inside `out`;
+            // masked-off lanes are not written (nor checked for faults).
+            unsafe {
+                let sum = _mm512_loadu_ps(sums[r][16 * v..].as_ptr());
+                if lanes == u16::MAX {
+                    _mm512_storeu_ps(base.wrapping_offset(lane0), sum);
+                } else {
+                    _mm512_mask_storeu_ps(base.wrapping_offset(lane0), lanes, sum);
+                }
+            }
+        }
+    }
+}
