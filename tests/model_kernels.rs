@@ -10,6 +10,7 @@ use actyolo::ops::conv2d::{
     conv2d, conv2d_bias_act, conv2d_bias_max_input, conv2d_with_bias, Conv2dParams,
 };
 use actyolo::ops::maxpool::max_pool2d;
+use actyolo::ops::norm::{BatchNorm2d, BnConfig};
 use actyolo::ops::upsample_nearest::upsample_nearest2d;
 use candle_core::{Device, Tensor, Var};
 use tensor_support::pattern as rand;
@@ -581,4 +582,17 @@ fn nearest_upsample_equals_candle_forward_and_backward() {
             );
         }
     }
+}
+
+#[test]
+fn a_folded_batch_norm_gives_constants_so_that_inference_runs_fused() {
+    // The running statistics are variables: a fold that kept them in the graph made the
+    // fused weights look trainable, and every Conv of a fused model ran the unfused
+    // composition (convolution, then the activation as a pass of its own).
+    let varmap = candle_nn::VarMap::new();
+    let vb = candle_nn::VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+    let bn = BatchNorm2d::new(4, BnConfig::YOLO, vb).unwrap();
+    let weight = Var::from_tensor(&rand(&[4, 3, 3, 3], 5)).unwrap();
+    let (w, b) = bn.fold(weight.as_tensor()).unwrap();
+    assert!(!w.track_op() && !b.track_op());
 }

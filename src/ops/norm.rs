@@ -148,7 +148,9 @@ impl BatchNorm2d {
         let std = (self.running_var.as_tensor() + self.config.eps)?.sqrt()?;
         let shift = ((self.weight.detach() * self.running_mean.as_tensor())? / std)?;
         let bias = (self.bias.detach() - shift)?;
-        Ok((weight, bias))
+        // Detached: computed from the running statistics (variables), the two would still
+        // count as needing a gradient, and the fused inference kernels would be skipped.
+        Ok((weight.detach(), bias.detach()))
     }
 
     fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
