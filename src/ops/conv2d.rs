@@ -1,8 +1,9 @@
 //! 2-D convolution as im2col + GEMM, forward and backward, as one candle custom op. On
 //! CPUs with AVX-512, the forward of ungrouped convolutions runs without unfolding
-//! ([`direct`]). candle's own backward runs the input gradient through a direct conv_transpose2d loop
-//! and computes it even for the input image; here both gradients are GEMMs over the same
-//! unfolded columns, and the input gradient is skipped when nothing upstream needs it.
+//! ([`direct`]). candle's own backward runs the input gradient through a direct
+//! conv_transpose2d loop and computes it even for the input image; here both gradients are
+//! GEMMs over the same unfolded columns, and the input gradient is skipped when nothing
+//! upstream needs it.
 //! Depthwise convolutions at stride 1 (FReLU's) run as direct per-plane loops instead.
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
