@@ -184,6 +184,9 @@ pub(super) fn forward(
 ) -> Vec<f32> {
     let layout = Layout::new(geo);
     let (blocks, bands) = (geo.co.div_ceil(MR), layout.bands(geo));
+    let block_params: Vec<_> = (0..blocks)
+        .map(|block| block_rows(geo, w, bias, block))
+        .collect();
     let groups = layout.groups;
     let blocks_per_group = blocks.div_ceil(groups);
 
@@ -223,20 +226,13 @@ pub(super) fn forward(
                 // Tile by tile, every block: a tile's input runs stay in L1 while the blocks'
                 // weights stream past (an eighth of the floats per product).
                 for q0 in (0..positions).step_by(NR) {
+                    let pieces = StorePieces::new(geo, &layout, oy0, q0..(q0 + NR).min(positions));
                     for block in task_blocks.clone() {
-                        let (weights, block_bias) = block_rows(geo, w, bias, block);
+                        let (weights, block_bias) = &block_params[block];
                         // SAFETY: the CPU has AVX-512F (`applies`); `tile_sums` reads only
                         // inside `src` (asserted above).
                         unsafe {
-                            tile_sums(
-                                src,
-                                &layout,
-                                &weights,
-                                &block_bias,
-                                q0,
-                                positions,
-                                &mut sums,
-                            )
+                            tile_sums(src, &layout, weights, block_bias, q0, positions, &mut sums)
                         };
                         if let Some(act) = act {
                             act.inference_in_place(sums.as_flattened_mut());
@@ -244,17 +240,7 @@ pub(super) fn forward(
                         let channels = block * MR..(block * MR + MR).min(geo.co);
                         // SAFETY: as above for AVX-512F; only this task writes these channels
                         // of this band of image i, and `store` writes inside `y`'s `len` floats.
-                        unsafe {
-                            store(
-                                geo,
-                                &layout,
-                                &sums,
-                                out,
-                                (i, oy0),
-                                channels,
-                                q0..(q0 + NR).min(positions),
-                            )
-                        };
+                        unsafe { pieces.store(geo, &sums, out, i, channels) };
                     }
                 }
             });
@@ -320,53 +306,68 @@ unsafe fn tile_sums(
     }
 }
 
-/// Writes a finished tile's outputs (positions `q0..end`, at most NR, of the band that
-/// starts at output row `oy0`, where they lie inside an output row) of `channels` of image `i`, as
-/// masked vector stores: position q of the band's row oy goes to (oy0 + oy) · ow +
-/// (q − oy · wq).
-///
-/// # Safety
-/// The CPU must have AVX-512F. No other thread may write these outputs; `out` holds
-/// `n · co · plane` floats.
-#[target_feature(enable = "avx512f")]
-unsafe fn store(
-    geo: &Geometry,
-    layout: &Layout,
-    sums: &[[f32; NR]; MR],
-    out: SharedOut,
-    (i, oy0): (usize, usize),
-    channels: Range<usize>,
-    Range { start: q0, end }: Range<usize>,
-) {
-    let (wq, ow) = (layout.wq, geo.ow);
-    // (vector, lanes, output index of its lane 0) for each output row a vector touches.
-    let mut pieces = [(0usize, 0u16, 0isize); VECS * 17];
-    let mut count = 0;
-    for v in 0..VECS {
-        let (first, last) = (q0 + 16 * v, (q0 + 16 * v + 16).min(end));
-        let mut oy = first / wq;
-        while oy * wq < last {
-            let (lo, hi) = (first.max(oy * wq), last.min(oy * wq + ow));
-            if lo < hi {
-                let lanes = ((1u32 << (hi - first)) - (1u32 << (lo - first))) as u16;
-                let lane0 = ((oy0 + oy) * ow) as isize + first as isize - (oy * wq) as isize;
-                pieces[count] = (v, lanes, lane0);
-                count += 1;
+/// Where a tile's outputs go (positions `q0..end`, at most NR, of the band that starts at
+/// output row `oy0`, where they lie inside an output row): position q of the band's row oy
+/// goes to (oy0 + oy) · ow + (q − oy · wq). The same for every channel block of the tile.
+struct StorePieces {
+    /// (vector, lanes, output index of its lane 0) for each output row a vector touches.
+    pieces: [(usize, u16, isize); VECS * 17],
+    count: usize,
+}
+
+impl StorePieces {
+    fn new(
+        geo: &Geometry,
+        layout: &Layout,
+        oy0: usize,
+        Range { start: q0, end }: Range<usize>,
+    ) -> StorePieces {
+        let (wq, ow) = (layout.wq, geo.ow);
+        let mut pieces = [(0usize, 0u16, 0isize); VECS * 17];
+        let mut count = 0;
+        for v in 0..VECS {
+            let (first, last) = (q0 + 16 * v, (q0 + 16 * v + 16).min(end));
+            let mut oy = first / wq;
+            while oy * wq < last {
+                let (lo, hi) = (first.max(oy * wq), last.min(oy * wq + ow));
+                if lo < hi {
+                    let lanes = ((1u32 << (hi - first)) - (1u32 << (lo - first))) as u16;
+                    let lane0 = ((oy0 + oy) * ow) as isize + first as isize - (oy * wq) as isize;
+                    pieces[count] = (v, lanes, lane0);
+                    count += 1;
+                }
+                oy += 1;
             }
-            oy += 1;
         }
+        StorePieces { pieces, count }
     }
-    for (r, co) in channels.enumerate() {
-        let base = out.0.wrapping_add((i * geo.co + co) * geo.plane());
-        for &(v, lanes, lane0) in &pieces[..count] {
-            // SAFETY: the set lanes are outputs of row oy of this channel, inside `out`;
-            // masked-off lanes are not written (nor checked for faults).
-            unsafe {
-                let sum = _mm512_loadu_ps(sums[r][16 * v..].as_ptr());
-                if lanes == u16::MAX {
-                    _mm512_storeu_ps(base.wrapping_offset(lane0), sum);
-                } else {
-                    _mm512_mask_storeu_ps(base.wrapping_offset(lane0), lanes, sum);
+
+    /// Writes a finished tile of `channels` of image `i` as masked vector stores.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F. No other thread may write these outputs; `out` holds
+    /// `n · co · plane` floats.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn store(
+        &self,
+        geo: &Geometry,
+        sums: &[[f32; NR]; MR],
+        out: SharedOut,
+        i: usize,
+        channels: Range<usize>,
+    ) {
+        for (r, co) in channels.enumerate() {
+            let base = out.0.wrapping_add((i * geo.co + co) * geo.plane());
+            for &(v, lanes, lane0) in &self.pieces[..self.count] {
+                // SAFETY: the set lanes are outputs of row oy of this channel, inside `out`;
+                // masked-off lanes are not written (nor checked for faults).
+                unsafe {
+                    let sum = _mm512_loadu_ps(sums[r][16 * v..].as_ptr());
+                    if lanes == u16::MAX {
+                        _mm512_storeu_ps(base.wrapping_offset(lane0), sum);
+                    } else {
+                        _mm512_mask_storeu_ps(base.wrapping_offset(lane0), lanes, sum);
+                    }
                 }
             }
         }
