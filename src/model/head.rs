@@ -302,7 +302,11 @@ impl Detect {
                         .for_each(|(block, (d, s))| {
                             widest_simd(
                                 #[inline(always)]
-                                || d.iter_mut().zip(s).for_each(|(o, &v)| *o = sigmoid(v)),
+                                || {
+                                    for (o, &v) in d.iter_mut().zip(s) {
+                                        *o = sigmoid(v);
+                                    }
+                                },
                             );
                             for (j, d) in d.chunks_exact_mut(no).enumerate() {
                                 let cell = block * CELLS + j;

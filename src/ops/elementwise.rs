@@ -117,9 +117,9 @@ impl<F: ScalarFn + Debug> Elementwise for F {
         widest_simd(
             #[inline(always)]
             || {
-                ys.iter_mut()
-                    .zip(xs)
-                    .for_each(|(y, &x)| *y = f.f(x * scale + shift))
+                for (y, &x) in ys.iter_mut().zip(xs) {
+                    *y = f.f(x * scale + shift);
+                }
             },
         )
     }
@@ -128,7 +128,11 @@ impl<F: ScalarFn + Debug> Elementwise for F {
         let f = *self;
         widest_simd(
             #[inline(always)]
-            move || ys.iter_mut().for_each(|y| *y = f.f(*y + bias)),
+            move || {
+                for y in ys.iter_mut() {
+                    *y = f.f(*y + bias);
+                }
+            },
         )
     }
 
@@ -168,10 +172,10 @@ impl<F: ScalarFn + Debug> Elementwise for F {
         widest_simd(
             #[inline(always)]
             || {
-                dxs.iter_mut().zip(xs).zip(dys).for_each(|((dx, &x), &dy)| {
+                for ((dx, &x), &dy) in dxs.iter_mut().zip(xs).zip(dys) {
                     *dx =
-                        k * (dy * f.df(x * a.scale + a.shift) - sg - (x - a.mean) * a.invstd * sgx)
-                })
+                        k * (dy * f.df(x * a.scale + a.shift) - sg - (x - a.mean) * a.invstd * sgx);
+                }
             },
         )
     }

@@ -12,8 +12,43 @@
 #![allow(clippy::excessive_precision)]
 
 /// ln 2 = `LN2_HI + LN2_LO`, with `LN2_HI` short enough that `n * LN2_HI` is exact.
-const LN2_HI: f32 = 0.693_359_375;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(super) const LN2_HI: f32 = 0.693_359_375;
+pub(super) const LN2_LO: f32 = -2.121_944_4e-4;
+
+/// Cephes' expf: e^r = 1 + r + r² p(r) for |r| <= ln 2 / 2; p's coefficients, lowest
+/// order first (as every table here).
+pub(super) const EXP_P: [f32; 6] = [
+    5.000_000_1e-1,
+    1.666_666_5e-1,
+    4.166_579_6e-2,
+    8.333_452e-3,
+    1.398_199_9e-3,
+    1.987_569_1e-4,
+];
+
+/// erf(x) = x + x h(x²) below `ERF_SPLIT`, 1 − e^(−q(|x|)) from there to 4 (beyond, erf
+/// rounds to 1): h and q, Chebyshev fits (mpmath `chebyfit`) on [0, ERF_SPLIT²] and
+/// [ERF_SPLIT, 4].
+pub(super) const ERF_SPLIT: f32 = 0.921_875;
+pub(super) const ERF_NEAR_H: [f32; 6] = [
+    1.283_791_5e-1,
+    -3.761_250_1e-1,
+    1.128_188_2e-1,
+    -2.676_875_7e-2,
+    4.996_020_1e-3,
+    -6.004_081e-4,
+];
+pub(super) const ERF_TAIL_Q: [f32; 9] = [
+    -3.205_816_4e-4,
+    1.130_238_1,
+    6.318_139e-1,
+    1.100_949_4e-1,
+    -2.643_121_2e-2,
+    4.763_623e-3,
+    -5.977_498_4e-4,
+    4.617_827_6e-5,
+    -1.643_571e-6,
+];
 
 /// `v + ROUND` rounds `v` to an integer (|v| < 2^22) and leaves it in the low mantissa
 /// bits, from which it is read without a float-to-int conversion.
@@ -64,17 +99,7 @@ fn exp_reduced(x: f32) -> (i32, f32) {
     let n_float = shifted - ROUND;
     let r = (x - n_float * LN2_HI) - n_float * LN2_LO;
     // Cephes' expf: e^r = 1 + r + r^2 p(r).
-    let p = polynomial(
-        r,
-        [
-            5.000_000_1e-1,
-            1.666_666_5e-1,
-            4.166_579_6e-2,
-            8.333_452e-3,
-            1.398_199_9e-3,
-            1.987_569_1e-4,
-        ],
-    );
+    let p = polynomial(r, EXP_P);
     (n, r * r * p + r)
 }
 
@@ -169,42 +194,18 @@ pub fn tanh(x: f32) -> f32 {
     }
 }
 
-/// `erf(x)` within 1.5 ulp: `x + x h(x^2)` below 0.921875, `1 - e^(-q(|x|))` above, where
-/// `q` approximates `-ln(erfc)`. `h` and `q` are Chebyshev fits (mpmath `chebyfit`) on
-/// [0, 0.921875^2] and [0.921875, 4].
+/// `erf(x)` within 1.5 ulp: `x + x h(x^2)` below `ERF_SPLIT`, `1 - e^(-q(|x|))` above,
+/// where `q` approximates `-ln(erfc)` (see [`ERF_TAIL_Q`]).
 #[inline(always)]
 pub fn erf(x: f32) -> f32 {
     let s = x * x;
-    let h = polynomial(
-        s,
-        [
-            1.283_791_5e-1,
-            -3.761_250_1e-1,
-            1.128_188_2e-1,
-            -2.676_875_7e-2,
-            4.996_020_1e-3,
-            -6.004_081e-4,
-        ],
-    );
+    let h = polynomial(s, ERF_NEAR_H);
     let near_zero = x + x * h;
     // erf rounds to 1 beyond 3.9.
     let t = clamp(x.abs(), 0.0, 4.0);
-    let q = polynomial(
-        t,
-        [
-            -3.205_816_4e-4,
-            1.130_238_1,
-            6.318_139e-1,
-            1.100_949_4e-1,
-            -2.643_121_2e-2,
-            4.763_623e-3,
-            -5.977_498_4e-4,
-            4.617_827_6e-5,
-            -1.643_571e-6,
-        ],
-    );
+    let q = polynomial(t, ERF_TAIL_Q);
     let tail = (1.0 - exp(-q)).copysign(x);
-    if x.abs() < 0.921_875 {
+    if x.abs() < ERF_SPLIT {
         near_zero
     } else {
         tail

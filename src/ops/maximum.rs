@@ -41,9 +41,9 @@ impl CustomOp2 for MaximumOp {
                 widest_simd(
                     #[inline(always)]
                     || {
-                        y.iter_mut()
-                            .zip(a.iter().zip(b))
-                            .for_each(|(y, (&a, &b))| *y = if a.is_nan() || a > b { a } else { b })
+                        for (y, (&a, &b)) in y.iter_mut().zip(a.iter().zip(b)) {
+                            *y = if a.is_nan() || a > b { a } else { b };
+                        }
                     },
                 )
             });

@@ -3,6 +3,8 @@
 //! parameter store both activations and models build on.
 
 pub mod acon;
+#[cfg(target_arch = "x86_64")]
+pub mod act_avx512;
 pub mod batchnorm;
 pub mod boxes;
 pub mod conv2d;
@@ -22,8 +24,6 @@ pub mod pointwise;
 pub mod portable;
 pub mod prelu;
 pub mod scalar;
-#[cfg(target_arch = "x86_64")]
-pub mod silu_avx512;
 pub mod simd;
 pub mod storage;
 pub mod upsample_nearest;

@@ -47,9 +47,9 @@ impl CustomOp2 for PreluOp {
                 widest_simd(
                     #[inline(always)]
                     || {
-                        y.iter_mut()
-                            .zip(x)
-                            .for_each(|(y, &x)| *y = if x > 0.0 { x } else { slope * x })
+                        for (y, &x) in y.iter_mut().zip(x) {
+                            *y = if x > 0.0 { x } else { slope * x };
+                        }
                     },
                 );
             });

@@ -8,7 +8,8 @@ pub const CHUNK: usize = 1 << 14;
 /// Runs `body` compiled for the widest vector unit this CPU has. The portable x86-64
 /// build assumes only SSE2 (4 f32 lanes); loops inlined into `body` are vectorised again
 /// here for AVX2 (8) and AVX-512 (16). The arithmetic is the same on every path, so are
-/// the results.
+/// the results. Write the loop in `body` as a `for` loop: an iterator's `for_each` may stay
+/// a call to a function compiled without the features (GELU's ran 4 lanes wide so).
 #[inline(always)]
 pub fn widest_simd<T>(body: impl FnOnce() -> T) -> T {
     #[cfg(target_arch = "x86_64")]

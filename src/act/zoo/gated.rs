@@ -40,7 +40,7 @@ impl ScalarFn for Silu {
     }
     #[cfg(target_arch = "x86_64")]
     fn fast_inference_in_place(&self, ys: &mut [f32]) -> bool {
-        crate::ops::silu_avx512::silu_in_place(ys)
+        crate::ops::act_avx512::silu_in_place(ys)
     }
 }
 
@@ -229,6 +229,10 @@ impl ScalarFn for Gelu {
     }
     fn tensor(&self, x: &Tensor) -> Result<Tensor> {
         x.gelu_erf()
+    }
+    #[cfg(target_arch = "x86_64")]
+    fn fast_inference_in_place(&self, ys: &mut [f32]) -> bool {
+        crate::ops::act_avx512::gelu_in_place(ys)
     }
 }
 
