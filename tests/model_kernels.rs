@@ -78,7 +78,7 @@ type ConvCase = ([usize; 4], [usize; 4], usize, usize, usize, usize);
 
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
-    let cases: [ConvCase; 19] = [
+    let cases: [ConvCase; 20] = [
         ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
         ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
         ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),
@@ -92,6 +92,7 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         ([2, 3, 21, 53], [3, 1, 3, 3], 1, 1, 1, 3),
         ([1, 4, 19, 40], [4, 1, 5, 5], 1, 2, 1, 4),
         ([1, 2, 10, 37], [2, 1, 3, 3], 1, 0, 1, 2), // unpadded: the output is narrower
+        ([1, 2, 40, 50], [2, 1, 3, 3], 1, 1, 1, 2), // runs of sums ending inside a row
         ([2, 8, 8, 8], [12, 4, 3, 3], 1, 1, 1, 2),
         ([1, 4, 11, 11], [4, 4, 3, 3], 1, 2, 2, 1), // dilated
         ([2, 4, 6, 6], [5, 4, 1, 1], 2, 0, 1, 1),   // strided 1×1
@@ -175,6 +176,8 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         ([3, 24, 13, 11], [19, 24, 1, 1], conv_params(1, 0, 1, 1)),
         ([1, 128, 5, 7], [40, 128, 3, 3], conv_params(1, 1, 1, 1)),
         ([1, 5, 9, 9], [8, 5, 5, 5], conv_params(1, 0, 1, 1)),
+        // Depthwise (YOLO11's DWConv): the activation on each run of sums.
+        ([1, 6, 30, 50], [6, 1, 3, 3], conv_params(1, 1, 1, 6)),
     ];
     let acts = [None, Some("silu"), Some("relu")];
     for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
@@ -225,12 +228,13 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
 
 #[test]
 fn fused_frelu_equals_depthwise_conv_bias_then_maximum() {
-    // FReLU's funnels: 3×3 and 5×5 depthwise, same size; rows with 16-column blocks,
-    // borders and remainders.
+    // FReLU's funnels: 3×3 and 5×5 depthwise, same size; narrow and wide planes, small and
+    // large ones.
     let cases = [
         ([2, 5, 23, 41], [5, 1, 3, 3], conv_params(1, 1, 1, 5)),
         ([1, 3, 9, 70], [3, 1, 5, 5], conv_params(1, 2, 1, 3)),
         ([1, 2, 4, 5], [2, 1, 3, 3], conv_params(1, 1, 1, 2)),
+        ([2, 3, 37, 61], [3, 1, 3, 3], conv_params(1, 1, 1, 3)), // several runs of sums
     ];
     for (i, (xs, ws, params)) in cases.into_iter().enumerate() {
         let (x, w, b) = (

@@ -9,6 +9,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::Arc;
 
@@ -41,6 +42,11 @@ struct Geometry {
     oh: usize,
     ow: usize,
     p: Conv2dParams,
+}
+
+thread_local! {
+    /// Each thread's zero-padded plane for the depthwise forward, kept between planes.
+    static PADDED_PLANE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Geometry {
@@ -112,87 +118,90 @@ impl Geometry {
         (0..self.oh).flat_map(move |oy| self.valid_rows_of(oy).map(move |(ki, iy)| (oy, ki, iy)))
     }
 
-    /// Depthwise forward of one channel plane: each output is the bias plus its taps inside
-    /// the image, summed in kernel order (row, then column). Columns whose taps all lie
-    /// inside the row run BLOCK at a time with the sums in registers; where the
-    /// composition of one pass per tap wrote and re-read the output row nine times, each
-    /// output is written once. With `max_with`, FReLU's `max(x, ·)` against that plane
-    /// (of the output's size) follows, with torch's NaN rule.
+    /// Depthwise forward of one channel plane: each output is the bias plus its k² taps,
+    /// summed in kernel order (row, then column), read from `padded`, the plane with its
+    /// zero padding (the padding's taps add zeros). Numbering outputs q = oy · wp + ox over
+    /// the padded rows' width wp, tap (ki, kj) of every output is padded[q + ki · wp + kj],
+    /// so a run of sums (in L1) is vectorised over q whatever the plane's size: 3×3 taps all
+    /// at once, other sizes one pass per tap (the `wp − ow` sums past each row are dropped). Then `act` on the
+    /// sums, or with `max_with`, FReLU's `max(x, ·)` against that plane (of the output's
+    /// size), with torch's NaN rule. Writes every output.
+    #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn depthwise_plane(
         &self,
         x: &[f32],
         k: &[f32],
         bias: f32,
+        act: Option<&dyn Elementwise>,
         max_with: Option<&[f32]>,
-        out: &mut [f32],
+        padded: &mut Vec<f32>,
+        out: &mut [MaybeUninit<f32>],
     ) {
-        // Columns per block: one AVX-512 register of sums (wider blocks spilled, measured).
-        const BLOCK: usize = 16;
+        // Sums per run: 4 KiB, in L1 beside the padded rows it reads.
+        const RUN: usize = 1024;
         let (pad, kw) = (self.p.padding, self.kw);
-        // Every tap of output column ox is inside the row when pad <= ox < w + pad + 1 - kw.
-        let inner_start = pad.min(self.ow);
-        let inner_end = (self.w + pad + 1)
-            .saturating_sub(kw)
-            .min(self.ow)
-            .max(inner_start);
-        // The (kernel row, input row) pairs of one output row inside the image, and its taps
-        // in kernel order as (index in x of the tap's input for output column `pad`, weight).
-        let mut rows: Vec<(usize, usize)> = Vec::with_capacity(self.kh);
-        let mut taps: Vec<(usize, f32)> = Vec::with_capacity(self.kh * kw);
-        for oy in 0..self.oh {
-            rows.clear();
-            rows.extend(self.valid_rows_of(oy));
-            taps.clear();
-            for &(ki, iy) in &rows {
-                for kj in 0..kw {
-                    taps.push((iy * self.w + kj, k[ki * kw + kj]));
+        // At stride 1, ow + kw - 1 = wp: every tap lies in the padded plane; the last row's
+        // dropped sums read kw - 1 floats past it.
+        let (wp, hp) = (self.w + 2 * pad, self.h + 2 * pad);
+        padded.resize(padded.len().max(hp * wp + kw), 0.0);
+        let padded = &mut padded[..hp * wp + kw];
+        // Every float is written: what the previous plane left needs no clearing.
+        padded[..pad * wp].fill(0.0);
+        padded[(pad + self.h) * wp..].fill(0.0);
+        for (row, src) in padded[pad * wp..]
+            .chunks_exact_mut(wp)
+            .zip(x.chunks_exact(self.w))
+        {
+            row[..pad].fill(0.0);
+            row[pad..pad + self.w].copy_from_slice(src);
+            row[pad + self.w..].fill(0.0);
+        }
+        let padded = &padded[..];
+        let mut sums = [0f32; RUN];
+        let positions = self.oh * wp;
+        for q0 in (0..positions).step_by(RUN) {
+            let sums = &mut sums[..RUN.min(positions - q0)];
+            let len = sums.len();
+            let tap = |t: usize| (k[t], &padded[q0 + t / kw * wp + t % kw..][..len]);
+            if (self.kh, kw) == (3, 3) {
+                // Each sum in a register through its nine taps (a third faster, measured).
+                let taps: [_; 9] = std::array::from_fn(tap);
+                for (q, sum) in sums.iter_mut().enumerate() {
+                    *sum = taps.iter().fold(bias, |acc, &(wk, src)| acc + wk * src[q]);
                 }
-            }
-            let row_out = &mut out[oy * self.ow..][..self.ow];
-            let block = |ox: usize, row_out: &mut [f32]| {
-                let mut acc = [bias; BLOCK];
-                for &(offset, wk) in &taps {
-                    let start = offset + ox - pad;
-                    let src: &[f32; BLOCK] = x[start..start + BLOCK].try_into().unwrap();
-                    for l in 0..BLOCK {
-                        acc[l] += wk * src[l];
+            } else {
+                sums.fill(bias);
+                for (wk, src) in (0..self.kh * kw).map(tap) {
+                    for (sum, &v) in sums.iter_mut().zip(src) {
+                        *sum += wk * v;
                     }
                 }
-                row_out[ox..ox + BLOCK].copy_from_slice(&acc);
-            };
-            let one = |ox: usize| {
-                let mut acc = bias;
-                for &(ki, iy) in &rows {
-                    for kj in 0..kw {
-                        let ix = (ox + kj).wrapping_sub(pad);
-                        if ix < self.w {
-                            acc += k[ki * kw + kj] * x[iy * self.w + ix];
+            }
+            if let Some(act) = act {
+                act.bias_in_place(0.0, sums);
+            }
+            // The run's pieces of output rows.
+            let end = q0 + sums.len();
+            for oy in q0 / wp..end.div_ceil(wp) {
+                let (lo, hi) = (q0.max(oy * wp), end.min(oy * wp + self.ow));
+                if lo >= hi {
+                    continue;
+                }
+                let at = oy * self.ow + lo - oy * wp;
+                let (dst, run) = (&mut out[at..at + hi - lo], &sums[lo - q0..hi - q0]);
+                match max_with {
+                    Some(m) => {
+                        for ((o, &v), &sum) in dst.iter_mut().zip(&m[at..]).zip(run) {
+                            o.write(if v.is_nan() || v > sum { v } else { sum });
+                        }
+                    }
+                    None => {
+                        for (o, &sum) in dst.iter_mut().zip(run) {
+                            o.write(sum);
                         }
                     }
                 }
-                acc
-            };
-            if inner_end - inner_start >= BLOCK {
-                // The last block overlaps the one before it rather than leave a scalar tail.
-                for ox in (inner_start..inner_end - BLOCK).step_by(BLOCK) {
-                    block(ox, row_out);
-                }
-                block(inner_end - BLOCK, row_out);
-                for ox in (0..inner_start).chain(inner_end..self.ow) {
-                    row_out[ox] = one(ox);
-                }
-            } else {
-                for (ox, o) in row_out.iter_mut().enumerate() {
-                    *o = one(ox);
-                }
-            }
-            if let Some(m) = max_with {
-                let row_m = &m[oy * self.ow..][..self.ow];
-                row_out
-                    .iter_mut()
-                    .zip(row_m)
-                    .for_each(|(o, &v)| *o = if v.is_nan() || v > *o { v } else { *o });
             }
         }
     }
@@ -210,8 +219,8 @@ impl Geometry {
         })
     }
 
-    /// The depthwise forward of every plane, then `act`; with `max_with` (the input planes
-    /// again, for FReLU), `max(x, ·)` before it.
+    /// The depthwise forward of every plane, then `act`, or (FReLU) `max(x, ·)` with
+    /// `max_with` (the input planes again).
     fn depthwise_forward(
         &self,
         x: &[f32],
@@ -220,23 +229,30 @@ impl Geometry {
         act: Option<&dyn Elementwise>,
         max_with: Option<&[f32]>,
     ) -> Vec<f32> {
+        assert!(
+            act.is_none() || max_with.is_none(),
+            "depthwise: act or max, not both"
+        );
         let (plane, taps) = (self.plane(), self.kh * self.kw);
-        let mut y = vec![0f32; self.n * self.co * plane];
-        y.par_chunks_mut(plane)
+        let len = self.n * self.co * plane;
+        let mut y = Vec::with_capacity(len);
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(plane)
             .zip(x.par_chunks(self.h * self.w))
             .enumerate()
             .for_each(|(at, (out, x))| {
                 let ch = at % self.c;
                 let (k, b) = (&w[ch * taps..][..taps], bias.map_or(0.0, |b| b[ch]));
                 let m = max_with.map(|m| &m[at * plane..][..plane]);
-                widest_simd(
-                    #[inline(always)]
-                    || self.depthwise_plane(x, k, b, m, out),
-                );
-                if let Some(act) = act {
-                    act.bias_in_place(0.0, out);
-                }
+                PADDED_PLANE.with_borrow_mut(|padded| {
+                    widest_simd(
+                        #[inline(always)]
+                        || self.depthwise_plane(x, k, b, act, m, padded, out),
+                    )
+                });
             });
+        // SAFETY: every plane wrote each of its outputs (`depthwise_plane`).
+        unsafe { y.set_len(len) };
         y
     }
 
