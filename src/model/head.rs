@@ -5,6 +5,7 @@
 
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::Init;
+use std::mem::MaybeUninit;
 
 use super::anchor_free::AnchorFreeDetect;
 use super::block::BlockContext;
@@ -285,14 +286,17 @@ impl Detect {
         }
         let (bs, no) = (raw.first().map_or(Ok(0), |r| r.dim(0))?, self.no);
         let cells: usize = shapes.iter().map(|(ny, nx)| self.na * ny * nx).sum();
-        let mut out = vec![0f32; bs * cells * no];
+        // Not zero-filled (as large as the head's output): every level writes its cells.
+        let len = bs * cells * no;
+        let mut out = Vec::with_capacity(len);
         let mut first_cell = 0;
         for (level, (r, &(ny, nx))) in raw.iter().zip(&shapes).enumerate() {
             let stride = self.strides[level] as f32;
             let level_cells = self.na * ny * nx;
             with_f32_data("decode", [r], |[r]| {
                 for (image, src) in r.chunks_exact(level_cells * no).enumerate() {
-                    let dst = &mut out[(image * cells + first_cell) * no..][..level_cells * no];
+                    let dst = &mut out.spare_capacity_mut()[(image * cells + first_cell) * no..]
+                        [..level_cells * no];
                     // Blocks of CELLS cells: σ over the whole block in one vectorised loop,
                     // then each cell's box.
                     const CELLS: usize = 256;
@@ -304,10 +308,12 @@ impl Detect {
                                 #[inline(always)]
                                 || {
                                     for (o, &v) in d.iter_mut().zip(s) {
-                                        *o = sigmoid(v);
+                                        o.write(sigmoid(v));
                                     }
                                 },
                             );
+                            // SAFETY: the loop above initialised every float of `d`.
+                            let d = unsafe { &mut *(d as *mut [MaybeUninit<f32>] as *mut [f32]) };
                             for (j, d) in d.chunks_exact_mut(no).enumerate() {
                                 let cell = block * CELLS + j;
                                 let (a, y, x) = (cell / (ny * nx), cell / nx % ny, cell % nx);
@@ -322,6 +328,8 @@ impl Detect {
             })?;
             first_cell += level_cells;
         }
+        // SAFETY: the levels' cells cover every cell of every image.
+        unsafe { out.set_len(len) };
         Tensor::from_vec(out, (bs, cells, no), self.anchors.device())
     }
 

@@ -11,7 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::fake_quant;
-use super::gemm::{matmul, MatRef};
+use super::gemm::{matmul, matmul_strided, MatRef};
 use super::portable;
 use super::storage::{contiguous_f32, with_f32_data};
 use crate::util::profile::{self, Stage};
@@ -69,8 +69,12 @@ impl CustomOp3 for HeadConv {
         let [x, w, b] = contiguous_f32("head conv", [(xs, xl), (ws, wl), (bs, bl)])?;
         let (n, c, plane, no) = sizes(xl.dims(), wl.dims(), b.len(), self.anchors)?;
         let na = self.anchors;
-        let mut y = vec![0f32; n * na * plane * no];
-        y.par_chunks_mut(plane * no)
+        let len = n * na * plane * no;
+        // Not zero-filled (a pass over the largest output of the network): every tile is
+        // written by its product before anything reads it.
+        let mut y = Vec::with_capacity(len);
+        y.spare_capacity_mut()[..len]
+            .par_chunks_mut(plane * no)
             .enumerate()
             .for_each(|(ia, block)| {
                 let (i, a) = (ia / na, ia % na);
@@ -87,11 +91,23 @@ impl CustomOp3 for HeadConv {
                             rows: cells,
                             ..x
                         };
-                        matmul(tile, rows, w_t, false, 1);
-                        tile.chunks_exact_mut(no)
-                            .for_each(|cell| cell.iter_mut().zip(bias).for_each(|(v, b)| *v += b));
+                        let tile = tile.as_mut_ptr().cast::<f32>();
+                        // SAFETY: the tile's cells × no floats are this task's alone; without
+                        // accumulating, the product only writes them. Then they are all
+                        // initialised, and read as floats.
+                        let tile = unsafe {
+                            matmul_strided(tile, no, rows, w_t, false, 1);
+                            std::slice::from_raw_parts_mut(tile, cells * no)
+                        };
+                        for cell in tile.chunks_exact_mut(no) {
+                            for (v, b) in cell.iter_mut().zip(bias) {
+                                *v += b;
+                            }
+                        }
                     });
             });
+        // SAFETY: the tiles cover every block, and the blocks every output.
+        unsafe { y.set_len(len) };
         let (_, _, h, wd) = xl.shape().dims4()?;
         Ok((CpuStorage::F32(y), Shape::from(vec![n, na, h, wd, no])))
     }
