@@ -30,30 +30,34 @@ use super::fastmath::{ERF_NEAR_H, ERF_SPLIT, ERF_TAIL_Q, EXP_P, LN2_HI, LN2_LO};
 /// Applies SiLU to `ys` in place and returns true, or returns false (leaving `ys` as it
 /// is) on a CPU without AVX-512.
 pub fn silu_in_place(ys: &mut [f32]) -> bool {
-    #[target_feature(enable = "avx512f")]
-    fn silu_avx512(ys: &mut [f32]) {
-        map_in_place(ys, |x| silu16(x));
-    }
-    if !is_x86_feature_detected!("avx512f") {
-        return false;
-    }
-    // SAFETY: the CPU has AVX-512F.
-    unsafe { silu_avx512(ys) };
-    true
+    apply(ys, Kernel::Silu)
 }
 
 /// Applies exact GELU to `ys` in place and returns true, or returns false (leaving `ys` as
 /// it is) on a CPU without AVX-512.
 pub fn gelu_in_place(ys: &mut [f32]) -> bool {
+    apply(ys, Kernel::Gelu)
+}
+
+#[derive(Clone, Copy)]
+enum Kernel {
+    Silu,
+    Gelu,
+}
+
+fn apply(ys: &mut [f32], kernel: Kernel) -> bool {
     #[target_feature(enable = "avx512f")]
-    fn gelu_avx512(ys: &mut [f32]) {
-        map_in_place(ys, |x| gelu16(x));
+    fn on_avx512(ys: &mut [f32], kernel: Kernel) {
+        match kernel {
+            Kernel::Silu => map_in_place(ys, |x| silu16(x)),
+            Kernel::Gelu => map_in_place(ys, |x| gelu16(x)),
+        }
     }
     if !is_x86_feature_detected!("avx512f") {
         return false;
     }
-    // SAFETY: as above.
-    unsafe { gelu_avx512(ys) };
+    // SAFETY: the CPU has AVX-512F.
+    unsafe { on_avx512(ys, kernel) };
     true
 }
 
@@ -187,23 +191,36 @@ mod tests {
         x * 0.5 * libm::erfc(-x / std::f64::consts::SQRT_2)
     }
 
+    /// The largest `error(x, y)` of `kernel` over `xs`, and where; None without AVX-512.
+    fn worst_error(
+        kernel: fn(&mut [f32]) -> bool,
+        xs: Vec<f32>,
+        error: impl Fn(f32, f32) -> f64,
+    ) -> Option<(f64, f32)> {
+        let mut ys = xs.clone();
+        if !kernel(&mut ys) {
+            eprintln!("no AVX-512 on this CPU: nothing to check");
+            return None;
+        }
+        let worst = xs.iter().zip(&ys).fold((0.0, 0.0), |worst, (&x, &y)| {
+            let e = error(x, y);
+            if e > worst.0 {
+                (e, x)
+            } else {
+                worst
+            }
+        });
+        eprintln!("largest error: {} at x = {}", worst.0, worst.1);
+        Some(worst)
+    }
+
     #[test]
     fn silu_is_within_4_ulp_of_the_exact_silu_on_a_dense_sweep() {
-        let mut ys = sweep(|x| x >= -87.0, &[0.0, -0.0, -87.0, 88.0, 1e-45, -1e-45]);
-        let xs = ys.clone();
-        if !silu_in_place(&mut ys) {
-            eprintln!("no AVX-512 on this CPU: nothing to check");
-            return;
+        let xs = sweep(|x| x >= -87.0, &[0.0, -0.0, -87.0, 88.0, 1e-45, -1e-45]);
+        let ulps_off = |x: f32, y| ulps(y, exact_silu(x as f64));
+        if let Some((worst, at)) = worst_error(silu_in_place, xs, ulps_off) {
+            assert!(worst <= 4.0, "{worst} ulp at x = {at}");
         }
-        let mut worst = (0.0, 0.0f32);
-        for (&x, &y) in xs.iter().zip(&ys) {
-            let error = ulps(y, exact_silu(x as f64));
-            if error > worst.0 {
-                worst = (error, x);
-            }
-        }
-        eprintln!("largest error: {} ulp at x = {}", worst.0, worst.1);
-        assert!(worst.0 <= 4.0, "{} ulp at x = {}", worst.0, worst.1);
     }
 
     /// The module's bound on GELU's error: 2 ulp of the exact value plus |x| · 2⁻²⁵.
@@ -213,29 +230,15 @@ mod tests {
 
     #[test]
     fn gelu_is_within_2_ulp_plus_x_times_2_to_the_minus_25_of_the_exact_gelu() {
-        let mut ys = sweep(
+        let xs = sweep(
             |_| true,
             &[0.0, -0.0, 0.921_875, -5.656_854, -5.656_855, 1e-45],
         );
-        let xs = ys.clone();
-        if !gelu_in_place(&mut ys) {
-            eprintln!("no AVX-512 on this CPU: nothing to check");
-            return;
+        let share_of_bound =
+            |x: f32, y: f32| (y as f64 - exact_gelu(x as f64)).abs() / gelu_bound(x as f64);
+        if let Some((worst, at)) = worst_error(gelu_in_place, xs, share_of_bound) {
+            assert!(worst <= 1.0, "{worst} of the bound at x = {at}");
         }
-        let mut worst = (0.0, 0.0f32);
-        for (&x, &y) in xs.iter().zip(&ys) {
-            let share = (y as f64 - exact_gelu(x as f64)).abs() / gelu_bound(x as f64);
-            if share > worst.0 {
-                worst = (share, x);
-            }
-        }
-        eprintln!("largest error: {} of the bound at x = {}", worst.0, worst.1);
-        assert!(
-            worst.0 <= 1.0,
-            "{} of the bound at x = {}",
-            worst.0,
-            worst.1
-        );
     }
 
     #[test]
