@@ -123,9 +123,9 @@ impl Geometry {
     /// zero padding (the padding's taps add zeros). Numbering outputs q = oy · wp + ox over
     /// the padded rows' width wp, tap (ki, kj) of every output is padded[q + ki · wp + kj],
     /// so a run of sums (in L1) is vectorised over q whatever the plane's size: 3×3 taps all
-    /// at once, other sizes one pass per tap (the `wp − ow` sums past each row are dropped). Then `act` on the
-    /// sums, or with `max_with`, FReLU's `max(x, ·)` against that plane (of the output's
-    /// size), with torch's NaN rule. Writes every output.
+    /// at once, other sizes one pass per tap (the `wp − ow` sums past each row are
+    /// dropped). Then `act` on the sums, or with `max_with`, FReLU's `max(x, ·)` against
+    /// that plane (of the output's size), with torch's NaN rule. Writes every output.
     #[allow(clippy::too_many_arguments)]
     #[inline(always)]
     fn depthwise_plane(
