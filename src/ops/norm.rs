@@ -138,19 +138,20 @@ impl BatchNorm2d {
     /// The weight and bias of a convolution (weight: out channels first, no bias) followed
     /// by this BatchNorm in eval mode, as one convolution with bias.
     pub fn fold(&self, conv_weight: &Tensor) -> Result<(Tensor, Tensor)> {
-        let scale =
-            (self.weight.detach() / (self.running_var.as_tensor() + self.config.eps)?.sqrt()?)?;
+        // Every input detached: the running statistics are variables, so results derived
+        // from them would count as needing a gradient and the fused inference kernels
+        // would be skipped.
+        let (gamma, beta) = (self.weight.detach(), self.bias.detach());
+        let mean = self.running_mean.as_tensor().detach();
+        let std = (self.running_var.as_tensor().detach() + self.config.eps)?.sqrt()?;
+        let scale = (&gamma / &std)?;
         let mut shape = vec![1; conv_weight.rank()];
         shape[0] = scale.elem_count();
         let weight = conv_weight.detach().broadcast_mul(&scale.reshape(shape)?)?;
         // In yolov5's order (`fuse_conv_and_bn`): bias − weight·mean / std, so that a fused
         // model and its ONNX export round as ultralytics' do.
-        let std = (self.running_var.as_tensor() + self.config.eps)?.sqrt()?;
-        let shift = ((self.weight.detach() * self.running_mean.as_tensor())? / std)?;
-        let bias = (self.bias.detach() - shift)?;
-        // Detached: computed from the running statistics (variables), the two would still
-        // count as needing a gradient, and the fused inference kernels would be skipped.
-        Ok((weight.detach(), bias.detach()))
+        let bias = (beta - ((gamma * mean)? / std)?)?;
+        Ok((weight, bias))
     }
 
     fn update_running(&self, mean: &Tensor, var: &Tensor, n: usize) -> Result<()> {
