@@ -1,11 +1,12 @@
 //! The model kernels against candle's plain ops: GEMM convolution with and without bias
-//! (forward, input, weight and bias gradients), padded max-pooling and nearest
-//! upsampling. Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
+//! (forward, input, weight and bias gradients), padded max-pooling, nearest upsampling
+//! and channel concatenation (exact). Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
 //! terms in a different order) unless a test says otherwise.
 
 mod tensor_support;
 
 use actyolo::act::ActSpec;
+use actyolo::ops::concat;
 use actyolo::ops::conv2d::{
     conv2d, conv2d_bias_act, conv2d_bias_max_input, conv2d_with_bias, Conv2dParams,
 };
@@ -599,4 +600,40 @@ fn a_folded_batch_norm_gives_constants_so_that_inference_runs_fused() {
     let weight = Var::from_tensor(&rand(&[4, 3, 3, 3], 5)).unwrap();
     let (w, b) = bn.fold(weight.as_tensor()).unwrap();
     assert!(!w.track_op() && !b.track_op());
+}
+
+#[test]
+fn channel_concat_equals_candle_cat_bit_for_bit() {
+    // A batch of three with planes of different depths (SPPF's four, C3's two); planes
+    // smaller and larger than one task's share; a plane with no positions.
+    let cases: [&[[usize; 4]]; 4] = [
+        &[[3, 4, 5, 7], [3, 1, 5, 7], [3, 6, 5, 7], [3, 2, 5, 7]],
+        &[[1, 16, 80, 80], [1, 16, 80, 80]],
+        &[[2, 3, 130, 129], [2, 5, 130, 129]],
+        &[[2, 3, 0, 4], [2, 1, 0, 4]],
+    ];
+    for (i, dims) in cases.into_iter().enumerate() {
+        let xs: Vec<Tensor> = dims
+            .iter()
+            .enumerate()
+            .map(|(j, d)| rand(d, 10 * i as u64 + j as u64))
+            .collect();
+        let ours = concat::channels(&xs).unwrap();
+        let plain = Tensor::cat(&xs, 1).unwrap();
+        assert_eq!(ours.dims(), plain.dims(), "case {i}");
+        let bits = |t: &Tensor| t.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&ours), bits(&plain), "case {i}");
+    }
+    // Inputs that record a backward, or are not contiguous, take candle's path: the
+    // gradient reaches each input, and a transposed view joins as its values.
+    let a = Var::from_tensor(&rand(&[1, 2, 3, 3], 1)).unwrap();
+    let b = rand(&[1, 3, 3, 3], 2);
+    let y = concat::channels(&[a.as_tensor(), &b]).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert_eq!(grads.get(a.as_tensor()).unwrap().values(), vec![1.0; 18]);
+    let t = rand(&[1, 2, 3, 3], 3).transpose(2, 3).unwrap();
+    let y = concat::channels(&[&t, &b]).unwrap();
+    assert_eq!(y.values(), Tensor::cat(&[&t, &b], 1).unwrap().values());
+    // Shapes that do not join get candle's error.
+    assert!(concat::channels(&[&b, &rand(&[1, 3, 4, 3], 4)]).is_err());
 }

@@ -7,6 +7,7 @@ pub mod acon;
 pub mod act_avx512;
 pub mod batchnorm;
 pub mod boxes;
+pub mod concat;
 pub mod conv2d;
 pub mod conv2d_bn;
 pub mod conv_bn_layer;

@@ -12,6 +12,7 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
+use crate::ops::concat;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::graph::{Graph, GraphError};
 
@@ -231,7 +232,7 @@ impl Block for C3 {
             y = b.forward(&y, train)?;
         }
         self.cv3
-            .forward(&Tensor::cat(&[y, self.cv2.forward(x, train)?], 1)?, train)
+            .forward(&concat::channels(&[y, self.cv2.forward(x, train)?])?, train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {

@@ -7,6 +7,7 @@ use candle_core::{Result, Tensor};
 use crate::model::block::Block;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
+use crate::ops::concat;
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::graph::{Graph, GraphError};
 
@@ -48,7 +49,7 @@ struct Concat;
 
 impl Block for Concat {
     fn forward_t(&self, xs: &[Tensor], _train: bool) -> Result<Tensor> {
-        Tensor::cat(xs, 1)
+        concat::channels(xs)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, _cost: &mut Cost) -> (usize, usize) {

@@ -10,6 +10,7 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
+use crate::ops::concat;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::graph::{Graph, GraphError};
 use crate::ops::maxpool::max_pool2d;
@@ -99,7 +100,8 @@ impl Block for Sppf {
         let y1 = max_pool2d(&x, self.k, 1, self.k / 2)?;
         let y2 = max_pool2d(&y1, self.k, 1, self.k / 2)?;
         let y3 = max_pool2d(&y2, self.k, 1, self.k / 2)?;
-        self.cv2.forward(&Tensor::cat(&[x, y1, y2, y3], 1)?, train)
+        self.cv2
+            .forward(&concat::channels(&[x, y1, y2, y3])?, train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
@@ -179,7 +181,7 @@ pub fn pyramid(x: &Tensor, ks: &[usize]) -> Result<Tensor> {
     for &k in ks {
         parts.push(max_pool2d(x, k, 1, k / 2)?);
     }
-    Tensor::cat(&parts, 1)
+    concat::channels(&parts)
 }
 
 /// [`pyramid`] in an ONNX graph.

@@ -11,6 +11,7 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
+use crate::ops::concat;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::graph::{Graph, GraphError};
 
@@ -101,7 +102,7 @@ impl Block for Sppcspc {
             .cv6
             .forward(&self.cv5.forward(&pyramid(&x1, &self.ks)?, train)?, train)?;
         let y2 = self.cv2.forward(x, train)?;
-        self.cv7.forward(&Tensor::cat(&[y1, y2], 1)?, train)
+        self.cv7.forward(&concat::channels(&[y1, y2])?, train)
     }
 
     /// Every conv keeps the size.
