@@ -27,6 +27,11 @@ impl Values for Tensor {
     }
 }
 
+/// A tensor's elements as bit patterns, for exact comparisons.
+fn bits(t: &Tensor) -> Vec<u32> {
+    t.values().iter().map(|v| v.to_bits()).collect()
+}
+
 fn conv_params(stride: usize, padding: usize, dilation: usize, groups: usize) -> Conv2dParams {
     Conv2dParams {
         stride,
@@ -195,13 +200,23 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
             .unwrap();
         for act in acts {
             let f = act.map(|s| ActSpec::parse(s).unwrap().elementwise().unwrap());
-            let fused = conv2d_bias_act(&x, &w, &b, params, f.as_ref()).unwrap();
+            let fused = conv2d_bias_act(&x, &w, &b, params, f.as_ref(), None).unwrap();
             let expected = match act {
                 None => plain.clone(),
                 Some("silu") => candle_nn::ops::silu(&plain).unwrap(),
                 Some(_) => plain.relu().unwrap(),
             };
             assert_close(&fused, &expected, &format!("case {i} {act:?}"));
+            // A residual (Bottleneck's shortcut) added as the tiles are stored: bit for bit
+            // the output above plus it, on each route (unfolding-free, GEMM, depthwise).
+            let r = rand(fused.dims(), 97 + i as u64);
+            let plus = conv2d_bias_act(&x, &w, &b, params, f.as_ref(), Some(&r)).unwrap();
+            let expected = (&r + &fused).unwrap();
+            assert_eq!(
+                bits(&plus),
+                bits(&expected),
+                "case {i} {act:?} with a residual"
+            );
         }
     }
     // With a weight that needs a gradient it is the differentiable composition.
@@ -216,6 +231,7 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         &rand(&[4], 3),
         params,
         ActSpec::silu().elementwise().as_ref(),
+        None,
     )
     .unwrap();
     assert!(y
@@ -621,7 +637,6 @@ fn channel_concat_equals_candle_cat_bit_for_bit() {
         let ours = concat::channels(&xs).unwrap();
         let plain = Tensor::cat(&xs, 1).unwrap();
         assert_eq!(ours.dims(), plain.dims(), "case {i}");
-        let bits = |t: &Tensor| t.values().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&ours), bits(&plain), "case {i}");
     }
     // Inputs that record a backward, or are not contiguous, take candle's path: the

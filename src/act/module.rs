@@ -10,6 +10,7 @@ use rand_chacha::ChaCha8Rng;
 use super::probe;
 use super::registry::{ActModule, ModuleInputs};
 use super::spec::ActSpec;
+use crate::ops::conv2d::plus_residual;
 use crate::ops::conv_bn_layer::ConvBn;
 use crate::ops::elementwise::Elementwise;
 use crate::ops::graph::{Graph, GraphError};
@@ -99,15 +100,26 @@ impl Activation {
     }
 
     /// `body` (a Conv's convolution and BatchNorm), then this activation: inside the
-    /// BatchNorm's kernel when the activation is elementwise.
+    /// BatchNorm's kernel when the activation is elementwise; then plus `residual` (a
+    /// shortcut) when given: inside the convolution's kernel once fused.
     /// Inside [`probe::capture`], inference runs unfused and records its diagnostics.
-    pub fn forward_after(&self, body: &ConvBn, x: &Tensor, train: bool) -> Result<Tensor> {
+    pub fn forward_after(
+        &self,
+        body: &ConvBn,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        train: bool,
+    ) -> Result<Tensor> {
         if !train && probe::is_capturing() {
-            return self.probe(&body.forward(x, false, None)?);
+            let y = self.probe(&body.forward(x, false, None, None)?)?;
+            return plus_residual(y, residual);
         }
         match self.fusable(train) {
-            Some(f) => body.forward(x, train, Some(&f)),
-            None => self.forward(&body.forward(x, train, None)?, train),
+            Some(f) => body.forward(x, train, Some(&f), residual),
+            None => plus_residual(
+                self.forward(&body.forward(x, train, None, None)?, train)?,
+                residual,
+            ),
         }
     }
 

@@ -32,7 +32,13 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.act.forward_after(&self.body, x, train)
+        self.act.forward_after(&self.body, x, None, train)
+    }
+
+    /// `residual + forward(x)` (a shortcut): at inference, added as the convolution
+    /// stores its output, where a separate add would read and write the whole tensor again.
+    pub fn forward_plus(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
+        self.act.forward_after(&self.body, x, Some(residual), train)
     }
 
     /// Adds the convolution (BatchNorm folded) and its activation to an ONNX graph.

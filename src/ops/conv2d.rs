@@ -6,7 +6,9 @@
 //! upstream needs it.
 //! Depthwise convolutions at stride 1 (FReLU's) run as direct per-plane loops instead.
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use candle_core::{
+    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
+};
 use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
@@ -444,23 +446,45 @@ impl Geometry {
         }
     }
 
-    /// The convolution, plus `bias` per output channel when given, then `act`: each
-    /// (image, tile) task unfolds its columns, multiplies, and applies bias and activation
-    /// to its output tile while that is still in cache.
+    /// The convolution, plus `bias` per output channel when given, then `act`, then plus
+    /// `residual` (the output's shape) when given: the unfolding-free kernel adds it as it
+    /// stores each tile; the other routes add it in a pass of their own.
     fn forward(
         &self,
         x: &[f32],
         w: &[f32],
         bias: Option<&[f32]>,
         act: Option<&dyn Elementwise>,
+        residual: Option<&[f32]>,
     ) -> Vec<f32> {
-        if self.is_depthwise() {
-            return self.depthwise_forward(x, w, bias, act, None);
-        }
         #[cfg(target_arch = "x86_64")]
-        if direct::applies(self) {
-            return direct::forward(self, x, w, bias, act);
+        if !self.is_depthwise() && direct::applies(self) {
+            return direct::forward(self, x, w, bias, act, residual);
         }
+        let mut y = if self.is_depthwise() {
+            self.depthwise_forward(x, w, bias, act, None)
+        } else {
+            self.unfolded_forward(x, w, bias, act)
+        };
+        if let Some(residual) = residual {
+            y.par_iter_mut()
+                .with_min_len(1 << 14)
+                .zip(residual)
+                .for_each(|(y, &r)| *y += r);
+        }
+        y
+    }
+
+    /// The convolution, plus `bias` per output channel when given, then `act`, by im2col +
+    /// GEMM: each (image, tile) task unfolds its columns, multiplies, and applies bias and
+    /// activation to its output tile while that is still in cache.
+    fn unfolded_forward(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        bias: Option<&[f32]>,
+        act: Option<&dyn Elementwise>,
+    ) -> Vec<f32> {
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let tiles: Vec<Range<usize>> = self.tiles().collect();
         let tasks: Vec<(usize, &Range<usize>)> = (0..self.n)
@@ -695,12 +719,14 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 /// The op: `conv2d(x, weight)` (two arguments) or `conv2d(x, weight) + bias` (three),
-/// then `act` when given. With an activation it has no backward: [`conv2d_bias_act`]
-/// builds it only when nothing needs a gradient.
+/// then `act` when given, then plus `residual` when given. With an activation or a
+/// residual it has no backward: [`conv2d_bias_act`] builds those only when nothing needs a
+/// gradient.
 #[derive(Debug, Clone)]
 pub struct Conv2dOp {
     pub params: Conv2dParams,
     pub act: Option<Arc<dyn Elementwise>>,
+    pub residual: Option<Tensor>,
 }
 
 impl Conv2dOp {
@@ -729,9 +755,27 @@ impl Conv2dOp {
         if let Some(b) = bias.filter(|b| b.len() != geo.co) {
             candle_core::bail!("conv2d: {} biases for {} output channels", b.len(), geo.co);
         }
+        let shape = Shape::from((geo.n, geo.co, geo.oh, geo.ow));
+        let residual = self.residual.as_ref().map(Tensor::storage_and_layout);
+        let residual = match &residual {
+            Some((storage, layout)) => {
+                let Storage::Cpu(cpu) = &**storage else {
+                    candle_core::bail!("conv2d: the residual is not on the CPU");
+                };
+                if layout.dims() != shape.dims() {
+                    candle_core::bail!(
+                        "conv2d: a residual of shape {:?} for an output of shape {:?}",
+                        layout.dims(),
+                        shape.dims()
+                    );
+                }
+                Some(contiguous::<f32>("conv2d residual", cpu, layout)?)
+            }
+            None => None,
+        };
         Ok((
-            geo.forward(x, w, bias, self.act.as_deref()),
-            Shape::from((geo.n, geo.co, geo.oh, geo.ow)),
+            geo.forward(x, w, bias, self.act.as_deref(), residual),
+            shape,
         ))
     }
 
@@ -746,9 +790,10 @@ impl Conv2dOp {
     ) -> Result<(Option<Tensor>, Tensor, Option<Vec<f32>>)> {
         // Everything but the input-gradient pass counts as the weight gradient.
         let _t = profile::span(Stage::ConvBackwardWeight);
-        if self.act.is_some() {
+        if self.act.is_some() || self.residual.is_some() {
             candle_core::bail!(
-                "conv2d with a fused activation has no backward (it is built for inference only)"
+                "conv2d with a fused activation or residual has no backward (it is built for \
+                 inference only)"
             );
         }
         let geo = Geometry::new(x.dims(), w.dims(), self.params)?;
@@ -831,8 +876,14 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tenso
     if portable::wanted(x.device()) {
         return portable::conv2d(&x, &weight, params);
     }
-    x.contiguous()?
-        .apply_op2(&weight.contiguous()?, Conv2dOp { params, act: None })
+    x.contiguous()?.apply_op2(
+        &weight.contiguous()?,
+        Conv2dOp {
+            params,
+            act: None,
+            residual: None,
+        },
+    )
 }
 
 /// `conv2d` plus one `bias` per output channel, in one op: where a broadcast add would
@@ -852,7 +903,11 @@ pub fn conv2d_with_bias(
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
-        Conv2dOp { params, act: None },
+        Conv2dOp {
+            params,
+            act: None,
+            residual: None,
+        },
     )
 }
 
@@ -885,19 +940,26 @@ pub fn conv2d_bias_max_input(
     Tensor::from_vec(y, x.shape(), x.device()).map(Some)
 }
 
-/// `act(conv2d(x, weight) + bias)` in one pass for inference: the bias and activation run
-/// on each output tile while it is in cache. When any input needs a gradient, or off the
-/// CPU, it is the differentiable composition instead.
+/// `act(conv2d(x, weight) + bias)`, plus `residual` when given (a Bottleneck's shortcut,
+/// added after the activation), in one pass for inference: the bias, activation and
+/// residual run on each output tile while it is in cache. When any input needs a gradient,
+/// or off the CPU, it is the differentiable composition instead.
 pub fn conv2d_bias_act(
     x: &Tensor,
     weight: &Tensor,
     bias: &Tensor,
     params: Conv2dParams,
     act: Option<&Arc<dyn Elementwise>>,
+    residual: Option<&Tensor>,
 ) -> Result<Tensor> {
-    if x.track_op() || weight.track_op() || bias.track_op() || portable::wanted(x.device()) {
+    let tracked = [Some(x), Some(weight), Some(bias), residual]
+        .into_iter()
+        .flatten()
+        .any(Tensor::track_op);
+    if tracked || portable::wanted(x.device()) {
         let y = conv2d_with_bias(x, weight, bias, params)?;
-        return act.map_or(Ok(y.clone()), |act| pointwise::apply(act, &y));
+        let y = act.map_or(Ok(y.clone()), |act| pointwise::apply(act, &y))?;
+        return plus_residual(y, residual);
     }
     let _t = profile::span(Stage::ConvForward);
     let (x, weight, bias) = fake_quant::conv_operands_with_bias(x, weight, bias)?;
@@ -907,6 +969,15 @@ pub fn conv2d_bias_act(
         &Conv2dOp {
             params,
             act: act.cloned(),
+            residual: residual.map(Tensor::contiguous).transpose()?,
         },
     )
+}
+
+/// `residual + y`, or `y` without a residual: a shortcut added where it cannot be fused.
+pub fn plus_residual(y: Tensor, residual: Option<&Tensor>) -> Result<Tensor> {
+    match residual {
+        Some(r) => r + y,
+        None => Ok(y),
+    }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
-use super::conv2d::{conv2d, conv2d_bias_act, conv2d_bias_max_input, Conv2dParams};
+use super::conv2d::{conv2d, conv2d_bias_act, conv2d_bias_max_input, plus_residual, Conv2dParams};
 use super::elementwise::Elementwise;
 use super::graph::{Graph, GraphError};
 use super::norm::{BatchNorm2d, BnConfig};
@@ -118,23 +118,28 @@ impl ConvBn {
     }
 
     /// The convolution, then the BatchNorm (or, once fused, the bias), then `act` if given:
-    /// inside the BatchNorm's kernel when there is one.
+    /// inside the BatchNorm's kernel when there is one; then plus `residual` if given: inside
+    /// the convolution's kernel once fused.
     pub fn forward(
         &self,
         x: &Tensor,
         train: bool,
         act: Option<&Arc<dyn Elementwise>>,
+        residual: Option<&Tensor>,
     ) -> Result<Tensor> {
         let params = self.conv_params();
-        match &self.norm {
+        let y = match &self.norm {
             Normalization::BatchNorm(bn) if train => {
-                bn.forward_conv_act(x, &self.weight, params, act.cloned())
+                bn.forward_conv_act(x, &self.weight, params, act.cloned())?
             }
             Normalization::BatchNorm(bn) => {
-                bn.forward_act(&conv2d(x, &self.weight, params)?, train, act.cloned())
+                bn.forward_act(&conv2d(x, &self.weight, params)?, train, act.cloned())?
             }
-            Normalization::Bias(bias) => conv2d_bias_act(x, &self.weight, bias, params, act),
-        }
+            Normalization::Bias(bias) => {
+                return conv2d_bias_act(x, &self.weight, bias, params, act, residual)
+            }
+        };
+        plus_residual(y, residual)
     }
 
     /// FReLU's `max(x, self(x))` in one pass, once fused into a conv with bias (inference);

@@ -68,7 +68,7 @@ impl ActModule for Frelu {
                 return Ok(y);
             }
         }
-        let funnel = self.funnel.forward(x, train, None)?;
+        let funnel = self.funnel.forward(x, train, None, None)?;
         match x.dtype() {
             DType::F32 => maximum::apply(x, &funnel),
             _ => x.maximum(&funnel),

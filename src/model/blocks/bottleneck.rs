@@ -152,11 +152,11 @@ impl Bottleneck {
     }
 
     pub(super) fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let y = self.cv2.forward(&self.cv1.forward(x, train)?, train)?;
+        let hidden = self.cv1.forward(x, train)?;
         if self.add {
-            x + y
+            self.cv2.forward_plus(&hidden, x, train)
         } else {
-            Ok(y)
+            self.cv2.forward(&hidden, train)
         }
     }
 

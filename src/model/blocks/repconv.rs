@@ -120,9 +120,10 @@ impl Block for RepConv {
     fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
         let x = &xs[0];
         let Some(pointwise) = &self.pointwise else {
-            return self.act.forward_after(&self.dense, x, train);
+            return self.act.forward_after(&self.dense, x, None, train);
         };
-        let mut y = (self.dense.forward(x, train, None)? + pointwise.forward(x, train, None)?)?;
+        let mut y = (self.dense.forward(x, train, None, None)?
+            + pointwise.forward(x, train, None, None)?)?;
         if let Some(bn) = &self.identity {
             y = (y + bn.forward_t(x, train)?)?;
         }

@@ -16,8 +16,8 @@
 //! repeat bit for bit.
 
 use std::arch::x86_64::{
-    __m512, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps, _mm512_maskz_loadu_ps,
-    _mm512_set1_ps, _mm512_storeu_ps,
+    __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_storeu_ps,
+    _mm512_maskz_loadu_ps, _mm512_set1_ps, _mm512_storeu_ps,
 };
 
 use std::ops::Range;
@@ -181,13 +181,15 @@ thread_local! {
     static SHARED_BANDS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// The convolution plus `bias`, then `act`, of every image in `x`.
+/// The convolution plus `bias`, then `act`, then plus `residual` (the output's shape), of
+/// every image in `x`.
 pub(super) fn forward(
     geo: &Geometry,
     x: &[f32],
     w: &[f32],
     bias: Option<&[f32]>,
     act: Option<&dyn Elementwise>,
+    residual: Option<&[f32]>,
 ) -> Vec<f32> {
     let layout = Layout::new(geo);
     let (blocks, bands) = (geo.co.div_ceil(MR), layout.bands(geo));
@@ -275,8 +277,9 @@ pub(super) fn forward(
                         }
                         let channels = block * MR..(block * MR + MR).min(geo.co);
                         // SAFETY: as above for AVX-512F; only this task writes these channels
-                        // of this band of image i, and `store` writes inside `y`'s `len` floats.
-                        unsafe { pieces.store(geo, &sums, out, i, channels) };
+                        // of this band of image i, and `store` writes inside `y`'s `len` floats
+                        // (and reads inside `residual`'s, the same number).
+                        unsafe { pieces.store(geo, &sums, out, residual, i, channels) };
                     }
                 }
             });
@@ -383,27 +386,37 @@ impl StorePieces {
         }
     }
 
-    /// Writes a finished tile of `channels` of image `i` as masked vector stores.
+    /// Writes a finished tile of `channels` of image `i` as masked vector stores, each
+    /// output plus its element of `residual` when given.
     ///
     /// # Safety
-    /// The CPU must have AVX-512F. No other thread may write these outputs; `out` holds
-    /// `n · co · plane` floats.
+    /// The CPU must have AVX-512F. No other thread may write these outputs; `out`, and
+    /// `residual` when given, hold `n · co · plane` floats.
     #[target_feature(enable = "avx512f")]
     unsafe fn store(
         &self,
         geo: &Geometry,
         sums: &[[f32; NR]; MR],
         out: SharedOut,
+        residual: Option<&[f32]>,
         i: usize,
         channels: Range<usize>,
     ) {
         for (r, co) in channels.enumerate() {
-            let base = out.0.wrapping_add((i * geo.co + co) * geo.plane());
+            let first = (i * geo.co + co) * geo.plane();
+            let base = out.0.wrapping_add(first);
+            let residual = residual.map(|x| x.as_ptr().wrapping_add(first));
             for &(v, lanes, lane0) in &self.pieces {
-                // SAFETY: the set lanes are outputs of row oy of this channel, inside `out`;
-                // masked-off lanes are not written (nor checked for faults).
+                // SAFETY: the set lanes are outputs of row oy of this channel, inside `out`
+                // (and `residual`); masked-off lanes are not read or written (nor checked for
+                // faults).
                 unsafe {
-                    let sum = _mm512_loadu_ps(sums[r][16 * v..].as_ptr());
+                    let mut sum = _mm512_loadu_ps(sums[r][16 * v..].as_ptr());
+                    if let Some(residual) = residual {
+                        let shortcut =
+                            _mm512_maskz_loadu_ps(lanes, residual.wrapping_offset(lane0));
+                        sum = _mm512_add_ps(shortcut, sum);
+                    }
                     if lanes == u16::MAX {
                         _mm512_storeu_ps(base.wrapping_offset(lane0), sum);
                     } else {
