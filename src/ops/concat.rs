@@ -2,10 +2,10 @@
 //! threads at inference: candle's `cat` copies on one thread while the others wait, and
 //! YOLO's concatenations (C3, SPPF, the neck's skips) run between every few convs.
 
-use candle_core::{DType, Device, Result, Storage, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 use rayon::prelude::*;
 
-use super::storage::contiguous;
+use super::storage::with_f32_slices;
 
 /// Floats each parallel task copies at least: a smaller share costs more to hand out
 /// than to copy.
@@ -34,37 +34,30 @@ pub fn channels<A: AsRef<Tensor>>(xs: &[A]) -> Result<Tensor> {
     if !joins_in_place {
         return Tensor::cat(xs, 1);
     }
-    let guards: Vec<_> = tensors.iter().map(|t| t.storage_and_layout()).collect();
-    let mut sources = Vec::with_capacity(tensors.len());
-    for (storage, layout) in &guards {
-        let Storage::Cpu(cpu) = &**storage else {
-            candle_core::bail!("concat: a CPU tensor without CPU storage");
-        };
-        sources.push((contiguous::<f32>("concat", cpu, layout)?, layout.dims()[1]));
-    }
+    let channels: Vec<usize> = tensors.iter().map(|t| t.dims()[1]).collect();
     // Output channel c of each image: which source, and which of its channels.
-    let origin: Vec<(usize, usize)> = sources
+    let origin: Vec<(usize, usize)> = channels
         .iter()
         .enumerate()
-        .flat_map(|(j, &(_, c))| (0..c).map(move |k| (j, k)))
+        .flat_map(|(j, &c)| (0..c).map(move |k| (j, k)))
         .collect();
     let (c_out, plane) = (origin.len(), h * w);
     let len = n * c_out * plane;
     let mut y = Vec::<f32>::with_capacity(len);
     if plane > 0 {
-        y.spare_capacity_mut()[..len]
-            .par_chunks_mut(plane)
-            .with_min_len(TASK_FLOATS.div_ceil(plane))
-            .enumerate()
-            .for_each(|(ic, out)| {
-                let (j, k) = origin[ic % c_out];
-                let (data, c) = sources[j];
-                let src = &data[(ic / c_out * c + k) * plane..][..plane];
-                out.write_copy_of_slice(src);
-            });
+        with_f32_slices("concat", &tensors, |sources| {
+            y.spare_capacity_mut()[..len]
+                .par_chunks_mut(plane)
+                .with_min_len(TASK_FLOATS.div_ceil(plane))
+                .enumerate()
+                .for_each(|(ic, out)| {
+                    let (j, k) = origin[ic % c_out];
+                    let src = &sources[j][(ic / c_out * channels[j] + k) * plane..][..plane];
+                    out.write_copy_of_slice(src);
+                });
+        })?;
     }
     // SAFETY: every output plane was written above (none when a plane is empty).
     unsafe { y.set_len(len) };
-    drop(guards);
     Tensor::from_vec(y, (n, c_out, h, w), &Device::Cpu)
 }

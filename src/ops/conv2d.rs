@@ -6,9 +6,7 @@
 //! upstream needs it.
 //! Depthwise convolutions at stride 1 (FReLU's) run as direct per-plane loops instead.
 
-use candle_core::{
-    CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Storage, Tensor,
-};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use std::mem::MaybeUninit;
@@ -756,27 +754,19 @@ impl Conv2dOp {
             candle_core::bail!("conv2d: {} biases for {} output channels", b.len(), geo.co);
         }
         let shape = Shape::from((geo.n, geo.co, geo.oh, geo.ow));
-        let residual = self.residual.as_ref().map(Tensor::storage_and_layout);
-        let residual = match &residual {
-            Some((storage, layout)) => {
-                let Storage::Cpu(cpu) = &**storage else {
-                    candle_core::bail!("conv2d: the residual is not on the CPU");
-                };
-                if layout.dims() != shape.dims() {
-                    candle_core::bail!(
-                        "conv2d: a residual of shape {:?} for an output of shape {:?}",
-                        layout.dims(),
-                        shape.dims()
-                    );
-                }
-                Some(contiguous::<f32>("conv2d residual", cpu, layout)?)
-            }
-            None => None,
+        let act = self.act.as_deref();
+        let y = match &self.residual {
+            Some(r) if r.dims() != shape.dims() => candle_core::bail!(
+                "conv2d: a residual of shape {:?} for an output of shape {:?}",
+                r.dims(),
+                shape.dims()
+            ),
+            Some(r) => with_f32_data("conv2d residual", [r], |[r]| {
+                geo.forward(x, w, bias, act, Some(r))
+            })?,
+            None => geo.forward(x, w, bias, act, None),
         };
-        Ok((
-            geo.forward(x, w, bias, self.act.as_deref(), residual),
-            shape,
-        ))
+        Ok((y, shape))
     }
 
     /// The input gradient (None for a constant input, such as the image), the weight

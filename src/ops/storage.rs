@@ -36,20 +36,29 @@ pub fn with_f32_data<R, const N: usize>(
     tensors: [&Tensor; N],
     f: impl FnOnce([&[f32]; N]) -> R,
 ) -> Result<R> {
+    with_f32_slices(op, &tensors, |data| f(std::array::from_fn(|i| data[i])))
+}
+
+/// [`with_f32_data`] for any number of tensors.
+pub fn with_f32_slices<R>(
+    op: &'static str,
+    tensors: &[&Tensor],
+    f: impl FnOnce(&[&[f32]]) -> R,
+) -> Result<R> {
     let contiguous_tensors = tensors
-        .into_iter()
+        .iter()
         .map(|t| t.to_device(&Device::Cpu)?.contiguous())
         .collect::<Result<Vec<_>>>()?;
     let guards: Vec<_> = contiguous_tensors
         .iter()
         .map(Tensor::storage_and_layout)
         .collect();
-    let mut data: [&[f32]; N] = [&[]; N];
-    for (slot, (storage, layout)) in data.iter_mut().zip(&guards) {
+    let mut data = Vec::with_capacity(guards.len());
+    for (storage, layout) in &guards {
         let Storage::Cpu(cpu) = &**storage else {
             candle_core::bail!("{op}: expects tensors on the CPU");
         };
-        *slot = contiguous::<f32>(op, cpu, layout)?;
+        data.push(contiguous::<f32>(op, cpu, layout)?);
     }
-    Ok(f(data))
+    Ok(f(&data))
 }

@@ -253,24 +253,24 @@ pub(super) fn forward(
                     group * blocks_per_group..((group + 1) * blocks_per_group).min(blocks);
                 let mut sums = [[0f32; NR]; MR];
                 let mut pieces = StorePieces { pieces: Vec::new() };
-                // A band's last tile sums only the vectors that hold its positions: bands cut
-                // for the threads end mid-tile, and a whole tile there computed up to half of
-                // the sums of yolov5n's 320-px inference (a 20% waste overall) for nothing.
-                let tile = |q0: usize| match (positions - q0).min(NR).div_ceil(16) {
-                    1 => tile_sums::<1>,
-                    2 => tile_sums::<2>,
-                    _ => tile_sums::<VECS>,
-                };
                 // Tile by tile, every block: a tile's input runs stay in L1 while the blocks'
                 // weights stream past (an eighth of the floats per product).
                 for q0 in (0..positions).step_by(NR) {
                     pieces.refill(geo, &layout, oy0, q0..(q0 + NR).min(positions));
+                    // A band's last tile sums only the vectors that hold its positions: bands
+                    // cut for the threads end mid-tile, and a whole tile there computed up to
+                    // half of the sums of yolov5n's 320-px inference (a 20% waste overall).
+                    let tile_sums = match (positions - q0).min(NR).div_ceil(16) {
+                        1 => tile_sums::<1>,
+                        2 => tile_sums::<2>,
+                        _ => tile_sums::<VECS>,
+                    };
                     for block in task_blocks.clone() {
                         let (weights, block_bias) = &block_params[block];
                         // SAFETY: the CPU has AVX-512F (`applies`); `tile_sums` reads only
                         // inside `src` (asserted above).
                         unsafe {
-                            tile(q0)(src, &layout, weights, block_bias, q0, positions, &mut sums)
+                            tile_sums(src, &layout, weights, block_bias, q0, positions, &mut sums)
                         };
                         if let Some(act) = act {
                             act.inference_in_place(sums.as_flattened_mut());
