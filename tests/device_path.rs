@@ -206,7 +206,7 @@ fn convolutions_match_the_kernels() {
             .iter()
             .map(|t| t.to_device(device).unwrap())
             .collect();
-        values(&conv2d_bias_act(&t[0], &t[1], &t[2], params(1, 1, 1, 1), silu, None).unwrap())
+        values(&conv2d_bias_act(&t[..1], &t[1], &t[2], params(1, 1, 1, 1), silu, None).unwrap())
     };
     let kernel = fused(&Device::Cpu);
     assert_close(

@@ -14,6 +14,7 @@ use actyolo::ops::maxpool::max_pool2d;
 use actyolo::ops::norm::{BatchNorm2d, BnConfig};
 use actyolo::ops::upsample_nearest::upsample_nearest2d;
 use candle_core::{Device, Tensor, Var};
+use std::slice::from_ref;
 use tensor_support::pattern as rand;
 
 /// A tensor's elements in order, as f32.
@@ -200,7 +201,7 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
             .unwrap();
         for act in acts {
             let f = act.map(|s| ActSpec::parse(s).unwrap().elementwise().unwrap());
-            let fused = conv2d_bias_act(&x, &w, &b, params, f.as_ref(), None).unwrap();
+            let fused = conv2d_bias_act(from_ref(&x), &w, &b, params, f.as_ref(), None).unwrap();
             let expected = match act {
                 None => plain.clone(),
                 Some("silu") => candle_nn::ops::silu(&plain).unwrap(),
@@ -210,7 +211,7 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
             // A residual (Bottleneck's shortcut) added as the tiles are stored: bit for bit
             // the output above plus it, on each route (unfolding-free, GEMM, depthwise).
             let r = rand(fused.dims(), 97 + i as u64);
-            let plus = conv2d_bias_act(&x, &w, &b, params, f.as_ref(), Some(&r)).unwrap();
+            let plus = conv2d_bias_act(from_ref(&x), &w, &b, params, f.as_ref(), Some(&r)).unwrap();
             let expected = (&r + &fused).unwrap();
             assert_eq!(
                 bits(&plus),
@@ -226,7 +227,7 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
     );
     let params = conv_params(1, 1, 1, 1);
     let y = conv2d_bias_act(
-        &x,
+        from_ref(&x),
         w.as_tensor(),
         &rand(&[4], 3),
         params,
@@ -241,6 +242,83 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         .unwrap()
         .get(w.as_tensor())
         .is_some());
+}
+
+#[test]
+fn conv_of_input_parts_equals_conv_of_their_concatenation_bit_for_bit() {
+    // (part shapes, weight shape, params): pointwise convs, which read the parts where they
+    // lie (SPPF's four parts, C3's two, a batch), and a 3×3 and a strided 1×1, which join
+    // them first.
+    let cases = [
+        (
+            vec![
+                [1, 8, 20, 20],
+                [1, 8, 20, 20],
+                [1, 8, 20, 20],
+                [1, 8, 20, 20],
+            ],
+            [16, 32, 1, 1],
+            conv_params(1, 0, 1, 1),
+        ),
+        (
+            vec![[2, 5, 13, 11], [2, 3, 13, 11], [2, 9, 13, 11]],
+            [19, 17, 1, 1],
+            conv_params(1, 0, 1, 1),
+        ),
+        (
+            vec![[1, 6, 15, 17], [1, 10, 15, 17]],
+            [12, 16, 3, 3],
+            conv_params(1, 1, 1, 1),
+        ),
+        (
+            vec![[1, 4, 12, 12], [1, 4, 12, 12]],
+            [8, 8, 1, 1],
+            conv_params(2, 0, 1, 1),
+        ),
+    ];
+    let silu = ActSpec::silu().elementwise();
+    for (i, (part_shapes, ws, params)) in cases.into_iter().enumerate() {
+        let parts: Vec<Tensor> = part_shapes
+            .iter()
+            .enumerate()
+            .map(|(j, dims)| rand(dims, 200 + 10 * i as u64 + j as u64))
+            .collect();
+        let (w, b) = (rand(&ws, 300 + i as u64), rand(&[ws[0]], 310 + i as u64));
+        let joined = Tensor::cat(&parts, 1).unwrap();
+        let expected =
+            conv2d_bias_act(from_ref(&joined), &w, &b, params, silu.as_ref(), None).unwrap();
+        let ours = conv2d_bias_act(&parts, &w, &b, params, silu.as_ref(), None).unwrap();
+        assert_eq!(bits(&ours), bits(&expected), "case {i}");
+        // With a residual added as the tiles are stored, and no activation.
+        let r = rand(expected.dims(), 320 + i as u64);
+        let expected = conv2d_bias_act(from_ref(&joined), &w, &b, params, None, Some(&r)).unwrap();
+        let ours = conv2d_bias_act(&parts, &w, &b, params, None, Some(&r)).unwrap();
+        assert_eq!(bits(&ours), bits(&expected), "case {i} with a residual");
+    }
+    // A part that is a view of another tensor's channels (C2f's halves of a batch: not
+    // contiguous), beside a whole one.
+    let whole = rand(&[2, 12, 9, 10], 330);
+    let parts = [whole.narrow(1, 4, 6).unwrap(), rand(&[2, 3, 9, 10], 331)];
+    let (w, b) = (rand(&[7, 9, 1, 1], 332), rand(&[7], 333));
+    let params = conv_params(1, 0, 1, 1);
+    let joined = Tensor::cat(&parts, 1).unwrap();
+    assert_eq!(
+        bits(&conv2d_bias_act(&parts, &w, &b, params, silu.as_ref(), None).unwrap()),
+        bits(&conv2d_bias_act(from_ref(&joined), &w, &b, params, silu.as_ref(), None).unwrap()),
+        "a view as a part"
+    );
+    // Parts that do not join (another plane) are refused, naming the shapes.
+    let parts = [rand(&[1, 4, 8, 8], 334), rand(&[1, 4, 8, 9], 335)];
+    let (w, b) = (rand(&[4, 8, 1, 1], 336), rand(&[4], 337));
+    let err = conv2d_bias_act(&parts, &w, &b, params, None, None).unwrap_err();
+    assert!(err.to_string().contains("[1, 4, 8, 9]"), "{err}");
+    // A part that needs a gradient: the composition over the concatenation, which passes
+    // it on.
+    let tracked = Var::from_tensor(&rand(&[1, 4, 8, 8], 338)).unwrap();
+    let parts = [rand(&[1, 4, 8, 8], 339), tracked.as_tensor().clone()];
+    let y = conv2d_bias_act(&parts, &w, &b, params, silu.as_ref(), None).unwrap();
+    let grads = y.sum_all().unwrap().backward().unwrap();
+    assert!(grads.get(tracked.as_tensor()).is_some());
 }
 
 #[test]

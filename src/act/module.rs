@@ -99,25 +99,26 @@ impl Activation {
         }
     }
 
-    /// `body` (a Conv's convolution and BatchNorm), then this activation: inside the
+    /// `body` (a Conv's convolution and BatchNorm) of `xs` (its input, as the parts a
+    /// concatenation along the channels would join), then this activation: inside the
     /// BatchNorm's kernel when the activation is elementwise; then plus `residual` (a
     /// shortcut) when given: inside the convolution's kernel once fused.
     /// Inside [`probe::capture`], inference runs unfused and records its diagnostics.
     pub fn forward_after(
         &self,
         body: &ConvBn,
-        x: &Tensor,
+        xs: &[Tensor],
         residual: Option<&Tensor>,
         train: bool,
     ) -> Result<Tensor> {
         if !train && probe::is_capturing() {
-            let y = self.probe(&body.forward(x, false, None, None)?)?;
+            let y = self.probe(&body.forward(xs, false, None, None)?)?;
             return plus_residual(y, residual);
         }
         match self.fusable(train) {
-            Some(f) => body.forward(x, train, Some(&f), residual),
+            Some(f) => body.forward(xs, train, Some(&f), residual),
             None => plus_residual(
-                self.forward(&body.forward(x, train, None, None)?, train)?,
+                self.forward(&body.forward(xs, train, None, None)?, train)?,
                 residual,
             ),
         }

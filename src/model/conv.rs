@@ -32,13 +32,21 @@ impl Conv {
     }
 
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        self.act.forward_after(&self.body, x, None, train)
+        self.act
+            .forward_after(&self.body, std::slice::from_ref(x), None, train)
+    }
+
+    /// `forward` of the concatenation of `parts` along the channels: at inference a 1×1
+    /// conv reads the parts where they lie, and the concatenation is never written.
+    pub fn forward_joined(&self, parts: &[Tensor], train: bool) -> Result<Tensor> {
+        self.act.forward_after(&self.body, parts, None, train)
     }
 
     /// `residual + forward(x)` (a shortcut): at inference, added as the convolution
     /// stores its output, where a separate add would read and write the whole tensor again.
     pub fn forward_plus(&self, x: &Tensor, residual: &Tensor, train: bool) -> Result<Tensor> {
-        self.act.forward_after(&self.body, x, Some(residual), train)
+        self.act
+            .forward_after(&self.body, std::slice::from_ref(x), Some(residual), train)
     }
 
     /// Adds the convolution (BatchNorm folded) and its activation to an ONNX graph.

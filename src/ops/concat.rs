@@ -16,8 +16,11 @@ const TASK_FLOATS: usize = 1 << 14;
 /// with the same batch and plane, go to `Tensor::cat`, which also gives the errors.
 pub fn channels<A: AsRef<Tensor>>(xs: &[A]) -> Result<Tensor> {
     let tensors: Vec<&Tensor> = xs.iter().map(AsRef::as_ref).collect();
-    let Some(first) = tensors.first() else {
-        return Tensor::cat(xs, 1);
+    let first = match tensors[..] {
+        [] => return Tensor::cat(xs, 1),
+        // One tensor joins to itself: the same elements, no copy (tensors are immutable).
+        [only] => return Ok(only.clone()),
+        [first, ..] => first,
     };
     let (n, _, h, w) = match first.dims4() {
         Ok(dims) => dims,

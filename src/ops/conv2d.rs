@@ -13,6 +13,7 @@ use std::mem::MaybeUninit;
 use std::ops::Range;
 use std::sync::Arc;
 
+use super::concat;
 use super::elementwise::Elementwise;
 use super::fake_quant;
 use super::gemm::{matmul, matmul_strided, MatRef};
@@ -20,7 +21,7 @@ use super::pointwise;
 use super::portable;
 use super::scalar::Identity;
 use super::simd::{lane_sums, widest_simd};
-use super::storage::{contiguous, contiguous_f32, with_f32_data};
+use super::storage::{contiguous, contiguous_f32, with_f32_data, with_f32_slices};
 use super::window::valid_outputs;
 use crate::util::profile::{self, Stage};
 
@@ -444,12 +445,23 @@ impl Geometry {
         }
     }
 
-    /// The convolution, plus `bias` per output channel when given, then `act`, then plus
-    /// `residual` (the output's shape) when given: the unfolding-free kernel adds it as it
-    /// stores each tile; the other routes add it in a pass of their own.
+    /// Whether the input may come in parts (the tensors a concatenation along the channels
+    /// would join): the unfolding-free kernel reads a pointwise conv's parts where they lie.
+    fn reads_parts(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if !self.is_depthwise() && direct::applies(self) && direct::reads_in_place(self) {
+            return true;
+        }
+        false
+    }
+
+    /// The convolution of the input `parts` (their channels following each other; one part
+    /// unless [`Self::reads_parts`]), plus `bias` per output channel when given, then `act`,
+    /// then plus `residual` (the output's shape) when given: the unfolding-free kernel adds
+    /// it as it stores each tile; the other routes add it in a pass of their own.
     fn forward(
         &self,
-        x: &[f32],
+        parts: &[&[f32]],
         w: &[f32],
         bias: Option<&[f32]>,
         act: Option<&dyn Elementwise>,
@@ -457,8 +469,11 @@ impl Geometry {
     ) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         if !self.is_depthwise() && direct::applies(self) {
-            return direct::forward(self, x, w, bias, act, residual);
+            return direct::forward(self, parts, w, bias, act, residual);
         }
+        let [x] = parts else {
+            unreachable!("only the unfolding-free kernel reads an input in parts")
+        };
         let mut y = if self.is_depthwise() {
             self.depthwise_forward(x, w, bias, act, None)
         } else {
@@ -717,17 +732,30 @@ unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 /// The op: `conv2d(x, weight)` (two arguments) or `conv2d(x, weight) + bias` (three),
-/// then `act` when given, then plus `residual` when given. With an activation or a
-/// residual it has no backward: [`conv2d_bias_act`] builds those only when nothing needs a
-/// gradient.
+/// then `act` when given, then plus `residual` when given. With an activation, a residual
+/// or further input parts it has no backward: [`conv2d_bias_act`] builds those only when
+/// nothing needs a gradient.
 #[derive(Debug, Clone)]
 pub struct Conv2dOp {
     pub params: Conv2dParams,
     pub act: Option<Arc<dyn Elementwise>>,
     pub residual: Option<Tensor>,
+    /// Inputs whose channels follow x's: the op convolves their concatenation along the
+    /// channels without writing it (a 1×1, stride-1 conv on the unfolding-free kernel only).
+    pub more_channels: Vec<Tensor>,
 }
 
 impl Conv2dOp {
+    /// The convolution alone: no activation, residual or further input parts.
+    pub fn plain(params: Conv2dParams) -> Conv2dOp {
+        Conv2dOp {
+            params,
+            act: None,
+            residual: None,
+            more_channels: Vec::new(),
+        }
+    }
+
     fn fwd(
         &self,
         x: (&CpuStorage, &Layout),
@@ -745,7 +773,20 @@ impl Conv2dOp {
         (ws, wl): (&CpuStorage, &Layout),
         bias: Option<(&CpuStorage, &Layout)>,
     ) -> Result<(Vec<f32>, Shape)> {
-        let geo = Geometry::new(xl.dims(), wl.dims(), self.params)?;
+        let more: Vec<&[usize]> = self.more_channels.iter().map(Tensor::dims).collect();
+        let Some(x_dims) = joined_dims(xl.dims(), &more) else {
+            candle_core::bail!(
+                "conv2d: input parts of shapes {:?} and {more:?} do not join along the channels",
+                xl.dims()
+            );
+        };
+        let geo = Geometry::new(&x_dims, wl.dims(), self.params)?;
+        if !more.is_empty() && !geo.reads_parts() {
+            candle_core::bail!(
+                "conv2d: only a 1×1, stride-1 convolution on this CPU reads its input in parts; \
+                 join them first"
+            );
+        }
         let [x, w] = contiguous_f32("conv2d", [(xs, xl), (ws, wl)])?;
         let bias = bias
             .map(|(bs, bl)| contiguous::<f32>("conv2d", bs, bl))
@@ -755,17 +796,19 @@ impl Conv2dOp {
         }
         let shape = Shape::from((geo.n, geo.co, geo.oh, geo.ow));
         let act = self.act.as_deref();
-        let y = match &self.residual {
-            Some(r) if r.dims() != shape.dims() => candle_core::bail!(
+        if let Some(r) = self.residual.as_ref().filter(|r| r.dims() != shape.dims()) {
+            candle_core::bail!(
                 "conv2d: a residual of shape {:?} for an output of shape {:?}",
                 r.dims(),
                 shape.dims()
-            ),
-            Some(r) => with_f32_data("conv2d residual", [r], |[r]| {
-                geo.forward(x, w, bias, act, Some(r))
-            })?,
-            None => geo.forward(x, w, bias, act, None),
-        };
+            );
+        }
+        let borrowed: Vec<&Tensor> = self.more_channels.iter().chain(&self.residual).collect();
+        let y = with_f32_slices("conv2d", &borrowed, |data| {
+            let (more, residual) = data.split_at(self.more_channels.len());
+            let parts: Vec<&[f32]> = std::iter::once(x).chain(more.iter().copied()).collect();
+            geo.forward(&parts, w, bias, act, residual.first().copied())
+        })?;
         Ok((y, shape))
     }
 
@@ -866,14 +909,8 @@ pub fn conv2d(x: &Tensor, weight: &Tensor, params: Conv2dParams) -> Result<Tenso
     if portable::wanted(x.device()) {
         return portable::conv2d(&x, &weight, params);
     }
-    x.contiguous()?.apply_op2(
-        &weight.contiguous()?,
-        Conv2dOp {
-            params,
-            act: None,
-            residual: None,
-        },
-    )
+    x.contiguous()?
+        .apply_op2(&weight.contiguous()?, Conv2dOp::plain(params))
 }
 
 /// `conv2d` plus one `bias` per output channel, in one op: where a broadcast add would
@@ -893,11 +930,7 @@ pub fn conv2d_with_bias(
     x.contiguous()?.apply_op3(
         &weight.contiguous()?,
         &bias.contiguous()?,
-        Conv2dOp {
-            params,
-            act: None,
-            residual: None,
-        },
+        Conv2dOp::plain(params),
     )
 }
 
@@ -932,27 +965,47 @@ pub fn conv2d_bias_max_input(
 
 /// `act(conv2d(x, weight) + bias)`, plus `residual` when given (a Bottleneck's shortcut,
 /// added after the activation), in one pass for inference: the bias, activation and
-/// residual run on each output tile while it is in cache. When any input needs a gradient,
-/// or off the CPU, it is the differentiable composition instead.
+/// residual run on each output tile while it is in cache. The input `xs` is the channel
+/// concatenation of its parts (often one): a 1×1, stride-1 conv reads them where they lie,
+/// other convs join them first. When any input needs a gradient, or off the CPU, it is the
+/// differentiable composition instead.
 pub fn conv2d_bias_act(
-    x: &Tensor,
+    xs: &[Tensor],
     weight: &Tensor,
     bias: &Tensor,
     params: Conv2dParams,
     act: Option<&Arc<dyn Elementwise>>,
     residual: Option<&Tensor>,
 ) -> Result<Tensor> {
-    let tracked = [Some(x), Some(weight), Some(bias), residual]
-        .into_iter()
-        .flatten()
+    let Some(first) = xs.first() else {
+        candle_core::bail!("conv2d: no input");
+    };
+    let tracked = xs
+        .iter()
+        .chain([weight, bias])
+        .chain(residual)
         .any(Tensor::track_op);
-    if tracked || portable::wanted(x.device()) {
-        let y = conv2d_with_bias(x, weight, bias, params)?;
+    if tracked || portable::wanted(first.device()) {
+        let y = conv2d_with_bias(&concat::channels(xs)?, weight, bias, params)?;
         let y = act.map_or(Ok(y.clone()), |act| pointwise::apply(act, &y))?;
         return plus_residual(y, residual);
     }
     let _t = profile::span(Stage::ConvForward);
-    let (x, weight, bias) = fake_quant::conv_operands_with_bias(x, weight, bias)?;
+    // Simulated INT8 quantizes the whole input with one scale, so it sees it joined.
+    let more: Vec<&[usize]> = xs[1..].iter().map(Tensor::dims).collect();
+    let in_parts = !more.is_empty()
+        && !fake_quant::active()
+        && xs.iter().all(|x| x.dtype() == DType::F32)
+        && joined_dims(first.dims(), &more)
+            .and_then(|dims| Geometry::new(&dims, weight.dims(), params).ok())
+            .is_some_and(|geo| geo.reads_parts());
+    let (x, more_channels) = if in_parts {
+        let more = xs[1..].iter().map(Tensor::contiguous);
+        (first.clone(), more.collect::<Result<Vec<_>>>()?)
+    } else {
+        (concat::channels(xs)?, Vec::new())
+    };
+    let (x, weight, bias) = fake_quant::conv_operands_with_bias(&x, weight, bias)?;
     x.contiguous()?.apply_op3_no_bwd(
         &weight.contiguous()?,
         &bias.contiguous()?,
@@ -960,8 +1013,22 @@ pub fn conv2d_bias_act(
             params,
             act: act.cloned(),
             residual: residual.map(Tensor::contiguous).transpose()?,
+            more_channels,
         },
     )
+}
+
+/// The NCHW shape of `first` joined with tensors of shapes `more` along the channels, or
+/// None where they do not join (not 4-D, or another batch or plane).
+fn joined_dims(first: &[usize], more: &[&[usize]]) -> Option<Vec<usize>> {
+    let mut joined = first.to_vec();
+    for dims in more {
+        match (joined.as_mut_slice(), dims) {
+            ([n, c, h, w], &&[pn, pc, ph, pw]) if (*n, *h, *w) == (pn, ph, pw) => *c += pc,
+            _ => return None,
+        }
+    }
+    Some(joined)
 }
 
 /// `residual + y`, or `y` without a residual: a shortcut added where it cannot be fused.

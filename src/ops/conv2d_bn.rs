@@ -118,11 +118,7 @@ pub fn conv_batch_norm_act(
 ) -> Result<(Tensor, Arc<ChannelStats>)> {
     let saved = Arc::new(OnceLock::new());
     let op = ConvBnAct {
-        conv: Conv2dOp {
-            params,
-            act: None,
-            residual: None,
-        },
+        conv: Conv2dOp::plain(params),
         eps: eps as f32,
         act,
         saved: saved.clone(),

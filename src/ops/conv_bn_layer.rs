@@ -8,6 +8,7 @@ use std::sync::Arc;
 use candle_core::{Result, Tensor};
 use candle_nn::{Init, VarBuilder};
 
+use super::concat;
 use super::conv2d::{conv2d, conv2d_bias_act, conv2d_bias_max_input, plus_residual, Conv2dParams};
 use super::elementwise::Elementwise;
 use super::graph::{Graph, GraphError};
@@ -117,12 +118,13 @@ impl ConvBn {
         })
     }
 
-    /// The convolution, then the BatchNorm (or, once fused, the bias), then `act` if given:
-    /// inside the BatchNorm's kernel when there is one; then plus `residual` if given: inside
-    /// the convolution's kernel once fused.
+    /// The convolution of `xs` (the input, as the parts a concatenation along the channels
+    /// would join; often one), then the BatchNorm (or, once fused, the bias), then `act` if
+    /// given: inside the BatchNorm's kernel when there is one; then plus `residual` if given:
+    /// inside the convolution's kernel once fused.
     pub fn forward(
         &self,
-        x: &Tensor,
+        xs: &[Tensor],
         train: bool,
         act: Option<&Arc<dyn Elementwise>>,
         residual: Option<&Tensor>,
@@ -130,13 +132,15 @@ impl ConvBn {
         let params = self.conv_params();
         let y = match &self.norm {
             Normalization::BatchNorm(bn) if train => {
-                bn.forward_conv_act(x, &self.weight, params, act.cloned())?
+                bn.forward_conv_act(&concat::channels(xs)?, &self.weight, params, act.cloned())?
             }
-            Normalization::BatchNorm(bn) => {
-                bn.forward_act(&conv2d(x, &self.weight, params)?, train, act.cloned())?
-            }
+            Normalization::BatchNorm(bn) => bn.forward_act(
+                &conv2d(&concat::channels(xs)?, &self.weight, params)?,
+                train,
+                act.cloned(),
+            )?,
             Normalization::Bias(bias) => {
-                return conv2d_bias_act(x, &self.weight, bias, params, act, residual)
+                return conv2d_bias_act(xs, &self.weight, bias, params, act, residual)
             }
         };
         plus_residual(y, residual)

@@ -167,6 +167,12 @@ pub fn quantized<T>(inputs: &[Uint8], weights: &mut WeightCache, forward: impl F
     value
 }
 
+/// Whether convolutions on this thread see simulated INT8 (or record its calibration):
+/// then each sees its whole input at once, as the scale is the whole input's.
+pub fn active() -> bool {
+    MODE.with(|m| m.borrow().is_some())
+}
+
 /// The input and weight a convolution without bias computes with: as given, observed, or
 /// quantized, by this thread's mode.
 pub fn conv_operands(x: &Tensor, weight: &Tensor) -> Result<(Tensor, Tensor)> {

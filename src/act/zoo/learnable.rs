@@ -68,7 +68,9 @@ impl ActModule for Frelu {
                 return Ok(y);
             }
         }
-        let funnel = self.funnel.forward(x, train, None, None)?;
+        let funnel = self
+            .funnel
+            .forward(std::slice::from_ref(x), train, None, None)?;
         match x.dtype() {
             DType::F32 => maximum::apply(x, &funnel),
             _ => x.maximum(&funnel),

@@ -12,7 +12,6 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
-use crate::ops::concat;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::graph::{Graph, GraphError};
 
@@ -232,7 +231,7 @@ impl Block for C3 {
             y = b.forward(&y, train)?;
         }
         self.cv3
-            .forward(&concat::channels(&[y, self.cv2.forward(x, train)?])?, train)
+            .forward_joined(&[y, self.cv2.forward(x, train)?], train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {

@@ -14,7 +14,6 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
-use crate::ops::concat;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::graph::{Graph, GraphError};
 
@@ -165,7 +164,7 @@ impl Block for C2f {
             let next = block.forward_t(&parts[parts.len() - 1..], train)?;
             parts.push(next);
         }
-        self.cv2.forward(&concat::channels(&parts)?, train)
+        self.cv2.forward_joined(&parts, train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {

@@ -12,7 +12,6 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
-use crate::ops::concat;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::graph::{Attr, Graph, GraphError};
 
@@ -88,7 +87,7 @@ impl Block for C2psa {
             b = block.forward(&b, train)?;
         }
         let a = y.narrow(1, 0, self.c)?;
-        self.cv2.forward(&concat::channels(&[a, b])?, train)
+        self.cv2.forward_joined(&[a, b], train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {

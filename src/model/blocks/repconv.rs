@@ -118,14 +118,14 @@ impl RepConv {
 
 impl Block for RepConv {
     fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
-        let x = &xs[0];
         let Some(pointwise) = &self.pointwise else {
-            return self.act.forward_after(&self.dense, x, None, train);
+            return self.act.forward_after(&self.dense, &xs[..1], None, train);
         };
+        let x = &xs[..1];
         let mut y = (self.dense.forward(x, train, None, None)?
             + pointwise.forward(x, train, None, None)?)?;
         if let Some(bn) = &self.identity {
-            y = (y + bn.forward_t(x, train)?)?;
+            y = (y + bn.forward_t(&xs[0], train)?)?;
         }
         self.act.forward(&y, train)
     }

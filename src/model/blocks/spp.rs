@@ -10,7 +10,6 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
-use crate::ops::concat;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::graph::{Graph, GraphError};
 use crate::ops::maxpool::max_pool2d;
@@ -100,8 +99,7 @@ impl Block for Sppf {
         let y1 = max_pool2d(&x, self.k, 1, self.k / 2)?;
         let y2 = max_pool2d(&y1, self.k, 1, self.k / 2)?;
         let y3 = max_pool2d(&y2, self.k, 1, self.k / 2)?;
-        self.cv2
-            .forward(&concat::channels(&[x, y1, y2, y3])?, train)
+        self.cv2.forward_joined(&[x, y1, y2, y3], train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
@@ -152,7 +150,7 @@ impl Spp {
 impl Block for Spp {
     fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
         let x = self.cv1.forward(&xs[0], train)?;
-        self.cv2.forward(&pyramid(&x, &self.ks)?, train)
+        self.cv2.forward_joined(&pyramid(&x, &self.ks)?, train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {
@@ -174,14 +172,14 @@ impl Block for Spp {
     }
 }
 
-/// `x` beside its stride-1 'same' max-pools of each size in `ks`, along the channels (SPP's
-/// and SPPCSPC's parallel pooling).
-pub fn pyramid(x: &Tensor, ks: &[usize]) -> Result<Tensor> {
+/// `x` and its stride-1 'same' max-pools of each size in `ks`, to be joined along the
+/// channels (SPP's and SPPCSPC's parallel pooling).
+pub fn pyramid(x: &Tensor, ks: &[usize]) -> Result<Vec<Tensor>> {
     let mut parts = vec![x.clone()];
     for &k in ks {
         parts.push(max_pool2d(x, k, 1, k / 2)?);
     }
-    concat::channels(&parts)
+    Ok(parts)
 }
 
 /// [`pyramid`] in an ONNX graph.

@@ -11,7 +11,6 @@ use crate::model::block::{Block, BlockContext};
 use crate::model::conv::Conv;
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
-use crate::ops::concat;
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
 use crate::ops::graph::{Graph, GraphError};
 
@@ -98,11 +97,12 @@ impl Block for Sppcspc {
             &self.cv3.forward(&self.cv1.forward(x, train)?, train)?,
             train,
         )?;
-        let y1 = self
-            .cv6
-            .forward(&self.cv5.forward(&pyramid(&x1, &self.ks)?, train)?, train)?;
+        let y1 = self.cv6.forward(
+            &self.cv5.forward_joined(&pyramid(&x1, &self.ks)?, train)?,
+            train,
+        )?;
         let y2 = self.cv2.forward(x, train)?;
-        self.cv7.forward(&concat::channels(&[y1, y2])?, train)
+        self.cv7.forward_joined(&[y1, y2], train)
     }
 
     /// Every conv keeps the size.

@@ -9,7 +9,9 @@
 //! channel c at q plus a constant offset, so every one of the K = c · kh · kw rows of the
 //! product is a contiguous run: the GEMM's columns, without im2col's nine copies of the
 //! input. The `wq − ow` positions past each output row are computed and dropped. A 1×1
-//! stride-1 unpadded conv reads its input as it is.
+//! stride-1 unpadded conv reads its input as it is, and its input may come in parts (the
+//! tensors a concatenation would join along the channels): product row k then reads the
+//! part that holds channel k, so the concatenation is never written.
 //!
 //! The bias seeds the sums, the activation runs on each finished tile while it is in L1,
 //! and each output is the sum of its K products in order, whatever the threads: runs
@@ -58,16 +60,21 @@ struct Layout {
     /// Whether the input is read as it is (1×1, stride 1, unpadded): its bands are views.
     in_place: bool,
     /// For product row k = (c · kh + ki) · kw + kj: where its run starts in a band's
-    /// phase planes (or in the image, read in place), for the band's first position.
+    /// phase planes (or in its part of the image, read in place), for the band's first
+    /// position.
     offsets: Vec<usize>,
-    /// The largest offset: position q's furthest read.
-    furthest: usize,
+    /// The product rows each input part holds (one part unless read in place), and their
+    /// largest offset: position q's furthest read in that part.
+    segments: Vec<(Range<usize>, usize)>,
 }
 
 impl Layout {
-    fn new(geo: &Geometry) -> Layout {
+    /// The layout of `geo`, whose input comes in parts of `part_channels` channels (their
+    /// sum is `geo.c`; several only when read in place).
+    fn new(geo: &Geometry, part_channels: &[usize]) -> Layout {
         let (s, pad) = (geo.p.stride, geo.p.padding);
-        let in_place = geo.kh == 1 && geo.kw == 1 && s == 1 && pad == 0;
+        let in_place = reads_in_place(geo);
+        debug_assert!(in_place || part_channels.len() == 1);
         let wq = (geo.w + 2 * pad).div_ceil(s);
         // A position's taps reach (kh - 1) / s rows and (kw - 1) / s columns further; one
         // more row holds the column overrun of the band's last output row.
@@ -94,14 +101,21 @@ impl Layout {
         }
         let hq = if in_place { geo.h } else { band_rows + reach };
         let plane = hq * wq;
+        let taps = geo.kh * geo.kw;
         let mut offsets = Vec::with_capacity(geo.kdim());
-        for c in 0..geo.c {
-            for ki in 0..geo.kh {
-                for kj in 0..geo.kw {
-                    let phase = (c * s + ki % s) * s + kj % s;
-                    offsets.push(phase * plane + (ki / s) * wq + kj / s);
+        let mut segments = Vec::with_capacity(part_channels.len());
+        for &channels in part_channels {
+            let first = offsets.len();
+            for c in 0..channels {
+                for ki in 0..geo.kh {
+                    for kj in 0..geo.kw {
+                        let phase = (c * s + ki % s) * s + kj % s;
+                        offsets.push(phase * plane + (ki / s) * wq + kj / s);
+                    }
                 }
             }
+            let furthest = offsets[first..].iter().copied().max().unwrap_or(0);
+            segments.push((first..first + channels * taps, furthest));
         }
         Layout {
             wq,
@@ -109,8 +123,8 @@ impl Layout {
             groups,
             hq,
             in_place,
-            furthest: offsets.iter().copied().max().unwrap_or(0),
             offsets,
+            segments,
         }
     }
 
@@ -181,17 +195,31 @@ thread_local! {
     static SHARED_BANDS: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
+/// Whether the kernel reads the input where it lies (1×1, stride 1, unpadded): then it
+/// also reads an input in parts.
+pub(super) fn reads_in_place(geo: &Geometry) -> bool {
+    geo.kh == 1 && geo.kw == 1 && geo.p.stride == 1 && geo.p.padding == 0
+}
+
 /// The convolution plus `bias`, then `act`, then plus `residual` (the output's shape), of
-/// every image in `x`.
+/// every image of the input: `parts`, whose channels follow each other (one part unless
+/// [`reads_in_place`]), each `n · channels · h · w` floats.
 pub(super) fn forward(
     geo: &Geometry,
-    x: &[f32],
+    parts: &[&[f32]],
     w: &[f32],
     bias: Option<&[f32]>,
     act: Option<&dyn Elementwise>,
     residual: Option<&[f32]>,
 ) -> Vec<f32> {
-    let layout = Layout::new(geo);
+    let part_channels: Vec<usize> = parts
+        .iter()
+        .map(|part| part.len() / (geo.n * geo.h * geo.w).max(1))
+        .collect();
+    // Every product row's weights are read: the parts hold exactly the input's channels.
+    assert_eq!(part_channels.iter().sum::<usize>(), geo.c);
+    let layout = Layout::new(geo, &part_channels);
+    let x = parts[0];
     let (blocks, bands) = (geo.co.div_ceil(MR), layout.bands(geo));
     let block_params: Vec<_> = (0..blocks)
         .map(|block| block_rows(geo, w, bias, block))
@@ -230,25 +258,39 @@ pub(super) fn forward(
                 task / groups % bands,
                 task % groups,
             );
-            let image = &x[i * geo.image()..][..geo.image()];
             let oy0 = band * layout.band_rows;
             let positions = layout.band_rows.min(geo.oh - oy0) * layout.wq;
             BAND.with_borrow_mut(|own_band| {
-                let src: &[f32] = if layout.in_place {
-                    &image[oy0 * geo.w..]
+                let sources: Vec<&[f32]> = if layout.in_place {
+                    parts
+                        .iter()
+                        .zip(&part_channels)
+                        .map(|(part, &c)| {
+                            let image = c * geo.h * geo.w;
+                            &part[i * image..][..image][oy0 * geo.w..]
+                        })
+                        .collect()
                 } else if shared {
-                    &shared_bands[(i * bands + band) * band_floats..][..band_floats]
+                    vec![&shared_bands[(i * bands + band) * band_floats..][..band_floats]]
                 } else {
                     // Every float is written: what a previous band left needs no clearing.
                     own_band.resize(own_band.len().max(band_floats), 0.0);
                     let planes = &mut own_band[..band_floats];
+                    let image = &x[i * geo.image()..][..geo.image()];
                     layout.fill(geo, image, oy0, planes);
-                    planes
+                    vec![planes]
                 };
                 // What makes `tile_sums`' unchecked reads safe: a band's phase planes end
                 // (kw - 1) / s + 1 floats or more past its last position's furthest tap,
-                // and an image read in place past its last band's.
-                assert!(layout.furthest + positions <= src.len());
+                // and each part read in place past its last band's.
+                let runs: Vec<(&[f32], Range<usize>)> = sources
+                    .into_iter()
+                    .zip(&layout.segments)
+                    .map(|(src, (ks, furthest))| {
+                        assert!(furthest + positions <= src.len());
+                        (src, ks.clone())
+                    })
+                    .collect();
                 let task_blocks =
                     group * blocks_per_group..((group + 1) * blocks_per_group).min(blocks);
                 let mut sums = [[0f32; NR]; MR];
@@ -268,9 +310,11 @@ pub(super) fn forward(
                     for block in task_blocks.clone() {
                         let (weights, block_bias) = &block_params[block];
                         // SAFETY: the CPU has AVX-512F (`applies`); `tile_sums` reads only
-                        // inside `src` (asserted above).
+                        // inside each run's source (asserted above).
                         unsafe {
-                            tile_sums(src, &layout, weights, block_bias, q0, positions, &mut sums)
+                            tile_sums(
+                                &runs, &layout, weights, block_bias, q0, positions, &mut sums,
+                            )
                         };
                         if let Some(act) = act {
                             act.inference_in_place(sums.as_flattened_mut());
@@ -292,13 +336,16 @@ pub(super) fn forward(
 
 /// The sums of one register tile, `V` vectors wide: output channels of `weights`' block at
 /// positions `q0..q0 + 16 · V` of a band, seeded with the biases, into the first `16 · V`
-/// sums of each row of `out`. Positions past `positions` (the band's) are not read.
+/// sums of each row of `out`. `runs` pairs each source (a band's phase planes, or a part
+/// of the input read in place) with the product rows it holds, in order. Positions past
+/// `positions` (the band's) are not read.
 ///
 /// # Safety
-/// The CPU must have AVX-512F, and `layout.furthest + positions <= src.len()`.
+/// The CPU must have AVX-512F, and for each run, its rows' largest offset plus
+/// `positions` must not pass its source's end.
 #[target_feature(enable = "avx512f")]
 unsafe fn tile_sums<const V: usize>(
-    src: &[f32],
+    runs: &[(&[f32], Range<usize>)],
     layout: &Layout,
     weights: &[&[f32]; MR],
     bias: &[f32; MR],
@@ -317,24 +364,26 @@ unsafe fn tile_sums<const V: usize>(
     for (row, &b) in acc.iter_mut().zip(bias) {
         *row = [_mm512_set1_ps(b); V];
     }
-    let base = src.as_ptr().wrapping_add(q0);
     let rows: [*const f32; MR] = std::array::from_fn(|r| weights[r].as_ptr());
-    for (k, &offset) in layout.offsets.iter().enumerate() {
-        let run = base.wrapping_add(offset);
-        // SAFETY: full tiles read 16 · V floats inside `src`; the last tile's masked loads
-        // touch only its valid lanes.
-        let b: [__m512; V] = std::array::from_fn(|v| unsafe {
-            if full {
-                _mm512_loadu_ps(run.wrapping_add(16 * v))
-            } else {
-                _mm512_maskz_loadu_ps(masks[v], run.wrapping_add(16 * v))
-            }
-        });
-        for (sums, &row) in acc.iter_mut().zip(&rows) {
-            // SAFETY: every row holds K = `offsets.len()` floats.
-            let weight = _mm512_set1_ps(unsafe { *row.add(k) });
-            for (sum, &b) in sums.iter_mut().zip(&b) {
-                *sum = _mm512_fmadd_ps(weight, b, *sum);
+    for (src, ks) in runs {
+        let base = src.as_ptr().wrapping_add(q0);
+        for (k, &offset) in ks.clone().zip(&layout.offsets[ks.clone()]) {
+            let run = base.wrapping_add(offset);
+            // SAFETY: full tiles read 16 · V floats inside `src`; the last tile's masked
+            // loads touch only its valid lanes.
+            let b: [__m512; V] = std::array::from_fn(|v| unsafe {
+                if full {
+                    _mm512_loadu_ps(run.wrapping_add(16 * v))
+                } else {
+                    _mm512_maskz_loadu_ps(masks[v], run.wrapping_add(16 * v))
+                }
+            });
+            for (sums, &row) in acc.iter_mut().zip(&rows) {
+                // SAFETY: every row holds K = `offsets.len()` floats.
+                let weight = _mm512_set1_ps(unsafe { *row.add(k) });
+                for (sum, &b) in sums.iter_mut().zip(&b) {
+                    *sum = _mm512_fmadd_ps(weight, b, *sum);
+                }
             }
         }
     }
