@@ -5,19 +5,18 @@
 
 use candle_core::{DType, Result, Tensor, Var};
 use candle_nn::Init;
-use std::mem::MaybeUninit;
 
 use super::anchor_free::AnchorFreeDetect;
 use super::block::BlockContext;
+use crate::act::zoo::Sigmoid;
 use crate::act::Activation;
 use crate::ops::conv2d::{conv2d_with_bias, Conv2dParams};
 use crate::ops::conv_bn_layer::Cost;
+use crate::ops::elementwise::Elementwise;
 use crate::ops::graph::{Attr, Graph, GraphError};
 use crate::ops::head_conv::head_conv;
 use rayon::prelude::*;
 
-use crate::ops::scalar::sigmoid;
-use crate::ops::simd::widest_simd;
 use crate::ops::storage::with_f32_data;
 
 /// The head that ends a model.
@@ -304,16 +303,8 @@ impl Detect {
                         .zip(src.par_chunks(no * CELLS))
                         .enumerate()
                         .for_each(|(block, (d, s))| {
-                            widest_simd(
-                                #[inline(always)]
-                                || {
-                                    for (o, &v) in d.iter_mut().zip(s) {
-                                        o.write(sigmoid(v));
-                                    }
-                                },
-                            );
-                            // SAFETY: the loop above initialised every float of `d`.
-                            let d = unsafe { &mut *(d as *mut [MaybeUninit<f32>] as *mut [f32]) };
+                            let d = d.write_copy_of_slice(s);
+                            Sigmoid.inference_in_place(d);
                             for (j, d) in d.chunks_exact_mut(no).enumerate() {
                                 let cell = block * CELLS + j;
                                 let (a, y, x) = (cell / (ny * nx), cell / nx % ny, cell % nx);

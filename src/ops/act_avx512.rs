@@ -1,13 +1,15 @@
 //! SiLU and exact GELU on AVX-512 registers for inference outputs, where the portable
 //! kernels (the same bits on every CPU, no fused multiply-adds) were the convolution
 //! epilogue's limit: SiLU's division runs on one port, GELU's erf is two polynomials and an
-//! exponential. Training never runs these.
+//! exponential. The sigmoid of the Detect head's decode shares SiLU's. Training never runs
+//! these.
 //!
 //! Both use fused multiply-adds, `scalef` for 2^n, and the portable kernels' polynomials
 //! ([`super::fastmath`]'s tables). Their error bounds, checked on dense sweeps in the tests
 //! below against the functions computed in f64:
 //! - SiLU is within 4 ulp for x ≥ −87; below, |result| ≤ |x| · 1.7 · 10⁻³⁸, where the exact
 //!   value is smaller still.
+//! - The sigmoid is within 3 ulp for x ≥ −87; below, the result is at most 1.7 · 10⁻³⁸.
 //! - GELU is within 2 ulp plus |x| · 2⁻²⁵: for negative x, where the result is small, the
 //!   second term dominates (the portable kernel, which follows torch's x · (1 + erf(u)) / 2,
 //!   loses more than that to cancellation there: 1.17 times this bound on the same sweep,
@@ -39,10 +41,17 @@ pub fn gelu_in_place(ys: &mut [f32]) -> bool {
     apply(ys, Kernel::Gelu)
 }
 
+/// Applies the sigmoid to `ys` in place and returns true, or returns false (leaving `ys`
+/// as it is) on a CPU without AVX-512.
+pub fn sigmoid_in_place(ys: &mut [f32]) -> bool {
+    apply(ys, Kernel::Sigmoid)
+}
+
 #[derive(Clone, Copy)]
 enum Kernel {
     Silu,
     Gelu,
+    Sigmoid,
 }
 
 fn apply(ys: &mut [f32], kernel: Kernel) -> bool {
@@ -51,6 +60,7 @@ fn apply(ys: &mut [f32], kernel: Kernel) -> bool {
         match kernel {
             Kernel::Silu => map_in_place(ys, |x| silu16(x)),
             Kernel::Gelu => map_in_place(ys, |x| gelu16(x)),
+            Kernel::Sigmoid => map_in_place(ys, |x| sigmoid16(x)),
         }
     }
     if !is_x86_feature_detected!("avx512f") {
@@ -107,16 +117,23 @@ fn exp16(z: __m512) -> __m512 {
     _mm512_scalef_ps(_mm512_add_ps(em1, _mm512_set1_ps(1.0)), n)
 }
 
-/// x · σ(x) of 16 floats. With t = e^−|x| in (0, 1]: σ(|x|) = 1 / (1 + t) and
+/// x · σ(x) of 16 floats.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn silu16(x: __m512) -> __m512 {
+    _mm512_mul_ps(x, sigmoid16(x))
+}
+
+/// σ(x) of 16 floats. With t = e^−|x| in (0, 1]: σ(|x|) = 1 / (1 + t) and
 /// σ(−|x|) = t / (1 + t), so the reciprocal's argument stays in (1, 2] whatever x; it is
 /// the 14-bit estimate plus one Newton step.
 #[inline]
 #[target_feature(enable = "avx512f")]
-fn silu16(x: __m512) -> __m512 {
-    // z = −|x| (the sign bit set), held at −87 (e^z stays a normal float); NaN becomes −87
-    // here and NaN again in the final product with x.
+fn sigmoid16(x: __m512) -> __m512 {
+    // z = −|x| (the sign bit set), held at −87 (e^z stays a normal float); NaN stays NaN
+    // (max returns its second operand when either is NaN), and so does every step after.
     let minus_abs = _mm512_or_si512(_mm512_castps_si512(x), _mm512_set1_epi32(i32::MIN));
-    let z = _mm512_max_ps(_mm512_castsi512_ps(minus_abs), _mm512_set1_ps(-87.0));
+    let z = _mm512_max_ps(_mm512_set1_ps(-87.0), _mm512_castsi512_ps(minus_abs));
     let t = exp16(z);
     let one = _mm512_set1_ps(1.0);
     // 1 / (1 + t) for 1 + t in (1, 2]: the estimate's error squared by one Newton step.
@@ -124,8 +141,7 @@ fn silu16(x: __m512) -> __m512 {
     let e = _mm512_rcp14_ps(d);
     let e = _mm512_fmadd_ps(_mm512_fnmadd_ps(d, e, one), e, e);
     let negative = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(x, _mm512_set1_ps(0.0));
-    let sigma = _mm512_mask_blend_ps(negative, e, _mm512_mul_ps(t, e));
-    _mm512_mul_ps(x, sigma)
+    _mm512_mask_blend_ps(negative, e, _mm512_mul_ps(t, e))
 }
 
 /// x · Φ(x) = x · (1 + erf(u)) / 2 with u = x / √2, of 16 floats: erf's two halves as the
@@ -158,7 +174,7 @@ fn gelu16(x: __m512) -> __m512 {
 
 #[cfg(test)]
 mod tests {
-    use super::{gelu_in_place, silu_in_place};
+    use super::{gelu_in_place, sigmoid_in_place, silu_in_place};
 
     /// The f32 spacing (one ulp) at the f64 value `exact`.
     fn spacing(exact: f64) -> f64 {
@@ -215,6 +231,15 @@ mod tests {
     }
 
     #[test]
+    fn sigmoid_is_within_3_ulp_of_the_exact_sigmoid_on_a_dense_sweep() {
+        let xs = sweep(|x| x >= -87.0, &[0.0, -0.0, -87.0, 88.0, 1e-45, -1e-45]);
+        let ulps_off = |x: f32, y| ulps(y, 1.0 / (1.0 + (-(x as f64)).exp()));
+        if let Some((worst, at)) = worst_error(sigmoid_in_place, xs, ulps_off) {
+            assert!(worst <= 3.0, "{worst} ulp at x = {at}");
+        }
+    }
+
+    #[test]
     fn silu_is_within_4_ulp_of_the_exact_silu_on_a_dense_sweep() {
         let xs = sweep(|x| x >= -87.0, &[0.0, -0.0, -87.0, 88.0, 1e-45, -1e-45]);
         let ulps_off = |x: f32, y| ulps(y, exact_silu(x as f64));
@@ -251,6 +276,22 @@ mod tests {
         assert_eq!(ys[1], f32::INFINITY);
         assert!(ys[2] <= 0.0 && ys[2] >= -1000.0 * 1.7e-38, "{}", ys[2]);
         assert_eq!(&ys[3..], &[1000.0, 0.0]);
+        let mut ys = [
+            f32::NAN,
+            f32::INFINITY,
+            -1000.0,
+            1000.0,
+            0.0,
+            f32::NEG_INFINITY,
+        ];
+        sigmoid_in_place(&mut ys);
+        assert!(ys[0].is_nan());
+        assert!(ys[2] > 0.0 && ys[2] <= 1.7e-38, "{}", ys[2]);
+        assert_eq!(
+            [ys[1], ys[3], ys[4], ys[5]],
+            [1.0, 1.0, 0.5, ys[2]],
+            "σ(inf), σ(1000), σ(0), σ(−inf)"
+        );
         let mut ys = [f32::NAN, f32::INFINITY, -1000.0, 1000.0, 0.0];
         gelu_in_place(&mut ys);
         assert!(ys[0].is_nan());
@@ -259,8 +300,11 @@ mod tests {
         for len in 0..48 {
             type Kernel = fn(&mut [f32]) -> bool;
             type WithinBound = fn(f64, f32) -> bool;
-            let kernels: [(Kernel, WithinBound); 2] = [
+            let kernels: [(Kernel, WithinBound); 3] = [
                 (silu_in_place, |x, y| ulps(y, exact_silu(x)) <= 4.0),
+                (sigmoid_in_place, |x, y| {
+                    ulps(y, 1.0 / (1.0 + (-x).exp())) <= 3.0
+                }),
                 (gelu_in_place, |x, y| {
                     (y as f64 - exact_gelu(x)).abs() <= gelu_bound(x)
                 }),

@@ -31,6 +31,10 @@ impl ScalarFn for Sigmoid {
     fn tensor(&self, x: &Tensor) -> Result<Tensor> {
         candle_nn::ops::sigmoid(x)
     }
+    #[cfg(target_arch = "x86_64")]
+    fn fast_inference_in_place(&self, ys: &mut [f32]) -> bool {
+        crate::ops::act_avx512::sigmoid_in_place(ys)
+    }
 }
 
 pub static HARDSIGMOID: ActDef = ActDef {
