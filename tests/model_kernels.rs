@@ -435,8 +435,12 @@ fn padded_max_pool_equals_composition() {
     let x = Var::from_tensor(&rand(&[2, 3, 7, 6], 3)).unwrap();
     let neg = |dims: &[usize]| Tensor::full(f32::NEG_INFINITY, dims, &Device::Cpu).unwrap();
     // SPPF's k5 s1 p2, SPPCSPC's k13 s1 p6, a strided padded window and yolov7's MP
-    // (k2 s2), on planes larger and smaller than the window.
-    for input in [x.as_tensor().clone(), rand(&[1, 2, 2, 3], 4)] {
+    // (k2 s2), on planes larger and smaller than the window, and one wider than a vector.
+    for input in [
+        x.as_tensor().clone(),
+        rand(&[1, 2, 2, 3], 4),
+        rand(&[1, 3, 20, 23], 5),
+    ] {
         let (n, c, h, w) = input.dims4().unwrap();
         for (k, s, p) in [(5, 1, 2), (13, 1, 6), (3, 2, 1), (2, 2, 0)] {
             if h + 2 * p < k || w + 2 * p < k {

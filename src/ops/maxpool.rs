@@ -6,6 +6,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::portable;
+use super::simd::widest_simd;
 use super::storage::with_f32_data;
 use super::window::valid_outputs;
 use crate::util::profile::{self, Stage};
@@ -64,24 +65,25 @@ impl MaxPool2d {
 
     /// The forward values of one plane, as a max over window rows of the max over window
     /// columns (2k comparisons per output instead of k²); NaN propagates as in torch.
+    #[inline(always)]
     fn max_plane(
         &self,
         plane: &[f32],
         (h, w): (usize, usize),
         out: &mut [f32],
-        row_max: &mut Vec<f32>,
+        scratch: &mut Vec<f32>,
     ) {
+        if self.stride == 1 {
+            return self.max_plane_stride1(plane, (h, w), out, scratch);
+        }
         let (oh, ow) = (self.out_size(h), self.out_size(w));
-        let max = |a: f32, b: f32| if a > b || a.is_nan() { a } else { b };
+        let row_max = scratch;
         row_max.clear();
         row_max.resize(h * ow, f32::NEG_INFINITY);
         for (src, dst) in plane.chunks_exact(w).zip(row_max.chunks_exact_mut(ow)) {
             for j in 0..self.kernel {
                 let (lo, hi, x0) = valid_outputs(j, self.stride, self.padding, w, ow);
-                dst[lo..hi]
-                    .iter_mut()
-                    .zip(src[x0..].iter().step_by(self.stride))
-                    .for_each(|(d, &v)| *d = max(*d, v));
+                max_into(&mut dst[lo..hi], src[x0..].iter().step_by(self.stride));
             }
         }
         for (oy, dst) in out.chunks_exact_mut(ow).take(oh).enumerate() {
@@ -89,11 +91,51 @@ impl MaxPool2d {
             for i in 0..self.kernel {
                 let y = (oy * self.stride + i) as isize - self.padding as isize;
                 if (0..h as isize).contains(&y) {
-                    dst.iter_mut()
-                        .zip(&row_max[y as usize * ow..][..ow])
-                        .for_each(|(d, &v)| *d = max(*d, v));
+                    max_into(dst, &row_max[y as usize * ow..][..ow]);
                 }
             }
+        }
+    }
+
+    /// [`Self::max_plane`] at stride 1 (SPPF's, SPP's): the plane padded with −inf once,
+    /// then k passes along the rows and k down the columns, each one loop over the whole
+    /// plane, numbering positions over the padded width (the columns past each output row
+    /// are computed and dropped). Row by row, yolov5n's 20×20 planes made hundreds of short
+    /// loops whose overhead was most of the pooling's time.
+    #[inline(always)]
+    fn max_plane_stride1(
+        &self,
+        plane: &[f32],
+        (h, w): (usize, usize),
+        out: &mut [f32],
+        scratch: &mut Vec<f32>,
+    ) {
+        let (k, pad) = (self.kernel, self.padding);
+        let (wp, hp) = (w + 2 * pad, h + 2 * pad);
+        let (oh, ow, padded_len) = (hp + 1 - k, wp + 1 - k, hp * wp);
+        // The padded plane, k − 1 floats of slack for the last row's dropped columns, then
+        // each padded position's max along its row.
+        scratch.clear();
+        scratch.resize(2 * padded_len + k, f32::NEG_INFINITY);
+        let (padded, along_rows) = scratch.split_at_mut(padded_len + k);
+        for (dst, src) in padded[pad * wp..]
+            .chunks_exact_mut(wp)
+            .zip(plane.chunks_exact(w))
+        {
+            dst[pad..pad + w].copy_from_slice(src);
+        }
+        along_rows.copy_from_slice(&padded[..padded_len]);
+        for j in 1..k {
+            max_into(along_rows, &padded[j..][..padded_len]);
+        }
+        // Down the columns, into the padded plane's floats (no longer needed).
+        let windows = &mut padded[..oh * wp];
+        windows.copy_from_slice(&along_rows[..oh * wp]);
+        for i in 1..k {
+            max_into(windows, &along_rows[i * wp..][..oh * wp]);
+        }
+        for (dst, src) in out.chunks_exact_mut(ow).zip(windows.chunks_exact(wp)) {
+            dst.copy_from_slice(&src[..ow]);
         }
     }
 
@@ -107,6 +149,14 @@ impl MaxPool2d {
             .zip(x.par_chunks(h * w))
             .for_each(|((out, index), plane)| self.argmax_plane(plane, (h, w), out, index));
         (out, index, Shape::from((n, c, oh, ow)))
+    }
+}
+
+/// `dst = max(dst, src)` elementwise, a NaN on either side winning, as in torch.
+#[inline(always)]
+fn max_into<'a>(dst: &mut [f32], src: impl IntoIterator<Item = &'a f32>) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = if *d > v || d.is_nan() { *d } else { v };
     }
 }
 
@@ -133,8 +183,11 @@ impl CustomOp1 for MaxPool2d {
         let mut out = vec![0f32; n * c * oh * ow];
         out.par_chunks_mut(oh * ow)
             .zip(x.par_chunks(h * w))
-            .for_each_init(Vec::new, |row_max, (out, plane)| {
-                self.max_plane(plane, (h, w), out, row_max)
+            .for_each_init(Vec::new, |scratch, (out, plane)| {
+                widest_simd(
+                    #[inline(always)]
+                    || self.max_plane(plane, (h, w), out, scratch),
+                )
             });
         Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
     }
