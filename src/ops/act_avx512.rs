@@ -29,46 +29,41 @@ use std::arch::x86_64::{
 
 use super::fastmath::{ERF_NEAR_H, ERF_SPLIT, ERF_TAIL_Q, EXP_P, LN2_HI, LN2_LO};
 
-/// Applies SiLU to `ys` in place and returns true, or returns false (leaving `ys` as it
-/// is) on a CPU without AVX-512.
-pub fn silu_in_place(ys: &mut [f32]) -> bool {
-    apply(ys, Kernel::Silu)
-}
-
-/// Applies exact GELU to `ys` in place and returns true, or returns false (leaving `ys` as
-/// it is) on a CPU without AVX-512.
-pub fn gelu_in_place(ys: &mut [f32]) -> bool {
-    apply(ys, Kernel::Gelu)
-}
-
-/// Applies the sigmoid to `ys` in place and returns true, or returns false (leaving `ys`
-/// as it is) on a CPU without AVX-512.
-pub fn sigmoid_in_place(ys: &mut [f32]) -> bool {
-    apply(ys, Kernel::Sigmoid)
-}
-
-#[derive(Clone, Copy)]
-enum Kernel {
+/// The functions with a kernel here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
     Silu,
     Gelu,
     Sigmoid,
 }
 
-fn apply(ys: &mut [f32], kernel: Kernel) -> bool {
+impl Kernel {
+    /// Applies the function to `ys` in place and returns true, or returns false (leaving
+    /// `ys` as it is) on a CPU without AVX-512.
+    pub fn apply_in_place(self, ys: &mut [f32]) -> bool {
+        #[target_feature(enable = "avx512f")]
+        fn on_avx512(ys: &mut [f32], kernel: Kernel) {
+            map_in_place(ys, |x| kernel.apply16(x));
+        }
+        if !is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        // SAFETY: the CPU has AVX-512F.
+        unsafe { on_avx512(ys, self) };
+        true
+    }
+
+    /// The function of 16 floats in a register: what a convolution applies to a tile's
+    /// sums before it stores them.
+    #[inline]
     #[target_feature(enable = "avx512f")]
-    fn on_avx512(ys: &mut [f32], kernel: Kernel) {
-        match kernel {
-            Kernel::Silu => map_in_place(ys, |x| silu16(x)),
-            Kernel::Gelu => map_in_place(ys, |x| gelu16(x)),
-            Kernel::Sigmoid => map_in_place(ys, |x| sigmoid16(x)),
+    pub fn apply16(self, x: __m512) -> __m512 {
+        match self {
+            Kernel::Silu => silu16(x),
+            Kernel::Gelu => gelu16(x),
+            Kernel::Sigmoid => sigmoid16(x),
         }
     }
-    if !is_x86_feature_detected!("avx512f") {
-        return false;
-    }
-    // SAFETY: the CPU has AVX-512F.
-    unsafe { on_avx512(ys, kernel) };
-    true
 }
 
 /// `ys = f(ys)`, 16 floats at a time, the remainder by masked loads and stores. Only
@@ -174,7 +169,19 @@ fn gelu16(x: __m512) -> __m512 {
 
 #[cfg(test)]
 mod tests {
-    use super::{gelu_in_place, sigmoid_in_place, silu_in_place};
+    use super::Kernel;
+
+    fn silu_in_place(ys: &mut [f32]) -> bool {
+        Kernel::Silu.apply_in_place(ys)
+    }
+
+    fn gelu_in_place(ys: &mut [f32]) -> bool {
+        Kernel::Gelu.apply_in_place(ys)
+    }
+
+    fn sigmoid_in_place(ys: &mut [f32]) -> bool {
+        Kernel::Sigmoid.apply_in_place(ys)
+    }
 
     /// The f32 spacing (one ulp) at the f64 value `exact`.
     fn spacing(exact: f64) -> f64 {

@@ -30,8 +30,12 @@ pub trait Elementwise: Debug + Send + Sync {
     /// `ys = f(ys + bias)` in place: the epilogue of a convolution tile.
     fn bias_in_place(&self, bias: f32, ys: &mut [f32]);
     /// `ys = f(ys)` in place for inference outputs: by the function's faster kernel where
-    /// it has one (see [`ScalarFn::fast_inference_in_place`]).
+    /// it has one (see [`ScalarFn::avx512_kernel`]).
     fn inference_in_place(&self, ys: &mut [f32]);
+    /// [`ScalarFn::avx512_kernel`]: what a convolution may apply in registers instead of
+    /// [`Self::inference_in_place`].
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_kernel(&self) -> Option<super::act_avx512::Kernel>;
     /// BatchNorm's backward sums over a plane: Σg and Σg·(x − mean)·invstd, where
     /// g = dy · f'(x · scale + shift).
     fn affine_grad_sums(&self, xs: &[f32], dys: &[f32], affine: Affine) -> [f64; 2];
@@ -137,9 +141,16 @@ impl<F: ScalarFn + Debug> Elementwise for F {
     }
 
     fn inference_in_place(&self, ys: &mut [f32]) {
-        if !self.fast_inference_in_place(ys) {
-            self.bias_in_place(0.0, ys);
+        #[cfg(target_arch = "x86_64")]
+        if ScalarFn::avx512_kernel(self).is_some_and(|kernel| kernel.apply_in_place(ys)) {
+            return;
         }
+        self.bias_in_place(0.0, ys);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_kernel(&self) -> Option<super::act_avx512::Kernel> {
+        ScalarFn::avx512_kernel(self)
     }
 
     fn affine_grad_sums(&self, xs: &[f32], dys: &[f32], a: Affine) -> [f64; 2] {

@@ -81,11 +81,12 @@ pub trait ScalarFn: Copy + Send + Sync + 'static {
     /// f of a whole tensor as a candle composition, differentiable by candle: how the
     /// function runs off the CPU (see [`super::portable`]).
     fn tensor(&self, x: &Tensor) -> Result<Tensor>;
-    /// Applies f to inference outputs (nothing takes their gradient) by a faster kernel
-    /// with its own stated error bound, and returns true; or returns false, leaving `ys`
-    /// as it is, where the function or the CPU has none.
-    fn fast_inference_in_place(&self, _ys: &mut [f32]) -> bool {
-        false
+    /// The faster kernel, with its own stated error bound, that applies f to inference
+    /// outputs (nothing takes their gradient) on CPUs with AVX-512; None where the
+    /// function has none.
+    #[cfg(target_arch = "x86_64")]
+    fn avx512_kernel(&self) -> Option<super::act_avx512::Kernel> {
+        None
     }
 }
 

@@ -39,8 +39,8 @@ impl ScalarFn for Silu {
         x.silu()
     }
     #[cfg(target_arch = "x86_64")]
-    fn fast_inference_in_place(&self, ys: &mut [f32]) -> bool {
-        crate::ops::act_avx512::silu_in_place(ys)
+    fn avx512_kernel(&self) -> Option<crate::ops::act_avx512::Kernel> {
+        Some(crate::ops::act_avx512::Kernel::Silu)
     }
 }
 
@@ -231,8 +231,8 @@ impl ScalarFn for Gelu {
         x.gelu_erf()
     }
     #[cfg(target_arch = "x86_64")]
-    fn fast_inference_in_place(&self, ys: &mut [f32]) -> bool {
-        crate::ops::act_avx512::gelu_in_place(ys)
+    fn avx512_kernel(&self) -> Option<crate::ops::act_avx512::Kernel> {
+        Some(crate::ops::act_avx512::Kernel::Gelu)
     }
 }
 

@@ -32,8 +32,8 @@ impl ScalarFn for Sigmoid {
         candle_nn::ops::sigmoid(x)
     }
     #[cfg(target_arch = "x86_64")]
-    fn fast_inference_in_place(&self, ys: &mut [f32]) -> bool {
-        crate::ops::act_avx512::sigmoid_in_place(ys)
+    fn avx512_kernel(&self) -> Option<crate::ops::act_avx512::Kernel> {
+        Some(crate::ops::act_avx512::Kernel::Sigmoid)
     }
 }
 

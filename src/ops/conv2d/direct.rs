@@ -13,8 +13,8 @@
 //! tensors a concatenation would join along the channels): product row k then reads the
 //! part that holds channel k, so the concatenation is never written.
 //!
-//! The bias seeds the sums, the activation runs on each finished tile while it is in L1,
-//! and each output is the sum of its K products in order, whatever the threads: runs
+//! The bias seeds the sums, the activation runs on each finished tile while it is in L1
+//! (one with an AVX-512 kernel as the tile is stored, in registers), and each output is the sum of its K products in order, whatever the threads: runs
 //! repeat bit for bit.
 
 use std::arch::x86_64::{
@@ -27,6 +27,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{Geometry, SharedOut};
+use crate::ops::act_avx512::Kernel;
 use crate::ops::elementwise::Elementwise;
 
 /// Output channels per register tile.
@@ -245,6 +246,10 @@ pub(super) fn forward(
             });
     }
 
+    // An activation with a register kernel runs as the tile is stored, on the vectors that
+    // hold outputs only: not on a separate pass over the tile, nor on the padded columns'
+    // and a partial tile's dropped sums.
+    let in_registers = act.and_then(|act| act.avx512_kernel());
     let len = geo.n * geo.co * geo.plane();
     let mut y = Vec::<f32>::with_capacity(len);
     let out = SharedOut(y.as_mut_ptr());
@@ -316,14 +321,16 @@ pub(super) fn forward(
                                 &runs, &layout, weights, block_bias, q0, positions, &mut sums,
                             )
                         };
-                        if let Some(act) = act {
+                        if let (Some(act), None) = (act, in_registers) {
                             act.inference_in_place(sums.as_flattened_mut());
                         }
                         let channels = block * MR..(block * MR + MR).min(geo.co);
                         // SAFETY: as above for AVX-512F; only this task writes these channels
                         // of this band of image i, and `store` writes inside `y`'s `len` floats
                         // (and reads inside `residual`'s, the same number).
-                        unsafe { pieces.store(geo, &sums, out, residual, i, channels) };
+                        unsafe {
+                            pieces.store(geo, &sums, in_registers, out, residual, i, channels)
+                        };
                     }
                 }
             });
@@ -436,16 +443,18 @@ impl StorePieces {
     }
 
     /// Writes a finished tile of `channels` of image `i` as masked vector stores, each
-    /// output plus its element of `residual` when given.
+    /// output `act` of its sum when given, plus its element of `residual` when given.
     ///
     /// # Safety
     /// The CPU must have AVX-512F. No other thread may write these outputs; `out`, and
     /// `residual` when given, hold `n · co · plane` floats.
+    #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
     unsafe fn store(
         &self,
         geo: &Geometry,
         sums: &[[f32; NR]; MR],
+        act: Option<Kernel>,
         out: SharedOut,
         residual: Option<&[f32]>,
         i: usize,
@@ -455,12 +464,22 @@ impl StorePieces {
             let first = (i * geo.co + co) * geo.plane();
             let base = out.0.wrapping_add(first);
             let residual = residual.map(|x| x.as_ptr().wrapping_add(first));
+            // A vector that spans two output rows is two pieces, activated once.
+            let mut activated: Option<(usize, __m512)> = None;
             for &(v, lanes, lane0) in &self.pieces {
                 // SAFETY: the set lanes are outputs of row oy of this channel, inside `out`
                 // (and `residual`); masked-off lanes are not read or written (nor checked for
                 // faults).
                 unsafe {
-                    let mut sum = _mm512_loadu_ps(sums[r][16 * v..].as_ptr());
+                    let mut sum = match activated {
+                        Some((at, sum)) if at == v => sum,
+                        _ => {
+                            let sum = _mm512_loadu_ps(sums[r][16 * v..].as_ptr());
+                            let sum = act.map_or(sum, |act| act.apply16(sum));
+                            activated = Some((v, sum));
+                            sum
+                        }
+                    };
                     if let Some(residual) = residual {
                         let shortcut =
                             _mm512_maskz_loadu_ps(lanes, residual.wrapping_offset(lane0));
