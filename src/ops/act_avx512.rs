@@ -55,6 +55,9 @@ impl Kernel {
 
     /// The function of 16 floats in a register: what a convolution applies to a tile's
     /// sums before it stores them.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F (a caller compiled for it, as the convolution's store is).
     #[inline]
     #[target_feature(enable = "avx512f")]
     pub fn apply16(self, x: __m512) -> __m512 {
