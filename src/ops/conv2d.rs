@@ -445,11 +445,21 @@ impl Geometry {
         }
     }
 
+    /// Whether the forward runs on the unfolding-free kernel (depthwise convs have their
+    /// own pass).
+    fn runs_direct(&self) -> bool {
+        #[cfg(target_arch = "x86_64")]
+        if !self.is_depthwise() && direct::applies(self) {
+            return true;
+        }
+        false
+    }
+
     /// Whether the input may come in parts (the tensors a concatenation along the channels
     /// would join): the unfolding-free kernel reads a pointwise conv's parts where they lie.
     fn reads_parts(&self) -> bool {
         #[cfg(target_arch = "x86_64")]
-        if !self.is_depthwise() && direct::applies(self) && direct::reads_in_place(self) {
+        if self.runs_direct() && direct::reads_in_place(self) {
             return true;
         }
         false
@@ -468,7 +478,7 @@ impl Geometry {
         residual: Option<&[f32]>,
     ) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
-        if !self.is_depthwise() && direct::applies(self) {
+        if self.runs_direct() {
             return direct::forward(self, parts, w, bias, act, residual);
         }
         let [x] = parts else {

@@ -213,10 +213,18 @@ pub(super) fn forward(
     act: Option<&dyn Elementwise>,
     residual: Option<&[f32]>,
 ) -> Vec<f32> {
-    let part_channels: Vec<usize> = parts
-        .iter()
-        .map(|part| part.len() / (geo.n * geo.h * geo.w).max(1))
-        .collect();
+    let len = geo.n * geo.co * geo.plane();
+    if len == 0 {
+        return Vec::new();
+    }
+    // Parts are read in place, so 1×1 and unpadded: a plane of at least one float.
+    let part_channels: Vec<usize> = match parts {
+        [_] => vec![geo.c],
+        _ => parts
+            .iter()
+            .map(|part| part.len() / (geo.n * geo.h * geo.w))
+            .collect(),
+    };
     // Every product row's weights are read: the parts hold exactly the input's channels.
     assert_eq!(part_channels.iter().sum::<usize>(), geo.c);
     let layout = Layout::new(geo, &part_channels);
@@ -250,7 +258,6 @@ pub(super) fn forward(
     // hold outputs only: not on a separate pass over the tile, nor on the padded columns'
     // and a partial tile's dropped sums.
     let in_registers = act.and_then(|act| act.avx512_kernel());
-    let len = geo.n * geo.co * geo.plane();
     let mut y = Vec::<f32>::with_capacity(len);
     let out = SharedOut(y.as_mut_ptr());
     (0..geo.n * bands * groups)
