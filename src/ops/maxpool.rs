@@ -114,10 +114,10 @@ impl MaxPool2d {
         let (wp, hp) = (w + 2 * pad, h + 2 * pad);
         let (oh, ow, padded_len) = (hp + 1 - k, wp + 1 - k, hp * wp);
         // The padded plane, k − 1 floats of slack for the last row's dropped columns, then
-        // each padded position's max along its row.
-        scratch.clear();
-        scratch.resize(2 * padded_len + k, f32::NEG_INFINITY);
-        let (padded, along_rows) = scratch.split_at_mut(padded_len + k);
+        // each padded position's max along its row (written whole below: no fill).
+        scratch.resize(scratch.len().max(2 * padded_len + k), 0.0);
+        let (padded, along_rows) = scratch[..2 * padded_len + k].split_at_mut(padded_len + k);
+        padded.fill(f32::NEG_INFINITY);
         for (dst, src) in padded[pad * wp..]
             .chunks_exact_mut(wp)
             .zip(plane.chunks_exact(w))
