@@ -296,15 +296,16 @@ impl Detect {
                 for (image, src) in r.chunks_exact(level_cells * no).enumerate() {
                     let dst = &mut out.spare_capacity_mut()[(image * cells + first_cell) * no..]
                         [..level_cells * no];
-                    // Blocks of CELLS cells: σ over the whole block in one vectorised loop,
-                    // then each cell's box.
+                    // Blocks of CELLS cells: σ of the whole block into the output in one
+                    // vectorised loop, then each cell's box.
                     const CELLS: usize = 256;
                     dst.par_chunks_mut(no * CELLS)
                         .zip(src.par_chunks(no * CELLS))
                         .enumerate()
                         .for_each(|(block, (d, s))| {
-                            let d = d.write_copy_of_slice(s);
-                            Sigmoid.inference_in_place(d);
+                            Sigmoid.inference_into(s, d);
+                            // SAFETY: `inference_into` wrote every element.
+                            let d = unsafe { d.assume_init_mut() };
                             for (j, d) in d.chunks_exact_mut(no).enumerate() {
                                 let cell = block * CELLS + j;
                                 let (a, y, x) = (cell / (ny * nx), cell / nx % ny, cell % nx);

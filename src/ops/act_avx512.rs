@@ -27,6 +27,8 @@ use std::arch::x86_64::{
     _MM_FROUND_TO_NEAREST_INT,
 };
 
+use std::mem::MaybeUninit;
+
 use super::fastmath::{ERF_NEAR_H, ERF_SPLIT, ERF_TAIL_Q, EXP_P, LN2_HI, LN2_LO};
 
 /// The functions with a kernel here.
@@ -41,15 +43,34 @@ impl Kernel {
     /// Applies the function to `ys` in place and returns true, or returns false (leaving
     /// `ys` as it is) on a CPU without AVX-512.
     pub fn apply_in_place(self, ys: &mut [f32]) -> bool {
+        let (len, at) = (ys.len(), ys.as_mut_ptr());
+        // SAFETY: `at` holds `len` floats, read and written in place.
+        unsafe { self.apply_raw(at, at, len) }
+    }
+
+    /// `ys = f(xs)` (as long as `xs`), writing every element, and returns true; or returns
+    /// false, writing nothing, on a CPU without AVX-512. One pass where a copy and then
+    /// [`Self::apply_in_place`] would be two over memory.
+    pub fn apply_into(self, xs: &[f32], ys: &mut [MaybeUninit<f32>]) -> bool {
+        assert_eq!(xs.len(), ys.len(), "apply_into: lengths");
+        // SAFETY: `xs` and `ys` hold `xs.len()` floats each, and do not overlap (a shared
+        // and a unique borrow).
+        unsafe { self.apply_raw(xs.as_ptr(), ys.as_mut_ptr().cast(), xs.len()) }
+    }
+
+    /// # Safety
+    /// `xs` must be readable and `ys` writable for `len` floats; they may be the same.
+    unsafe fn apply_raw(self, xs: *const f32, ys: *mut f32, len: usize) -> bool {
         #[target_feature(enable = "avx512f")]
-        fn on_avx512(ys: &mut [f32], kernel: Kernel) {
-            map_in_place(ys, |x| kernel.apply16(x));
+        unsafe fn on_avx512(xs: *const f32, ys: *mut f32, len: usize, kernel: Kernel) {
+            // SAFETY: the caller's condition.
+            unsafe { map(xs, ys, len, |x| kernel.apply16(x)) };
         }
         if !is_x86_feature_detected!("avx512f") {
             return false;
         }
-        // SAFETY: the CPU has AVX-512F.
-        unsafe { on_avx512(ys, self) };
+        // SAFETY: the CPU has AVX-512F; the caller's condition on the pointers.
+        unsafe { on_avx512(xs, ys, len, self) };
         true
     }
 
@@ -69,22 +90,25 @@ impl Kernel {
     }
 }
 
-/// `ys = f(ys)`, 16 floats at a time, the remainder by masked loads and stores. Only
-/// inlined into functions compiled for AVX-512F, which `f` is too.
+/// `ys[i] = f(xs[i])` for `len` floats, 16 at a time, the remainder by masked loads and
+/// stores. Only inlined into functions compiled for AVX-512F, which `f` is too.
+///
+/// # Safety
+/// `xs` must be readable and `ys` writable for `len` floats; they may be the same (each
+/// vector is read before it is written).
 #[inline(always)]
-fn map_in_place(ys: &mut [f32], f: impl Fn(__m512) -> __m512) {
-    let mut chunks = ys.chunks_exact_mut(16);
-    for chunk in chunks.by_ref() {
-        // SAFETY: `chunk` holds 16 floats; the caller runs on AVX-512F.
-        unsafe { _mm512_storeu_ps(chunk.as_mut_ptr(), f(_mm512_loadu_ps(chunk.as_ptr()))) };
+unsafe fn map(xs: *const f32, ys: *mut f32, len: usize, f: impl Fn(__m512) -> __m512) {
+    let whole = len / 16 * 16;
+    for at in (0..whole).step_by(16) {
+        // SAFETY: floats `at..at + 16` lie inside both (the caller's condition).
+        unsafe { _mm512_storeu_ps(ys.add(at), f(_mm512_loadu_ps(xs.add(at)))) };
     }
-    let rest = chunks.into_remainder();
-    if !rest.is_empty() {
-        let lanes = ((1u32 << rest.len()) - 1) as u16;
-        // SAFETY: the masked load and store touch only the `rest.len()` floats of `rest`.
+    if whole < len {
+        let lanes = ((1u32 << (len - whole)) - 1) as u16;
+        // SAFETY: the masked load and store touch only the last `len - whole` floats.
         unsafe {
-            let y = f(_mm512_maskz_loadu_ps(lanes, rest.as_ptr()));
-            _mm512_mask_storeu_ps(rest.as_mut_ptr(), lanes, y);
+            let y = f(_mm512_maskz_loadu_ps(lanes, xs.add(whole)));
+            _mm512_mask_storeu_ps(ys.add(whole), lanes, y);
         }
     }
 }
@@ -327,6 +351,36 @@ mod tests {
                     assert!(within_bound(x, y), "len {len}, x {x}, y {y}");
                 }
                 assert_eq!(ys[len], len as f32 / 4.0 - 5.0, "len {len}: past the slice");
+            }
+        }
+    }
+
+    /// Into another slice: the in-place results bit for bit, every element written and
+    /// nothing past the end (every length up to three vectors).
+    #[test]
+    fn into_another_slice_equals_in_place() {
+        use std::mem::MaybeUninit;
+        for kernel in [Kernel::Silu, Kernel::Gelu, Kernel::Sigmoid] {
+            for len in 0..48 {
+                let xs: Vec<f32> = (0..len).map(|i| i as f32 * 0.37 - 7.0).collect();
+                let mut ys = vec![MaybeUninit::new(f32::NAN); len + 1];
+                if !kernel.apply_into(&xs, &mut ys[..len]) {
+                    return;
+                }
+                let mut expected = xs.clone();
+                kernel.apply_in_place(&mut expected);
+                // SAFETY: every element was initialised above.
+                let ys: Vec<u32> = ys
+                    .iter()
+                    .map(|y| unsafe { y.assume_init() }.to_bits())
+                    .collect();
+                let expected: Vec<u32> = expected.iter().map(|y| y.to_bits()).collect();
+                assert_eq!(ys[..len], expected, "{kernel:?}, len {len}");
+                assert_eq!(
+                    ys[len],
+                    f32::NAN.to_bits(),
+                    "{kernel:?}, len {len}: past the end"
+                );
             }
         }
     }

@@ -32,6 +32,9 @@ pub trait Elementwise: Debug + Send + Sync {
     /// `ys = f(ys)` in place for inference outputs: by the function's faster kernel where
     /// it has one (see [`ScalarFn::avx512_kernel`]).
     fn inference_in_place(&self, ys: &mut [f32]);
+    /// `ys = f(xs)` for inference outputs, writing every element of `ys` (as long as `xs`):
+    /// [`Self::inference_in_place`]'s function, without a copy first.
+    fn inference_into(&self, xs: &[f32], ys: &mut [MaybeUninit<f32>]);
     /// [`ScalarFn::avx512_kernel`]: what a convolution may apply in registers instead of
     /// [`Self::inference_in_place`].
     #[cfg(target_arch = "x86_64")]
@@ -146,6 +149,14 @@ impl<F: ScalarFn + Debug> Elementwise for F {
             return;
         }
         self.bias_in_place(0.0, ys);
+    }
+
+    fn inference_into(&self, xs: &[f32], ys: &mut [MaybeUninit<f32>]) {
+        #[cfg(target_arch = "x86_64")]
+        if ScalarFn::avx512_kernel(self).is_some_and(|kernel| kernel.apply_into(xs, ys)) {
+            return;
+        }
+        map(*self, xs, ys);
     }
 
     #[cfg(target_arch = "x86_64")]
