@@ -9,6 +9,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::act::Activation;
+use crate::ops::concat;
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::graph::{Graph, GraphError};
 use crate::ops::vars::stable_hash;
@@ -17,6 +18,19 @@ use crate::ops::vars::stable_hash;
 pub trait Block: Debug + Send + Sync {
     /// The output from the layer's inputs, one per `from` entry.
     fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor>;
+
+    /// `forward_t` of one input given as its channel parts, which a Concat would join. At
+    /// inference a block whose first convolutions are 1×1 reads the parts in place, and the
+    /// concatenation is never written; by default the parts are joined first.
+    fn forward_parts(&self, parts: &[Tensor], train: bool) -> Result<Tensor> {
+        self.forward_t(&[concat::channels(parts)?], train)
+    }
+
+    /// Whether the output is the inputs joined along the channels (Concat): at inference
+    /// the model hands the next layer the parts instead (see [`Block::forward_parts`]).
+    fn joins_inputs(&self) -> bool {
+        false
+    }
 
     /// Output size for inputs of `hws` (one per input) with `c_in` channels in the first,
     /// adding thop's count to `cost`.

@@ -12,6 +12,7 @@ use super::head::Head;
 use super::layer::{Built, LayerInputs};
 use super::yaml_args::RowError;
 use crate::act::ActSpec;
+use crate::ops::concat;
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::graph::{Graph, GraphError};
 use crate::ops::vars::SeededVarMap;
@@ -315,27 +316,45 @@ impl Model {
         // Images come from the loaders on the CPU; a model on a GPU takes them there.
         let x = &x.to_device(&self.device)?;
         let mut saved: Vec<Option<Tensor>> = Vec::with_capacity(self.layers.len());
-        let mut previous = x.clone();
+        // The previous layer's output, in channel parts: at inference a Concat that only the
+        // next layer reads is not written, and its inputs go on as the parts, which that
+        // layer's first 1×1 convs read in place (`Block::forward_parts`).
+        let mut previous = vec![x.clone()];
         for (i, layer) in self.layers.iter().enumerate() {
-            let inputs: Vec<Tensor> = layer
-                .from
-                .iter()
-                .map(|f| match f {
-                    Some(j) if *j + 1 != i => saved[*j].clone().ok_or_else(|| {
-                        candle_core::Error::Msg(format!(
-                            "layer {i}: output of layer {j} was not kept"
-                        ))
-                    }),
-                    Some(_) => Ok(previous.clone()),
-                    None => Ok(x.clone()),
-                })
-                .collect::<Result<_>>()?;
-            let mut out = layer.blocks[0].forward_t(&inputs, train)?;
-            for block in &layer.blocks[1..] {
+            let (first, rest) = layer
+                .blocks
+                .split_first()
+                .ok_or_else(|| candle_core::Error::Msg(format!("layer {i} has no block")))?;
+            let mut out = match layer.from.as_slice() {
+                [Some(j)] if j + 1 == i && previous.len() > 1 => {
+                    first.forward_parts(&previous, train)?
+                }
+                from => {
+                    let inputs: Vec<Tensor> = from
+                        .iter()
+                        .map(|f| match f {
+                            Some(j) if *j + 1 != i => saved[*j].clone().ok_or_else(|| {
+                                candle_core::Error::Msg(format!(
+                                    "layer {i}: output of layer {j} was not kept"
+                                ))
+                            }),
+                            Some(_) => concat::channels(&previous),
+                            None => Ok(x.clone()),
+                        })
+                        .collect::<Result<_>>()?;
+                    if !train && !self.keep[i] && rest.is_empty() && first.joins_inputs() {
+                        saved.push(None);
+                        previous = inputs;
+                        continue;
+                    }
+                    first.forward_t(&inputs, train)?
+                }
+            };
+            for block in rest {
                 out = block.forward_t(&[out], train)?;
             }
             saved.push(self.keep[i].then(|| out.clone()));
-            previous = out;
+            previous = vec![out];
         }
         let feats: Vec<Tensor> = self
             .detect_from

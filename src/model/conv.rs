@@ -68,6 +68,10 @@ impl Block for Conv {
         self.forward(&xs[0], train)
     }
 
+    fn forward_parts(&self, parts: &[Tensor], train: bool) -> Result<Tensor> {
+        self.forward_joined(parts, train)
+    }
+
     fn params(&self) -> Vec<Tensor> {
         let mut params = self.body.params();
         params.extend(self.act.params());

@@ -223,15 +223,26 @@ impl C3 {
     }
 }
 
-impl Block for C3 {
-    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
-        let x = &xs[0];
-        let mut y = self.cv1.forward(x, train)?;
+impl C3 {
+    /// The block of the input's channel parts (one part: the input itself): cv1 and cv2 are
+    /// 1×1 and read them where they lie.
+    fn forward_of_parts(&self, parts: &[Tensor], train: bool) -> Result<Tensor> {
+        let mut y = self.cv1.forward_joined(parts, train)?;
         for b in &self.m {
             y = b.forward(&y, train)?;
         }
         self.cv3
-            .forward_joined(&[y, self.cv2.forward(x, train)?], train)
+            .forward_joined(&[y, self.cv2.forward_joined(parts, train)?], train)
+    }
+}
+
+impl Block for C3 {
+    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
+        self.forward_of_parts(&xs[..1], train)
+    }
+
+    fn forward_parts(&self, parts: &[Tensor], train: bool) -> Result<Tensor> {
+        self.forward_of_parts(parts, train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {

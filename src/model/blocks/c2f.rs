@@ -156,15 +156,27 @@ impl C2f {
     }
 }
 
-impl Block for C2f {
-    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
-        let y = self.cv1.forward(&xs[0], train)?;
+impl C2f {
+    /// The block of the input's channel parts (one part: the input itself): cv1 is 1×1 and
+    /// reads them where they lie.
+    fn forward_of_parts(&self, input: &[Tensor], train: bool) -> Result<Tensor> {
+        let y = self.cv1.forward_joined(input, train)?;
         let mut parts = vec![y.narrow(1, 0, self.c)?, y.narrow(1, self.c, self.c)?];
         for block in &self.m {
             let next = block.forward_t(&parts[parts.len() - 1..], train)?;
             parts.push(next);
         }
         self.cv2.forward_joined(&parts, train)
+    }
+}
+
+impl Block for C2f {
+    fn forward_t(&self, xs: &[Tensor], train: bool) -> Result<Tensor> {
+        self.forward_of_parts(&xs[..1], train)
+    }
+
+    fn forward_parts(&self, parts: &[Tensor], train: bool) -> Result<Tensor> {
+        self.forward_of_parts(parts, train)
     }
 
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, cost: &mut Cost) -> (usize, usize) {

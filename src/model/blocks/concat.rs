@@ -52,6 +52,10 @@ impl Block for Concat {
         concat::channels(xs)
     }
 
+    fn joins_inputs(&self) -> bool {
+        true
+    }
+
     fn cost(&self, hws: &[(usize, usize)], _c_in: usize, _cost: &mut Cost) -> (usize, usize) {
         hws[0]
     }
