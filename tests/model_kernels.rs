@@ -183,6 +183,11 @@ fn fused_inference_conv_equals_conv_bias_then_activation() {
         ([3, 24, 13, 11], [19, 24, 1, 1], conv_params(1, 0, 1, 1)),
         ([1, 128, 5, 7], [40, 128, 3, 3], conv_params(1, 1, 1, 1)),
         ([1, 5, 9, 9], [8, 5, 5, 5], conv_params(1, 0, 1, 1)),
+        // Padded: a 5×5 reaches two rows and columns into the padding; planes narrower and
+        // shorter than the padding's reach, so one vector spans several rows.
+        ([2, 4, 19, 23], [8, 4, 5, 5], conv_params(1, 2, 1, 1)),
+        ([2, 4, 3, 2], [8, 4, 3, 3], conv_params(1, 1, 1, 1)),
+        ([1, 3, 2, 3], [5, 3, 5, 5], conv_params(1, 2, 1, 1)),
         // Depthwise (YOLO11's DWConv): the activation on each run of sums.
         ([1, 6, 30, 50], [6, 1, 3, 3], conv_params(1, 1, 1, 6)),
     ];
