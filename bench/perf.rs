@@ -7,6 +7,7 @@
 //! cargo bench --bench perf -- --model yolov5s --batch 1 --imgsz 640
 //! cargo bench --bench perf -- --profile                     # where actyolo's time goes
 //! cargo bench --bench perf -- --acts silu,relu,mish         # per-activation cost
+//! cargo bench --bench perf -- --threads 1 --train none      # every engine on one thread
 //! cargo bench --bench perf -- --help
 //! ```
 //!
@@ -24,7 +25,10 @@
 //! runs with its defaults: PyTorch with as many threads as cores and OpenMP's default wait
 //! policy (`--torch-omp-wait-policy` to change it), onnxruntime with default session
 //! options, actyolo as its CLI runs. The order of the engines alternates between rounds so
-//! that drift hits all alike; a row reports the median of the round medians.
+//! that drift hits all alike; a row reports the median of the round medians. `--threads N`
+//! gives every engine N threads instead (rayon's pool, torch's intra-op threads and
+//! onnxruntime's intra-op threads), to compare the engines' single-threaded work; it leaves
+//! out the whole-detect row, whose detect.py sets up onnxruntime by itself.
 //!
 //! The peers run in the reference Python environment of ../shared/REFERENCE.md
 //! (`ACTYOLO_PYTHON`, default /tmp/ref/bin/python) through `bench/torch_perf.py`, which
@@ -102,6 +106,10 @@ struct Args {
     /// PyTorch's OMP_WAIT_POLICY (unset, OpenMP's default, unless given).
     #[arg(long)]
     torch_omp_wait_policy: Option<String>,
+    /// Threads for every engine (its default, one per core, unless given); leaves out the
+    /// whole-detect row.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    threads: Option<u16>,
     /// Print the per-stage profile of actyolo's training step and inference (first model,
     /// first rows) instead of the comparison (with `--acts`: for each of those activations).
     #[arg(long)]
@@ -202,6 +210,8 @@ struct BenchSetup {
     train_runs: usize,
     infer_runs: usize,
     torch_omp_wait_policy: Option<String>,
+    /// Every engine's threads, when not its default.
+    threads: Option<usize>,
 }
 
 impl BenchSetup {
@@ -227,11 +237,12 @@ impl BenchSetup {
             models: args.model.clone(),
             train,
             infer,
-            detect: !args.no_detect,
+            detect: !args.no_detect && args.threads.is_none(),
             rounds: args.rounds.max(1),
             train_runs: args.train_runs,
             infer_runs: args.infer_runs,
             torch_omp_wait_policy: args.torch_omp_wait_policy.clone(),
+            threads: args.threads.map(usize::from),
         })
     }
 
@@ -252,6 +263,10 @@ fn main() -> Result<()> {
     // One candle thread, and freed memory kept for reuse, as the CLI runs.
     actyolo::util::runtime::configure();
     let args = Args::parse();
+    if let Some(threads) = args.threads {
+        // Before rayon's pool exists; the blocks' processes inherit it.
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
     if let Some(request) = &args.block {
         let request: BlockRequest = serde_json::from_str(request).context("--block")?;
         let answer = match run_block(&request) {
@@ -426,6 +441,8 @@ struct BlockRequest {
     /// The whole-detect row's images and its output folder.
     source: Option<PathBuf>,
     project: Option<PathBuf>,
+    /// The peers' threads, when not their default.
+    threads: Option<usize>,
 }
 
 /// The files every engine shares: a scratch folder, removed at the end.
@@ -545,6 +562,7 @@ impl Workspace {
             },
             source: matches!(m, Measurement::Detect(_)).then(|| self.dir.join("images")),
             project: matches!(m, Measurement::Detect(_)).then(|| self.dir.join("detect")),
+            threads: setup.threads,
             model,
         }
     }
@@ -782,9 +800,22 @@ fn compare(setup: &BenchSetup) -> Result<()> {
     println!("Every engine's block of a round runs in its own process, which exits before the next block starts: no engine's threads are alive while another is timed.");
     if workspace.engines.contains(&Engine::Torch) {
         println!(
-            "PyTorch: {} threads (one per core), OMP_WAIT_POLICY {}; onnxruntime: default session options; the same seeded weights everywhere.",
-            std::thread::available_parallelism().map_or(0, |n| n.get()),
-            setup.torch_omp_wait_policy.as_deref().unwrap_or("unset (OpenMP's default)")
+            "PyTorch: {}, OMP_WAIT_POLICY {}; onnxruntime: {}; the same seeded weights everywhere.",
+            match setup.threads {
+                Some(n) => format!("{n} intra-op threads (--threads)"),
+                None => format!(
+                    "{} threads (one per core)",
+                    std::thread::available_parallelism().map_or(0, |n| n.get())
+                ),
+            },
+            setup
+                .torch_omp_wait_policy
+                .as_deref()
+                .unwrap_or("unset (OpenMP's default)"),
+            match setup.threads {
+                Some(n) => format!("{n} intra-op threads (--threads), other options default"),
+                None => "default session options".into(),
+            }
         );
     }
     println!("Whole detect: wall time of one run over {DETECT_IMAGES} images of {DETECT_IMGSZ}×{DETECT_IMGSZ}, per image (model loading, decoding, letterbox, inference, NMS, saving), after one warm-up run.");

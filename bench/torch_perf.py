@@ -13,7 +13,7 @@ interpreter of ../shared/REFERENCE.md's reference environment.
                           {"onnxruntime": bool, "detect": bool}.
   torch_perf.py block     One timed block: {"engine": torch | onnxruntime | detect.py,
                           "kind": train | infer | detect, "cfg", "hyp", "weights", "onnx",
-                          "batch", "imgsz", "runs", "targets", "source", "project"}. Answers
+                          "batch", "imgsz", "runs", "targets", "source", "project", "threads"}. Answers
                           {"median_ms", "min_ms", "max_ms"} over `runs` timed runs after one
                           warm-up (detect: per image, each run over every image of `source`).
   torch_perf.py rss       {"cfg", "hyp", "batch", "imgsz", "targets", "rss_steps"}: only the
@@ -23,7 +23,8 @@ The training step is train.py's without AMP (CPU): forward, ComputeLoss, backwar
 clip_grad_norm_(10), SGD (nesterov, smart_optimizer's three groups) step, zero_grad, on a
 fresh model (as actyolo's). Each engine runs with its defaults: torch with one thread per
 core and OpenMP's default wait policy (OMP_WAIT_POLICY from the environment when perf.rs
-is told one), onnxruntime with default session options.
+is told one), onnxruntime with default session options; a block request's "threads", when
+set (perf.rs --threads), gives torch and onnxruntime that many intra-op threads instead.
 """
 import contextlib
 import io
@@ -103,7 +104,10 @@ def torch_inference(setup):
 def ort_inference(setup):
     import onnxruntime as ort
 
-    session = ort.InferenceSession(setup["onnx"], providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if setup.get("threads"):
+        options.intra_op_num_threads = setup["threads"]
+    session = ort.InferenceSession(setup["onnx"], options, providers=["CPUExecutionProvider"])
     feed = {session.get_inputs()[0].name: inputs(setup).numpy()}
     return lambda: session.run(None, feed)
 
@@ -177,6 +181,8 @@ def prepare(setup):
 
 def block(setup):
     kind, engine = setup["kind"], setup["engine"]
+    if setup.get("threads"):
+        torch.set_num_threads(setup["threads"])
     if kind == "train" and engine == "torch":
         answer(timed(training_step(setup), setup["runs"]))
     elif kind == "infer" and engine in ("torch", "onnxruntime"):
