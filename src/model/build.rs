@@ -12,10 +12,10 @@ use super::head::Head;
 use super::layer::{Built, LayerInputs};
 use super::yaml_args::RowError;
 use crate::act::ActSpec;
-use crate::ops::concat;
 use crate::ops::conv_bn_layer::Cost;
 use crate::ops::graph::{Graph, GraphError};
 use crate::ops::vars::SeededVarMap;
+use crate::ops::{concat, conv2d};
 
 /// One row of the built model.
 #[derive(Debug)]
@@ -316,9 +316,10 @@ impl Model {
         // Images come from the loaders on the CPU; a model on a GPU takes them there.
         let x = &x.to_device(&self.device)?;
         let mut saved: Vec<Option<Tensor>> = Vec::with_capacity(self.layers.len());
-        // The previous layer's output, in channel parts: at inference a Concat that only the
-        // next layer reads is not written, and its inputs go on as the parts, which that
-        // layer's first 1×1 convs read in place (`Block::forward_parts`).
+        // The previous layer's output, in channel parts: at inference, where convs read their
+        // input's parts in place, a Concat that only the next layer reads is not written,
+        // and its inputs go on as the parts, which that layer's first 1×1 convs read
+        // (`Block::forward_parts`).
         let mut previous = vec![x.clone()];
         for (i, layer) in self.layers.iter().enumerate() {
             let (first, rest) = layer
@@ -342,7 +343,12 @@ impl Model {
                             None => Ok(x.clone()),
                         })
                         .collect::<Result<_>>()?;
-                    if !train && !self.keep[i] && rest.is_empty() && first.joins_inputs() {
+                    if !train
+                        && !self.keep[i]
+                        && rest.is_empty()
+                        && first.joins_inputs()
+                        && conv2d::reads_input_parts(&self.device)
+                    {
                         saved.push(None);
                         previous = inputs;
                         continue;

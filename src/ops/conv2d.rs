@@ -1028,6 +1028,17 @@ pub fn conv2d_bias_act(
     )
 }
 
+/// Whether [`conv2d_bias_act`] on `device` may read a 1×1 conv's input parts where they lie
+/// (the unfolding-free kernel on the CPU, without simulated INT8), so that a caller gains
+/// by not joining them: elsewhere each conv joins its parts itself.
+pub fn reads_input_parts(device: &candle_core::Device) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    let unfolding_free = is_x86_feature_detected!("avx512f");
+    #[cfg(not(target_arch = "x86_64"))]
+    let unfolding_free = false;
+    unfolding_free && !portable::wanted(device) && !fake_quant::active()
+}
+
 /// The NCHW shape of `first` joined with tensors of shapes `more` along the channels, or
 /// None where they do not join (not 4-D, or another batch or plane).
 fn joined_dims(first: &[usize], more: &[&[usize]]) -> Option<Vec<usize>> {
