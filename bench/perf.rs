@@ -799,23 +799,25 @@ fn compare(setup: &BenchSetup) -> Result<()> {
     );
     println!("Every engine's block of a round runs in its own process, which exits before the next block starts: no engine's threads are alive while another is timed.");
     if workspace.engines.contains(&Engine::Torch) {
-        println!(
-            "PyTorch: {}, OMP_WAIT_POLICY {}; onnxruntime: {}; the same seeded weights everywhere.",
-            match setup.threads {
-                Some(n) => format!("{n} intra-op threads (--threads)"),
-                None => format!(
+        let (torch_threads, ort_options) = match setup.threads {
+            Some(n) => (
+                format!("{n} intra-op threads (--threads)"),
+                format!("{n} intra-op threads (--threads), other options default"),
+            ),
+            None => (
+                format!(
                     "{} threads (one per core)",
                     std::thread::available_parallelism().map_or(0, |n| n.get())
                 ),
-            },
+                "default session options".into(),
+            ),
+        };
+        println!(
+            "PyTorch: {torch_threads}, OMP_WAIT_POLICY {}; onnxruntime: {ort_options}; the same seeded weights everywhere.",
             setup
                 .torch_omp_wait_policy
                 .as_deref()
                 .unwrap_or("unset (OpenMP's default)"),
-            match setup.threads {
-                Some(n) => format!("{n} intra-op threads (--threads), other options default"),
-                None => "default session options".into(),
-            }
         );
     }
     println!("Whole detect: wall time of one run over {DETECT_IMAGES} images of {DETECT_IMGSZ}×{DETECT_IMGSZ}, per image (model loading, decoding, letterbox, inference, NMS, saving), after one warm-up run.");

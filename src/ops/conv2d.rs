@@ -1001,10 +1001,9 @@ pub fn conv2d_bias_act(
         return plus_residual(y, residual);
     }
     let _t = profile::span(Stage::ConvForward);
-    // Simulated INT8 quantizes the whole input with one scale, so it sees it joined.
     let more: Vec<&[usize]> = xs[1..].iter().map(Tensor::dims).collect();
     let in_parts = !more.is_empty()
-        && !fake_quant::active()
+        && reads_input_parts(first.device())
         && xs.iter().all(|x| x.dtype() == DType::F32)
         && joined_dims(first.dims(), &more)
             .and_then(|dims| Geometry::new(&dims, weight.dims(), params).ok())
@@ -1029,8 +1028,9 @@ pub fn conv2d_bias_act(
 }
 
 /// Whether [`conv2d_bias_act`] on `device` may read a 1×1 conv's input parts where they lie
-/// (the unfolding-free kernel on the CPU, without simulated INT8), so that a caller gains
-/// by not joining them: elsewhere each conv joins its parts itself.
+/// (the unfolding-free kernel on the CPU, without simulated INT8, which quantizes the whole
+/// input with one scale and so sees it joined), so that a caller gains by not joining them:
+/// elsewhere each conv joins its parts itself.
 pub fn reads_input_parts(device: &candle_core::Device) -> bool {
     #[cfg(target_arch = "x86_64")]
     let unfolding_free = is_x86_feature_detected!("avx512f");
