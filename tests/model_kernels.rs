@@ -483,28 +483,62 @@ fn padded_max_pool_equals_composition() {
     .unwrap();
     let nans = pooled.values().iter().filter(|v| v.is_nan()).count();
     assert_eq!(nans, 9, "the 3×3 windows around the NaN");
-    let ours = max_pool2d(x.as_tensor(), 5, 1, 2).unwrap();
-    let grads = ours.sum_all().unwrap().backward().unwrap();
-    let dx = grads.get(x.as_tensor()).unwrap().values();
-    let xs = x.as_tensor().values();
-    let mut expected = vec![0f32; xs.len()];
-    for plane in 0..6 {
-        for oy in 0..7isize {
-            for ox in 0..6isize {
-                let mut best = (f32::NEG_INFINITY, 0);
-                for y in (oy - 2).max(0)..(oy + 3).min(7) {
-                    for xx in (ox - 2).max(0)..(ox + 3).min(6) {
-                        let i = plane * 42 + (y * 6 + xx) as usize;
-                        if xs[i] > best.0 {
-                            best = (xs[i], i);
+    // The gradient, each output's weighted by a distinct factor so that a misrouted one
+    // shows: on random values, on values of four levels (ties everywhere: the first
+    // maximum in scan order takes it), and with NaNs (the window's last NaN takes it).
+    let levels = rand(&[1, 2, 9, 8], 6)
+        .affine(2.0, 2.0)
+        .unwrap()
+        .floor()
+        .unwrap();
+    let mut with_nans = rand(&[1, 1, 6, 7], 7).values();
+    with_nans[9] = f32::NAN;
+    with_nans[11] = f32::NAN;
+    let with_nans = Tensor::from_vec(with_nans, (1, 1, 6, 7), &Device::Cpu).unwrap();
+    for input in [x.as_tensor().clone(), levels, with_nans] {
+        let (n, c, h, w) = input.dims4().unwrap();
+        let xs = input.values();
+        let x = Var::from_tensor(&input).unwrap();
+        for (k, s, p) in [(5, 1, 2), (13, 1, 6), (3, 2, 1), (2, 2, 0)] {
+            if h + 2 * p < k || w + 2 * p < k {
+                continue;
+            }
+            let pooled = max_pool2d(x.as_tensor(), k, s, p).unwrap();
+            let weights = rand(pooled.dims(), 8);
+            let grads = (&pooled * &weights)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let dx = grads.get(x.as_tensor()).unwrap().values();
+            let (_, _, oh, ow) = pooled.dims4().unwrap();
+            let weights = weights.values();
+            let mut expected = vec![0f32; xs.len()];
+            for plane in 0..n * c {
+                for oy in 0..oh {
+                    for ox in 0..ow {
+                        let (y0, x0) = (
+                            (oy * s) as isize - p as isize,
+                            (ox * s) as isize - p as isize,
+                        );
+                        let mut best = (f32::NEG_INFINITY, None);
+                        for y in y0.max(0)..(y0 + k as isize).min(h as isize) {
+                            for xx in x0.max(0)..(x0 + k as isize).min(w as isize) {
+                                let i = plane * h * w + (y as usize) * w + xx as usize;
+                                // torch's rule: a greater value or any NaN takes the window.
+                                if xs[i] > best.0 || xs[i].is_nan() || best.1.is_none() {
+                                    best = (xs[i], Some(i));
+                                }
+                            }
                         }
+                        expected[best.1.unwrap()] += weights[(plane * oh + oy) * ow + ox];
                     }
                 }
-                expected[best.1] += 1.0;
             }
+            assert_eq!(dx, expected, "max-pool gradient {h}×{w} k{k} s{s} p{p}");
         }
     }
-    assert_eq!(dx, expected);
 }
 
 /// BatchNorm in training as candle composes it: batch mean and biased variance.

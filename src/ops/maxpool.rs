@@ -26,39 +26,39 @@ impl MaxPool2d {
             .map_or(0, |span| span / self.stride + 1)
     }
 
-    /// For each output element of one (h, w) plane, the flat index of its maximum in the plane.
-    fn argmax_plane(
+    /// One plane's input gradient: each output's gradient added to the element it took,
+    /// found from the forward's result `out`: the first element of the window in scan
+    /// order equal to it (the first maximum, as torch's CPU kernel picks it; when every
+    /// element is −inf, the first), or for a NaN result the window's last NaN (torch's scan
+    /// takes each NaN it meets). A scan for the maximum itself branched unpredictably on
+    /// every element; this one leaves its loop once per output.
+    fn grad_plane(
         &self,
-        plane: &[f32],
-        (h, w): (usize, usize),
-        out: &mut [f32],
-        index: &mut [u32],
+        (plane, (h, w)): (&[f32], (usize, usize)),
+        (out, grad): (&[f32], &[f32]),
+        dx: &mut [f32],
     ) {
         let (oh, ow) = (self.out_size(h), self.out_size(w));
+        let span = |o: usize, size: usize| {
+            let start = (o * self.stride) as isize - self.padding as isize;
+            let end = ((start + self.kernel as isize) as usize).min(size);
+            start.max(0) as usize..end
+        };
         for oy in 0..oh {
-            let y0 = (oy * self.stride) as isize - self.padding as isize;
-            let (ya, yb) = (
-                y0.max(0) as usize,
-                ((y0 + self.kernel as isize) as usize).min(h),
-            );
+            let rows = span(oy, h);
             for ox in 0..ow {
-                let x0 = (ox * self.stride) as isize - self.padding as isize;
-                let (xa, xb) = (
-                    x0.max(0) as usize,
-                    ((x0 + self.kernel as isize) as usize).min(w),
-                );
-                let (mut best, mut at) = (f32::NEG_INFINITY, ya * w + xa);
-                for y in ya..yb {
-                    for x in xa..xb {
-                        let v = plane[y * w + x];
-                        if v > best || v.is_nan() {
-                            best = v;
-                            at = y * w + x;
-                        }
-                    }
-                }
-                out[oy * ow + ox] = best;
-                index[oy * ow + ox] = at as u32;
+                let cols = span(ox, w);
+                let o = oy * ow + ox;
+                let result = out[o];
+                let mut window = rows
+                    .clone()
+                    .flat_map(|y| cols.clone().map(move |x| y * w + x));
+                let taken = if result.is_nan() {
+                    window.rfind(|&i| plane[i].is_nan())
+                } else {
+                    window.find(|&i| plane[i] == result)
+                };
+                dx[taken.unwrap_or(rows.start * w + cols.start)] += grad[o];
             }
         }
     }
@@ -138,18 +138,6 @@ impl MaxPool2d {
             dst.copy_from_slice(&src[..ow]);
         }
     }
-
-    fn run(&self, x: &[f32], dims: &[usize]) -> (Vec<f32>, Vec<u32>, Shape) {
-        let (n, c, h, w) = (dims[0], dims[1], dims[2], dims[3]);
-        let (oh, ow) = (self.out_size(h), self.out_size(w));
-        let mut out = vec![0f32; n * c * oh * ow];
-        let mut index = vec![0u32; out.len()];
-        out.par_chunks_mut(oh * ow)
-            .zip(index.par_chunks_mut(oh * ow))
-            .zip(x.par_chunks(h * w))
-            .for_each(|((out, index), plane)| self.argmax_plane(plane, (h, w), out, index));
-        (out, index, Shape::from((n, c, oh, ow)))
-    }
 }
 
 /// `dst = max(dst, src)` elementwise, a NaN on either side winning, as in torch.
@@ -192,23 +180,19 @@ impl CustomOp1 for MaxPool2d {
         Ok((CpuStorage::F32(out), Shape::from((n, c, oh, ow))))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad: &Tensor) -> Result<Option<Tensor>> {
         let _t = profile::span(Stage::PoolUpsampleBackward);
-        let dims = arg.dims().to_vec();
-        let dx = with_f32_data("max_pool2d backward", [arg, grad], |[x, g]| {
-            let (_, index, out_shape) = self.run(x, &dims);
-            let plane_out = out_shape.dims()[2] * out_shape.dims()[3];
+        let (_, _, h, w) = arg.dims4()?;
+        let (_, _, oh, ow) = res.dims4()?;
+        let dx = with_f32_data("max_pool2d backward", [arg, res, grad], |[x, y, g]| {
             let mut dx = vec![0f32; x.len()];
-            dx.par_chunks_mut(dims[2] * dims[3])
-                .zip(index.par_chunks(plane_out).zip(g.par_chunks(plane_out)))
-                .for_each(|(dx, (index, g))| {
-                    for (&i, &g) in index.iter().zip(g) {
-                        dx[i as usize] += g;
-                    }
-                });
+            dx.par_chunks_mut(h * w)
+                .zip(x.par_chunks(h * w))
+                .zip(y.par_chunks(oh * ow).zip(g.par_chunks(oh * ow)))
+                .for_each(|((dx, x), (y, g))| self.grad_plane((x, (h, w)), (y, g), dx));
             dx
         })?;
-        Ok(Some(Tensor::from_vec(dx, dims, arg.device())?))
+        Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))
     }
 }
 
