@@ -85,7 +85,7 @@ type ConvCase = ([usize; 4], [usize; 4], usize, usize, usize, usize);
 
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
-    let cases: [ConvCase; 20] = [
+    let cases: [ConvCase; 22] = [
         ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
         ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
         ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),
@@ -108,6 +108,10 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         ([2, 64, 34, 34], [8, 64, 3, 3], 1, 1, 1, 1),
         ([2, 32, 64, 64], [8, 32, 3, 3], 2, 1, 1, 1),
         ([1, 8, 48, 47], [4, 8, 1, 1], 1, 0, 1, 1),
+        // Widening 1×1 convs (fewer unfolded rows than outputs: dW as dY · colsᵀ, not
+        // transposed), in several tiles, one of them grouped.
+        ([1, 4, 48, 47], [24, 4, 1, 1], 1, 0, 1, 1),
+        ([1, 4, 40, 40], [16, 2, 1, 1], 1, 0, 1, 2),
     ];
     for (i, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&rand(&xs, i as u64)).unwrap();

@@ -608,17 +608,27 @@ impl Geometry {
             .zip(dy.par_chunks(self.co * self.plane()))
             .map_init(Vec::new, |scratch, (x, dy)| {
                 let mut dw = vec![0f32; self.co * kdim];
+                // Both factors have their rows along the sum (positions), and the GEMM packs
+                // the one it walks down: the columns (kdim rows) for dY · colsᵀ, dY (co rows)
+                // for cols · dYᵀ = dWᵀ. The second, then transposed, when it packs less.
+                let mut dw_t = (kdim >= cog).then(|| vec![0f32; kdim * cog]);
                 for g in 0..self.groups() {
+                    let dw = &mut dw[g * cog * kdim..][..cog * kdim];
                     for rows in self.tiles() {
                         let dyg = self.tile(dy, g, &rows);
                         let cols = self.columns(x, g, rows, scratch);
-                        matmul(
-                            &mut dw[g * cog * kdim..][..cog * kdim],
-                            dyg,
-                            cols.t(),
-                            true,
-                            threads,
-                        );
+                        match dw_t.as_mut() {
+                            Some(dw_t) => matmul(dw_t, cols, dyg.t(), true, threads),
+                            None => matmul(dw, dyg, cols.t(), true, threads),
+                        }
+                    }
+                    if let Some(dw_t) = dw_t.as_mut() {
+                        for (j, column) in dw_t.chunks_exact(cog).enumerate() {
+                            for (r, &v) in column.iter().enumerate() {
+                                dw[r * kdim + j] = v;
+                            }
+                        }
+                        dw_t.fill(0.0);
                     }
                 }
                 dw
