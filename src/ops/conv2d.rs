@@ -388,10 +388,16 @@ impl Geometry {
                             continue;
                         }
                         let dst = &mut plane_in[iy as usize * self.w + ix0..];
-                        dst.iter_mut()
-                            .step_by(s)
-                            .zip(&src[lo..hi])
-                            .for_each(|(o, v)| *o += v);
+                        let src = &src[lo..hi];
+                        // At stride 1 a plain zip, which vectorises; `step_by` does not.
+                        if s == 1 {
+                            dst.iter_mut().zip(src).for_each(|(o, v)| *o += v);
+                        } else {
+                            dst.iter_mut()
+                                .step_by(s)
+                                .zip(src)
+                                .for_each(|(o, v)| *o += v);
+                        }
                     }
                 }
             }
