@@ -652,9 +652,9 @@ impl Geometry {
     fn input_grad(&self, w: &[f32], dy: &[f32]) -> Vec<f32> {
         let (plane, kdim, cog) = (self.plane(), self.kdim(), self.cog());
         let threads = self.gemm_threads(self.n);
-        let mut dx = vec![0f32; self.n * self.image()];
         if self.is_depthwise() {
             let taps = self.kh * self.kw;
+            let mut dx = vec![0f32; self.n * self.image()];
             dx.par_chunks_mut(self.h * self.w)
                 .zip(dy.par_chunks(plane))
                 .enumerate()
@@ -668,19 +668,34 @@ impl Geometry {
                 });
             return dx;
         }
-        dx.par_chunks_mut(self.image())
+        let len = self.n * self.image();
+        let mut dx = Vec::<f32>::with_capacity(len);
+        // Not zero-filled up front (one thread's pass over the whole gradient): a pointwise
+        // conv's product writes each image's gradient whole, and the other images are
+        // zeroed by their own task before their columns are folded on.
+        dx.spare_capacity_mut()[..len]
+            .par_chunks_mut(self.image())
             .zip(dy.par_chunks(self.co * plane))
             .for_each_init(Vec::new, |dcols, (dx, dy)| {
                 if self.is_pointwise() {
-                    matmul(
-                        dx,
-                        MatRef::rows(w, self.co, kdim).t(),
-                        MatRef::rows(dy, self.co, plane),
-                        false,
-                        threads,
-                    );
+                    // SAFETY: this task's image alone, `image` floats; without accumulating
+                    // the product only writes them.
+                    unsafe {
+                        matmul_strided(
+                            dx.as_mut_ptr().cast(),
+                            plane,
+                            MatRef::rows(w, self.co, kdim).t(),
+                            MatRef::rows(dy, self.co, plane),
+                            false,
+                            threads,
+                        )
+                    };
                     return;
                 }
+                dx.fill(MaybeUninit::new(0.0));
+                // SAFETY: just initialised, and f32 has the layout of MaybeUninit<f32>.
+                let dx =
+                    unsafe { std::slice::from_raw_parts_mut(dx.as_mut_ptr().cast(), dx.len()) };
                 for g in 0..self.groups() {
                     let wg = MatRef::rows(&w[g * cog * kdim..][..cog * kdim], cog, kdim);
                     for rows in self.tiles() {
@@ -690,6 +705,8 @@ impl Geometry {
                     }
                 }
             });
+        // SAFETY: every image's task above wrote all of its floats.
+        unsafe { dx.set_len(len) };
         dx
     }
 }
