@@ -128,14 +128,18 @@ impl BatchNormAct {
         (_, c, hw): (usize, usize, usize),
     ) -> Vec<f32> {
         let (scale, shift) = self.scale_shift(w, b);
-        let mut y = vec![0f32; x.len()];
-        y.par_chunks_mut(hw)
+        let mut y = Vec::with_capacity(x.len());
+        y.spare_capacity_mut()[..x.len()]
+            .par_chunks_mut(hw)
             .zip(x.par_chunks(hw))
             .enumerate()
             .for_each(|(plane, (y, x))| {
                 let (s, t) = (scale[plane % c], shift[plane % c]);
                 self.act().affine_into(x, s, t, y)
             });
+        // SAFETY: each plane's task wrote all of its floats (`affine_into` writes every
+        // element), and the planes cover the output.
+        unsafe { y.set_len(x.len()) };
         y
     }
 
@@ -180,8 +184,9 @@ impl BatchNormAct {
             })
             .collect();
         let count = (n * hw) as f32;
-        let mut dx = vec![0f32; x.len()];
-        dx.par_chunks_mut(hw)
+        let mut dx = Vec::with_capacity(x.len());
+        dx.spare_capacity_mut()[..x.len()]
+            .par_chunks_mut(hw)
             .zip(x.par_chunks(hw).zip(dy.par_chunks(hw)))
             .enumerate()
             .for_each(|(plane, (dx, (x, dy)))| {
@@ -201,6 +206,8 @@ impl BatchNormAct {
                 self.act()
                     .batchnorm_input_grad(x, dy, affine, (k, sg, sgx), dx)
             });
+        // SAFETY: as in the forward: every plane's floats written by its task.
+        unsafe { dx.set_len(x.len()) };
         let dw = sums.iter().map(|s| s.1 as f32).collect();
         let db = sums.iter().map(|s| s.0 as f32).collect();
         (dx, dw, db)

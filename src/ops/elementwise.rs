@@ -25,8 +25,9 @@ pub trait Elementwise: Debug + Send + Sync {
     /// `dxs = dys · f'(xs)`, writing every element of `dxs`.
     fn map_grad_f32(&self, xs: &[f32], dys: &[f32], dxs: &mut [MaybeUninit<f32>]);
     fn map_grad_f64(&self, xs: &[f64], dys: &[f64], dxs: &mut [MaybeUninit<f64>]);
-    /// `ys = f(xs · scale + shift)`: a normalised plane, activated.
-    fn affine_into(&self, xs: &[f32], scale: f32, shift: f32, ys: &mut [f32]);
+    /// `ys = f(xs · scale + shift)`: a normalised plane, activated; writes every element of
+    /// `ys` (as long as `xs`).
+    fn affine_into(&self, xs: &[f32], scale: f32, shift: f32, ys: &mut [MaybeUninit<f32>]);
     /// `ys = f(ys + bias)` in place: the epilogue of a convolution tile.
     fn bias_in_place(&self, bias: f32, ys: &mut [f32]);
     /// `ys = f(ys)` in place for inference outputs: by the function's faster kernel where
@@ -42,7 +43,7 @@ pub trait Elementwise: Debug + Send + Sync {
     /// BatchNorm's backward sums over a plane: Σg and Σg·(x − mean)·invstd, where
     /// g = dy · f'(x · scale + shift).
     fn affine_grad_sums(&self, xs: &[f32], dys: &[f32], affine: Affine) -> [f64; 2];
-    /// BatchNorm's input gradient over a plane:
+    /// BatchNorm's input gradient over a plane, writing every element of `dxs`:
     /// `dx = k · (dy · f'(x · scale + shift) − mean_g − (x − mean) · invstd · mean_gx)`.
     fn batchnorm_input_grad(
         &self,
@@ -50,7 +51,7 @@ pub trait Elementwise: Debug + Send + Sync {
         dys: &[f32],
         affine: Affine,
         k_mean_g_mean_gx: (f32, f32, f32),
-        dxs: &mut [f32],
+        dxs: &mut [MaybeUninit<f32>],
     );
 }
 
@@ -119,13 +120,14 @@ impl<F: ScalarFn + Debug> Elementwise for F {
         map_grad(*self, xs, dys, dxs)
     }
 
-    fn affine_into(&self, xs: &[f32], scale: f32, shift: f32, ys: &mut [f32]) {
+    fn affine_into(&self, xs: &[f32], scale: f32, shift: f32, ys: &mut [MaybeUninit<f32>]) {
+        assert_eq!(xs.len(), ys.len(), "affine map: lengths");
         let f = *self;
         widest_simd(
             #[inline(always)]
             || {
                 for (y, &x) in ys.iter_mut().zip(xs) {
-                    *y = f.f(x * scale + shift);
+                    y.write(f.f(x * scale + shift));
                 }
             },
         )
@@ -188,15 +190,20 @@ impl<F: ScalarFn + Debug> Elementwise for F {
         dys: &[f32],
         a: Affine,
         (k, sg, sgx): (f32, f32, f32),
-        dxs: &mut [f32],
+        dxs: &mut [MaybeUninit<f32>],
     ) {
+        assert!(
+            xs.len() == dxs.len() && dys.len() == dxs.len(),
+            "BatchNorm input gradient: lengths"
+        );
         let f = *self;
         widest_simd(
             #[inline(always)]
             || {
                 for ((dx, &x), &dy) in dxs.iter_mut().zip(xs).zip(dys) {
-                    *dx =
-                        k * (dy * f.df(x * a.scale + a.shift) - sg - (x - a.mean) * a.invstd * sgx);
+                    dx.write(
+                        k * (dy * f.df(x * a.scale + a.shift) - sg - (x - a.mean) * a.invstd * sgx),
+                    );
                 }
             },
         )
