@@ -436,6 +436,10 @@ fn no_input_gradient_for_a_constant_input() {
     assert!(grads.get(w.as_tensor()).is_some());
 }
 
+/// Max-pool (kernel, stride, padding): SPPF's k5 s1 p2, SPPCSPC's k13 s1 p6, a strided
+/// padded window and yolov7's MP (k2 s2).
+const POOLINGS: [(usize, usize, usize); 4] = [(5, 1, 2), (13, 1, 6), (3, 2, 1), (2, 2, 0)];
+
 #[test]
 fn padded_max_pool_equals_composition() {
     // The plain composition: pad with -inf, then candle's unpadded pooling (forward);
@@ -443,15 +447,15 @@ fn padded_max_pool_equals_composition() {
     // output's gradient lands on the first maximum of its window.
     let x = Var::from_tensor(&rand(&[2, 3, 7, 6], 3)).unwrap();
     let neg = |dims: &[usize]| Tensor::full(f32::NEG_INFINITY, dims, &Device::Cpu).unwrap();
-    // SPPF's k5 s1 p2, SPPCSPC's k13 s1 p6, a strided padded window and yolov7's MP
-    // (k2 s2), on planes larger and smaller than the window, and one wider than a vector.
+    // Every pooling of `POOLINGS` on planes larger and smaller than the window, and one
+    // wider than a vector.
     for input in [
         x.as_tensor().clone(),
         rand(&[1, 2, 2, 3], 4),
         rand(&[1, 3, 20, 23], 5),
     ] {
         let (n, c, h, w) = input.dims4().unwrap();
-        for (k, s, p) in [(5, 1, 2), (13, 1, 6), (3, 2, 1), (2, 2, 0)] {
+        for (k, s, p) in POOLINGS {
             if h + 2 * p < k || w + 2 * p < k {
                 continue;
             }
@@ -503,7 +507,7 @@ fn padded_max_pool_equals_composition() {
         let (n, c, h, w) = input.dims4().unwrap();
         let xs = input.values();
         let x = Var::from_tensor(&input).unwrap();
-        for (k, s, p) in [(5, 1, 2), (13, 1, 6), (3, 2, 1), (2, 2, 0)] {
+        for (k, s, p) in POOLINGS {
             if h + 2 * p < k || w + 2 * p < k {
                 continue;
             }

@@ -1068,7 +1068,7 @@ pub fn conv2d_bias_act(
 /// elsewhere each conv joins its parts itself.
 pub fn reads_input_parts(device: &candle_core::Device) -> bool {
     #[cfg(target_arch = "x86_64")]
-    let unfolding_free = is_x86_feature_detected!("avx512f");
+    let unfolding_free = direct::available();
     #[cfg(not(target_arch = "x86_64"))]
     let unfolding_free = false;
     unfolding_free && !portable::wanted(device) && !fake_quant::active()

@@ -38,9 +38,14 @@ const VECS: usize = 3;
 /// Output positions per register tile.
 const NR: usize = 16 * VECS;
 
+/// Whether this CPU runs the kernel (AVX-512).
+pub(super) fn available() -> bool {
+    is_x86_feature_detected!("avx512f")
+}
+
 /// Whether this CPU runs the kernel and it applies to the geometry (ungrouped, undilated).
 pub(super) fn applies(geo: &Geometry) -> bool {
-    geo.groups() == 1 && geo.p.dilation == 1 && is_x86_feature_detected!("avx512f")
+    geo.groups() == 1 && geo.p.dilation == 1 && available()
 }
 
 /// Floats of one band's phase planes: an eighth of L2, so that a band stays there
