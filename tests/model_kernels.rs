@@ -85,7 +85,7 @@ type ConvCase = ([usize; 4], [usize; 4], usize, usize, usize, usize);
 
 #[test]
 fn gemm_conv_equals_candle_conv_forward_and_backward() {
-    let cases: [ConvCase; 22] = [
+    let cases: [ConvCase; 23] = [
         ([2, 3, 17, 19], [8, 3, 6, 6], 2, 2, 1, 1), // YOLOv5's stem
         ([2, 8, 9, 9], [16, 8, 3, 3], 1, 1, 1, 1),
         ([2, 8, 9, 9], [16, 8, 3, 3], 2, 1, 1, 1),
@@ -112,6 +112,8 @@ fn gemm_conv_equals_candle_conv_forward_and_backward() {
         // transposed), in several tiles, one of them grouped.
         ([1, 4, 48, 47], [24, 4, 1, 1], 1, 0, 1, 1),
         ([1, 4, 40, 40], [16, 2, 1, 1], 1, 0, 1, 2),
+        // A weight gradient of more floats than one task sums across the images.
+        ([2, 40, 12, 12], [48, 40, 3, 3], 1, 1, 1, 1),
     ];
     for (i, (xs, ws, s, p, d, g)) in cases.into_iter().enumerate() {
         let x = Var::from_tensor(&rand(&xs, i as u64)).unwrap();
