@@ -13,6 +13,9 @@ use std::sync::OnceLock;
 use candle_core::{Device, Tensor};
 use image::{Rgb, RgbImage};
 
+mod scratch_support;
+use scratch_support::{scratch_dir, Scratch};
+
 const MODELS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/models");
 
 /// How a case must end.
@@ -93,11 +96,8 @@ fn run_cases(cases: Vec<Case>) {
     );
 }
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("actyolo-bad-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+fn scratch(name: &str) -> Scratch {
+    scratch_dir(&format!("bad-{name}"))
 }
 
 fn s(path: &Path) -> String {
@@ -370,7 +370,6 @@ fn bad_images_and_labels_are_warned_about_by_name_and_skipped() {
     });
     assert!(images.is_dir());
     run_cases(cases);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -471,7 +470,6 @@ fn data_yaml_mistakes_name_the_file_and_key() {
         &["000000.png"],
     ));
     run_cases(cases);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -540,7 +538,6 @@ fn model_yaml_mistakes_name_the_layer_row() {
         ],
     ));
     run_cases(cases);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -617,7 +614,7 @@ fn activation_spec_mistakes_name_the_argument() {
 fn trained_run() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
-        let dir = scratch("trained");
+        let dir = scratch("trained").keep_until_exit();
         let data = synth(&dir);
         let out = Command::new(env!("CARGO_BIN_EXE_actyolo"))
             .args([
@@ -861,7 +858,6 @@ fn weights_files_are_recognised_or_refused_by_name() {
         },
     ];
     run_cases(cases);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[test]
@@ -1255,7 +1251,6 @@ fn command_line_values_are_range_checked() {
         ),
     ]);
     run_cases(cases);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// A valid ONNX file that is no detector: `y = Relu(x)` on (1, 4).
@@ -1492,7 +1487,7 @@ fn export_options_and_onnx_weights_are_checked() {
                 "--calib",
                 "percentile",
                 "--project",
-                &s(Path::new(&dir).join("int8").as_path()),
+                &s(dir.join("int8").as_path()),
             ],
             Exit::Warns,
             &["INT8 simulation:", "Percentile(99.99)", "all"],

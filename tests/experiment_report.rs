@@ -20,14 +20,14 @@ struct OutDir {
 
 impl OutDir {
     fn new(test: &str) -> Self {
-        let (root, keep) = match std::env::var_os("ACTYOLO_REPORT_DIR") {
-            Some(root) => (PathBuf::from(root), true),
+        // Each test's folder directly in the temp dir: a shared parent would outlive them.
+        let (path, keep) = match std::env::var_os("ACTYOLO_REPORT_DIR") {
+            Some(root) => (PathBuf::from(root).join(test), true),
             None => (
-                std::env::temp_dir().join(format!("actyolo-report-{}", std::process::id())),
+                std::env::temp_dir().join(format!("actyolo-report-{test}-{}", std::process::id())),
                 false,
             ),
         };
-        let path = root.join(test);
         let _ = std::fs::remove_dir_all(&path);
         OutDir { path, keep }
     }

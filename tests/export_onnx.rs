@@ -4,6 +4,7 @@
 //! other sizes when dynamic; val and detect read ONNX files as weights.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use actyolo::act::zoo::ACTIVATIONS;
 use actyolo::act::ActSpec;
@@ -36,10 +37,10 @@ head:
   [[[2, 3], 1, Detect, [nc, anchors]]]
 ";
 
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("actyolo-export-{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+use val_support::{scratch_dir, Scratch};
+
+fn temp_dir(name: &str) -> Scratch {
+    scratch_dir(&format!("export-{name}"))
 }
 
 /// Pseudo-random images in [0, 1].
@@ -79,7 +80,10 @@ fn compare(ours: &Tensor, onnx: &Tensor) -> Option<(usize, f32, f32)> {
 fn check(model: &mut Model, settings: OnnxSettings, xs: &[&Tensor], what: &str) {
     model.fuse().unwrap();
     let file = to_onnx(model, &settings).unwrap_or_else(|e| panic!("{what}: {e}"));
-    let path = temp_dir("check").join(format!(
+    // A folder per check: the tests run in parallel, and each removes its own.
+    static CHECKS: AtomicUsize = AtomicUsize::new(0);
+    let dir = temp_dir(&format!("check-{}", CHECKS.fetch_add(1, Ordering::Relaxed)));
+    let path = dir.join(format!(
         "{}.onnx",
         what.replace(['/', ' ', '(', ')', '=', ','], "_")
     ));
@@ -243,7 +247,8 @@ fn a_static_export_refuses_another_input_shape() {
     let mut model = small_model(&ActSpec::silu());
     model.fuse().unwrap();
     let file = to_onnx(&model, &fixed(64, 17)).unwrap();
-    let path = temp_dir("static").join("small.onnx");
+    let dir = temp_dir("static");
+    let path = dir.join("small.onnx");
     std::fs::write(&path, &file.bytes).unwrap();
     let onnx = OnnxModel::load(&path).unwrap();
     assert_eq!(onnx.fixed_input(), Some((2, 64, 64)));

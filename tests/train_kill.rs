@@ -19,18 +19,18 @@ use actyolo::model::config::ModelConfig;
 use actyolo::model::weights::read_weights;
 use candle_core::{Device, Tensor};
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("actyolo-kill-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+mod scratch_support;
+use scratch_support::{scratch_dir, Scratch};
+
+fn scratch(name: &str) -> Scratch {
+    scratch_dir(&format!("kill-{name}"))
 }
 
 /// 16 training and 8 validation images of 64 px, made once for all tests.
 fn dataset() -> &'static Path {
     static DATA: OnceLock<PathBuf> = OnceLock::new();
     DATA.get_or_init(|| {
-        let out = scratch("data").join("data");
+        let out = scratch("data").keep_until_exit().join("data");
         let status = Command::new(env!("CARGO_BIN_EXE_actyolo"))
             .args([
                 "data",
@@ -96,7 +96,7 @@ fn values(path: &Path) -> Vec<(String, Vec<f32>)> {
 fn reference() -> &'static Path {
     static RUN: OnceLock<PathBuf> = OnceLock::new();
     RUN.get_or_init(|| {
-        let project = scratch("reference");
+        let project = scratch("reference").keep_until_exit();
         let out = train(&project, "full", &["--epochs", "3"], None);
         assert!(out.status.success(), "{}", stderr(&out));
         project.join("full")
@@ -158,7 +158,6 @@ fn a_run_killed_mid_write_resumes_to_the_same_weights() {
             );
         }
     }
-    std::fs::remove_dir_all(&project).ok();
 }
 
 #[test]
@@ -178,7 +177,6 @@ fn a_run_killed_before_its_first_checkpoint_says_so() {
         "{}",
         stderr(&out)
     );
-    std::fs::remove_dir_all(&project).ok();
 }
 
 #[test]
@@ -197,7 +195,6 @@ fn a_run_whose_resume_state_is_lost_goes_on_from_last() {
     );
     let rows = std::fs::read_to_string(run.join("results.csv")).unwrap();
     assert_eq!(rows.lines().count(), 4, "{rows}");
-    std::fs::remove_dir_all(&project).ok();
 }
 
 #[test]
@@ -232,7 +229,6 @@ fn a_run_started_with_relative_paths_resumes_from_another_folder() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    std::fs::remove_dir_all(&project).ok();
 }
 
 #[test]
@@ -264,7 +260,6 @@ fn resume_extends_a_finished_run_with_more_epochs() {
             .mode();
         assert_eq!(mode & 0o777, 0o666 & !umask, "{file}");
     }
-    std::fs::remove_dir_all(&project).ok();
 }
 
 /// The process's umask, as /proc reports it.
@@ -330,5 +325,4 @@ fn freeze_3_keeps_layers_0_to_2_and_trains_layer_3() {
     assert_eq!(parameters(&raw, &[0, 1, 2]), frozen, "trained weights");
     assert_eq!(parameters(&ema, &[0, 1, 2]), frozen, "EMA weights");
     assert_ne!(parameters(&raw, &[3]), parameters(&initial, &[3]));
-    std::fs::remove_dir_all(&project).ok();
 }

@@ -2,36 +2,13 @@
 // Each test binary uses only some of them.
 #![allow(dead_code)]
 
-use std::ops::Deref;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use actyolo::data::synth::{generate, SynthConfig};
 
-/// An empty folder in the system's temp dir, unique to the test and process, removed
-/// when dropped.
-pub struct Scratch(PathBuf);
-
-impl Deref for Scratch {
-    type Target = Path;
-
-    fn deref(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn scratch_dir(name: &str) -> Scratch {
-    let dir = std::env::temp_dir().join(format!("actyolo-test-{name}-{}", std::process::id()));
-    // A leftover from an earlier run with the same process id is stale.
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("cannot create a scratch folder");
-    Scratch(dir)
-}
+#[path = "../scratch_support/mod.rs"]
+mod scratch_support;
+pub use scratch_support::{scratch_dir, Scratch};
 
 /// A small synthetic dataset (64 px) in a scratch folder.
 pub struct SmallSynth {

@@ -1,9 +1,13 @@
 //! The val_rect fixture (tools/gen_val_rect_fixtures.py): a yolov5n `.pt` trained here,
 //! a val split of mixed aspect ratios, and val.py's results on them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde_json::Value;
+
+#[path = "../scratch_support/mod.rs"]
+mod scratch_support;
+pub use scratch_support::{scratch_dir, Scratch};
 
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/val_rect");
 
@@ -14,9 +18,8 @@ pub fn expected() -> Value {
 
 /// The fixture's dataset copied to a scratch folder, so the label cache is not written
 /// into the source tree.
-pub fn dataset_copy(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("actyolo-valrect-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+pub fn dataset_copy(name: &str) -> Scratch {
+    let dir = scratch_dir(&format!("valrect-{name}"));
     for sub in ["images/val", "labels/val"] {
         std::fs::create_dir_all(dir.join(sub)).unwrap();
         for entry in std::fs::read_dir(Path::new(FIXTURE).join(sub)).unwrap() {
