@@ -639,8 +639,8 @@ impl Geometry {
                 dw
             })
             .collect();
-        // Summed in image order for every element, in chunks spread over the threads (on
-        // one, a pass over every image's share took several ms per training step).
+        // Summed in image order for every element, in chunks spread over the threads (the
+        // whole sum ran on one before).
         let mut sum = vec![0f32; self.co * kdim];
         sum.par_chunks_mut(SUM_CHUNK)
             .enumerate()
