@@ -11,32 +11,34 @@ use std::path::{Path, PathBuf};
 use actyolo::experiment::record::{ActCost, EpochPoint, Experiment, RunRecord, RunStatus};
 use actyolo::experiment::report::{verdict, write_report, ReportFiles};
 
-/// The report folder of one test: a fresh temp folder, removed when the test passes, or
-/// a kept folder under $ACTYOLO_REPORT_DIR.
+mod scratch_support;
+use scratch_support::{scratch_dir, Scratch};
+
+/// The report folder of one test: a scratch folder, removed when the test passes, or a
+/// kept folder under $ACTYOLO_REPORT_DIR.
 struct OutDir {
     path: PathBuf,
-    keep: bool,
+    _scratch: Option<Scratch>,
 }
 
 impl OutDir {
     fn new(test: &str) -> Self {
-        // Each test's folder directly in the temp dir: a shared parent would outlive them.
-        let (path, keep) = match std::env::var_os("ACTYOLO_REPORT_DIR") {
-            Some(root) => (PathBuf::from(root).join(test), true),
-            None => (
-                std::env::temp_dir().join(format!("actyolo-report-{test}-{}", std::process::id())),
-                false,
-            ),
-        };
-        let _ = std::fs::remove_dir_all(&path);
-        OutDir { path, keep }
-    }
-}
-
-impl Drop for OutDir {
-    fn drop(&mut self) {
-        if !self.keep && !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.path);
+        match std::env::var_os("ACTYOLO_REPORT_DIR") {
+            Some(root) => {
+                let path = PathBuf::from(root).join(test);
+                let _ = std::fs::remove_dir_all(&path);
+                OutDir {
+                    path,
+                    _scratch: None,
+                }
+            }
+            None => {
+                let scratch = scratch_dir(&format!("report-{test}"));
+                OutDir {
+                    path: scratch.to_path_buf(),
+                    _scratch: Some(scratch),
+                }
+            }
         }
     }
 }
