@@ -1,6 +1,6 @@
 //! The model kernels against candle's plain ops: GEMM convolution with and without bias
-//! (forward, input, weight and bias gradients), padded max-pooling, nearest upsampling
-//! and channel concatenation (exact). Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
+//! (forward, input, weight and bias gradients), padded max-pooling, nearest upsampling,
+//! the loss's rows-and-column pick, and channel concatenation (exact). Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
 //! terms in a different order) unless a test says otherwise.
 
 mod tensor_support;
@@ -12,8 +12,9 @@ use actyolo::ops::conv2d::{
 };
 use actyolo::ops::maxpool::max_pool2d;
 use actyolo::ops::norm::{BatchNorm2d, BnConfig};
+use actyolo::ops::pick::rows_and_column;
 use actyolo::ops::upsample_nearest::upsample_nearest2d;
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var, D};
 use std::slice::from_ref;
 use tensor_support::pattern as rand;
 
@@ -731,6 +732,62 @@ fn nearest_upsample_equals_candle_forward_and_backward() {
             assert!(
                 (a - b).abs() <= 1e-6 * b.abs().max(1.0),
                 "case {i} dx[{j}]: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn rows_and_column_equal_index_select_and_narrow_forward_and_backward() {
+    // (dims, rows, column): a Detect level's maps with a row picked twice (two positives in
+    // one cell and anchor) and the first and last rows; no rows; a plain matrix.
+    let cases: [(&[usize], &[usize], usize); 3] = [
+        (&[2, 3, 4, 5, 7], &[0, 17, 17, 119, 40], 4),
+        (&[1, 3, 2, 2, 85], &[], 4),
+        (&[6, 9], &[5, 0, 5], 0),
+    ];
+    for (i, (dims, rows, column)) in cases.into_iter().enumerate() {
+        let what = format!("case {i}");
+        let x = Var::from_tensor(&rand(dims, 40 + i as u64)).unwrap();
+        let (picked, objectness) = rows_and_column(x.as_tensor(), rows, column).unwrap();
+        let no = dims[dims.len() - 1];
+        let index: Vec<u32> = rows.iter().map(|&r| r as u32).collect();
+        let plain_picked = x
+            .as_tensor()
+            .reshape(((), no))
+            .unwrap()
+            .index_select(&Tensor::new(index, &Device::Cpu).unwrap(), 0)
+            .unwrap();
+        let plain_objectness = x
+            .as_tensor()
+            .narrow(D::Minus1, column, 1)
+            .unwrap()
+            .squeeze(D::Minus1)
+            .unwrap();
+        assert_eq!(picked.dims(), plain_picked.dims(), "{what}");
+        assert_eq!(objectness.dims(), plain_objectness.dims(), "{what}");
+        assert_eq!(bits(&picked), bits(&plain_picked), "{what} rows");
+        assert_eq!(bits(&objectness), bits(&plain_objectness), "{what} column");
+        let (up_rows, up_column) = (
+            rand(picked.dims(), 50 + i as u64),
+            rand(objectness.dims(), 60 + i as u64),
+        );
+        let loss = |rows: &Tensor, column: &Tensor| {
+            let rows = (rows * &up_rows).unwrap().sum_all().unwrap();
+            (rows + (column * &up_column).unwrap().sum_all().unwrap()).unwrap()
+        };
+        let ours = loss(&picked, &objectness).backward().unwrap();
+        let plain = loss(&plain_picked, &plain_objectness).backward().unwrap();
+        let (a, b) = (
+            ours.get(x.as_tensor()).unwrap().values(),
+            plain.get(x.as_tensor()).unwrap().values(),
+        );
+        assert_eq!(a.len(), b.len(), "{what}");
+        for (j, (a, b)) in a.iter().zip(&b).enumerate() {
+            // Up to three terms (a row picked twice, and the column) summed in another order.
+            assert!(
+                (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+                "{what} dx[{j}]: {a} vs {b}"
             );
         }
     }

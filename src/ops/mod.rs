@@ -21,6 +21,7 @@ pub mod head_conv;
 pub mod maximum;
 pub mod maxpool;
 pub mod norm;
+pub mod pick;
 pub mod pointwise;
 pub mod portable;
 pub mod prelu;

@@ -13,7 +13,7 @@
 //! yolov7's `ComputeLossOTA.find_3_positive` is the same matching: [`super::ota`] takes
 //! these positives as its candidates.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{DType, Tensor};
 
 /// One ground-truth box: image index in the batch, class, and centre and size
 /// normalised to the input image.
@@ -229,18 +229,6 @@ fn positive(
     let gx = ((m.gxy[0] - offset[0]) as i64).clamp(0, nx as i64 - 1) as usize;
     let gy = ((m.gxy[1] - offset[1]) as i64).clamp(0, ny as i64 - 1) as usize;
     Positive::for_target(&m.target, m.anchor, anchor_wh, (gy, gx), (ny, nx))
-}
-
-/// The rows `rows` of a level's maps (batch, na, ny, nx, no) flattened to (·, no): the
-/// predictions of those cells and anchors, (rows.len(), no).
-pub fn select_rows(pred: &Tensor, rows: &[usize]) -> candle_core::Result<Tensor> {
-    let no = pred.dim(D::Minus1)?;
-    let index = Tensor::from_vec(
-        rows.iter().map(|&r| r as u32).collect::<Vec<_>>(),
-        rows.len(),
-        pred.device(),
-    )?;
-    pred.reshape(((), no))?.index_select(&index, 0)
 }
 
 #[cfg(test)]

@@ -15,13 +15,14 @@
 //! [`assign::build_targets`]: super::assign::build_targets
 //! [`ota::assign`]: super::ota::assign
 
-use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, DType, Layout, Shape, Tensor};
 
-use super::assign::{build_targets, select_rows, targets_from_tensor, Positive, TargetError};
+use super::assign::{build_targets, targets_from_tensor, Positive, TargetError};
 use super::ota;
 use std::sync::Arc;
 
 use crate::act::zoo::{LogSigmoid, Sigmoid};
+use crate::ops::pick::rows_and_column;
 use crate::ops::pointwise::apply;
 use crate::ops::storage::contiguous;
 
@@ -356,11 +357,11 @@ impl YoloLoss {
         let (batch, na, ny, nx, _) = pred.dims5()?;
         let zero = Tensor::zeros((), pred.dtype(), pred.device())?;
         let mut objectness = vec![0f64; batch * na * ny * nx];
+        let cells: Vec<usize> = positives.iter().map(|p| p.row((na, ny, nx))).collect();
+        let (picked, objectness_logits) = rows_and_column(pred, &cells, 4)?;
         let (lbox, lcls) = if positives.is_empty() {
             (zero.clone(), zero)
         } else {
-            let cells: Vec<usize> = positives.iter().map(|p| p.row((na, ny, nx))).collect();
-            let picked = select_rows(pred, &cells)?;
             let iou = complete_iou(
                 &predicted_boxes(&picked, positives)?,
                 &target_boxes(positives, pred)?,
@@ -385,10 +386,7 @@ impl YoloLoss {
         };
         let objectness = Tensor::from_vec(objectness, (batch, na, ny, nx), pred.device())?
             .to_dtype(pred.dtype())?;
-        let lobj = self.obj_bce.mean(
-            &pred.narrow(D::Minus1, 4, 1)?.squeeze(D::Minus1)?,
-            &objectness,
-        )?;
+        let lobj = self.obj_bce.mean(&objectness_logits, &objectness)?;
         Ok(LevelTerms { lbox, lobj, lcls })
     }
 

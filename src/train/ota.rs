@@ -14,7 +14,8 @@
 use crate::ops::boxes::{iou, xywh_to_xyxy};
 use candle_core::{DType, Tensor};
 
-use super::assign::{build_targets, select_rows, Positive, Target};
+use super::assign::{build_targets, Positive, Target};
+use crate::ops::pick::select_rows;
 
 /// How many of a target's best IoUs add up to its number of positives.
 const TOP_IOUS: usize = 10;
