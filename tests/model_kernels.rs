@@ -64,14 +64,19 @@ fn assert_same_gradients(
     wrt: &[(&Tensor, &str)],
     what: &str,
 ) {
-    let up = rand(ours.dims(), seed);
-    let g_ours = (ours * &up).unwrap().sum_all().unwrap().backward().unwrap();
-    let g_plain = (plain * &up)
-        .unwrap()
-        .sum_all()
-        .unwrap()
-        .backward()
-        .unwrap();
+    assert_same_gradients_for(ours, plain, &rand(ours.dims(), seed), wrt, what);
+}
+
+/// As [`assert_same_gradients`], for the upstream gradient `up`.
+fn assert_same_gradients_for(
+    ours: &Tensor,
+    plain: &Tensor,
+    up: &Tensor,
+    wrt: &[(&Tensor, &str)],
+    what: &str,
+) {
+    let g_ours = (ours * up).unwrap().sum_all().unwrap().backward().unwrap();
+    let g_plain = (plain * up).unwrap().sum_all().unwrap().backward().unwrap();
     for (t, name) in wrt {
         assert_close(
             g_ours.get(t).unwrap(),
@@ -415,17 +420,33 @@ fn detect_head_conv_equals_conv_reshape_permute() {
             .contiguous()
             .unwrap();
         assert_close(&ours, &plain, &format!("case {i} forward"));
-        assert_same_gradients(
-            &ours,
-            &plain,
-            330 + i as u64,
-            &[
-                (x.as_tensor(), "dx"),
-                (w.as_tensor(), "dw"),
-                (b.as_tensor(), "dbias"),
-            ],
-            &format!("case {i}"),
-        );
+        let wrt = [
+            (x.as_tensor(), "dx"),
+            (w.as_tensor(), "dw"),
+            (b.as_tensor(), "dbias"),
+        ];
+        assert_same_gradients(&ours, &plain, 330 + i as u64, &wrt, &format!("case {i}"));
+        // The loss's gradient: the objectness output (4) in every cell, the other outputs
+        // only in a few cells (every 37th); the backward's sparse route.
+        let dense = rand(ours.dims(), 340 + i as u64).values();
+        let sparse: Vec<f32> = dense
+            .chunks_exact(no)
+            .enumerate()
+            .flat_map(|(row, values)| {
+                let cell = row % (xs[2] * xs[3]);
+                values.iter().enumerate().map(
+                    move |(o, &v)| {
+                        if o == 4 || cell % 37 == 3 {
+                            v
+                        } else {
+                            0.0
+                        }
+                    },
+                )
+            })
+            .collect();
+        let up = Tensor::from_vec(sparse, ours.dims(), &Device::Cpu).unwrap();
+        assert_same_gradients_for(&ours, &plain, &up, &wrt, &format!("case {i}, sparse"));
     }
 }
 
