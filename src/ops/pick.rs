@@ -2,8 +2,9 @@
 //! level's map: the picked cells' outputs, and every cell's objectness. As one op, the
 //! gradient of the map is written in one pass. candle's `index_select` and `narrow` each
 //! gave the map a gradient of its full size (a zeroed buffer and a copy for each, the
-//! narrow's as a strided concatenation of zeros) before adding them: about 11 ms of
-//! yolov5n's 280-ms training step at batch 8, 320, for maps that are almost all zeros.
+//! narrow's as a strided concatenation of zeros) before adding them, for maps that are
+//! almost all zeros: the loss's backward took about 11 ms of yolov5n's 280-ms training
+//! step at batch 8, 320, and takes about 5 with this op.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
