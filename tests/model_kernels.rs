@@ -1,7 +1,8 @@
 //! The model kernels against candle's plain ops: GEMM convolution with and without bias
 //! (forward, input, weight and bias gradients), padded max-pooling, nearest upsampling,
-//! the loss's rows-and-column pick, and channel concatenation (exact). Tolerance: 1e-4 absolute + relative (f32 sums over up to a few thousand
-//! terms in a different order) unless a test says otherwise.
+//! the loss's rows-and-column pick, and channel concatenation (exact). Tolerance: 1e-4
+//! absolute + relative (f32 sums over up to a few thousand terms in a different order)
+//! unless a test says otherwise.
 
 mod tensor_support;
 
