@@ -52,6 +52,14 @@ fn image_t(x: &[f32], (c, plane): (usize, usize)) -> MatRef<'_> {
 /// One image's share of the backward: dW, db and, when x needs it, dX.
 type ImageGrads = (Vec<f32>, Vec<f64>, Option<Vec<f32>>);
 
+/// Adds the rows of `rows` (each `db.len()` floats) to `db` in order, in f64: the bias
+/// gradient of a block of cells.
+fn add_rows(db: &mut [f64], rows: &[f32]) {
+    for row in rows.chunks_exact(db.len()) {
+        db.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
+    }
+}
+
 /// One image's and anchor's gradient dY_ia (cells × no) where it is mostly zeros, as the
 /// loss leaves it: the objectness output has a gradient in every cell, the other outputs
 /// only in the cells of positives. The dense GEMMs over every cell and output then spent
@@ -179,9 +187,7 @@ impl SparseBlock {
         {
             db[o] += values.iter().map(|&v| v as f64).sum::<f64>();
         }
-        for row in self.row_values.chunks_exact(no) {
-            db.iter_mut().zip(row).for_each(|(s, &v)| *s += v as f64);
-        }
+        add_rows(db, &self.row_values);
         let Some(dx) = dx else { return };
         // Dense outputs: W_a's rows for them, transposed (c × columns), times their values.
         let w_columns: Vec<f32> = self
@@ -191,6 +197,9 @@ impl SparseBlock {
             .collect();
         let w_columns = MatRef::rows(&w_columns, self.columns.len(), c);
         matmul(dx, w_columns.t(), columns, true, 1);
+        if self.rows.is_empty() {
+            return;
+        }
         // Sparse cells: W_aᵀ (c × no) times their rows, transposed, added into their columns.
         let mut sparse_dx = vec![0f32; c * self.rows.len()];
         matmul(
@@ -202,7 +211,7 @@ impl SparseBlock {
         );
         for (dx_ch, sums) in dx
             .chunks_exact_mut(cells)
-            .zip(sparse_dx.chunks_exact(self.rows.len().max(1)))
+            .zip(sparse_dx.chunks_exact(self.rows.len()))
         {
             for (&cell, &v) in self.rows.iter().zip(sums) {
                 dx_ch[cell] += v;
@@ -289,36 +298,29 @@ impl CustomOp3 for HeadConv {
             let per_image: Vec<ImageGrads> = (0..n)
                 .into_par_iter()
                 .map(|i| {
-                    let x_t = image_t(&x[i * c * plane..][..c * plane], (c, plane));
+                    let x_i = &x[i * c * plane..][..c * plane];
+                    let x_t = image_t(x_i, (c, plane));
                     let dy_i = &dy[i * na * plane * no..][..na * plane * no];
                     let mut dw = vec![0f32; na * no * c];
                     let mut db = vec![0f64; na * no];
                     let mut dx = want_dx.then(|| vec![0f32; c * plane]);
-                    for a in 0..na {
-                        let dy_ia = &dy_i[a * plane * no..][..plane * no];
+                    let anchors = dw
+                        .chunks_exact_mut(no * c)
+                        .zip(db.chunks_exact_mut(no))
+                        .zip(w.chunks_exact(no * c).zip(dy_i.chunks_exact(plane * no)));
+                    for ((dw_a, db_a), (w_a, dy_ia)) in anchors {
                         if let Some(sparse) = SparseBlock::of(dy_ia, no) {
-                            sparse.backward(
-                                &x[i * c * plane..][..c * plane],
-                                &w[a * no * c..][..no * c],
-                                (&mut dw[a * no * c..][..no * c], &mut db[a * no..][..no]),
-                                dx.as_deref_mut(),
-                            );
+                            sparse.backward(x_i, w_a, (dw_a, db_a), dx.as_deref_mut());
                             continue;
                         }
                         // dY_ia (plane × no); its transpose is (no × plane).
                         let block = MatRef::rows(dy_ia, plane, no);
-                        matmul(&mut dw[a * no * c..][..no * c], block.t(), x_t, false, 1);
-                        for cell in block.data.chunks_exact(no) {
-                            db[a * no..][..no]
-                                .iter_mut()
-                                .zip(cell)
-                                .for_each(|(s, &v)| *s += v as f64);
-                        }
+                        matmul(dw_a, block.t(), x_t, false, 1);
+                        add_rows(db_a, dy_ia);
                         if let Some(dx) = dx.as_mut() {
                             // dx starts at zero: accumulating from the first anchor on is
                             // the same, and a sparse anchor before this one added to it.
-                            let w_a = MatRef::rows(&w[a * no * c..][..no * c], no, c);
-                            matmul(dx, w_a.t(), block.t(), true, 1);
+                            matmul(dx, MatRef::rows(w_a, no, c).t(), block.t(), true, 1);
                         }
                     }
                     (dw, db, dx)
