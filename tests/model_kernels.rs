@@ -9,7 +9,8 @@ mod tensor_support;
 use actyolo::act::ActSpec;
 use actyolo::ops::concat;
 use actyolo::ops::conv2d::{
-    conv2d, conv2d_bias_act, conv2d_bias_max_input, conv2d_with_bias, Conv2dParams,
+    conv2d, conv2d_bias_act, conv2d_bias_act_split, conv2d_bias_max_input, conv2d_with_bias,
+    Conv2dParams,
 };
 use actyolo::ops::maxpool::max_pool2d;
 use actyolo::ops::norm::{BatchNorm2d, BnConfig};
@@ -337,6 +338,49 @@ fn conv_of_input_parts_equals_conv_of_their_concatenation_bit_for_bit() {
     let y = conv2d_bias_act(&parts, &w, &b, params, silu.as_ref(), None).unwrap();
     let grads = y.sum_all().unwrap().backward().unwrap();
     assert!(grads.get(tracked.as_tensor()).is_some());
+}
+
+#[test]
+fn stacked_convs_with_split_output_equal_each_conv_bit_for_bit() {
+    // (input parts, each conv's output channels): C3's cv1 and cv2 of one image, and of a
+    // batch in two parts, with channel blocks of 8 that straddle the convs.
+    let cases = [
+        (vec![[1, 32, 20, 20]], vec![16, 16]),
+        (vec![[3, 5, 13, 11], [3, 9, 13, 11]], vec![5, 11, 4]),
+    ];
+    let silu = ActSpec::silu().elementwise();
+    let params = conv_params(1, 0, 1, 1);
+    for (i, (part_shapes, splits)) in cases.into_iter().enumerate() {
+        let seed = 400 + 10 * i as u64;
+        let parts: Vec<Tensor> = part_shapes
+            .iter()
+            .enumerate()
+            .map(|(j, dims)| rand(dims, seed + j as u64))
+            .collect();
+        let c: usize = part_shapes.iter().map(|dims| dims[1]).sum();
+        let co: usize = splits.iter().sum();
+        let (w, b) = (rand(&[co, c, 1, 1], seed + 5), rand(&[co], seed + 6));
+        let ours = conv2d_bias_act_split(&parts, &w, &b, params, silu.as_ref(), &splits)
+            .unwrap()
+            .expect("a 1×1 conv on this CPU");
+        assert_eq!(ours.len(), splits.len(), "case {i}");
+        let mut first = 0;
+        for (j, (y, &channels)) in ours.iter().zip(&splits).enumerate() {
+            let (wj, bj) = (
+                w.narrow(0, first, channels).unwrap(),
+                b.narrow(0, first, channels).unwrap(),
+            );
+            let expected = conv2d_bias_act(&parts, &wj, &bj, params, silu.as_ref(), None).unwrap();
+            assert_eq!(y.dims(), expected.dims(), "case {i}, conv {j}");
+            assert_eq!(bits(y), bits(&expected), "case {i}, conv {j}");
+            first += channels;
+        }
+    }
+    // A 3×3 conv does not read its input once for several: None, and the caller runs them.
+    let x = rand(&[1, 4, 8, 8], 430);
+    let (w, b) = (rand(&[6, 4, 3, 3], 431), rand(&[6], 432));
+    let split = conv2d_bias_act_split(from_ref(&x), &w, &b, conv_params(1, 1, 1, 1), None, &[3, 3]);
+    assert!(split.unwrap().is_none());
 }
 
 #[test]

@@ -1,11 +1,15 @@
 //! Conv: Conv2d (no bias) + BatchNorm2d + activation; after `fuse`, Conv2d with bias +
 //! activation. The block every other block and the anchor-free head are made of.
 
+use std::sync::Arc;
+
 use candle_core::{Result, Tensor};
 
 use super::block::{Block, BlockContext};
-use crate::act::{ActSpec, Activation};
+use crate::act::{probe, ActSpec, Activation};
+use crate::ops::conv2d::{conv2d_bias_act_split, Conv2dParams};
 use crate::ops::conv_bn_layer::{ConvBn, ConvShape, Cost};
+use crate::ops::elementwise::Elementwise;
 use crate::ops::graph::{Graph, GraphError};
 
 /// Conv2d (no bias) + BatchNorm2d + activation.
@@ -95,5 +99,69 @@ impl Block for Conv {
 
     fn activations(&self) -> Vec<&Activation> {
         vec![&self.act]
+    }
+}
+
+/// 1×1 Convs of one input, once fused, as one conv of their weights stacked along the
+/// output channels: at inference it reads the input once, where each conv read it again
+/// (C3's cv1 and cv2, whose input is the largest tensor of each stage, often in parts).
+#[derive(Debug)]
+pub struct StackedConvs {
+    weight: Tensor,
+    bias: Tensor,
+    params: Conv2dParams,
+    act: Arc<dyn Elementwise>,
+    /// Each conv's output channels.
+    splits: Vec<usize>,
+}
+
+impl StackedConvs {
+    /// `convs` (fused) stacked, or None unless they are 1×1 convs of the same input
+    /// channels and geometry with the same parameter-free activation.
+    pub fn of(convs: &[&Conv]) -> Result<Option<StackedConvs>> {
+        let Some(first) = convs.first() else {
+            return Ok(None);
+        };
+        let (weights, biases): (Vec<Tensor>, Vec<Tensor>) = convs
+            .iter()
+            .map(|c| c.body.folded())
+            .collect::<Result<Vec<_>>>()?
+            .into_iter()
+            .unzip();
+        let params = first.body.conv_params();
+        let input = weights[0].dim(1)?;
+        let alike = convs.iter().zip(&weights).all(|(c, w)| {
+            c.body.conv_params() == params
+                && w.dims()[1..] == [input, 1, 1]
+                && c.act.spec() == first.act.spec()
+        });
+        let (Some(act), true) = (first.act.fusable(false), alike) else {
+            return Ok(None);
+        };
+        Ok(Some(StackedConvs {
+            splits: weights.iter().map(|w| w.dim(0)).collect::<Result<_>>()?,
+            weight: Tensor::cat(&weights, 0)?,
+            bias: Tensor::cat(&biases, 0)?,
+            params,
+            act,
+        }))
+    }
+
+    /// Each conv's `forward_joined(parts)`, or None where the stacked conv does not run
+    /// (training, diagnostics, or where the kernel does not apply): then each conv runs on
+    /// its own.
+    pub fn forward(&self, parts: &[Tensor], train: bool) -> Result<Option<Vec<Tensor>>> {
+        if train || probe::is_capturing() {
+            return Ok(None);
+        }
+        let act = Some(&self.act);
+        conv2d_bias_act_split(
+            parts,
+            &self.weight,
+            &self.bias,
+            self.params,
+            act,
+            &self.splits,
+        )
     }
 }

@@ -477,7 +477,9 @@ impl Geometry {
     /// The convolution of the input `parts` (their channels following each other; one part
     /// unless [`Self::reads_parts`]), plus `bias` per output channel when given, then `act`,
     /// then plus `residual` (the output's shape) when given: the unfolding-free kernel adds
-    /// it as it stores each tile; the other routes add it in a pass of their own.
+    /// it as it stores each tile; the other routes add it in a pass of their own. The output
+    /// is NCHW, or with `output_parts` (only where the input may come in parts), each part's
+    /// (n, channels, plane) block after the one before.
     fn forward(
         &self,
         parts: &[&[f32]],
@@ -485,13 +487,14 @@ impl Geometry {
         bias: Option<&[f32]>,
         act: Option<&dyn Elementwise>,
         residual: Option<&[f32]>,
+        output_parts: &[usize],
     ) -> Vec<f32> {
         #[cfg(target_arch = "x86_64")]
         if self.runs_direct() {
-            return direct::forward(self, parts, w, bias, act, residual);
+            return direct::forward(self, parts, w, bias, act, residual, output_parts);
         }
-        let [x] = parts else {
-            unreachable!("only the unfolding-free kernel reads an input in parts")
+        let ([x], []) = (parts, output_parts) else {
+            unreachable!("only the unfolding-free kernel reads or writes a tensor in parts")
         };
         let mut y = if self.is_depthwise() {
             self.depthwise_forward(x, w, bias, act, None)
@@ -803,6 +806,10 @@ pub struct Conv2dOp {
     /// Inputs whose channels follow x's: the op convolves their concatenation along the
     /// channels without writing it (a 1×1, stride-1 conv on the unfolding-free kernel only).
     pub more_channels: Vec<Tensor>,
+    /// The output's channels in parts (none: one NCHW output), for convs that read the same
+    /// input computed as one: the output is flat, each part's (n, channels, h, w) block
+    /// after the one before (on the same kernel only, without a residual).
+    pub output_parts: Vec<usize>,
 }
 
 impl Conv2dOp {
@@ -813,6 +820,7 @@ impl Conv2dOp {
             act: None,
             residual: None,
             more_channels: Vec::new(),
+            output_parts: Vec::new(),
         }
     }
 
@@ -841,10 +849,24 @@ impl Conv2dOp {
             );
         };
         let geo = Geometry::new(&x_dims, wl.dims(), self.params)?;
-        if !more.is_empty() && !geo.reads_parts() {
+        let in_parts = !more.is_empty() || !self.output_parts.is_empty();
+        if in_parts && !geo.reads_parts() {
             candle_core::bail!(
-                "conv2d: only a 1×1, stride-1 convolution on this CPU reads its input in parts; \
-                 join them first"
+                "conv2d: only a 1×1, stride-1 convolution on this CPU reads its input or writes \
+                 its output in parts; join them first"
+            );
+        }
+        let split = !self.output_parts.is_empty();
+        if split && (self.output_parts.iter().sum::<usize>() != geo.co || self.residual.is_some()) {
+            candle_core::bail!(
+                "conv2d: output parts of {:?} channels for {} output channels{}",
+                self.output_parts,
+                geo.co,
+                if self.residual.is_some() {
+                    ", with a residual"
+                } else {
+                    ""
+                }
             );
         }
         let [x, w] = contiguous_f32("conv2d", [(xs, xl), (ws, wl)])?;
@@ -867,8 +889,10 @@ impl Conv2dOp {
         let y = with_f32_slices("conv2d", &borrowed, |data| {
             let (more, residual) = data.split_at(self.more_channels.len());
             let parts: Vec<&[f32]> = std::iter::once(x).chain(more.iter().copied()).collect();
-            geo.forward(&parts, w, bias, act, residual.first().copied())
+            let residual = residual.first().copied();
+            geo.forward(&parts, w, bias, act, residual, &self.output_parts)
         })?;
+        let shape = if split { Shape::from(y.len()) } else { shape };
         Ok((y, shape))
     }
 
@@ -1051,14 +1075,7 @@ pub fn conv2d_bias_act(
         return plus_residual(y, residual);
     }
     let _t = profile::span(Stage::ConvForward);
-    let more: Vec<&[usize]> = xs[1..].iter().map(Tensor::dims).collect();
-    let in_parts = !more.is_empty()
-        && reads_input_parts(first.device())
-        && xs.iter().all(|x| x.dtype() == DType::F32)
-        && joined_dims(first.dims(), &more)
-            .and_then(|dims| Geometry::new(&dims, weight.dims(), params).ok())
-            .is_some_and(|geo| geo.reads_parts());
-    let (x, more_channels) = if in_parts {
+    let (x, more_channels) = if xs.len() > 1 && reads_in_parts(xs, weight, params) {
         let more = xs[1..].iter().map(Tensor::contiguous);
         (first.clone(), more.collect::<Result<Vec<_>>>()?)
     } else {
@@ -1073,8 +1090,67 @@ pub fn conv2d_bias_act(
             act: act.cloned(),
             residual: residual.map(Tensor::contiguous).transpose()?,
             more_channels,
+            output_parts: Vec::new(),
         },
     )
+}
+
+/// [`conv2d_bias_act`], without a residual, of convs that read the same input `xs`, as one
+/// conv: `weight` and `bias` are theirs stacked along the output channels, and `splits`
+/// their output channels. The input is read once, and each conv's output is a tensor of its
+/// own, written as such. `None` where this does not apply (anything but a 1×1, stride-1
+/// conv of f32 tensors that need no gradient, on the unfolding-free kernel, without
+/// simulated INT8): then the caller runs the convs one by one.
+pub fn conv2d_bias_act_split(
+    xs: &[Tensor],
+    weight: &Tensor,
+    bias: &Tensor,
+    params: Conv2dParams,
+    act: Option<&Arc<dyn Elementwise>>,
+    splits: &[usize],
+) -> Result<Option<Vec<Tensor>>> {
+    let Some(first) = xs.first() else {
+        candle_core::bail!("conv2d: no input");
+    };
+    let tracked = xs.iter().chain([weight, bias]).any(Tensor::track_op);
+    if tracked || !reads_in_parts(xs, weight, params) {
+        return Ok(None);
+    }
+    let _t = profile::span(Stage::ConvForward);
+    let more_channels = xs[1..].iter().map(Tensor::contiguous);
+    let y = first.contiguous()?.apply_op3_no_bwd(
+        &weight.contiguous()?,
+        &bias.contiguous()?,
+        &Conv2dOp {
+            params,
+            act: act.cloned(),
+            residual: None,
+            more_channels: more_channels.collect::<Result<_>>()?,
+            output_parts: splits.to_vec(),
+        },
+    )?;
+    // 1×1, stride 1, unpadded: each output plane is the input's.
+    let (n, _, h, w) = first.dims4()?;
+    let mut start = 0;
+    let parts = splits.iter().map(|&channels| {
+        let floats = n * channels * h * w;
+        start += floats;
+        y.narrow(0, start - floats, floats)?
+            .reshape((n, channels, h, w))
+    });
+    parts.collect::<Result<_>>().map(Some)
+}
+
+/// Whether a conv of `weight` reads `xs` (f32 on the CPU, whose channels follow each other)
+/// where they lie: a 1×1, stride-1 conv on the unfolding-free kernel, without simulated
+/// INT8.
+fn reads_in_parts(xs: &[Tensor], weight: &Tensor, params: Conv2dParams) -> bool {
+    let more: Vec<&[usize]> = xs[1..].iter().map(Tensor::dims).collect();
+    reads_input_parts(xs[0].device())
+        && xs.iter().all(|x| x.dtype() == DType::F32)
+        && joined_dims(xs[0].dims(), &more)
+            .and_then(|dims| Geometry::new(&dims, weight.dims(), params).ok())
+            .is_some_and(|geo| geo.reads_parts())
 }
 
 /// Whether [`conv2d_bias_act`] on `device` may read a 1×1 conv's input parts where they lie

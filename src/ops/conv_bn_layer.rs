@@ -157,7 +157,7 @@ impl ConvBn {
         }
     }
 
-    fn conv_params(&self) -> Conv2dParams {
+    pub fn conv_params(&self) -> Conv2dParams {
         Conv2dParams {
             stride: self.stride,
             padding: self.padding,

@@ -9,7 +9,7 @@ use serde_yaml::Value;
 
 use crate::act::ActSpec;
 use crate::model::block::{Block, BlockContext};
-use crate::model::conv::Conv;
+use crate::model::conv::{Conv, StackedConvs};
 use crate::model::layer::{BlockDef, Built, LayerInputs, LayerSpec};
 use crate::model::yaml_args::{RowArgs, RowError};
 use crate::ops::conv_bn_layer::{ConvShape, Cost};
@@ -193,6 +193,8 @@ pub struct C3 {
     cv2: Conv,
     cv3: Conv,
     m: Vec<Bottleneck>,
+    /// cv1 and cv2 as one conv once fused, reading the block's input once at inference.
+    cv12: Option<StackedConvs>,
 }
 
 impl C3 {
@@ -219,6 +221,7 @@ impl C3 {
                     Bottleneck::new(hidden, hidden, shortcut, g, k, 1.0, act, &ctx.pp("m").pp(j))
                 })
                 .collect::<Result<_>>()?,
+            cv12: None,
         })
     }
 }
@@ -227,12 +230,21 @@ impl C3 {
     /// The block of the input's channel parts (one part: the input itself): cv1 and cv2 are
     /// 1×1 and read them where they lie.
     fn forward_of_parts(&self, parts: &[Tensor], train: bool) -> Result<Tensor> {
-        let mut y = self.cv1.forward_joined(parts, train)?;
+        let stacked = match &self.cv12 {
+            Some(cv12) => cv12.forward(parts, train)?,
+            None => None,
+        };
+        let (mut y, y2) = match stacked.as_deref() {
+            Some([y1, y2]) => (y1.clone(), y2.clone()),
+            _ => (
+                self.cv1.forward_joined(parts, train)?,
+                self.cv2.forward_joined(parts, train)?,
+            ),
+        };
         for b in &self.m {
             y = b.forward(&y, train)?;
         }
-        self.cv3
-            .forward_joined(&[y, self.cv2.forward_joined(parts, train)?], train)
+        self.cv3.forward_joined(&[y, y2], train)
     }
 }
 
@@ -275,5 +287,11 @@ impl Block for C3 {
         let mut blocks: Vec<&mut dyn Block> = vec![&mut self.cv1, &mut self.cv2, &mut self.cv3];
         blocks.extend(self.m.iter_mut().map(|b| b as &mut dyn Block));
         blocks
+    }
+
+    fn fuse(&mut self) -> Result<()> {
+        self.children_mut().into_iter().try_for_each(|b| b.fuse())?;
+        self.cv12 = StackedConvs::of(&[&self.cv1, &self.cv2])?;
+        Ok(())
     }
 }

@@ -209,7 +209,9 @@ pub(super) fn reads_in_place(geo: &Geometry) -> bool {
 
 /// The convolution plus `bias`, then `act`, then plus `residual` (the output's shape), of
 /// every image of the input: `parts`, whose channels follow each other (one part unless
-/// [`reads_in_place`]), each `n · channels · h · w` floats.
+/// [`reads_in_place`]), each `n · channels · h · w` floats. The output is NCHW, or, with
+/// `output_parts` (channel counts adding up to `co`; only without a residual), each part's
+/// `n · channels · plane` block after the one before.
 pub(super) fn forward(
     geo: &Geometry,
     parts: &[&[f32]],
@@ -217,6 +219,7 @@ pub(super) fn forward(
     bias: Option<&[f32]>,
     act: Option<&dyn Elementwise>,
     residual: Option<&[f32]>,
+    output_parts: &[usize],
 ) -> Vec<f32> {
     let len = geo.n * geo.co * geo.plane();
     if len == 0 {
@@ -233,6 +236,7 @@ pub(super) fn forward(
     // Every product row's weights are read: the parts hold exactly the input's channels.
     assert_eq!(part_channels.iter().sum::<usize>(), geo.c);
     let layout = Layout::new(geo, &part_channels);
+    let starts = ChannelStarts::new(geo, output_parts);
     let x = parts[0];
     let (blocks, bands) = (geo.co.div_ceil(MR), layout.bands(geo));
     let block_params: Vec<_> = (0..blocks)
@@ -341,7 +345,8 @@ pub(super) fn forward(
                         // of this band of image i, and `store` writes inside `y`'s `len` floats
                         // (and reads inside `residual`'s, the same number).
                         unsafe {
-                            pieces.store(geo, &sums, in_registers, out, residual, i, channels)
+                            let out = (out, &starts);
+                            pieces.store(&sums, in_registers, out, residual, i, channels)
                         };
                     }
                 }
@@ -414,6 +419,41 @@ unsafe fn tile_sums<const V: usize>(
     }
 }
 
+/// Where each output channel's plane starts, per image: NCHW, or each output part's
+/// (n, channels, plane) block after the one before, so that each part is a tensor of its
+/// own (the outputs of convs that read the same input, computed as one).
+struct ChannelStarts {
+    /// For each output channel, its plane's start in image 0, and the floats between images.
+    starts: Vec<(usize, usize)>,
+}
+
+impl ChannelStarts {
+    /// `output_parts`: the parts' channels, adding up to `geo.co`; none for NCHW.
+    fn new(geo: &Geometry, output_parts: &[usize]) -> ChannelStarts {
+        let plane = geo.plane();
+        let nchw = [geo.co];
+        let parts = if output_parts.is_empty() {
+            &nchw[..]
+        } else {
+            output_parts
+        };
+        assert_eq!(parts.iter().sum::<usize>(), geo.co);
+        let mut starts = Vec::with_capacity(geo.co);
+        let mut part_start = 0;
+        for &channels in parts {
+            starts.extend((0..channels).map(|c| (part_start + c * plane, channels * plane)));
+            part_start += geo.n * channels * plane;
+        }
+        ChannelStarts { starts }
+    }
+
+    /// Where channel `co` of image `i` starts.
+    fn of(&self, i: usize, co: usize) -> usize {
+        let (start, image) = self.starts[co];
+        start + i * image
+    }
+}
+
 /// Where a tile's outputs go (positions `q0..end`, at most NR, of the band that starts at
 /// output row `oy0`, where they lie inside an output row): position q of the band's row oy
 /// goes to (oy0 + oy) · ow + (q − oy · wq). The same for every channel block of the tile.
@@ -459,21 +499,19 @@ impl StorePieces {
     ///
     /// # Safety
     /// The CPU must have AVX-512F. No other thread may write these outputs; `out`, and
-    /// `residual` when given, hold `n · co · plane` floats.
-    #[allow(clippy::too_many_arguments)]
+    /// `residual` when given, hold `n · co · plane` floats, where `starts` puts each channel.
     #[target_feature(enable = "avx512f")]
     unsafe fn store(
         &self,
-        geo: &Geometry,
         sums: &[[f32; NR]; MR],
         act: Option<Kernel>,
-        out: SharedOut,
+        (out, starts): (SharedOut, &ChannelStarts),
         residual: Option<&[f32]>,
         i: usize,
         channels: Range<usize>,
     ) {
         for (r, co) in channels.enumerate() {
-            let first = (i * geo.co + co) * geo.plane();
+            let first = starts.of(i, co);
             let base = out.0.wrapping_add(first);
             let residual = residual.map(|x| x.as_ptr().wrapping_add(first));
             // A vector that spans two output rows is two pieces, activated once.
