@@ -10,7 +10,7 @@ use actyolo::act::ActSpec;
 use actyolo::ops::concat;
 use actyolo::ops::conv2d::{
     conv2d, conv2d_bias_act, conv2d_bias_act_split, conv2d_bias_max_input, conv2d_with_bias,
-    Conv2dParams,
+    reads_input_parts, Conv2dParams,
 };
 use actyolo::ops::maxpool::max_pool2d;
 use actyolo::ops::norm::{BatchNorm2d, BnConfig};
@@ -360,9 +360,16 @@ fn stacked_convs_with_split_output_equal_each_conv_bit_for_bit() {
         let c: usize = part_shapes.iter().map(|dims| dims[1]).sum();
         let co: usize = splits.iter().sum();
         let (w, b) = (rand(&[co, c, 1, 1], seed + 5), rand(&[co], seed + 6));
-        let ours = conv2d_bias_act_split(&parts, &w, &b, params, silu.as_ref(), &splits)
-            .unwrap()
-            .expect("a 1×1 conv on this CPU");
+        let split = conv2d_bias_act_split(&parts, &w, &b, params, silu.as_ref(), &splits);
+        let Some(ours) = split.unwrap() else {
+            // Only the unfolding-free kernel (AVX-512) computes them as one; elsewhere the
+            // caller runs the convs one by one.
+            assert!(
+                !reads_input_parts(&Device::Cpu),
+                "case {i}: None on this CPU"
+            );
+            continue;
+        };
         assert_eq!(ours.len(), splits.len(), "case {i}");
         let mut first = 0;
         for (j, (y, &channels)) in ours.iter().zip(&splits).enumerate() {
